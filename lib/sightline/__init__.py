@@ -1,0 +1,3 @@
+"""sightline: do vision models look where experts look?"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,110 @@
+"""Preprocessing geometry: how an image lands in a model's input frame, and boxes with it.
+
+One `Geometry` drives both the pixels a model sees and the masks its maps are scored
+against, so the two can never disagree. Two modes, matching the models' processors:
+
+- squash: resize the whole image to ``size x size`` (aspect ratio not kept);
+- crop: resize the shortest edge to ``resize`` then centre-crop ``size x size``
+  (torchvision's rounding, so the frame matches ``T.Resize`` + ``T.CenterCrop``).
+
+Box coordinates are relative (fractions of the image width / height), as in
+WikiChurches' ``building_parts.json``; frame coordinates are relative to the frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2 as T
+
+Interpolation = Literal["bilinear", "bicubic"]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A square model input frame of side ``size``; ``resize`` set means resize-then-centre-crop."""
+
+    size: int = 224
+    resize: int | None = None
+    interpolation: Interpolation = "bicubic"
+
+    @property
+    def mode(self) -> Literal["squash", "crop"]:
+        return "squash" if self.resize is None else "crop"
+
+    def frame_in_image(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """The image region the frame shows, as relative ``(x0, y0, x1, y1)``."""
+        if self.resize is None:
+            return (0.0, 0.0, 1.0, 1.0)
+        new_w, new_h = _resized_size(width, height, self.resize)
+        left = int(round((new_w - self.size) / 2.0))
+        top = int(round((new_h - self.size) / 2.0))
+        return (
+            left / new_w,
+            top / new_h,
+            (left + self.size) / new_w,
+            (top + self.size) / new_h,
+        )
+
+    def boxes_to_frame(self, boxes_ltwh: np.ndarray, width: int, height: int) -> np.ndarray:
+        """Relative ``(left, top, width, height)`` image boxes -> ``(x0, y0, x1, y1)`` in the frame.
+
+        Coordinates are clipped to ``[0, 1]``: a centre crop drops box parts outside it,
+        and a box wholly outside the crop comes back with zero area.
+        """
+        boxes = np.asarray(boxes_ltwh, dtype=np.float64).reshape(-1, 4)
+        fx0, fy0, fx1, fy1 = self.frame_in_image(width, height)
+        x0 = (boxes[:, 0] - fx0) / (fx1 - fx0)
+        y0 = (boxes[:, 1] - fy0) / (fy1 - fy0)
+        x1 = (boxes[:, 0] + boxes[:, 2] - fx0) / (fx1 - fx0)
+        y1 = (boxes[:, 1] + boxes[:, 3] - fy0) / (fy1 - fy0)
+        return np.clip(np.stack([x0, y0, x1, y1], axis=1), 0.0, 1.0)
+
+    def transform(self) -> T.Compose:
+        """PIL RGB image -> float tensor ``(3, size, size)`` in ``[0, 1]`` (normalise separately)."""
+        mode = InterpolationMode(self.interpolation)
+        if self.resize is None:
+            spatial = [T.Resize((self.size, self.size), interpolation=mode, antialias=True)]
+        else:
+            spatial = [
+                T.Resize(self.resize, interpolation=mode, antialias=True),
+                T.CenterCrop(self.size),
+            ]
+        return T.Compose([T.ToImage(), *spatial, T.ToDtype(torch.float32, scale=True)])
+
+    def frame_image(self, image: Image.Image) -> Image.Image:
+        """The image as the model sees it (before normalisation), for overlays."""
+        array = self.transform()(image).permute(1, 2, 0).clamp(0, 1).mul(255).byte().numpy()
+        return Image.fromarray(array)
+
+
+def _resized_size(width: int, height: int, shortest: int) -> tuple[int, int]:
+    """Output size of torchvision's ``Resize(shortest)`` (short side = shortest, long side floored)."""
+    if width <= height:
+        return shortest, int(shortest * height / width)
+    return int(shortest * width / height), shortest
+
+
+def rasterise(boxes_xyxy: np.ndarray, resolution: int) -> np.ndarray:
+    """Frame-relative boxes -> boolean masks ``(n, R, R)``.
+
+    A pixel belongs to a box when its centre lies inside ``[x0, x1) x [y0, y1)``; a box of
+    positive area too thin to contain a centre still gets the pixel holding its centre, so
+    no visible box scores as empty. Zero-area boxes (e.g. cropped away) give empty masks.
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    centres = (np.arange(resolution) + 0.5) / resolution
+    inside_x = (centres[None, :] >= boxes[:, 0:1]) & (centres[None, :] < boxes[:, 2:3])
+    inside_y = (centres[None, :] >= boxes[:, 1:2]) & (centres[None, :] < boxes[:, 3:4])
+    masks = inside_y[:, :, None] & inside_x[:, None, :]
+    visible = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    for i in np.flatnonzero(visible & ~masks.any(axis=(1, 2))):
+        cx = min(int((boxes[i, 0] + boxes[i, 2]) / 2 * resolution), resolution - 1)
+        cy = min(int((boxes[i, 1] + boxes[i, 3]) / 2 * resolution), resolution - 1)
+        masks[i, cy, cx] = True
+    return masks

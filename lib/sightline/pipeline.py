@@ -1,0 +1,290 @@
+"""Incremental, headless execution of the Jupytext notebooks with papermill.
+
+A notebook re-runs only when its stamp changes: the hash of its source, the params
+sections it declares in its ``parameters`` cell, the library code, the pinned package
+set, the data it reads and the stamps of the notebooks it needs (``sightline: needs``
+in its Jupytext header). Stamps are written only after a notebook succeeds, so an
+interrupted or failed build re-runs exactly what is not yet done.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jupytext
+import papermill
+from papermill.exceptions import PapermillExecutionError
+
+from . import config, data, synthetic
+
+KERNEL_NAME = "sightline-python"
+# Parameters the build provides besides the params file's top-level sections.
+BUILD_PARAMETERS = ("tables_dir", "project_root")
+
+
+@dataclass
+class Notebook:
+    name: str
+    path: Path
+    parameters: list[str]
+    needs: list[str] = field(default_factory=list)
+
+
+class BuildError(Exception):
+    """A build that cannot go on; the message says which notebook / file and why."""
+
+
+def discover(notebooks_dir: Path) -> list[Notebook]:
+    """The Jupytext notebooks in run order (by file name), with their declared parameters."""
+    notebooks = []
+    for path in sorted(notebooks_dir.glob("*.py")):
+        nb = jupytext.read(path)
+        cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        if len(cells) != 1:
+            raise BuildError(
+                f"{path}: needs exactly one cell tagged 'parameters', found {len(cells)}"
+            )
+        names = [
+            target.id
+            for node in ast.parse(cells[0].source).body
+            if isinstance(node, ast.Assign)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        ]
+        needs = list(nb.metadata.get("sightline", {}).get("needs", []))
+        notebooks.append(Notebook(path.stem, path, names, needs))
+    known = {nb.name for nb in notebooks}
+    for nb in notebooks:
+        for need in nb.needs:
+            if need not in known:
+                raise BuildError(
+                    f"{nb.path}: needs unknown notebook '{need}' (have: {sorted(known)})"
+                )
+    return notebooks
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def library_digest(root: Path) -> str:
+    """Hash of the library source and the pinned package set."""
+    files = sorted((root / "lib" / "sightline").rglob("*.py"))
+    lock = root / "requirements-lock.txt"
+    return _digest(*(f.read_bytes() for f in files), lock.read_bytes() if lock.exists() else b"")
+
+
+def prepare_dataset(params: config.Params) -> str:
+    """Generate the synthetic data if the profile uses it; fingerprint what the notebooks read."""
+    ds = params.dataset
+    if isinstance(ds, config.SyntheticDataset):
+        synthetic.make_synthetic(
+            ds.root,
+            n_annotated=ds.n_annotated,
+            n_pool=ds.n_pool,
+            seed=params.seed,
+            image_size=tuple(ds.image_size),
+        )
+    else:
+        data.load_wikichurches(ds.root, strict=ds.strict)  # fails early, naming what is missing
+    return data.dataset_fingerprint(ds.root)
+
+
+@dataclass
+class BuildResult:
+    profile_dir: Path
+    executed: list[str]
+    cached: list[str]
+    records: dict[str, dict]
+
+
+def build(
+    params_path: Path,
+    *,
+    root: Path,
+    report_root: Path | None = None,
+    only: list[str] | None = None,
+    force: bool = False,
+) -> BuildResult:
+    """Run the stale notebooks of a profile, then (re)make the report if anything changed."""
+    from . import report
+
+    params = config.load_params(params_path, base=root)
+    profile_dir = (report_root or root / "report") / params.profile
+    notebooks = discover(root / "notebooks")
+    if only:
+        unknown = sorted(set(only) - {nb.name for nb in notebooks})
+        if unknown:
+            raise BuildError(
+                f"--only: unknown notebook(s) {unknown}; have {[nb.name for nb in notebooks]}"
+            )
+    (profile_dir / "tables").mkdir(parents=True, exist_ok=True)
+    (profile_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    stamps_path = profile_dir / "stamps.json"
+    records: dict[str, dict] = json.loads(stamps_path.read_text()) if stamps_path.exists() else {}
+
+    print(f"[build] profile '{params.profile}' -> {profile_dir}", flush=True)
+    started = time.perf_counter()
+    data_digest = prepare_dataset(params)
+    print(f"[build] data ready ({time.perf_counter() - started:.1f} s)", flush=True)
+    lib_digest = library_digest(root)
+    stamps: dict[str, str] = {}
+    executed, cached = [], []
+    for nb in notebooks:
+        injected = _parameters(nb, params, profile_dir, root)
+        stamps[nb.name] = _digest(
+            nb.path.read_bytes(),
+            injected,
+            lib_digest,
+            data_digest if "dataset" in nb.parameters else "",
+            [stamps[n] for n in nb.needs],
+        )
+        output = profile_dir / "notebooks" / f"{nb.name}.ipynb"
+        fresh = records.get(nb.name, {}).get("stamp") == stamps[nb.name] and output.exists()
+        wanted = only is None or nb.name in only
+        if fresh and not force or not wanted:
+            if wanted:
+                print(f"[build] {nb.name}: cached (unchanged)", flush=True)
+                cached.append(nb.name)
+            continue
+        print(f"[build] {nb.name}: started", flush=True)
+        seconds = execute(nb, injected, output, root)
+        print(f"[build] {nb.name}: done in {seconds:.1f} s", flush=True)
+        records[nb.name] = {
+            "stamp": stamps[nb.name],
+            "seconds": round(seconds, 1),
+            "executed_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "commit": git_commit(root),
+        }
+        stamps_path.write_text(json.dumps(records, indent=2))
+        executed.append(nb.name)
+
+    report_stamp = _digest(
+        [records[nb.name]["stamp"] for nb in notebooks if nb.name in records],
+        Path(report.__file__).read_bytes(),
+    )
+    index = profile_dir / "index.html"
+    if executed or force or not index.exists() or records.get("_report") != report_stamp:
+        report.build_report(params, params_path, profile_dir, notebooks, records, root)
+        records["_report"] = report_stamp
+        stamps_path.write_text(json.dumps(records, indent=2))
+        print(f"[build] report: {index} and {profile_dir / 'report.pdf'}", flush=True)
+    if not executed:
+        print("[build] nothing changed: no notebook executed", flush=True)
+    print(f"[build] finished in {time.perf_counter() - started:.1f} s", flush=True)
+    return BuildResult(profile_dir, executed, cached, records)
+
+
+def _parameters(nb: Notebook, params: config.Params, profile_dir: Path, root: Path) -> dict:
+    sections = params.model_dump(mode="json")
+    provided = {"tables_dir": str(profile_dir / "tables"), "project_root": str(root)}
+    injected = {}
+    for name in nb.parameters:
+        if name in sections:
+            injected[name] = sections[name]
+        elif name in provided:
+            injected[name] = provided[name]
+        else:
+            raise BuildError(
+                f"{nb.path}: parameter '{name}' is neither a params section "
+                f"({', '.join(sections)}) nor provided by the build ({', '.join(provided)})"
+            )
+    return injected
+
+
+def execute(nb: Notebook, parameters: dict, output: Path, root: Path) -> float:
+    """Execute one notebook; on failure keep the partial notebook and raise BuildError."""
+    running = output.with_suffix(".running.ipynb")
+    failed = output.with_suffix(".failed.ipynb")
+    notebook = jupytext.read(nb.path)
+    notebook.metadata["kernelspec"] = {
+        "name": KERNEL_NAME,
+        "display_name": "sightline",
+        "language": "python",
+    }
+    started = time.perf_counter()
+    with _kernel_spec():
+        try:
+            papermill.execute_notebook(
+                notebook,
+                str(running),
+                parameters=parameters,
+                kernel_name=KERNEL_NAME,
+                progress_bar=False,
+                stderr_file=sys.stderr,
+                cwd=str(root),
+            )
+        except PapermillExecutionError as error:
+            os.replace(running, failed)
+            raise BuildError(
+                f"notebook {nb.name} failed in cell {error.exec_count} "
+                f"({error.ename}: {error.evalue}).\nThe partial notebook is kept at {failed}; "
+                "earlier outputs are left as they were."
+            ) from None
+        except BaseException:
+            if running.exists():
+                os.replace(running, failed)
+            raise
+    os.replace(running, output)
+    if failed.exists():
+        failed.unlink()
+    return time.perf_counter() - started
+
+
+class _kernel_spec:
+    """A kernelspec for this very interpreter, so notebooks run in the project environment."""
+
+    def __enter__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="sightline-kernel-")
+        spec_dir = Path(self._dir.name) / "kernels" / KERNEL_NAME
+        spec_dir.mkdir(parents=True)
+        spec = {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "sightline",
+            "language": "python",
+            "env": {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "MPLBACKEND": "Agg"},
+        }
+        (spec_dir / "kernel.json").write_text(json.dumps(spec))
+        self._old = os.environ.get("JUPYTER_PATH")
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (self._dir.name, self._old) if p)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is None:
+            os.environ.pop("JUPYTER_PATH", None)
+        else:
+            os.environ["JUPYTER_PATH"] = self._old
+        self._dir.cleanup()
+
+
+def git_commit(root: Path) -> str:
+    """The current commit (with '+dirty' when the work tree differs), or 'unknown'."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

@@ -1,0 +1,166 @@
+"""Stitch the executed notebooks into one self-contained HTML page and a PDF.
+
+The page has a run summary (params, package versions, commit, per-notebook timing),
+a table of contents, each notebook as a section with code hidden by default (a button
+shows it), and figures embedded. The PDF is the same page rendered by WeasyPrint
+(a registry package; no browser is downloaded).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from importlib import metadata
+from pathlib import Path
+
+import nbformat
+import yaml
+from nbconvert import HTMLExporter
+from pygments.formatters import HtmlFormatter
+
+from . import config
+
+KEY_PACKAGES = (
+    "torch",
+    "torchvision",
+    "transformers",
+    "timm",
+    "peft",
+    "grad-cam",
+    "saliency",
+    "numpy",
+    "scipy",
+    "pandas",
+    "h5py",
+    "pingouin",
+    "seaborn",
+    "matplotlib",
+    "papermill",
+    "nbconvert",
+    "weasyprint",
+)
+_HIDDEN_TAGS = {"parameters", "injected-parameters", "remove-cell"}
+
+CSS = """
+body { font-family: 'DejaVu Sans', Helvetica, Arial, sans-serif; max-width: 1100px;
+       margin: 2em auto; padding: 0 1.5em; color: #222; line-height: 1.45; }
+h1 { border-bottom: 2px solid #446; padding-bottom: .2em; }
+nav.toc { background: #f5f6fa; border: 1px solid #dde; padding: .6em 1.4em; }
+nav.toc ul { margin: .2em 0; } nav.toc li { margin: .1em 0; }
+table { border-collapse: collapse; font-size: 0.85em; margin: .5em 0; }
+th, td { border: 1px solid #ccd; padding: 2px 6px; text-align: right; }
+th { background: #eef; }
+img { max-width: 100%; height: auto; }
+pre { background: #f7f7f9; padding: .5em; overflow-x: auto; font-size: 0.8em;
+      white-space: pre-wrap; }
+.input { display: none; margin: .4em 0; }
+body.show-code .input { display: block; }
+.prompt, .jp-OutputPrompt, .jp-InputPrompt { display: none; }
+section.notebook { border-top: 1px solid #bbc; margin-top: 2.5em; }
+#toggle-code { position: fixed; top: 1em; right: 1em; padding: .3em .8em; }
+.summary td, .summary th { text-align: left; }
+@media print { #toggle-code { display: none; } .input { display: none !important; }
+  section.notebook { page-break-before: always; } }
+@page { size: A4; margin: 1.5cm; }
+"""
+
+
+def notebook_section(path: Path, anchor: str) -> tuple[str, list[tuple[int, str, str]]]:
+    """One executed notebook as HTML (its own ids prefixed by ``anchor``) and its headings."""
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = [c for c in nb.cells if not _HIDDEN_TAGS & set(c.metadata.get("tags", []))]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [
+                o
+                for o in cell.outputs
+                if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+            ]
+    exporter = HTMLExporter(
+        template_name="basic",
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        embed_images=True,
+    )
+    body, _ = exporter.from_notebook_node(nb)
+    body = re.sub(r'id="([^"]+)"', lambda m: f'id="{anchor}-{m.group(1)}"', body)
+    body = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{anchor}-{m.group(1)}"', body)
+    body = re.sub(r'<a class="anchor-link"[^>]*>.*?</a>', "", body)
+    headings = [
+        (int(level), ident, re.sub(r"<[^>]+>", "", text).strip())
+        for level, ident, text in re.findall(r'<h([12]) id="([^"]+)"[^>]*>(.*?)</h\1>', body)
+    ]
+    return body, headings
+
+
+def _summary(params: config.Params, params_path: Path, notebooks: list, records: dict) -> str:
+    rows = []
+    for nb in notebooks:
+        rec = records.get(nb.name, {})
+        rows.append(
+            f"<tr><td>{nb.name}</td><td>{rec.get('seconds', '–')} s</td>"
+            f"<td>{rec.get('executed_at', 'not run')}</td><td>{rec.get('commit', '')}</td></tr>"
+        )
+    versions = []
+    for name in KEY_PACKAGES:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    params_yaml = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
+    return (
+        "<h2 id='run-summary'>Run summary</h2>"
+        f"<p>Profile <b>{params.profile}</b> from <code>{html.escape(str(params_path))}</code>; "
+        f"report made {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>"
+        "<table class='summary'><tr><th>notebook</th><th>duration</th><th>executed</th>"
+        f"<th>commit</th></tr>{''.join(rows)}</table>"
+        f"<p><b>Packages:</b> {html.escape(', '.join(versions))}</p>"
+        f"<details><summary>Parameters</summary><pre>{html.escape(params_yaml)}</pre></details>"
+        "<p>Every number in this report comes from a table in <code>tables/</code> next to "
+        "this page.</p>"
+    )
+
+
+def build_report(
+    params: config.Params,
+    params_path: Path,
+    profile_dir: Path,
+    notebooks: list,
+    records: dict,
+    root: Path,
+) -> Path:
+    """Write ``index.html`` and ``report.pdf`` for a profile; returns the HTML path."""
+    from weasyprint import HTML
+
+    sections, toc = [], []
+    for nb in notebooks:
+        path = profile_dir / "notebooks" / f"{nb.name}.ipynb"
+        if not path.exists():
+            continue
+        body, headings = notebook_section(path, nb.name)
+        sections.append(f'<section class="notebook" id="{nb.name}">{body}</section>')
+        items = "".join(
+            f'<li><a href="#{i}">{html.escape(t)}</a></li>'
+            for level, i, t in headings
+            if level == 2
+        )
+        title = next((t for level, _, t in headings if level == 1), nb.name)
+        first = next((i for level, i, _ in headings if level == 1), nb.name)
+        toc.append(f'<li><a href="#{first}">{html.escape(title)}</a><ul>{items}</ul></li>')
+    pygments_css = HtmlFormatter().get_style_defs(".highlight")
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>sightline report: {params.profile}</title>"
+        f"<style>{CSS}{pygments_css}</style></head><body>"
+        "<button id='toggle-code' onclick=\"document.body.classList.toggle('show-code')\">"
+        "show / hide code</button>"
+        f"<h1>sightline: do vision models look where experts look?</h1>"
+        f"{_summary(params, params_path, notebooks, records)}"
+        f"<nav class='toc'><b>Contents</b><ul>{''.join(toc)}</ul></nav>"
+        f"{''.join(sections)}</body></html>"
+    )
+    index = profile_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    HTML(string=page, base_url=str(profile_dir)).write_pdf(profile_dir / "report.pdf")
+    return index

@@ -1,0 +1,150 @@
+"""The build: incremental notebook execution, failure handling and the stitched report.
+
+Runs on a throw-away project with two small notebooks (``b`` needs ``a``) so that the
+rules are tested quickly; the real notebooks are built end to end in test_end_to_end.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sightline import pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+NOTEBOOK_A = '''# ---
+# jupyter:
+#   sightline:
+#     needs: []
+# ---
+
+# %% [markdown]
+# # Notebook A
+# ## Counting
+
+# %% tags=["parameters"]
+dataset = {}
+tables_dir = "."
+
+# %%
+import pathlib, json
+n = len(json.loads((pathlib.Path(dataset["root"]) / "building_parts.json").read_text())["annotations"])
+pathlib.Path(tables_dir, "a.csv").write_text(f"n\\n{n}\\n")
+print("images", n)
+'''
+
+NOTEBOOK_B = '''# ---
+# jupyter:
+#   sightline:
+#     needs: [a]
+# ---
+
+# %% [markdown]
+# # Notebook B
+
+# %% tags=["parameters"]
+metrics = {}
+tables_dir = "."
+
+# %%
+import pathlib
+n = int(pathlib.Path(tables_dir, "a.csv").read_text().split()[1])
+pathlib.Path(tables_dir, "b.csv").write_text(f"p,n\\n{metrics['percentiles'][0]},{n}\\n")
+'''
+
+
+@pytest.fixture
+def project(tmp_path):
+    root = tmp_path / "proj"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "params").mkdir()
+    (root / "lib").mkdir()
+    (root / "lib" / "sightline").symlink_to(ROOT / "lib" / "sightline")
+    (root / "notebooks" / "a.py").write_text(NOTEBOOK_A)
+    (root / "notebooks" / "b.py").write_text(NOTEBOOK_B)
+    params = {
+        "profile": "toy", "dataset": {"kind": "synthetic", "root": "data/toy", "n_annotated": 4,
+                                      "n_pool": 0},
+        "models": [{"key": "dinov2", "weights": "random", "size": "tiny"}],
+        "metrics": {"percentiles": [90]},
+    }
+    path = root / "params" / "toy.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return root, path, params
+
+
+def _edit(path, params, **changes):
+    for section, value in changes.items():
+        params[section] = {**params[section], **value}
+    path.write_text(yaml.safe_dump(params))
+
+
+def test_incremental_build(project, capsys):
+    root, path, params = project
+    first = pipeline.build(path, root=root)
+    assert first.executed == ["a", "b"]
+    out = first.profile_dir
+    assert (out / "tables" / "b.csv").read_text() == "p,n\n90.0,4\n"
+    assert (out / "notebooks" / "a.ipynb").exists()
+    html = (out / "index.html").read_text()
+    assert "Notebook A" in html and "Notebook B" in html and "Run summary" in html
+    assert 'href="#a-Counting"' in html and 'id="a-Counting"' in html  # table of contents
+    assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
+
+    capsys.readouterr()
+    second = pipeline.build(path, root=root)
+    assert second.executed == [] and second.cached == ["a", "b"]
+    assert "nothing changed: no notebook executed" in capsys.readouterr().out
+
+    _edit(path, params, metrics={"percentiles": [80]})
+    assert pipeline.build(path, root=root).executed == ["b"]
+    assert (out / "tables" / "b.csv").read_text().startswith("p,n\n80.0")
+
+    _edit(path, params, dataset={"n_annotated": 5})  # new data: a re-runs, and b needs a
+    assert pipeline.build(path, root=root).executed == ["a", "b"]
+    assert (out / "tables" / "b.csv").read_text().endswith(",5\n")
+
+    assert pipeline.build(path, root=root, only=["a"], force=True).executed == ["a"]
+    with pytest.raises(pipeline.BuildError, match="unknown notebook"):
+        pipeline.build(path, root=root, only=["zz"])
+
+
+def test_failing_notebook_stops_with_cell_and_error_and_keeps_outputs(project):
+    root, path, _ = project
+    good = pipeline.build(path, root=root)
+    before = (good.profile_dir / "notebooks" / "b.ipynb").read_bytes()
+    source = (root / "notebooks" / "b.py").read_text()
+    (root / "notebooks" / "b.py").write_text(source + "\n# %%\nraise ValueError('planted failure')\n")
+    with pytest.raises(pipeline.BuildError) as error:
+        pipeline.build(path, root=root)
+    message = str(error.value)
+    assert "notebook b failed in cell" in message and "ValueError: planted failure" in message
+    failed = good.profile_dir / "notebooks" / "b.failed.ipynb"
+    assert failed.exists() and str(failed) in message
+    assert (good.profile_dir / "notebooks" / "b.ipynb").read_bytes() == before
+    stamps = json.loads((good.profile_dir / "stamps.json").read_text())
+    assert "b" in stamps  # the last good record stays; the failed run did not overwrite it
+    (root / "notebooks" / "b.py").write_text(source)
+    assert pipeline.build(path, root=root).executed == []  # back to the good state
+
+
+def test_notebook_parameter_must_exist(project):
+    root, path, _ = project
+    nb = root / "notebooks" / "a.py"
+    nb.write_text(nb.read_text().replace('tables_dir = "."', 'tables_dir = "."\nwidgets = 3'))
+    with pytest.raises(pipeline.BuildError, match="parameter 'widgets'"):
+        pipeline.build(path, root=root)
+
+
+def test_missing_dataset_is_a_clear_error(project):
+    root, path, params = project
+    params["dataset"] = {"kind": "wikichurches", "root": str(root / "nowhere")}
+    path.write_text(yaml.safe_dump(params))
+    from sightline import data
+
+    with pytest.raises(data.DataError, match="zenodo"):
+        pipeline.build(path, root=root)
+    shutil.rmtree(root / "report", ignore_errors=True)
