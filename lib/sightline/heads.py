@@ -1,0 +1,362 @@
+"""Per-head specialisation (Q3): which attention heads align with expert boxes, and with which
+feature types, and is that more than chance?
+
+Everything reads the tidy scores table (one row per image x map x metric x threshold; see
+``COLUMNS``). A *region* is one scored target of an image: its union mask (``target ==
+"union"``, ``feature == "union"``) or one of its boxes (``target == "box<i>"``). Rows with
+``head == -1`` (the mean over a layer's heads) never take part in head rankings or tests;
+``heads_table`` keeps them as a reference line. NaN scores (e.g. a box cropped away) are
+dropped, never propagated. ``variant`` is a grouping column everywhere, like model and method.
+
+The two permutation tests (seeded, vectorised over permutations, p = (1 + #{null >= obs}) /
+(n + 1)):
+
+- ``concentration_test``: null = heads exchangeable within each image (each image's scores
+  are shuffled across its (layer, head) pairs). Statistic: best head mean - median head mean,
+  a difference rather than the best/median ratio so that a zero median cannot blow it up.
+- ``specialisation_test``: null = feature labels exchangeable across boxes (each box keeps
+  its whole vector of head scores). For feature f and head h the *lift* is
+  ``L[f, h] = mean of h over f's boxes - mean of h over all boxes``; the statistic is
+  ``max_h L[f, h] - mean_h L[f, h]``. Subtracting the head's own mean over all boxes means a
+  head that is good at everything (a generalist) gains nothing on any one feature, and cannot
+  hide a weaker specialist by winning every max; subtracting the mean lift over heads means a
+  feature type that is easy for every head (e.g. large boxes) is no specialist's doing.
+  Holm's correction runs over the tested feature types of one model / variant / method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pingouin
+
+COLUMNS = [
+    "image_id",
+    "model",
+    "variant",
+    "method",
+    "layer",
+    "head",
+    "target",
+    "feature",
+    "metric",
+    "threshold",
+    "value",
+]
+GROUP = ["model", "variant", "method"]
+HEAD = ["layer", "head"]
+REGION = ["image_id", "target"]
+_CHUNK = 4_000_000  # array elements per batch of permutations
+_TIE = 1e-12  # null statistics this close to the observed one count as ">="
+
+
+def select(
+    scores: pd.DataFrame, *, metric: str, threshold: float | None = None, method: str | None = None
+) -> pd.DataFrame:
+    """Rows of one metric; ``threshold=None`` picks threshold-free rows, ``method=None`` all."""
+    missing = [c for c in COLUMNS if c not in scores.columns]
+    if missing:
+        raise ValueError(f"scores table lacks columns {missing}; expected {COLUMNS}")
+    keep = scores["metric"] == metric
+    keep &= (
+        scores["threshold"].isna()
+        if threshold is None
+        else np.isclose(scores["threshold"].astype(float), threshold)
+    )
+    if method is not None:
+        keep &= scores["method"] == method
+    rows = scores[keep]
+    if rows.empty:
+        have = (
+            scores[["metric", "threshold", "method"]]
+            .drop_duplicates()
+            .sort_values(["metric", "threshold", "method"])
+            .itertuples(index=False, name=None)
+        )
+        raise ValueError(
+            f"no scores for metric={metric!r}, threshold={threshold}, method="
+            f"{method!r}; available (metric, threshold, method): {list(have)} "
+            "(threshold-free metrics such as coverage need threshold=None)"
+        )
+    duplicated = rows.duplicated(GROUP + REGION + HEAD)
+    if duplicated.any():
+        first = rows[duplicated].iloc[0].to_dict()
+        raise ValueError(f"scores table has more than one row for one map and region: {first}")
+    return rows
+
+
+def _regions(rows: pd.DataFrame, min_boxes: int) -> pd.DataFrame:
+    """Union rows plus box rows of feature types with >= ``min_boxes`` scored boxes."""
+    boxes = rows[rows["target"] != "union"].dropna(subset=["value"])
+    n = boxes.drop_duplicates(GROUP + ["feature"] + REGION).groupby(GROUP + ["feature"]).size()
+    enough = pd.MultiIndex.from_frame(rows[GROUP + ["feature"]]).isin(n[n >= min_boxes].index)
+    return rows[(rows["target"] == "union") | enough]
+
+
+def _head_stats(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per ``by`` + head: mean, median, n regions, mean per-region rank among the model's heads
+    (1 = best, ties share the average rank), share of regions where the head is in the top 3,
+    and ``rank`` of the head's mean among the heads of its ``by`` group."""
+    rows = rows[rows["head"] >= 0].dropna(subset=["value"])
+    rank = rows.groupby(GROUP + REGION)["value"].rank(ascending=False, method="average")
+    out = (
+        rows.assign(region_rank=rank, top3=rank <= 3)
+        .groupby(by + HEAD)
+        .agg(
+            mean=("value", "mean"),
+            median=("value", "median"),
+            n=("value", "size"),
+            mean_rank=("region_rank", "mean"),
+            top3_share=("top3", "mean"),
+        )
+        .reset_index()
+    )
+    out["rank"] = out.groupby(by)["mean"].rank(ascending=False, method="average")
+    return out.sort_values(by + ["rank"] + HEAD, ignore_index=True)
+
+
+def head_ranking(
+    scores: pd.DataFrame,
+    *,
+    metric: str = "iou",
+    threshold: float | None = 90,
+    target: str = "union",
+    method: str | None = None,
+) -> pd.DataFrame:
+    """Rank every head of each model / variant / method by its score on ``target`` regions."""
+    rows = select(scores, metric=metric, threshold=threshold, method=method)
+    return _head_stats(rows[rows["target"] == target], GROUP)
+
+
+def concentration(ranking: pd.DataFrame) -> pd.DataFrame:
+    """How concentrated alignment is in a few heads, per group of a ``head_ranking`` (or
+    ``head_feature_matrix``) table: best head, best / median head mean (NaN for a zero median),
+    and ``top5_share`` = sum of the 5 best head means / sum of all head means (scores >= 0)."""
+    by = GROUP + (["feature"] if "feature" in ranking.columns else [])
+    ranked = ranking.dropna(subset=["mean"]).sort_values("mean", ascending=False, kind="stable")
+    best = ranked.drop_duplicates(by)[by + HEAD + ["mean"]].rename(
+        columns={"layer": "best_layer", "head": "best_head", "mean": "best_mean"}
+    )
+    spread = ranked.groupby(by)["mean"].agg(
+        median_mean="median", total="sum", n_heads="size", top5=lambda m: m.nlargest(5).sum()
+    )
+    out = best.merge(spread.reset_index(), on=by).sort_values(by, ignore_index=True)
+    out["ratio"] = out["best_mean"] / out["median_mean"].where(out["median_mean"] > 0)
+    out["top5_share"] = out["top5"] / out["total"].where(out["total"] > 0)
+    return out.drop(columns=["total", "top5"])
+
+
+def head_feature_matrix(
+    scores: pd.DataFrame,
+    *,
+    metric: str = "iou",
+    threshold: float | None = 90,
+    min_boxes: int = 3,
+    method: str | None = None,
+) -> pd.DataFrame:
+    """Per head and feature type: mean score over that type's boxes (types with at least
+    ``min_boxes`` scored boxes), ``n_boxes``, and the per-box rank statistics."""
+    rows = _regions(select(scores, metric=metric, threshold=threshold, method=method), min_boxes)
+    boxes = rows[rows["target"] != "union"]
+    return _head_stats(boxes, GROUP + ["feature"]).rename(columns={"n": "n_boxes"})
+
+
+def best_head_per_feature(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Best head per feature type by mean score, the mean and median over heads, and
+    ``advantage`` = best head's mean - median head's mean for that feature."""
+    out = concentration(matrix)[
+        GROUP + ["feature", "best_layer", "best_head", "best_mean", "median_mean", "n_heads"]
+    ]
+    heads_mean = matrix.groupby(GROUP + ["feature"])["mean"].mean().rename("heads_mean")
+    out = out.merge(heads_mean.reset_index(), on=GROUP + ["feature"])
+    return out.assign(advantage=out["best_mean"] - out["median_mean"])
+
+
+def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
+    """Mean over ``axis`` ignoring NaN; NaN (no warning) where nothing is left."""
+    valid = ~np.isnan(x)
+    n = valid.sum(axis)
+    return np.divide(
+        np.where(valid, x, 0.0).sum(axis), n, out=np.full(n.shape, np.nan), where=n > 0
+    )
+
+
+def _null(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    shuffled: Callable[[int], np.ndarray],
+    n_permutations: int,
+    size: int,
+) -> np.ndarray:
+    """The statistic on ``n_permutations`` shuffles, computed in memory-bounded batches."""
+    step = max(1, _CHUNK // max(size, 1))
+    return np.concatenate(
+        [statistic(shuffled(min(step, n_permutations - i))) for i in range(0, n_permutations, step)]
+    )
+
+
+def _p_value(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
+    return (1 + (null >= observed - _TIE).sum(0)) / (len(null) + 1)
+
+
+def _wide(rows: pd.DataFrame, index: list[str]) -> pd.DataFrame:
+    """Regions x heads matrix of scores; regions with no score at all are dropped."""
+    return rows.set_index(index + HEAD)["value"].unstack(HEAD).dropna(how="all")
+
+
+def _concentration_null(
+    x: np.ndarray, n_permutations: int, rng: np.random.Generator
+) -> tuple[float, np.ndarray]:
+    """Best - median head mean of an images x heads matrix, and its null with each image's
+    scores shuffled across heads."""
+
+    def statistic(batch: np.ndarray) -> np.ndarray:  # (P, images, heads) -> (P,)
+        means = _nanmean(batch, axis=1)
+        return np.nanmax(means, axis=1) - np.nanmedian(means, axis=1)
+
+    def shuffled(n: int) -> np.ndarray:
+        return rng.permuted(np.broadcast_to(x, (n, *x.shape)), axis=2)
+
+    return statistic(x[None])[0], _null(statistic, shuffled, n_permutations, x.size)
+
+
+def concentration_test(
+    scores: pd.DataFrame,
+    *,
+    metric: str = "iou",
+    threshold: float | None = 90,
+    target: str = "union",
+    method: str | None = None,
+    n_permutations: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Is the best head better than chance? Statistic: best - median head mean; null: head
+    labels shuffled independently within each image. One row per model / variant / method."""
+    rows = select(scores, metric=metric, threshold=threshold, method=method)
+    rows = rows[(rows["target"] == target) & (rows["head"] >= 0)]
+    rng = np.random.default_rng(seed)
+    out = []
+    for key, group in rows.groupby(GROUP, sort=True):
+        wide = _wide(group, REGION)
+        x = wide.to_numpy(float)
+        observed, null = _concentration_null(x, n_permutations, rng)
+        layer, head = wide.columns[np.nanargmax(_nanmean(x, axis=0))]
+        out.append((*key, layer, head, observed, null.mean(), *x.shape, _p_value(observed, null)))
+    return pd.DataFrame(
+        out, columns=GROUP + HEAD + ["statistic", "null_mean", "n_images", "n_heads", "p_value"]
+    )
+
+
+def _specialisation_null(
+    x: np.ndarray, codes: np.ndarray, n_features: int, n_permutations: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lift matrix (features x heads) of a boxes x heads matrix whose boxes carry feature
+    ``codes`` (-1: untested type), the statistic per feature, and its null (permutations x
+    features) with the codes shuffled across boxes."""
+    valid = (~np.isnan(x)).astype(float)
+    filled = np.nan_to_num(x)
+    head_mean = _nanmean(x, axis=0)
+
+    def lift(labels: np.ndarray) -> np.ndarray:  # (P, boxes) -> (P, features, heads)
+        member = (labels[:, None, :] == np.arange(n_features)[None, :, None]).astype(float)
+        n = member @ valid
+        return np.divide(member @ filled, n, out=np.full(n.shape, np.nan), where=n > 0) - head_mean
+
+    def statistic(labels: np.ndarray) -> np.ndarray:  # (P, boxes) -> (P, features)
+        lifts = lift(labels)
+        return np.nanmax(lifts, axis=2) - np.nanmean(lifts, axis=2)
+
+    def shuffled(n: int) -> np.ndarray:
+        return rng.permuted(np.broadcast_to(codes, (n, len(codes))), axis=1)
+
+    size = len(codes) * n_features * (x.shape[1] + 1)
+    return (
+        lift(codes[None])[0],
+        statistic(codes[None])[0],
+        _null(statistic, shuffled, n_permutations, size),
+    )
+
+
+def specialisation_test(
+    scores: pd.DataFrame,
+    *,
+    metric: str = "iou",
+    threshold: float | None = 90,
+    min_boxes: int = 3,
+    method: str | None = None,
+    n_permutations: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Does one head stand out on one feature type more than on random box sets of the same
+    size? Per feature: the specialist head (largest lift, see the module docstring), its lift,
+    the statistic max - mean lift over heads, null mean, p-value and Holm-adjusted p-value."""
+    rows = select(scores, metric=metric, threshold=threshold, method=method)
+    rows = rows[(rows["target"] != "union") & (rows["head"] >= 0)]
+    rng = np.random.default_rng(seed)
+    out = []
+    for key, group in rows.groupby(GROUP, sort=True):
+        wide = _wide(group, REGION + ["feature"])
+        counts = wide.index.get_level_values("feature").value_counts()
+        tested = pd.Index(sorted(counts[counts >= min_boxes].index))
+        if tested.empty:
+            continue
+        codes = tested.get_indexer(wide.index.get_level_values("feature"))
+        lifts, observed, null = _specialisation_null(
+            wide.to_numpy(float), codes, len(tested), n_permutations, rng
+        )
+        p = _p_value(observed, null)
+        p_holm = pingouin.multicomp(p, method="holm")[1]
+        for i, best in enumerate(np.nanargmax(lifts, axis=1)):
+            out.append(
+                (
+                    *key,
+                    tested[i],
+                    *wide.columns[best],
+                    lifts[i, best],
+                    observed[i],
+                    null[:, i].mean(),
+                    counts[tested[i]],
+                    p[i],
+                    p_holm[i],
+                )
+            )
+    return pd.DataFrame(
+        out,
+        columns=GROUP
+        + ["feature"]
+        + HEAD
+        + ["lift", "statistic", "null_mean", "n_boxes", "p_value", "p_holm"],
+    )
+
+
+def heads_table(
+    scores: pd.DataFrame,
+    *,
+    metric: str = "iou",
+    threshold: float | None = 90,
+    min_boxes: int = 3,
+    method: str | None = None,
+) -> pd.DataFrame:
+    """The tidy Q3 table (``tables/heads.parquet``): per model / variant / method / head and
+    feature ("union" or a feature type with >= ``min_boxes`` boxes), the mean score as
+    ``value``, n regions and rank statistics; ``head == -1`` rows (mean over a layer's heads)
+    come along as a reference line with NaN ranks."""
+    rows = _regions(select(scores, metric=metric, threshold=threshold, method=method), min_boxes)
+    by = GROUP + ["feature"]
+    reference = (
+        rows[rows["head"] < 0]
+        .dropna(subset=["value"])
+        .groupby(by + HEAD)["value"]
+        .agg(mean="mean", median="median", n="size")
+        .reset_index()
+    )
+    out = pd.concat([_head_stats(rows, by), reference], ignore_index=True)
+    out = out.rename(columns={"mean": "value"}).assign(
+        metric=metric, threshold=(np.nan if threshold is None else float(threshold))
+    )
+    return out[
+        by
+        + HEAD
+        + ["metric", "threshold", "value", "median", "n", "mean_rank", "top3_share", "rank"]
+    ].sort_values(by + HEAD, ignore_index=True)

@@ -1,0 +1,199 @@
+"""Per-head specialisation (Q3): rankings by hand, planted heads found, nulls calibrated."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from sightline import heads
+
+FEATURES = ["Apse", "Portal", "Rose Window", "Tower"]
+HEAD_PAIRS = [(layer, head) for layer in range(3) for head in range(4)]  # 3 layers x 4 heads
+SPECIALIST, GENERALIST = HEAD_PAIRS.index((1, 2)), HEAD_PAIRS.index((0, 1))
+
+
+def make_scores(seed, *, n_images=12, boxes_per_image=4, signal=None, variant="frozen"):
+    """Synthetic scores table: every head scores U(0, 0.3) noise on every region, plus
+    ``signal(features) -> (regions, heads)``; head -1 rows hold each layer's mean."""
+    rng = np.random.default_rng(seed)
+    n_boxes = n_images * boxes_per_image
+    features = np.concatenate([["union"] * n_images,
+                               rng.permutation(np.resize(FEATURES, n_boxes))])
+    image_id = np.concatenate([np.arange(n_images), np.repeat(np.arange(n_images),
+                                                              boxes_per_image)])
+    target = ["union"] * n_images + [f"box{i}" for i in range(boxes_per_image)] * n_images
+    values = rng.uniform(0, 0.3, (len(features), len(HEAD_PAIRS)))
+    if signal is not None:
+        values += signal(features)
+    layers, head_ids = np.array(HEAD_PAIRS).T
+    layer_means = values.reshape(len(features), 3, 4).mean(axis=2)
+    values = np.concatenate([values, layer_means], axis=1)
+    layers, head_ids = np.r_[layers, 0, 1, 2], np.r_[head_ids, -1, -1, -1]
+    n = values.shape[1]
+    table = pd.DataFrame({
+        "image_id": np.repeat([f"img{i:03d}" for i in image_id], n),
+        "model": "vit", "variant": variant, "method": "cls",
+        "layer": np.tile(layers, len(features)), "head": np.tile(head_ids, len(features)),
+        "target": np.repeat(target, n), "feature": np.repeat(features, n),
+        "metric": "iou", "threshold": 90.0, "value": values.ravel()})
+    coverage = table.assign(metric="coverage", threshold=np.nan, value=1 - table["value"])
+    return pd.concat([table, coverage], ignore_index=True)
+
+
+def specialist(features, strength=0.6):
+    planted = np.zeros((len(features), len(HEAD_PAIRS)))
+    planted[features == "Portal", SPECIALIST] = strength
+    return planted
+
+
+def generalist(features):
+    planted = np.zeros((len(features), len(HEAD_PAIRS)))
+    planted[:, GENERALIST] = 0.5
+    planted[features == "Tower"] += 0.4  # an easy feature type: every head does well on it
+    return planted
+
+
+def test_planted_specialist_is_found_and_significant():
+    scores = make_scores(1, signal=specialist)
+    best = heads.best_head_per_feature(heads.head_feature_matrix(scores)).set_index("feature")
+    assert tuple(best.loc["Portal", ["best_layer", "best_head"]]) == (1, 2)
+    assert best.loc["Portal", "advantage"] > 0.4
+
+    test = heads.specialisation_test(scores, n_permutations=999, seed=0).set_index("feature")
+    assert tuple(test.loc["Portal", ["layer", "head"]]) == (1, 2)
+    assert test.loc["Portal", "p_value"] < 0.01 and test.loc["Portal", "p_holm"] < 0.01
+    others = test.drop(index="Portal")
+    assert (others["p_holm"] > 0.05).all(), others
+    assert set(test["n_boxes"]) == {12}
+
+
+def test_generalist_ranks_first_but_is_no_specialist():
+    scores = make_scores(2, signal=generalist)
+    ranking = heads.head_ranking(scores)
+    top = ranking.iloc[0]
+    assert (top["layer"], top["head"], top["rank"], top["top3_share"]) == (0, 1, 1.0, 1.0)
+    assert heads.concentration_test(scores, n_permutations=999)["p_value"].item() < 0.01
+    # descriptively the generalist is the best head for every feature type ...
+    best = heads.best_head_per_feature(heads.head_feature_matrix(scores))
+    assert set(zip(best["best_layer"], best["best_head"], strict=True)) == {(0, 1)}
+    # ... but neither it nor the easy feature type makes a significant specialist
+    test = heads.specialisation_test(scores, n_permutations=999, seed=0)
+    assert (test["p_holm"] > 0.05).all(), test
+
+
+def test_specialist_beside_a_stronger_generalist_is_still_found():
+    scores = make_scores(3, signal=lambda f: generalist(f) + specialist(f, strength=0.3))
+    best = heads.best_head_per_feature(heads.head_feature_matrix(scores)).set_index("feature")
+    assert tuple(best.loc["Portal", ["best_layer", "best_head"]]) == (0, 1)  # raw best: generalist
+    test = heads.specialisation_test(scores, n_permutations=999, seed=0).set_index("feature")
+    assert tuple(test.loc["Portal", ["layer", "head"]]) == (1, 2)
+    assert test.loc["Portal", "p_holm"] < 0.01
+
+
+def test_no_structure_gives_calibrated_p_values():
+    concentration, specialisation = [], []
+    for seed in range(100):
+        scores = make_scores(100 + seed, n_images=10)
+        concentration += list(heads.concentration_test(scores, n_permutations=99, seed=seed)
+                              ["p_value"])
+        specialisation += list(heads.specialisation_test(scores, n_permutations=99, seed=seed)
+                               ["p_value"])
+    for p in (np.array(concentration), np.array(specialisation)):
+        assert np.mean(p <= 0.05) <= 0.12
+        assert 0.4 < p.mean() < 0.6
+        assert 0.35 < np.mean(p <= 0.5) < 0.65
+    assert stats.kstest(concentration, "uniform").pvalue > 0.01
+
+
+def hand_table():
+    """3 images x 4 heads (2 layers x 2 heads); image c has no score for head (1, 1)."""
+    values = {"a": [0.9, 0.1, 0.5, 0.3], "b": [0.2, 0.8, 0.6, 0.4], "c": [0.7, 0.7, 0.1, np.nan]}
+    rows = [dict(image_id=image, layer=layer, head=head, target="union", feature="union",
+                 value=value[2 * layer + head])
+            for image, value in values.items() for layer in (0, 1) for head in (0, 1)]
+    rows += [dict(image_id="a", layer=0, head=-1, target="union", feature="union", value=1.0),
+             dict(image_id="a", layer=0, head=0, target="box0", feature="Portal", value=0.0)]
+    return pd.DataFrame(rows).assign(model="vit", variant="frozen", method="cls", metric="iou",
+                                     threshold=90.0)
+
+
+def test_head_ranking_by_hand():
+    # per-image ranks: a: 1, 4, 2, 3   b: 4, 1, 2, 3   c: 1.5, 1.5, 3, (NaN ignored)
+    ranking = heads.head_ranking(hand_table()).set_index(["layer", "head"])
+    expected = pd.DataFrame(
+        {"mean": [1.8 / 3, 1.6 / 3, 1.2 / 3, 0.35], "median": [0.7, 0.7, 0.5, 0.35],
+         "n": [3, 3, 3, 2], "mean_rank": [6.5 / 3, 6.5 / 3, 7 / 3, 3.0],
+         "top3_share": [2 / 3, 2 / 3, 1.0, 1.0], "rank": [1.0, 2.0, 3.0, 4.0]},
+        index=pd.MultiIndex.from_tuples([(0, 0), (0, 1), (1, 0), (1, 1)], names=["layer", "head"]))
+    pd.testing.assert_frame_equal(ranking[expected.columns], expected, check_dtype=False)
+
+
+def test_concentration_by_hand():
+    means = [0.8, 0.4, 0.3, 0.2, 0.1, 0.1, 0.1]
+    ranking = pd.DataFrame({"model": "vit", "variant": ["frozen"] * 7 + ["lora"] * 7,
+                            "method": "cls", "layer": 0, "head": list(range(7)) * 2,
+                            "mean": means + [0.5, 0, 0, 0, 0, 0, 0]})
+    out = heads.concentration(ranking).set_index("variant")
+    frozen = out.loc["frozen"]
+    assert (frozen["best_layer"], frozen["best_head"], frozen["n_heads"]) == (0, 0, 7)
+    assert frozen["best_mean"] == pytest.approx(0.8)
+    assert frozen["median_mean"] == pytest.approx(0.2)
+    assert frozen["ratio"] == pytest.approx(4.0)
+    assert frozen["top5_share"] == pytest.approx(1.8 / 2.0)
+    assert np.isnan(out.loc["lora", "ratio"])  # zero median: no ratio, no inf
+    assert out.loc["lora", "top5_share"] == pytest.approx(1.0)
+
+
+def test_nan_scores_are_ignored():
+    scores = make_scores(4, signal=specialist)
+    cropped = (scores["image_id"] == "img000") & (scores["target"] == "box1")
+    union_lost = (scores["image_id"] == "img001") & (scores["target"] == "union")
+    one_cell = (scores["image_id"] == "img002") & (scores["target"] == "box0") & (
+        scores["layer"] == 2) & (scores["head"] == 3)
+    with_nan = scores.assign(value=scores["value"].mask(cropped | union_lost | one_cell))
+    dropped = with_nan.dropna(subset=["value"])
+
+    for function in (heads.head_ranking, heads.head_feature_matrix, heads.heads_table):
+        result = function(with_nan)
+        assert result["mean" if "mean" in result else "value"].notna().all()
+        pd.testing.assert_frame_equal(result, function(dropped))
+    ranking = heads.head_ranking(with_nan)
+    assert set(ranking["n"]) == {11}  # image 1's union lost for every head
+    pd.testing.assert_frame_equal(heads.specialisation_test(with_nan, n_permutations=99),
+                                  heads.specialisation_test(dropped, n_permutations=99))
+
+    matrix = heads.head_feature_matrix(with_nan, min_boxes=12).set_index(["feature", *heads.HEAD])
+    cropped_feature = scores.loc[cropped, "feature"].iloc[0]
+    assert cropped_feature not in matrix.index  # 11 scored boxes left: below min_boxes
+    one_cell_feature = scores.loc[one_cell, "feature"].iloc[0]
+    assert matrix.loc[(one_cell_feature, 2, 3), "n_boxes"] == 11
+    assert (matrix["n_boxes"].drop(index=(one_cell_feature, 2, 3)) == 12).all()
+
+
+def test_heads_table_is_tidy_and_keeps_variants(tmp_path):
+    scores = pd.concat([make_scores(5, signal=specialist),
+                        make_scores(6, variant="lora")], ignore_index=True)
+    table = heads.heads_table(scores, metric="coverage", threshold=None)
+    assert list(table.columns) == ["model", "variant", "method", "feature", "layer", "head",
+                                   "metric", "threshold", "value", "median", "n", "mean_rank",
+                                   "top3_share", "rank"]
+    assert set(table["variant"]) == {"frozen", "lora"}
+    assert set(table["feature"]) == {"union", *FEATURES}
+    assert table["threshold"].isna().all() and (table["metric"] == "coverage").all()
+    assert len(table) == 2 * 5 * (12 + 3)  # variants x regions x (heads + layer means)
+    reference = table[table["head"] == -1]
+    assert reference["rank"].isna().all() and reference["value"].notna().all()
+    assert table.loc[table["head"] >= 0, "rank"].notna().all()
+    table.to_parquet(tmp_path / "heads.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "heads.parquet"), table)
+
+
+def test_bad_inputs_name_the_problem():
+    scores = make_scores(7)
+    with pytest.raises(ValueError, match="coverage"):
+        heads.head_ranking(scores, metric="gtc")
+    with pytest.raises(ValueError, match=r"lacks columns \['feature'\]"):
+        heads.head_ranking(scores.drop(columns="feature"))
+    with pytest.raises(ValueError, match="more than one row"):
+        heads.head_ranking(pd.concat([scores, scores.head(1)]))
+    assert len(heads.select(scores, metric="coverage")) == len(scores) // 2
