@@ -1,0 +1,110 @@
+"""Throughput of `extract` at ViT-B / ResNet-50 size (random weights), on this machine.
+
+For each model: images/s of a plain forward (SDPA attention, no attention returned), of
+an eager forward without capture, of `extract` with all attention methods (one eager
+forward capturing every layer's attention, plus the maps), and of Grad-CAM; the ratio
+extract / plain is the cost of capturing attention (goal: at most 1.3x).
+
+    python benchmarks/bench_extraction.py [--quick] [--batch 4] [--reps 3] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+from sightline.models import REGISTRY, LoadedModel, load_model
+from sightline.saliency import ATTENTION_METHODS, extract
+
+QUICK_MODELS = ("dinov2", "siglip", "resnet50")
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _plain_forward(model: LoadedModel, pixels: torch.Tensor, implementation: str) -> None:
+    model.spec.arch.set_attention(model.module, implementation)
+    try:
+        with torch.inference_mode():
+            model.forward(pixels)
+    finally:
+        model.spec.arch.set_attention(model.module, "eager")
+
+
+def bench_model(key: str, batch: int, reps: int) -> dict[str, float | str]:
+    """Images/s of each workload: best of ``reps`` interleaved runs after a warm-up.
+
+    The best run is the least disturbed by other load on shared cores.
+    """
+    model = load_model(key, size="base", seed=0)
+    pixels = torch.randn(batch, 3, model.spec.geometry.size, model.spec.geometry.size)
+    attention = [m for m in model.spec.methods if m in ATTENTION_METHODS]
+    workloads: dict[str, Callable[[], object]] = {
+        "plain": lambda: _plain_forward(model, pixels, "sdpa"),
+        "gradcam": lambda: extract(model, pixels, ["gradcam"]),
+    }
+    if attention:
+        workloads["eager"] = lambda: _plain_forward(model, pixels, "eager")
+        workloads["extract"] = lambda: extract(model, pixels, attention)
+    for fn in workloads.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in workloads}
+    for _ in range(reps):
+        for name, fn in workloads.items():
+            times[name].append(_timed(fn))
+    result: dict[str, float | str] = {"methods": "+".join(attention) or "-"}
+    result |= {name: batch / min(ts) for name, ts in times.items()}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help=f"only {', '.join(QUICK_MODELS)}, 1 rep"
+    )
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    keys = QUICK_MODELS if args.quick else tuple(REGISTRY)
+    reps = 1 if args.quick else args.reps
+
+    print(
+        f"batch {args.batch}, best of {reps} rep(s) after warm-up, {args.threads} threads, "
+        f"torch {torch.__version__}; images/s (higher is better)"
+    )
+    header = (
+        f"{'model':<9} {'attention methods':<24} {'plain':>7} {'eager':>7} {'extract':>8} "
+        f"{'ratio':>6} {'gradcam':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    start = time.perf_counter()
+    for key in keys:
+        row = bench_model(key, args.batch, reps)
+        eager, extracted = row.get("eager"), row.get("extract")
+        ratio = f"{row['plain'] / extracted:.2f}x" if extracted else "-"
+        print(
+            f"{key:<9} {row['methods']:<24} {row['plain']:>7.2f} "
+            f"{f'{eager:.2f}' if eager else '-':>7} {f'{extracted:.2f}' if extracted else '-':>8} "
+            f"{ratio:>6} {row['gradcam']:>8.2f}",
+            flush=True,
+        )
+    print(
+        f"ratio = extract time / plain SDPA forward time (goal <= 1.30x); "
+        f"total {time.perf_counter() - start:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

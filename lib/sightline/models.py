@@ -1,0 +1,490 @@
+"""Model registry: key -> checkpoint, preprocessing geometry, token layout, saliency methods.
+
+Adding a model is one `ModelSpec` entry in `REGISTRY`. Every key builds in two ways from
+the same architecture class:
+
+- ``weights="pretrained"``: the real checkpoint (``from_pretrained`` / timm
+  ``create_model(pretrained=True)``); needs the files in the local cache or a network;
+- ``weights="random"``: a config built in code (nothing is downloaded) with random
+  weights seeded by ``seed``, at ``size="tiny"`` (tests, demo: hidden 64, 4 layers,
+  4 heads, same input size and patch grid as the real model) or ``size="base"`` (the real
+  model's shape, for benchmarks).
+
+Transformer models load with eager attention so every layer's softmax weights exist.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import huggingface_hub
+import timm
+import torch
+from huggingface_hub.errors import HfHubHTTPError
+from PIL import Image
+from torch import nn
+from torchvision.transforms import v2 as T
+from transformers import (
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    Dinov2Config,
+    Dinov2Model,
+    DINOv3ViTConfig,
+    DINOv3ViTModel,
+    PretrainedConfig,
+    PreTrainedModel,
+    SiglipVisionConfig,
+    SiglipVisionModel,
+    ViTMAEConfig,
+    ViTMAEModel,
+)
+
+from sightline.geometry import Geometry
+
+Readout = Literal["cls", "probe", "cnn"]
+Weights = Literal["pretrained", "random"]
+Size = Literal["base", "tiny"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+HALF = (0.5, 0.5, 0.5)
+
+# ViT-B/16 at 224 (the real checkpoints' shape) and a tiny shape with the same input frame
+# and patch grid, for tests and the demo.
+VIT_B16 = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "patch_size": 16,
+    "image_size": 224,
+}
+TINY_VIT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "image_size": 224,
+}
+
+
+class ModelError(Exception):
+    """A model cannot be built or loaded; the message says which and what to do."""
+
+
+@dataclass(frozen=True, eq=False)  # identity-hashed, so a ModelSpec hashes
+class HFVision:
+    """A transformers vision backbone: architecture class, config in code, block layout.
+
+    ``norm1`` names the LayerNorm in front of each block's attention (the Grad-CAM target
+    in the last block); blocks are found as the modules that carry it, not by path.
+    ``overrides`` are config fields forced in every build, pretrained included.
+    ``call_kwargs(pixel_values, grid)`` gives extra forward arguments.
+    """
+
+    model_cls: type[PreTrainedModel]
+    config_cls: type[PretrainedConfig]
+    base: Mapping[str, Any]
+    tiny: Mapping[str, Any]
+    norm1: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    call_kwargs: Callable[[torch.Tensor, tuple[int, int]], dict[str, Any]] | None = None
+
+    token_outputs = True  # block outputs are (B, tokens, C) sequences
+    classifier = False  # the module returns features, not class logits
+
+    def config(self, size: Size) -> PretrainedConfig:
+        fields = {**self.base, **(self.tiny if size == "tiny" else {}), **self.overrides}
+        return self.config_cls(**fields)
+
+    def random(self, checkpoint: str, size: Size) -> nn.Module:
+        model = self.model_cls(self.config(size))
+        model.set_attn_implementation("eager")
+        return model
+
+    def pretrained(self, checkpoint: str, cache_dir: Path | None) -> nn.Module:
+        return self.model_cls.from_pretrained(
+            checkpoint,
+            attn_implementation="eager",
+            cache_dir=cache_dir,
+            local_files_only=huggingface_hub.constants.is_offline_mode(),
+            **self.overrides,
+        )
+
+    def hub_id(self, checkpoint: str) -> str:
+        return checkpoint
+
+    def layout(self, module: nn.Module, geometry: Geometry) -> tuple[int, int, tuple[int, int]]:
+        """(layers, heads, patch grid) of a built module."""
+        config = module.config
+        side = geometry.size // config.patch_size
+        return config.num_hidden_layers, config.num_attention_heads, (side, side)
+
+    def forward(
+        self, module: nn.Module, pixel_values: torch.Tensor, grid: tuple[int, int], **kwargs: Any
+    ) -> Any:
+        extra = self.call_kwargs(pixel_values, grid) if self.call_kwargs else {}
+        return module(pixel_values=pixel_values, **extra, **kwargs)
+
+    def features(self, output: Any) -> torch.Tensor:
+        """The pooled image embedding: the model's pooler output, else the CLS token."""
+        pooled = output.get("pooler_output")
+        return pooled if pooled is not None else output.last_hidden_state[:, 0]
+
+    def gradcam_layers(self, module: nn.Module, num_layers: int) -> list[tuple[int, nn.Module]]:
+        """The last block's pre-attention LayerNorm, as layer ``num_layers - 1``."""
+        blocks = [
+            m for m in module.modules() if isinstance(getattr(m, self.norm1, None), nn.LayerNorm)
+        ]
+        if len(blocks) != num_layers:
+            raise ModelError(
+                f"{type(module).__name__}: found {len(blocks)} blocks with a LayerNorm "
+                f"`{self.norm1}`, expected {num_layers}; has the transformers layout changed?"
+            )
+        return [(num_layers - 1, getattr(blocks[-1], self.norm1))]
+
+    def set_attention(self, module: nn.Module, implementation: str) -> None:
+        module.set_attn_implementation(implementation)
+
+
+@dataclass(frozen=True, eq=False)  # identity-hashed, so a ModelSpec hashes
+class TimmCNN:
+    """A timm CNN classifier; ``stages`` are its stage attributes (Grad-CAM at each last block)."""
+
+    tiny: Mapping[str, Any]
+    stages: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
+    stride: int = 32
+
+    token_outputs = False
+    classifier = True
+
+    def random(self, checkpoint: str, size: Size) -> nn.Module:
+        return timm.create_model(
+            checkpoint, pretrained=False, **(self.tiny if size == "tiny" else {})
+        )
+
+    def pretrained(self, checkpoint: str, cache_dir: Path | None) -> nn.Module:
+        return timm.create_model(checkpoint, pretrained=True, cache_dir=cache_dir)
+
+    def hub_id(self, checkpoint: str) -> str:
+        return f"timm/{checkpoint}"
+
+    def layout(self, module: nn.Module, geometry: Geometry) -> tuple[int, int, tuple[int, int]]:
+        side = geometry.size // self.stride
+        return len(self.stages), 0, (side, side)
+
+    def forward(
+        self, module: nn.Module, pixel_values: torch.Tensor, grid: tuple[int, int], **kwargs: Any
+    ) -> torch.Tensor:
+        return module(pixel_values)
+
+    def features(self, output: torch.Tensor) -> torch.Tensor:
+        return output
+
+    def gradcam_layers(self, module: nn.Module, num_layers: int) -> list[tuple[int, nn.Module]]:
+        return [(i, getattr(module, stage)[-1]) for i, stage in enumerate(self.stages)]
+
+    def set_attention(self, module: nn.Module, implementation: str) -> None:
+        """CNNs have no attention to switch."""
+
+
+def _mae_identity_order(pixel_values: torch.Tensor, grid: tuple[int, int]) -> dict[str, Any]:
+    """MAE shuffles patch tokens even at mask_ratio=0: sorted noise keeps the identity order."""
+    batch, count = pixel_values.shape[0], grid[0] * grid[1]
+    noise = torch.arange(count, dtype=torch.float32, device=pixel_values.device)
+    return {"noise": noise.expand(batch, count)}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry: what a model is and how its maps are read.
+
+    ``readout``: "cls" (CLS token first, then ``num_registers`` register tokens, then
+    patches), "probe" (no prefix tokens; a pooling head attends from a learned probe) or
+    "cnn". ``methods`` are the saliency methods that apply (see `sightline.saliency`).
+    """
+
+    key: str
+    checkpoint: str
+    arch: HFVision | TimmCNN
+    geometry: Geometry
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    readout: Readout
+    methods: tuple[str, ...]
+    num_registers: int = 0
+    gated: bool = False
+    notes: str = ""
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return (1 if self.readout == "cls" else 0) + self.num_registers
+
+
+_CLS_METHODS = ("cls", "rollout", "gradcam")
+_PROBE_METHODS = ("probe", "mean_received", "gradcam")
+
+_SIGLIP = HFVision(
+    SiglipVisionModel,
+    SiglipVisionConfig,
+    base=VIT_B16,
+    tiny=TINY_VIT,
+    norm1="layer_norm1",
+)
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.key: spec
+    for spec in [
+        ModelSpec(
+            key="dinov2",
+            checkpoint="facebook/dinov2-base",
+            arch=HFVision(
+                Dinov2Model,
+                Dinov2Config,
+                base={
+                    "hidden_size": 768,
+                    "num_hidden_layers": 12,
+                    "num_attention_heads": 12,
+                    "mlp_ratio": 4,
+                    "patch_size": 14,
+                    "image_size": 518,
+                },
+                tiny={
+                    "hidden_size": 64,
+                    "mlp_ratio": 2,
+                    "num_hidden_layers": 4,
+                    "num_attention_heads": 4,
+                    "image_size": 224,
+                },
+                norm1="norm1",
+            ),
+            geometry=Geometry(size=224, resize=256, interpolation="bicubic"),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            readout="cls",
+            methods=_CLS_METHODS,
+            notes="patch 14: 16x16 grid at 224; position embeddings (518 px) interpolated",
+        ),
+        ModelSpec(
+            key="dinov3",
+            checkpoint="facebook/dinov3-vitb16-pretrain-lvd1689m",
+            arch=HFVision(
+                DINOv3ViTModel,
+                DINOv3ViTConfig,
+                base={**VIT_B16, "num_register_tokens": 4},
+                tiny=TINY_VIT,
+                norm1="norm1",
+            ),
+            geometry=Geometry(size=224, interpolation="bilinear"),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            readout="cls",
+            methods=_CLS_METHODS,
+            num_registers=4,
+            gated=True,
+            notes="RoPE; CLS + 4 registers before the patches; eval() stops position jitter",
+        ),
+        ModelSpec(
+            key="mae",
+            checkpoint="facebook/vit-mae-base",
+            arch=HFVision(
+                ViTMAEModel,
+                ViTMAEConfig,
+                base=VIT_B16,
+                tiny=TINY_VIT,
+                norm1="layernorm_before",
+                overrides={"mask_ratio": 0.0},
+                call_kwargs=_mae_identity_order,
+            ),
+            geometry=Geometry(size=224, interpolation="bilinear"),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            readout="cls",
+            methods=_CLS_METHODS,
+            notes="mask_ratio=0 and identity noise, so tokens stay in spatial order",
+        ),
+        ModelSpec(
+            key="clip",
+            checkpoint="openai/clip-vit-base-patch16",
+            arch=HFVision(
+                CLIPVisionModel,
+                CLIPVisionConfig,
+                base=VIT_B16,
+                tiny=TINY_VIT,
+                norm1="layer_norm1",
+            ),
+            geometry=Geometry(size=224, resize=224, interpolation="bicubic"),
+            mean=CLIP_MEAN,
+            std=CLIP_STD,
+            readout="cls",
+            methods=_CLS_METHODS,
+            notes="vision tower only (CLIPVisionModel)",
+        ),
+        ModelSpec(
+            key="siglip",
+            checkpoint="google/siglip-base-patch16-224",
+            arch=_SIGLIP,
+            geometry=Geometry(size=224, interpolation="bicubic"),
+            mean=HALF,
+            std=HALF,
+            readout="probe",
+            methods=_PROBE_METHODS,
+            notes="no CLS token: maps from the pooling head's probe or attention received",
+        ),
+        ModelSpec(
+            key="siglip2",
+            checkpoint="google/siglip2-base-patch16-224",
+            arch=_SIGLIP,
+            geometry=Geometry(size=224, interpolation="bilinear"),
+            mean=HALF,
+            std=HALF,
+            readout="probe",
+            methods=_PROBE_METHODS,
+            notes="fixed-resolution SigLIP 2 checkpoint: SiglipVisionModel architecture, "
+            "not the NaFlex Siglip2VisionModel",
+        ),
+        ModelSpec(
+            key="resnet50",
+            checkpoint="resnet50.a1_in1k",
+            arch=TimmCNN(
+                tiny={
+                    "layers": (1, 1, 1, 1),
+                    "channels": (8, 16, 32, 64),
+                    "stem_width": 8,
+                    "num_classes": 10,
+                    "zero_init_last": False,
+                },
+            ),
+            geometry=Geometry(size=224, resize=math.floor(224 / 0.95), interpolation="bicubic"),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            readout="cnn",
+            methods=("gradcam",),
+            notes="timm a1_in1k eval config: crop_pct 0.95 (resize 235, crop 224), bicubic; "
+            "layers 0-3 are stages layer1-layer4",
+        ),
+    ]
+}
+
+
+@dataclass
+class LoadedModel:
+    """A built model in eval mode plus everything needed to read maps off it.
+
+    ``head`` (optional) maps the backbone's pooled features to class logits, for
+    fine-tuned variants; Grad-CAM then targets the predicted class.
+    """
+
+    spec: ModelSpec
+    module: nn.Module
+    weights: Weights
+    size: Size
+    num_layers: int
+    num_heads: int
+    num_prefix_tokens: int
+    grid: tuple[int, int]
+    head: nn.Module | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.head is not None or self.spec.arch.classifier
+
+    @cached_property
+    def _transform(self) -> T.Compose:
+        return T.Compose(
+            [self.spec.geometry.transform(), T.Normalize(self.spec.mean, self.spec.std)]
+        )
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """PIL images -> normalised batch ``(B, 3, S, S)`` through the spec's geometry."""
+        batch = torch.stack([self._transform(image.convert("RGB")) for image in images])
+        return batch.to(self.device)
+
+    def forward(self, pixel_values: torch.Tensor, **kwargs: Any) -> Any:
+        """The module's own forward (with the spec's extra arguments, e.g. MAE's noise)."""
+        return self.spec.arch.forward(self.module, pixel_values, self.grid, **kwargs)
+
+    def score(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Class logits for a classifier, else the pooled embedding ``(B, D)``."""
+        features = self.spec.arch.features(self.forward(pixel_values))
+        return features if self.head is None else self.head(features)
+
+    def gradcam_layers(self) -> list[tuple[int, nn.Module]]:
+        """(layer index, module) pairs that Grad-CAM reads, in forward order."""
+        return self.spec.arch.gradcam_layers(self.module, self.num_layers)
+
+
+def load_model(
+    key: str,
+    *,
+    weights: str = "random",
+    size: str = "tiny",
+    seed: int = 0,
+    device: str = "cpu",
+    checkpoint_dir: str | Path | None = None,
+) -> LoadedModel:
+    """Build the model registered under ``key``.
+
+    ``checkpoint_dir`` is a Hugging Face hub cache directory (``hf download <id> --cache-dir
+    DIR``) for pretrained weights; by default the usual one (``HF_HUB_CACHE``) is used.
+    """
+    if key not in REGISTRY:
+        raise ModelError(f"unknown model key {key!r}; registered keys: {sorted(REGISTRY)}")
+    if weights not in ("pretrained", "random"):
+        raise ModelError(f"weights must be 'pretrained' or 'random', got {weights!r}")
+    if size not in ("base", "tiny"):
+        raise ModelError(f"size must be 'base' or 'tiny', got {size!r}")
+    spec = REGISTRY[key]
+    if weights == "pretrained":
+        if size != "base":
+            raise ModelError(f"{key}: pretrained weights exist at size 'base' only, got {size!r}")
+        module = _load_pretrained(spec, Path(checkpoint_dir) if checkpoint_dir else None)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = spec.arch.random(spec.checkpoint, size)
+    module = module.to(device).eval()
+    num_layers, num_heads, grid = spec.arch.layout(module, spec.geometry)
+    return LoadedModel(
+        spec=spec,
+        module=module,
+        weights=weights,
+        size=size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_prefix_tokens=spec.num_prefix_tokens,
+        grid=grid,
+    )
+
+
+def _load_pretrained(spec: ModelSpec, cache_dir: Path | None) -> nn.Module:
+    """The real checkpoint, or a ModelError that says how to get it."""
+    try:
+        return spec.arch.pretrained(spec.checkpoint, cache_dir)
+    except (OSError, HfHubHTTPError) as error:
+        hub_id = spec.arch.hub_id(spec.checkpoint)
+        where = f"checkpoint_dir={cache_dir}" if cache_dir else "the Hugging Face hub cache"
+        gated = (
+            f" The repository is gated: accept the licence on https://huggingface.co/{hub_id} "
+            "and log in (`hf auth login`) before downloading."
+            if spec.gated
+            else ""
+        )
+        raise ModelError(
+            f"model {spec.key!r}: checkpoint {hub_id!r} is not in {where} and cannot be "
+            f"downloaded here. On a machine with network run `hf download {hub_id}` "
+            f"(older clients: `huggingface-cli download {hub_id}`), optionally with "
+            "`--cache-dir DIR`, then copy that directory here and set HF_HUB_CACHE=DIR or "
+            f"pass checkpoint_dir=DIR.{gated} Cause: {type(error).__name__}: {error}"
+        ) from error

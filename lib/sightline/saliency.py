@@ -1,0 +1,390 @@
+"""Saliency maps behind one interface: `extract(model, pixel_values, methods)`.
+
+Maps come back keyed ``(method, layer)`` as float32 arrays ``(B, K, gh, gw)`` on the
+patch grid (CNN: the stage's grid), non-negative, larger = more attention. Per-head
+methods have ``K = num_heads + 1`` (the last slot is the mean over heads); the others
+``K = 1``. Methods:
+
+- ``cls``: the CLS token's attention row over patch tokens (CLS and registers skipped),
+  per layer;
+- ``rollout``: attention rollout (Abnar & Zuidema 2020) through layers ``0..l``, read at
+  the CLS row, for every end layer ``l``;
+- ``probe``: the pooling head's probe attention over patches (SigLIP family), as layer
+  ``num_layers`` since the head sits after the last block;
+- ``mean_received``: per layer, the attention each patch receives, averaged over query rows;
+- ``gradcam``: pytorch-grad-cam's GradCAM, kept at the layer's grid. CNN: each stage's
+  last block (layers 0..3). ViT: the last block's pre-attention LayerNorm (layer L-1).
+  Target: the predicted (or a given) class for classifiers; for a backbone without a
+  head, the embedding's projection on its own detached direction (`OwnEmbeddingTarget`).
+
+All attention methods share one forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from sightline.models import LoadedModel
+
+ATTENTION_METHODS = ("cls", "rollout", "probe", "mean_received")
+METHODS = (*ATTENTION_METHODS, "gradcam")
+
+_HEAD_FUSIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "mean": lambda a: a.mean(dim=1),
+    "max": lambda a: a.amax(dim=1),
+    "min": lambda a: a.amin(dim=1),
+}
+
+MapKey = tuple[str, int]
+Attentions = Sequence[torch.Tensor]
+
+
+def extract(
+    model: LoadedModel,
+    pixel_values: torch.Tensor,
+    methods: Sequence[str] | None = None,
+    *,
+    classes: Sequence[int] | None = None,
+) -> dict[MapKey, np.ndarray]:
+    """Maps ``(method, layer) -> (B, K, gh, gw)`` for ``methods`` (default: all that apply).
+
+    ``classes`` (one per image) sets the Grad-CAM target class of a classifier; by
+    default it is the predicted class.
+    """
+    methods = _check_methods(model, methods)
+    pixel_values = _check_input(model, pixel_values)
+    if classes is not None and "gradcam" not in methods:
+        raise ValueError("`classes` sets Grad-CAM targets: pass it only with 'gradcam' in methods")
+    maps: dict[MapKey, np.ndarray] = {}
+    attention_methods = [m for m in methods if m in ATTENTION_METHODS]
+    if attention_methods:
+        maps |= _attention_maps(model, pixel_values, attention_methods)
+    if "gradcam" in methods:
+        maps |= gradcam_maps(model, pixel_values, classes)
+    return maps
+
+
+def _check_methods(model: LoadedModel, methods: Sequence[str] | None) -> list[str]:
+    allowed = model.spec.methods
+    if methods is None:
+        return list(allowed)
+    if isinstance(methods, str):
+        methods = [methods]
+    wrong = [m for m in methods if m not in allowed]
+    if wrong:
+        raise ValueError(
+            f"method(s) {wrong} do not apply to model {model.spec.key!r}; "
+            f"its methods are {list(allowed)} (all methods: {list(METHODS)})"
+        )
+    return list(dict.fromkeys(methods))
+
+
+def _check_input(model: LoadedModel, pixel_values: torch.Tensor) -> torch.Tensor:
+    if model.module.training:
+        raise ValueError(
+            f"model {model.spec.key!r} is in training mode (dropout; DINOv3 jitters its RoPE "
+            "positions): call model.module.eval() before extracting maps"
+        )
+    size = model.spec.geometry.size
+    if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (3, size, size):
+        raise ValueError(
+            f"model {model.spec.key!r} takes pixel_values of shape (B, 3, {size}, {size}) "
+            f"(use model.preprocess), got {tuple(pixel_values.shape)}"
+        )
+    return pixel_values.to(model.device, torch.float32)
+
+
+# --- attention methods -------------------------------------------------------------------
+
+
+def _attention_maps(
+    model: LoadedModel, pixel_values: torch.Tensor, methods: Sequence[str]
+) -> dict[MapKey, np.ndarray]:
+    """One forward pass capturing every layer's attention, then each method reads it."""
+    with torch.inference_mode():
+        output = model.forward(pixel_values, output_attentions=True)
+        attentions = _checked_attentions(model, output, pixel_values.shape[0])
+        maps: dict[MapKey, np.ndarray] = {}
+        for method in methods:
+            maps |= _ATTENTION_READERS[method](model, attentions, output)
+    return maps
+
+
+def _checked_attentions(model: LoadedModel, output: Any, batch: int) -> Attentions:
+    """The output's attentions: one ``(B, heads, T, T)`` tensor per layer, or an error."""
+    attentions = output.attentions
+    tokens = model.num_prefix_tokens + model.grid[0] * model.grid[1]
+    expected = (batch, model.num_heads, tokens, tokens)
+    if not attentions or len(attentions) != model.num_layers:
+        raise RuntimeError(
+            f"model {model.spec.key!r} returned {len(attentions or ())} attention tensors, "
+            f"expected {model.num_layers}: is attention eager (not SDPA/flash)?"
+        )
+    for layer, attention in enumerate(attentions):
+        if tuple(attention.shape) != expected:
+            raise RuntimeError(
+                f"model {model.spec.key!r} layer {layer}: attention shape "
+                f"{tuple(attention.shape)}, expected {expected} "
+                f"({model.num_prefix_tokens} prefix tokens + {model.grid} patches)"
+            )
+    return attentions
+
+
+def _on_grid(model: LoadedModel, values: torch.Tensor) -> np.ndarray:
+    """``(B, K, N)`` patch values -> float32 ``(B, K, gh, gw)``."""
+    grid = values.reshape(*values.shape[:2], *model.grid)
+    return grid.float().cpu().numpy()
+
+
+def _with_head_mean(model: LoadedModel, per_head: torch.Tensor) -> np.ndarray:
+    """``(B, H, N)`` -> ``(B, H + 1, gh, gw)``, the last slot the mean over heads."""
+    return _on_grid(model, torch.cat([per_head, per_head.mean(dim=1, keepdim=True)], dim=1))
+
+
+def _cls_maps(model: LoadedModel, attentions: Attentions, output: Any) -> dict[MapKey, np.ndarray]:
+    start = model.num_prefix_tokens
+    return {
+        ("cls", layer): _with_head_mean(model, a[:, :, 0, start:])
+        for layer, a in enumerate(attentions)
+    }
+
+
+def _rollout_maps(
+    model: LoadedModel, attentions: Attentions, output: Any
+) -> dict[MapKey, np.ndarray]:
+    start = model.num_prefix_tokens
+    return {
+        ("rollout", layer): _on_grid(model, joint[:, None, 0, start:])
+        for layer, joint in enumerate(rollout_matrices(attentions))
+    }
+
+
+def _mean_received_maps(
+    model: LoadedModel, attentions: Attentions, output: Any
+) -> dict[MapKey, np.ndarray]:
+    start = model.num_prefix_tokens
+    return {
+        ("mean_received", layer): _with_head_mean(model, a[:, :, :, start:].mean(dim=2))
+        for layer, a in enumerate(attentions)
+    }
+
+
+def _probe_maps(
+    model: LoadedModel, attentions: Attentions, output: Any
+) -> dict[MapKey, np.ndarray]:
+    weights = probe_attention(model.module, output.last_hidden_state)
+    return {
+        ("probe", model.num_layers): _with_head_mean(
+            model, weights[:, :, model.num_prefix_tokens :]
+        )
+    }
+
+
+_ATTENTION_READERS = {
+    "cls": _cls_maps,
+    "rollout": _rollout_maps,
+    "probe": _probe_maps,
+    "mean_received": _mean_received_maps,
+}
+
+
+def probe_attention(module: nn.Module, last_hidden_state: torch.Tensor) -> torch.Tensor:
+    """Per-head attention ``(B, H, T)`` of a MAP pooling head's learned probe over tokens.
+
+    The head (a module with a ``probe`` parameter and an ``nn.MultiheadAttention``
+    ``attention``) is re-run on its own input with per-head weights returned.
+    """
+    heads = [
+        m
+        for m in module.modules()
+        if isinstance(getattr(m, "attention", None), nn.MultiheadAttention)
+        and isinstance(getattr(m, "probe", None), nn.Parameter)
+    ]
+    if len(heads) != 1:
+        raise ValueError(
+            f"{type(module).__name__} has {len(heads)} attention-pooling heads (a module with a "
+            "`probe` and an nn.MultiheadAttention `attention`), expected 1"
+        )
+    head = heads[0]
+    probe = head.probe.expand(last_hidden_state.shape[0], -1, -1)
+    _, weights = head.attention(
+        probe, last_hidden_state, last_hidden_state, need_weights=True, average_attn_weights=False
+    )
+    return weights[:, :, 0, :]
+
+
+def rollout_matrices(
+    attentions: Sequence[torch.Tensor], head_fusion: str = "mean", start_layer: int = 0
+) -> Iterator[torch.Tensor]:
+    """Cumulative rollout ``(B, T, T)`` through layers ``start_layer..l``, for each ``l`` in turn.
+
+    Per layer: fuse heads (mean / max / min), add the identity, renormalise each row to
+    sum 1; then ``A_l @ ... @ A_start``. One matrix product per layer.
+    """
+    if head_fusion not in _HEAD_FUSIONS:
+        raise ValueError(f"head_fusion must be one of {list(_HEAD_FUSIONS)}, got {head_fusion!r}")
+    if not 0 <= start_layer < len(attentions):
+        raise ValueError(f"start_layer must be in [0, {len(attentions)}), got {start_layer}")
+    fuse = _HEAD_FUSIONS[head_fusion]
+    joint = None
+    for attention in attentions[start_layer:]:
+        if attention.ndim != 4 or attention.shape[-1] != attention.shape[-2]:
+            raise ValueError(f"attention must be (B, heads, T, T), got {tuple(attention.shape)}")
+        fused = fuse(attention.float())
+        fused = fused + torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
+        fused = fused / fused.sum(dim=-1, keepdim=True)
+        joint = fused if joint is None else fused @ joint
+        yield joint
+
+
+def rollout(
+    attentions: Sequence[torch.Tensor],
+    num_prefix_tokens: int,
+    head_fusion: str = "mean",
+    start_layer: int = 0,
+) -> torch.Tensor:
+    """Attention rollout read at the CLS row (token 0) over patch tokens: ``(B, num_patches)``.
+
+    All ``num_prefix_tokens`` leading tokens (CLS, registers) are skipped as columns.
+    """
+    if num_prefix_tokens < 1:
+        raise ValueError("rollout reads the CLS row (token 0): num_prefix_tokens must be >= 1")
+    *_, joint = rollout_matrices(attentions, head_fusion, start_layer)
+    return joint[:, 0, num_prefix_tokens:]
+
+
+# --- Grad-CAM ----------------------------------------------------------------------------
+
+
+class OwnEmbeddingTarget:
+    """Grad-CAM target for a backbone without a head: ``<f(x), f(x)/|f(x)|>`` (detached direction).
+
+    Its gradient is the embedding's own direction. Cosine similarity to the image's own
+    embedding would be the natural choice, but it is maximal there, so its gradient is zero.
+    """
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        direction = nn.functional.normalize(model_output.detach(), dim=-1)
+        return (model_output * direction).sum(dim=-1)
+
+
+class _Scorer(nn.Module):
+    """A LoadedModel as the tensor-in, tensor-out module pytorch-grad-cam expects."""
+
+    def __init__(self, model: LoadedModel):
+        super().__init__()
+        self.model = model
+        self.backbone = model.module
+        self.head = model.head
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.score(pixel_values)
+
+
+class _GridGradCAM(GradCAM):
+    """pytorch-grad-cam's GradCAM stopped at the layers' grids.
+
+    Returns one ReLU'd CAM per target layer, before the library resizes it to the input
+    and min-max scales it (the library's output is that map resized and rescaled).
+    """
+
+    def compute_cam_per_layer(self, input_tensor, targets, eigen_smooth):
+        recorded = self.activations_and_grads
+        return [
+            np.maximum(
+                self.get_cam_image(
+                    input_tensor, layer, targets, act.numpy(), grad.numpy(), eigen_smooth
+                ),
+                0,
+            ).astype(np.float32)
+            for layer, act, grad in zip(
+                self.target_layers, recorded.activations, recorded.gradients, strict=True
+            )
+        ]
+
+    def aggregate_multi_layers(self, cam_per_target_layer):
+        return cam_per_target_layer
+
+
+def token_reshape_transform(num_prefix_tokens: int, grid: tuple[int, int]) -> Callable:
+    """Tokens ``(B, prefix + gh*gw, C)`` -> ``(B, C, gh, gw)``, dropping all prefix tokens."""
+    height, width = grid
+
+    def reshape(tokens: torch.Tensor) -> torch.Tensor:
+        patches = tokens[:, num_prefix_tokens:, :]
+        if patches.shape[1] != height * width:
+            raise ValueError(
+                f"{tokens.shape[1]} tokens do not split into {num_prefix_tokens} prefix tokens "
+                f"and a {height}x{width} grid"
+            )
+        return patches.reshape(tokens.shape[0], height, width, tokens.shape[2]).permute(0, 3, 1, 2)
+
+    return reshape
+
+
+def gradcam_maps(
+    model: LoadedModel, pixel_values: torch.Tensor, classes: Sequence[int] | None = None
+) -> dict[MapKey, np.ndarray]:
+    """Grad-CAM ``(B, 1, h, w)`` at each of the model's Grad-CAM layers, in one forward/backward."""
+    layers = model.gradcam_layers()
+    if classes is not None:
+        if not model.is_classifier:
+            raise ValueError(
+                f"model {model.spec.key!r} has no classification head; Grad-CAM classes need "
+                "one (LoadedModel.head)"
+            )
+        if len(classes) != pixel_values.shape[0]:
+            raise ValueError(
+                f"need one class per image: {len(classes)} for {pixel_values.shape[0]}"
+            )
+        targets = [ClassifierOutputTarget(int(c)) for c in classes]
+    elif model.is_classifier:
+        targets = None  # pytorch-grad-cam: the predicted class
+    else:
+        targets = [OwnEmbeddingTarget()] * pixel_values.shape[0]
+    reshape = (
+        token_reshape_transform(model.num_prefix_tokens, model.grid)
+        if model.spec.arch.token_outputs
+        else None
+    )
+    scorer = _Scorer(model)
+    # gradients are needed even when the caller runs under no_grad / inference_mode
+    with torch.inference_mode(False), torch.enable_grad(), _backward_from(scorer, layers[0][1]):
+        cam = _GridGradCAM(scorer, [module for _, module in layers], reshape_transform=reshape)
+        try:
+            grids = cam(pixel_values.clone(), targets)
+        finally:
+            cam.activations_and_grads.release()
+    return {
+        ("gradcam", index): grid[:, None] for (index, _), grid in zip(layers, grids, strict=True)
+    }
+
+
+@contextmanager
+def _backward_from(module: nn.Module, first_layer: nn.Module) -> Iterator[None]:
+    """Backpropagate only down to ``first_layer``'s output.
+
+    Parameters stop requiring gradients and the layer's output becomes a leaf, so the
+    backward pass computes no weight gradients and skips the blocks before the layer.
+    Gradients at and after the layer are unchanged.
+    """
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.requires_grad_(False)
+    handle = first_layer.register_forward_hook(
+        lambda _module, _inputs, output: output.detach().requires_grad_(True), prepend=True
+    )
+    try:
+        yield
+    finally:
+        handle.remove()
+        for parameter in trainable:
+            parameter.requires_grad_(True)
