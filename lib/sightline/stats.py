@@ -1,0 +1,225 @@
+"""Tests, effect sizes and bootstrap intervals: thin, well-named wrappers over pingouin / scipy.
+
+Every result carries ``n``, the number of observations (or pairs, or subjects) it used;
+pairs or rows with a NaN are dropped first and counted in ``n_dropped``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import pingouin as pg
+from scipy import stats as sps
+
+PAIRED_FIELDS = (
+    "mean_a",
+    "mean_b",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "wilcoxon_w",
+    "p_wilcoxon",
+    "rbc",
+    "t",
+    "p_t",
+    "d_z",
+)
+
+
+def _vector(values, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+    return array
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    *,
+    stat: Callable[..., np.ndarray] = np.mean,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``stat`` (called with ``axis=1``); NaNs dropped.
+
+    All resamples are drawn at once: ``n_boot x n`` indices from ``default_rng(seed)``.
+    """
+    data = _vector(values, "values")
+    data = data[~np.isnan(data)]
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if data.size == 0:
+        return (np.nan, np.nan)
+    resamples = np.random.default_rng(seed).integers(0, data.size, (n_boot, data.size))
+    estimates = stat(data[resamples], axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(estimates, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def paired_comparison(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Compare two paired samples (e.g. two models on the same images), ``a - b``.
+
+    Wilcoxon signed-rank (scipy's default zero handling, via ``pingouin.wilcoxon``, which
+    also gives the rank-biserial correlation ``rbc``), paired t-test (``ttest_rel``),
+    Cohen's ``d_z`` = mean / sd of the differences, and a bootstrap CI of the mean
+    difference. With no non-zero difference the Wilcoxon test is undefined (NaN).
+    """
+    x, y = _vector(a, "a"), _vector(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"a and b must be paired (same length), got {x.size} and {y.size}")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    diff = x - y
+    n = diff.size
+    sd = diff.std(ddof=1) if n > 1 else np.nan
+    result = dict.fromkeys(["t", "p_t", "wilcoxon_w", "p_wilcoxon", "rbc", "d_z"], np.nan)
+    if n:
+        result.update(mean_a=x.mean(), mean_b=y.mean(), mean_diff=diff.mean())
+    if n > 1 and sd > 0:
+        t_test = sps.ttest_rel(x, y)
+        result.update(t=t_test.statistic, p_t=t_test.pvalue, d_z=diff.mean() / sd)
+    if np.any(diff != 0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # scipy's normal approx. notes
+            w = pg.wilcoxon(x, y).iloc[0]
+        result.update(wilcoxon_w=w["W_val"], p_wilcoxon=w["p_val"], rbc=w["RBC"])
+    result["ci_low"], result["ci_high"] = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
+    floats = {key: float(result.get(key, np.nan)) for key in PAIRED_FIELDS}
+    return {"n": int(n), "n_dropped": int((~keep).sum()), **floats}
+
+
+def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (``pingouin.multicomp``); NaNs stay NaN, uncounted."""
+    p = _vector(pvalues, "pvalues")
+    return np.asarray(pg.multicomp(p, method="holm")[1], dtype=np.float64) if p.size else p
+
+
+def _require_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise KeyError(f"columns {missing} not in the table; it has {list(df.columns)}")
+
+
+def _wide(df: pd.DataFrame, value: str, group: str, subject: str) -> pd.DataFrame:
+    """Subjects x groups table of ``value``; each (subject, group) must appear once."""
+    repeated = df.duplicated([subject, group])
+    if repeated.any():
+        row = df.loc[repeated, [subject, group]].iloc[0].to_dict()
+        raise ValueError(
+            f"each ({subject}, {group}) pair must appear once (per family) to pair the "
+            f"groups, but {row} repeats; aggregate first or add a family column"
+        )
+    return df.pivot(index=subject, columns=group, values=value)
+
+
+def pairwise_comparisons(
+    df: pd.DataFrame,
+    value: str,
+    group: str,
+    subject: str,
+    *,
+    family: str | Sequence[str] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """``paired_comparison`` of every pair of groups on their shared subjects.
+
+    One row per pair (``a`` < ``b`` in sorted order) and family; ``p_holm`` is the
+    Wilcoxon p Holm-adjusted over the pairs of the family (rows with the same ``family``
+    column values; the whole table if ``family`` is None).
+    """
+    families = [family] if isinstance(family, str) else list(family or [])
+    _require_columns(df, [value, group, subject, *families])
+    parts = df.groupby(families, observed=True, sort=True) if families else [((), df)]
+    rows = []
+    for key, part in parts:
+        key = key if isinstance(key, tuple) else (key,)
+        wide = _wide(part, value, group, subject)
+        found = []
+        for a, b in itertools.combinations(sorted(wide.columns), 2):
+            found.append(
+                {
+                    **dict(zip(families, key, strict=True)),
+                    "a": a,
+                    "b": b,
+                    **paired_comparison(wide[a], wide[b], n_boot=n_boot, seed=seed),
+                }
+            )
+        p_holm = holm([row["p_wilcoxon"] for row in found])
+        rows += [{**row, "p_holm": p} for row, p in zip(found, p_holm, strict=True)]
+    return pd.DataFrame(rows)
+
+
+def omnibus(
+    df: pd.DataFrame, value: str, group: str, subject: str | None = None
+) -> dict[str, float | str]:
+    """Do the groups differ at all? Friedman if paired by ``subject`` (complete subjects
+    only; ``pingouin.friedman``, with Kendall's W), else Kruskal-Wallis (``scipy``)."""
+    _require_columns(df, [value, group] + ([subject] if subject else []))
+    if subject is None:
+        data = df[[group, value]].dropna()
+        groups = [g[value].to_numpy() for _, g in data.groupby(group, observed=True)]
+        h = sps.kruskal(*groups)
+        return {
+            "test": "kruskal",
+            "n": len(data),
+            "n_dropped": len(df) - len(data),
+            "k": len(groups),
+            "statistic": float(h.statistic),
+            "p": float(h.pvalue),
+        }
+    wide = _wide(df, value, group, subject)
+    complete = wide.dropna()
+    long = complete.reset_index().melt(id_vars=subject, var_name=group, value_name=value)
+    result = pg.friedman(data=long, dv=value, within=group, subject=subject).iloc[0]
+    return {
+        "test": "friedman",
+        "n": len(complete),
+        "n_dropped": len(wide) - len(complete),
+        "k": wide.shape[1],
+        "statistic": float(result["Q"]),
+        "p": float(result["p_unc"]),
+        "kendall_w": float(result["W"]),
+    }
+
+
+def anova_tukey(df: pd.DataFrame, value: str, group: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One-way between-groups ANOVA and Tukey HSD (``pingouin.anova`` / ``pairwise_tukey``);
+    both tables gain ``n``, the rows used (NaNs dropped)."""
+    _require_columns(df, [value, group])
+    data = df[[group, value]].dropna()
+    anova = pg.anova(data=data, dv=value, between=group).assign(n=len(data))
+    tukey = pg.pairwise_tukey(data=data, dv=value, between=group).assign(n=len(data))
+    return anova, tukey
+
+
+def ttest_ind(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *, equal_var: bool = False
+) -> dict[str, float | str]:
+    """Two independent samples: Welch's t-test by default (``equal_var=True``: Student's)."""
+    x, y = _vector(a, "a"), _vector(b, "b")
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    result = sps.ttest_ind(x, y, equal_var=equal_var)
+    return {
+        "test": "student" if equal_var else "welch",
+        "n": int(x.size + y.size),
+        "n_a": int(x.size),
+        "n_b": int(y.size),
+        "mean_a": float(x.mean()) if x.size else np.nan,
+        "mean_b": float(y.mean()) if y.size else np.nan,
+        "t": float(result.statistic),
+        "dof": float(result.df),
+        "p": float(result.pvalue),
+    }

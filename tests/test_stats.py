@@ -1,0 +1,152 @@
+"""Statistics wrappers against pingouin / scipy called directly and against hand cases."""
+
+import numpy as np
+import pandas as pd
+import pingouin as pg
+import pytest
+from scipy import stats as sps
+
+from sightline import stats
+
+
+@pytest.fixture
+def paired():
+    rng = np.random.default_rng(11)
+    a = rng.normal(0.3, 0.1, 40)
+    return a, a - rng.normal(0.02, 0.05, 40)
+
+
+def test_bootstrap_ci_equals_a_manual_resampling():
+    values = np.array([1.0, 2.0, 3.0, 10.0, np.nan])
+    rng = np.random.default_rng(5)
+    draws = rng.integers(0, 4, (50, 4))
+    means = [values[:4][row].mean() for row in draws]  # one resample at a time
+    want = np.quantile(means, [0.05, 0.95])
+    got = stats.bootstrap_ci(values, n_boot=50, seed=5, level=0.9)
+    assert got == pytest.approx(tuple(want))
+    assert stats.bootstrap_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
+    assert np.isnan(stats.bootstrap_ci([np.nan])).all()
+    median = stats.bootstrap_ci(values, stat=np.median, n_boot=50, seed=5)
+    assert 1.0 <= median[0] <= median[1] <= 10.0
+
+
+def test_bootstrap_ci_covers_a_planted_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    hits = 0
+    for i in range(200):
+        low, high = stats.bootstrap_ci(rng.normal(0.3, 1.0, 60), n_boot=1000, seed=i)
+        hits += low <= 0.3 <= high
+    assert 0.88 <= hits / 200 <= 0.99
+
+
+def test_paired_comparison_matches_pingouin_and_scipy(paired):
+    a, b = paired
+    got = stats.paired_comparison(a, b)
+    t = pg.ttest(a, b, paired=True).iloc[0]
+    w = sps.wilcoxon(a, b)
+    assert got["n"] == 40 and got["n_dropped"] == 0
+    assert got["t"] == pytest.approx(t["T"]) and got["p_t"] == pytest.approx(t["p_val"])
+    assert got["wilcoxon_w"] == pytest.approx(w.statistic)
+    assert got["p_wilcoxon"] == pytest.approx(w.pvalue)
+    assert got["rbc"] == pytest.approx(pg.wilcoxon(a, b).iloc[0]["RBC"])
+    diff = a - b
+    assert got["d_z"] == pytest.approx(diff.mean() / diff.std(ddof=1))
+    assert got["t"] == pytest.approx(got["d_z"] * np.sqrt(40))
+    assert got["mean_diff"] == pytest.approx(got["mean_a"] - got["mean_b"])
+    assert got["ci_low"] < got["mean_diff"] < got["ci_high"]
+
+
+def test_paired_comparison_by_hand_with_nan_pairs_dropped():
+    got = stats.paired_comparison([1, 2, 3, 4, np.nan, 7], [0, 0, 0, 0, 1, np.nan])
+    assert got["n"] == 4 and got["n_dropped"] == 2
+    assert got["mean_diff"] == 2.5 and got["wilcoxon_w"] == 0.0 and got["rbc"] == 1.0
+    assert got["p_wilcoxon"] == pytest.approx(0.125)  # exact: 2 of 16 sign patterns
+    assert got["d_z"] == pytest.approx(2.5 / np.std([1, 2, 3, 4], ddof=1))
+    same = stats.paired_comparison([1.0, 2.0], [1.0, 2.0])
+    assert same["n"] == 2 and np.isnan(same["p_wilcoxon"]) and np.isnan(same["p_t"])
+    with pytest.raises(ValueError, match="paired"):
+        stats.paired_comparison([1, 2], [1, 2, 3])
+
+
+def test_holm_matches_pingouin_and_a_hand_case():
+    assert stats.holm([0.01, 0.04, 0.03]).tolist() == pytest.approx([0.03, 0.06, 0.06])
+    p = np.array([0.001, 0.2, np.nan, 0.04, 0.03])
+    np.testing.assert_allclose(stats.holm(p), pg.multicomp(p, method="holm")[1])
+    assert np.isnan(stats.holm(p)[2])
+    assert stats.holm([]).size == 0
+
+
+def _scores(rng, models=("dinov2", "clip", "mae"), images=25, layers=(0, 11)):
+    rows = [
+        {"image": i, "model": m, "layer": layer, "iou": rng.random() + 0.1 * k}
+        for layer in layers
+        for k, m in enumerate(models)
+        for i in range(images)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_pairwise_comparisons_holm_within_each_family():
+    df = _scores(np.random.default_rng(2))
+    df.loc[0, "iou"] = np.nan
+    got = stats.pairwise_comparisons(df, "iou", "model", "image", family="layer")
+    assert len(got) == 6 and list(got.columns[:3]) == ["layer", "a", "b"]
+    first = got.iloc[0]
+    assert (first["layer"], first["a"], first["b"]) == (0, "clip", "dinov2")
+    wide = df[df.layer == 0].pivot(index="image", columns="model", values="iou")
+    want = stats.paired_comparison(wide["clip"], wide["dinov2"])
+    assert first["n"] == want["n"] == 24 and first["p_wilcoxon"] == want["p_wilcoxon"]
+    for _, family in got.groupby("layer"):
+        np.testing.assert_allclose(family["p_holm"], stats.holm(family["p_wilcoxon"]))
+    one = stats.pairwise_comparisons(df[df.layer == 0], "iou", "model", "image")
+    np.testing.assert_allclose(one["p_holm"], got[got.layer == 0]["p_holm"])
+
+
+def test_pairwise_comparisons_reject_ambiguous_pairs_and_missing_columns():
+    df = _scores(np.random.default_rng(2))
+    with pytest.raises(ValueError, match=r"\(image, model\) pair must appear once"):
+        stats.pairwise_comparisons(df, "iou", "model", "image")
+    with pytest.raises(KeyError, match=r"columns \['iuo'\] not in the table"):
+        stats.pairwise_comparisons(df, "iuo", "model", "image", family="layer")
+
+
+def test_omnibus_friedman_and_kruskal_match_the_libraries():
+    df = _scores(np.random.default_rng(3), layers=(0,))
+    df.loc[3, "iou"] = np.nan  # drops image 3 from the paired test
+    got = stats.omnibus(df, "iou", "model", "image")
+    complete = df[df.image != 3]
+    want = pg.friedman(data=complete, dv="iou", within="model", subject="image").iloc[0]
+    wide = complete.pivot(index="image", columns="model", values="iou")
+    assert got["test"] == "friedman" and got["n"] == 24 and got["n_dropped"] == 1
+    assert got["statistic"] == pytest.approx(want["Q"]) and got["p"] == pytest.approx(want["p_unc"])
+    assert got["statistic"] == pytest.approx(sps.friedmanchisquare(*wide.T.to_numpy()).statistic)
+    unpaired = stats.omnibus(df, "iou", "model")
+    groups = [g.dropna().to_numpy() for _, g in df.groupby("model")["iou"]]
+    h = sps.kruskal(*groups)
+    assert unpaired["test"] == "kruskal" and unpaired["n"] == 74 and unpaired["k"] == 3
+    assert unpaired["statistic"] == pytest.approx(h.statistic)
+    assert unpaired["p"] == pytest.approx(h.pvalue)
+
+
+def test_anova_tukey_matches_pingouin_and_scipy():
+    df = _scores(np.random.default_rng(4), layers=(0,))
+    anova, tukey = stats.anova_tukey(df, "iou", "model")
+    groups = [g.to_numpy() for _, g in df.groupby("model")["iou"]]
+    assert anova.loc[0, "F"] == pytest.approx(sps.f_oneway(*groups).statistic)
+    pd.testing.assert_frame_equal(
+        tukey.drop(columns="n"), pg.pairwise_tukey(data=df, dv="iou", between="model")
+    )
+    assert (anova["n"] == 75).all() and (tukey["n"] == 75).all()
+
+
+def test_ttest_ind_is_welch_by_default():
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(0.19, 0.1, 30), rng.normal(0.145, 0.2, 45)
+    got = stats.ttest_ind(a, np.r_[b, np.nan])
+    want = pg.ttest(a, b, correction=True).iloc[0]
+    assert got["test"] == "welch" and (got["n"], got["n_a"], got["n_b"]) == (75, 30, 45)
+    assert got["t"] == pytest.approx(want["T"]) and got["dof"] == pytest.approx(want["dof"])
+    assert got["p"] == pytest.approx(want["p_val"])
+    student = stats.ttest_ind(a, b, equal_var=True)
+    assert student["test"] == "student" and student["dof"] == 73
+    assert student["p"] == pytest.approx(sps.ttest_ind(a, b).pvalue)
