@@ -255,7 +255,8 @@ class _kernel_spec:
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": "sightline",
             "language": "python",
-            "env": {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "MPLBACKEND": "Agg"},
+            "env": {"PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+                    "MPLBACKEND": "module://matplotlib_inline.backend_inline"},
         }
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
         self._old = os.environ.get("JUPYTER_PATH")

@@ -108,7 +108,8 @@ def _summary(params: config.Params, params_path: Path, notebooks: list, records:
             versions.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             continue
-    params_yaml = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
+    params_yaml = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False,
+                                 default_flow_style=None, width=100)
     return (
         "<h2 id='run-summary'>Run summary</h2>"
         f"<p>Profile <b>{params.profile}</b> from <code>{html.escape(str(params_path))}</code>; "

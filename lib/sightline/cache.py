@@ -1,0 +1,141 @@
+"""The HDF5 store of saliency maps: content-keyed, resumable, safe to interrupt.
+
+Layout: ``<root>/<store>.h5`` holds, for one (dataset, model, weights/variant, code
+version), the image ids and one dataset ``maps/<method>/<layer>`` of shape
+``(N, K, h, w)`` float32 (K = heads + 1 with the head mean last, or 1) per map kind.
+
+Writes never touch a file a reader may hold: each batch lands in its own shard
+(``<store>.shards/NNNNNN.h5``, written under a temporary name and renamed into place,
+so a killed process leaves either a whole shard or none). ``compact`` merges the main
+file and the shards into a new file that replaces the old one atomically. Readers see
+the main file plus any shards, so an interrupted run is readable and resumes where it
+stopped; rows are ordered by image id, so the result does not depend on interruptions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+MapKey = tuple[str, int]
+_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+
+class MapStore:
+    """Maps of one (dataset, model, variant) in one HDF5 file plus pending shards."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.shard_dir = self.path.with_suffix(".shards")
+
+    def _files(self) -> list[Path]:
+        shards = sorted(self.shard_dir.glob("*.h5")) if self.shard_dir.is_dir() else []
+        return ([self.path] if self.path.exists() else []) + shards
+
+    def image_ids(self) -> set[str]:
+        """Ids of the images whose maps are stored (a shard is written whole or not at all)."""
+        ids: set[str] = set()
+        for file in self._files():
+            with h5py.File(file, "r") as h5:
+                ids.update(_decode(h5["image_ids"][()]))
+        return ids
+
+    def keys(self) -> list[MapKey]:
+        """The (method, layer) map kinds held, sorted."""
+        keys: set[MapKey] = set()
+        for file in self._files():
+            with h5py.File(file, "r") as h5:
+                for method, layers in h5["maps"].items():
+                    keys.update((method, int(layer)) for layer in layers)
+        return sorted(keys)
+
+    def read(
+        self, method: str, layer: int, image_ids: Iterable[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """Maps of one kind for the given images (default: all), ordered as asked or by id."""
+        rows: dict[str, np.ndarray] = {}
+        for file in self._files():
+            with h5py.File(file, "r") as h5:
+                name = f"maps/{method}/{layer}"
+                if name not in h5:
+                    continue
+                ids = _decode(h5["image_ids"][()])
+                data = h5[name][()]
+                rows.update(zip(ids, data, strict=True))
+        wanted = sorted(rows) if image_ids is None else list(image_ids)
+        missing = [i for i in wanted if i not in rows]
+        if missing:
+            raise KeyError(
+                f"{self.path}: no maps {method}/{layer} for {len(missing)} image(s), e.g. "
+                f"{missing[:3]}; run the extraction for this model first"
+            )
+        if not wanted:
+            return [], np.zeros((0, 0, 0, 0), dtype=np.float32)
+        return wanted, np.stack([rows[i] for i in wanted])
+
+    @contextmanager
+    def writer(self) -> Iterator[ShardWriter]:
+        """Append batches as shards; compacts into the main file on a clean exit."""
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        writer = ShardWriter(self.shard_dir)
+        yield writer
+        self.compact()
+
+    def compact(self) -> None:
+        """Merge the main file and all shards into one file, replacing it atomically."""
+        files = self._files()
+        shards = [f for f in files if f != self.path]
+        if not shards:
+            return
+        ids = sorted(self.image_ids())
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with h5py.File(tmp, "w") as out:
+            out.create_dataset("image_ids", data=np.array(ids, dtype=h5py.string_dtype()))
+            for method, layer in self.keys():
+                _, data = self.read(method, layer, ids)
+                out.create_dataset(
+                    f"maps/{method}/{layer}", data=data, chunks=(1, *data.shape[1:]), **_COMPRESSION
+                )
+        os.replace(tmp, self.path)
+        for shard in shards:
+            shard.unlink()
+
+    def nbytes_per_image(self) -> float:
+        """On-disk bytes per stored image (after compression)."""
+        n = len(self.image_ids())
+        size = sum(f.stat().st_size for f in self._files())
+        return size / n if n else 0.0
+
+
+class ShardWriter:
+    """Writes one batch of maps per shard file, atomically."""
+
+    def __init__(self, shard_dir: Path):
+        self.shard_dir = shard_dir
+        existing = [int(p.stem) for p in shard_dir.glob("*.h5") if p.stem.isdigit()]
+        self._next = max(existing, default=-1) + 1
+
+    def put(self, image_ids: list[str], maps: Mapping[MapKey, np.ndarray]) -> None:
+        """Store maps ``{(method, layer): (B, K, h, w)}`` for the batch ``image_ids``."""
+        for key, value in maps.items():
+            if value.shape[0] != len(image_ids):
+                raise ValueError(
+                    f"maps {key} hold {value.shape[0]} rows for {len(image_ids)} image ids"
+                )
+        final = self.shard_dir / f"{self._next:06d}.h5"
+        tmp = final.with_name(final.name + ".tmp")
+        with h5py.File(tmp, "w") as h5:
+            h5.create_dataset("image_ids", data=np.array(image_ids, dtype=h5py.string_dtype()))
+            for (method, layer), value in maps.items():
+                h5.create_dataset(f"maps/{method}/{layer}", data=np.asarray(value, np.float32))
+        os.replace(tmp, final)
+        self._next += 1
+
+
+def _decode(values: np.ndarray) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]

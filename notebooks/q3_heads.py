@@ -1,0 +1,163 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   sightline:
+#     needs: [q1_alignment]
+# ---
+
+# %% [markdown]
+# # Q3: do single attention heads specialise?
+# Do individual heads align with the expert boxes better than their siblings, and with
+# which feature types? Read from the Q1 metrics table (no map is recomputed).
+#
+# Readouts: for CLS-token models (DINOv2, DINOv3, MAE, CLIP) a head's map is its CLS
+# attention row over the patches (method `cls`). The SigLIP family has no CLS token:
+# its heads are the pooling head's probe heads (method `probe`), a different readout
+# that sits after the last block — comparable within a model, not head-for-head with
+# CLS heads.
+
+# %% tags=["parameters"]
+dataset = {"kind": "synthetic", "root": "data/synthetic-demo", "strict": True}
+models = [{"key": "dinov2", "weights": "random", "size": "tiny"}]
+extraction = {"cache_dir": "cache"}
+metrics = {"headline_percentile": 90}
+heads = {"min_boxes": 3, "n_permutations": 200}
+report = {"gallery_size": 2}
+seed = 0
+tables_dir = "report/dev/tables"
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown, display
+
+from sightline import data, extract, plots
+from sightline import heads as hd
+from sightline import models as registry
+from sightline.config import ModelChoice
+
+plots.setup()
+tables = Path(tables_dir)
+P = float(metrics["headline_percentile"])
+HEAD_METHODS = ("cls", "probe")
+scores = pd.read_parquet(tables / "scores.parquet")
+scores = scores[scores["method"].isin(HEAD_METHODS)]
+choices = {extract.model_name(c): c for c in (ModelChoice(**m) for m in models)}
+display(Markdown(f"{scores['model'].nunique()} models with per-head maps; "
+                 f"{scores[scores['head'] >= 0].groupby(['model', 'layer', 'head']).ngroups} heads."))
+
+# %% [markdown]
+# ## Head rankings
+# Per model: every (layer, head) by its mean IoU at the headline percentile against the union of boxes, its
+# mean rank among the model's heads per image (1 = best) and how often it is in an
+# image's top 3. Heatmaps show the mean per layer × head.
+
+# %%
+ranking = hd.head_ranking(scores, metric="iou", threshold=P)
+coverage_ranking = hd.head_ranking(scores, metric="coverage", threshold=None)
+display(ranking.groupby(["model", "method"]).head(3).round(3))
+names = list(ranking["model"].unique())
+fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.2), squeeze=False)
+for ax, name in zip(axes.flat, names, strict=True):
+    grid = ranking[ranking["model"] == name].pivot_table(index="layer", columns="head",
+                                                          values="mean", observed=True)
+    sns.heatmap(grid, cmap="viridis", ax=ax, cbar=False, annot=grid.size <= 64, fmt=".2f",
+                annot_kws={"fontsize": 6})
+    method = ranking.loc[ranking["model"] == name, "method"].iloc[0]
+    ax.set_title(f"{name} ({method})", fontsize=9)
+fig.suptitle(f"mean IoU@{P:g} per layer × head (union)")
+fig.tight_layout()
+
+# %% [markdown]
+# ## How concentrated is alignment — and is it more than chance?
+# Best head vs the median head, the share of the total held by the top 5 heads, and a
+# permutation test: heads shuffled within each image (are the best heads better than
+# the best of exchangeable heads?).
+
+# %%
+concentrated = hd.concentration(ranking)
+tested = hd.concentration_test(scores, metric="iou", threshold=P,
+                               n_permutations=heads["n_permutations"], seed=seed)
+concentrated = concentrated.merge(tested, on=["model", "variant", "method"], how="left",
+                                  suffixes=("", "_test"))
+concentrated.to_csv(tables / "head_concentration.csv", index=False)
+display(concentrated.round(4))
+
+# %% [markdown]
+# ## Heads × feature types
+# Mean single-box IoU (headline percentile) of each head on each feature type with at least
+# `heads.min_boxes` boxes; the best head per feature type; and the specialisation
+# test: feature labels shuffled across boxes, statistic = how far the most lifted head
+# stands out on this feature beyond its own average (so a head good at everything is
+# no specialist).
+
+# %%
+matrix = hd.head_feature_matrix(scores, metric="iou", threshold=P, min_boxes=heads["min_boxes"])
+best_per_feature = hd.best_head_per_feature(matrix)
+specialists = hd.specialisation_test(scores, metric="iou", threshold=P,
+                                     min_boxes=heads["min_boxes"],
+                                     n_permutations=heads["n_permutations"], seed=seed)
+best_per_feature = best_per_feature.merge(specialists, on=["model", "variant", "method", "feature"],
+                                          how="left", suffixes=("", "_test"))
+best_per_feature.to_csv(tables / "best_head_per_feature.csv", index=False)
+display(best_per_feature.round(4))
+for name in matrix["model"].unique():
+    sub = matrix[matrix["model"] == name]
+    top = sub.groupby(["layer", "head"])["mean"].mean().nlargest(16).index
+    sub = sub.set_index(["layer", "head"]).loc[top].reset_index()
+    grid = sub.assign(h=sub["layer"].astype(str) + "." + sub["head"].astype(str)).pivot_table(
+        index="feature", columns="h", values="mean", observed=True)
+    fig, ax = plt.subplots(figsize=(0.5 * grid.shape[1] + 3, 0.35 * grid.shape[0] + 1.5))
+    sns.heatmap(grid, cmap="magma", ax=ax, annot=True, fmt=".2f", annot_kws={"fontsize": 6})
+    ax.set_title(f"{name}: IoU@{P:g} per feature type, 16 best heads (layer.head)")
+    fig.tight_layout()
+
+# %% [markdown]
+# ## The tidy heads table
+# `tables/heads.parquet`: per model, variant, method, layer, head and feature (or
+# union), the mean score and rank statistics for IoU at the headline percentile and coverage. Fine-tuned
+# variants drop into the same table through the `variant` column.
+
+# %%
+heads_table = pd.concat([
+    hd.heads_table(scores, metric="iou", threshold=P, min_boxes=heads["min_boxes"]),
+    hd.heads_table(scores, metric="coverage", threshold=None, min_boxes=heads["min_boxes"]),
+], ignore_index=True)
+heads_table.to_parquet(tables / "heads.parquet", index=False)
+display(Markdown(f"{len(heads_table):,} rows."))
+
+# %% [markdown]
+# ## The best head at work
+# For each model, its best head's map on the images where it wins most and fails most.
+
+# %%
+wc = data.load_wikichurches(dataset["root"], strict=dataset.get("strict", True))
+by_id = {s.image_id: s for s in wc.samples}
+dataset_id = data.dataset_fingerprint(dataset["root"])
+union = hd.select(scores, metric="iou", threshold=P)
+union = union[union["target"] == "union"]
+g = report["gallery_size"]
+top = concentrated.dropna(subset=["best_layer"])
+fig, axes = plt.subplots(len(top), 2 * g, figsize=(2.3 * 2 * g, 2.5 * len(top)), squeeze=False)
+for r, row in enumerate(top.itertuples()):
+    layer, head = int(row.best_layer), int(row.best_head)
+    own = union[(union["model"] == row.model) & (union["layer"] == layer)
+                & (union["head"] == head)].dropna(subset=["value"]).sort_values("value")
+    picks = [*own.tail(g)["image_id"][::-1], *own.head(g)["image_id"]]
+    store = extract.store_for(extraction["cache_dir"], dataset_id, row.model, row.variant)
+    geometry = registry.REGISTRY[choices[row.model].key].geometry
+    _, maps = store.read(row.method, layer, picks)
+    for c, image_id in enumerate(picks):
+        sample = by_id[image_id]
+        frame = geometry.frame_image(data.load_image(sample.path))
+        xyxy = geometry.boxes_to_frame(sample.boxes_ltwh(), sample.width, sample.height)
+        value = own.set_index("image_id")["value"][image_id]
+        plots.overlay(axes[r, c], frame, maps[c, head], xyxy,
+                      title=f"{row.model} L{layer}H{head}\n{'wins' if c < g else 'fails'}: {value:.2f}")
+fig.tight_layout()

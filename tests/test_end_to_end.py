@@ -1,0 +1,64 @@
+"""The real notebooks, built end to end on a minimal offline profile in a temp dir."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from sightline import pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
+    params = yaml.safe_load((ROOT / "params" / "demo.yaml").read_text())
+    params.update(
+        profile="e2e",
+        dataset={"kind": "synthetic", "root": str(tmp_path / "data"), "n_annotated": 8,
+                 "n_pool": 0},
+        models=[{"key": "dinov2", "weights": "random", "size": "tiny"},
+                {"key": "siglip", "weights": "random", "size": "tiny"},
+                {"key": "resnet50", "weights": "random", "size": "tiny"}],
+        extraction={"batch_size": 4, "device": "cpu", "cache_dir": str(tmp_path / "cache")},
+        stats={"n_boot": 200}, heads={"min_boxes": 2, "n_permutations": 50},
+        report={"gallery_size": 1, "examples": 4},
+    )
+    params["metrics"]["percentiles"] = [50, 90]
+    path = tmp_path / "e2e.yaml"
+    path.write_text(yaml.safe_dump(params))
+
+    result = pipeline.build(path, root=ROOT, report_root=tmp_path / "report")
+    out = result.profile_dir
+    assert result.executed == ["00_data", "q1_alignment", "q3_heads"]
+    for name in result.executed:
+        assert (out / "notebooks" / f"{name}.ipynb").exists()
+    html = (out / "index.html").read_text()
+    for title in ("The data", "Q1: do the models look where the experts look?",
+                  "Q3: do single attention heads specialise?", "Run summary"):
+        assert title in html
+    assert "data:image/png;base64," in html  # figures embedded
+    assert (out / "report.pdf").stat().st_size > 10_000
+
+    boxes = pd.read_csv(out / "tables" / "boxes.csv")
+    assert list(boxes.columns[:9]) == ["image_id", "box_index", "group_label", "label", "feature",
+                                       "left", "top", "width", "height"]
+    assert boxes[["left", "top", "width", "height"]].stack().between(0, 1).all()
+
+    scores = pd.read_parquet(out / "tables" / "scores.parquet")
+    assert list(scores.columns) == ["image_id", "model", "variant", "method", "layer", "head",
+                                    "target", "feature", "metric", "threshold", "value"]
+    assert set(scores["model"]) == {"dinov2-tiny-random", "siglip-tiny-random",
+                                    "resnet50-tiny-random", "baseline"}
+    assert {"cls", "rollout", "probe", "gradcam", "sobel"} <= set(scores["method"])
+    assert scores["image_id"].nunique() == 8
+    assert scores.loc[scores["metric"] == "iou", "value"].dropna().between(0, 1).all()
+
+    leaderboard = pd.read_csv(out / "tables" / "leaderboard.csv")
+    assert "baseline" in set(leaderboard["model"])
+    heads = pd.read_parquet(out / "tables" / "heads.parquet")
+    assert {"union"} < set(heads["feature"])
+
+    again = pipeline.build(path, root=ROOT, report_root=tmp_path / "report")
+    assert again.executed == []
