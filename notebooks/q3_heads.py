@@ -61,7 +61,8 @@ display(Markdown(f"{scores['model'].nunique()} models with per-head maps; "
 # %%
 ranking = hd.head_ranking(scores, metric="iou", threshold=P)
 coverage_ranking = hd.head_ranking(scores, metric="coverage", threshold=None)
-display(ranking.groupby(["model", "method"]).head(3).round(3))
+display(ranking.groupby(["model", "method"]).head(3)
+        .drop(columns=["variant"]).round(3))
 names = list(ranking["model"].unique())
 fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.2), squeeze=False)
 for ax, name in zip(axes.flat, names, strict=True):
@@ -87,7 +88,8 @@ tested = hd.concentration_test(scores, metric="iou", threshold=P,
 concentrated = concentrated.merge(tested, on=["model", "variant", "method"], how="left",
                                   suffixes=("", "_test"))
 concentrated.to_csv(tables / "head_concentration.csv", index=False)
-display(concentrated.round(4))
+display(concentrated[["model", "method", "best_layer", "best_head", "best_mean", "median_mean",
+                     "ratio", "top5_share", "n_heads", "statistic", "p_value"]].round(4))
 
 # %% [markdown]
 # ## Heads × feature types
@@ -106,7 +108,9 @@ specialists = hd.specialisation_test(scores, metric="iou", threshold=P,
 best_per_feature = best_per_feature.merge(specialists, on=["model", "variant", "method", "feature"],
                                           how="left", suffixes=("", "_test"))
 best_per_feature.to_csv(tables / "best_head_per_feature.csv", index=False)
-display(best_per_feature.round(4))
+display(best_per_feature[["model", "feature", "n_boxes", "best_layer", "best_head", "best_mean",
+                         "advantage", "layer", "head", "lift", "p_value", "p_holm"]]
+        .rename(columns={"layer": "specialist_layer", "head": "specialist_head"}).round(4))
 for name in matrix["model"].unique():
     sub = matrix[matrix["model"] == name]
     top = sub.groupby(["layer", "head"])["mean"].mean().nlargest(16).index

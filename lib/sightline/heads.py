@@ -32,19 +32,8 @@ import numpy as np
 import pandas as pd
 import pingouin
 
-COLUMNS = [
-    "image_id",
-    "model",
-    "variant",
-    "method",
-    "layer",
-    "head",
-    "target",
-    "feature",
-    "metric",
-    "threshold",
-    "value",
-]
+from .scoring import COLUMNS
+
 GROUP = ["model", "variant", "method"]
 HEAD = ["layer", "head"]
 REGION = ["image_id", "target"]

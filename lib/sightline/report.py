@@ -52,8 +52,7 @@ table { border-collapse: collapse; font-size: 0.85em; margin: .5em 0; }
 th, td { border: 1px solid #ccd; padding: 2px 6px; text-align: right; }
 th { background: #eef; }
 img { max-width: 100%; height: auto; }
-pre { background: #f7f7f9; padding: .5em; overflow-x: auto; font-size: 0.8em;
-      white-space: pre-wrap; }
+pre { background: #f7f7f9; padding: .5em; font-size: 0.8em; white-space: pre-wrap; }
 .input { display: none; margin: .4em 0; }
 body.show-code .input { display: block; }
 .prompt, .jp-OutputPrompt, .jp-InputPrompt { display: none; }
@@ -61,6 +60,7 @@ section.notebook { border-top: 1px solid #bbc; margin-top: 2.5em; }
 #toggle-code { position: fixed; top: 1em; right: 1em; padding: .3em .8em; }
 .summary td, .summary th { text-align: left; }
 @media print { #toggle-code { display: none; } .input { display: none !important; }
+  table { font-size: 6.5pt; } th, td { padding: 1px 3px; }
   section.notebook { page-break-before: always; } }
 @page { size: A4; margin: 1.5cm; }
 """
