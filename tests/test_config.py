@@ -43,7 +43,8 @@ def test_defaults_and_relative_paths(tmp_path):
 @pytest.mark.parametrize(
     ("patch", "expected"),
     [
-        ({"metrics": {"percentlies": [90]}}, "unknown key 'metrics.percentlies'. Did you mean 'percentiles'?"),
+        ({"metrics": {"percentlies": [90]}},
+         "unknown key 'metrics.percentlies'. Did you mean 'percentiles'?"),
         ({"modles": []}, "unknown key 'modles'. Did you mean 'models'?"),
         ({"models": [{"key": "dinov22"}]}, "'models.0.key' is 'dinov22'; allowed: 'dinov2'"),
         ({"models": [{"key": "clip", "weights": "randm"}]}, "Did you mean 'random'?"),

@@ -9,7 +9,7 @@ image x map x target x metric x threshold.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,94 +74,90 @@ def build_targets(samples: Sequence[data.Sample], geometry: Geometry, resolution
     )
 
 
-def _long(
-    values: np.ndarray,
-    targets: Targets,
-    heads: np.ndarray,
-    metric: str,
-    thresholds: np.ndarray | None,
-) -> pd.DataFrame:
-    """(T, K[, P]) metric values -> long rows."""
-    t, k = values.shape[:2]
+def _long(values: np.ndarray, targets: Targets, layer: np.ndarray, head: np.ndarray, metric: str,
+          thresholds: np.ndarray | None) -> pd.DataFrame:
+    """(T, C[, P]) metric values of C map columns (each a layer and head) -> long rows."""
+    t, c = values.shape[:2]
     p = 1 if thresholds is None else len(thresholds)
-    ti = np.repeat(np.arange(t), k * p)
-    return pd.DataFrame(
-        {
-            "image_id": np.asarray(targets.image_ids)[targets.image_index][ti],
-            "head": np.tile(np.repeat(heads, p), t),
-            "target": targets.target[ti],
-            "feature": targets.feature[ti],
-            "metric": metric,
-            "threshold": np.nan if thresholds is None else np.tile(thresholds, t * k),
-            "value": values.reshape(-1).astype(np.float64),
-        }
-    )
+    ti = np.repeat(np.arange(t), c * p)
+    ci = np.tile(np.repeat(np.arange(c), p), t)
+    return pd.DataFrame({
+        "image_id": np.asarray(targets.image_ids)[targets.image_index][ti],
+        "layer": layer[ci],
+        "head": head[ci],
+        "target": targets.target[ti],
+        "feature": targets.feature[ti],
+        "metric": metric,
+        "threshold": np.nan if thresholds is None else np.tile(thresholds, t * c),
+        "value": values.reshape(-1).astype(np.float64),
+    })
 
 
-def score_maps(
-    maps: np.ndarray, targets: Targets, percentiles: Sequence[float], resolution: int
-) -> pd.DataFrame:
-    """All metrics of one map kind ``(N, K, h, w)`` (images in ``targets`` order).
+def score_maps(maps_by_layer: Mapping[int, np.ndarray], targets: Targets,
+               percentiles: Sequence[float], resolution: int) -> pd.DataFrame:
+    """All metrics of one method's maps, ``{layer: (N, K, h, w)}`` on one grid (images in
+    ``targets`` order), scored in a single sweep with the layers side by side.
 
     K > 1 means per-head maps with the head mean last (head -1 in the table).
     """
-    k = maps.shape[1]
-    heads = np.array([-1]) if k == 1 else np.r_[np.arange(k - 1), -1]
-    swept = metrics.sweep(maps, targets.masks, targets.image_index, percentiles, resolution)
+    layers = sorted(maps_by_layer)
+    stacked = np.concatenate([maps_by_layer[layer] for layer in layers], axis=1)
+    widths = [maps_by_layer[layer].shape[1] for layer in layers]
+    layer = np.repeat(layers, widths)
+    head = np.concatenate([[-1] if k == 1 else np.r_[np.arange(k - 1), -1] for k in widths])
+    swept = metrics.sweep(stacked, targets.masks, targets.image_index, percentiles, resolution)
     p = np.asarray(percentiles, dtype=np.float64)
-    frames = [_long(swept[m], targets, heads, m, p) for m in ("iou", "gtc", "sc")]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        relative = swept["iou"] / swept["max_iou"][:, None, :]
-    frames.append(_long(relative, targets, heads, "iou_rel", p))
-    frames += [_long(swept[m], targets, heads, m, None) for m in THRESHOLD_FREE]
-    frames.append(_continuous(maps[:, -1], targets, resolution))
+    frames = [_long(swept[m], targets, layer, head, m, p) for m in ("iou", "gtc", "sc")]
+    relative = metrics.relative_iou(swept["iou"], swept["max_iou"][:, None, :])
+    frames.append(_long(relative, targets, layer, head, "iou_rel", p))
+    frames += [_long(swept[m], targets, layer, head, m, None) for m in THRESHOLD_FREE]
+    means = np.cumsum(widths) - 1  # the head-mean (or only) column of each layer
+    frames.append(_continuous(stacked[:, means], targets, np.asarray(layers), resolution))
     return pd.concat(frames, ignore_index=True)
 
 
-def _continuous(mean_maps: np.ndarray, targets: Targets, resolution: int) -> pd.DataFrame:
-    """MSE / KL / EMD of the head-mean map against each image's soft box target (union only)."""
-    up = metrics.upsample(mean_maps, resolution)
+def _continuous(mean_maps: np.ndarray, targets: Targets, layers: np.ndarray,
+                resolution: int) -> pd.DataFrame:
+    """MSE / KL / EMD of each layer's head-mean map ``(N, L, h, w)`` against each image's
+    soft box target (union rows only)."""
+    n, n_layers = mean_maps.shape[:2]
+    values: dict[str, list[np.ndarray]] = {"mse": [], "kl": [], "emd": []}
+    step = max(1, 64 // n_layers)  # a few dozen full-resolution maps at a time
+    for start in range(0, n, step):
+        chunk = mean_maps[start : start + step]
+        up = metrics.upsample(chunk, resolution).reshape(-1, resolution, resolution)
+        soft = np.repeat(targets.soft[start : start + step], n_layers, axis=0)
+        values["mse"].append(metrics.mse(up, soft))
+        values["kl"].append(metrics.kl(soft, up))
+        values["emd"].append(metrics.emd(up, soft))
     union = np.flatnonzero(targets.target == UNION)
-    values = {
-        "mse": metrics.mse(up, targets.soft),
-        "kl": metrics.kl(targets.soft, up),
-        "emd": metrics.emd(up, targets.soft),
-    }
-    sub = Targets(
-        targets.image_ids,
-        targets.masks[union],
-        targets.image_index[union],
-        targets.target[union],
-        targets.feature[union],
-        targets.soft,
-    )
-    return pd.concat(
-        [_long(v[:, None], sub, np.array([-1]), m, None) for m, v in values.items()],
-        ignore_index=True,
-    )
+    sub = Targets(targets.image_ids, targets.masks[union], targets.image_index[union],
+                  targets.target[union], targets.feature[union], targets.soft)
+    head = np.full(n_layers, -1)
+    return pd.concat([_long(np.concatenate(v).reshape(n, n_layers), sub, layers, head, m, None)
+                      for m, v in values.items()], ignore_index=True)
 
 
-def score_store(
-    store: cache.MapStore,
-    targets: Targets,
-    *,
-    model: str,
-    variant: str,
-    percentiles: Sequence[float],
-    resolution: int,
-    methods: Sequence[str] | None = None,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Score every stored map kind of one (model, variant); returns the tidy table."""
+def score_store(store: cache.MapStore, targets: Targets, *, model: str, variant: str,
+                percentiles: Sequence[float], resolution: int,
+                methods: Sequence[str] | None = None, progress: bool = True) -> pd.DataFrame:
+    """Score every stored map kind of one (model, variant); returns the tidy table.
+
+    The layers of a method that share a grid are scored together in one sweep (one
+    ranking pass per image for all of them).
+    """
+    groups: dict[tuple[str, tuple[int, int]], dict[int, np.ndarray]] = {}
+    for method, layer in store.keys():
+        if methods is None or method in methods:
+            _, maps = store.read(method, layer, targets.image_ids)
+            groups.setdefault((method, maps.shape[-2:]), {})[layer] = maps
     frames = []
-    keys = [key for key in store.keys() if methods is None or key[0] in methods]
-    for method, layer in tqdm(keys, desc=f"scores {model}", disable=not progress, mininterval=1.0):
-        _, maps = store.read(method, layer, targets.image_ids)
-        frame = score_maps(maps, targets, percentiles, resolution)
+    for (method, _), maps_by_layer in tqdm(groups.items(), desc=f"scores {model}",
+                                           disable=not progress, mininterval=1.0):
+        frame = score_maps(maps_by_layer, targets, percentiles, resolution)
         frame.insert(1, "model", model)
         frame.insert(2, "variant", variant)
         frame.insert(3, "method", method)
-        frame.insert(4, "layer", layer)
         frames.append(frame)
     return tidy(pd.concat(frames, ignore_index=True))
 

@@ -1,0 +1,47 @@
+"""End-to-end scoring cost at the real study's size: cached maps -> the tidy table.
+
+Times ``scoring.score_maps`` (the sweep, relative IoU, continuous metrics against the soft
+box target, and building the long table) for one CLS model's 12 layers x 13 head maps and
+its 12 rollout maps on 139 synthetic images with ~4.5 boxes each, and projects the 7
+models. Run: ``PYTHONPATH=lib python benchmarks/bench_scoring.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+
+from sightline import data, models, scoring, synthetic
+
+PERCENTILES = [50, 60, 70, 75, 80, 85, 90, 95]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="4 layers instead of 12")
+    layers = 4 if parser.parse_args().quick else 12
+    with tempfile.TemporaryDirectory() as tmp:
+        root = synthetic.make_synthetic(tmp, n_annotated=139, n_pool=0, seed=1)
+        samples = data.load_wikichurches(root).samples
+        targets = scoring.build_targets(samples, models.REGISTRY["clip"].geometry, 224)
+    rng = np.random.default_rng(0)
+    n = len(samples)
+    cls = {layer: rng.random((n, 13, 14, 14), dtype=np.float32) for layer in range(layers)}
+    rollout = {layer: rng.random((n, 1, 14, 14), dtype=np.float32) for layer in range(layers)}
+    timings = {}
+    for name, maps in (("cls", cls), ("rollout", rollout)):
+        start = time.perf_counter()
+        table = scoring.score_maps(maps, targets, PERCENTILES, 224)
+        timings[name] = time.perf_counter() - start
+        n_maps = n * sum(m.shape[1] for m in maps.values())
+        print(f"{name:8s} {n_maps:7,d} maps x {len(targets.masks)} targets: "
+              f"{timings[name]:6.1f} s, {n_maps / timings[name]:7.0f} maps/s, {len(table):,} rows")
+    per_model = sum(timings.values()) * 12 / layers
+    print(f"projected: one 12-layer CLS model {per_model:.0f} s; 7 models about {7 * per_model:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
