@@ -101,9 +101,12 @@ display(Markdown(f"{len(scores):,} scores: {scores['model'].nunique() - 1} model
                  f"its {sum(len(s.boxes) for s in samples)} single boxes."))
 
 # %%
-def pick(metric, threshold=None, *, boxes=False, head=-1):
-    """Rows of one metric (head mean by default) against the union, or against single boxes."""
-    rows = scores[(scores["metric"] == metric) & (scores["head"] == head)]
+by_metric = {m: rows for m, rows in scores[scores["head"] == -1].groupby("metric", observed=True)}
+
+
+def pick(metric, threshold=None, *, boxes=False):
+    """Head-mean (or head-less) rows of one metric against the union, or single boxes."""
+    rows = by_metric[metric]
     rows = rows[(rows["target"] != "union") if boxes else (rows["target"] == "union")]
     if threshold is not None:
         rows = rows[np.isclose(rows["threshold"], threshold)]
@@ -314,7 +317,8 @@ for kind, ids in picked.items():
             geometry = geometries[row.model]
             _, maps = stores[row.model].read(row.method, row.layer, [image_id])
             xyxy = geometry.boxes_to_frame(sample.boxes_ltwh(), sample.width, sample.height)
-            score = per_image("iou", row, P)[image_id]
+            score = head_iou.set_index([*key, "image_id"])["value"][
+                (row.model, row.method, row.layer, image_id)]
             plots.overlay(axes[r, c], geometry.frame_image(image), maps[0, -1], xyxy,
                           title=f"{row.model}\n{row.method} L{row.layer}: {score:.2f}")
     fig.suptitle(f"{kind} images (IoU@{P:g} per map)", y=1.0)
@@ -322,8 +326,9 @@ for kind, ids in picked.items():
 
 # %% [markdown]
 # ## Summary table
-# Every metric for the headline maps (head mean, union; mean over images), written to
-# `tables/summary.csv`. Coverage is also the energy-based pointing game.
+# The main metrics for the headline maps (head mean, union; mean over images); every
+# metric and threshold is in `tables/summary.csv`. Coverage is also the energy-based
+# pointing game.
 
 # %%
 summary = scores[(scores["target"] == "union") & (scores["head"] == -1)].merge(
@@ -334,4 +339,6 @@ summary = summary.assign(name=np.where(summary["threshold"].isna(), summary["met
 summary = summary.pivot_table(index="name", columns="label", values="value", aggfunc="mean",
                               observed=True)
 summary.to_csv(tables / "summary.csv")
-display(summary.round(3))
+headline_metrics = [f"iou@{P:g}", f"iou_rel@{P:g}", f"gtc@{P:g}", f"sc@{P:g}", "iou@50",
+                    "coverage", "pointing_game", "mse", "kl", "emd"]
+display(summary.T[[m for m in headline_metrics if m in summary.index]].round(3))

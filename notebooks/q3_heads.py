@@ -33,6 +33,7 @@ tables_dir = "report/dev/tables"
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
@@ -64,8 +65,12 @@ coverage_ranking = hd.head_ranking(scores, metric="coverage", threshold=None)
 display(ranking.groupby(["model", "method"]).head(3)
         .drop(columns=["variant"]).round(3))
 names = list(ranking["model"].unique())
-fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.2), squeeze=False)
-for ax, name in zip(axes.flat, names, strict=True):
+cols = min(3, len(names))
+fig, axes = plt.subplots(int(np.ceil(len(names) / cols)), cols, squeeze=False,
+                         figsize=(4.2 * cols, 3.2 * int(np.ceil(len(names) / cols))))
+for ax in axes.flat[len(names):]:
+    ax.axis("off")
+for ax, name in zip(axes.flat, names, strict=False):
     grid = ranking[ranking["model"] == name].pivot_table(index="layer", columns="head",
                                                           values="mean", observed=True)
     sns.heatmap(grid, cmap="viridis", ax=ax, cbar=False, annot=grid.size <= 64, fmt=".2f",

@@ -131,15 +131,14 @@ def build(
             raise BuildError(
                 f"--only: unknown notebook(s) {unknown}; have {[nb.name for nb in notebooks]}"
             )
-    (profile_dir / "tables").mkdir(parents=True, exist_ok=True)
-    (profile_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    stamps_path = profile_dir / "stamps.json"
-    records: dict[str, dict] = json.loads(stamps_path.read_text()) if stamps_path.exists() else {}
-
     print(f"[build] profile '{params.profile}' -> {profile_dir}", flush=True)
     started = time.perf_counter()
     data_digest = prepare_dataset(params)
     print(f"[build] data ready ({time.perf_counter() - started:.1f} s)", flush=True)
+    (profile_dir / "tables").mkdir(parents=True, exist_ok=True)
+    (profile_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    stamps_path = profile_dir / "stamps.json"
+    records: dict[str, dict] = json.loads(stamps_path.read_text()) if stamps_path.exists() else {}
     lib_digest = library_digest(root)
     stamps: dict[str, str] = {}
     executed, cached = [], []
