@@ -213,7 +213,7 @@ for ax, method in zip(axes.flat, methods_present, strict=False):
         ax.axhline(b.iou, ls="--", lw=0.8, color="grey")
     ax.set_title(method)
     ax.set_xlabel("layer")
-    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.set_xticks(sorted(sub["layer"].unique()))
     ax.set_ylabel(f"IoU@{P:g}")
 for ax in axes.flat[len(methods_present):]:
     ax.axis("off")
