@@ -225,7 +225,3 @@ def _inner_model(annotation: Any, node: Any) -> type[BaseModel] | None:
         return _inner_model(origin, node)
     return None
 
-
-def section(params: Params, name: str) -> Any:
-    """A top-level section as plain JSON-able data, for papermill injection."""
-    return params.model_dump(mode="json")[name]

@@ -28,8 +28,6 @@ from papermill.exceptions import PapermillExecutionError
 from . import config, data, synthetic
 
 KERNEL_NAME = "sightline-python"
-# Parameters the build provides besides the params file's top-level sections.
-BUILD_PARAMETERS = ("tables_dir", "project_root")
 
 
 @dataclass

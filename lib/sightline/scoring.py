@@ -32,10 +32,8 @@ COLUMNS = [
     "threshold",
     "value",
 ]
-THRESHOLDED = ("iou", "iou_rel", "gtc", "sc")
 # coverage is also the energy-based pointing game (mass inside / total), stored once
 THRESHOLD_FREE = ("coverage", "pointing_game")
-CONTINUOUS = ("mse", "kl", "emd")
 UNION = "union"
 
 
