@@ -112,6 +112,15 @@ def test_incremental_build(project, capsys):
         pipeline.build(path, root=root, only=["zz"])
 
 
+def test_only_also_runs_stale_notebooks_it_needs(project):
+    root, path, params = project
+    assert pipeline.build(path, root=root, only=["b"]).executed == ["a", "b"]
+    assert pipeline.build(path, root=root, only=["b"]).executed == []
+    _edit(path, params, dataset={"n_annotated": 6})
+    assert pipeline.build(path, root=root, only=["a"]).executed == ["a"]
+    assert pipeline.build(path, root=root, only=["b"]).executed == ["b"]
+
+
 def test_failing_notebook_stops_with_cell_and_error_and_keeps_outputs(project):
     root, path, _ = project
     good = pipeline.build(path, root=root)

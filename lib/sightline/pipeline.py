@@ -129,6 +129,7 @@ def build(
             raise BuildError(
                 f"--only: unknown notebook(s) {unknown}; have {[nb.name for nb in notebooks]}"
             )
+    upstream = _upstream(notebooks, only or [])
     print(f"[build] profile '{params.profile}' -> {profile_dir}", flush=True)
     started = time.perf_counter()
     data_digest = prepare_dataset(params)
@@ -151,7 +152,8 @@ def build(
         )
         output = profile_dir / "notebooks" / f"{nb.name}.ipynb"
         fresh = records.get(nb.name, {}).get("stamp") == stamps[nb.name] and output.exists()
-        wanted = only is None or nb.name in only
+        # --only runs the named notebooks, plus any notebook they need that is stale
+        wanted = only is None or nb.name in only or (nb.name in upstream and not fresh)
         if fresh and not force or not wanted:
             if wanted:
                 print(f"[build] {nb.name}: cached (unchanged)", flush=True)
@@ -183,6 +185,19 @@ def build(
         print("[build] nothing changed: no notebook executed", flush=True)
     print(f"[build] finished in {time.perf_counter() - started:.1f} s", flush=True)
     return BuildResult(profile_dir, executed, cached, records)
+
+
+def _upstream(notebooks: list[Notebook], names: list[str]) -> set[str]:
+    """Every notebook the named ones need, directly or not."""
+    needs = {nb.name: nb.needs for nb in notebooks}
+    found: set[str] = set()
+    stack = [n for name in names for n in needs[name]]
+    while stack:
+        name = stack.pop()
+        if name not in found:
+            found.add(name)
+            stack.extend(needs[name])
+    return found
 
 
 def _parameters(nb: Notebook, params: config.Params, profile_dir: Path, root: Path) -> dict:
