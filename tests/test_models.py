@@ -11,6 +11,10 @@ from torchvision.transforms import InterpolationMode
 from transformers import (
     CLIPConfig,
     CLIPModel,
+    Dinov2Config,
+    Dinov2Model,
+    DINOv3ViTConfig,
+    DINOv3ViTModel,
     SiglipConfig,
     SiglipModel,
     ViTMAEConfig,
@@ -19,6 +23,7 @@ from transformers import (
 
 from sightline.geometry import Geometry
 from sightline.models import IMAGENET_MEAN, IMAGENET_STD, REGISTRY, ModelError, load_model
+from sightline.saliency import extract
 
 # key -> (checkpoint, geometry, readout, prefix tokens, grid) as the real processors define them
 EXPECTED = {
@@ -191,8 +196,9 @@ def _cache_checkpoint(model, repo: str, cache) -> None:
 
 
 def test_pretrained_path_loads_cached_checkpoints(tmp_path):
-    """The real checkpoints' classes: full CLIP/SigLIP models (vision tower taken) and MAE's
-    pre-training model saved with mask_ratio 0.75 (forced to 0); tiny, in hub-cache layout."""
+    """The real checkpoints' classes: full CLIP/SigLIP models (vision tower taken), MAE's
+    pre-training model saved with mask_ratio 0.75 (forced to 0), DINOv2 and DINOv3 (with
+    registers); tiny, in hub-cache layout."""
     vision = {
         "hidden_size": 64,
         "num_hidden_layers": 2,
@@ -217,11 +223,15 @@ def test_pretrained_path_loads_cached_checkpoints(tmp_path):
         "clip": CLIPModel(CLIPConfig(vision_config=vision, text_config=text)),
         "siglip2": SiglipModel(SiglipConfig(vision_config=vision, text_config=text)),
         "mae": ViTMAEForPreTraining(ViTMAEConfig(**vision, **decoder, mask_ratio=0.75)),
+        "dinov2": Dinov2Model(Dinov2Config(**{**vision, "patch_size": 14, "image_size": 518})),
+        "dinov3": DINOv3ViTModel(DINOv3ViTConfig(**vision, num_register_tokens=4)),
     }
     towers = {
         "clip": saved["clip"].vision_model,
         "siglip2": saved["siglip2"].vision_model,
         "mae": saved["mae"].vit,
+        "dinov2": saved["dinov2"],
+        "dinov3": saved["dinov3"],
     }
     for key, model in saved.items():
         _cache_checkpoint(model, REGISTRY[key].checkpoint, tmp_path)
@@ -232,4 +242,11 @@ def test_pretrained_path_loads_cached_checkpoints(tmp_path):
         expected = towers[key].state_dict()
         assert loaded.module.state_dict().keys() == expected.keys()
         assert all(torch.equal(v, expected[k]) for k, v in loaded.module.state_dict().items())
-    assert loaded.module.config.mask_ratio == 0.0
+        if key == "dinov3":
+            assert loaded.num_prefix_tokens == 5
+        if key.startswith("dinov"):  # the loaded model extracts on its grid (patch 14 / 16)
+            maps = extract(loaded, loaded.preprocess([Image.new("RGB", (300, 240))]))
+            grid = (16, 16) if key == "dinov2" else (14, 14)
+            assert maps[("cls", 1)].shape == (1, 5, *grid)
+    assert load_model("mae", weights="pretrained", size="base",
+                      checkpoint_dir=tmp_path).module.config.mask_ratio == 0.0
