@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import pytest
+import timm
 import torch
 from PIL import Image
 from timm.data import create_transform, resolve_data_config
@@ -250,3 +251,19 @@ def test_pretrained_path_loads_cached_checkpoints(tmp_path):
             assert maps[("cls", 1)].shape == (1, 5, *grid)
     assert load_model("mae", weights="pretrained", size="base",
                       checkpoint_dir=tmp_path).module.config.mask_ratio == 0.0
+
+
+def test_pretrained_resnet50_loads_from_the_timm_hub_cache(tmp_path):
+    """timm's `resnet50.a1_in1k` weights as `hf download timm/resnet50.a1_in1k` leaves them."""
+    from safetensors.torch import save_file
+
+    reference = timm.create_model("resnet50.a1_in1k", pretrained=False)
+    repo = tmp_path / "models--timm--resnet50.a1_in1k"
+    (repo / "snapshots" / "0123abc").mkdir(parents=True)
+    save_file(reference.state_dict(), repo / "snapshots" / "0123abc" / "model.safetensors")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abc")
+    loaded = load_model("resnet50", weights="pretrained", size="base", checkpoint_dir=tmp_path)
+    expected = reference.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in loaded.module.state_dict().items())
+    assert not loaded.module.training
