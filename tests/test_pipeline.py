@@ -140,6 +140,13 @@ def test_failing_notebook_stops_with_cell_and_error_and_keeps_outputs(project):
     assert pipeline.build(path, root=root).executed == []  # back to the good state
 
 
+def test_a_need_must_run_earlier(project):
+    root, path, _ = project
+    (root / "notebooks" / "b.py").rename(root / "notebooks" / "0b.py")
+    with pytest.raises(pipeline.BuildError, match="needs 'a', which runs later"):
+        pipeline.build(path, root=root)
+
+
 def test_notebook_parameter_must_exist(project):
     root, path, _ = project
     nb = root / "notebooks" / "a.py"

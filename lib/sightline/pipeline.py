@@ -62,11 +62,17 @@ def discover(notebooks_dir: Path) -> list[Notebook]:
         needs = list(nb.metadata.get("sightline", {}).get("needs", []))
         notebooks.append(Notebook(path.stem, path, names, needs))
     known = {nb.name for nb in notebooks}
+    order = [nb.name for nb in notebooks]
     for nb in notebooks:
         for need in nb.needs:
             if need not in known:
                 raise BuildError(
                     f"{nb.path}: needs unknown notebook '{need}' (have: {sorted(known)})"
+                )
+            if order.index(need) > order.index(nb.name):
+                raise BuildError(
+                    f"{nb.path}: needs '{need}', which runs later (notebooks run in file-name "
+                    "order): rename one of them"
                 )
     return notebooks
 
@@ -154,7 +160,7 @@ def build(
         fresh = records.get(nb.name, {}).get("stamp") == stamps[nb.name] and output.exists()
         # --only runs the named notebooks, plus any notebook they need that is stale
         wanted = only is None or nb.name in only or (nb.name in upstream and not fresh)
-        if fresh and not force or not wanted:
+        if (fresh and not force) or not wanted:
             if wanted:
                 print(f"[build] {nb.name}: cached (unchanged)", flush=True)
                 cached.append(nb.name)
@@ -177,7 +183,7 @@ def build(
     )
     index = profile_dir / "index.html"
     if executed or force or not index.exists() or records.get("_report") != report_stamp:
-        report.build_report(params, params_path, profile_dir, notebooks, records, root)
+        report.build_report(params, params_path, profile_dir, notebooks, records)
         records["_report"] = report_stamp
         stamps_path.write_text(json.dumps(records, indent=2))
         print(f"[build] report: {index} and {profile_dir / 'report.pdf'}", flush=True)

@@ -129,7 +129,6 @@ def build_report(
     profile_dir: Path,
     notebooks: list,
     records: dict,
-    root: Path,
 ) -> Path:
     """Write ``index.html`` and ``report.pdf`` for a profile; returns the HTML path."""
     from weasyprint import HTML
