@@ -78,7 +78,7 @@ display(pd.DataFrame(
 
 # %% [markdown]
 # ## Scoring
-# One sweep per map kind; the long table `tables/scores.parquet` holds every number
+# One vectorised sweep per model and method (all layers together); the long table `tables/scores.parquet` holds every number
 # below (image_id, model, variant, method, layer, head, target, feature, metric,
 # threshold, value; head −1 = mean over heads or a head-less map).
 
@@ -97,8 +97,8 @@ for name, store in [*stores.items(), ("baseline", baseline_store)]:
 scores = scoring.tidy(pd.concat(frames, ignore_index=True))
 scores.to_parquet(tables / "scores.parquet", index=False)
 display(Markdown(f"{len(scores):,} scores: {scores['model'].nunique() - 1} models and the "
-                 f"baselines on {len(samples)} images, each against its union of boxes and "
-                 f"its {sum(len(s.boxes) for s in samples)} single boxes."))
+                 f"baselines on {len(samples)} images, scored against each image's union of boxes "
+                 f"and each of the {sum(len(s.boxes) for s in samples)} boxes on its own."))
 
 # %%
 by_metric = {m: rows for m, rows in scores[scores["head"] == -1].groupby("metric", observed=True)}
