@@ -33,11 +33,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-import cv2
 from saliency.core import XRAI, XRAIParameters
 from saliency.core import xrai as pair_xrai
 from saliency.core.base import INPUT_OUTPUT_GRADIENTS

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from . import cache, data, extract, metrics, models, saliency, scoring
 from .config import SIModelChoice
