@@ -28,6 +28,7 @@ from papermill.exceptions import PapermillExecutionError
 from . import config, data, synthetic
 
 KERNEL_NAME = "sightline-python"
+_SKIPPED = "not in this profile"
 
 
 @dataclass
@@ -163,11 +164,13 @@ def build(
     stamps: dict[str, str] = {}
     executed, cached = [], []
     for nb in notebooks:
-        absent = [name for name in nb.parameters if getattr(params, name, True) is None]
-        if absent:  # e.g. the WikiChurches notebooks in a Shared-Interest-only profile
-            stamps[nb.name] = "not in this profile"
+        # e.g. the WikiChurches notebooks in a Shared-Interest-only profile
+        absent = [f"no '{name}'" for name in nb.parameters if getattr(params, name, 0) is None]
+        absent += [f"'{n}' is skipped" for n in nb.needs if stamps[n] == _SKIPPED]
+        if absent:
+            stamps[nb.name] = _SKIPPED
             if only is None or nb.name in only:
-                print(f"[build] {nb.name}: skipped (the profile has no '{absent[0]}')", flush=True)
+                print(f"[build] {nb.name}: skipped (in this profile {absent[0]})", flush=True)
             continue
         injected = _parameters(nb, params, profile_dir, root)
         stamps[nb.name] = _digest(
