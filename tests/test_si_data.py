@@ -103,6 +103,8 @@ def test_synthetic_stand_in_is_the_benchmark_layout(tmp_path):
     assert mask.max() > 0.8 and (mask > 0.5).mean() < 0.3  # soft blobs on the parts
     again = synthetic.make_human_attention(tmp_path / "si", subjects=("dog", "car"), per_subject=2)
     assert again == root
+    synthetic.make_human_attention(tmp_path / "si", subjects=("dog",), per_subject=1)
+    assert [s.image_id for s in data.load_human_attention(root).samples] == ["dog1"]
 
 
 def test_params_profiles_and_errors(tmp_path):

@@ -712,6 +712,8 @@ def make_human_attention(
             f.is_file() for f in files
         ):
             return root
+        for name in old.get("files", []):  # another version or size: start afresh
+            (root / name).unlink(missing_ok=True)
     elif root.exists() and any(root.iterdir()):
         raise DataError(f"{root} is not empty and was not made by make_human_attention; "
                         "pick an empty folder for the demo data.")
@@ -722,7 +724,8 @@ def make_human_attention(
         image, mask = _attention_scene(rng, subject, image_size)
         image.save(base / "original_images" / name, quality=90)
         mask.save(base / "human_attention_mask" / name, quality=75)
-    _write_json(manifest_path, {"version": VERSION, "args": args})
+    written = [str(f.relative_to(root)) for f in files]
+    _write_json(manifest_path, {"version": VERSION, "args": args, "files": written})
     return root
 
 
