@@ -76,7 +76,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    keys = QUICK_MODELS if args.quick else tuple(REGISTRY)
+    # the Shared Interest classifiers have their own benchmark (bench_shared_interest.py)
+    keys = QUICK_MODELS if args.quick else tuple(k for k in REGISTRY if "xrai" not in REGISTRY[k].methods)
     reps = 1 if args.quick else args.reps
 
     print(

@@ -85,9 +85,9 @@ display(pd.DataFrame(
 
 # %% [markdown]
 # ## Scoring
-# One vectorised sweep per model and method (all layers together); the long table `tables/scores.parquet` holds every number
-# below (image_id, model, variant, method, layer, head, target, feature, metric,
-# threshold, value; head −1 = mean over heads or a head-less map).
+# One vectorised sweep per model and method (all layers together); the long table
+# `tables/scores.parquet` holds every number below (image_id, model, variant, method, layer,
+# head, target, feature, metric, threshold, value; head −1 = mean over heads or a head-less map).
 
 # %%
 R = metrics["resolution"]

@@ -26,12 +26,19 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
         report={"gallery_size": 1, "examples": 4},
     )
     params["metrics"]["percentiles"] = [50, 90]
+    params["shared_interest"].update(
+        dataset={"kind": "synthetic_human_attention", "root": str(tmp_path / "si"),
+                 "subjects": ["dog", "car"], "per_subject": 2},
+        models=[{"key": "resnet101", "weights": "random", "size": "tiny"},
+                {"key": "swin_t", "weights": "random", "size": "tiny"}],
+        xrai={"steps": 2, "batch_size": 4, "algorithm": "fast"}, gallery_size=1,
+    )
     path = tmp_path / "e2e.yaml"
     path.write_text(yaml.safe_dump(params))
 
     result = pipeline.build(path, root=ROOT, report_root=tmp_path / "report")
     out = result.profile_dir
-    assert result.executed == ["00_data", "q1_alignment", "q3_heads"]
+    assert result.executed == ["00_data", "q1_alignment", "q3_heads", "si_shared_interest"]
     for name in result.executed:
         assert (out / "notebooks" / f"{name}.ipynb").exists()
     html = (out / "index.html").read_text()
@@ -59,6 +66,16 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
     assert "baseline" in set(leaderboard["model"])
     heads = pd.read_parquet(out / "tables" / "heads.parquet")
     assert {"union"} < set(heads["feature"])
+
+    si_scores = pd.read_parquet(out / "tables" / "si_scores.parquet")
+    assert list(si_scores.columns) == list(scores.columns)
+    assert set(si_scores["method"]) == {"gradcam", "xrai"}
+    assert si_scores["image_id"].nunique() == 4
+    table1 = pd.read_csv(out / "tables" / "si_table1.csv")
+    assert len(table1) == 4 and table1["iou_paper"].notna().all()
+    assert {"paired t", "Welch t", "one-way ANOVA", "Tukey HSD", "two-way ANOVA"} <= set(
+        pd.read_csv(out / "tables" / "si_tests.csv")["test"])
+    assert "Shared Interest replication" in html
 
     again = pipeline.build(path, root=ROOT, report_root=tmp_path / "report")
     assert again.executed == []

@@ -164,3 +164,23 @@ def test_missing_dataset_is_a_clear_error(project):
     with pytest.raises(data.DataError, match="zenodo"):
         pipeline.build(path, root=root)
     shutil.rmtree(root / "report", ignore_errors=True)
+
+
+def test_a_profile_without_a_section_skips_the_notebooks_that_read_it(project, tmp_path):
+    """A Shared-Interest-only profile: no WikiChurches `dataset`, so notebooks a and b (which
+    read it) are skipped; a notebook reading `shared_interest` runs on its own data."""
+    root, path, _ = project
+    counting = NOTEBOOK_A.splitlines()[-3]  # the line that reads the WikiChurches dataset
+    notebook_c = (NOTEBOOK_A.replace("# Notebook A", "# Notebook C")
+                  .replace("dataset = {}", "shared_interest = {}")
+                  .replace(counting, 'n = len(shared_interest["models"])'))
+    (root / "notebooks" / "c.py").write_text(notebook_c)
+    only_si = {"profile": "si", "shared_interest": {
+        "dataset": {"kind": "synthetic_human_attention", "root": str(tmp_path / "si"),
+                    "per_subject": 1},
+        "models": [{"key": "resnet101", "weights": "random", "size": "tiny"}]}}
+    path.write_text(yaml.safe_dump(only_si))
+    result = pipeline.build(path, root=root)
+    assert result.executed == ["c"]
+    assert (result.profile_dir / "tables" / "a.csv").read_text() == "n\n1\n"
+    assert (tmp_path / "si" / "Image" / "ImageNet" / "human_attention_mask" / "dog1.jpg").exists()

@@ -169,3 +169,28 @@ def test_ttest_ind_is_welch_by_default():
     student = stats.ttest_ind(a, b, equal_var=True)
     assert student["test"] == "student" and student["dof"] == 73
     assert student["p"] == pytest.approx(sps.ttest_ind(a, b).pvalue)
+
+
+def test_anova_two_way_matches_hand_worked_balanced_sums_of_squares():
+    """Balanced 2 x 3 design, 4 per cell: SS_A, SS_B, SS_AB from cell and marginal means."""
+    rng = np.random.default_rng(3)
+    a, b = np.repeat(["x", "y"], 12), np.tile(np.repeat(["p", "q", "r"], 4), 2)
+    value = rng.normal(size=24) + (a == "y") * 0.8 + (b == "r") * 0.5
+    frame = pd.DataFrame({"a": a, "b": b, "v": value})
+    grand = value.mean()
+    ma = frame.groupby("a")["v"].mean()
+    mb = frame.groupby("b")["v"].mean()
+    cell = frame.groupby(["a", "b"])["v"].transform("mean")
+    ss_a = 12 * ((ma - grand) ** 2).sum()
+    ss_b = 8 * ((mb - grand) ** 2).sum()
+    ss_within = ((value - cell) ** 2).sum()
+    ss_ab = ((cell - grand) ** 2).sum() - ss_a - ss_b
+    table = stats.anova_two_way(frame, "v", ["a", "b"]).set_index("Source")
+    np.testing.assert_allclose(table.loc[["a", "b", "a * b", "Residual"], "SS"],
+                               [ss_a, ss_b, ss_ab, ss_within])
+    f_a = (ss_a / 1) / (ss_within / 18)
+    assert table.loc["a", "F"] == pytest.approx(f_a)
+    assert table.loc["a", "np2"] == pytest.approx(ss_a / (ss_a + ss_within))
+    assert table["n"].iloc[0] == 24
+    with pytest.raises(ValueError, match="two factors"):
+        stats.anova_two_way(frame, "v", ["a"])

@@ -6,6 +6,8 @@ Unknown keys and bad values are errors that name the file, the key and what is a
 Rules between keys, checked up front with the rest (one line naming both keys):
 
 - ``metrics.headline_percentile`` must be one of ``metrics.percentiles``.
+- a profile holds a WikiChurches study (``dataset`` with at least one of ``models``), the
+  ``shared_interest`` study, or both; ``models`` without ``dataset`` is an error.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from pydantic import (
 
 MODEL_KEYS = ("dinov2", "dinov3", "mae", "clip", "siglip", "siglip2", "resnet50")
 BASELINE_NAMES = ("random", "centre_gaussian", "spectral_residual", "sobel")
+SI_MODEL_KEYS = ("swin_t", "cait_s", "resnet101", "efficientnet_b6")
+SI_SUBJECTS = (
+    "ant", "ball", "bird", "book", "car", "cat", "chair", "computer", "dog", "elephant",
+    "flower", "house", "man", "phone", "plane", "shark", "ship", "tree", "woman", "zebra",
+)  # fmt: skip
 
 
 class ParamsError(Exception):
@@ -116,18 +123,110 @@ class Report(_Section):
     examples: Annotated[int, Field(ge=1, le=64)] = 8
 
 
+class HumanAttentionDataset(_Section):
+    """The ML Interpretability Benchmark (Mohseni et al.) cloned or unpacked under ``root``."""
+
+    kind: Literal["human_attention"]
+    root: Path
+    strict: bool = True
+
+
+class SyntheticHumanAttentionDataset(_Section):
+    """Demo stand-in the project generates in the benchmark's on-disk layout."""
+
+    kind: Literal["synthetic_human_attention"]
+    root: Path = Path("data/synthetic-human-attention")
+    subjects: tuple[Literal[SI_SUBJECTS], ...] = ("dog", "car")  # type: ignore[valid-type]
+    per_subject: Annotated[int, Field(ge=1, le=5)] = 5
+    image_size: tuple[
+        Annotated[int, Field(ge=64, le=4096)], Annotated[int, Field(ge=64, le=4096)]
+    ] = (320, 256)
+    strict: bool = True
+
+
+HumanAttentionData = Annotated[
+    HumanAttentionDataset | SyntheticHumanAttentionDataset, Field(discriminator="kind")
+]
+
+
+class SIModelChoice(ModelChoice):
+    key: Literal[SI_MODEL_KEYS]  # type: ignore[valid-type]
+
+
+class Xrai(_Section):
+    """XRAI's cost: IG steps per baseline (2 baselines), inputs per batch, full / fast ranking."""
+
+    steps: Annotated[int, Field(ge=2, le=1000)] = 100
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = 20
+    algorithm: Literal["full", "fast"] = "full"
+
+
+class Binarize(_Section):
+    """How continuous maps become the binary sets Shared Interest scores.
+
+    ``std`` (the Shared Interest code's ``binarize_std``): per-map min-max, keep values
+    >= mean + ``num_std`` std; ``percentile``: keep the top (100 - ``percentile``)% pixels.
+    ``sweep`` lists saliency thresholds in the saliency rule's unit (num_std or percentile);
+    the human mask stays at its rule's threshold.
+    """
+
+    saliency: Literal["std", "percentile"] = "std"
+    mask: Literal["std", "percentile"] = "std"
+    num_std: Annotated[float, Field(ge=0, le=5)] = 1.0
+    percentile: Annotated[float, Field(ge=0, lt=100)] = 90
+    sweep: tuple[Annotated[float, Field(ge=0, lt=100)], ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
+
+
+class Cases(_Section):
+    """Shared Interest's case taxonomy thresholds: a score >= ``high`` counts as high."""
+
+    iou_high: Annotated[float, Field(gt=0, le=1)] = 0.5
+    coverage_high: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+
+class SharedInterest(_Section):
+    """The Shared Interest replication: its own dataset, models and method settings."""
+
+    dataset: HumanAttentionData
+    models: tuple[SIModelChoice, ...]
+    methods: tuple[Literal["gradcam", "xrai"], ...] = ("gradcam", "xrai")
+    target: Literal["predicted", "benchmark"] = "predicted"
+    xrai: Xrai = Xrai()
+    binarize: Binarize = Binarize()
+    cases: Cases = Cases()
+    resolution: Annotated[int, Field(ge=16, le=1024)] = 224
+    gallery_size: Annotated[int, Field(ge=1, le=20)] = 3
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, value: tuple[SIModelChoice, ...]) -> tuple[SIModelChoice, ...]:
+        if not value:
+            raise ValueError("list at least one model")
+        if len({m.key for m in value}) != len(value):
+            raise ValueError("a model is listed twice")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _some_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("list at least one method")
+        return tuple(dict.fromkeys(value))
+
+
 class Params(_Section):
     """A whole study profile."""
 
     profile: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
     seed: int = 0
-    dataset: Dataset
-    models: tuple[ModelChoice, ...]
+    dataset: Dataset | None = None
+    models: tuple[ModelChoice, ...] = ()
     extraction: Extraction = Extraction()
     metrics: Metrics = Metrics()
     stats: Stats = Stats()
     heads: Heads = Heads()
     report: Report = Report()
+    shared_interest: SharedInterest | None = None
 
     @field_validator("models")
     @classmethod
@@ -135,13 +234,17 @@ class Params(_Section):
         keys = [(m.key, m.weights, m.size) for m in value]
         if len(set(keys)) != len(keys):
             raise ValueError("a model is listed twice with the same weights and size")
-        if not value:
-            raise ValueError("list at least one model")
         return value
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Params:
         """The rules between keys listed in the module docstring."""
+        if self.dataset is None and self.shared_interest is None:
+            raise ValueError("give 'dataset' and 'models' (WikiChurches), 'shared_interest', or both")
+        if self.dataset is not None and not self.models:
+            raise ValueError("'models': list at least one model")
+        if self.dataset is None and self.models:
+            raise ValueError("'models' is given without a WikiChurches 'dataset'")
         metrics = self.metrics
         if metrics.headline_percentile not in metrics.percentiles:
             raise ValueError(
@@ -152,11 +255,22 @@ class Params(_Section):
 
     def resolve_paths(self, base: Path) -> Params:
         """Relative paths in the file are relative to the project root ``base``."""
-        dataset = self.dataset.model_copy(update={"root": _resolve(self.dataset.root, base)})
-        extraction = self.extraction.model_copy(
-            update={"cache_dir": _resolve(self.extraction.cache_dir, base)}
-        )
-        return self.model_copy(update={"dataset": dataset, "extraction": extraction})
+        update: dict[str, Any] = {
+            "extraction": self.extraction.model_copy(
+                update={"cache_dir": _resolve(self.extraction.cache_dir, base)}
+            )
+        }
+        if self.dataset is not None:
+            update["dataset"] = self.dataset.model_copy(
+                update={"root": _resolve(self.dataset.root, base)}
+            )
+        if self.shared_interest is not None:
+            si_data = self.shared_interest.dataset
+            update["shared_interest"] = self.shared_interest.model_copy(
+                update={"dataset": si_data.model_copy(
+                    update={"root": _resolve(si_data.root, base)})}
+            )
+        return self.model_copy(update=update)
 
 
 def _resolve(path: Path, base: Path) -> Path:
@@ -192,7 +306,13 @@ def load_params(path: str | Path, base: str | Path | None = None) -> Params:
     return params.resolve_paths(Path(base) if base is not None else Path.cwd())
 
 
-_DATASET_KINDS = ("synthetic", "wikichurches")
+_DATASET_KINDS = ("synthetic", "wikichurches", "human_attention", "synthetic_human_attention")
+_DATASET_CLASSES = {
+    "synthetic": SyntheticDataset,
+    "wikichurches": WikiChurchesDataset,
+    "human_attention": HumanAttentionDataset,
+    "synthetic_human_attention": SyntheticHumanAttentionDataset,
+}
 
 
 def _explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
@@ -231,7 +351,7 @@ def _model_at(loc: list[str], raw: dict[str, Any]) -> type[BaseModel] | None:
         if part.isdigit():
             continue
         if part in _DATASET_KINDS:
-            model = SyntheticDataset if part == "synthetic" else WikiChurchesDataset
+            model = _DATASET_CLASSES[part]
             continue
         field = model.model_fields.get(part) if model else None
         if field is None:
@@ -247,8 +367,8 @@ def _inner_model(annotation: Any, node: Any) -> type[BaseModel] | None:
     for arg in getattr(annotation, "__args__", ()) or getattr(annotation, "__metadata__", ()):
         inner = _inner_model(arg, node)
         if inner is not None:
-            if inner in (SyntheticDataset, WikiChurchesDataset) and isinstance(node, dict):
-                return SyntheticDataset if node.get("kind") == "synthetic" else WikiChurchesDataset
+            if inner in _DATASET_CLASSES.values() and isinstance(node, dict):
+                return _DATASET_CLASSES.get(node.get("kind"), inner)
             return inner
     origin = getattr(annotation, "__origin__", None)
     if origin is not None:

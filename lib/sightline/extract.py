@@ -7,7 +7,7 @@ be interrupted at any point and resumed; a model is loaded only if something is 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +70,16 @@ def extract_model(
     seed: int = 0,
     progress: bool = True,
     loaded: models.LoadedModel | None = None,
+    methods: Sequence[str] | None = None,
+    xrai: saliency.XraiSettings | None = None,
+    target_classes: Callable[[Sequence, torch.Tensor], list[int] | None] | None = None,
 ) -> int:
-    """Store every applicable map of one model for the samples not yet cached; returns how many."""
+    """Store every applicable map of one model for the samples not yet cached; returns how many.
+
+    ``methods`` / ``xrai`` pass to `saliency.extract`; ``target_classes(batch, pixels)``
+    gives the class each image is explained for (default: the predicted one). Both change
+    the maps, so a caller varying them uses a store ``variant`` per setting.
+    """
     done = store.image_ids()
     todo = [s for s in samples if s.image_id not in done]
     if not todo:
@@ -91,7 +99,9 @@ def extract_model(
         )
         for batch in _batches(todo, batch_size):
             pixels = loaded.preprocess([data.load_image(s.path) for s in batch]).to(device)
-            writer.put([s.image_id for s in batch], saliency.extract(loaded, pixels))
+            classes = target_classes(batch, pixels) if target_classes else None
+            maps = saliency.extract(loaded, pixels, methods, classes=classes, xrai=xrai)
+            writer.put([s.image_id for s in batch], maps)
             bar.update(len(batch))
         bar.close()
     return len(todo)

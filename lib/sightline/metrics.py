@@ -619,3 +619,43 @@ def emd(maps: ArrayLike, targets: ArrayLike, grid: int = 8) -> np.ndarray:
     for i in np.flatnonzero(np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)):
         out[i] = ot.emd2(a[i], b[i], cost)
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# Binarisation rules of the Shared Interest code (mitvis/shared-interest, util.py)
+# ---------------------------------------------------------------------------------------
+
+
+def normalize_unit(maps: ArrayLike) -> np.ndarray:
+    """Each ``(H, W)`` map min-max scaled to [0, 1] (float64); a constant map is all NaN."""
+    x = _array(maps, "maps", np.float64)
+    if x.ndim != 3:
+        raise ValueError(f"maps must have 3 dimensions, got shape {x.shape}")
+    low = x.min(axis=(1, 2), keepdims=True) if x.size else x
+    high = x.max(axis=(1, 2), keepdims=True) if x.size else x
+    return _ratio(x - low, np.broadcast_to(high - low, x.shape))
+
+
+def binarize_std(maps: ArrayLike, num_std: float = 1.0) -> np.ndarray:
+    """Shared Interest's ``binarize_std``: min-max each map, keep values >= mean + num_std
+    std of that map (ties kept): ``(N, H, W)`` bool. A constant map keeps nothing."""
+    x = normalize_unit(maps)
+    with np.errstate(invalid="ignore"):
+        threshold = np.mean(x, axis=(1, 2), keepdims=True) + num_std * np.std(
+            x, axis=(1, 2), keepdims=True
+        )
+        return x >= threshold
+
+
+def binarize_percentile(maps: ArrayLike, percentile: float) -> np.ndarray:
+    """Shared Interest's ``binarize_percentile`` (percentile here in [0, 100)): min-max each
+    map, keep values >= its ``percentile``-th percentile, ties kept, so a mostly-zero map
+    can keep far more than (100 - p)% of its pixels. A constant map keeps nothing."""
+    if not 0 <= percentile < 100:
+        raise ValueError(f"percentile must lie in [0, 100), got {percentile}")
+    x = normalize_unit(maps)
+    if not x.size:
+        return x.astype(bool)
+    threshold = np.percentile(x, percentile, axis=(1, 2), keepdims=True)
+    with np.errstate(invalid="ignore"):
+        return x >= threshold

@@ -195,6 +195,110 @@ class TimmCNN:
         """CNNs have no attention to switch."""
 
 
+TokenLayout = Literal["nchw", "nhwc", "tokens"]
+
+
+@dataclass(frozen=True, eq=False)  # identity-hashed, so a ModelSpec hashes
+class TimmClassifier:
+    """A timm ImageNet classifier explained at one layer, as the Shared Interest study did.
+
+    ``target`` is the dotted path of the Grad-CAM layer (``-1`` indexes the last child),
+    ``output`` how that layer's output is laid out: ``nchw`` (CNN feature maps), ``nhwc``
+    (timm Swin blocks) or ``tokens`` (``(B, gh*gw, C)`` patch tokens, no prefix: CaiT's
+    self-attention blocks run before its class token is added). ``tiny`` overrides
+    ``create_model`` arguments; ``build_tiny`` builds the tiny variant itself where the
+    model function fixes the sizes (EfficientNet's width / depth multipliers).
+    """
+
+    target: str
+    output: TokenLayout
+    tiny: Mapping[str, Any] = field(default_factory=dict)
+    build_tiny: Callable[[str], nn.Module] | None = None
+
+    token_outputs = False  # Grad-CAM reads the layer through `gradcam_reshape`
+    classifier = True
+
+    def random(self, checkpoint: str, size: Size) -> nn.Module:
+        name = checkpoint.split(".")[0]
+        if size == "tiny" and self.build_tiny is not None:
+            return self.build_tiny(name)
+        return timm.create_model(name, pretrained=False, **(self.tiny if size == "tiny" else {}))
+
+    def pretrained(self, checkpoint: str, cache_dir: Path | None) -> nn.Module:
+        return timm.create_model(checkpoint, pretrained=True, cache_dir=cache_dir)
+
+    def hub_id(self, checkpoint: str) -> str:
+        return f"timm/{checkpoint}"
+
+    def target_layer(self, module: nn.Module) -> nn.Module:
+        """The Grad-CAM layer named by ``target``."""
+        layer = module
+        for part in self.target.split("."):
+            layer = layer[int(part)] if part.lstrip("-").isdigit() else getattr(layer, part)
+        return layer
+
+    def layout(self, module: nn.Module, geometry: Geometry) -> tuple[int, int, tuple[int, int]]:
+        """One explained layer, no heads, and the target's grid from a dry forward pass."""
+        seen: dict[str, tuple[int, ...]] = {}
+
+        def record(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            seen["shape"] = tuple(output.shape)
+
+        handle = self.target_layer(module).register_forward_hook(record)
+        try:
+            with torch.inference_mode():
+                module(torch.zeros(1, 3, geometry.size, geometry.size, device=_device(module)))
+        finally:
+            handle.remove()
+        shape = seen["shape"]
+        if self.output == "tokens":
+            side = math.isqrt(shape[1])
+            if side * side != shape[1]:
+                raise ModelError(f"{self.target}: {shape[1]} tokens do not form a square grid")
+            return 1, 0, (side, side)
+        return 1, 0, (shape[1:3] if self.output == "nhwc" else shape[2:4])
+
+    def forward(
+        self, module: nn.Module, pixel_values: torch.Tensor, grid: tuple[int, int], **kwargs: Any
+    ) -> torch.Tensor:
+        return module(pixel_values)
+
+    def features(self, output: torch.Tensor) -> torch.Tensor:
+        return output
+
+    def gradcam_layers(self, module: nn.Module, num_layers: int) -> list[tuple[int, nn.Module]]:
+        return [(0, self.target_layer(module))]
+
+    def gradcam_reshape(self, grid: tuple[int, int]) -> Callable | None:
+        """The target's output as ``(B, C, gh, gw)`` for pytorch-grad-cam (None: already so)."""
+        if self.output == "nchw":
+            return None
+        if self.output == "nhwc":
+            return lambda x: x.permute(0, 3, 1, 2)
+        height, width = grid
+        return lambda x: x.reshape(x.shape[0], height, width, x.shape[2]).permute(0, 3, 1, 2)
+
+    def set_attention(self, module: nn.Module, implementation: str) -> None:
+        """Attention capture is not used for these models."""
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _tiny_efficientnet(name: str) -> nn.Module:
+    """EfficientNet-B6's block recipe (TF 'same' padding) at width 0.25, one block per stage.
+
+    timm's model function fixes the multipliers, so the tiny variant calls the builder it
+    wraps (``_gen_efficientnet``, private in timm 1.0.31) with the same arguments.
+    """
+    from timm.models.efficientnet import _gen_efficientnet
+
+    return _gen_efficientnet(
+        name, channel_multiplier=0.25, depth_multiplier=0.1, bn_eps=1e-3, pad_type="same"
+    )
+
+
 def _mae_identity_order(pixel_values: torch.Tensor, grid: tuple[int, int]) -> dict[str, Any]:
     """MAE shuffles patch tokens even at mask_ratio=0: sorted noise keeps the identity order."""
     batch, count = pixel_values.shape[0], grid[0] * grid[1]
@@ -213,7 +317,7 @@ class ModelSpec:
 
     key: str
     checkpoint: str
-    arch: HFVision | TimmCNN
+    arch: HFVision | TimmCNN | TimmClassifier
     geometry: Geometry
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -230,6 +334,7 @@ class ModelSpec:
 
 _CLS_METHODS = ("cls", "rollout", "gradcam")
 _PROBE_METHODS = ("probe", "mean_received", "gradcam")
+_SI_METHODS = ("gradcam", "xrai")
 
 _SIGLIP = HFVision(
     SiglipVisionModel,
@@ -369,6 +474,72 @@ REGISTRY: dict[str, ModelSpec] = {
             methods=("gradcam",),
             notes="timm a1_in1k eval config: crop_pct 0.95 (resize 235, crop 224), bicubic; "
             "layers 0-3 are stages layer1-layer4",
+        ),
+        # The Shared Interest study's four ImageNet classifiers (Grad-CAM and XRAI).
+        ModelSpec(
+            key="swin_t",
+            checkpoint="swin_tiny_patch4_window7_224.ms_in1k",
+            arch=TimmClassifier(
+                target="layers.-1.blocks.-1",
+                output="nhwc",
+                tiny={"embed_dim": 32, "depths": (1, 1, 1, 1), "num_heads": (1, 2, 4, 8)},
+            ),
+            geometry=Geometry(size=224, resize=math.floor(224 / 0.9), interpolation="bicubic"),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            readout="cnn",
+            methods=_SI_METHODS,
+            notes="timm eval config: crop_pct 0.9 (resize 248, crop 224), bicubic; Grad-CAM at "
+            "the last block of the last stage, NHWC 7x7",
+        ),
+        ModelSpec(
+            key="cait_s",
+            checkpoint="cait_s24_224.fb_dist_in1k",
+            arch=TimmClassifier(
+                target="blocks.-1",
+                output="tokens",
+                tiny={"embed_dim": 64, "depth": 2, "num_heads": 4, "depth_token_only": 1},
+            ),
+            geometry=Geometry(size=224, resize=224, interpolation="bicubic"),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            readout="cnn",
+            methods=_SI_METHODS,
+            notes="CaiT-S24 (distilled); Grad-CAM at the last self-attention block, 196 patch "
+            "tokens (the class token joins later) -> 14x14",
+        ),
+        ModelSpec(
+            key="resnet101",
+            checkpoint="resnet101.tv_in1k",
+            arch=TimmClassifier(
+                target="layer4.-1",
+                output="nchw",
+                tiny={
+                    "layers": (1, 1, 1, 1),
+                    "channels": (8, 16, 32, 64),
+                    "stem_width": 8,
+                    "zero_init_last": False,
+                },
+            ),
+            geometry=Geometry(size=224, resize=256, interpolation="bilinear"),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            readout="cnn",
+            methods=_SI_METHODS,
+            notes="torchvision's ResNet-101 weights (resize 256, crop 224, bilinear); "
+            "Grad-CAM at layer4[-1], 7x7",
+        ),
+        ModelSpec(
+            key="efficientnet_b6",
+            checkpoint="tf_efficientnet_b6.aa_in1k",
+            arch=TimmClassifier(target="blocks.-1", output="nchw", build_tiny=_tiny_efficientnet),
+            geometry=Geometry(size=528, resize=math.floor(528 / 0.942), interpolation="bicubic"),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            readout="cnn",
+            methods=_SI_METHODS,
+            notes="the original TF weights the study's EfficientNet-PyTorch also ports; 528 px, "
+            "crop_pct 0.942 (resize 560), bicubic; Grad-CAM at the last block, 17x17",
         ),
     ]
 }

@@ -33,6 +33,7 @@ from traitlets import CaselessStrEnum
 from . import config, data, synthetic
 
 KERNEL_NAME = "sightline-python"
+_SKIPPED = "not in this profile"
 
 
 @dataclass
@@ -103,6 +104,10 @@ def library_digest(root: Path) -> str:
 def prepare_dataset(params: config.Params) -> str:
     """Generate the synthetic data if the profile uses it; fingerprint what the notebooks read."""
     ds = params.dataset
+    study = params.shared_interest
+    fingerprints = [prepare_human_attention(study)] if study else []
+    if ds is None:
+        return _digest(fingerprints)
     if isinstance(ds, config.SyntheticDataset):
         problem = synthetic.verify(ds.root)
         if problem is not None:
@@ -124,7 +129,18 @@ def prepare_dataset(params: config.Params) -> str:
             else:
                 warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                        warning.lineno)
-    return data.dataset_fingerprint(ds.root)
+    fingerprint = data.dataset_fingerprint(ds.root)
+    return _digest([fingerprint, *fingerprints]) if fingerprints else fingerprint
+
+
+def prepare_human_attention(study: config.SharedInterest) -> str:
+    """The Shared Interest study's data: generate the stand-in, or check the benchmark."""
+    ds = study.dataset
+    if isinstance(ds, config.SyntheticHumanAttentionDataset):
+        synthetic.make_human_attention(ds.root, subjects=ds.subjects, per_subject=ds.per_subject,
+                                       image_size=tuple(ds.image_size))
+    data.load_human_attention(ds.root, strict=ds.strict)  # fails early, naming what is missing
+    return data.human_attention_fingerprint(ds.root)
 
 
 @dataclass
@@ -169,12 +185,20 @@ def build(
     stamps: dict[str, str] = {}
     executed, cached = [], []
     for nb in notebooks:
+        # e.g. the WikiChurches notebooks in a Shared-Interest-only profile
+        absent = [f"no '{name}'" for name in nb.parameters if getattr(params, name, 0) is None]
+        absent += [f"'{n}' is skipped" for n in nb.needs if stamps[n] == _SKIPPED]
+        if absent:
+            stamps[nb.name] = _SKIPPED
+            if only is None or nb.name in only:
+                print(f"[build] {nb.name}: skipped (in this profile {absent[0]})", flush=True)
+            continue
         injected = _parameters(nb, params, profile_dir, root)
         stamps[nb.name] = _digest(
             nb.path.read_bytes(),
             injected,
             lib_digest,
-            data_digest if "dataset" in nb.parameters else "",
+            data_digest if {"dataset", "shared_interest"} & set(nb.parameters) else "",
             [stamps[n] for n in nb.needs],
         )
         output = profile_dir / "notebooks" / f"{nb.name}.ipynb"

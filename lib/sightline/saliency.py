@@ -16,6 +16,12 @@ methods have ``K = num_heads + 1`` (the last slot is the mean over heads); the o
   last block (layers 0..3). ViT: the last block's pre-attention LayerNorm (layer L-1).
   Target: the predicted (or a given) class for classifiers; for a backbone without a
   head, the embedding's projection on its own detached direction (`OwnEmbeddingTarget`).
+  Timm classifiers of the Shared Interest study: the registry's one target layer
+  (layer 0), with its token / NHWC layout reshaped by the registry entry.
+- ``xrai``: XRAI (Kapishnikov et al. 2019) from PAIR's ``saliency`` package on the model's
+  input frame, for classifiers, explaining the predicted (or a given) class; integrated
+  gradients steps, batch size and the full / fast algorithm are `XraiSettings`. The
+  region gains are min-max scaled to [0, 1] (order kept): one ``(B, 1, S, S)`` map, layer 0.
 
 All attention methods share one forward pass.
 """
@@ -24,18 +30,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
+import cv2
 import numpy as np
 import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from saliency.core import XRAI, XRAIParameters
+from saliency.core import xrai as pair_xrai
+from saliency.core.base import INPUT_OUTPUT_GRADIENTS
+from skimage.morphology import disk
 from torch import nn
 
 from sightline.models import LoadedModel
 
 ATTENTION_METHODS = ("cls", "rollout", "probe", "mean_received")
-METHODS = (*ATTENTION_METHODS, "gradcam")
+METHODS = (*ATTENTION_METHODS, "gradcam", "xrai")
 
 _HEAD_FUSIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mean": lambda a: a.mean(dim=1),
@@ -47,28 +59,44 @@ MapKey = tuple[str, int]
 Attentions = Sequence[torch.Tensor]
 
 
+@dataclass(frozen=True)
+class XraiSettings:
+    """XRAI's cost knobs: integrated-gradients steps per baseline (2 baselines: black and
+    white), model inputs per batch, and the ``full`` or approximate ``fast`` region ranking."""
+
+    steps: int = 100
+    batch_size: int = 20
+    algorithm: Literal["full", "fast"] = "full"
+
+
 def extract(
     model: LoadedModel,
     pixel_values: torch.Tensor,
     methods: Sequence[str] | None = None,
     *,
     classes: Sequence[int] | None = None,
+    xrai: XraiSettings | None = None,
 ) -> dict[MapKey, np.ndarray]:
     """Maps ``(method, layer) -> (B, K, gh, gw)`` for ``methods`` (default: all that apply).
 
-    ``classes`` (one per image) sets the Grad-CAM target class of a classifier; by
-    default it is the predicted class.
+    ``classes`` (one per image) sets the Grad-CAM / XRAI target class of a classifier; by
+    default it is the predicted class. ``xrai`` sets XRAI's cost (default `XraiSettings()`).
     """
     methods = _check_methods(model, methods)
     pixel_values = _check_input(model, pixel_values)
-    if classes is not None and "gradcam" not in methods:
-        raise ValueError("`classes` sets Grad-CAM targets: pass it only with 'gradcam' in methods")
+    if classes is not None and not {"gradcam", "xrai"} & set(methods):
+        raise ValueError(
+            "`classes` sets Grad-CAM / XRAI targets: pass it only with 'gradcam' or 'xrai' "
+            "in methods"
+        )
     maps: dict[MapKey, np.ndarray] = {}
     attention_methods = [m for m in methods if m in ATTENTION_METHODS]
     if attention_methods:
         maps |= _attention_maps(model, pixel_values, attention_methods)
     if "gradcam" in methods:
         maps |= gradcam_maps(model, pixel_values, classes)
+    if "xrai" in methods:
+        maps |= xrai_maps(model, pixel_values, classes, xrai or XraiSettings())
     return maps
 
 
@@ -350,11 +378,7 @@ def gradcam_maps(
         targets = None  # pytorch-grad-cam: the predicted class
     else:
         targets = [OwnEmbeddingTarget()] * pixel_values.shape[0]
-    reshape = (
-        token_reshape_transform(model.num_prefix_tokens, model.grid)
-        if model.spec.arch.token_outputs
-        else None
-    )
+    reshape = _gradcam_reshape(model)
     scorer = _Scorer(model)
     # gradients are needed even when the caller runs under no_grad / inference_mode
     with torch.inference_mode(False), torch.enable_grad(), _backward_from(scorer, layers[0][1]):
@@ -366,6 +390,17 @@ def gradcam_maps(
     return {
         ("gradcam", index): grid[:, None] for (index, _), grid in zip(layers, grids, strict=True)
     }
+
+
+def _gradcam_reshape(model: LoadedModel) -> Callable | None:
+    """How the Grad-CAM layer's output becomes ``(B, C, gh, gw)``: the registry entry's own
+    reshape if it has one, token sequences with prefix tokens, or none (CNN maps)."""
+    arch = model.spec.arch
+    if hasattr(arch, "gradcam_reshape"):
+        return arch.gradcam_reshape(model.grid)
+    if arch.token_outputs:
+        return token_reshape_transform(model.num_prefix_tokens, model.grid)
+    return None
 
 
 @contextmanager
@@ -386,5 +421,103 @@ def _backward_from(module: nn.Module, first_layer: nn.Module) -> Iterator[None]:
         yield
     finally:
         handle.remove()
+        for parameter in trainable:
+            parameter.requires_grad_(True)
+
+
+# --- XRAI --------------------------------------------------------------------------------
+
+
+def _targets(
+    model: LoadedModel, pixel_values: torch.Tensor, classes: Sequence[int] | None
+) -> list[int]:
+    """The class each image is explained for: the given ones, else the predicted class."""
+    if not model.is_classifier:
+        raise ValueError(f"model {model.spec.key!r} has no classification head; XRAI needs one")
+    if classes is not None:
+        if len(classes) != pixel_values.shape[0]:
+            raise ValueError(
+                f"need one class per image: {len(classes)} for {pixel_values.shape[0]}"
+            )
+        return [int(c) for c in classes]
+    with torch.inference_mode():
+        return model.score(pixel_values).argmax(dim=-1).tolist()
+
+
+def xrai_call_function(model: LoadedModel, target: int) -> Callable:
+    """PAIR ``saliency``'s model call: HWC batches in, d(logit of ``target``)/d(input) out."""
+
+    def call(x_batch: np.ndarray, call_model_args: Any = None, expected_keys: Any = None) -> dict:
+        x = torch.from_numpy(np.ascontiguousarray(x_batch, dtype=np.float32))
+        x = x.permute(0, 3, 1, 2).to(model.device).requires_grad_(True)
+        with torch.inference_mode(False), torch.enable_grad():
+            logit = model.score(x)[:, target].sum()
+            (grads,) = torch.autograd.grad(logit, x)
+        return {INPUT_OUTPUT_GRADIENTS: grads.permute(0, 2, 3, 1).cpu().numpy()}
+
+    return call
+
+
+def xrai_maps(
+    model: LoadedModel,
+    pixel_values: torch.Tensor,
+    classes: Sequence[int] | None = None,
+    settings: XraiSettings = XraiSettings(),
+) -> dict[MapKey, np.ndarray]:
+    """XRAI ``(B, 1, S, S)`` on the input frame, min-max scaled to [0, 1], one image at a time."""
+    if settings.algorithm not in ("full", "fast"):
+        raise ValueError(f"XRAI algorithm must be 'full' or 'fast', got {settings.algorithm!r}")
+    if settings.steps < 2 or settings.batch_size < 1:
+        raise ValueError(f"XRAI needs steps >= 2 and batch_size >= 1, got {settings}")
+    parameters = XRAIParameters(steps=settings.steps, algorithm=settings.algorithm)
+    maps = []
+    with _frozen(model.module):
+        for image, target in zip(pixel_values, _targets(model, pixel_values, classes), strict=True):
+            x = image.permute(1, 2, 0).detach().cpu().numpy()
+            raw = XRAI().GetMask(
+                x,
+                xrai_call_function(model, target),
+                segments=xrai_segments(x),
+                batch_size=settings.batch_size,
+                extra_parameters=parameters,
+            )
+            maps.append(_unit_range(raw))
+    return {("xrai", 0): np.stack(maps)[:, None].astype(np.float32)}
+
+
+XRAI_DILATION = 5  # saliency 0.2.1's default dilation radius of the Felzenszwalb segments
+
+
+def xrai_segments(image_hwc: np.ndarray) -> list[np.ndarray]:
+    """XRAI's own segments of an image, the same masks ``saliency`` makes by default.
+
+    ``saliency`` 0.2.1 segments with Felzenszwalb at several scales (its private
+    ``_get_segments_felzenszwalb``) and dilates each mask by a disk of radius 5 with
+    scikit-image; the dilation is about two thirds of that time, so it runs here through
+    OpenCV with the same footprint (binary dilation: identical masks, tested).
+    """
+    masks = pair_xrai._get_segments_felzenszwalb(image_hwc, dilation_rad=0)
+    footprint = disk(XRAI_DILATION).astype(np.uint8)
+    return [
+        cv2.dilate(mask.astype(np.uint8), footprint, borderType=cv2.BORDER_CONSTANT).astype(bool)
+        for mask in masks
+    ]
+
+
+def _unit_range(values: np.ndarray) -> np.ndarray:
+    """Min-max scale to [0, 1] (a constant map becomes all zero)."""
+    low, high = float(values.min()), float(values.max())
+    return (values - low) / (high - low) if high > low else np.zeros_like(values)
+
+
+@contextmanager
+def _frozen(module: nn.Module) -> Iterator[None]:
+    """Parameters stop requiring gradients, so backward computes input gradients only."""
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
         for parameter in trainable:
             parameter.requires_grad_(True)

@@ -229,3 +229,13 @@ def ttest_ind(
         "dof": float(result.df),
         "p": float(result.pvalue),
     }
+
+
+def anova_two_way(df: pd.DataFrame, value: str, factors: Sequence[str]) -> pd.DataFrame:
+    """Two-way between-groups ANOVA with interaction (``pingouin.anova``, type II sums of
+    squares, partial eta squared ``np2``); gains ``n``, the rows used (NaNs dropped)."""
+    if len(factors) != 2:
+        raise ValueError(f"give two factors, got {list(factors)}")
+    _require_columns(df, [value, *factors])
+    data = df[[*factors, value]].dropna()
+    return pg.anova(data=data, dv=value, between=list(factors), effsize="np2").assign(n=len(data))
