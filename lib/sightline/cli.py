@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import config, data, pipeline
+from . import config, data, execution, pipeline
 
 COMMANDS = ("run", "test", "lab", "bench", "lock", "explore")
 JUPYTERLAB = "jupyterlab==4.6.6"
@@ -53,7 +53,7 @@ def _run(argv: list[str], root: Path) -> int:
         pipeline.build(
             args.params, root=root, report_root=args.report_dir, only=args.only, force=args.force
         )
-    except (config.ParamsError, data.DataError) as error:
+    except (config.ParamsError, data.DataError, execution.ExecutionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except pipeline.BuildError as error:

@@ -2,12 +2,17 @@
 
 Extraction skips what the cache holds, writes batch by batch (see ``cache``), and so can
 be interrupted at any point and resumed; a model is loaded only if something is missing.
+Model maps are extracted in tasks (``ShardTask``) that run in-process or on Ray workers
+(``params.execution``) with identical results.
 """
 
 from __future__ import annotations
 
 import hashlib
+import socket
 from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +21,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import baselines, cache, data, geometry, models, saliency
-from .config import ModelChoice
+from . import execution as engine
+from .config import Execution, ModelChoice
 from .geometry import Geometry
 
 # Baselines see the whole image (squash frame) and are stored on a coarse grid, like a
@@ -60,6 +66,66 @@ def _batches(items: Sequence, size: int) -> list[Sequence]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+@dataclass(frozen=True)
+class ShardTask:
+    """One model's maps for a run of whole batches of images, written as shards of its store."""
+
+    choice: ModelChoice
+    samples: tuple[data.Sample, ...]
+    store_path: Path
+    shard: int
+    batch_size: int
+    device: str
+    seed: int
+    code: str
+    probe: Path | None = None
+
+
+def extract_models(
+    samples: Sequence[data.Sample],
+    jobs: Sequence[tuple[ModelChoice, cache.MapStore]],
+    *,
+    batch_size: int = 16,
+    device: str = "auto",
+    seed: int = 0,
+    execution: Execution | None = None,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Store every applicable map of each (model, store) for the samples not yet cached.
+
+    Returns how many images each model extracted. Locally, one task per model; on Ray, each
+    model's missing images are split into ``2 * workers`` shards of whole batches (so every
+    batch, hence every map, is the same as locally), one task each; the driver then merges.
+    """
+    execution = execution or Execution()
+    on_ray = execution.engine == "ray"
+    with ExitStack() as stack:
+        probes = {
+            parent: stack.enter_context(engine.shared_dir(parent)) if on_ray else None
+            for parent in {store.path.parent for _, store in jobs}
+        }
+        tasks = []
+        for choice, store in jobs:
+            done = store.image_ids()
+            todo = [s for s in samples if s.image_id not in done]
+            batches = _batches(todo, batch_size)
+            n_shards = min(len(batches), 2 * execution.workers) if on_ray else 1
+            for shard, part in enumerate(_split(batches, n_shards)):
+                task = ShardTask(
+                    choice, tuple(s for batch in part for s in batch), store.path, shard,
+                    batch_size, device, seed, code_version(), probes[store.path.parent],
+                )
+                tasks.append((task, progress and not on_ray))
+        counts = engine.run_tasks(extract_shard, tasks, execution=execution, desc="maps",
+                                  unit="shard")
+    extracted = {model_name(choice): 0 for choice, _ in jobs}
+    for (task, _), count in zip(tasks, counts, strict=True):
+        extracted[model_name(task.choice)] += count
+    for _, store in jobs:
+        store.compact()
+    return extracted
+
+
 def extract_model(
     samples: Sequence[data.Sample],
     choice: ModelChoice,
@@ -69,32 +135,53 @@ def extract_model(
     device: str = "auto",
     seed: int = 0,
     progress: bool = True,
-    loaded: models.LoadedModel | None = None,
+    execution: Execution | None = None,
 ) -> int:
     """Store every applicable map of one model for the samples not yet cached; returns how many."""
+    return extract_models(
+        samples, [(choice, store)], batch_size=batch_size, device=device, seed=seed,
+        execution=execution, progress=progress,
+    )[model_name(choice)]
+
+
+def extract_shard(task: ShardTask, progress: bool = False) -> int:
+    """Load the model once and store the maps of the task's images the store lacks.
+
+    Runs in the driver or in a Ray worker; each batch lands as an atomic shard file named
+    after the task, so a retried task keeps what its killed attempt wrote and goes on.
+    """
+    if task.probe is not None:
+        engine.require_shared(task.probe, "extraction.cache_dir")
+    if code_version() != task.code:
+        raise engine.ExecutionError(
+            f"node {socket.gethostname()} runs other sightline code ({code_version()}) than the "
+            f"driver ({task.code}): run the same checkout of the project on every node"
+        )
+    store = cache.MapStore(task.store_path)
     done = store.image_ids()
-    todo = [s for s in samples if s.image_id not in done]
+    todo = [s for s in task.samples if s.image_id not in done]
     if not todo:
         return 0
-    device = resolve_device(device)
-    if loaded is None:
-        loaded = models.load_model(
-            choice.key, weights=choice.weights, size=choice.size, seed=seed, device=device
-        )
-    with store.writer() as writer:
-        bar = tqdm(
-            total=len(todo),
-            desc=f"maps {model_name(choice)}",
-            unit="img",
-            disable=not progress,
-            mininterval=1.0,
-        )
-        for batch in _batches(todo, batch_size):
+    device = resolve_device(task.device)
+    choice = task.choice
+    loaded = models.load_model(
+        choice.key, weights=choice.weights, size=choice.size, seed=task.seed, device=device
+    )
+    store.shard_dir.mkdir(parents=True, exist_ok=True)
+    writer = cache.ShardWriter(store.shard_dir, prefix=f"{task.shard:04d}-")
+    with tqdm(total=len(todo), desc=f"maps {model_name(choice)}", unit="img",
+              disable=not progress, mininterval=1.0) as bar:
+        for batch in _batches(todo, task.batch_size):
             pixels = loaded.preprocess([data.load_image(s.path) for s in batch]).to(device)
             writer.put([s.image_id for s in batch], saliency.extract(loaded, pixels))
             bar.update(len(batch))
-        bar.close()
     return len(todo)
+
+
+def _split(items: Sequence, parts: int) -> list[Sequence]:
+    """``items`` cut into ``parts`` consecutive runs of near-equal length."""
+    bounds = [round(i * len(items) / parts) for i in range(parts + 1)]
+    return [items[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
 def extract_baselines(

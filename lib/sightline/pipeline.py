@@ -25,7 +25,7 @@ import jupytext
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
-from . import config, data, synthetic
+from . import config, data, execution, synthetic
 
 KERNEL_NAME = "sightline-python"
 
@@ -127,6 +127,9 @@ def build(
     from . import report
 
     params = config.load_params(params_path, base=root)
+    if params.execution.engine == "ray":
+        execution.ensure_ray()
+        execution.check_address(params.execution.address)
     profile_dir = (report_root or root / "report") / params.profile
     notebooks = discover(root / "notebooks")
     if only:
