@@ -110,6 +110,9 @@ def test_a_killed_worker_is_retried_and_the_maps_are_identical(ray, tmp_path):
     assert marker.with_suffix(".killed").exists(), "the first attempt was not killed"
     assert counts == [1, 2, 2, 2]  # the retry kept the batch its killed attempt wrote
     assert filecmp.cmp(store.path, reference.path, shallow=False)
+    # all cached: nothing to do, no task started
+    assert extract.extract_models(samples, [(choice, store)], device="cpu", execution=RAY2,
+                                  progress=False) == {"dinov2-tiny-random": 0}
 
 
 @pytest.mark.slow

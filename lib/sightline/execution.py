@@ -66,7 +66,11 @@ def ensure_ray() -> Any:
                 f"yourself (python -m pip install '{RAY}') or use engine: local"
             ) from None
         importlib.invalidate_caches()
-    return importlib.import_module("ray")
+    # importing ray in a notebook kernel warns about ipywidgets (rich output we do not use)
+    logging.getLogger("ray.widgets.util").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module("ray")
 
 
 def check_address(address: str | None) -> None:

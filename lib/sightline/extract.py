@@ -109,7 +109,7 @@ def extract_models(
             done = store.image_ids()
             todo = [s for s in samples if s.image_id not in done]
             batches = _batches(todo, batch_size)
-            n_shards = min(len(batches), 2 * execution.workers) if on_ray else 1
+            n_shards = max(1, min(len(batches), 2 * execution.workers)) if on_ray else 1
             for shard, part in enumerate(_split(batches, n_shards)):
                 task = ShardTask(
                     choice, tuple(s for batch in part for s in batch), store.path, shard,
