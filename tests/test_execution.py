@@ -62,6 +62,11 @@ def test_ray_tasks_match_local_and_task_errors_surface_as_themselves(ray, tmp_pa
         execution.run_tasks(execution.require_shared, [(probe, "extraction.cache_dir")],
                             execution=RAY2, desc="t")
     assert not ray.is_initialized()
+    # a GPU request no node can meet is an error now, not a wait for ever
+    with pytest.raises(execution.ExecutionError, match=r"1 GPU\(s\) \(execution.gpus_per_task\)"):
+        execution.run_tasks(pow, [(2, 3)], execution=Execution(engine="ray", gpus_per_task=1),
+                            desc="t")
+    assert not ray.is_initialized()
 
 
 def _samples(tmp_path, n=8):

@@ -47,7 +47,6 @@ class ExecutionError(Exception):
 def ensure_ray() -> Any:
     """Import ray, pip-installing the pinned version into this environment on first use."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     try:
         installed = metadata.version("ray") if importlib.util.find_spec("grpc") else None
     except metadata.PackageNotFoundError:
@@ -159,7 +158,7 @@ def _unwrap(ray: Any, error: BaseException) -> BaseException:
     if isinstance(error, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError):
         return ExecutionError(
             f"a Ray task's worker died {MAX_RETRIES + 1} times ({type(error).__name__}); "
-            "out of memory? Lower extraction.batch_size or execution.workers"
+            "out of memory? Use smaller batches or fewer workers"
         )
     return error
 
@@ -190,16 +189,24 @@ def ray_runtime(execution: Execution, threads: int) -> Iterator[Any]:
         else:
             ray.init(address=execution.address, **_QUIET)
     try:
-        gpus = ray.cluster_resources().get("GPU", 0)
-        if execution.gpus_per_task > gpus:
-            raise ExecutionError(
-                f"execution.gpus_per_task is {execution.gpus_per_task} but the Ray cluster "
-                f"({execution.address or 'local runtime'}) has {gpus:g} GPU(s); set it to 0 or "
-                "join a cluster with GPUs"
-            )
+        _check_fits(ray, execution, threads)
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_fits(ray: Any, execution: Execution, threads: int) -> None:
+    """Fail now, rather than wait forever, when no node has the CPUs and GPUs a task asks for."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if any(n.get("CPU", 0) >= threads and n.get("GPU", 0) >= execution.gpus_per_task for n in nodes):
+        return
+    largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
+    raise ExecutionError(
+        f"a task asks for {threads} CPU(s) (execution.cpus_per_task; default: the driver's torch "
+        f"threads) and {execution.gpus_per_task} GPU(s) (execution.gpus_per_task), but the "
+        f"largest node of the Ray cluster ({execution.address or 'local runtime'}) has "
+        f"{largest.get('CPU', 0):g} CPU(s) and {largest.get('GPU', 0):g} GPU(s)"
+    )
 
 
 @contextmanager
