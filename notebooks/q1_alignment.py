@@ -36,6 +36,7 @@ extraction = default("extraction")
 metrics = default("metrics")
 stats = default("stats")
 report = default("report")
+execution = default("execution")
 seed = default("seed")
 tables_dir = default("tables_dir")
 
@@ -51,7 +52,7 @@ from IPython.display import Markdown, display
 from sightline import data, extract, plots, scoring, selection
 from sightline import models as registry
 from sightline import stats as st
-from sightline.config import ModelChoice
+from sightline.config import Execution, ModelChoice
 
 plots.setup()
 tables = Path(tables_dir)
@@ -66,16 +67,16 @@ names = {c.key: extract.model_name(c) for c in choices}
 # %% [markdown]
 # ## Extraction
 # Maps come from the HDF5 cache; only what it lacks is computed (one forward pass per
-# batch captures every layer's attention).
+# batch captures every layer's attention), in this process or as Ray tasks over shards of
+# images (`execution`), with the same maps either way.
 
 # %%
-stores, geometries = {}, {}
-for choice in choices:
-    store = extract.store_for(extraction["cache_dir"], dataset_id, names[choice.key], "frozen")
-    extract.extract_model(samples, choice, store, batch_size=extraction["batch_size"],
-                          device=extraction["device"], seed=seed)
-    stores[names[choice.key]] = store
-    geometries[names[choice.key]] = registry.REGISTRY[choice.key].geometry
+stores = {names[c.key]: extract.store_for(extraction["cache_dir"], dataset_id, names[c.key], "frozen")
+          for c in choices}
+geometries = {names[c.key]: registry.REGISTRY[c.key].geometry for c in choices}
+extract.extract_models(samples, [(c, stores[names[c.key]]) for c in choices],
+                       batch_size=extraction["batch_size"], device=extraction["device"], seed=seed,
+                       execution=Execution(**execution))
 baseline_store = extract.store_for(extraction["cache_dir"], dataset_id, "baseline", "none")
 extract.extract_baselines(samples, metrics["baselines"], baseline_store, seed=seed)
 display(pd.DataFrame(

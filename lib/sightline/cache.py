@@ -136,12 +136,16 @@ class MapStore:
 
 
 class ShardWriter:
-    """Writes one batch of maps per shard file, atomically."""
+    """Writes one batch of maps per shard file, atomically.
 
-    def __init__(self, shard_dir: Path):
+    Writers running at once (e.g. parallel extraction tasks) each take their own ``prefix``.
+    """
+
+    def __init__(self, shard_dir: Path, prefix: str = ""):
         self.shard_dir = shard_dir
-        existing = [int(p.stem) for p in shard_dir.glob("*.h5") if p.stem.isdigit()]
-        self._next = max(existing, default=-1) + 1
+        self.prefix = prefix
+        numbers = (p.stem[len(prefix) :] for p in shard_dir.glob(f"{prefix}*.h5"))
+        self._next = max((int(n) for n in numbers if n.isdigit()), default=-1) + 1
 
     def put(self, image_ids: list[str], maps: Mapping[MapKey, np.ndarray]) -> None:
         """Store maps ``{(method, layer): (B, K, h, w)}`` for the batch ``image_ids``."""
@@ -150,7 +154,7 @@ class ShardWriter:
                 raise ValueError(
                     f"maps {key} hold {value.shape[0]} rows for {len(image_ids)} image ids"
                 )
-        final = self.shard_dir / f"{self._next:06d}.h5"
+        final = self.shard_dir / f"{self.prefix}{self._next:06d}.h5"
         tmp = final.with_name(final.name + ".tmp")
         with h5py.File(tmp, "w") as h5:
             h5.create_dataset("image_ids", data=np.array(image_ids, dtype=h5py.string_dtype()))

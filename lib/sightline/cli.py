@@ -11,7 +11,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from . import config, data, pipeline
+from . import config, data, execution, pipeline
 
 JUPYTERLAB = "jupyterlab==4.6.6"
 
@@ -59,7 +59,8 @@ def _run(argv: list[str], root: Path) -> int:
         pipeline.build(
             args.params, root=root, report_root=args.report_dir, only=args.only, force=args.force
         )
-    except (config.ParamsError, data.DataError, pipeline.UsageError) as error:
+    except (config.ParamsError, data.DataError, pipeline.UsageError,
+            execution.ExecutionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except pipeline.BuildError as error:

@@ -214,6 +214,23 @@ class SharedInterest(_Section):
         return tuple(dict.fromkeys(value))
 
 
+class Execution(_Section):
+    """Where the heavy steps (map extraction, fine-tuning runs) run: see ``sightline.execution``.
+
+    ``engine: ray`` with no ``address`` starts a local Ray runtime running ``workers``
+    tasks at once; ``auto`` joins the cluster started on this node with ``ray start``;
+    ``ray://HOST:PORT`` (Ray Client) or ``HOST:PORT`` (the head's GCS) joins a remote one.
+    ``cpus_per_task`` is the torch threads of one task (default: the driver's), which keeps
+    maps bit-identical between engines: float reductions depend on the thread count.
+    """
+
+    engine: Literal["local", "ray"] = "local"
+    address: Annotated[str, Field(pattern=r"^(auto|(ray://)?[A-Za-z0-9._\-]+:[0-9]{1,5})$")] | None = None
+    workers: Annotated[int, Field(ge=1, le=4096)] = 2
+    gpus_per_task: Annotated[int, Field(ge=0, le=8)] = 0
+    cpus_per_task: Annotated[int, Field(ge=1, le=256)] | None = None
+
+
 class Params(_Section):
     """A whole study profile."""
 
@@ -227,6 +244,7 @@ class Params(_Section):
     heads: Heads = Heads()
     report: Report = Report()
     shared_interest: SharedInterest | None = None
+    execution: Execution = Execution()
 
     @field_validator("models")
     @classmethod

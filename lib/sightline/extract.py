@@ -2,13 +2,19 @@
 
 Extraction skips what the cache holds, writes batch by batch (see ``cache``), and so can
 be interrupted at any point and resumed; a model is loaded only if something is missing.
+Model maps are extracted in tasks (``ShardTask``) that run in-process or on Ray workers
+(``params.execution``) with identical results.
 """
 
 from __future__ import annotations
 
 import hashlib
+import socket
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -16,7 +22,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import baselines, cache, data, geometry, models, saliency
-from .config import ModelChoice
+from . import execution as engine
+from .config import Execution, ModelChoice
 from .geometry import Geometry
 
 # Baselines see the whole image (squash frame) and are stored on a coarse grid, like a
@@ -60,6 +67,83 @@ def _batches(items: Sequence, size: int) -> list[Sequence]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+@dataclass(frozen=True)
+class ShardTask:
+    """One model's maps for a run of whole batches of images, written as shards of its store.
+
+    ``methods`` (default: all that apply) and ``xrai`` pass to `saliency.extract`.
+    """
+
+    choice: ModelChoice
+    samples: tuple[data.Sample, ...]
+    store_path: Path
+    shard: int
+    batch_size: int
+    device: str
+    seed: int
+    code: str
+    probe: Path | None = None
+    methods: tuple[str, ...] | None = None
+    xrai: saliency.XraiSettings | None = None
+
+
+class MapJob(NamedTuple):
+    """One store to fill: the model, its store and (default: every applicable) methods."""
+
+    choice: ModelChoice
+    store: cache.MapStore
+    methods: tuple[str, ...] | None = None
+
+
+def extract_models(
+    samples: Sequence[data.Sample],
+    jobs: Sequence[MapJob | tuple],
+    *,
+    batch_size: int = 16,
+    device: str = "auto",
+    seed: int = 0,
+    execution: Execution | None = None,
+    progress: bool = True,
+    xrai: saliency.XraiSettings | None = None,
+) -> dict[Path, int]:
+    """Store the maps of each job (``MapJob`` or a ``(choice, store)`` pair) for the samples
+    its store lacks; returns how many images each store (by path) gained.
+
+    Locally, one task per job; on Ray, each job's missing images are split into
+    ``2 * workers`` shards of whole batches (so every batch, hence every map, is the same as
+    locally), one task each; the driver then merges.
+    """
+    jobs = [MapJob(*job) for job in jobs]
+    execution = execution or Execution()
+    on_ray = execution.engine == "ray"
+    with ExitStack() as stack:
+        probes = {
+            parent: stack.enter_context(engine.shared_dir(parent)) if on_ray else None
+            for parent in {job.store.path.parent for job in jobs}
+        }
+        tasks = []
+        for job in jobs:
+            done = job.store.image_ids()
+            todo = [s for s in samples if s.image_id not in done]
+            batches = _batches(todo, batch_size)
+            n_shards = max(1, min(len(batches), 2 * execution.workers)) if on_ray else 1
+            for shard, part in enumerate(_split(batches, n_shards)):
+                task = ShardTask(
+                    job.choice, tuple(s for batch in part for s in batch), job.store.path, shard,
+                    batch_size, device, seed, code_version(), probes[job.store.path.parent],
+                    tuple(job.methods) if job.methods is not None else None, xrai,
+                )
+                tasks.append((task, progress and not on_ray))
+        counts = engine.run_tasks(extract_shard, tasks, execution=execution, desc="maps",
+                                  unit="shard")
+    extracted = {job.store.path: 0 for job in jobs}
+    for (task, _), count in zip(tasks, counts, strict=True):
+        extracted[task.store_path] += count
+    for job in jobs:
+        job.store.compact()
+    return extracted
+
+
 def extract_model(
     samples: Sequence[data.Sample],
     choice: ModelChoice,
@@ -69,42 +153,80 @@ def extract_model(
     device: str = "auto",
     seed: int = 0,
     progress: bool = True,
-    loaded: models.LoadedModel | None = None,
+    execution: Execution | None = None,
     methods: Sequence[str] | None = None,
     xrai: saliency.XraiSettings | None = None,
+    loaded: models.LoadedModel | None = None,
     target_classes: Callable[[Sequence, torch.Tensor], list[int] | None] | None = None,
 ) -> int:
-    """Store every applicable map of one model for the samples not yet cached; returns how many.
+    """Store the maps of one model for the samples not yet cached; returns how many.
 
     ``methods`` / ``xrai`` pass to `saliency.extract`; ``target_classes(batch, pixels)``
     gives the class each image is explained for (default: the predicted one). Both change
-    the maps, so a caller varying them uses a store ``variant`` per setting.
+    the maps, so a caller varying them uses a store ``variant`` per setting. An already
+    ``loaded`` model or a ``target_classes`` function (neither travels to a Ray worker)
+    runs here in one task.
     """
+    if loaded is None and target_classes is None:
+        return extract_models(
+            samples, [MapJob(choice, store, tuple(methods) if methods else None)],
+            batch_size=batch_size, device=device, seed=seed, execution=execution,
+            progress=progress, xrai=xrai,
+        )[store.path]
+    task = ShardTask(choice, tuple(samples), store.path, 0, batch_size, device, seed,
+                     code_version(), None, tuple(methods) if methods else None, xrai)
+    count = extract_shard(task, progress, loaded=loaded, target_classes=target_classes)
+    store.compact()
+    return count
+
+
+def extract_shard(
+    task: ShardTask,
+    progress: bool = False,
+    *,
+    loaded: models.LoadedModel | None = None,
+    target_classes: Callable[[Sequence, torch.Tensor], list[int] | None] | None = None,
+) -> int:
+    """Load the model once and store the maps of the task's images the store lacks.
+
+    Runs in the driver or in a Ray worker; each batch lands as an atomic shard file named
+    after the task, so a retried task keeps what its killed attempt wrote and goes on.
+    """
+    if task.probe is not None:
+        engine.require_shared(task.probe, "extraction.cache_dir")
+    if code_version() != task.code:
+        raise engine.ExecutionError(
+            f"node {socket.gethostname()} runs other sightline code ({code_version()}) than the "
+            f"driver ({task.code}): run the same checkout of the project on every node"
+        )
+    store = cache.MapStore(task.store_path)
     done = store.image_ids()
-    todo = [s for s in samples if s.image_id not in done]
+    todo = [s for s in task.samples if s.image_id not in done]
     if not todo:
         return 0
-    device = resolve_device(device)
+    device = resolve_device(task.device)
+    choice = task.choice
     if loaded is None:
         loaded = models.load_model(
-            choice.key, weights=choice.weights, size=choice.size, seed=seed, device=device
+            choice.key, weights=choice.weights, size=choice.size, seed=task.seed, device=device
         )
-    with store.writer() as writer:
-        bar = tqdm(
-            total=len(todo),
-            desc=f"maps {model_name(choice)}",
-            unit="img",
-            disable=not progress,
-            mininterval=1.0,
-        )
-        for batch in _batches(todo, batch_size):
+    store.shard_dir.mkdir(parents=True, exist_ok=True)
+    writer = cache.ShardWriter(store.shard_dir, prefix=f"{task.shard:04d}-")
+    with tqdm(total=len(todo), desc=f"maps {model_name(choice)}", unit="img",
+              disable=not progress, mininterval=1.0) as bar:
+        for batch in _batches(todo, task.batch_size):
             pixels = loaded.preprocess([data.load_image(s.path) for s in batch]).to(device)
             classes = target_classes(batch, pixels) if target_classes else None
-            maps = saliency.extract(loaded, pixels, methods, classes=classes, xrai=xrai)
+            maps = saliency.extract(loaded, pixels, task.methods, classes=classes, xrai=task.xrai)
             writer.put([s.image_id for s in batch], maps)
             bar.update(len(batch))
-        bar.close()
     return len(todo)
+
+
+def _split(items: Sequence, parts: int) -> list[Sequence]:
+    """``items`` cut into ``parts`` consecutive runs of near-equal length."""
+    bounds = [round(i * len(items) / parts) for i in range(parts + 1)]
+    return [items[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
 def extract_baselines(

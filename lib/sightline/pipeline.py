@@ -30,7 +30,7 @@ from jupyter_client.manager import AsyncKernelManager
 from papermill.exceptions import PapermillExecutionError
 from traitlets import CaselessStrEnum
 
-from . import config, data, synthetic
+from . import config, data, execution, synthetic
 
 KERNEL_NAME = "sightline-python"
 _SKIPPED = "not in this profile"
@@ -163,6 +163,9 @@ def build(
     from . import report
 
     params = config.load_params(params_path, base=root)
+    if params.execution.engine == "ray":
+        execution.ensure_ray()
+        execution.check_address(params.execution.address)
     profile_dir = (report_root or root / "report") / params.profile
     notebooks = discover(root / "notebooks")
     if only:
