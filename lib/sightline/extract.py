@@ -39,11 +39,16 @@ def model_name(choice: ModelChoice) -> str:
     return f"{choice.key}-{choice.size}-{choice.weights}"
 
 
-def store_for(cache_dir: str | Path, dataset_id: str, name: str, variant: str) -> cache.MapStore:
-    """The store of one (dataset, model, variant) at the current code version."""
-    return cache.MapStore(
-        Path(cache_dir) / dataset_id[:16] / f"{name}__{variant}__{code_version()}.h5"
-    )
+def store_for(
+    cache_dir: str | Path, dataset_id: str, name: str, variant: str, key: str = ""
+) -> cache.MapStore:
+    """The store of one (dataset, model, variant) at the current code version.
+
+    ``key`` names the weights behind a variant (a fine-tuning run's key), so new weights
+    get a new store.
+    """
+    tag = f"{variant}-{key}" if key else variant
+    return cache.MapStore(Path(cache_dir) / dataset_id[:16] / f"{name}__{tag}__{code_version()}.h5")
 
 
 def resolve_device(device: str) -> str:
@@ -70,8 +75,10 @@ def extract_model(
     seed: int = 0,
     progress: bool = True,
     loaded: models.LoadedModel | None = None,
+    methods: Sequence[str] | None = None,
 ) -> int:
-    """Store every applicable map of one model for the samples not yet cached; returns how many."""
+    """Store the maps of one model (``methods``, default: all that apply) for the samples
+    not yet cached; returns how many."""
     done = store.image_ids()
     todo = [s for s in samples if s.image_id not in done]
     if not todo:
@@ -91,7 +98,7 @@ def extract_model(
         )
         for batch in _batches(todo, batch_size):
             pixels = loaded.preprocess([data.load_image(s.path) for s in batch]).to(device)
-            writer.put([s.image_id for s in batch], saliency.extract(loaded, pixels))
+            writer.put([s.image_id for s in batch], saliency.extract(loaded, pixels, methods))
             bar.update(len(batch))
         bar.close()
     return len(todo)
