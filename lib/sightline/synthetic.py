@@ -13,8 +13,11 @@ Everything else (sky, ground, wall and its outline, tower, trees, a plain door, 
 colours, brightness, aspect ratio) is drawn first, from the same distributions for every
 style, and the parts are placed around it; so the style is recoverable only from the
 parts. ``parts=False`` renders the same images with the parts left out: a classifier
-trained on those stays at chance (the check in the Q2 notebook). The expert boxes of the annotated images are exactly the drawn extents of the
-diagnostic parts; in "close-up" shots one part runs off the image edge, so its box runs
+trained on those stays at chance (the check in the Q2 notebook). Each style's windows have
+their own glass tint, part of the parts like their shape.
+
+The expert boxes of the annotated images are exactly the drawn extents of the diagnostic
+parts; in "close-up" shots one part runs off the image edge, so its box runs
 past ``[0, 1]`` as a few real boxes do. Pool images (style-labelled, for fine-tuning) come
 from the same generator, from other churches, in church-disjoint splits.
 """
