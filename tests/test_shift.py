@@ -62,9 +62,16 @@ def test_worse_direction_is_degraded_and_zero_shift_preserved():
     assert row["delta"] == 0 and np.isnan(row["p_wilcoxon"]) and row["verdict"] == "preserved"
 
 
-def test_box_deltas_pair_each_box_with_its_frozen_self():
-    scores, _ = planted()
-    boxes = shift.box_deltas(scores, metric="iou", threshold=90)
+def test_target_deltas_pair_each_box_and_image_with_its_frozen_self():
+    scores, frozen_iou = planted()
+    boxes = shift.target_deltas(scores, metric="iou", threshold=90)
     full = boxes[boxes["strategy"] == "full"]
     assert len(full) == 30 and set(full["feature"]) == {"Portal"}
     assert full["delta"].mean() == pytest.approx(0.03, abs=0.01)
+    images = shift.target_deltas(scores, metric="iou", threshold=90, boxes=False)
+    full = images[images["strategy"] == "full"].set_index("image_id")
+    tuned = scores[scores["variant"].str.startswith("full") & (scores["target"] == "union")
+                   & (scores["metric"] == "iou")].groupby("image_id")["value"].mean()
+    assert np.allclose(full["delta"], tuned[full.index] - frozen_iou[
+        [int(i[3:]) for i in full.index]])
+    assert set(full["feature"]) == {"union"}

@@ -495,6 +495,7 @@ def train_run(
             module.train()
         head.train()
         losses = []
+        epoch_started = time.perf_counter()
         bar = tqdm(loader, desc=f"{extract.model_name(choice)} {run.variant} epoch {epoch + 1}/"
                    f"{finetune.epochs}", disable=not progress, leave=False, mininterval=1.0)
         for step, (inputs, labels) in enumerate(bar):
@@ -515,9 +516,11 @@ def train_run(
                     optimiser.step()
                 optimiser.zero_grad(set_to_none=True)
                 schedule.step()
+        train_seconds = time.perf_counter() - epoch_started
         accuracy, f1 = _evaluate(forward, module, head, val_loader, device, strategy)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
-                        "val_accuracy": accuracy, "val_macro_f1": f1})
+                        "val_accuracy": accuracy, "val_macro_f1": f1,
+                        "train_seconds": round(train_seconds, 3)})
         if best is None or (accuracy, f1) > (best["val_accuracy"], best["val_macro_f1"]):
             best = {"epoch": epoch + 1, "val_accuracy": accuracy, "val_macro_f1": f1,
                     "backbone": _copy(trainable()), "head": _copy(head.state_dict())}

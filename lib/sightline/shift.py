@@ -122,9 +122,12 @@ def verdicts(table: pd.DataFrame, alpha: float) -> np.ndarray:
                     np.where(significant & (better < 0), "degraded", "preserved"))
 
 
-def box_deltas(scores: pd.DataFrame, *, metric: str, threshold: float | None) -> pd.DataFrame:
-    """Per single box: Δ of ``metric`` (seed mean minus frozen), with its feature type."""
-    boxes = scores[(scores["target"].astype(str) != "union") & (scores["head"] == -1)
+def target_deltas(scores: pd.DataFrame, *, metric: str, threshold: float | None,
+                  boxes: bool = True) -> pd.DataFrame:
+    """Per single box (``boxes``) or per image's union: Δ of ``metric`` (seed mean minus
+    frozen), with the image and the box's feature type (``union`` for the union)."""
+    is_union = scores["target"].astype(str) == "union"
+    boxes = scores[(~is_union if boxes else is_union) & (scores["head"] == -1)
                    & (scores["metric"].astype(str) == metric)]
     if threshold is not None:
         boxes = boxes[np.isclose(boxes["threshold"], threshold)]
