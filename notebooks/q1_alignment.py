@@ -36,6 +36,7 @@ extraction = default("extraction")
 metrics = default("metrics")
 stats = default("stats")
 report = default("report")
+finetune = default("finetune")
 execution = default("execution")
 seed = default("seed")
 tables_dir = default("tables_dir")
@@ -50,9 +51,10 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from sightline import data, extract, plots, scoring, selection
+from sightline import finetune as ft
 from sightline import models as registry
 from sightline import stats as st
-from sightline.config import Execution, ModelChoice
+from sightline.config import Execution, Finetune, ModelChoice
 
 plots.setup()
 tables = Path(tables_dir)
@@ -65,18 +67,35 @@ choices = [ModelChoice(**m) for m in models]
 names = {c.key: extract.model_name(c) for c in choices}
 
 # %% [markdown]
-# ## Extraction
-# Maps come from the HDF5 cache; only what it lacks is computed (one forward pass per
-# batch captures every layer's attention), in this process or as Ray tasks over shards of
-# images (`execution`), with the same maps either way.
+# ## Fine-tuning and extraction
+# The `finetune` runs (linear probe, LoRA, full; see Q2) train first, or come from their
+# checkpoints. Every model's maps — frozen and each fine-tuned variant, through the same
+# code — come from the HDF5 cache; only what it lacks is computed (one forward pass per
+# batch captures every layer's attention), in this process or as Ray tasks (`execution`),
+# with the same maps either way. Grad-CAM targets the style logit of a classifier head:
+# the linear probe's for the frozen model, so a model with no linear probe in
+# `finetune.strategies` gets no Grad-CAM (and a CNN then no map at all).
 
 # %%
-stores = {names[c.key]: extract.store_for(extraction["cache_dir"], dataset_id, names[c.key], "frozen")
-          for c in choices}
+recipe, engine = Finetune(**finetune), Execution(**execution)
+runs = ft.plan(choices, recipe, seed)
+manifests = ft.train_all(runs, ft.splits_for(wc, dataset_id, recipe, [r.seed for r in runs]),
+                         recipe, model_seed=seed, execution=engine)
+pd.DataFrame(ft.runs_table(manifests)).to_csv(tables / "finetune_runs.csv", index=False)
+jobs = ft.map_jobs(choices, manifests, cache_dir=extraction["cache_dir"], dataset_id=dataset_id,
+                   seed=seed)
+extract.extract_models(samples, list(jobs.values()), batch_size=extraction["batch_size"],
+                       device=extraction["device"], seed=seed, execution=engine)
+variant_stores = {key: job.store for key, job in jobs.items()}
 geometries = {names[c.key]: registry.REGISTRY[c.key].geometry for c in choices}
-extract.extract_models(samples, [(c, stores[names[c.key]]) for c in choices],
-                       batch_size=extraction["batch_size"], device=extraction["device"], seed=seed,
-                       execution=Execution(**execution))
+without = [names[c.key] for c in choices if (names[c.key], "frozen") not in variant_stores]
+if without:
+    display(Markdown(f"No maps for {', '.join(without)}: Grad-CAM is its only method and it has "
+                     "no linear probe (add `linear_probe` for it under `finetune.strategies`)."))
+VARIANT = "frozen"  # which variant Q1's tables and figures read (Q2 compares them all)
+stores = {n: s for (n, v), s in variant_stores.items() if v == VARIANT}
+pd.DataFrame([{"model": n, "variant": v, "store": str(s.path)}
+              for (n, v), s in variant_stores.items()]).to_csv(tables / "stores.csv", index=False)
 baseline_store = extract.store_for(extraction["cache_dir"], dataset_id, "baseline", "none")
 extract.extract_baselines(samples, metrics["baselines"], baseline_store, seed=seed)
 display(pd.DataFrame(
@@ -95,15 +114,15 @@ R = metrics["resolution"]
 percentiles = metrics["percentiles"]
 targets_by_geometry = {}
 frames = []
-for name, store in [*stores.items(), ("baseline", baseline_store)]:
+for (name, variant), store in [*variant_stores.items(), (("baseline", "baseline"), baseline_store)]:
     geometry = extract.BASELINE_GEOMETRY if name == "baseline" else geometries[name]
     if geometry not in targets_by_geometry:
         targets_by_geometry[geometry] = scoring.build_targets(samples, geometry, R)
     frames.append(scoring.score_store(store, targets_by_geometry[geometry], model=name,
-                                      variant="frozen" if name != "baseline" else "baseline",
-                                      percentiles=percentiles, resolution=R))
+                                      variant=variant, percentiles=percentiles, resolution=R))
 scores = scoring.tidy(pd.concat(frames, ignore_index=True))
 scores.to_parquet(tables / "scores.parquet", index=False)
+scores = scores[scores["variant"].isin([VARIANT, "baseline"])]
 display(Markdown(f"{len(scores):,} scores: {scores['model'].nunique() - 1} models and the "
                  f"baselines on {len(samples)} images, scored against each image's union of boxes "
                  f"and each of the {sum(len(s.boxes) for s in samples)} boxes on its own."))

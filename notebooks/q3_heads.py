@@ -27,7 +27,6 @@ from sightline.project import default
 
 dataset = default("dataset")
 models = default("models")
-extraction = default("extraction")
 metrics = default("metrics")
 heads = default("heads")
 report = default("report")
@@ -43,7 +42,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from sightline import data, extract, plots, selection
+from sightline import cache, data, extract, plots, selection
 from sightline import heads as hd
 from sightline import models as registry
 from sightline.config import ModelChoice
@@ -52,8 +51,10 @@ plots.setup()
 tables = Path(tables_dir)
 P = float(metrics["headline_percentile"])
 HEAD_METHODS = ("cls", "probe")
+VARIANT = "frozen"  # the variant whose heads are ranked (e.g. "full.s0"; Q2 compares them)
 scores = pd.read_parquet(tables / "scores.parquet")
-scores = scores[scores["method"].isin(HEAD_METHODS)]
+scores = scores[scores["method"].isin(HEAD_METHODS) & (scores["variant"] == VARIANT)]
+stores = pd.read_csv(tables / "stores.csv").set_index(["model", "variant"])["store"]
 choices = {extract.model_name(c): c for c in (ModelChoice(**m) for m in models)}
 display(Markdown(f"{scores['model'].nunique()} models with per-head maps; "
                  f"{scores[scores['head'] >= 0].groupby(['model', 'layer', 'head']).ngroups} heads."))
@@ -177,7 +178,6 @@ display(Markdown(f"{len(heads_table):,} rows."))
 # %%
 wc = data.load_dataset(dataset)
 by_id = {s.image_id: s for s in wc.samples}
-dataset_id = data.dataset_fingerprint(dataset["root"])
 union = hd.select(scores, metric="iou", threshold=P)
 union = union[union["target"] == "union"]
 g = report["gallery_size"]
@@ -188,7 +188,7 @@ for r, row in enumerate(top.itertuples()):
     own = union[(union["model"] == row.model) & (union["layer"] == layer)
                 & (union["head"] == head)].dropna(subset=["value"]).sort_values("value")
     picks = [*own.tail(g)["image_id"][::-1], *own.head(g)["image_id"]]
-    store = extract.store_for(extraction["cache_dir"], dataset_id, row.model, row.variant)
+    store = cache.MapStore(stores[(row.model, row.variant)])
     geometry = registry.REGISTRY[choices[row.model].key].geometry
     _, maps = store.read(row.method, layer, picks)
     for c, image_id in enumerate(picks):

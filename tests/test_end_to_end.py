@@ -17,13 +17,17 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
     params.update(
         profile="e2e",
         dataset={"kind": "synthetic", "root": str(tmp_path / "data"), "n_annotated": 8,
-                 "n_pool": 0},
+                 "n_pool": 40},
         models=[{"key": "dinov2", "weights": "random", "size": "tiny"},
                 {"key": "siglip", "weights": "random", "size": "tiny"},
                 {"key": "resnet50", "weights": "random", "size": "tiny"}],
         extraction={"batch_size": 4, "device": "cpu", "cache_dir": str(tmp_path / "cache")},
         stats={"n_boot": 200}, heads={"min_boxes": 2, "n_permutations": 50},
         report={"gallery_size": 1, "examples": 4},
+        finetune={"strategies": {"dinov2": ["linear_probe", "lora"], "siglip": ["linear_probe"],
+                                 "resnet50": ["linear_probe", "full"]},
+                  "epochs": 1, "batch_size": 8, "val_fraction": 0.25, "device": "cpu",
+                  "checkpoint_dir": str(tmp_path / "checkpoints")},
     )
     params["metrics"]["percentiles"] = [50, 90]
     params["shared_interest"].update(
@@ -38,11 +42,13 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
 
     result = pipeline.build(path, root=ROOT, report_root=tmp_path / "report")
     out = result.profile_dir
-    assert result.executed == ["00_data", "q1_alignment", "q3_heads", "si_shared_interest"]
+    assert result.executed == ["00_data", "q1_alignment", "q2_finetuning", "q3_heads",
+                               "si_shared_interest"]
     for name in result.executed:
         assert (out / "notebooks" / f"{name}.ipynb").exists()
     html = (out / "index.html").read_text()
     for title in ("The data", "Q1: do the models look where the experts look?",
+                  "Q2: does fine-tuning move attention onto the expert features?",
                   "Q3: do single attention heads specialise?", "Run summary"):
         assert title in html
     assert "data:image/png;base64," in html  # figures embedded
@@ -61,6 +67,16 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
     assert {"cls", "rollout", "probe", "gradcam", "sobel"} <= set(scores["method"])
     assert scores["image_id"].nunique() == 8
     assert scores.loc[scores["metric"] == "iou", "value"].dropna().between(0, 1).all()
+
+    assert {"frozen", "linear_probe.s0", "lora.s0", "full.s0", "baseline"} == set(scores["variant"])
+    runs = pd.read_csv(out / "tables" / "finetune_runs.csv")
+    assert len(runs) == 5 and runs["val_accuracy"].between(0, 1).all()
+    deltas = pd.read_csv(out / "tables" / "q2_deltas.csv")
+    assert {"lora", "full", "linear_probe"} == set(deltas["strategy"])
+    assert set(deltas["verdict"]) <= {"enhanced", "preserved", "degraded"}
+    probe = deltas[(deltas["strategy"] == "linear_probe") & (deltas["method"] != "gradcam")]
+    assert len(probe) and (probe["delta"] == 0).all()
+    assert (out / "tables" / "q2_positive_control.csv").exists()
 
     leaderboard = pd.read_csv(out / "tables" / "leaderboard.csv")
     assert "baseline" in set(leaderboard["model"])

@@ -194,3 +194,29 @@ def test_anova_two_way_matches_hand_worked_balanced_sums_of_squares():
     assert table["n"].iloc[0] == 24
     with pytest.raises(ValueError, match="two factors"):
         stats.anova_two_way(frame, "v", ["a"])
+
+
+def test_paired_shift_finds_a_planted_shift_and_not_a_null_one():
+    rng = np.random.default_rng(0)
+    before = rng.uniform(0.1, 0.4, 40)
+    moved = before[:, None] + 0.05 + rng.normal(0, 0.03, (40, 3))
+    found = stats.paired_shift(before, moved, n_boot=2000, seed=1)
+    assert found["mean_diff"] == pytest.approx((moved.mean(axis=1) - before).mean())
+    assert found["p_wilcoxon"] < 1e-6 and found["p_t"] < 1e-6
+    assert found["ci_low"] < 0.05 < found["ci_high"] and found["ci_low"] > 0
+    null = stats.paired_shift(before, before[:, None] + rng.normal(0, 0.03, (40, 3)), seed=1)
+    assert null["p_wilcoxon"] > 0.05 and null["ci_low"] < 0 < null["ci_high"]
+
+
+def test_paired_shift_ci_widens_with_seed_spread_and_matches_one_seed_bootstrap():
+    rng = np.random.default_rng(1)
+    before = rng.uniform(0, 1, 30)
+    delta = rng.normal(0.1, 0.05, 30)
+    one = stats.paired_shift(before, before + delta, n_boot=4000, seed=2)
+    assert (one["ci_low"], one["ci_high"]) == pytest.approx(
+        stats.bootstrap_ci(delta, n_boot=4000, seed=2), abs=0.01)
+    # same per-image mean shift, but seeds disagree strongly: a wider interval
+    spread = before[:, None] + delta[:, None] + np.array([-0.3, 0.0, 0.3])
+    wide = stats.paired_shift(before, spread, n_boot=4000, seed=2)
+    assert wide["mean_diff"] == pytest.approx(one["mean_diff"])
+    assert wide["ci_high"] - wide["ci_low"] > 2 * (one["ci_high"] - one["ci_low"])

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -231,6 +232,53 @@ class Execution(_Section):
     cpus_per_task: Annotated[int, Field(ge=1, le=256)] | None = None
 
 
+Strategy = Literal["linear_probe", "lora", "full"]
+STRATEGIES: tuple[str, ...] = ("linear_probe", "lora", "full")
+
+
+class Finetune(_Section):
+    """Q2: which models to fine-tune how, and the training recipe (see `sightline.finetune`).
+
+    ``strategies`` maps a model key (of the ``models`` list) to its strategies; every
+    (model, strategy) runs once per seed ``seed, seed + 1, ...``. LoRA rank / alpha /
+    dropout left unset take the registry's defaults for the model family.
+    """
+
+    strategies: dict[Literal[MODEL_KEYS], tuple[Strategy, ...]] = {}  # type: ignore[valid-type]
+    seeds: Annotated[int, Field(ge=1, le=20)] = 1
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 3
+    patience: Annotated[int, Field(ge=0)] = 0  # epochs without a better val accuracy; 0: off
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 16
+    accumulation: Annotated[int, Field(ge=1, le=64)] = 1  # gradient accumulation (GPU only)
+    head_lr: Annotated[float, Field(gt=0)] = 1e-3
+    backbone_lr_full: Annotated[float, Field(gt=0)] = 1e-5
+    backbone_lr_lora: Annotated[float, Field(gt=0)] = 1e-4
+    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    warmup: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    clip_norm: Annotated[float, Field(gt=0)] = 1.0
+    crop_scale: tuple[Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(gt=0, le=1)]] = (
+        0.8,
+        1.0,
+    )
+    hflip: bool = True
+    color_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    lora_rank: Annotated[int, Field(ge=1)] | None = None
+    lora_alpha: Annotated[float, Field(gt=0)] | None = None
+    lora_dropout: Annotated[float, Field(ge=0, lt=1)] | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: Annotated[int, Field(ge=0, le=64)] = 0
+    checkpoint_dir: Path = Path("checkpoints")
+
+    @field_validator("strategies")
+    @classmethod
+    def _unique_strategies(cls, value: dict) -> dict:
+        for key, strategies in value.items():
+            if len(set(strategies)) != len(strategies):
+                raise ValueError(f"model {key!r} lists a strategy twice: {list(strategies)}")
+        return value
+
+
 class Params(_Section):
     """A whole study profile."""
 
@@ -245,6 +293,7 @@ class Params(_Section):
     report: Report = Report()
     shared_interest: SharedInterest | None = None
     execution: Execution = Execution()
+    finetune: Finetune = Finetune()
 
     @field_validator("models")
     @classmethod
@@ -252,6 +301,18 @@ class Params(_Section):
         keys = [(m.key, m.weights, m.size) for m in value]
         if len(set(keys)) != len(keys):
             raise ValueError("a model is listed twice with the same weights and size")
+        return value
+
+    @field_validator("finetune")
+    @classmethod
+    def _finetuned_models_listed(cls, value: Finetune, info: ValidationInfo) -> Finetune:
+        listed = {m.key for m in info.data.get("models", ())}
+        unlisted = sorted(set(value.strategies) - listed)
+        if unlisted:
+            raise ValueError(
+                f"finetune.strategies names {unlisted}, not in the models list "
+                f"({sorted(listed)}); add them to models or drop them here"
+            )
         return value
 
     @model_validator(mode="after")
@@ -288,6 +349,9 @@ class Params(_Section):
                 update={"dataset": si_data.model_copy(
                     update={"root": _resolve(si_data.root, base)})}
             )
+        update["finetune"] = self.finetune.model_copy(
+            update={"checkpoint_dir": _resolve(self.finetune.checkpoint_dir, base)}
+        )
         return self.model_copy(update=update)
 
 

@@ -46,11 +46,16 @@ def model_name(choice: ModelChoice) -> str:
     return f"{choice.key}-{choice.size}-{choice.weights}"
 
 
-def store_for(cache_dir: str | Path, dataset_id: str, name: str, variant: str) -> cache.MapStore:
-    """The store of one (dataset, model, variant) at the current code version."""
-    return cache.MapStore(
-        Path(cache_dir) / dataset_id[:16] / f"{name}__{variant}__{code_version()}.h5"
-    )
+def store_for(
+    cache_dir: str | Path, dataset_id: str, name: str, variant: str, key: str = ""
+) -> cache.MapStore:
+    """The store of one (dataset, model, variant) at the current code version.
+
+    ``key`` names the weights behind a variant (a fine-tuning run's key), so new weights
+    get a new store.
+    """
+    tag = f"{variant}-{key}" if key else variant
+    return cache.MapStore(Path(cache_dir) / dataset_id[:16] / f"{name}__{tag}__{code_version()}.h5")
 
 
 def resolve_device(device: str) -> str:
@@ -85,14 +90,17 @@ class ShardTask:
     probe: Path | None = None
     methods: tuple[str, ...] | None = None
     xrai: saliency.XraiSettings | None = None
+    run: Path | None = None
 
 
 class MapJob(NamedTuple):
-    """One store to fill: the model, its store and (default: every applicable) methods."""
+    """One store to fill: the model, its store, (default: every applicable) methods, and
+    the fine-tuning run whose weights to read the maps from (None: the model's own)."""
 
     choice: ModelChoice
     store: cache.MapStore
     methods: tuple[str, ...] | None = None
+    run: Path | None = None
 
 
 def extract_models(
@@ -131,7 +139,7 @@ def extract_models(
                 task = ShardTask(
                     job.choice, tuple(s for batch in part for s in batch), job.store.path, shard,
                     batch_size, device, seed, code_version(), probes[job.store.path.parent],
-                    tuple(job.methods) if job.methods is not None else None, xrai,
+                    tuple(job.methods) if job.methods is not None else None, xrai, job.run,
                 )
                 tasks.append((task, progress and not on_ray))
         counts = engine.run_tasks(extract_shard, tasks, execution=execution, desc="maps",
@@ -206,7 +214,11 @@ def extract_shard(
         return 0
     device = resolve_device(task.device)
     choice = task.choice
-    if loaded is None:
+    if loaded is None and task.run is not None:
+        from .finetune import load_run  # finetune builds on this module
+
+        loaded = load_run(task.run, device)
+    elif loaded is None:
         loaded = models.load_model(
             choice.key, weights=choice.weights, size=choice.size, seed=task.seed, device=device
         )

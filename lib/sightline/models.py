@@ -79,6 +79,25 @@ class ModelError(Exception):
     """A model cannot be built or loaded; the message says which and what to do."""
 
 
+@dataclass(frozen=True)
+class LoraDefaults:
+    """LoRA defaults of a model family (peft): the modules adapted and the adapter's shape.
+
+    The seed study's values: rank 8, alpha 32, dropout 0.1 on the attention's query and
+    value projections.
+    """
+
+    targets: tuple[str, ...]
+    rank: int = 8
+    alpha: float = 32.0
+    dropout: float = 0.1
+
+
+# transformers >= 5.18 names the attention projections q_proj / k_proj / v_proj in every
+# vision family used here (tests/test_finetune.py checks they exist).
+QV_PROJECTIONS = LoraDefaults(targets=("q_proj", "v_proj"))
+
+
 @dataclass(frozen=True, eq=False)  # identity-hashed, so a ModelSpec hashes
 class HFVision:
     """A transformers vision backbone: architecture class, config in code, block layout.
@@ -86,7 +105,8 @@ class HFVision:
     ``norm1`` names the LayerNorm in front of each block's attention (the Grad-CAM target
     in the last block); blocks are found as the modules that carry it, not by path.
     ``overrides`` are config fields forced in every build, pretrained included.
-    ``call_kwargs(pixel_values, grid)`` gives extra forward arguments.
+    ``call_kwargs(pixel_values, grid)`` gives extra forward arguments. ``lora``: the
+    family's LoRA defaults (None: LoRA not offered).
     """
 
     model_cls: type[PreTrainedModel]
@@ -96,6 +116,7 @@ class HFVision:
     norm1: str
     overrides: Mapping[str, Any] = field(default_factory=dict)
     call_kwargs: Callable[[torch.Tensor, tuple[int, int]], dict[str, Any]] | None = None
+    lora: LoraDefaults | None = QV_PROJECTIONS
 
     token_outputs = True  # block outputs are (B, tokens, C) sequences
     classifier = False  # the module returns features, not class logits
@@ -161,6 +182,7 @@ class TimmCNN:
     tiny: Mapping[str, Any]
     stages: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
     stride: int = 32
+    lora: LoraDefaults | None = None  # Q2 fine-tunes CNNs by linear probe or in full
 
     token_outputs = False
     classifier = True
@@ -549,8 +571,9 @@ REGISTRY: dict[str, ModelSpec] = {
 class LoadedModel:
     """A built model in eval mode plus everything needed to read maps off it.
 
-    ``head`` (optional) maps the backbone's pooled features to class logits, for
-    fine-tuned variants; Grad-CAM then targets the predicted class.
+    ``head`` (optional) maps the backbone's pooled features to style logits (a linear
+    probe's or a fine-tuned model's head, see `sightline.finetune`); Grad-CAM then
+    targets a style logit.
     """
 
     spec: ModelSpec

@@ -14,8 +14,11 @@ methods have ``K = num_heads + 1`` (the last slot is the mean over heads); the o
 - ``mean_received``: per layer, the attention each patch receives, averaged over query rows;
 - ``gradcam``: pytorch-grad-cam's GradCAM, kept at the layer's grid. CNN: each stage's
   last block (layers 0..3). ViT: the last block's pre-attention LayerNorm (layer L-1).
-  Target: the predicted (or a given) class for classifiers; for a backbone without a
-  head, the embedding's projection on its own detached direction (`OwnEmbeddingTarget`).
+  Target: a class logit of the model's classifier, the predicted class by default (or
+  a given one, e.g. the true style). A backbone's classifier is a style head
+  (`LoadedModel.head`: a linear probe or a fine-tuned head, see `sightline.finetune`);
+  a backbone without one has no class logit and so no Grad-CAM: by default it is left
+  out of the methods, and asked for explicitly it is an error.
   Timm classifiers of the Shared Interest study: the registry's one target layer
   (layer 0), with its token / NHWC layout reshaped by the registry entry.
 - ``xrai``: XRAI (Kapishnikov et al. 2019) from PAIR's ``saliency`` package on the model's
@@ -103,7 +106,7 @@ def extract(
 def _check_methods(model: LoadedModel, methods: Sequence[str] | None) -> list[str]:
     allowed = model.spec.methods
     if methods is None:
-        return list(allowed)
+        return [m for m in allowed if m != "gradcam" or model.is_classifier]
     if isinstance(methods, str):
         methods = [methods]
     wrong = [m for m in methods if m not in allowed]
@@ -292,18 +295,6 @@ def rollout(
 # --- Grad-CAM ----------------------------------------------------------------------------
 
 
-class OwnEmbeddingTarget:
-    """Grad-CAM target for a backbone without a head: ``<f(x), f(x)/|f(x)|>`` (detached direction).
-
-    Its gradient is the embedding's own direction. Cosine similarity to the image's own
-    embedding would be the natural choice, but it is maximal there, so its gradient is zero.
-    """
-
-    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        direction = nn.functional.normalize(model_output.detach(), dim=-1)
-        return (model_output * direction).sum(dim=-1)
-
-
 class _Scorer(nn.Module):
     """A LoadedModel as the tensor-in, tensor-out module pytorch-grad-cam expects."""
 
@@ -362,22 +353,21 @@ def gradcam_maps(
     model: LoadedModel, pixel_values: torch.Tensor, classes: Sequence[int] | None = None
 ) -> dict[MapKey, np.ndarray]:
     """Grad-CAM ``(B, 1, h, w)`` at each of the model's Grad-CAM layers, in one forward/backward."""
+    if not model.is_classifier:
+        raise ValueError(
+            f"model {model.spec.key!r} has no classifier head, so Grad-CAM has no class logit "
+            "to explain; train a linear probe (sightline.finetune, strategy 'linear_probe') "
+            "and load it with finetune.load_run"
+        )
     layers = model.gradcam_layers()
     if classes is not None:
-        if not model.is_classifier:
-            raise ValueError(
-                f"model {model.spec.key!r} has no classification head; Grad-CAM classes need "
-                "one (LoadedModel.head)"
-            )
         if len(classes) != pixel_values.shape[0]:
             raise ValueError(
                 f"need one class per image: {len(classes)} for {pixel_values.shape[0]}"
             )
         targets = [ClassifierOutputTarget(int(c)) for c in classes]
-    elif model.is_classifier:
-        targets = None  # pytorch-grad-cam: the predicted class
     else:
-        targets = [OwnEmbeddingTarget()] * pixel_values.shape[0]
+        targets = None  # pytorch-grad-cam: the predicted class
     reshape = _gradcam_reshape(model)
     scorer = _Scorer(model)
     # gradients are needed even when the caller runs under no_grad / inference_mode

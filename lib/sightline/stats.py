@@ -239,3 +239,35 @@ def anova_two_way(df: pd.DataFrame, value: str, factors: Sequence[str]) -> pd.Da
     _require_columns(df, [value, *factors])
     data = df[[*factors, value]].dropna()
     return pg.anova(data=data, dv=value, between=list(factors), effsize="np2").assign(n=len(data))
+
+
+def paired_shift(
+    before: Sequence[float] | np.ndarray,
+    after: np.ndarray,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """How a per-image score moved from ``before`` (n,) to ``after`` (n, seeds): Q2's shift.
+
+    Each image's Δ is its mean over seeds minus its ``before`` value; Wilcoxon signed-rank,
+    paired t and Cohen's ``d_z`` test those n Δs (as `paired_comparison`). The bootstrap CI
+    of the mean Δ resamples images and, independently, seeds (two-level), so seed-to-seed
+    spread widens it; with one seed it is the ordinary bootstrap over images.
+    """
+    x = _vector(before, "before")
+    y = np.asarray(after, dtype=np.float64)
+    y = y[:, None] if y.ndim == 1 else y
+    if y.ndim != 2 or y.shape[0] != x.size:
+        raise ValueError(f"after must be (n, seeds) with n = {x.size}, got shape {y.shape}")
+    keep = ~np.isnan(x) & ~np.isnan(y).any(axis=1)
+    x, y = x[keep], y[keep]
+    result = paired_comparison(y.mean(axis=1), x, n_boot=n_boot, seed=seed)
+    if x.size:
+        rng = np.random.default_rng(seed)
+        images = rng.integers(0, x.size, (n_boot, x.size))
+        seeds = rng.integers(0, y.shape[1], (n_boot, y.shape[1]))
+        deltas = y - x[:, None]
+        estimates = deltas[images[:, :, None], seeds[:, None, :]].mean(axis=(1, 2))
+        result["ci_low"], result["ci_high"] = (float(v) for v in np.quantile(estimates, [0.025, 0.975]))
+    return {**result, "n_dropped": int((~keep).sum()), "n_seeds": int(y.shape[1])}

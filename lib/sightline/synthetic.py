@@ -9,15 +9,22 @@ that a model can tell the styles apart only by those parts:
 - Renaissance: a triangular pediment, rectangular windows between pilasters;
 - Baroque: volutes, a curved pediment, oval windows.
 
-Everything else (clutter, colours, brightness, wall texture, aspect ratio) is shared by
-all styles. The expert boxes of the annotated images are exactly the drawn extents of the
-diagnostic parts; in "close-up" shots one part runs off the image edge, so its box runs
+Everything else (sky, ground, wall and its outline, tower, trees, a plain door, plaques,
+colours, brightness, aspect ratio) is drawn first, from the same distributions for every
+style, and the parts are placed around it; so the style is recoverable only from the
+parts. ``parts=False`` renders the same images with the parts left out: a classifier
+trained on those stays at chance (the check in the Q2 notebook). Each style's windows have
+their own glass tint, part of the parts like their shape.
+
+The expert boxes of the annotated images are exactly the drawn extents of the diagnostic
+parts; in "close-up" shots one part runs off the image edge, so its box runs
 past ``[0, 1]`` as a few real boxes do. Pool images (style-labelled, for fine-tuning) come
 from the same generator, from other churches, in church-disjoint splits.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -57,6 +64,15 @@ STYLE_PARTS = {
 }
 POOL_SPLITS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
 _MAX_BOXES = 8
+# Each style's windows have their own glass tint: part of the diagnostic parts, like their
+# shape (every other colour is drawn the same way for all styles).
+_GLASS = {
+    "Round Arch Window": (40, 52, 80),
+    "Pointed Arch Window": (112, 36, 64),
+    "Rose Window": (112, 36, 64),
+    "Rectangular Window": (58, 92, 78),
+    "Oval Window": (140, 112, 44),
+}
 _STONES = ((196, 178, 150), (172, 170, 162), (176, 112, 92), (214, 204, 184), (150, 140, 128))
 _COUNTRIES = (("Q183", "Germany"), ("Q142", "France"), ("Q38", "Italy"), ("Q29", "Spain"))
 _SAINTS = ("St. Mary", "St. Peter", "St. Martin", "St. Nicholas", "St. Michael", "St. Anne")
@@ -88,12 +104,15 @@ def make_synthetic(
     n_pool: int = 96,
     seed: int = 0,
     image_size: tuple[int, int] = (320, 256),
+    parts: bool = True,
 ) -> Path:
     """Write a deterministic demo WikiChurches folder into ``root``; reuse it if already made.
 
     ``image_size`` is the nominal ``(width, height)``; each image varies it by up to 20%.
     A folder is reused only when it was made by this generator with these arguments and
     every file still matches the SHA-256 in its manifest; otherwise it is made again.
+    ``parts=False`` writes the control twin: the same images and boxes with the
+    diagnostic parts left undrawn, so nothing in them tells the styles apart.
     """
     root = Path(root)
     args = {
@@ -101,6 +120,7 @@ def make_synthetic(
         "n_pool": n_pool,
         "seed": seed,
         "image_size": list(image_size),
+        "parts": parts,
     }
     manifest_path = root / MANIFEST
     old = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
@@ -137,11 +157,13 @@ def make_synthetic(
     (root / "images").mkdir(exist_ok=True)
     annotations = {}
     for index, (church, k) in enumerate(_images(annotated)):
-        groups = _write_image(root, church, k, image_size, [seed, 1, index], closeup=index == 0)
+        groups = _write_image(
+            root, church, k, image_size, [seed, 1, index], closeup=index == 0, parts=parts
+        )
         annotations[_image_name(church, k)] = {"styles": church["styles"], "bbox_groups": groups}
     split_lines = {split: [] for split, _ in POOL_SPLITS}
     for index, (church, k, split) in enumerate(pool_images):
-        _write_image(root, church, k, image_size, [seed, 2, index], closeup=False)
+        _write_image(root, church, k, image_size, [seed, 2, index], closeup=False, parts=parts)
         split_lines[split].append(f"{_image_name(church, k)} {church['styles'][0]}")
 
     meta = [{"name": name, "parents": []} for name in FEATURES]
@@ -253,12 +275,18 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _write_image(
-    root: Path, church: dict, k: int, size: tuple[int, int], stream: list[int], closeup: bool
+    root: Path,
+    church: dict,
+    k: int,
+    size: tuple[int, int],
+    stream: list[int],
+    closeup: bool,
+    parts: bool,
 ) -> list[dict]:
     """Render and save one image (its own random stream); return its relative bbox_groups."""
     rng = np.random.default_rng(stream)
     closeup = closeup or bool(rng.random() < 0.15)
-    image, groups = _render(rng, church["styles"], size, closeup)
+    image, groups = _render(rng, church["styles"], size, closeup, parts)
     image.save(root / "images" / _image_name(church, k), quality=90)
     w, h = image.size
     return [
@@ -280,9 +308,17 @@ def _write_image(
 
 
 def _render(
-    rng: np.random.Generator, styles: list[str], size: tuple[int, int], closeup: bool = False
+    rng: np.random.Generator,
+    styles: list[str],
+    size: tuple[int, int],
+    closeup: bool = False,
+    parts: bool = True,
 ) -> tuple[Image.Image, list[tuple[str, Elements]]]:
-    """One façade image and its parts as ``(group feature, [(feature, pixel box), ...])``."""
+    """One façade image and its parts as ``(group feature, [(feature, pixel box), ...])``.
+
+    ``parts=False`` draws the same image without the diagnostic parts (same random
+    stream, so everything else is pixel for pixel the same).
+    """
     width = int(round(size[0] * rng.uniform(0.8, 1.2)))
     height = int(round(size[1] * rng.uniform(0.8, 1.2)))
     side = int(rng.integers(2)) if closeup else None
@@ -292,17 +328,9 @@ def _render(
     draw = ImageDraw.Draw(image)
     _trees(rng, draw, facade)
 
-    kinds = _choose_kinds(rng, styles, closeup)
-    first_body = next((k for k in kinds if k in _BODY), None)
+    # Clutter first, drawn the same way whatever the style; the parts avoid it.
     occupied: list[PixelBox] = []
-    groups: list[tuple[str, Elements]] = []
-    for kind in kinds:
-        for group in _place(rng, kind, facade, occupied, side if kind == first_body else None):
-            if sum(len(g[1]) for g in groups) + len(group[1]) > _MAX_BOXES:
-                break
-            groups.append(group)
-            occupied += [box for _, box in group[1]]
-    if not any(group_name == "Portal" for group_name, _ in groups):
+    if rng.random() < 0.5:
         _plain_door(rng, draw, facade, palette, occupied)
     for _ in range(int(rng.integers(0, 3))):
         plaque = _free_spot(
@@ -311,8 +339,20 @@ def _render(
         if plaque is not None:
             tint = tuple(int(c) for c in rng.integers(60, 200, size=3))
             draw.rectangle(plaque, fill=tint, outline=palette.dark)
-    for group_name, elements in groups:
-        _DRAW[group_name](draw, elements, palette)
+            occupied.append(plaque)
+    kinds = _choose_kinds(rng, styles, closeup)
+    first_body = next((k for k in kinds if k in _BODY), None)
+    groups: list[tuple[str, Elements]] = []
+    for kind in kinds:
+        for group in _place(rng, kind, facade, occupied, side if kind == first_body else None):
+            if sum(len(g[1]) for g in groups) + len(group[1]) > _MAX_BOXES:
+                break
+            groups.append(group)
+            occupied += [box for _, box in group[1]]
+    if parts:
+        for group_name, elements in groups:
+            glass = _GLASS.get(group_name, palette.glass)
+            _DRAW[group_name](draw, elements, dataclasses.replace(palette, glass=glass))
 
     pixels = np.asarray(image, dtype=np.float32)
     pixels = pixels * rng.uniform(0.8, 1.15) * rng.uniform(0.93, 1.07, size=3)
@@ -451,11 +491,11 @@ def _overlaps(a: PixelBox, b: PixelBox, pad: float = 3.0) -> bool:
 
 
 _BODY = {  # kind -> (width as a fraction of the wall, height / width)
-    "Round Arch Window": ((0.07, 0.11), (1.8, 2.5)),
-    "Pointed Arch Window": ((0.07, 0.11), (2.2, 3.0)),
-    "Rectangular Window": ((0.13, 0.18), (1.2, 1.6)),
-    "Oval Window": ((0.08, 0.13), (1.2, 1.5)),
-    "Rose Window": ((0.18, 0.28), (1.0, 1.0)),
+    "Round Arch Window": ((0.1, 0.14), (1.8, 2.4)),
+    "Pointed Arch Window": ((0.1, 0.14), (2.1, 2.8)),
+    "Rectangular Window": ((0.16, 0.21), (1.2, 1.5)),
+    "Oval Window": ((0.12, 0.16), (1.2, 1.5)),
+    "Rose Window": ((0.2, 0.28), (1.0, 1.0)),
     "Arcade Gallery": ((0.4, 0.75), (0.16, 0.22)),
 }
 _REPEATS = {
@@ -538,7 +578,8 @@ def _plain_door(
 ) -> None:
     """Non-diagnostic clutter: a plain rectangular door, where it fits (marked as occupied)."""
     w = rng.uniform(0.1, 0.16) * _wall_width(facade)
-    cx = (max(facade.wall[0], 0) + min(facade.wall[2], facade.width)) / 2
+    x0, x1 = max(facade.wall[0], 0), min(facade.wall[2], facade.width)
+    cx = x0 + (x1 - x0) * rng.uniform(0.15, 0.85)
     box = (cx - w / 2, facade.ground - 1.8 * w, cx + w / 2, facade.ground)
     if not any(_overlaps(box, other) for other in occupied):
         _door(draw, box, palette)

@@ -1,0 +1,147 @@
+"""Q2: how far fine-tuning moved each map's alignment, paired on the annotated images.
+
+Read from the one metrics table (`scoring`): the frozen model's rows against the rows
+of its fine-tuned variants (``<strategy>.s<seed>``, see `finetune.variant_name`), same
+image, method, layer, target and threshold. Each image's Δ is its fine-tuned value
+(mean over seeds) minus its frozen value; `stats.paired_shift` gives the tests, the
+two-level bootstrap CI (images and seeds) and Cohen's d_z.
+
+Verdict rule, per row: **enhanced** when the Holm-adjusted Wilcoxon p is below alpha and
+Δ points the better way (up for IoU / coverage, down for the distances MSE / KL / EMD),
+**degraded** when it is below alpha and points the worse way, **preserved** otherwise —
+no detectable change, which is not proof of none (the CI says how large a change the
+data still allow). A linear probe leaves attention maps bit-identical: Δ = 0, no test,
+preserved by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .finetune import strategy_of
+
+METRICS = ("iou", "coverage", "mse", "kl", "emd")
+LOWER_IS_BETTER = frozenset({"mse", "kl", "emd"})
+COLUMNS = [
+    "model",
+    "strategy",
+    "method",
+    "layer",
+    "metric",
+    "threshold",
+    "n",
+    "n_seeds",
+    "mean_frozen",
+    "mean_finetuned",
+    "delta",
+    "ci_low",
+    "ci_high",
+    "p_wilcoxon",
+    "p_ttest",
+    "p_holm",
+    "d_z",
+    "verdict",
+]
+FROZEN = "frozen"
+
+
+def _paired_frames(
+    scores: pd.DataFrame, keys: Sequence[str]
+) -> dict[tuple, tuple[pd.Series, pd.DataFrame]]:
+    """``{(model, strategy, *keys): (frozen per image, fine-tuned image x seed table)}``."""
+    rows = scores[scores["variant"].astype(str) != "baseline"]
+    variant = rows["variant"].astype(str)
+    rows = rows.assign(strategy=variant.map(strategy_of), variant=variant)
+    frozen = rows[rows["strategy"] == FROZEN]
+    tuned = rows[rows["strategy"] != FROZEN]
+    index = ["model", *keys]
+    before = {k: g.set_index("image_id")["value"] for k, g in frozen.groupby(index, observed=True)}
+    out = {}
+    for (model, strategy, *rest), group in tuned.groupby(["model", "strategy", *keys],
+                                                         observed=True):
+        reference = before.get((model, *rest))
+        if reference is None:
+            continue
+        wide = group.pivot_table(index="image_id", columns="variant", values="value",
+                                 observed=True, dropna=False)
+        out[(model, strategy, *rest)] = (reference, wide.reindex(reference.index))
+    return out
+
+
+def deltas(
+    scores: pd.DataFrame,
+    *,
+    headline_percentile: float,
+    alpha: float = 0.05,
+    n_boot: int = 2000,
+    seed: int = 0,
+    metrics: Sequence[str] = METRICS,
+) -> pd.DataFrame:
+    """The shift table (``q2_deltas.csv``): one row per model x strategy x method x layer x
+    metric x threshold, on each image's union of boxes (head mean).
+
+    ``p_holm`` adjusts the Wilcoxon p over the family model x strategy x metric that
+    shares a method, a layer and a threshold (threshold-free metrics join the headline
+    percentile's family).
+    """
+    union = scores[(scores["target"].astype(str) == "union") & (scores["head"] == -1)
+                   & scores["metric"].astype(str).isin(metrics)]
+    union = union.assign(threshold=union["threshold"].fillna(-1.0))
+    rows = []
+    for (model, strategy, method, layer, metric, threshold), (before, after) in _paired_frames(
+        union, ["method", "layer", "metric", "threshold"]
+    ).items():
+        result = stats.paired_shift(before.to_numpy(), after.to_numpy(), n_boot=n_boot, seed=seed)
+        rows.append({
+            "model": model, "strategy": strategy, "method": method, "layer": int(layer),
+            "metric": metric, "threshold": np.nan if threshold < 0 else float(threshold),
+            "n": result["n"], "n_seeds": result["n_seeds"], "mean_frozen": result["mean_b"],
+            "mean_finetuned": result["mean_a"], "delta": result["mean_diff"],
+            "ci_low": result["ci_low"], "ci_high": result["ci_high"],
+            "p_wilcoxon": result["p_wilcoxon"], "p_ttest": result["p_t"], "d_z": result["d_z"],
+        })
+    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("p_holm", "verdict")])
+    family = table["threshold"].fillna(headline_percentile)
+    table["p_holm"] = np.nan
+    for _, index in table.groupby([table["method"], table["layer"], family]).groups.items():
+        table.loc[index, "p_holm"] = stats.holm(table.loc[index, "p_wilcoxon"].to_numpy())
+    table["verdict"] = verdicts(table, alpha)
+    return table[COLUMNS].sort_values(["model", "strategy", "method", "layer", "metric",
+                                       "threshold"], ignore_index=True)
+
+
+def verdicts(table: pd.DataFrame, alpha: float) -> np.ndarray:
+    """enhanced / preserved / degraded per row, by the rule in the module docstring."""
+    better = np.where(table["metric"].isin(LOWER_IS_BETTER), -table["delta"], table["delta"])
+    significant = table["p_holm"].to_numpy() < alpha
+    return np.where(significant & (better > 0), "enhanced",
+                    np.where(significant & (better < 0), "degraded", "preserved"))
+
+
+def target_deltas(scores: pd.DataFrame, *, metric: str, threshold: float | None,
+                  boxes: bool = True) -> pd.DataFrame:
+    """Per single box (``boxes``) or per image's union: Δ of ``metric`` (seed mean minus
+    frozen), with the image and the box's feature type (``union`` for the union)."""
+    is_union = scores["target"].astype(str) == "union"
+    boxes = scores[(~is_union if boxes else is_union) & (scores["head"] == -1)
+                   & (scores["metric"].astype(str) == metric)]
+    if threshold is not None:
+        boxes = boxes[np.isclose(boxes["threshold"], threshold)]
+    boxes = boxes.assign(box=boxes["image_id"].astype(str) + "/" + boxes["target"].astype(str)
+                         + "/" + boxes["feature"].astype(str))
+    frames = []
+    for (model, strategy, method, layer), (before, after) in _paired_frames(
+        boxes.drop(columns=["image_id"]).rename(columns={"box": "image_id"}),
+        ["method", "layer"],
+    ).items():
+        parts = before.index.str.split("/", n=2)
+        frames.append(pd.DataFrame({
+            "model": model, "strategy": strategy, "method": method, "layer": layer,
+            "image_id": parts.str[0], "feature": parts.str[2],
+            "delta": after.mean(axis=1).to_numpy() - before.to_numpy(),
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,207 @@
+"""Fine-tuning: the split never leaks, the strategies touch only what they should, runs
+resume to the same weights, and the linear probe leaves every map as it was."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from sklearn.metrics import f1_score
+
+from sightline import data, extract, finetune, models, saliency, synthetic
+from sightline.config import Finetune, ModelChoice
+
+TINY = {"weights": "random", "size": "tiny"}
+RECIPE = Finetune(epochs=2, batch_size=8, head_lr=1e-2, backbone_lr_full=1e-3,
+                  backbone_lr_lora=1e-2, val_fraction=0.25, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    root = synthetic.make_synthetic(tmp_path_factory.mktemp("ds"), n_annotated=6, n_pool=40,
+                                    seed=4)
+    wc = data.load_wikichurches(root)
+    return wc, data.dataset_fingerprint(root)
+
+
+@pytest.fixture(scope="module")
+def split(pool):
+    wc, dataset_id = pool
+    return finetune.make_split(wc, dataset_id, 0, RECIPE.val_fraction)
+
+
+@pytest.fixture(scope="module")
+def trained(pool, split, tmp_path_factory):
+    """One linear probe and one LoRA run of tiny DINOv2, and a full run of tiny ResNet-50."""
+    out = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for key, strategy in (("dinov2", "linear_probe"), ("dinov2", "lora"), ("resnet50", "full")):
+        runs[(key, strategy)] = finetune.train_run(ModelChoice(key=key, **TINY), strategy, 0,
+                                                   split, RECIPE, out, progress=False)
+    return out, runs
+
+
+def test_split_is_stratified_church_disjoint_and_recorded(pool, split, tmp_path):
+    wc, _ = pool
+    train_ids = [i for i, *_ in split.train]
+    val_ids = [i for i, *_ in split.val]
+    assert not {data.church_of(i) for i in train_ids} & {data.church_of(i) for i in val_ids}
+    eligible = set(wc.pool.loc[wc.pool["split"].isin(["train", "val"]), "image_id"])
+    assert set(train_ids) | set(val_ids) == eligible
+    for style in range(4):
+        n_style = sum(label == style for *_, label in split.train + split.val)
+        n_val = sum(label == style for *_, label in split.val)
+        assert n_val >= 1 and n_val <= round(0.25 * n_style) + 3  # churches hold up to 3 images
+    again = finetune.make_split(wc, split.dataset_id, 0, 0.25)
+    assert again == split and again.id == split.id
+    assert finetune.make_split(wc, split.dataset_id, 1, 0.25).id != split.id
+    path = split.save(tmp_path)
+    assert finetune.Split.from_json(json.loads(path.read_text())) == split
+
+
+def test_no_annotated_image_or_church_enters_the_split(pool, split):
+    wc, _ = pool
+    annotated_churches = {s.church_id for s in wc.samples}
+    for image_id, *_ in split.train + split.val:
+        assert data.church_of(image_id) not in annotated_churches
+    leaked = wc.samples[0].church_id + "_wd7.jpg"
+    with pytest.raises(data.DataError, match="annotated"):
+        finetune.check_no_leak(["Q1_wd0.jpg", leaked], [s.image_id for s in wc.samples])
+    bad_pool = wc.pool.copy()
+    bad_pool.loc[len(bad_pool)] = [wc.samples[0].image_id, wc.samples[0].church_id,
+                                   wc.samples[0].path, "Gothic", "train"]
+    with pytest.raises(data.DataError, match="annotated"):
+        finetune.make_split(data.WikiChurches(wc.root, wc.samples, wc.features, bad_pool),
+                            "x", 0, 0.25)
+
+
+def test_manifest_records_the_run(trained, split):
+    _, runs = trained
+    manifest = runs[("dinov2", "lora")]
+    assert manifest["split"]["id"] == split.id
+    assert manifest["params"]["lora_rank"] == 8 and manifest["params"]["lora_targets"] == [
+        "q_proj", "v_proj"]
+    assert 1 <= manifest["best_epoch"] <= 2 and len(manifest["history"]) == 2
+    best = manifest["history"][manifest["best_epoch"] - 1]
+    assert manifest["val_accuracy"] == best["val_accuracy"]
+    assert max(h["val_accuracy"] for h in manifest["history"]) == manifest["val_accuracy"]
+    assert set(manifest["versions"]) >= {"torch", "transformers", "peft"}
+    assert manifest["checkpoint_hash"] == finetune.checkpoint_hash(
+        __import__("pathlib").Path(manifest["dir"]))
+
+
+def test_finished_runs_are_reused_not_retrained(trained, split, monkeypatch):
+    out, runs = trained
+    monkeypatch.setattr(finetune, "_backbone", lambda *a: pytest.fail("retrained"))
+    again = finetune.train_run(ModelChoice(key="dinov2", **TINY), "lora", 0, split, RECIPE, out)
+    assert again == runs[("dinov2", "lora")]
+
+
+def test_linear_probe_leaves_every_map_bit_identical(pool, trained, tmp_path):
+    wc, dataset_id = pool
+    _, runs = trained
+    choice = ModelChoice(key="dinov2", **TINY)
+    probe = runs[("dinov2", "linear_probe")]
+    jobs = finetune.map_jobs([choice], [probe], cache_dir=tmp_path, dataset_id=dataset_id, seed=0)
+    extract.extract_models(wc.samples, list(jobs.values()), batch_size=4, device="cpu",
+                           progress=False)
+    stores = {variant: job.store for (_, variant), job in jobs.items()}
+    plain = extract.store_for(tmp_path, dataset_id, "plain", "frozen")
+    extract.extract_model(wc.samples, choice, plain, batch_size=3, device="cpu", progress=False)
+    frozen, probed = stores["frozen"], stores["linear_probe.s0"]
+    attention = [k for k in plain.keys()]
+    assert attention and ("gradcam", 3) not in attention  # no head: no Grad-CAM
+    for method, layer in attention:
+        ids, reference = plain.read(method, layer)
+        for store in (frozen, probed):
+            assert np.array_equal(store.read(method, layer, ids)[1], reference)
+    # the frozen variant's Grad-CAM is the linear probe's (same backbone, same head)
+    assert ("gradcam", 3) in frozen.keys()
+    ids, cam = frozen.read("gradcam", 3)
+    assert np.array_equal(probed.read("gradcam", 3, ids)[1], cam) and cam.max() > 0
+
+
+def test_lora_changes_only_the_adapted_projections_and_the_head(trained):
+    _, runs = trained
+    manifest = runs[("dinov2", "lora")]
+    adapter = load_file(f"{manifest['dir']}/adapter/adapter_model.safetensors")
+    assert adapter and all("lora_" in name for name in adapter)
+    base = models.load_model("dinov2").module.state_dict()
+    tuned = finetune.load_run(manifest).module.state_dict()
+    assert tuned.keys() == base.keys()
+    changed = {k for k in base if not torch.equal(base[k], tuned[k])}
+    assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
+    head = load_file(f"{manifest['dir']}/head.safetensors")
+    assert set(head) == {"weight", "bias"}
+
+
+def test_full_run_trains_every_weight_and_reloads_them(trained):
+    _, runs = trained
+    manifest = runs[("resnet50", "full")]
+    assert manifest["trainable_params"] == manifest["total_params"]
+    base = models.load_model("resnet50").module.state_dict()
+    tuned = finetune.load_run(manifest).module.state_dict()
+    weights = [k for k in tuned if k.endswith("conv1.weight")]
+    assert weights and all(not torch.equal(base[k], tuned[k]) for k in weights)
+
+
+def test_a_killed_run_resumes_to_the_same_weights(split, tmp_path, monkeypatch):
+    choice = ModelChoice(key="resnet50", **TINY)
+    recipe = RECIPE.model_copy(update={"epochs": 3})
+    whole = finetune.train_run(choice, "full", 0, split, recipe, tmp_path / "a", progress=False)
+
+    save = finetune._save_state
+
+    def save_then_die(path, state):
+        save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune, "_save_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        finetune.train_run(choice, "full", 0, split, recipe, tmp_path / "b", progress=False)
+    monkeypatch.setattr(finetune, "_save_state", save)
+    folder = finetune.run_dir(tmp_path / "b", finetune.Run(choice, "full", 0), split, recipe, 0)
+    assert (folder / "state.pt").exists() and not (folder / "manifest.json").exists()
+    resumed = finetune.train_run(choice, "full", 0, split, recipe, tmp_path / "b", progress=False)
+    assert resumed["checkpoint_hash"] == whole["checkpoint_hash"]
+    def learned(history):
+        return [{k: v for k, v in h.items() if k != "train_seconds"} for h in history]
+
+    assert learned(resumed["history"]) == learned(whole["history"])
+
+
+def test_macro_f1_and_class_weights_match_their_definitions():
+    rng = np.random.default_rng(0)
+    truth, predicted = rng.integers(0, 4, 50), rng.integers(0, 4, 50)
+    predicted[predicted == 3] = 2  # a class never predicted
+    assert finetune.macro_f1(truth, predicted, 4) == pytest.approx(
+        f1_score(truth, predicted, average="macro", labels=range(4), zero_division=0))
+    weights = finetune.class_weights([0, 0, 0, 1, 2, 3], 4)
+    assert torch.allclose(weights, torch.tensor([0.5, 1.5, 1.5, 1.5]))
+    with pytest.raises(finetune.FinetuneError, match="no training image"):
+        finetune.class_weights([0, 1, 2], 4)
+
+
+@pytest.mark.parametrize("key", [k for k, s in models.REGISTRY.items() if s.arch.lora])
+def test_lora_targets_exist_in_the_model(key):
+    module = models.load_model(key).module
+    names = {name.rsplit(".", 1)[-1] for name, _ in module.named_modules()}
+    assert set(models.REGISTRY[key].arch.lora.targets) <= names
+
+
+def test_plan_checks_strategies_against_the_registry():
+    choices = [ModelChoice(key="resnet50", **TINY), ModelChoice(key="clip", **TINY)]
+    runs = finetune.plan(choices, Finetune(strategies={"clip": ("lora",)}, seeds=2), seed=5)
+    assert [(r.choice.key, r.variant) for r in runs] == [("clip", "lora.s5"), ("clip", "lora.s6")]
+    with pytest.raises(finetune.FinetuneError, match="no LoRA defaults"):
+        finetune.plan(choices, Finetune(strategies={"resnet50": ("lora",)}), seed=0)
+
+
+def test_gradcam_needs_a_style_head(pool):
+    wc, _ = pool
+    backbone = models.load_model("clip")
+    pixels = backbone.preprocess([data.load_image(wc.samples[0].path)])
+    assert not any(m == "gradcam" for m, _ in saliency.extract(backbone, pixels))
+    with pytest.raises(ValueError, match="linear probe"):
+        saliency.extract(backbone, pixels, ["gradcam"])
