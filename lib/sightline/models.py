@@ -236,6 +236,7 @@ class TimmClassifier:
     output: TokenLayout
     tiny: Mapping[str, Any] = field(default_factory=dict)
     build_tiny: Callable[[str], nn.Module] | None = None
+    lora: LoraDefaults | None = None  # explained as published, never fine-tuned
 
     token_outputs = False  # Grad-CAM reads the layer through `gradcam_reshape`
     classifier = True

@@ -15,6 +15,11 @@ import pandas as pd
 import pingouin as pg
 from scipy import stats as sps
 
+# pingouin 0.6 calls DataFrame.dropna(inplace=True), deprecated in pandas 3.1: nothing a
+# user can act on, and the results are unaffected.
+warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.dropna",
+                        module="pingouin")
+
 PAIRED_FIELDS = (
     "mean_a",
     "mean_b",
