@@ -170,3 +170,21 @@ def test_xrai_rejects_bad_settings_and_heads(tiny):
                            settings=saliency.XraiSettings(algorithm="quick"))
     with pytest.raises(ValueError, match="do not apply"):
         saliency.extract(load_model("dinov2"), torch.zeros(1, 3, 224, 224), ["xrai"])
+
+
+def test_method_cost_is_timed_once_and_kept_beside_the_store(tmp_path, monkeypatch):
+    from sightline import cache, data, synthetic
+    from sightline import models as registry
+    from sightline import shared_interest as si
+    from sightline.config import SIModelChoice
+
+    synthetic.make_human_attention(tmp_path / "bench", subjects=("dog",), per_subject=1,
+                                   image_size=(96, 80))
+    sample = data.load_human_attention(tmp_path / "bench").samples[0]
+    choice = SIModelChoice(key="resnet101", weights="random", size="tiny")
+    store = cache.MapStore(tmp_path / "cache" / "m.h5")
+    settings = saliency.XraiSettings(steps=2, batch_size=4, algorithm="fast")
+    first = si.method_cost(choice, store, sample, ["gradcam", "xrai"], settings, device="cpu")
+    assert set(first) == {"gradcam", "xrai"} and all(v >= 0 for v in first.values())
+    monkeypatch.setattr(registry, "load_model", lambda *a, **k: pytest.fail("timed again"))
+    assert si.method_cost(choice, store, sample, ["xrai"], settings) == {"xrai": first["xrai"]}

@@ -11,6 +11,8 @@ taxonomy and the paper's numbers.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -170,6 +172,28 @@ def extract_study(
     table = pd.DataFrame(rows)
     table.to_csv(predictions_path, index=False)
     return _predictions_for(table, samples)
+
+
+def method_cost(
+    choice: SIModelChoice, store: cache.MapStore, sample: data.AttentionSample,
+    methods: Sequence[str], xrai: saliency.XraiSettings, *, seed: int = 0, device: str = "auto",
+) -> dict[str, float]:
+    """Seconds each method takes on one image, timed once and kept beside the store, so a
+    rebuild reports the same measurement (delete the ``.cost.json`` file to time again)."""
+    path = store.path.with_name(store.path.stem + ".cost.json")
+    cost = json.loads(path.read_text()) if path.is_file() else {}
+    if not set(methods) <= set(cost):
+        device = extract.resolve_device(device)
+        model = models.load_model(choice.key, weights=choice.weights, size=choice.size,
+                                  seed=seed, device=device)
+        pixels = model.preprocess([data.load_image(sample.path)]).to(device)
+        for method in methods:
+            started = time.perf_counter()
+            saliency.extract(model, pixels, [method], xrai=xrai)
+            cost[method] = round(time.perf_counter() - started, 2)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cost, indent=1))
+    return {method: cost[method] for method in methods}
 
 
 def _predictions_for(table: pd.DataFrame, samples: Sequence[data.AttentionSample]) -> pd.DataFrame:
