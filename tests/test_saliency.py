@@ -14,7 +14,6 @@ from torch import nn
 
 from sightline.models import REGISTRY, load_model
 from sightline.saliency import (
-    OwnEmbeddingTarget,
     extract,
     rollout,
     rollout_matrices,
@@ -76,7 +75,7 @@ def _as_library_output(grid_maps: np.ndarray, size: int = 224) -> np.ndarray:
 
 @pytest.mark.parametrize("key", KEYS)
 def test_extract_shapes_for_every_method(tiny, pixels, key):
-    model = tiny[key]
+    model = tiny[key] if tiny[key].is_classifier else _with_style_head(tiny[key], pixels)
     maps = extract(model, pixels)
     heads, layers, grid = model.num_heads, model.num_layers, model.grid
     expected = {}
@@ -291,7 +290,7 @@ def test_resnet_gradcam_matches_pytorch_grad_cam(tiny, pixels, classes):
 
 
 def test_gradcam_works_under_no_grad_and_inference_mode(tiny, pixels):
-    model = tiny["clip"]
+    model = _with_style_head(tiny["clip"], pixels)
     expected = extract(model, pixels, ["gradcam"])[("gradcam", 3)]
     for context in (torch.no_grad, torch.inference_mode):
         with context():
@@ -339,9 +338,17 @@ def test_token_reshape_transform_places_each_patch(prefix, grid):
         token_reshape_transform(prefix + 1, grid)(tokens)
 
 
+def _with_style_head(model, pixels, seed: int = 0):
+    """The model with a random 4-way linear head on its pooled features (a linear probe)."""
+    with torch.no_grad():
+        width = model.spec.arch.features(model.forward(pixels)).shape[-1]
+    torch.manual_seed(seed)
+    return dataclasses.replace(model, head=nn.Linear(width, 4))
+
+
 @pytest.mark.parametrize("key", ["dinov3", "siglip"])
 def test_vit_gradcam_matches_pytorch_grad_cam(tiny, pixels, key):
-    model = tiny[key]
+    model = _with_style_head(tiny[key], pixels)
     ((layer, ours),) = extract(model, pixels, ["gradcam"]).items()
     assert layer == ("gradcam", model.num_layers - 1)
     target_layer = model.gradcam_layers()[0][1]
@@ -349,8 +356,10 @@ def test_vit_gradcam_matches_pytorch_grad_cam(tiny, pixels, key):
         {"dinov3": "model.layer.3.norm1", "siglip": "encoder.layers.3.layer_norm1"}[key]
     )
     reshape = token_reshape_transform(model.num_prefix_tokens, model.grid)
+    with torch.no_grad():
+        predicted = model.score(pixels).argmax(dim=1).tolist()
     with GradCAM(_ScoreModule(model), [target_layer], reshape_transform=reshape) as cam:
-        library = cam(pixels, [OwnEmbeddingTarget()] * 2)
+        library = cam(pixels, [ClassifierOutputTarget(c) for c in predicted])
     assert np.allclose(_as_library_output(ours[:, 0]), library, atol=1e-4)
 
 
@@ -369,14 +378,15 @@ def test_gradcam_with_a_head_targets_the_predicted_class(tiny, pixels):
         assert np.allclose(_as_library_output(ours), library, atol=1e-4)
 
 
-def test_self_cosine_has_no_gradient_but_own_embedding_target_does():
-    embedding = torch.randn(16, requires_grad=True)
-    (cosine_grad,) = torch.autograd.grad(
-        nn.functional.cosine_similarity(embedding, embedding.detach(), dim=0), embedding
-    )
-    assert cosine_grad.abs().max() < 1e-6
-    (grad,) = torch.autograd.grad(OwnEmbeddingTarget()(embedding), embedding)
-    assert torch.allclose(grad, embedding.detach() / embedding.detach().norm())
+def test_a_backbone_without_a_head_has_no_gradcam(tiny, pixels):
+    """No class logit, no Grad-CAM: left out by default, an error when asked for."""
+    backbone = tiny["dinov2"]
+    assert "gradcam" in backbone.spec.methods and not backbone.is_classifier
+    assert all(method != "gradcam" for method, _ in extract(backbone, pixels))
+    with pytest.raises(ValueError, match="no classifier head.*linear_probe"):
+        extract(backbone, pixels, ["gradcam"])
+    headed = _with_style_head(backbone, pixels)
+    assert any(method == "gradcam" for method, _ in extract(headed, pixels))
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -394,7 +404,7 @@ def test_inapplicable_or_unknown_methods_name_the_model_and_its_methods(tiny, pi
 def test_bad_inputs_are_explained(tiny, pixels):
     with pytest.raises(ValueError, match=r"\(B, 3, 224, 224\).*preprocess"):
         extract(tiny["clip"], pixels[:, :, :200, :200])
-    with pytest.raises(ValueError, match="no classification head"):
+    with pytest.raises(ValueError, match="no classifier head"):
         extract(tiny["clip"], pixels, ["gradcam"], classes=[0, 1])
     with pytest.raises(ValueError, match="one class per image"):
         extract(tiny["resnet50"], pixels, ["gradcam"], classes=[0])
