@@ -121,14 +121,12 @@ def test_a_killed_worker_is_retried_and_the_maps_are_identical(ray, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_ray_build_gives_byte_identical_scores_and_maps(ray, tmp_path):
-    params = yaml.safe_load((ROOT / "params" / "demo.yaml").read_text())
+def test_a_ray_build_gives_byte_identical_scores_and_maps(ray, tmp_path, demo_params):
+    params = demo_params(["dinov2", "resnet50"], probes={"resnet50": ["linear_probe"]})
     params.update(
         profile="scaleout",
         dataset={"kind": "synthetic", "root": str(tmp_path / "data"), "n_annotated": 6,
-                 "n_pool": 0},
-        models=[{"key": "dinov2", "weights": "random", "size": "tiny"},
-                {"key": "resnet50", "weights": "random", "size": "tiny"}],
+                 "n_pool": 16},
         stats={"n_boot": 100}, report={"gallery_size": 1, "examples": 2},
     )
     params["metrics"].update(percentiles=[50, 90], baselines=["centre_gaussian"])

@@ -32,15 +32,13 @@ SET_METRICS = ("iou", "iou_rel", "gtc", "sc", "pointing_game")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, demo_params):
     """A minimal profile (two models and the baselines on 6 images), built once."""
     tmp = tmp_path_factory.mktemp("explorer")
-    params = yaml.safe_load((ROOT / "params" / "demo.yaml").read_text())
+    params = demo_params(["dinov2", "siglip"])
     params.update(
         profile="explore",
         dataset={"kind": "synthetic", "root": str(tmp / "data"), "n_annotated": 6, "n_pool": 0},
-        models=[{"key": "dinov2", "weights": "random", "size": "tiny"},
-                {"key": "siglip", "weights": "random", "size": "tiny"}],
         extraction={"batch_size": 6, "device": "cpu", "cache_dir": str(tmp / "cache")},
         stats={"n_boot": 100}, heads={"min_boxes": 2, "n_permutations": 20},
         report={"gallery_size": 1, "examples": 2},

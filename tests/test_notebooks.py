@@ -29,12 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [p.stem for p in sorted((ROOT / "notebooks").glob("*.py"))]
 
 
-def _small_demo() -> dict:
+def _small_demo(demo_params) -> dict:
     """params/demo.yaml at a test's size: same keys and paths, fewer images and models."""
-    params = yaml.safe_load((ROOT / "params" / "demo.yaml").read_text())
-    params["dataset"].update(n_annotated=8, n_pool=0)
-    params["models"] = [{"key": k, "weights": "random", "size": "tiny"}
-                        for k in ("dinov2", "siglip", "resnet50")]
+    params = demo_params(["dinov2", "siglip", "resnet50"],
+                         probes={"dinov2": ["linear_probe"], "resnet50": ["linear_probe", "full"]})
+    params["dataset"].update(n_annotated=8, n_pool=24)
     params["extraction"]["batch_size"] = 4
     params["metrics"]["percentiles"] = [50, 90]
     params["stats"] = {"n_boot": 200}
@@ -43,7 +42,7 @@ def _small_demo() -> dict:
     return params
 
 
-def _new_project(root: Path) -> Path:
+def _new_project(root: Path, params: dict) -> Path:
     (root / "notebooks").mkdir(parents=True)
     (root / "params").mkdir()
     (root / "lib").mkdir()
@@ -51,14 +50,14 @@ def _new_project(root: Path) -> Path:
     for source in (ROOT / "notebooks").glob("*.py"):
         shutil.copy(source, root / "notebooks" / source.name)
     shutil.copy(ROOT / "notebooks" / "jupytext.toml", root / "notebooks" / "jupytext.toml")
-    (root / "params" / "demo.yaml").write_text(yaml.safe_dump(_small_demo(), sort_keys=False))
+    (root / "params" / "demo.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return root
 
 
 @pytest.fixture(scope="session")
-def demo_project(tmp_path_factory) -> Path:
+def demo_project(tmp_path_factory, demo_params) -> Path:
     """A project with the (small) demo data generated, as `python build.py` leaves it."""
-    root = _new_project(tmp_path_factory.mktemp("demo") / "project")
+    root = _new_project(tmp_path_factory.mktemp("demo") / "project", _small_demo(demo_params))
     pipeline.prepare_dataset(config.load_params(root / "params" / "demo.yaml", base=root))
     return root
 
@@ -99,8 +98,8 @@ def test_defaults_come_from_the_demo_params_resolved_against_the_project_root(
     assert project.default("models") == [m.model_dump(mode="json") for m in demo.models]
 
 
-def test_notebook_before_the_build_says_to_run_the_build(tmp_path, monkeypatch):
-    root = _new_project(tmp_path / "fresh")
+def test_notebook_before_the_build_says_to_run_the_build(tmp_path, monkeypatch, demo_params):
+    root = _new_project(tmp_path / "fresh", _small_demo(demo_params))
     monkeypatch.chdir(root / "notebooks")
     with pytest.raises(data.DataError) as error:
         data.load_dataset(project.default("dataset"))
@@ -108,8 +107,9 @@ def test_notebook_before_the_build_says_to_run_the_build(tmp_path, monkeypatch):
     assert "zenodo" not in str(error.value).lower() and "download" not in str(error.value)
 
 
-def test_damaged_generated_data_is_not_used_and_never_points_at_zenodo(tmp_path, monkeypatch):
-    root = _new_project(tmp_path / "damaged")
+def test_damaged_generated_data_is_not_used_and_never_points_at_zenodo(tmp_path, monkeypatch,
+                                                                       demo_params):
+    root = _new_project(tmp_path / "damaged", _small_demo(demo_params))
     params = config.load_params(root / "params" / "demo.yaml", base=root)
     pipeline.prepare_dataset(params)
     image = sorted((params.dataset.root / "images").iterdir())[0]
