@@ -364,11 +364,11 @@ layer_means = (scores[(scores["target"] == "union") & (scores["head"] == -1)
                .rename("iou").reset_index())
 best = layer_means.loc[layer_means.groupby(["model", "strategy", "method"], observed=True)["iou"]
                        .idxmax()]
-frozen_best = best[best["strategy"] == "frozen"].set_index(["model", "method"])
+frozen_best = best.loc[best["strategy"] == "frozen", ["model", "method", "layer", "iou"]]
 tuned_best = best[~best["strategy"].isin(["frozen", "linear_probe"])]
 if len(tuned_best):
-    tuned_best = tuned_best.join(frozen_best[["layer", "iou"]], on=["model", "method"],
-                                 rsuffix="_frozen")
+    tuned_best = tuned_best.merge(frozen_best, on=["model", "method"], how="left",
+                                  suffixes=("", "_frozen"))
     display(tuned_best.rename(columns={"layer": "best layer", "iou": f"IoU@{P:g}",
                                        "layer_frozen": "best layer frozen",
                                        "iou_frozen": f"IoU@{P:g} frozen"}).round(3))
