@@ -205,3 +205,27 @@ def test_gradcam_needs_a_style_head(pool):
     assert not any(m == "gradcam" for m, _ in saliency.extract(backbone, pixels))
     with pytest.raises(ValueError, match="linear probe"):
         saliency.extract(backbone, pixels, ["gradcam"])
+
+
+def test_held_out_accuracy_reads_the_pool_test_split_through_the_run(pool, split, trained):
+    wc, _ = pool
+    held_out = finetune.test_items(wc)
+    test_ids = {i for i, *_ in held_out}
+    assert test_ids == set(wc.pool.loc[wc.pool["split"] == "test", "image_id"])
+    assert not test_ids & {i for i, *_ in (*split.train, *split.val)}
+    _, runs = trained
+    for manifest in runs.values():
+        # on the validation items it reproduces the manifest's accuracy (the maps' frame
+        # versus training's uint8 frame may flip a near-tie: at most one image)
+        again = finetune.evaluate_run(manifest, split.val, batch_size=5)
+        assert again["n"] == len(split.val)
+        assert abs(again["accuracy"] - manifest["val_accuracy"]) <= 1 / len(split.val) + 1e-9
+        result = finetune.evaluate_run(manifest, held_out)
+        loaded = finetune.load_run(manifest)
+        pixels = loaded.preprocess([data.load_image(path) for _, path, _ in held_out])
+        with torch.no_grad():
+            predicted = loaded.score(pixels).argmax(dim=1).numpy()
+        truth = np.array([label for *_, label in held_out])
+        assert result["accuracy"] == pytest.approx(np.mean(predicted == truth))
+        assert result["macro_f1"] == pytest.approx(
+            f1_score(truth, predicted, average="macro", labels=range(4), zero_division=0))

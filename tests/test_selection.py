@@ -99,3 +99,24 @@ def test_summary_keeps_the_candidate_columns_types():
     rows["layer"] = rows["layer"].astype(np.int16)
     summary, _ = selection.cross_fit(rows, by=["model"], candidate=["layer"], n_splits=3)
     assert summary["layer"].dtype == np.int16
+
+
+def test_a_reference_is_read_at_the_treatments_out_of_fold_choices():
+    rng = np.random.default_rng(5)
+    treated = rng.normal(size=(2, 10, 3))
+    treated[0, :, 2] += 5.0  # group 0: layer 2 is clearly best
+    reference = rng.normal(size=(2, 10, 3))
+    first = selection.halvings(10, n_splits=7, seed=1)
+    per_unit, chosen = selection.cross_fit_arrays(treated, first)
+    # read at its own choices, the treated array gives back its cross-fitted values
+    np.testing.assert_allclose(selection.read_at_choices(treated, chosen, first), per_unit)
+    # a loop: each unit, each split, the reference under the layer chosen on the other half
+    expected = np.zeros((2, 10))
+    for g in range(2):
+        for u in range(10):
+            expected[g, u] = np.mean([reference[g, u, chosen[g, s, 1 if first[s, u] else 0]]
+                                      for s in range(7)])
+    np.testing.assert_allclose(selection.read_at_choices(reference, chosen, first), expected)
+    assert (chosen[0] == 2).all()
+    np.testing.assert_allclose(selection.read_at_choices(reference, chosen, first)[0],
+                               reference[0, :, 2])

@@ -159,6 +159,13 @@ def make_split(wc: data.WikiChurches, dataset_id: str, seed: int, val_fraction: 
     return Split(dataset_id, seed, val_fraction, tuple(items["train"]), tuple(items["val"]))
 
 
+def test_items(wc: data.WikiChurches) -> tuple[Item, ...]:
+    """The pool's ``test`` split as ``(image_id, path, label)``: never trained on, never
+    used to pick an epoch, so accuracy on it is an honest held-out number."""
+    pool = wc.pool[wc.pool["split"] == "test"].sort_values("image_id")
+    return tuple((r.image_id, str(r.path), STYLES.index(r.style)) for r in pool.itertuples())
+
+
 # --- runs ---------------------------------------------------------------------------------
 
 
@@ -336,6 +343,23 @@ def load_run(run: str | Path | dict, device: str = "cpu") -> models.LoadedModel:
     head = nn.Linear(_feature_dim(loaded), len(STYLES)).to(device)
     head.load_state_dict(load_file(folder / _HEAD, device=device))
     return dataclasses.replace(loaded, module=module.eval(), head=head.eval())
+
+
+def evaluate_run(run: str | Path | dict, items: Sequence[Item], *, batch_size: int = 32,
+                 device: str = "cpu") -> dict[str, float]:
+    """Accuracy and macro-F1 of a trained run's style predictions on ``items`` (e.g.
+    `test_items`), read through the same frame as its maps."""
+    loaded = load_run(run, device)
+    truth, predicted = [], []
+    with torch.inference_mode():
+        for start in range(0, len(items), batch_size):
+            batch = items[start:start + batch_size]
+            pixels = loaded.preprocess([data.load_image(Path(path)) for _, path, _ in batch])
+            predicted.append(loaded.score(pixels).argmax(dim=1).cpu())
+            truth.append(torch.tensor([label for *_, label in batch]))
+    y, p = torch.cat(truth).numpy(), torch.cat(predicted).numpy()
+    return {"accuracy": float(np.mean(y == p)), "macro_f1": macro_f1(y, p, len(STYLES)),
+            "n": len(y), "correct": int(np.sum(y == p))}
 
 
 @contextmanager

@@ -69,6 +69,16 @@ def cross_fit_arrays(values: np.ndarray, first: np.ndarray) -> tuple[np.ndarray,
     return _nanmean(held_out, axis=1), np.moveaxis(chosen, 0, -1)
 
 
+
+def read_at_choices(values: np.ndarray, chosen: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Another ``(G, U, C)`` array read at the candidates `cross_fit_arrays` chose (its
+    ``(G, S, 2)``) on the same halvings ``first``: per group and unit, the mean over splits
+    of the unit's value under the candidate chosen on the other half, ``(G, U)``. E.g. the
+    reference of a paired test read at the layer picked, out of fold, for the treatment."""
+    held_out = np.where(first[None], _pick(values, chosen[..., 1]), _pick(values, chosen[..., 0]))
+    return _nanmean(held_out, axis=1)
+
+
 def cross_fit(
     rows: pd.DataFrame,
     *,
