@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from sightline import data, finetune, synthetic
-from sightline.config import Finetune, ModelChoice
-from sightline.models import REGISTRY
+from sightline.config import MODEL_KEYS, Finetune, ModelChoice
 
 QUICK_MODELS = ("clip", "resnet50")
 
@@ -75,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    keys = QUICK_MODELS if args.quick else tuple(REGISTRY)
+    keys = QUICK_MODELS if args.quick else MODEL_KEYS  # the WikiChurches models (Q2)
     with tempfile.TemporaryDirectory() as tmp:
         root = synthetic.make_synthetic(Path(tmp) / "data", n_annotated=4,
                                         n_pool=round(args.images / 0.8 / 0.8) + 8)
