@@ -35,10 +35,11 @@ SET_METRICS = ("iou", "iou_rel", "gtc", "sc", "pointing_game")
 def built(tmp_path_factory, demo_params):
     """A minimal profile (two models and the baselines on 6 images), built once."""
     tmp = tmp_path_factory.mktemp("explorer")
-    params = demo_params(["dinov2", "siglip"])
+    params = demo_params(["dinov2", "siglip"], probes={"dinov2": ["linear_probe"]})
+    params["finetune"]["checkpoint_dir"] = str(tmp / "checkpoints")
     params.update(
         profile="explore",
-        dataset={"kind": "synthetic", "root": str(tmp / "data"), "n_annotated": 6, "n_pool": 0},
+        dataset={"kind": "synthetic", "root": str(tmp / "data"), "n_annotated": 6, "n_pool": 24},
         extraction={"batch_size": 6, "device": "cpu", "cache_dir": str(tmp / "cache")},
         stats={"n_boot": 100}, heads={"min_boxes": 2, "n_permutations": 20},
         report={"gallery_size": 1, "examples": 2},
@@ -66,8 +67,11 @@ def scores(study):
     return pd.read_parquet(study.tables_dir / "scores.parquet")
 
 
-def table_value(scores, image_id, model, method, layer, head, target, metric, threshold=None):
+def table_value(scores, image_id, model, method, layer, head, target, metric, threshold=None,
+                variant=None):
+    variants = ["frozen", "baseline"] if variant is None else [variant]
     rows = scores[(scores["image_id"] == image_id) & (scores["model"] == model)
+                  & scores["variant"].isin(variants)
                   & (scores["method"] == method) & (scores["layer"] == layer)
                   & (scores["head"] == head) & (scores["target"] == target)
                   & (scores["metric"] == metric)]
@@ -465,3 +469,21 @@ def _box_clear_of_others(boxes) -> int:
                    for o in boxes[i + 1:]):
             return i
     raise AssertionError("every box is covered")
+
+
+def test_a_probed_variant_reads_the_store_the_build_recorded(client, study, scores):
+    """Stores of probed / fine-tuned variants are keyed by their run: the explorer takes
+    them from tables/stores.csv, and its numbers are the table's."""
+    listed = pd.read_csv(study.tables_dir / "stores.csv")
+    assert {"frozen", "linear_probe.s0"} <= set(listed.loc[listed["model"] ==
+                                                           "dinov2-tiny-random", "variant"])
+    image = study.image_ids[0]
+    for variant in ("frozen", "linear_probe.s0"):
+        path = study.store("dinov2-tiny-random", variant).path
+        assert path.name in set(listed["store"].map(lambda p: Path(p).name))
+        got = client.get(f"/metrics/{image}/bbox/0", params={
+            "model": "dinov2-tiny-random", "variant": variant, "method": "gradcam",
+            "layer": 3, "percentile": 90}).json()
+        expected = table_value(scores, image, "dinov2-tiny-random", "gradcam", 3, -1, "box0",
+                               "iou", 90, variant=variant)
+        assert num(got["iou"]) == pytest.approx(expected, nan_ok=True)

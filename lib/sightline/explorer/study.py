@@ -71,6 +71,12 @@ class Study:
         self.headline = float(self.params.metrics.headline_percentile)
         self.cache_dir = self.params.extraction.cache_dir / data.dataset_fingerprint(ds.root)[:16]
         self.code_version = extract.code_version()
+        # Q1 records which store holds each (model, variant): fine-tuned and probed variants'
+        # stores are keyed by their run, so their names cannot be guessed
+        listing = self.tables_dir / "stores.csv"
+        self._stores = {} if not listing.is_file() else {
+            (r.model, r.variant): self.cache_dir / Path(r.store).name
+            for r in pd.read_csv(listing).itertuples(index=False)}
         union = pd.read_parquet(
             scores_path,
             columns=["image_id", "model", "variant", "method", "layer", "head", "metric",
@@ -208,7 +214,11 @@ class Study:
         return registry.REGISTRY[_registry_key(model)].geometry
 
     def store(self, model: str, variant: str) -> MapStore:
-        """The cache file of (model, variant): this code version's, else the newest there is."""
+        """The cache file of (model, variant): the one the build recorded in ``stores.csv``,
+        else (the baselines) this code version's, else the newest there is."""
+        recorded = self._stores.get((model, variant))
+        if recorded is not None and (recorded.exists() or recorded.with_suffix(".shards").is_dir()):
+            return MapStore(recorded)
         name = f"{model}__{_STORE_VARIANT.get(variant, variant)}__"
         current = self.cache_dir / f"{name}{self.code_version}.h5"
         if current.exists() or current.with_suffix(".shards").is_dir():
