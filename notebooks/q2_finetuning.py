@@ -385,7 +385,9 @@ if len(per_box):
 # %% [markdown]
 # ### Shift maps
 # Fine-tuned minus frozen map (both min–max scaled per image) on example images: red where
-# the fine-tuned model looks more, blue where it looks less; the expert boxes on top.
+# the fine-tuned model looks more, blue where it looks less; the expert boxes on top. Each
+# model's own map at its last layer, or on the demo data at the layer the positive control
+# chose out of fold for IoU.
 
 # %%
 by_id = {s.image_id: s for s in wc.samples}
@@ -398,6 +400,12 @@ for m in shown_runs:
     before_store = cache.MapStore(stores[(name, "frozen")])
     after_store = cache.MapStore(stores[(name, variant)])
     layer = max(layer for mth, layer in after_store.keys() if mth == method)
+    if synthetic_data and trained:
+        chosen = control_table[(control_table["model"] == name)
+                               & (control_table["variant"] == variant)
+                               & (control_table["method"] == method)
+                               & (control_table["metric"] == f"iou@{P:g}")]
+        layer = int(chosen["layer"].iloc[0]) if len(chosen) else layer
     _, before = before_store.read(method, layer, examples)
     _, after = after_store.read(method, layer, examples)
     fig, axes = plt.subplots(len(examples), 3, figsize=(7.5, 2.6 * len(examples)), squeeze=False)
@@ -408,7 +416,7 @@ for m in shown_runs:
         a, b = before[r, -1], after[r, -1]
         scale = [(x - x.min()) / (np.ptp(x) or 1) for x in (a, b)]
         plots.overlay(axes[r, 0], frame, a, xyxy, title=f"frozen {method} L{layer}")
-        plots.overlay(axes[r, 1], frame, b, xyxy, title=f"{variant}")
+        plots.overlay(axes[r, 1], frame, b, xyxy, title=f"{variant} L{layer}")
         plots.show_image(axes[r, 2], frame, title="shift (red: more)")
         axes[r, 2].imshow(scale[1] - scale[0], cmap="RdBu_r", vmin=-1, vmax=1, alpha=0.7,
                           extent=(0, frame.size[0], frame.size[1], 0), interpolation="bilinear")
