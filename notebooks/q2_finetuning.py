@@ -252,6 +252,9 @@ def union_layers(model, variant, method, metric, threshold, images):
 if synthetic_data and trained:
     images = sorted(s.image_id for s in wc.samples)
     first = selection.halvings(len(images), seed=seed)
+    centre = {metric: union_layers("baseline", "baseline", "centre_gaussian", metric, threshold,
+                                   images).iloc[:, 0].to_numpy()
+              for metric, threshold in (("iou", P), ("coverage", None))}
     control_rows = []
     for m in trained:
         name, variant = m["model"]["name"], m["variant"]
@@ -260,22 +263,20 @@ if synthetic_data and trained:
             for metric, threshold in (("iou", P), ("coverage", None)):
                 tuned = union_layers(name, variant, method, metric, threshold, images)
                 untrained = union_layers(name, "frozen", method, metric, threshold, images)
-                centre = union_layers("baseline", "baseline", "centre_gaussian", metric,
-                                      threshold, images).iloc[:, 0].to_numpy()
                 held_tuned, chosen = selection.cross_fit_arrays(tuned.to_numpy()[None], first)
                 held_untrained = selection.read_at_choices(
                     untrained.reindex(columns=tuned.columns).to_numpy()[None], chosen, first)
-                layers = tuned.columns[chosen[chosen >= 0]]
+                layers = pd.Series(tuned.columns[chosen[chosen >= 0]])
+                layer = int(layers.mode().iloc[0])
                 for against, reference in (("untrained", held_untrained[0]),
-                                           ("centre baseline", centre)):
+                                           ("centre baseline", centre[metric])):
                     r = st.paired_shift(reference, held_tuned[0], n_boot=stats["n_boot"],
                                         seed=seed)
                     control_rows.append({
                         "model": name, "variant": variant,
                         "test_accuracy": accuracy_of[m["dir"]]["accuracy"],
-                        "method": method, "layer": int(pd.Series(layers).mode().iloc[0]),
-                        "layer_stability": float(np.mean(layers == pd.Series(layers).mode()
-                                                         .iloc[0])),
+                        "method": method, "layer": layer,
+                        "layer_stability": float((layers == layer).mean()),
                         "metric": metric if threshold is None else f"{metric}@{threshold:g}",
                         "against": against, "reference": r["mean_b"], "fine_tuned": r["mean_a"],
                         "delta": r["mean_diff"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
@@ -316,13 +317,12 @@ if synthetic_data and trained:
 # baseline. In sample: a picture of where things moved, not a test.
 
 # %%
-layered = trained
-if synthetic_data and layered:
+if synthetic_data and trained:
     union_iou = scores[(scores["target"] == "union") & (scores["head"] == -1)
                        & (scores["metric"] == "iou") & np.isclose(scores["threshold"], P)]
-    centre = union_iou.loc[union_iou["method"] == "centre_gaussian", "value"].mean()
-    fig, axes = plt.subplots(1, len(layered), figsize=(4.2 * len(layered), 3.4), squeeze=False)
-    for ax, m in zip(axes[0], layered, strict=True):
+    centre_iou = union_iou.loc[union_iou["method"] == "centre_gaussian", "value"].mean()
+    fig, axes = plt.subplots(1, len(trained), figsize=(4.2 * len(trained), 3.4), squeeze=False)
+    for ax, m in zip(axes[0], trained, strict=True):
         name = m["model"]["name"]
         rows = union_iou[(union_iou["model"] == name)
                          & union_iou["variant"].isin(["frozen", m["variant"]])
@@ -334,7 +334,7 @@ if synthetic_data and layered:
                     ls="--" if variant == "frozen" else "-",
                     color=sns.color_palette()[sorted(rows["method"].unique()).index(method)],
                     label=f"{method} · {'untrained' if variant == 'frozen' else variant}")
-        ax.axhline(centre, color="grey", lw=0.8)
+        ax.axhline(centre_iou, color="grey", lw=0.8)
         ax.set_title(f"{name} · {m['variant']}", fontsize=9)
         ax.set_xlabel("layer")
         ax.set_ylabel(f"IoU@{P:g} (union)")

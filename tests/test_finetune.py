@@ -229,3 +229,9 @@ def test_held_out_accuracy_reads_the_pool_test_split_through_the_run(pool, split
         assert result["accuracy"] == pytest.approx(np.mean(predicted == truth))
         assert result["macro_f1"] == pytest.approx(
             f1_score(truth, predicted, average="macro", labels=range(4), zero_division=0))
+
+
+def test_evaluating_on_no_images_is_a_clear_error(trained):
+    _, runs = trained
+    with pytest.raises(finetune.FinetuneError, match="no images to evaluate"):
+        finetune.evaluate_run(runs[("dinov2", "lora")], ())

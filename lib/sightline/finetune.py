@@ -39,7 +39,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,17 +349,17 @@ def evaluate_run(run: str | Path | dict, items: Sequence[Item], *, batch_size: i
                  device: str = "cpu") -> dict[str, float]:
     """Accuracy and macro-F1 of a trained run's style predictions on ``items`` (e.g.
     `test_items`), read through the same frame as its maps."""
+    if not items:
+        raise FinetuneError("no images to evaluate on (the dataset's pool has no test split?)")
     loaded = load_run(run, device)
-    truth, predicted = [], []
-    with torch.inference_mode():
-        for start in range(0, len(items), batch_size):
-            batch = items[start:start + batch_size]
-            pixels = loaded.preprocess([data.load_image(Path(path)) for _, path, _ in batch])
-            predicted.append(loaded.score(pixels).argmax(dim=1).cpu())
-            truth.append(torch.tensor([label for *_, label in batch]))
-    y, p = torch.cat(truth).numpy(), torch.cat(predicted).numpy()
-    return {"accuracy": float(np.mean(y == p)), "macro_f1": macro_f1(y, p, len(STYLES)),
-            "n": len(y), "correct": int(np.sum(y == p))}
+    batches = (
+        (loaded.preprocess([data.load_image(Path(path)) for _, path, _ in chunk]),
+         torch.tensor([label for *_, label in chunk]))
+        for chunk in (items[i:i + batch_size] for i in range(0, len(items), batch_size))
+    )
+    accuracy, f1 = _evaluate(loaded.score, loaded.module, loaded.head, batches, device)
+    return {"accuracy": accuracy, "macro_f1": f1, "n": len(items),
+            "correct": round(accuracy * len(items))}
 
 
 @contextmanager
@@ -543,7 +543,7 @@ def train_run(
                 optimiser.zero_grad(set_to_none=True)
                 schedule.step()
         train_seconds = time.perf_counter() - epoch_started
-        accuracy, f1 = _evaluate(forward, module, head, val_loader, device, strategy)
+        accuracy, f1 = _evaluate(forward, module, head, val_loader, device)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
                         "val_accuracy": accuracy, "val_macro_f1": f1,
                         "train_seconds": round(train_seconds, 3)})
@@ -648,8 +648,10 @@ def _embedding_loaders(loaded: models.LoadedModel, split: Split, finetune: Finet
     return loaders[0], loaders[1]
 
 
-def _evaluate(forward: Callable, module: nn.Module, head: nn.Module, loader: DataLoader,
-              device: str, strategy: str) -> tuple[float, float]:
+def _evaluate(forward: Callable, module: nn.Module, head: nn.Module,
+              loader: Iterable[tuple[torch.Tensor, torch.Tensor]], device: str
+              ) -> tuple[float, float]:
+    """Accuracy and macro-F1 of ``forward``'s style predictions over ``(inputs, labels)``."""
     module.eval()
     head.eval()
     truth, predicted = [], []

@@ -69,7 +69,6 @@ def cross_fit_arrays(values: np.ndarray, first: np.ndarray) -> tuple[np.ndarray,
     return _nanmean(held_out, axis=1), np.moveaxis(chosen, 0, -1)
 
 
-
 def read_at_choices(values: np.ndarray, chosen: np.ndarray, first: np.ndarray) -> np.ndarray:
     """Another ``(G, U, C)`` array read at the candidates `cross_fit_arrays` chose (its
     ``(G, S, 2)``) on the same halvings ``first``: per group and unit, the mean over splits

@@ -216,13 +216,11 @@ class Study:
     def store(self, model: str, variant: str) -> MapStore:
         """The cache file of (model, variant): the one the build recorded in ``stores.csv``,
         else (the baselines) this code version's, else the newest there is."""
-        recorded = self._stores.get((model, variant))
-        if recorded is not None and (recorded.exists() or recorded.with_suffix(".shards").is_dir()):
-            return MapStore(recorded)
         name = f"{model}__{_STORE_VARIANT.get(variant, variant)}__"
-        current = self.cache_dir / f"{name}{self.code_version}.h5"
-        if current.exists() or current.with_suffix(".shards").is_dir():
-            return MapStore(current)
+        for path in (self._stores.get((model, variant)),
+                     self.cache_dir / f"{name}{self.code_version}.h5"):
+            if path is not None and (path.exists() or path.with_suffix(".shards").is_dir()):
+                return MapStore(path)
         found = sorted(self.cache_dir.glob(f"{name}*.h5"), key=lambda p: p.stat().st_mtime)
         if not found:
             raise NotFound(f"no cached maps of {model} ({variant}) in {self.cache_dir}")
