@@ -25,7 +25,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from torch import nn
 
-from sightline import data, finetune, synthetic
+from sightline import data, finetune
+from sightline.data import synthetic
 from sightline.config import MODEL_KEYS, Finetune, ModelChoice
 
 QUICK_MODELS = ("clip", "resnet50")

@@ -46,7 +46,8 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from scipy import stats as sps
 
-from sightline import cache, data, plots, selection, shift, synthetic
+from sightline import cache, data, plots, selection, shift
+from sightline.data import synthetic
 from sightline import finetune as ft
 from sightline import models as registry
 from sightline import stats as st

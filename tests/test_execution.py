@@ -13,7 +13,8 @@ import pytest
 import torch
 import yaml
 
-from sightline import config, data, execution, extract, pipeline, synthetic
+from sightline import config, data, execution, extract, pipeline
+from sightline.data import synthetic
 from sightline.config import Execution, ModelChoice
 
 ROOT = Path(__file__).resolve().parents[1]

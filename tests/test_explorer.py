@@ -135,7 +135,7 @@ def test_images_boxes_file_and_map(client, study):
     assert [i["image_id"] for i in images] == study.image_ids
     first = images[0]
     sample = study.samples[first["image_id"]]
-    assert len(first["boxes"]) == len(sample.boxes) and first["style"] == sample.style
+    assert len(first["boxes"]) == len(sample.boxes) and first["label"] == sample.label
     assert set(first["scores"]) == {"dinov2-tiny-random", "siglip-tiny-random", "baseline"}
     assert client.get(f"/images/{first['image_id']}/boxes").json() == first["boxes"]
 
@@ -288,7 +288,7 @@ def test_explore_on_an_unbuilt_profile_names_the_build_command(tmp_path, capsys)
                                             "n_annotated": 4, "n_pool": 0})
     path = tmp_path / "never.yaml"
     path.write_text(yaml.safe_dump(params))
-    from sightline import synthetic
+    from sightline.data import synthetic
 
     synthetic.make_synthetic(tmp_path / "d", n_annotated=4, n_pool=0, seed=0)
     code = cli.main(["explore", "--params", str(path), "--report-dir", str(tmp_path / "r"),

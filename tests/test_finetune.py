@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import load_file
 from sklearn.metrics import f1_score
 
-from sightline import data, extract, finetune, models, saliency, synthetic
+from sightline import data, extract, finetune, models, saliency
+from sightline.data import synthetic
 from sightline.config import Finetune, ModelChoice
 
 TINY = {"weights": "random", "size": "tiny"}

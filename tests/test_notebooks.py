@@ -23,7 +23,8 @@ import pytest
 import yaml
 from nbclient import NotebookClient
 
-from sightline import config, data, pipeline, project, synthetic
+from sightline import config, data, pipeline, project
+from sightline.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [p.stem for p in sorted((ROOT / "notebooks").glob("*.py"))]

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sightline import config, data, synthetic
+from sightline import config, data
+from sightline.data import synthetic
 from sightline.geometry import Geometry
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sightline.data import MAIN_STYLES, DataError, load_image, load_wikichurches
-from sightline.synthetic import FEATURES, MANIFEST, STYLE_PARTS, make_synthetic
+from sightline.data.synthetic import FEATURES, MANIFEST, STYLE_PARTS, make_synthetic
 
 SMALL = {"n_annotated": 10, "n_pool": 14, "image_size": (96, 80)}
 

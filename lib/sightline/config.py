@@ -68,7 +68,45 @@ class WikiChurchesDataset(_Section):
     strict: bool = True
 
 
-Dataset = Annotated[SyntheticDataset | WikiChurchesDataset, Field(discriminator="kind")]
+class CocoDataset(_Section):
+    """A COCO detection JSON (boxes, polygons or RLE; categories = feature types) and an
+    image folder, both relative to ``root``; image labels from ``images[].label`` or
+    ``labels`` (a CSV ``image,label``). See ``sightline.data.coco``."""
+
+    kind: Literal["coco"]
+    root: Path
+    annotations: Path = Path("annotations.json")
+    images: Path = Path("images")
+    labels: Path | None = None
+    strict: bool = True
+
+
+class MaskBinarize(_Section):
+    """How a soft (grey-level) mask becomes a region: Shared Interest's ``std`` rule (keep
+    >= mean + ``num_std`` std after min-max) or ``percentile``; binary masks stay as they are."""
+
+    rule: Literal["std", "percentile"] = "std"
+    num_std: Annotated[float, Field(ge=0, le=5)] = 1.0
+    percentile: Annotated[float, Field(ge=0, lt=100)] = 90
+
+
+class MasksDataset(_Section):
+    """``images/`` and ``masks/<image stem>.png`` (feature ``mask``) or
+    ``masks/<feature>/<image stem>.png``, relative to ``root``. See ``sightline.data.masks``."""
+
+    kind: Literal["masks"]
+    root: Path
+    images: Path = Path("images")
+    masks: Path = Path("masks")
+    labels: Path | None = None
+    binarize: MaskBinarize = MaskBinarize()
+    strict: bool = True
+
+
+Dataset = Annotated[
+    SyntheticDataset | WikiChurchesDataset | CocoDataset | MasksDataset,
+    Field(discriminator="kind"),
+]
 
 
 class ModelChoice(_Section):
@@ -388,10 +426,13 @@ def load_params(path: str | Path, base: str | Path | None = None) -> Params:
     return params.resolve_paths(Path(base) if base is not None else Path.cwd())
 
 
-_DATASET_KINDS = ("synthetic", "wikichurches", "human_attention", "synthetic_human_attention")
+_DATASET_KINDS = ("synthetic", "wikichurches", "coco", "masks", "human_attention",
+                  "synthetic_human_attention")
 _DATASET_CLASSES = {
     "synthetic": SyntheticDataset,
     "wikichurches": WikiChurchesDataset,
+    "coco": CocoDataset,
+    "masks": MasksDataset,
     "human_attention": HumanAttentionDataset,
     "synthetic_human_attention": SyntheticHumanAttentionDataset,
 }

@@ -66,6 +66,31 @@ class Geometry:
         y1 = (boxes[:, 1] + boxes[:, 3] - fy0) / (fy1 - fy0)
         return np.clip(np.stack([x0, y0, x1, y1], axis=1), 0.0, 1.0)
 
+    def mask_to_frame(self, mask: np.ndarray, resolution: int) -> np.ndarray:
+        """A boolean ``(H, W)`` image mask -> ``(R, R)`` boolean mask in the frame.
+
+        The box rule of ``rasterise`` for masks: a frame pixel is in when the image pixel
+        holding its centre is (nearest sampling, no blur); a mask visible in the frame but
+        too thin to hold a centre still gets the frame pixel holding its middle pixel (in
+        row-major order). A mask cropped away entirely comes back empty.
+        """
+        mask = np.asarray(mask, dtype=bool)
+        height, width = mask.shape
+        fx0, fy0, fx1, fy1 = self.frame_in_image(width, height)
+        centres = (np.arange(resolution) + 0.5) / resolution
+        cols = np.minimum(((fx0 + centres * (fx1 - fx0)) * width).astype(np.int64), width - 1)
+        rows = np.minimum(((fy0 + centres * (fy1 - fy0)) * height).astype(np.int64), height - 1)
+        out = mask[rows[:, None], cols[None, :]]
+        if not out.any():
+            y, x = np.nonzero(mask)
+            u = ((x + 0.5) / width - fx0) / (fx1 - fx0)
+            v = ((y + 0.5) / height - fy0) / (fy1 - fy0)
+            seen = np.flatnonzero((u >= 0) & (u < 1) & (v >= 0) & (v < 1))
+            if len(seen):
+                middle = seen[len(seen) // 2]
+                out[int(v[middle] * resolution), int(u[middle] * resolution)] = True
+        return out
+
     def to_image(self, maps: np.ndarray, width: int, height: int, resolution: int) -> np.ndarray:
         """``(..., h, w)`` maps over this frame -> ``(..., R, R)`` float32 over the whole image.
 

@@ -30,7 +30,8 @@ from jupyter_client.manager import AsyncKernelManager
 from papermill.exceptions import PapermillExecutionError
 from traitlets import CaselessStrEnum
 
-from . import config, data, execution, synthetic
+from . import config, data, execution
+from .data import synthetic
 
 KERNEL_NAME = "sightline-python"
 _SKIPPED = "not in this profile"
@@ -102,7 +103,8 @@ def library_digest(root: Path) -> str:
 
 
 def prepare_dataset(params: config.Params) -> str:
-    """Generate the synthetic data if the profile uses it; fingerprint what the notebooks read."""
+    """Generate the synthetic data if the profile uses it, read any other dataset once (so a
+    bad file stops the build here, naming it); fingerprint what the notebooks read."""
     ds = params.dataset
     study = params.shared_interest
     fingerprints = [prepare_human_attention(study)] if study else []
@@ -119,17 +121,18 @@ def prepare_dataset(params: config.Params) -> str:
             seed=params.seed,
             image_size=tuple(ds.image_size),
         )
-    else:
+    section = ds.model_dump(mode="json")
+    if not isinstance(ds, config.SyntheticDataset):
         with warnings.catch_warnings(record=True) as caught:  # said once here, not per notebook
             warnings.simplefilter("always", data.DataWarning)
-            data.load_wikichurches(ds.root, strict=ds.strict)  # fails early, naming what is missing
+            data.load_dataset(section)  # fails early, naming what is missing
         for warning in caught:
             if issubclass(warning.category, data.DataWarning):
                 print(f"[build] warning: {warning.message}", flush=True)
             else:
                 warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                        warning.lineno)
-    fingerprint = data.dataset_fingerprint(ds.root)
+    fingerprint = data.dataset_fingerprint(section)
     return _digest([fingerprint, *fingerprints]) if fingerprints else fingerprint
 
 

@@ -64,12 +64,12 @@ class Study:
                 f"Build it first: python build.py --params {params_path}"
             )
         ds = self.params.dataset
-        wc = data.load_wikichurches(ds.root, strict=ds.strict)
-        self.samples = {s.image_id: s for s in wc.samples}
+        section = ds.model_dump(mode="json")
+        self.samples = {s.image_id: s for s in data.load_dataset(section).samples}
         self.image_ids = sorted(self.samples)
         self.resolution = self.params.metrics.resolution
         self.headline = float(self.params.metrics.headline_percentile)
-        self.cache_dir = self.params.extraction.cache_dir / data.dataset_fingerprint(ds.root)[:16]
+        self.cache_dir = self.params.extraction.cache_dir / data.dataset_fingerprint(section)[:16]
         self.code_version = extract.code_version()
         # Q1 records which store holds each (model, variant): fine-tuned and probed variants'
         # stores are keyed by their run, so their names cannot be guessed
@@ -186,22 +186,26 @@ class Study:
         return self.samples[image_id]
 
     def boxes(self, image_id: str) -> list[dict]:
-        """The expert boxes of an image: index, label, feature, relative ltwh and area."""
+        """The expert regions of an image: index, label, feature, relative ltwh and area.
+
+        A mask region gives its mask's bounding box (``mask: true``): the explorer draws
+        boxes, while scores use the mask itself."""
         sample = self.sample(image_id)
         return [{"bbox_index": i, "label": b.label, "feature": b.feature, "left": b.left,
-                 "top": b.top, "width": b.width, "height": b.height, "area": b.width * b.height}
+                 "top": b.top, "width": b.width, "height": b.height, "area": b.width * b.height,
+                 "mask": b.is_mask}
                 for i, b in enumerate(sample.boxes)]
 
     def images(self) -> list[dict]:
-        """Every annotated image with styles, boxes and each model's headline union IoU."""
+        """Every annotated image with its label, tags, regions and each model's headline union IoU."""
         headline = {}
         for model in self.models:
             sel = self.default(model)
             rows = self._rows("iou", self.headline, **{k: v for k, v in asdict(sel).items()
                                                        if k != "percentile"})
             headline[model] = rows.set_index("image_id")["value"]
-        return [{"image_id": i, "style": self.samples[i].style,
-                 "styles": list(self.samples[i].styles), "boxes": self.boxes(i),
+        return [{"image_id": i, "label": self.samples[i].label,
+                 "tags": list(self.samples[i].tags), "boxes": self.boxes(i),
                  "scores": {m: _number(s.get(i)) for m, s in headline.items()}}
                 for i in self.image_ids]
 

@@ -40,7 +40,9 @@ export async function detailView(main, { id, query, profile }) {
   const topk = el("p", { class: "hint", id: "topk-info" });
   const error = el("p", { class: "error", hidden: true });
   const rows = boxes.map((box) => el("tr", { class: "pick", "data-index": box.bbox_index, onclick: () => pick(box.bbox_index) },
-    el("td", {}, String(box.bbox_index)), el("td", {}, box.feature), el("td", {}, String(box.label)),
+    el("td", {}, String(box.bbox_index)),
+    el("td", { title: box.mask ? "a mask region: its bounding box is drawn, its mask is scored" : "" },
+      box.mask ? `${box.feature} (mask)` : box.feature), el("td", {}, String(box.label)),
     el("td", {}, `${(box.area * 100).toFixed(1)}%`)));
   const unionRow = el("tr", { class: "pick", id: "union-row", onclick: () => pick(null) },
     el("td", {}, "–"), el("td", {}, `union of ${boxes.length} boxes`), el("td", {}), el("td", {}));

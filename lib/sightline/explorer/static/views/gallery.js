@@ -1,4 +1,4 @@
-// Gallery: thumbnails with their boxes; filter by style and feature type; sort by a score.
+// Gallery: thumbnails with their boxes; filter by image label and feature type; sort by a score.
 import { api, el, fmt, href, setHash } from "../util.js";
 
 let images = null;  // the list does not change while the page is open
@@ -20,9 +20,9 @@ function thumbnail(image) {
 
 export async function galleryView(main, { query, profile }) {
   images ??= await api("/images");
-  const styles = [...new Set(images.map((i) => i.style))].sort();
+  const labels = [...new Set(images.map((i) => i.label).filter((l) => l != null))].sort();
   const features = [...new Set(images.flatMap((i) => i.boxes.map((b) => b.feature)))].sort();
-  const state = { style: query.get("style") || "", feature: query.get("feature") || "",
+  const state = { label: query.get("label") || "", feature: query.get("feature") || "",
                   sort: query.get("sort") || profile.models[0].model, order: query.get("order") || "best" };
   const grid = el("div", { class: "gallery", id: "gallery" });
   const count = el("span", { class: "hint" });
@@ -36,7 +36,7 @@ export async function galleryView(main, { query, profile }) {
 
   function render() {
     setHash("gallery", null, state);
-    let shown = images.filter((i) => (!state.style || i.style === state.style)
+    let shown = images.filter((i) => (!state.label || i.label === state.label)
       && (!state.feature || i.boxes.some((b) => b.feature === state.feature)));
     if (state.sort !== "id") {
       const score = (i) => i.scores[state.sort] ?? (state.order === "best" ? -Infinity : Infinity);
@@ -49,13 +49,13 @@ export async function galleryView(main, { query, profile }) {
       class: "card", "data-image": image.image_id,
       onclick: () => { location.hash = href("image", image.image_id, { model }); },
     }, thumbnail(image), el("div", { class: "caption" },
-      el("span", {}, image.image_id), el("span", {}, image.style),
+      el("span", {}, image.image_id), el("span", {}, image.label ?? ""),
       el("span", { class: "score", title: `headline union IoU of ${model}` }, fmt(image.scores[model], 3))))));
   }
 
   main.append(
     el("div", { class: "controls" },
-      choice("style", [["", "all styles"], ...styles.map((s) => [s, s])], "style"),
+      ...(labels.length ? [choice("label", [["", "all labels"], ...labels.map((s) => [s, s])], "label")] : []),
       choice("feature", [["", "all feature types"], ...features.map((f) => [f, f])], "feature"),
       choice("sort", [["id", "image id"], ...profile.models.map((m) => [m.model, m.model])], "sort by"),
       choice("order", [["best", "best first"], ["worst", "worst first"]], ""),

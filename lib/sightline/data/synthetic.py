@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sightline.data import MAIN_STYLES, DataError
+from sightline.data.contract import MANIFEST, DataError
+from sightline.data.wikichurches import MAIN_STYLES
 
 # The generator's version is its own source: any edit regenerates the demo data.
 VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
-MANIFEST = "synthetic.json"
 FEATURES = [
     "Round Arch Window",
     "Arcade Gallery",
