@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from sightline import data, finetune
-from sightline.data import synthetic
 from sightline.config import MODEL_KEYS, Finetune, ModelChoice
+from sightline.data import synthetic
 
 QUICK_MODELS = ("clip", "resnet50")
 

@@ -22,8 +22,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from sightline import data, execution, extract
-from sightline.data import synthetic
 from sightline.config import Execution, ModelChoice
+from sightline.data import synthetic
 
 ENGINES = {
     "local": Execution(),

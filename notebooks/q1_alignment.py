@@ -62,7 +62,7 @@ tables.mkdir(parents=True, exist_ok=True)
 P = float(metrics["headline_percentile"])
 wc = data.load_dataset(dataset)
 samples = wc.samples
-dataset_id = data.dataset_fingerprint(dataset["root"])
+dataset_id = data.dataset_fingerprint(dataset)
 choices = [ModelChoice(**m) for m in models]
 names = {c.key: extract.model_name(c) for c in choices}
 
@@ -79,6 +79,10 @@ names = {c.key: extract.model_name(c) for c in choices}
 # %%
 recipe, engine = Finetune(**finetune), Execution(**execution)
 runs = ft.plan(choices, recipe, seed)
+if runs and not wc.has_pool:
+    display(Markdown(f"No fine-tuning: this {wc.kind} dataset has no labelled training pool, so "
+                     "the `finetune.strategies` runs are skipped and the models stay frozen."))
+    runs = []
 manifests = ft.train_all(runs, ft.splits_for(wc, dataset_id, recipe, [r.seed for r in runs]),
                          recipe, model_seed=seed, execution=engine)
 pd.DataFrame(ft.runs_table(manifests)).to_csv(tables / "finetune_runs.csv", index=False)
@@ -336,31 +340,39 @@ ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
 fig.tight_layout()
 
 # %% [markdown]
-# ## By style and by feature type
-# Headline maps only. Per style: IoU against the union; per feature type: each box on
-# its own as the target (feature types with fewer than 3 boxes are left out). Model frame.
+# ## By image label and by feature type
+# Headline maps only. Per image label (WikiChurches: the style; only where the dataset
+# has labels): IoU against the union; per feature type: each region on its own as the
+# target (feature types with fewer than 3 regions are left out). Model frame.
 
 # %%
-style_of = {s.image_id: s.style for s in samples}
+label_of = {s.image_id: s.label for s in samples}
 head_iou = iou.merge(headline[key + ["label"]], on=key)
-per_style = head_iou.assign(style=head_iou["image_id"].map(style_of)).pivot_table(
-    index="label", columns="style", values="value", aggfunc="mean", observed=True)
-per_style.to_csv(tables / "iou_by_style.csv")
+per_style = head_iou.assign(image_label=head_iou["image_id"].map(label_of)).pivot_table(
+    index="label", columns="image_label", values="value", aggfunc="mean", observed=True)
+per_style.columns.name = None
+if wc.has_labels:
+    per_style.to_csv(tables / "iou_by_style.csv")
 box_iou = pick("iou", P, boxes=True).merge(headline[key + ["label"]], on=key)
 counts = box_iou.groupby("feature", observed=True)["image_id"].size() / len(headline)
 per_feature = box_iou[box_iou["feature"].isin(counts[counts >= 3].index)].pivot_table(
     index="label", columns="feature", values="value", aggfunc="mean", observed=True)
 per_feature.to_csv(tables / "iou_by_feature.csv")
-fig, axes = plt.subplots(1, 2, figsize=(14, 0.35 * len(per_style) + 2.5),
-                         gridspec_kw={"width_ratios": [1, 2.2]})
-sns.heatmap(per_style, annot=True, fmt=".2f", cmap="viridis", ax=axes[0], cbar=False)
-axes[0].set_title(f"IoU@{P:g} by style (union)")
-axes[0].set_ylabel("")
-sns.heatmap(per_feature, annot=True, fmt=".2f", cmap="viridis", ax=axes[1], cbar=False,
-            annot_kws={"fontsize": 7}, yticklabels=False)
-axes[1].set_title(f"IoU@{P:g} by feature type (single boxes)")
-axes[1].set_ylabel("")
-fig.tight_layout()
+panels = [(table, title, ratio) for table, title, ratio in (
+    (per_style, f"IoU@{P:g} by {wc.label_name} (union)", 1),
+    (per_feature, f"IoU@{P:g} by feature type (single regions)", 2.2)) if table.size]
+if panels:
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * sum(r for *_, r in panels),
+                                                      0.35 * len(headline) + 2.5),
+                             gridspec_kw={"width_ratios": [r for *_, r in panels]}, squeeze=False)
+    for i, (ax, (table, title, _)) in enumerate(zip(axes[0], panels, strict=True)):
+        sns.heatmap(table, annot=True, fmt=".2f", cmap="viridis", ax=ax, cbar=False,
+                    annot_kws={"fontsize": 7}, yticklabels=i == 0)
+        ax.set_title(title)
+        ax.set_ylabel("")
+    fig.tight_layout()
+else:
+    display(Markdown("No image labels, and no feature type with 3 regions or more: no breakdown."))
 
 # %% [markdown]
 # ## Which differences are real?

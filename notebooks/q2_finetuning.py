@@ -47,11 +47,11 @@ from IPython.display import Markdown, display
 from scipy import stats as sps
 
 from sightline import cache, data, plots, selection, shift
-from sightline.data import synthetic
 from sightline import finetune as ft
 from sightline import models as registry
 from sightline import stats as st
 from sightline.config import Finetune, ModelChoice
+from sightline.data import synthetic
 
 plots.setup()
 tables = Path(tables_dir)
@@ -60,15 +60,18 @@ ALPHA = stats["alpha"]
 recipe = Finetune(**finetune)
 choices = [ModelChoice(**m) for m in models]
 wc = data.load_dataset(dataset)
-dataset_id = data.dataset_fingerprint(dataset["root"])
-runs = ft.plan(choices, recipe, seed)
+dataset_id = data.dataset_fingerprint(dataset)
+runs = ft.plan(choices, recipe, seed) if wc.has_pool else []
 splits = ft.splits_for(wc, dataset_id, recipe, [r.seed for r in runs])
 manifests = ft.train_all(runs, splits, recipe, model_seed=seed, progress=False)  # all cached (Q1)
 runs_table = pd.DataFrame(ft.runs_table(manifests))
 scores = pd.read_parquet(tables / "scores.parquet")
 stores = pd.read_csv(tables / "stores.csv").set_index(["model", "variant"])["store"]
 spec_of = {r["model"]["name"]: registry.REGISTRY[r["model"]["choice"]["key"]] for r in manifests}
-if not manifests:
+if not wc.has_pool:
+    display(Markdown(f"**No fine-tuning: this {wc.kind} dataset has no labelled training pool, "
+                     "so there is nothing to compare.**"))
+elif not manifests:
     display(Markdown("**No fine-tuning runs in `finetune.strategies`: nothing to compare.**"))
 
 # %% [markdown]
@@ -359,11 +362,12 @@ def headline_deltas(boxes):
     return frame[frame["strategy"] != "linear_probe"]
 
 
-style_of = {s.image_id: s.style for s in wc.samples}
+label_of = {s.image_id: s.label for s in wc.samples}
 per_image = headline_deltas(boxes=False)
-if len(per_image):
-    by_style = per_image.assign(style=per_image["image_id"].map(style_of)).pivot_table(
-        index=["model", "strategy", "method"], columns="style", values="delta", aggfunc="mean")
+if len(per_image) and wc.has_labels:
+    by_style = per_image.assign(**{wc.label_name: per_image["image_id"].map(label_of)}).pivot_table(
+        index=["model", "strategy", "method"], columns=wc.label_name, values="delta",
+        aggfunc="mean")
     display(by_style.round(3))
 per_box = headline_deltas(boxes=True)
 if len(per_box):

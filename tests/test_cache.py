@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from sightline import cache, data, extract
-from sightline.data import synthetic
 from sightline.config import ModelChoice
+from sightline.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,6 +14,7 @@ from sightline.data import (
     DataError,
     Sample,
     box_masks,
+    church_of,
     dataset_fingerprint,
     load_image,
     load_wikichurches,
@@ -124,7 +125,7 @@ def test_reads_samples_boxes_and_styles(wc_root: Path) -> None:
     ]  # fmt: skip
     assert wc.features == ["Apse", "Portal", "Round Arch", "Door"]
     first = wc.samples[0]
-    assert (first.church_id, first.width, first.height) == ("Q1", 40, 20)
+    assert (church_of(first.image_id), first.width, first.height) == ("Q1", 40, 20)
     assert first.path == wc_root / "images" / "Q1_wd0.jpg"
     assert first.boxes[0] == Box(
         0.25, 0.5, 0.5, 0.25, label=0, group_label=0, group=0, feature="Apse"
@@ -135,11 +136,12 @@ def test_reads_samples_boxes_and_styles(wc_root: Path) -> None:
     assert first.boxes_ltwh().shape == (4, 4)
 
     by_id = {s.image_id: s for s in wc.samples}
-    assert by_id["Q3_wd0.png"].styles == ("Gothic", "Romanesque")
-    assert by_id["Q3_wd0.png"].style == "Gothic"
-    assert by_id["Q4_wd0.jpg"].styles == ("Q9999", "Baroque")
-    assert by_id["Q4_wd0.jpg"].style == "Baroque"
-    assert by_id["Q5_wd0.png"].style == "Other"
+    assert by_id["Q3_wd0.png"].tags == ("Gothic", "Romanesque")
+    assert by_id["Q3_wd0.png"].label == "Gothic"
+    assert by_id["Q4_wd0.jpg"].tags == ("Q9999", "Baroque")
+    assert by_id["Q4_wd0.jpg"].label == "Baroque"
+    assert by_id["Q5_wd0.png"].label == "Other"
+    assert wc.label_name == "style" and wc.has_labels and wc.kind == "wikichurches"
     assert set(MAIN_STYLES.values()) == {"Romanesque", "Gothic", "Renaissance", "Baroque"}
 
 
@@ -287,7 +289,7 @@ def test_pool_from_split_files_keeps_annotated_churches_out_of_training(wc_root:
     assert wc.report["pool_splits"] == {"train": 1, "val": 1, "test": 3}
     assert pool.set_index("image_id").loc["Q12_wd0.jpg", "style"] == "Baroque"
     assert pool.set_index("image_id").loc["Q12_wd0.jpg", "path"] == wc_root / "images/Q12_wd0.jpg"
-    annotated_churches = {s.church_id for s in wc.samples}
+    annotated_churches = {church_of(s.image_id) for s in wc.samples}
     training = pool[pool["split"].isin(["train", "val"])]
     assert not set(training["church_id"]) & annotated_churches
 
@@ -370,4 +372,4 @@ def test_dataset_fingerprint_follows_what_the_reader_reads(wc_root: Path) -> Non
 
 
 def _sample(*boxes: Box, width: int, height: int) -> Sample:
-    return Sample("Q0_wd0.jpg", "Q0", Path("Q0_wd0.jpg"), ("Gothic",), boxes, width, height)
+    return Sample("Q0_wd0.jpg", Path("Q0_wd0.jpg"), boxes, width, height, label="Gothic")

@@ -14,8 +14,8 @@ import torch
 import yaml
 
 from sightline import config, data, execution, extract, pipeline
-from sightline.data import synthetic
 from sightline.config import Execution, ModelChoice
+from sightline.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY2 = Execution(engine="ray", workers=2)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sightline.data import MAIN_STYLES, DataError, load_image, load_wikichurches
+from sightline.data import MAIN_STYLES, DataError, church_of, load_image, load_wikichurches
 from sightline.data.synthetic import FEATURES, MANIFEST, STYLE_PARTS, make_synthetic
 
 SMALL = {"n_annotated": 10, "n_pool": 14, "image_size": (96, 80)}
@@ -41,9 +41,9 @@ def test_round_trips_through_the_reader(demo: Path, loaded) -> None:
     assert loaded.report["pool_source"] == f"split files in {demo}"
     assert loaded.report["counts"]["dropped_for_leakage"] == 0
     assert all(1 <= len(s.boxes) <= 8 for s in loaded.samples)
-    assert {s.style for s in loaded.samples} == set(MAIN_STYLES.values())
-    assert any(len(s.styles) == 2 for s in loaded.samples)
-    assert len({s.church_id for s in loaded.samples}) < len(loaded.samples)  # _wd0, _wd1, ...
+    assert {s.label for s in loaded.samples} == set(MAIN_STYLES.values())
+    assert any(len(s.tags) == 2 for s in loaded.samples)
+    assert len({church_of(s.image_id) for s in loaded.samples}) < len(loaded.samples)  # _wd0, _wd1, ...
     # a few boxes run past the image edge, as in the real file
     assert loaded.report["counts"]["clamped_boxes"] >= 1
     assert (demo / "style_names.txt").read_text().splitlines()[0] == "Q46261 Romanesque"
@@ -65,7 +65,7 @@ def test_each_style_draws_only_its_own_diagnostic_parts(loaded) -> None:
     portal_parts = {"Round Arch": "Round Arch Portal", "Pointed Arch": "Pointed Arch Portal"}
     names = {name: qid for qid, name in MAIN_STYLES.items()}
     for sample in loaded.samples:
-        allowed = {part for style in sample.styles for part in STYLE_PARTS[names[style]]}
+        allowed = {part for style in sample.tags for part in STYLE_PARTS[names[style]]}
         for box in sample.boxes:
             if box.feature != "Door":
                 assert portal_parts.get(box.feature, box.feature) in allowed, (sample, box)
@@ -93,12 +93,12 @@ def test_boxes_lie_on_the_drawn_parts(loaded) -> None:
 def test_pool_splits_are_church_disjoint_and_in_the_real_format(demo: Path, loaded) -> None:
     pool = loaded.pool
     assert pool.groupby("church_id")["split"].nunique().max() == 1
-    assert not set(pool["church_id"]) & {s.church_id for s in loaded.samples}
+    assert not set(pool["church_id"]) & {church_of(s.image_id) for s in loaded.samples}
     assert set(pool["split"]) == {"train", "val", "test"}
     line = (demo / "wc4_train.txt").read_text().splitlines()[0].split()
     assert len(line) == 2 and line[0].endswith(".jpg") and line[1] in MAIN_STYLES
     churches = json.loads((demo / "churches.json").read_text())
-    assert set(pool["church_id"]) | {s.church_id for s in loaded.samples} == set(churches)
+    assert set(pool["church_id"]) | {church_of(s.image_id) for s in loaded.samples} == set(churches)
     assert all(len(churches[c]["styles"]) == 1 for c in pool["church_id"])  # unambiguous labels
     church = next(iter(churches.values()))
     assert set(church) == {"id", "name", "built_year", "styles", "country", "location"}

@@ -140,7 +140,7 @@ def load_wikichurches(root: str | Path, *, strict: bool = True) -> Dataset:
     }
     categories = [{"id": i, **m} for i, m in enumerate(parts["meta"])]
     return Dataset(root=root, samples=samples, features=features, pool=pool, report=report,
-                   kind="wikichurches", categories=categories)
+                   kind="wikichurches", categories=categories, label_name="style")
 
 
 def church_of(image_id: str) -> str:
