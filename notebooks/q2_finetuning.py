@@ -6,6 +6,7 @@
 #       format_name: percent
 #   sightline:
 #     needs: [q1_alignment]
+#     requires: [training_pool]
 # ---
 
 # %% [markdown]
@@ -61,17 +62,14 @@ recipe = Finetune(**finetune)
 choices = [ModelChoice(**m) for m in models]
 wc = data.load_dataset(dataset)
 dataset_id = data.dataset_fingerprint(dataset)
-runs = ft.plan(choices, recipe, seed) if wc.has_pool else []
+runs = ft.plan(choices, recipe, seed)
 splits = ft.splits_for(wc, dataset_id, recipe, [r.seed for r in runs])
 manifests = ft.train_all(runs, splits, recipe, model_seed=seed, progress=False)  # all cached (Q1)
 runs_table = pd.DataFrame(ft.runs_table(manifests))
 scores = pd.read_parquet(tables / "scores.parquet")
 stores = pd.read_csv(tables / "stores.csv").set_index(["model", "variant"])["store"]
 spec_of = {r["model"]["name"]: registry.REGISTRY[r["model"]["choice"]["key"]] for r in manifests}
-if not wc.has_pool:
-    display(Markdown(f"**No fine-tuning: this {wc.kind} dataset has no labelled training pool, "
-                     "so there is nothing to compare.**"))
-elif not manifests:
+if not manifests:
     display(Markdown("**No fine-tuning runs in `finetune.strategies`: nothing to compare.**"))
 
 # %% [markdown]

@@ -234,3 +234,73 @@ def test_coco_params_section_and_fingerprint(tmp_path):
     assert first == data.dataset_fingerprint({"kind": "coco", "root": str(root)})
     _write(tmp_path / "ds", [_box(1, 1, [1, 1, 9, 8])])
     assert data.dataset_fingerprint({"kind": "coco", "root": str(root)}) != first
+
+
+def _scene(root: Path, n: int = 4) -> list[dict]:
+    """``n`` generated photos (80 x 64): a dark disc (its "head" polygon) on a lighter
+    rectangle ("body" box), each image labelled; annotations as boxes, polygons and RLE."""
+    rng = np.random.default_rng(5)
+    (root / "images").mkdir(parents=True)
+    images, annotations = [], []
+    for i in range(n):
+        array = rng.integers(0, 60, (64, 80, 3)).astype(np.uint8)
+        x, y = int(rng.integers(4, 36)), int(rng.integers(4, 24))
+        array[y:y + 30, x:x + 40] = (200, 180, 120)
+        disc = (np.arange(80)[None] - (x + 30)) ** 2 + (np.arange(64)[:, None] - (y + 10)) ** 2 < 36
+        array[disc] = (30, 30, 160)
+        name = f"photo{i}.png"
+        Image.fromarray(array).save(root / "images" / name)
+        images.append({"id": i, "file_name": name, "width": 80, "height": 64,
+                       "label": "cat" if i % 2 else "dog"})
+        annotations.append(_box(10 * i, i, [x, y, 40, 30], category=5))
+        head = [x + 24, y + 4, x + 36, y + 4, x + 36, y + 16, x + 24, y + 16]
+        if i % 2:
+            rle = mask_utils.encode(np.asfortranarray(disc.astype(np.uint8)))
+            annotations.append({**_box(10 * i + 1, i, [0, 0, 1, 1]),
+                                "segmentation": {**rle, "counts": rle["counts"].decode()}})
+        else:
+            annotations.append({**_box(10 * i + 1, i, [0, 0, 1, 1]), "segmentation": [head]})
+    (root / "annotations.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations, "categories": CATEGORIES}))
+    return annotations
+
+
+@pytest.mark.slow
+def test_a_coco_dataset_builds_q1_and_q3_and_skips_q2_saying_why(tmp_path, demo_params, capsys):
+    import pandas as pd
+    import yaml
+
+    from sightline import pipeline
+
+    _scene(tmp_path / "coco")
+    params = demo_params(["dinov2"], probes={"dinov2": ["linear_probe"]})
+    params.pop("shared_interest")
+    params.update(
+        profile="coco", dataset={"kind": "coco", "root": str(tmp_path / "coco")},
+        extraction={"batch_size": 4, "device": "cpu", "cache_dir": str(tmp_path / "cache")},
+        stats={"n_boot": 100}, heads={"min_boxes": 1, "n_permutations": 20},
+        report={"gallery_size": 1, "examples": 4},
+    )
+    params["metrics"].update(percentiles=[50, 90], resolution=32)
+    params["finetune"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
+    path = tmp_path / "coco.yaml"
+    path.write_text(yaml.safe_dump(params))
+    root = Path(__file__).resolve().parents[1]
+    result = pipeline.build(path, root=root, report_root=tmp_path / "report",
+                            only=["00_data", "q1_alignment", "q2_finetuning", "q3_heads"])
+    assert result.executed == ["00_data", "q1_alignment", "q3_heads"]
+    assert ("[build] q2_finetuning: skipped (in this profile the coco dataset has no labelled "
+            "training pool (nothing to fine-tune on))") in capsys.readouterr().out
+    tables = result.profile_dir / "tables"
+    boxes = pd.read_csv(tables / "boxes.csv")
+    assert len(boxes) == 8 and sorted(boxes["kind"].value_counts().items()) == [("box", 4),
+                                                                               ("mask", 4)]
+    scores = pd.read_parquet(tables / "scores.parquet")
+    frozen = scores[(scores["model"] == "dinov2-tiny-random") & (scores["metric"] == "iou")]
+    assert set(frozen["target"]) == {"union", "box0", "box1"}
+    assert set(frozen["feature"]) == {"union", "head", "body"}
+    assert frozen["image_id"].nunique() == 4 and frozen["value"].dropna().between(0, 1).all()
+    assert (tables / "heads.parquet").is_file()
+    notebooks = result.profile_dir / "notebooks"
+    assert "this coco dataset has no labelled training pool" in (
+        notebooks / "q1_alignment.ipynb").read_text()

@@ -35,6 +35,8 @@ from .data import synthetic
 
 KERNEL_NAME = "sightline-python"
 _SKIPPED = "not in this profile"
+# what a notebook may require of the dataset (``sightline: requires`` in its header)
+REQUIREMENTS = {"training_pool": "no labelled training pool (nothing to fine-tune on)"}
 
 
 @dataclass
@@ -43,6 +45,15 @@ class Notebook:
     path: Path
     parameters: list[str]
     needs: list[str] = field(default_factory=list)
+    requires: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The data a build's notebooks read: its fingerprint, and what the dataset offers."""
+
+    digest: str
+    offers: frozenset[str]
 
 
 class BuildError(Exception):
@@ -70,8 +81,12 @@ def discover(notebooks_dir: Path) -> list[Notebook]:
             for target in node.targets
             if isinstance(target, ast.Name)
         ]
-        needs = list(nb.metadata.get("sightline", {}).get("needs", []))
-        notebooks.append(Notebook(path.stem, path, names, needs))
+        header = nb.metadata.get("sightline", {})
+        needs, requires = list(header.get("needs", [])), list(header.get("requires", []))
+        unknown = sorted(set(requires) - set(REQUIREMENTS))
+        if unknown:
+            raise BuildError(f"{path}: requires unknown {unknown} (known: {sorted(REQUIREMENTS)})")
+        notebooks.append(Notebook(path.stem, path, names, needs, requires))
     known = {nb.name for nb in notebooks}
     order = [nb.name for nb in notebooks]
     for nb in notebooks:
@@ -102,14 +117,14 @@ def library_digest(root: Path) -> str:
     return _digest(*(f.read_bytes() for f in files), lock.read_bytes() if lock.exists() else b"")
 
 
-def prepare_dataset(params: config.Params) -> str:
-    """Generate the synthetic data if the profile uses it, read any other dataset once (so a
-    bad file stops the build here, naming it); fingerprint what the notebooks read."""
+def prepare_dataset(params: config.Params) -> PreparedData:
+    """Generate the synthetic data if the profile uses it and read the dataset once (so a bad
+    file stops the build here, naming it); fingerprint what the notebooks read."""
     ds = params.dataset
     study = params.shared_interest
     fingerprints = [prepare_human_attention(study)] if study else []
     if ds is None:
-        return _digest(fingerprints)
+        return PreparedData(_digest(fingerprints), frozenset())
     if isinstance(ds, config.SyntheticDataset):
         problem = synthetic.verify(ds.root)
         if problem is not None:
@@ -122,18 +137,19 @@ def prepare_dataset(params: config.Params) -> str:
             image_size=tuple(ds.image_size),
         )
     section = ds.model_dump(mode="json")
-    if not isinstance(ds, config.SyntheticDataset):
-        with warnings.catch_warnings(record=True) as caught:  # said once here, not per notebook
-            warnings.simplefilter("always", data.DataWarning)
-            data.load_dataset(section)  # fails early, naming what is missing
-        for warning in caught:
-            if issubclass(warning.category, data.DataWarning):
-                print(f"[build] warning: {warning.message}", flush=True)
-            else:
-                warnings.warn_explicit(warning.message, warning.category, warning.filename,
-                                       warning.lineno)
+    with warnings.catch_warnings(record=True) as caught:  # said once here, not per notebook
+        warnings.simplefilter("always", data.DataWarning)
+        dataset = data.load_dataset(section)  # fails early, naming what is missing
+    for warning in caught:
+        if issubclass(warning.category, data.DataWarning):
+            print(f"[build] warning: {warning.message}", flush=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
     fingerprint = data.dataset_fingerprint(section)
-    return _digest([fingerprint, *fingerprints]) if fingerprints else fingerprint
+    offers = frozenset({"training_pool"} if dataset.has_pool else ())
+    return PreparedData(_digest([fingerprint, *fingerprints]) if fingerprints else fingerprint,
+                        offers)
 
 
 def prepare_human_attention(study: config.SharedInterest) -> str:
@@ -181,7 +197,8 @@ def build(
     upstream = _upstream(notebooks, only or [])
     print(f"[build] profile '{params.profile}' -> {profile_dir}", flush=True)
     started = time.perf_counter()
-    data_digest = prepare_dataset(params)
+    prepared = prepare_dataset(params)
+    data_digest = prepared.digest
     print(f"[build] data ready ({time.perf_counter() - started:.1f} s)", flush=True)
     (profile_dir / "tables").mkdir(parents=True, exist_ok=True)
     (profile_dir / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -194,6 +211,8 @@ def build(
         # e.g. the WikiChurches notebooks in a Shared-Interest-only profile
         absent = [f"no '{name}'" for name in nb.parameters if getattr(params, name, 0) is None]
         absent += [f"'{n}' is skipped" for n in nb.needs if stamps[n] == _SKIPPED]
+        absent += [f"the {params.dataset.kind} dataset has {REQUIREMENTS[r]}"
+                   for r in nb.requires if params.dataset and r not in prepared.offers]
         if absent:
             stamps[nb.name] = _SKIPPED
             if only is None or nb.name in only:
