@@ -214,6 +214,10 @@ def test_empty_and_malformed_files_say_what_is_wrong(tmp_path):
     _write(tmp_path, [_box(1, 1, [1, 1, 5, 5])], categories=[])
     with pytest.raises(DataError, match="'categories' is empty"):
         load_coco(root)
+    _write(tmp_path, [_box(1, 1, [1, 1, 5, 5])],
+           images=[{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "a.png"}])
+    with pytest.raises(DataError, match=r"images\[1\]: a.png is listed twice \(ids 1 and 2\)"):
+        load_coco(root)
     (root / "annotations.json").write_text('{"images": []')
     with pytest.raises(DataError, match="annotations.json: not readable JSON"):
         load_coco(root)

@@ -134,3 +134,15 @@ def test_masks_params_section():
         Path("images"), Path("masks"), "percentile", 90)
     with pytest.raises(ValueError, match="rule"):
         config.MasksDataset(kind="masks", root=Path("d"), binarize={"rule": "otsu"})
+
+
+def test_a_mask_too_thin_for_any_pixel_centre_keeps_one_pixel_unless_cropped_away():
+    line = np.zeros((64, 64), bool)
+    line[:, 1] = True  # at 16 px the frame samples image columns 2, 6, ...: never column 1
+    squash = Geometry(size=64).mask_to_frame(line, 16)
+    expected = np.zeros((16, 16), bool)
+    expected[8, 0] = True  # the frame pixel of the line's middle pixel (row 32, column 1)
+    np.testing.assert_array_equal(squash, expected)
+    wide = np.zeros((64, 128), bool)  # 128 x 64 -> Resize(64) -> CenterCrop(64): x 32..96
+    wide[:, 5] = True
+    assert not Geometry(size=64, resize=64).mask_to_frame(wide, 16).any()

@@ -1,10 +1,10 @@
 """Score cached maps against the expert boxes: the one tidy metrics table.
 
 Targets are built once per preprocessing geometry: for each image the union of its
-boxes and each box on its own, as masks in the model's input frame at the working
-resolution. Every stored (method, layer) map kind of a model is scored against all of
-them in one vectorised sweep; the result is long-form, one row per
-image x map x target x metric x threshold.
+regions and each region (a box, or a mask) on its own, as masks in the model's input frame
+at the working resolution (``data.box_masks``). Every stored (method, layer) map kind of a
+model is scored against all of them in one vectorised sweep; the result is long-form, one
+row per image x map x target x metric x threshold.
 
 Two frames: the *model frame* (``score_store``; the metrics table ``scores.parquet``):
 each model's maps against the boxes as its own preprocessing shows them, so a centre crop
@@ -54,7 +54,7 @@ class Targets:
     image_index: np.ndarray  # (T,) int: the image each target belongs to
     target: np.ndarray  # (T,) str: "union" or "box<i>"
     feature: np.ndarray  # (T,) str: "union" or the box's feature type
-    soft: np.ndarray  # (N, R, R) soft Gaussian target of each image's boxes
+    soft: np.ndarray  # (N, R, R) soft Gaussian target of each image's boxes (a mask's: its box)
     sizes: np.ndarray  # (N, 2) width, height of each image in pixels
 
 
