@@ -128,8 +128,8 @@ scores = scoring.tidy(pd.concat(frames, ignore_index=True))
 scores.to_parquet(tables / "scores.parquet", index=False)
 scores = scores[scores["variant"].isin([VARIANT, "baseline"])]
 display(Markdown(f"{len(scores):,} scores: {scores['model'].nunique() - 1} models and the "
-                 f"baselines on {len(samples)} images, scored against each image's union of boxes "
-                 f"and each of the {sum(len(s.boxes) for s in samples)} boxes on its own."))
+                 f"baselines on {len(samples)} images, scored against each image's union of expert "
+                 f"regions and each of the {sum(len(s.boxes) for s in samples)} regions on its own."))
 
 # %% [markdown]
 # The common frame (`tables/scores_common.parquet`, same columns, head-mean maps only):
