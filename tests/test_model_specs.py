@@ -127,7 +127,8 @@ def test_prefix_tokens_of_planted_layouts(factory, prefix, grid, size):
     assert attentions[0].shape[-1] == prefix + grid[0] * grid[1]
     maps = saliency.extract(model, pixels, ["cls", "rollout"])
     # the CLS row over patches: every prefix token skipped
-    np.testing.assert_allclose(maps[("cls", 1)][0, :4].reshape(4, -1),
+    heads = model.num_heads
+    np.testing.assert_allclose(maps[("cls", 1)][0, :heads].reshape(heads, -1),
                                attentions[1][0, :, 0, prefix:].numpy(), rtol=1e-6)
     rollout = saliency.rollout(attentions, prefix)
     np.testing.assert_allclose(maps[("rollout", 1)][0, 0].ravel(), rollout[0].numpy(), rtol=1e-5)
@@ -190,6 +191,15 @@ def test_hf_directory_spec_equals_the_preset_with_the_same_weights(tmp_path, pre
     assert ours.keys() == theirs.keys()
     for key, value in theirs.items():
         np.testing.assert_allclose(ours[key], value, rtol=1e-5, atol=1e-7)
+
+
+def test_hf_checkpoint_directory_stands_in_for_the_hub_id(tmp_path):
+    reference = models.load_model("dinov2", seed=3)
+    _save_hf(reference, tmp_path, DINO_PROCESSOR)
+    model = _load(key="ft", source="hf", name="facebook/dinov2-base", checkpoint=tmp_path)
+    expected = reference.module.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in model.module.state_dict().items())
+    assert model.spec.geometry == Geometry(224, 256, "bicubic")
 
 
 def test_hf_full_clip_checkpoint_gives_its_vision_tower(tmp_path):
@@ -341,7 +351,8 @@ def _params(tmp_path, models_list, **extra):
     ({"key": "m", "source": "torchvision", "name": "resnet50", "weights": "IMAGENET1K_V3"},
      "Did you mean 'IMAGENET1K_V2'?"),
     ({"key": "dinov2", "source": "timm", "name": "resnet18"}, "is a preset key"),
-    ({"key": "m", "name": "resnet18"}, "describe a spec: add 'source'"),
+    ({"key": "clip", "target_layer": "x"}, "target_layer describe a spec: add 'source'"),
+    ({"key": "m", "name": "resnet18"}, "'models.0.key' is 'm'; allowed: 'dinov2'"),
     ({"key": "m", "source": "python", "factory": "pkg:build", "size": "tiny"},
      "'size' applies to presets"),
     ({"key": "m", "source": "timm", "name": "resnet18", "checkpoint": "nowhere.pth"},

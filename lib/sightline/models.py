@@ -914,7 +914,7 @@ class LoadedModel:
     ``head`` (optional) maps the backbone's pooled features to style logits (a linear
     probe's or a fine-tuned model's head, see `sightline.variants`); Grad-CAM then
     targets a style logit. ``layout``: what `ModelSpec.describe` read off this module
-    (None: the spec's reference layout).
+    (None: read off it when first needed).
     """
 
     spec: ModelSpec
@@ -936,14 +936,18 @@ class LoadedModel:
     def is_classifier(self) -> bool:
         return self.head is not None or self.spec.arch.classifier
 
+    @cached_property
+    def _layout(self) -> Layout:
+        return self.layout or self.spec.describe(self.module)
+
     @property
     def methods(self) -> tuple[str, ...]:
         """The saliency methods that apply to this model."""
-        return (self.layout or self.spec.layout).methods
+        return self._layout.methods
 
     @property
     def readout(self) -> Readout:
-        return (self.layout or self.spec.layout).readout
+        return self._layout.readout
 
     @cached_property
     def _transform(self) -> T.Compose:
@@ -1127,11 +1131,14 @@ def _spec_from_choice(choice: ModelChoice) -> ModelSpec:
     key, source = choice.key, choice.source
     name = choice.factory if source == "python" else choice.name
     if source == "hf":
-        config = _hf_config(key, name)
-        model_cls = _hf_model_class(key, name, config)
+        # a local checkpoint directory carries its own config and processor config
+        where = str(choice.checkpoint) if choice.checkpoint and choice.checkpoint.is_dir() \
+            else name
+        config = _hf_config(key, where)
+        model_cls = _hf_model_class(key, where, config)
         family = HF_FAMILIES.get(config.model_type, {})
         arch: Arch = HFVision(model_cls, type(config), pretrained_config=config, **family)
-        derived = _hf_preprocessing(key, name)
+        derived = _hf_preprocessing(key, where) or _hf_preprocessing(key, name)
         probe = _probe(arch, name)
         arch = dataclasses.replace(arch, lora=lora_defaults(probe))
     else:
