@@ -1139,7 +1139,7 @@ def _spec_from_choice(choice: ModelChoice) -> ModelSpec:
         family = HF_FAMILIES.get(config.model_type, {})
         arch: Arch = HFVision(model_cls, type(config), pretrained_config=config, **family)
         derived = _hf_preprocessing(key, where) or _hf_preprocessing(key, name)
-        probe = _probe(arch, name)
+        probe = _probe_module(arch, name, key)
         arch = dataclasses.replace(arch, lora=lora_defaults(probe))
     else:
         builder: Builder = {
@@ -1159,15 +1159,8 @@ def _spec_from_choice(choice: ModelChoice) -> ModelSpec:
     return spec
 
 
-def _probe(arch: Arch, name: str) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        module = arch.random(name, "base")
-    arch.prepare(module)
-    return module.eval()
-
-
-def _probe_module(builder: Builder, name: str, key: str) -> nn.Module:
+def _probe_module(builder: Builder | Arch, name: str, key: str) -> nn.Module:
+    """A random-weight build of the spec's architecture, to read its layout off."""
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
