@@ -91,7 +91,7 @@ jobs = ft.map_jobs(choices, manifests, cache_dir=extraction["cache_dir"], datase
 extract.extract_models(samples, list(jobs.values()), batch_size=extraction["batch_size"],
                        device=extraction["device"], seed=seed, execution=engine)
 variant_stores = {key: job.store for key, job in jobs.items()}
-geometries = {names[c.key]: registry.REGISTRY[c.key].geometry for c in choices}
+geometries = {names[c.key]: registry.spec_for(c).geometry for c in choices}
 without = [names[c.key] for c in choices if (names[c.key], "frozen") not in variant_stores]
 if without:
     display(Markdown(f"No maps for {', '.join(without)}: Grad-CAM is its only method and it has "
@@ -271,7 +271,8 @@ fig.tight_layout()
 
 # %%
 REFERENCE_IOU90 = {"dinov3": 0.133, "resnet50": 0.090, "dinov2": 0.082, "siglip": 0.074,
-                   "mae": 0.070, "clip": 0.049, "siglip2": 0.047}
+                   "mae": 0.070, "clip": 0.049, "siglip2": 0.047,
+                   "dinov2_reg": 0.082, "resnet50_tv": 0.090}  # the study's own checkpoints
 ours = headline.set_index("model")
 comparison = pd.DataFrame({
     "model": [names[c.key] for c in choices],

@@ -68,7 +68,8 @@ manifests = ft.train_all(runs, splits, recipe, model_seed=seed, progress=False) 
 runs_table = pd.DataFrame(ft.runs_table(manifests))
 scores = pd.read_parquet(tables / "scores.parquet")
 stores = pd.read_csv(tables / "stores.csv").set_index(["model", "variant"])["store"]
-spec_of = {r["model"]["name"]: registry.REGISTRY[r["model"]["choice"]["key"]] for r in manifests}
+spec_of = {r["model"]["name"]: registry.spec_for(ModelChoice(**r["model"]["choice"]))
+           for r in manifests}
 if not manifests:
     display(Markdown("**No fine-tuning runs in `finetune.strategies`: nothing to compare.**"))
 
@@ -124,7 +125,7 @@ if len(curves):
 deltas = shift.deltas(scores, headline_percentile=P, alpha=ALPHA, n_boot=stats["n_boot"],
                       seed=seed)
 deltas.to_csv(tables / "q2_deltas.csv", index=False)
-HEADLINE_METHOD = {"cls": "cls", "probe": "probe", "cnn": "gradcam"}
+HEADLINE_METHOD = {"cls": "cls", "probe": "probe", "tokens": "mean_received", "cnn": "gradcam"}
 
 
 def headline_rows(table):

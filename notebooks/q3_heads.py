@@ -189,7 +189,7 @@ for r, row in enumerate(top.itertuples()):
                 & (union["head"] == head)].dropna(subset=["value"]).sort_values("value")
     picks = [*own.tail(g)["image_id"][::-1], *own.head(g)["image_id"]]
     store = cache.MapStore(stores[(row.model, row.variant)])
-    geometry = registry.REGISTRY[choices[row.model].key].geometry
+    geometry = registry.spec_for(choices[row.model]).geometry
     _, maps = store.read(row.method, layer, picks)
     for c, image_id in enumerate(picks):
         sample = by_id[image_id]

@@ -67,6 +67,7 @@ bench = data.load_human_attention(study.dataset.root, strict=study.dataset.stric
 samples = bench.samples
 dataset_id = data.human_attention_fingerprint(study.dataset.root)
 names = {c.key: extract.model_name(c) for c in study.models}
+choice_of = {c.key: c for c in study.models}
 rule, mask_rule = study.binarize.saliency, study.binarize.mask
 unit = {"std": study.binarize.num_std, "percentile": study.binarize.percentile}
 headline, mask_threshold = unit[rule], unit[mask_rule]
@@ -139,7 +140,7 @@ display(timing)
 R = study.resolution
 masks_by_geometry, frames = {}, []
 for choice in study.models:
-    geometry = registry.REGISTRY[choice.key].geometry
+    geometry = registry.spec_for(choice).geometry
     if geometry not in masks_by_geometry:
         masks_by_geometry[geometry] = si.human_masks(samples, geometry, R)
     ids = [s.image_id for s in samples]
@@ -273,7 +274,7 @@ for model, group in mean_iou.groupby("model"):
 def show_pick(axes, model, label, row):
     key = key_of[model]
     sample = by_id[row.image_id]
-    geometry = registry.REGISTRY[key].geometry
+    geometry = registry.spec_for(choice_of[key]).geometry
     frame = geometry.frame_image(data.load_image(sample.path))
     human = masks_by_geometry[geometry][samples.index(sample)]
     plots.show_image(axes[0], frame, f"{model} {label}: {row.image_id}")
@@ -322,7 +323,7 @@ if len(examples):
     fig, axes = plt.subplots(1, len(examples), figsize=(2.6 * len(examples), 2.8), squeeze=False)
     for ax, row in zip(axes[0], examples.itertuples(), strict=True):
         sample = by_id[row.image_id]
-        geometry = registry.REGISTRY[row.key].geometry
+        geometry = registry.spec_for(choice_of[row.key]).geometry
         frame = geometry.frame_image(data.load_image(sample.path))
         _, maps = stores[row.key].read(row.method, 0, [row.image_id])
         truth = si.binarize(masks_by_geometry[geometry][samples.index(sample)][None], mask_rule,

@@ -29,6 +29,13 @@ from sightline.saliency import extract
 # key -> (checkpoint, geometry, readout, prefix tokens, grid) as the real processors define them
 EXPECTED = {
     "dinov2": ("facebook/dinov2-base", Geometry(224, 256, "bicubic"), "cls", 1, (16, 16)),
+    "dinov2_reg": (
+        "facebook/dinov2-with-registers-base",
+        Geometry(224, 256, "bicubic"),
+        "cls",
+        5,
+        (16, 16),
+    ),
     "dinov3": (
         "facebook/dinov3-vitb16-pretrain-lvd1689m",
         Geometry(224, None, "bilinear"),
@@ -53,7 +60,9 @@ EXPECTED = {
         (14, 14),
     ),
     "resnet50": ("resnet50.a1_in1k", Geometry(224, 235, "bicubic"), "cnn", 0, (7, 7)),
+    "resnet50_tv": ("resnet50.tv2_in1k", Geometry(224, 232, "bilinear"), "cnn", 0, (7, 7)),
 }
+CNNS = {"resnet50", "resnet50_tv"}
 # the Shared Interest study's classifiers are tested in test_si_models.py
 SHARED_INTEREST_KEYS = {"swin_t", "cait_s", "resnet101", "efficientnet_b6"}
 
@@ -86,10 +95,10 @@ def test_tiny_builds_offline_with_real_layout(tiny, key):
     assert model.num_prefix_tokens == prefix
     assert model.grid == grid
     assert model.num_layers == 4
-    assert model.num_heads == (0 if key == "resnet50" else 4)
+    assert model.num_heads == (0 if key in CNNS else 4)
 
 
-@pytest.mark.parametrize("key", [k for k in sorted(EXPECTED) if k != "resnet50"])
+@pytest.mark.parametrize("key", [k for k in sorted(EXPECTED) if k not in CNNS])
 def test_attention_is_eager_one_tensor_per_layer(tiny, key):
     model = tiny[key]
     tokens = model.num_prefix_tokens + model.grid[0] * model.grid[1]

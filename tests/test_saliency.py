@@ -86,7 +86,7 @@ def test_extract_shapes_for_every_method(tiny, pixels, key):
             expected |= {(method, layer): (2, 1, *grid) for layer in range(layers)}
         elif method == "probe":
             expected[(method, layers)] = (2, heads + 1, *grid)
-        elif key == "resnet50":
+        elif key in ("resnet50", "resnet50_tv"):
             expected |= {("gradcam", i): (2, 1, 56 >> i, 56 >> i) for i in range(4)}
         else:
             expected[("gradcam", layers - 1)] = (2, 1, *grid)

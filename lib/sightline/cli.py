@@ -172,6 +172,27 @@ def _explore(argv: list[str], root: Path) -> int:
     return 0
 
 
+def _models(argv: list[str], root: Path) -> int:
+    """List the model presets and the sources a params `models:` entry can use."""
+    argparse.ArgumentParser(prog="python build.py models", description=_models.__doc__
+                            ).parse_args(argv)
+    from . import models
+
+    print("presets (models: - {key: KEY, weights: pretrained | random, size: base | tiny}):")
+    for row in models.preset_table():
+        print(f"  {row['key']:<16} {row['source']}\n"
+              f"  {'':<16} readout {row['readout']}; methods {row['methods']}; input "
+              f"{row['input']}\n  {'':<16} {row['notes']}")
+    print("\nspecs (models: - {key: NEW_KEY, source: SOURCE, ...}; readout, methods and "
+          "preprocessing are read off the built model):")
+    for source, needs in models.SOURCES.items():
+        print(f"  {source:<12} {needs}")
+    print(f"  {'any':<12} {models.CHECKPOINT_HELP}; target_layer: the Grad-CAM layer (dotted "
+          "name) and target_layout: nchw | nhwc | tokens; input: {size, resize: squash | "
+          "SHORTEST_EDGE, crop_pct, interpolation, mean, std}")
+    return 0
+
+
 def _loopback(host: str) -> bool:
     try:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -232,4 +253,5 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "bench": (_bench, "run benchmarks/bench_*.py [--quick]"),
     "lock": (_lock, "rewrite requirements-lock.txt from this environment"),
     "explore": (_explore, "serve the interactive explorer over a built profile's tables and maps"),
+    "models": (_models, "list the model presets and the sources a models: entry can use"),
 }

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -26,8 +26,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-MODEL_KEYS = ("dinov2", "dinov3", "mae", "clip", "siglip", "siglip2", "resnet50")
+# Presets of sightline.models.REGISTRY a WikiChurches profile can list (a test keeps them
+# in step with the registry), and those of the Shared Interest study.
+MODEL_KEYS = ("dinov2", "dinov2_reg", "dinov3", "mae", "clip", "siglip", "siglip2", "resnet50",
+              "resnet50_tv")
 BASELINE_NAMES = ("random", "centre_gaussian", "spectral_residual", "sobel")
 SI_MODEL_KEYS = ("swin_t", "cait_s", "resnet101", "efficientnet_b6")
 SI_SUBJECTS = (
@@ -109,10 +113,152 @@ Dataset = Annotated[
 ]
 
 
+Side = Annotated[int, Field(ge=16, le=4096)]
+Normalisation = Literal["imagenet", "clip", "half"] | tuple[float, float, float]
+SOURCES = ("hf", "timm", "torchvision", "python")
+_SPEC_FIELDS = ("name", "factory", "checkpoint", "target_layer", "target_layout", "input")
+
+
+class InputSpec(_Section):
+    """A spec's preprocessing, over what its checkpoint's own config says: the square
+    ``size``; ``resize`` ``squash`` (whole image to size x size) or the shortest edge in
+    px before a centre crop (or ``crop_pct``: shortest edge = size / crop_pct);
+    ``interpolation``; ``mean`` / ``std`` as three numbers or a name."""
+
+    size: Side | tuple[Side, Side] | None = None
+    resize: Literal["squash"] | Side | None = None
+    crop_pct: Annotated[float, Field(gt=0, le=1)] | None = None
+    interpolation: Literal["bilinear", "bicubic"] | None = None
+    mean: Normalisation | None = None
+    std: Normalisation | None = None
+
+    @field_validator("size")
+    @classmethod
+    def _square(cls, value: int | tuple[int, int] | None) -> int | None:
+        if isinstance(value, tuple):
+            if value[0] != value[1]:
+                raise ValueError(
+                    f"{value[0]}x{value[1]}: sightline's input frame is square "
+                    "(geometry.Geometry); give one side, e.g. size: " f"{max(value)}"
+                )
+            return value[0]
+        return value
+
+    @model_validator(mode="after")
+    def _one_crop_rule(self) -> InputSpec:
+        if self.resize is not None and self.crop_pct is not None:
+            raise ValueError("give input.resize or input.crop_pct, not both")
+        return self
+
+
 class ModelChoice(_Section):
-    key: Literal[MODEL_KEYS]  # type: ignore[valid-type]
-    weights: Literal["pretrained", "random"] = "pretrained"
+    """A ``models:`` entry: a preset ``key`` (``weights`` / ``size`` as ever), or a spec: a
+    new ``key`` naming it, a ``source`` and what that source needs (see
+    `sightline.models.SOURCES`, ``python build.py models``)."""
+
+    PRESETS: ClassVar[tuple[str, ...]] = MODEL_KEYS
+
+    source: Literal[SOURCES] | None = None  # type: ignore[valid-type]
+    key: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
+    name: Annotated[str, Field(min_length=1)] | None = None
+    factory: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
+    weights: str = "pretrained"
     size: Literal["base", "tiny"] = "base"
+    checkpoint: Path | None = None
+    target_layer: Annotated[str, Field(min_length=1)] | None = None
+    target_layout: Literal["nchw", "nhwc", "tokens"] | None = None
+    input: InputSpec | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _preset_or_new(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("source") is None and value not in cls.PRESETS:
+            raise _literal_error(cls.PRESETS, " (or a spec with a 'source')")
+        if info.data.get("source") is not None and value in _all_presets():
+            raise ValueError(f"{value!r} is a preset key; name your spec with a new key")
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _known_weights(cls, value: str, info: ValidationInfo) -> str:
+        allowed: tuple[str, ...] = ("pretrained", "random")
+        if info.data.get("source") == "torchvision" and info.data.get("name"):
+            allowed += _torchvision_weights(info.data["name"])
+        if value not in allowed:
+            raise _literal_error(allowed)
+        return value
+
+    @model_validator(mode="after")
+    def _spec_fields(self) -> ModelChoice:
+        """Each source's required fields; preset-only and spec-only fields kept apart."""
+        given = [f for f in _SPEC_FIELDS if getattr(self, f) is not None]
+        if self.source is None:
+            if given:
+                raise ValueError(f"model {self.key!r}: {', '.join(given)} describe a spec: add "
+                                 f"'source' ({', '.join(SOURCES)}) and a new key")
+            return self
+        if self.size != "base":
+            raise ValueError(f"model {self.key!r}: 'size' applies to presets (tiny random "
+                             "stand-ins); drop it from the spec")
+        if self.source == "python":
+            if self.factory is None or self.name is not None:
+                raise ValueError(f"model {self.key!r}: source python takes 'factory' "
+                                 "('package.module:function'), not 'name'")
+        elif self.name is None or self.factory is not None:
+            raise ValueError(f"model {self.key!r}: source {self.source} needs 'name' (and takes "
+                             "no 'factory')")
+        if self.source == "timm":
+            _check_timm_name(self.key, self.name)
+        if self.source == "torchvision":
+            _check_torchvision_name(self.key, self.name)
+        if self.checkpoint is not None and self.weights == "random":
+            raise ValueError(f"model {self.key!r}: 'checkpoint' gives the weights; drop "
+                             "'weights: random'")
+        return self
+
+
+def _literal_error(allowed: tuple[str, ...], extra: str = "") -> PydanticCustomError:
+    """A literal_error as pydantic words it, so `_explain` lists the values and a close one."""
+    quoted = [f"'{a}'" for a in allowed]
+    expected = ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+    return PydanticCustomError("literal_error", "Input should be {expected}",
+                               {"expected": expected + extra})
+
+
+def _all_presets() -> set[str]:
+    from sightline.models import REGISTRY
+
+    return set(REGISTRY)
+
+
+def _check_timm_name(key: str, name: str) -> None:
+    import timm
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=3)
+        hint = f"; close: {', '.join(close)}" if close else ""
+        raise ValueError(f"model {key!r}: {name!r} is not a timm model{hint} "
+                         "(timm.list_models() lists them)")
+
+
+def _check_torchvision_name(key: str, name: str) -> None:
+    from torchvision.models import list_models
+
+    names = list_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; close: {', '.join(close)}" if close else ""
+        raise ValueError(f"model {key!r}: {name!r} is not a torchvision model{hint}")
+
+
+def _torchvision_weights(name: str) -> tuple[str, ...]:
+    """The weights enum names of a torchvision builder (none for an unknown name)."""
+    from torchvision.models import get_model_weights
+
+    try:
+        return ("DEFAULT", *get_model_weights(name).__members__)
+    except (KeyError, ValueError):
+        return ()
 
 
 class Extraction(_Section):
@@ -189,7 +335,9 @@ HumanAttentionData = Annotated[
 
 
 class SIModelChoice(ModelChoice):
-    key: Literal[SI_MODEL_KEYS]  # type: ignore[valid-type]
+    """A Shared Interest model: one of the study's presets, or a spec of an ImageNet classifier."""
+
+    PRESETS: ClassVar[tuple[str, ...]] = SI_MODEL_KEYS
 
 
 class Xrai(_Section):
@@ -277,12 +425,13 @@ STRATEGIES: tuple[str, ...] = ("linear_probe", "lora", "full")
 class Finetune(_Section):
     """Q2: which models to fine-tune how, and the training recipe (see `sightline.finetune`).
 
-    ``strategies`` maps a model key (of the ``models`` list) to its strategies; every
+    ``strategies`` maps a model key (a preset or a spec of the ``models`` list) to its
+    strategies; every
     (model, strategy) runs once per seed ``seed, seed + 1, ...``. LoRA rank / alpha /
     dropout left unset take the registry's defaults for the model family.
     """
 
-    strategies: dict[Literal[MODEL_KEYS], tuple[Strategy, ...]] = {}  # type: ignore[valid-type]
+    strategies: dict[str, tuple[Strategy, ...]] = {}
     seeds: Annotated[int, Field(ge=1, le=20)] = 1
     epochs: Annotated[int, Field(ge=1, le=1000)] = 3
     patience: Annotated[int, Field(ge=0)] = 0  # epochs without a better val accuracy; 0: off
@@ -339,6 +488,9 @@ class Params(_Section):
         keys = [(m.key, m.weights, m.size) for m in value]
         if len(set(keys)) != len(keys):
             raise ValueError("a model is listed twice with the same weights and size")
+        specs = [m.key for m in value if m.source is not None]
+        if len(set(specs)) != len(specs):
+            raise ValueError("two specs share a key: give each its own")
         return value
 
     @field_validator("finetune")
@@ -387,10 +539,25 @@ class Params(_Section):
                 update={"dataset": si_data.model_copy(
                     update={"root": _resolve(si_data.root, base)})}
             )
+        update["models"] = tuple(_resolve_checkpoint(m, base) for m in self.models)
+        if self.shared_interest is not None:
+            update["shared_interest"] = update["shared_interest"].model_copy(update={
+                "models": tuple(_resolve_checkpoint(m, base) for m in self.shared_interest.models)
+            })
         update["finetune"] = self.finetune.model_copy(
             update={"checkpoint_dir": _resolve(self.finetune.checkpoint_dir, base)}
         )
         return self.model_copy(update=update)
+
+
+def _resolve_checkpoint(choice: ModelChoice, base: Path) -> ModelChoice:
+    """A spec's checkpoint path resolved against ``base``; a missing one is an error here."""
+    if choice.checkpoint is None:
+        return choice
+    path = _resolve(choice.checkpoint, base)
+    if not path.exists():
+        raise ParamsError(f"model {choice.key!r}: checkpoint {path} does not exist")
+    return choice.model_copy(update={"checkpoint": path})
 
 
 def _resolve(path: Path, base: Path) -> Path:
@@ -423,7 +590,10 @@ def load_params(path: str | Path, base: str | Path | None = None) -> Params:
             raise ParamsError(f"{path}: {problems[0]}") from None
         listed = "\n".join(f"  - {problem}" for problem in problems)
         raise ParamsError(f"{path}: invalid params:\n{listed}") from None
-    return params.resolve_paths(Path(base) if base is not None else Path.cwd())
+    try:
+        return params.resolve_paths(Path(base) if base is not None else Path.cwd())
+    except ParamsError as error:
+        raise ParamsError(f"{path}: {error}") from None
 
 
 _DATASET_KINDS = ("synthetic", "wikichurches", "coco", "masks", "human_attention",
@@ -457,8 +627,9 @@ def _explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
         return f"'{key}' is {given!r}; allowed: {expected}.{suggestion}"
     if error["type"] == "missing":
         return f"missing key '{key}'"
-    if error["type"] == "value_error" and not loc:  # a cross-field rule: its message names the keys
-        return str(error["ctx"]["error"])
+    if error["type"] == "value_error":  # a rule's own message names the keys
+        message = str(error["ctx"]["error"])
+        return f"'{key}': {message}" if loc else message
     return f"'{key}': {error['msg']} (got {error.get('input')!r})"
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import baselines, cache, data, geometry, models, saliency
+from . import baselines, cache, data, geometry, models, saliency, variants
 from . import execution as engine
 from .config import Execution, ModelChoice
 from .geometry import Geometry
@@ -34,13 +34,17 @@ BASELINE_GRID = 56
 
 def code_version() -> str:
     """Hash of the code that decides what a map is; part of every store's key."""
-    sources = [Path(m.__file__).read_bytes() for m in (geometry, models, saliency, baselines)]
+    sources = [Path(m.__file__).read_bytes()
+               for m in (geometry, models, variants, saliency, baselines)]
     return hashlib.sha256(b"".join(sources)).hexdigest()[:12]
 
 
 def model_name(choice: ModelChoice) -> str:
     """How a model choice is named in the cache and in every table, e.g. ``dinov2`` or
-    ``dinov2-tiny-random`` for the offline stand-ins."""
+    ``dinov2-tiny-random`` for the offline stand-ins; a spec by its key (``mynet``, or
+    ``mynet-random`` with random weights)."""
+    if choice.source is not None:
+        return f"{choice.key}-random" if choice.weights == "random" else choice.key
     if choice.weights == "pretrained" and choice.size == "base":
         return choice.key
     return f"{choice.key}-{choice.size}-{choice.weights}"
@@ -215,13 +219,9 @@ def extract_shard(
     device = resolve_device(task.device)
     choice = task.choice
     if loaded is None and task.run is not None:
-        from .finetune import load_run  # finetune builds on this module
-
-        loaded = load_run(task.run, device)
+        loaded = variants.load_run(task.run, device)
     elif loaded is None:
-        loaded = models.load_model(
-            choice.key, weights=choice.weights, size=choice.size, seed=task.seed, device=device
-        )
+        loaded = models.load_choice(choice, seed=task.seed, device=device)
     store.shard_dir.mkdir(parents=True, exist_ok=True)
     writer = cache.ShardWriter(store.shard_dir, prefix=f"{task.shard:04d}-")
     with tqdm(total=len(todo), desc=f"maps {model_name(choice)}", unit="img",

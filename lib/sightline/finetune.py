@@ -38,39 +38,38 @@ import json
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 from tqdm import tqdm
 
-from . import data, extract, geometry, models
+from . import data, extract, geometry, models, variants
 from . import execution as engine
 from .config import STRATEGIES, Execution, Finetune, ModelChoice
+from .variants import ADAPTER_DIR as _ADAPTER
+from .variants import BACKBONE_FILE as _BACKBONE
+from .variants import HEAD_FILE as _HEAD
+from .variants import MANIFEST, FinetuneError, checkpoint_hash, load_run, read_manifest
+from .variants import backbone as _backbone
+from .variants import embed as _embed
+from .variants import feature_dim as _feature_dim
+from .variants import quiet_peft as _quiet_peft
 
 STYLES: tuple[str, ...] = tuple(data.MAIN_STYLES.values())
-MANIFEST = "manifest.json"
 _STATE = "state.pt"
-_HEAD = "head.safetensors"
-_BACKBONE = "backbone.safetensors"
-_ADAPTER = "adapter"
 # settings that change where or how fast a run trains, not what it learns
 _NOT_KEYED = ("device", "num_workers", "checkpoint_dir", "strategies", "seeds")
 
 Item = tuple[str, str, int]  # (image_id, path, style index)
-
-
-class FinetuneError(Exception):
-    """A run that cannot be trained or loaded; the message says which and what to do."""
 
 
 # --- the split ----------------------------------------------------------------------------
@@ -197,31 +196,31 @@ def plan(choices: Sequence[ModelChoice], finetune: Finetune, seed: int) -> list[
     runs = []
     for choice in choices:
         for strategy in finetune.strategies.get(choice.key, ()):
-            _check_strategy(choice.key, strategy)
+            _check_strategy(choice, strategy)
             runs += [Run(choice, strategy, seed + i) for i in range(finetune.seeds)]
     return runs
 
 
-def _check_strategy(key: str, strategy: str) -> None:
+def _check_strategy(choice: ModelChoice, strategy: str) -> None:
     if strategy not in STRATEGIES:
         raise FinetuneError(f"unknown strategy {strategy!r}; strategies: {list(STRATEGIES)}")
-    if strategy == "lora" and models.REGISTRY[key].arch.lora is None:
+    if strategy == "lora" and models.spec_for(choice).arch.lora is None:
         raise FinetuneError(
-            f"model {key!r} has no LoRA defaults in the registry (its family is fine-tuned by "
-            "linear probe or in full); drop 'lora' for it in finetune.strategies"
+            f"model {choice.key!r} has no LoRA defaults in the registry (its family is "
+            "fine-tuned by linear probe or in full); drop 'lora' for it in finetune.strategies"
         )
 
 
 def code_version() -> str:
     """Hash of the code that decides what a run learns; part of every run's key."""
-    sources = [Path(m.__file__).read_bytes() for m in (geometry, models, data)]
+    sources = [Path(m.__file__).read_bytes() for m in (geometry, models, variants, data)]
     return hashlib.sha256(b"".join([*sources, Path(__file__).read_bytes()])).hexdigest()[:12]
 
 
-def recipe(finetune: Finetune, key: str, strategy: str) -> dict[str, Any]:
+def recipe(finetune: Finetune, choice: ModelChoice, strategy: str) -> dict[str, Any]:
     """The settings that determine what a run learns (LoRA defaults filled in)."""
     settings = finetune.model_dump(mode="json", exclude=set(_NOT_KEYED))
-    lora = models.REGISTRY[key].arch.lora
+    lora = models.spec_for(choice).arch.lora
     if strategy == "lora":
         settings["lora_targets"] = list(lora.targets)
         for name in ("rank", "alpha", "dropout"):
@@ -241,9 +240,9 @@ def recipe(finetune: Finetune, key: str, strategy: str) -> dict[str, Any]:
 
 def run_dir(out_dir: str | Path, run: Run, split: Split, finetune: Finetune, model_seed: int) -> Path:
     """The run's content-keyed folder: dataset, model, strategy, seed, recipe, split, code."""
-    settings = recipe(finetune, run.choice.key, run.strategy)
-    payload = [run.choice.model_dump(mode="json"), run.strategy, run.seed, model_seed, settings,
-               split.id, code_version()]
+    settings = recipe(finetune, run.choice, run.strategy)
+    payload = [run.choice.model_dump(mode="json", exclude_none=True), run.strategy, run.seed,
+               model_seed, settings, split.id, code_version()]
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
     name = f"{extract.model_name(run.choice)}__{run.variant}__{key}"
     return Path(out_dir) / split.dataset_id[:16] / name
@@ -286,26 +285,6 @@ def _transforms(spec: models.ModelSpec, finetune: Finetune, train: bool) -> T.Co
 # --- models ---------------------------------------------------------------------------------
 
 
-def _backbone(choice: ModelChoice, model_seed: int, device: str) -> models.LoadedModel:
-    """The registry's model as a feature extractor (a timm classifier loses its own head)."""
-    loaded = models.load_model(
-        choice.key, weights=choice.weights, size=choice.size, seed=model_seed, device=device
-    )
-    if hasattr(loaded.module, "reset_classifier"):
-        loaded.module.reset_classifier(0)
-    return loaded
-
-
-def _embed(loaded: models.LoadedModel, pixels: torch.Tensor) -> torch.Tensor:
-    return loaded.spec.arch.features(loaded.forward(pixels))
-
-
-def _feature_dim(loaded: models.LoadedModel) -> int:
-    size = loaded.spec.geometry.size
-    with torch.no_grad():
-        return int(_embed(loaded, torch.zeros(1, 3, size, size, device=loaded.device)).shape[-1])
-
-
 def _lora_config(settings: dict) -> Any:
     from peft import LoraConfig
 
@@ -315,34 +294,6 @@ def _lora_config(settings: dict) -> Any:
         lora_dropout=settings["lora_dropout"],
         target_modules=settings["lora_targets"],
     )
-
-
-def load_run(run: str | Path | dict, device: str = "cpu") -> models.LoadedModel:
-    """A trained run as a `LoadedModel` in eval mode: its backbone and its style head.
-
-    LoRA adapters are merged into the backbone, so maps are read exactly as from any
-    model of that class. The checkpoint's hash is checked against the manifest.
-    """
-    manifest = run if isinstance(run, dict) else read_manifest(run)
-    folder = Path(manifest["dir"])
-    if checkpoint_hash(folder) != manifest["checkpoint_hash"]:
-        raise FinetuneError(
-            f"{folder}: the checkpoint files do not match the manifest's hash; delete the "
-            "folder and train the run again"
-        )
-    choice = ModelChoice(**manifest["model"]["choice"])
-    loaded = _backbone(choice, manifest["model_seed"], device)
-    module = loaded.module
-    if manifest["strategy"] == "full":
-        module.load_state_dict(load_file(folder / _BACKBONE, device=device))
-    elif manifest["strategy"] == "lora":
-        from peft import PeftModel
-
-        with _quiet_peft():
-            module = PeftModel.from_pretrained(module, folder / _ADAPTER).merge_and_unload()
-    head = nn.Linear(_feature_dim(loaded), len(STYLES)).to(device)
-    head.load_state_dict(load_file(folder / _HEAD, device=device))
-    return dataclasses.replace(loaded, module=module.eval(), head=head.eval())
 
 
 def evaluate_run(run: str | Path | dict, items: Sequence[Item], *, batch_size: int = 32,
@@ -360,33 +311,6 @@ def evaluate_run(run: str | Path | dict, items: Sequence[Item], *, batch_size: i
     accuracy, f1 = _evaluate(loaded.score, loaded.module, loaded.head, batches, device)
     return {"accuracy": accuracy, "macro_f1": f1, "n": len(items),
             "correct": round(accuracy * len(items))}
-
-
-@contextmanager
-def _quiet_peft() -> Iterator[None]:
-    """peft 0.21 reads a transformers attribute deprecated in 5.x (nothing a user can fix)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
-                                category=FutureWarning)
-        yield
-
-
-def read_manifest(folder: str | Path) -> dict:
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise FinetuneError(f"{path} not found: the run is not trained (or not finished)")
-    return json.loads(path.read_text())
-
-
-def checkpoint_hash(folder: Path) -> str:
-    """sha256 over the run's weight files (names and bytes)."""
-    digest = hashlib.sha256()
-    files = [folder / _HEAD, folder / _BACKBONE, *sorted((folder / _ADAPTER).glob("*"))]
-    for path in files:
-        if path.is_file():
-            digest.update(str(path.relative_to(folder)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 # --- training -------------------------------------------------------------------------------
@@ -447,13 +371,13 @@ def train_run(
     the untrained model is the run's starting point.
     """
     run = Run(choice, strategy, seed)
-    _check_strategy(choice.key, strategy)
+    _check_strategy(choice, strategy)
     folder = run_dir(out_dir, run, split, finetune, model_seed)
     if (folder / MANIFEST).is_file():
         return read_manifest(folder)
     folder.mkdir(parents=True, exist_ok=True)
     split_path = split.save(Path(out_dir) / split.dataset_id[:16] / "splits")
-    settings = recipe(finetune, choice.key, strategy)
+    settings = recipe(finetune, choice, strategy)
     device = extract.resolve_device(finetune.device)
     started = time.perf_counter()
 
@@ -575,7 +499,8 @@ def train_run(
     manifest = {
         "dir": str(folder),
         "key": folder.name.rsplit("__", 1)[-1],
-        "model": {"name": extract.model_name(choice), "choice": choice.model_dump(mode="json")},
+        "model": {"name": extract.model_name(choice),
+                  "choice": choice.model_dump(mode="json", exclude_none=True)},
         "strategy": strategy,
         "variant": run.variant,
         "seed": seed,
@@ -727,7 +652,7 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
         for variant, manifest in [("frozen", probe), *((m["variant"], m) for m in own)]:
             methods = None
             if manifest is None:
-                methods = tuple(m for m in models.REGISTRY[choice.key].methods if m != "gradcam")
+                methods = tuple(m for m in models.spec_for(choice).methods if m != "gradcam")
                 if not methods:
                     continue
             key = manifest["key"] if manifest else ""

@@ -170,6 +170,20 @@ class BuildResult:
     records: dict[str, dict]
 
 
+def check_models(params: config.Params) -> None:
+    """Read every spec's layout off a random-weight build before any work: a model whose
+    maps cannot be read stops the build here with one line naming it and what to set."""
+    from . import models
+
+    listed = [*params.models, *(params.shared_interest.models if params.shared_interest else ())]
+    try:
+        for choice in listed:
+            if choice.source is not None:
+                models.spec_for(choice)
+    except models.ModelError as error:
+        raise UsageError(str(error)) from None
+
+
 def build(
     params_path: Path,
     *,
@@ -182,6 +196,7 @@ def build(
     from . import report
 
     params = config.load_params(params_path, base=root)
+    check_models(params)
     if params.execution.engine == "ray":
         execution.ensure_ray()
         execution.check_address(params.execution.address)

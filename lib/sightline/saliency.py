@@ -5,8 +5,8 @@ patch grid (CNN: the stage's grid), non-negative, larger = more attention. Per-h
 methods have ``K = num_heads + 1`` (the last slot is the mean over heads); the others
 ``K = 1``. Methods:
 
-- ``cls``: the CLS token's attention row over patch tokens (CLS and registers skipped),
-  per layer;
+- ``cls``: the CLS token's attention row over patch tokens (CLS, registers and any other
+  prefix token skipped), per layer;
 - ``rollout``: attention rollout (Abnar & Zuidema 2020) through layers ``0..l``, read at
   the CLS row, for every end layer ``l``;
 - ``probe``: the pooling head's probe attention over patches (SigLIP family), as layer
@@ -19,14 +19,16 @@ methods have ``K = num_heads + 1`` (the last slot is the mean over heads); the o
   (`LoadedModel.head`: a linear probe or a fine-tuned head, see `sightline.finetune`);
   a backbone without one has no class logit and so no Grad-CAM: by default it is left
   out of the methods, and asked for explicitly it is an error.
-  Timm classifiers of the Shared Interest study: the registry's one target layer
-  (layer 0), with its token / NHWC layout reshaped by the registry entry.
+  Classifiers explained at one layer (the Shared Interest models, specs with a
+  ``target_layer``): that layer (layer 0), its token / NHWC layout reshaped by the spec.
 - ``xrai``: XRAI (Kapishnikov et al. 2019) from PAIR's ``saliency`` package on the model's
   input frame, for classifiers, explaining the predicted (or a given) class; integrated
   gradients steps, batch size and the full / fast algorithm are `XraiSettings`. The
   region gains are min-max scaled to [0, 1] (order kept): one ``(B, 1, S, S)`` map, layer 0.
 
-All attention methods share one forward pass.
+All attention methods share one forward pass (`LoadedModel.attentions`: HF
+``output_attentions`` or hooks on timm attention blocks). Which methods apply to a model is
+derived from it (`sightline.models.applicable_methods`).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from saliency.core.base import INPUT_OUTPUT_GRADIENTS
 from skimage.morphology import disk
 from torch import nn
 
-from sightline.models import LoadedModel
+from sightline.models import LoadedModel, pooling_heads
 
 ATTENTION_METHODS = ("cls", "rollout", "probe", "mean_received")
 METHODS = (*ATTENTION_METHODS, "gradcam", "xrai")
@@ -104,7 +106,7 @@ def extract(
 
 
 def _check_methods(model: LoadedModel, methods: Sequence[str] | None) -> list[str]:
-    allowed = model.spec.methods
+    allowed = model.methods
     if methods is None:
         return [m for m in allowed if m != "gradcam" or model.is_classifier]
     if isinstance(methods, str):
@@ -141,23 +143,22 @@ def _attention_maps(
 ) -> dict[MapKey, np.ndarray]:
     """One forward pass capturing every layer's attention, then each method reads it."""
     with torch.inference_mode():
-        output = model.forward(pixel_values, output_attentions=True)
-        attentions = _checked_attentions(model, output, pixel_values.shape[0])
+        output, attentions = model.attentions(pixel_values)
+        attentions = _checked_attentions(model, attentions, pixel_values.shape[0])
         maps: dict[MapKey, np.ndarray] = {}
         for method in methods:
             maps |= _ATTENTION_READERS[method](model, attentions, output)
     return maps
 
 
-def _checked_attentions(model: LoadedModel, output: Any, batch: int) -> Attentions:
-    """The output's attentions: one ``(B, heads, T, T)`` tensor per layer, or an error."""
-    attentions = output.attentions
+def _checked_attentions(model: LoadedModel, attentions: Attentions, batch: int) -> Attentions:
+    """The captured attentions: one ``(B, heads, T, T)`` tensor per layer, or an error."""
     tokens = model.num_prefix_tokens + model.grid[0] * model.grid[1]
     expected = (batch, model.num_heads, tokens, tokens)
     if not attentions or len(attentions) != model.num_layers:
         raise RuntimeError(
             f"model {model.spec.key!r} returned {len(attentions or ())} attention tensors, "
-            f"expected {model.num_layers}: is attention eager (not SDPA/flash)?"
+            f"expected {model.num_layers}: is attention eager / unfused (not SDPA/flash)?"
         )
     for layer, attention in enumerate(attentions):
         if tuple(attention.shape) != expected:
@@ -233,12 +234,7 @@ def probe_attention(module: nn.Module, last_hidden_state: torch.Tensor) -> torch
     The head (a module with a ``probe`` parameter and an ``nn.MultiheadAttention``
     ``attention``) is re-run on its own input with per-head weights returned.
     """
-    heads = [
-        m
-        for m in module.modules()
-        if isinstance(getattr(m, "attention", None), nn.MultiheadAttention)
-        and isinstance(getattr(m, "probe", None), nn.Parameter)
-    ]
+    heads = pooling_heads(module)
     if len(heads) != 1:
         raise ValueError(
             f"{type(module).__name__} has {len(heads)} attention-pooling heads (a module with a "

@@ -154,8 +154,7 @@ def extract_study(
     if not (missing_maps or missing_predictions):
         return _predictions_for(known, samples)
     device = extract.resolve_device(device)
-    loaded = models.load_model(choice.key, weights=choice.weights, size=choice.size, seed=seed,
-                               device=device)
+    loaded = models.load_choice(choice, seed=seed, device=device)
     extract.extract_model(
         samples, choice, store, batch_size=batch_size, device=device, seed=seed, loaded=loaded,
         methods=methods, xrai=xrai,
@@ -184,8 +183,7 @@ def method_cost(
     cost = json.loads(path.read_text()) if path.is_file() else {}
     if not set(methods) <= set(cost):
         device = extract.resolve_device(device)
-        model = models.load_model(choice.key, weights=choice.weights, size=choice.size,
-                                  seed=seed, device=device)
+        model = models.load_choice(choice, seed=seed, device=device)
         pixels = model.preprocess([data.load_image(sample.path)]).to(device)
         for method in methods:
             started = time.perf_counter()

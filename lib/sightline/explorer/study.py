@@ -113,7 +113,7 @@ class Study:
     def methods(self, model: str, variant: str) -> list[str]:
         """Methods of one (model, variant), in the registry's order where it knows the model."""
         present = {me for (mo, v, me) in self._heads if (mo, v) == (model, variant)}
-        spec = registry.REGISTRY.get(_registry_key(model))
+        spec = self._spec(model)
         known = [m for m in spec.methods if m in present] if spec else []
         return known + sorted(present - set(known))
 
@@ -215,7 +215,14 @@ class Study:
         """The preprocessing frame the model's maps (and so its masks) live in."""
         if model == BASELINE:
             return extract.BASELINE_GEOMETRY
-        return registry.REGISTRY[_registry_key(model)].geometry
+        return self._spec(model).geometry
+
+    def _spec(self, model: str) -> registry.ModelSpec | None:
+        """The spec of a model named as in the tables (``extract.model_name``), if listed."""
+        choice = next((c for c in self.params.models if extract.model_name(c) == model), None)
+        if choice is not None:
+            return registry.spec_for(choice)
+        return registry.REGISTRY.get(_registry_key(model))
 
     def store(self, model: str, variant: str) -> MapStore:
         """The cache file of (model, variant): the one the build recorded in ``stores.csv``,

@@ -1,0 +1,111 @@
+"""Fine-tuned variants of a model: a backbone plus the weights a run saved in its folder.
+
+The one place both map extraction (`sightline.extract`) and fine-tuning
+(`sightline.finetune`) build a model for training or load a trained run: the backbone as
+a feature extractor (`backbone`), its pooled embedding (`embed`), and a run's folder
+(``manifest.json``, ``head.safetensors``, ``backbone.safetensors`` for full fine-tuning,
+``adapter/`` for LoRA) as a `LoadedModel` with its head (`load_run`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from . import models
+from .config import ModelChoice
+
+MANIFEST = "manifest.json"
+HEAD_FILE = "head.safetensors"
+BACKBONE_FILE = "backbone.safetensors"
+ADAPTER_DIR = "adapter"
+
+
+class FinetuneError(Exception):
+    """A run that cannot be trained or loaded; the message says which and what to do."""
+
+
+def backbone(choice: ModelChoice, model_seed: int, device: str) -> models.LoadedModel:
+    """The chosen model as a feature extractor (a timm classifier loses its own head)."""
+    loaded = models.load_choice(choice, seed=model_seed, device=device)
+    if hasattr(loaded.module, "reset_classifier"):
+        loaded.module.reset_classifier(0)
+    return loaded
+
+
+def embed(loaded: models.LoadedModel, pixels: torch.Tensor) -> torch.Tensor:
+    """The backbone's pooled embedding ``(B, D)``: what a style head reads."""
+    return loaded.spec.arch.features(loaded.forward(pixels))
+
+
+def feature_dim(loaded: models.LoadedModel) -> int:
+    size = loaded.spec.geometry.size
+    with torch.no_grad():
+        return int(embed(loaded, torch.zeros(1, 3, size, size, device=loaded.device)).shape[-1])
+
+
+def load_run(run: str | Path | dict, device: str = "cpu") -> models.LoadedModel:
+    """A trained run as a `LoadedModel` in eval mode: its backbone and its style head.
+
+    LoRA adapters are merged into the backbone, so maps are read exactly as from any
+    model of that class. The checkpoint's hash is checked against the manifest.
+    """
+    manifest = run if isinstance(run, dict) else read_manifest(run)
+    folder = Path(manifest["dir"])
+    if checkpoint_hash(folder) != manifest["checkpoint_hash"]:
+        raise FinetuneError(
+            f"{folder}: the checkpoint files do not match the manifest's hash; delete the "
+            "folder and train the run again"
+        )
+    choice = ModelChoice(**manifest["model"]["choice"])
+    loaded = backbone(choice, manifest["model_seed"], device)
+    module = loaded.module
+    if manifest["strategy"] == "full":
+        module.load_state_dict(load_file(folder / BACKBONE_FILE, device=device))
+    elif manifest["strategy"] == "lora":
+        from peft import PeftModel
+
+        with quiet_peft():
+            module = PeftModel.from_pretrained(module, folder / ADAPTER_DIR).merge_and_unload()
+    state = load_file(folder / HEAD_FILE, device=device)
+    classes, width = state["weight"].shape
+    head = nn.Linear(width, classes).to(device)
+    head.load_state_dict(state)
+    return dataclasses.replace(loaded, module=module.eval(), head=head.eval())
+
+
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """peft 0.21 reads a transformers attribute deprecated in 5.x (nothing a user can fix)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                                category=FutureWarning)
+        yield
+
+
+def read_manifest(folder: str | Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise FinetuneError(f"{path} not found: the run is not trained (or not finished)")
+    return json.loads(path.read_text())
+
+
+def checkpoint_hash(folder: Path) -> str:
+    """sha256 over the run's weight files (names and bytes)."""
+    digest = hashlib.sha256()
+    files = [folder / HEAD_FILE, folder / BACKBONE_FILE,
+             *sorted((folder / ADAPTER_DIR).glob("*"))]
+    for path in files:
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
