@@ -355,8 +355,8 @@ class ModelSpec:
         return (1 if self.readout == "cls" else 0) + self.num_registers
 
 
-_CLS_METHODS = ("cls", "rollout", "gradcam")
-_PROBE_METHODS = ("probe", "mean_received", "gradcam")
+_CLS_METHODS = ("cls", "rollout", "chefer", "gradcam")
+_PROBE_METHODS = ("probe", "mean_received", "chefer", "gradcam")
 _SI_METHODS = ("gradcam", "xrai")
 
 _SIGLIP = HFVision(
