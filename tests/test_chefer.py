@@ -318,6 +318,8 @@ def test_a_backbone_without_a_head_has_no_chefer_map(pixels):
         extract(backbone, pixels, ["probe", "chefer"])
     with pytest.raises(ValueError, match="one class per image"):
         extract(_with_head(backbone, pixels), pixels, ["chefer"], classes=[0])
+    with pytest.raises(ValueError, match=r"classes \[0, 4\] out of range for 4 logits"):
+        extract(_with_head(backbone, pixels), pixels, ["chefer"], classes=[0, 4])
 
 
 def test_chefer_maps_need_the_probe_for_a_model_without_cls(headed):

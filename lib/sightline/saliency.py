@@ -183,9 +183,12 @@ def _attention_maps(
         output = model.forward(pixels, output_attentions=True)
         attentions = _checked_attentions(model, output, pixels.shape[0])
         logits = class_logits(model, output)
+        if classes is not None and not all(0 <= c < logits.shape[-1] for c in classes):
+            raise ValueError(f"target classes {classes} out of range for {logits.shape[-1]} logits")
         targets = logits.argmax(dim=-1) if classes is None else torch.tensor(classes)
+        # images are independent in eval mode: one backward of the sum gives each its gradient
         score = logits.gather(1, targets.to(logits.device)[:, None]).sum()
-        if len(probe) != (model.spec.readout == "probe"):
+        if model.spec.readout == "probe" and not probe:
             raise RuntimeError(f"model {model.spec.key!r}: the pooling head did not run")
         gradients = torch.autograd.grad(score, [*attentions, *probe])
     with torch.no_grad():
