@@ -72,9 +72,9 @@ names = {c.key: extract.model_name(c) for c in choices}
 # checkpoints. Every model's maps — frozen and each fine-tuned variant, through the same
 # code — come from the HDF5 cache; only what it lacks is computed (one forward pass per
 # batch captures every layer's attention), in this process or as Ray tasks (`execution`),
-# with the same maps either way. Grad-CAM targets the style logit of a classifier head:
-# the linear probe's for the frozen model, so a model with no linear probe in
-# `finetune.strategies` gets no Grad-CAM (and a CNN then no map at all).
+# with the same maps either way. Grad-CAM and Chefer relevance explain the style logit of
+# a classifier head: the linear probe's for the frozen model, so a model with no linear
+# probe in `finetune.strategies` gets neither (and a CNN then no map at all).
 
 # %%
 recipe, engine = Finetune(**finetune), Execution(**execution)

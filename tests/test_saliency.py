@@ -14,6 +14,7 @@ from torch import nn
 
 from sightline.models import REGISTRY, load_model
 from sightline.saliency import (
+    CLASS_METHODS,
     extract,
     rollout,
     rollout_matrices,
@@ -82,7 +83,7 @@ def test_extract_shapes_for_every_method(tiny, pixels, key):
     for method in model.spec.methods:
         if method in ("cls", "mean_received"):
             expected |= {(method, layer): (2, heads + 1, *grid) for layer in range(layers)}
-        elif method == "rollout":
+        elif method in ("rollout", "chefer"):
             expected |= {(method, layer): (2, 1, *grid) for layer in range(layers)}
         elif method == "probe":
             expected[(method, layers)] = (2, heads + 1, *grid)
@@ -116,7 +117,7 @@ def test_attention_methods_share_one_forward(tiny, pixels, key):
     calls = []
     handle = model.module.register_forward_hook(lambda *_: calls.append(1))
     try:
-        extract(model, pixels, [m for m in model.spec.methods if m != "gradcam"])
+        extract(model, pixels, [m for m in model.spec.methods if m not in CLASS_METHODS])
     finally:
         handle.remove()
     assert len(calls) == 1
@@ -393,7 +394,7 @@ def test_a_backbone_without_a_head_has_no_gradcam(tiny, pixels):
 
 
 def test_inapplicable_or_unknown_methods_name_the_model_and_its_methods(tiny, pixels):
-    with pytest.raises(ValueError, match=r"'siglip'.*\['probe', 'mean_received', 'gradcam'\]"):
+    with pytest.raises(ValueError, match=r"'siglip'.*\['probe', 'mean_received', 'chefer', 'gradcam'\]"):
         extract(tiny["siglip"], pixels, ["cls"])
     with pytest.raises(ValueError, match=r"'resnet50'.*\['gradcam'\]"):
         extract(tiny["resnet50"], pixels, ["rollout"])
@@ -408,7 +409,7 @@ def test_bad_inputs_are_explained(tiny, pixels):
         extract(tiny["clip"], pixels, ["gradcam"], classes=[0, 1])
     with pytest.raises(ValueError, match="one class per image"):
         extract(tiny["resnet50"], pixels, ["gradcam"], classes=[0])
-    with pytest.raises(ValueError, match="only with 'gradcam'"):
+    with pytest.raises(ValueError, match=r"\['chefer', 'gradcam', 'xrai'\]: pass it only with"):
         extract(tiny["resnet50"], pixels, [], classes=[0, 1])
     model = load_model("dinov3")
     model.module.train()

@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 from tqdm import tqdm
 
-from . import data, extract, geometry, models, variants
+from . import data, extract, geometry, models, saliency, variants
 from . import execution as engine
 from .config import STRATEGIES, Execution, Finetune, ModelChoice
 from .variants import ADAPTER_DIR as _ADAPTER
@@ -638,10 +638,11 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
     """The map stores of each frozen model and of each of its trained runs, as extraction
     jobs ``{(model name, variant): job}`` for `extract.extract_models`.
 
-    The frozen variant's Grad-CAM targets the style logit of its linear probe (the probe
-    run with seed ``seed``); without one it has no Grad-CAM (a backbone alone has no style
-    logit), and a model whose only method is Grad-CAM then has no frozen job. Stores are
-    keyed by the run, so a retrained run gets new maps.
+    The frozen variant's class-target methods (Grad-CAM, Chefer relevance) explain the
+    style logit of its linear probe (the probe run with seed ``seed``); without one it has
+    none of them (a backbone alone has no style logit), and a model whose only method is
+    Grad-CAM then has no frozen job. Stores are keyed by the run, so a retrained run gets
+    new maps.
     """
     jobs = {}
     for choice in choices:
@@ -652,7 +653,8 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
         for variant, manifest in [("frozen", probe), *((m["variant"], m) for m in own)]:
             methods = None
             if manifest is None:
-                methods = tuple(m for m in models.spec_for(choice).methods if m != "gradcam")
+                methods = tuple(m for m in models.spec_for(choice).methods
+                                if m not in saliency.CLASS_METHODS)
                 if not methods:
                     continue
             key = manifest["key"] if manifest else ""

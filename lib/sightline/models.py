@@ -148,14 +148,16 @@ def applicable_methods(
     *, attention: bool, cls_token: bool, pooling_probe: bool, classifier: bool
 ) -> tuple[str, ...]:
     """The saliency methods a built model supports, from what it has (the one place this
-    is decided): CLS attention and rollout need a CLS token and capturable attention;
-    without a CLS token, attention received (and a pooling head's probe); Grad-CAM for
+    is decided): CLS attention, rollout and Chefer relevance need a CLS token and capturable
+    attention; without a CLS token, attention received (and a pooling head's probe, through
+    which Chefer relevance is then read out); Grad-CAM for
     every model (it needs a class logit: the model's own or a probe's); XRAI for
     classifiers explained at a layer (CNNs)."""
     if attention and cls_token:
-        return ("cls", "rollout", "gradcam")
-    if attention:
-        return (*(("probe",) if pooling_probe else ()), "mean_received", "gradcam")
+        return ("cls", "rollout", "chefer", "gradcam")
+    if attention:  # Chefer relevance is read out through a pooling head's probe
+        probe = ("probe", "mean_received", "chefer") if pooling_probe else ("mean_received",)
+        return (*probe, "gradcam")
     return ("gradcam", "xrai") if classifier else ("gradcam",)
 
 

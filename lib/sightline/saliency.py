@@ -12,6 +12,18 @@ methods have ``K = num_heads + 1`` (the last slot is the mean over heads); the o
 - ``probe``: the pooling head's probe attention over patches (SigLIP family), as layer
   ``num_layers`` since the head sits after the last block;
 - ``mean_received``: per layer, the attention each patch receives, averaged over query rows;
+- ``chefer``: gradient-weighted attention relevance (Chefer, Gur & Wolf, "Generic
+  Attention-model Explainability for Interpreting Bi-Modal and Encoder-Decoder
+  Transformers", ICCV 2021) for a class logit: ``R = I``; per block ``l``,
+  ``Ā_l = mean_heads((∇A_l ⊙ A_l)⁺)`` and ``R ← R + Ā_l R``; the map is the CLS row of ``R``
+  over patch tokens. A model with no CLS token (SigLIP) reads the pooling head's probe
+  instead: ``r = ā_probe R`` with ``ā_probe = mean_heads((∇a ⊙ a)⁺)`` of the probe's attention
+  row ``a``, the probe joining as one more query token after the last block. Per end layer
+  ``l`` (layers ``0..L-1``, like rollout): ``R`` through blocks ``0..l``, always weighted by
+  the gradients of the full model's logit, so layer ``L-1`` is the paper's map and an earlier
+  layer is that propagation stopped early (not the relevance of a model cut at ``l``).
+  Target and head requirement as Grad-CAM's; one backward pass per batch, on the forward
+  pass the other attention methods read;
 - ``gradcam``: pytorch-grad-cam's GradCAM, kept at the layer's grid. CNN: each stage's
   last block (layers 0..3). ViT: the last block's pre-attention LayerNorm (layer L-1).
   Target: a class logit of the model's classifier, the predicted class by default (or
@@ -26,13 +38,14 @@ methods have ``K = num_heads + 1`` (the last slot is the mean over heads); the o
   gradients steps, batch size and the full / fast algorithm are `XraiSettings`. The
   region gains are min-max scaled to [0, 1] (order kept): one ``(B, 1, S, S)`` map, layer 0.
 
-All attention methods share one forward pass (`LoadedModel.attentions`: HF
+All attention methods (``chefer`` included) share one forward pass (`LoadedModel.attentions`: HF
 ``output_attentions`` or hooks on timm attention blocks). Which methods apply to a model is
 derived from it (`sightline.models.applicable_methods`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,8 +64,10 @@ from torch import nn
 
 from sightline.models import LoadedModel, pooling_heads
 
-ATTENTION_METHODS = ("cls", "rollout", "probe", "mean_received")
+ATTENTION_METHODS = ("cls", "rollout", "probe", "mean_received", "chefer")
 METHODS = (*ATTENTION_METHODS, "gradcam", "xrai")
+# methods that explain a class logit: only for a classifier (or a backbone with a style head)
+CLASS_METHODS = ("chefer", "gradcam", "xrai")
 
 _HEAD_FUSIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mean": lambda a: a.mean(dim=1),
@@ -84,20 +99,21 @@ def extract(
 ) -> dict[MapKey, np.ndarray]:
     """Maps ``(method, layer) -> (B, K, gh, gw)`` for ``methods`` (default: all that apply).
 
-    ``classes`` (one per image) sets the Grad-CAM / XRAI target class of a classifier; by
-    default it is the predicted class. ``xrai`` sets XRAI's cost (default `XraiSettings()`).
+    ``classes`` (one per image) sets the Chefer / Grad-CAM / XRAI target class of a
+    classifier; by default it is the predicted class. ``xrai`` sets XRAI's cost (default
+    `XraiSettings()`).
     """
     methods = _check_methods(model, methods)
     pixel_values = _check_input(model, pixel_values)
-    if classes is not None and not {"gradcam", "xrai"} & set(methods):
+    if classes is not None and not set(CLASS_METHODS) & set(methods):
         raise ValueError(
-            "`classes` sets Grad-CAM / XRAI targets: pass it only with 'gradcam' or 'xrai' "
-            "in methods"
+            f"`classes` sets the target class of {list(CLASS_METHODS)}: pass it only with one "
+            "of them in methods"
         )
     maps: dict[MapKey, np.ndarray] = {}
     attention_methods = [m for m in methods if m in ATTENTION_METHODS]
     if attention_methods:
-        maps |= _attention_maps(model, pixel_values, attention_methods)
+        maps |= _attention_maps(model, pixel_values, attention_methods, classes)
     if "gradcam" in methods:
         maps |= gradcam_maps(model, pixel_values, classes)
     if "xrai" in methods:
@@ -108,7 +124,7 @@ def extract(
 def _check_methods(model: LoadedModel, methods: Sequence[str] | None) -> list[str]:
     allowed = model.methods
     if methods is None:
-        return [m for m in allowed if m != "gradcam" or model.is_classifier]
+        return [m for m in allowed if m not in CLASS_METHODS or model.is_classifier]
     if isinstance(methods, str):
         methods = [methods]
     wrong = [m for m in methods if m not in allowed]
@@ -139,15 +155,57 @@ def _check_input(model: LoadedModel, pixel_values: torch.Tensor) -> torch.Tensor
 
 
 def _attention_maps(
-    model: LoadedModel, pixel_values: torch.Tensor, methods: Sequence[str]
+    model: LoadedModel,
+    pixel_values: torch.Tensor,
+    methods: Sequence[str],
+    classes: Sequence[int] | None = None,
 ) -> dict[MapKey, np.ndarray]:
-    """One forward pass capturing every layer's attention, then each method reads it."""
-    with torch.inference_mode():
-        output, attentions = model.attentions(pixel_values)
-        attentions = _checked_attentions(model, attentions, pixel_values.shape[0])
-        maps: dict[MapKey, np.ndarray] = {}
-        for method in methods:
-            maps |= _ATTENTION_READERS[method](model, attentions, output)
+    """One forward pass capturing every layer's attention, then each method reads it.
+
+    With ``chefer`` the forward pass keeps its graph and one backward pass from the target
+    logits gives every attention's gradient; the other methods read the same attentions.
+    """
+    readers = [m for m in methods if m != "chefer"]
+    if "chefer" not in methods:
+        with torch.inference_mode():
+            output, attentions = model.attentions(pixel_values)
+            attentions = _checked_attentions(model, attentions, pixel_values.shape[0])
+            return _read_attentions(model, attentions, output, readers)
+    _require_classifier(model, "Chefer relevance")
+    classes = _checked_classes(classes, pixel_values.shape[0])
+    # gradients are needed even when the caller runs under no_grad / inference_mode
+    with (
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        _frozen(model.module, model.head),
+        _probe_recorder(model) as probe,
+    ):
+        # parameters frozen, so the graph runs from the input and no weight gradient is made
+        pixels = pixel_values.clone().requires_grad_(True)
+        output, attentions = model.attentions(pixels)
+        attentions = _checked_attentions(model, attentions, pixels.shape[0])
+        logits = class_logits(model, output)
+        if classes is not None and not all(0 <= c < logits.shape[-1] for c in classes):
+            raise ValueError(f"target classes {classes} out of range for {logits.shape[-1]} logits")
+        targets = logits.argmax(dim=-1) if classes is None else torch.tensor(classes)
+        # images are independent in eval mode: one backward of the sum gives each its gradient
+        score = logits.gather(1, targets.to(logits.device)[:, None]).sum()
+        if model.spec.readout == "probe" and not probe:
+            raise RuntimeError(f"model {model.spec.key!r}: the pooling head did not run")
+        gradients = torch.autograd.grad(score, [*attentions, *probe])
+    with torch.no_grad():
+        attentions = [a.detach() for a in attentions]
+        maps = chefer_maps(model, attentions, gradients[: len(attentions)],
+                           (probe[0].detach(), gradients[-1]) if probe else None)
+        return maps | _read_attentions(model, attentions, output, readers)
+
+
+def _read_attentions(
+    model: LoadedModel, attentions: Attentions, output: Any, methods: Sequence[str]
+) -> dict[MapKey, np.ndarray]:
+    maps: dict[MapKey, np.ndarray] = {}
+    for method in methods:
+        maps |= _ATTENTION_READERS[method](model, attentions, output)
     return maps
 
 
@@ -234,18 +292,23 @@ def probe_attention(module: nn.Module, last_hidden_state: torch.Tensor) -> torch
     The head (a module with a ``probe`` parameter and an ``nn.MultiheadAttention``
     ``attention``) is re-run on its own input with per-head weights returned.
     """
+    head = _pooling_head(module)
+    probe = head.probe.expand(last_hidden_state.shape[0], -1, -1)
+    _, weights = head.attention(
+        probe, last_hidden_state, last_hidden_state, need_weights=True, average_attn_weights=False
+    )
+    return weights[:, :, 0, :]
+
+
+def _pooling_head(module: nn.Module) -> nn.Module:
+    """The one MAP pooling head of a module: a ``probe`` and an nn.MultiheadAttention."""
     heads = pooling_heads(module)
     if len(heads) != 1:
         raise ValueError(
             f"{type(module).__name__} has {len(heads)} attention-pooling heads (a module with a "
             "`probe` and an nn.MultiheadAttention `attention`), expected 1"
         )
-    head = heads[0]
-    probe = head.probe.expand(last_hidden_state.shape[0], -1, -1)
-    _, weights = head.attention(
-        probe, last_hidden_state, last_hidden_state, need_weights=True, average_attn_weights=False
-    )
-    return weights[:, :, 0, :]
+    return heads[0]
 
 
 def rollout_matrices(
@@ -286,6 +349,129 @@ def rollout(
         raise ValueError("rollout reads the CLS row (token 0): num_prefix_tokens must be >= 1")
     *_, joint = rollout_matrices(attentions, head_fusion, start_layer)
     return joint[:, 0, num_prefix_tokens:]
+
+
+# --- Chefer relevance ----------------------------------------------------------------------
+
+
+def gradient_weighted(attention: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """``mean_heads((∇A ⊙ A)⁺)``: ``(B, H, Q, T)`` attention and its gradient -> ``(B, Q, T)``."""
+    if attention.shape != gradient.shape or attention.ndim != 4:
+        raise ValueError(
+            f"attention and gradient must both be (B, heads, Q, T), got "
+            f"{tuple(attention.shape)} and {tuple(gradient.shape)}"
+        )
+    return (gradient.float() * attention.float()).clamp(min=0).mean(dim=1)
+
+
+def chefer_matrices(
+    attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor]
+) -> Iterator[torch.Tensor]:
+    """Relevance ``(B, T, T)`` after blocks ``0..l``, for each ``l`` in turn (Chefer et al. 2021).
+
+    ``R = I``; per block ``R ← R + Ā R`` with ``Ā = mean_heads((∇A ⊙ A)⁺)``.
+    """
+    if len(attentions) != len(gradients):
+        raise ValueError(f"{len(attentions)} attentions but {len(gradients)} gradients")
+    relevance = None
+    for attention, gradient in zip(attentions, gradients, strict=True):
+        if attention.shape[-1] != attention.shape[-2]:
+            raise ValueError(f"attention must be (B, heads, T, T), got {tuple(attention.shape)}")
+        weighted = gradient_weighted(attention, gradient)
+        if relevance is None:
+            eye = torch.eye(weighted.shape[-1], dtype=weighted.dtype, device=weighted.device)
+            relevance = eye.expand_as(weighted)
+        relevance = relevance + weighted @ relevance
+        yield relevance
+
+
+def chefer_maps(
+    model: LoadedModel,
+    attentions: Attentions,
+    gradients: Sequence[torch.Tensor],
+    probe: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[MapKey, np.ndarray]:
+    """``("chefer", l) -> (B, 1, gh, gw)``: the relevance through blocks ``0..l`` read at the CLS
+    row, or (``probe`` = the pooling probe's attention ``(B, H, 1, T)`` and its gradient) at
+    the probe's gradient-weighted attention row times ``R``; prefix tokens skipped."""
+    start = model.num_prefix_tokens
+    if probe is None and model.spec.readout != "cls":
+        raise ValueError(
+            f"model {model.spec.key!r} has no CLS token: Chefer relevance reads the pooling "
+            "head's probe, pass its attention and gradient"
+        )
+    readout = gradient_weighted(*probe) if probe is not None else None  # (B, 1, T)
+    maps = {}
+    for layer, relevance in enumerate(chefer_matrices(attentions, gradients)):
+        row = relevance[:, :1] if readout is None else readout @ relevance
+        maps[("chefer", layer)] = _on_grid(model, row[:, :, start:])
+    return maps
+
+
+def class_logits(model: LoadedModel, output: Any) -> torch.Tensor:
+    """The class logits of a forward pass's output: the style head's on the pooled features
+    (`LoadedModel.score` on an output already computed)."""
+    features = model.spec.arch.features(output)
+    return features if model.head is None else model.head(features)
+
+
+@contextmanager
+def _probe_recorder(model: LoadedModel) -> Iterator[list[torch.Tensor]]:
+    """For a probe-readout model, the pooling head's per-head probe attention ``(B, H, 1, T)``
+    as used in the forward pass (so it has a gradient), recorded in the yielded list.
+
+    ``nn.MultiheadAttention`` returns its weights averaged or as a copy, never the tensor its
+    output is computed from, so a hook recomputes the head's attention from its own
+    projections and hands that output on (equal to the module's; tested).
+    """
+    recorded: list[torch.Tensor] = []
+    if model.spec.readout != "probe":
+        yield recorded
+        return
+    attention = _pooling_head(model.module).attention
+
+    def hook(module: nn.MultiheadAttention, args: tuple, kwargs: dict, output: Any) -> Any:
+        if len(args) != 3 or kwargs or recorded:
+            raise RuntimeError(
+                f"{type(model.module).__name__}'s pooling head must call its attention once per "
+                "forward pass with (probe, tokens, tokens) only, for Chefer relevance to "
+                "recompute it"
+            )
+        out, weights = multihead_attention(module, *args)
+        recorded.append(weights)
+        return out, output[1]
+
+    handle = attention.register_forward_hook(hook, with_kwargs=True)
+    try:
+        yield recorded
+    finally:
+        handle.remove()
+
+
+def multihead_attention(
+    module: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """An ``nn.MultiheadAttention``'s output and the per-head softmax weights ``(B, H, Q, T)``
+    it is computed from (batch-first, packed projections, no masks / bias_k / zero attention)."""
+    if not module.batch_first or module.in_proj_weight is None or module.bias_k is not None \
+            or module.add_zero_attn:
+        raise ValueError(
+            "Chefer relevance recomputes the pooling head's attention and supports a batch-first "
+            "nn.MultiheadAttention with packed in-projections, no bias_k and no add_zero_attn"
+        )
+    heads, width = module.num_heads, module.head_dim
+    biases = module.in_proj_bias.chunk(3) if module.in_proj_bias is not None else (None,) * 3
+
+    def project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return nn.functional.linear(x, weight, bias).unflatten(-1, (heads, width)).transpose(1, 2)
+
+    q, k, v = (
+        project(x, w, b)
+        for x, w, b in zip((query, key, value), module.in_proj_weight.chunk(3), biases, strict=True)
+    )
+    weights = (q @ k.transpose(-1, -2) / math.sqrt(width)).softmax(dim=-1)
+    out = (weights @ v).transpose(1, 2).flatten(2)
+    return module.out_proj(out), weights
 
 
 # --- Grad-CAM ----------------------------------------------------------------------------
@@ -349,19 +535,11 @@ def gradcam_maps(
     model: LoadedModel, pixel_values: torch.Tensor, classes: Sequence[int] | None = None
 ) -> dict[MapKey, np.ndarray]:
     """Grad-CAM ``(B, 1, h, w)`` at each of the model's Grad-CAM layers, in one forward/backward."""
-    if not model.is_classifier:
-        raise ValueError(
-            f"model {model.spec.key!r} has no classifier head, so Grad-CAM has no class logit "
-            "to explain; train a linear probe (sightline.finetune, strategy 'linear_probe') "
-            "and load it with finetune.load_run"
-        )
+    _require_classifier(model, "Grad-CAM")
     layers = model.gradcam_layers()
+    classes = _checked_classes(classes, pixel_values.shape[0])
     if classes is not None:
-        if len(classes) != pixel_values.shape[0]:
-            raise ValueError(
-                f"need one class per image: {len(classes)} for {pixel_values.shape[0]}"
-            )
-        targets = [ClassifierOutputTarget(int(c)) for c in classes]
+        targets = [ClassifierOutputTarget(c) for c in classes]
     else:
         targets = None  # pytorch-grad-cam: the predicted class
     reshape = _gradcam_reshape(model)
@@ -376,6 +554,24 @@ def gradcam_maps(
     return {
         ("gradcam", index): grid[:, None] for (index, _), grid in zip(layers, grids, strict=True)
     }
+
+
+def _require_classifier(model: LoadedModel, method: str) -> None:
+    if not model.is_classifier:
+        raise ValueError(
+            f"model {model.spec.key!r} has no classifier head, so {method} has no class logit "
+            "to explain; train a linear probe (sightline.finetune, strategy 'linear_probe') "
+            "and load it with finetune.load_run"
+        )
+
+
+def _checked_classes(classes: Sequence[int] | None, batch: int) -> list[int] | None:
+    """The target classes as ints, one per image (None: the predicted ones)."""
+    if classes is None:
+        return None
+    if len(classes) != batch:
+        raise ValueError(f"need one class per image: {len(classes)} for {batch}")
+    return [int(c) for c in classes]
 
 
 def _gradcam_reshape(model: LoadedModel) -> Callable | None:
@@ -418,14 +614,10 @@ def _targets(
     model: LoadedModel, pixel_values: torch.Tensor, classes: Sequence[int] | None
 ) -> list[int]:
     """The class each image is explained for: the given ones, else the predicted class."""
-    if not model.is_classifier:
-        raise ValueError(f"model {model.spec.key!r} has no classification head; XRAI needs one")
+    _require_classifier(model, "XRAI")
+    classes = _checked_classes(classes, pixel_values.shape[0])
     if classes is not None:
-        if len(classes) != pixel_values.shape[0]:
-            raise ValueError(
-                f"need one class per image: {len(classes)} for {pixel_values.shape[0]}"
-            )
-        return [int(c) for c in classes]
+        return classes
     with torch.inference_mode():
         return model.score(pixel_values).argmax(dim=-1).tolist()
 
@@ -497,9 +689,9 @@ def _unit_range(values: np.ndarray) -> np.ndarray:
 
 
 @contextmanager
-def _frozen(module: nn.Module) -> Iterator[None]:
+def _frozen(*modules: nn.Module | None) -> Iterator[None]:
     """Parameters stop requiring gradients, so backward computes input gradients only."""
-    trainable = [p for p in module.parameters() if p.requires_grad]
+    trainable = [p for m in modules if m is not None for p in m.parameters() if p.requires_grad]
     for parameter in trainable:
         parameter.requires_grad_(False)
     try:
