@@ -131,7 +131,12 @@ def create_app(study: Study) -> FastAPI:
     def heads(model: str | None = None, variant: str | None = None, method: str | None = None,
               metric: Metric = "iou", percentile: Percentile = None,
               image_id: str | None = None) -> dict:
-        """Mean union score per layer x head of one model's method."""
+        """Mean union score per layer x head of one model's method (default: its first
+        method with per-head maps)."""
+        if method is None:
+            base = study.default(model, variant)
+            method = next((m for m in study.methods(base.model, base.variant)
+                           if study.has_heads(base.model, base.variant, m)), base.method)
         base = study.default(model, variant, method)
         sel = Selection(base.model, base.variant, base.method, base.layer, -1,
                         study.headline if percentile is None else percentile)

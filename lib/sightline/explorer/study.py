@@ -130,6 +130,11 @@ class Study:
                 if (r["model"], LEADERBOARD_VARIANT if r["model"] != BASELINE else BASELINE,
                     r["method"]) in self._heads}
 
+    def has_heads(self, model: str, variant: str, method: str) -> bool:
+        """Whether the method's maps of (model, variant) come per head (not only a mean)."""
+        return any(h >= 0 for heads in self._heads[(model, variant, method)].values()
+                   for h in heads)
+
     def methods(self, model: str, variant: str) -> list[str]:
         """Methods of one (model, variant), in the registry's order where it knows the model."""
         present = {me for (mo, v, me) in self._heads if (mo, v) == (model, variant)}
