@@ -479,14 +479,18 @@ def sweep(
     Maps are upsampled to ``R x R`` (``upsample``) and each is ranked once for all
     percentiles and all targets of its image (``target_image[t]`` is the image of target t).
     Returns ``iou``, ``gtc``, ``sc`` ``(T, K, P)``; ``max_iou`` ``(T, P)`` (it depends on the
-    mask only); ``coverage``, ``energy_pointing_game`` (equal) and ``pointing_game``
-    ``(T, K)``; and ``area`` ``(T,)`` pixels per mask.
+    mask only); ``coverage``, ``energy_pointing_game`` (equal), ``pointing_game``, ``auc``
+    and ``nss`` ``(T, K)``; and ``area`` ``(T,)`` pixels per mask.
 
-    Set scores and pointing equal the 1:1 functions on the repeated pairs exactly; mass
-    comes from the grid map in float64 (upsampling is linear), so coverage equals them up to
-    the float32 rounding of the upsampled map (~1e-7). Each of ``workers`` threads (default:
-    one per core, at most 2) holds ``chunk_mb`` of upsampled float32 maps at a time (small
-    chunks stay in cache); torch runs single-threaded meanwhile, then its setting is restored.
+    Set scores, pointing and AUC equal the 1:1 functions on the repeated pairs exactly (the
+    same exact ranking of the same float32 values); mass comes from the grid map in float64
+    (upsampling is linear), and so do NSS's mean and spread (``up - mean = Ay (grid - mean)
+    Ax^T``, its squares summed through the Gram matrices of the upsampling weights), so
+    coverage and NSS equal them up to the float32 rounding of the upsampled map (~1e-7); a
+    constant grid map has NSS NaN (its upsampling's rounding noise is not z-scored). Each
+    of ``workers`` threads (default: one per core, at most 2) holds ``chunk_mb`` of upsampled
+    float32 maps at a time (small chunks stay in cache); torch runs single-threaded
+    meanwhile, then its setting is restored.
     """
     grid = _maps(maps, "maps", 4)
     masks = _masks(targets, "targets")
