@@ -183,8 +183,10 @@ def test_box_metrics_equal_the_table_and_an_independent_computation(
                                            table_value(scores, *where, "coverage"), rtol=1e-5)
                 np.testing.assert_allclose(num(got["auc"]), table_value(scores, *where, "auc"),
                                            rtol=1e-12)  # the same ranks of the same values
+                # NSS in z units: the float32 rounding of the upsampled map (6e-8 of its
+                # mean) grows by mean / std, ~50 for a random model's near-uniform rollout
                 np.testing.assert_allclose(num(got["nss"]), table_value(scores, *where, "nss"),
-                                           rtol=1e-5, atol=1e-6)
+                                           rtol=1e-5, atol=1e-4)
                 own = independent_scores(study, got, image_id, index, p)
                 for metric, value in own.items():
                     np.testing.assert_allclose(num(got[metric]), value, rtol=1e-5, err_msg=metric)
