@@ -4,11 +4,14 @@ The study: 139 images with 631 boxes (1-10 each), 7 models x 13 layers x 13 maps
 + their mean) per image, six models on a 14x14 grid and one on 16x16, each map scored at
 224 x 224 against its image's union mask and each of its boxes, at 8 thresholds.
 
-Times the sweep on random maps and boxes (seeded) for one model's layers on a share of the
-images per grid, extrapolates to the study, and compares with a straightforward loop (one
-np.argsort per map, target and threshold) on a few maps of the same inputs.
+Times the sweep (set scores, coverage, pointing game, AUC and NSS together) on random maps
+and boxes (seeded) for one model's layers on a share of the images per grid, extrapolates
+to the study, and compares with a straightforward loop (one np.argsort per map, target and
+threshold) on a few maps of the same inputs. Then each 1:1 function on its own (iou,
+shared_interest, coverage, pointing_game, auc, nss) against a per-map loop of the same
+score, in wall and CPU time (``--only-1to1`` runs only this part).
 
-    PYTHONPATH=lib python benchmarks/bench_metrics.py [--quick]
+    PYTHONPATH=lib python benchmarks/bench_metrics.py [--quick] [--only-1to1]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import rankdata
 
 from sightline import metrics
 from sightline.geometry import rasterise
@@ -45,7 +49,7 @@ def study_targets(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return np.array(masks), np.array(owner)
 
 
-def loop_iou(grid_maps: np.ndarray, targets: np.ndarray, owner: np.ndarray) -> np.ndarray:
+def loop_sweep_iou(grid_maps: np.ndarray, targets: np.ndarray, owner: np.ndarray) -> np.ndarray:
     """The straightforward way: upsample each map, then argsort it per target and threshold."""
     n = RESOLUTION * RESOLUTION
     out = np.zeros((len(targets), grid_maps.shape[1], len(PERCENTILES)))
@@ -70,38 +74,80 @@ def time_sweep(grid: int, images: int, targets, owner, rng) -> tuple[float, floa
     return wall, cpu, maps.shape[0] * maps.shape[1], int(keep.sum()) * maps.shape[1]
 
 
-def loop_one_to_one(maps: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
-    """Per map and threshold a torch.topk set; IoU, GTC, SC, coverage, pointing game."""
-    n = RESOLUTION * RESOLUTION
-    out = {name: np.zeros((len(maps), len(PERCENTILES))) for name in ("iou", "gtc", "sc")}
-    out["coverage"], out["pointing_game"] = np.zeros(len(maps)), np.zeros(len(maps))
-    for i in range(len(maps)):
-        x, m = torch.from_numpy(maps[i]).reshape(-1), masks[i].reshape(-1)
-        area = int(m.sum())
-        for j, p in enumerate(PERCENTILES):
-            k = round(n * (100 - p) / 100)
-            both = int(m[torch.topk(x, k).indices.numpy()].sum())
-            out["iou"][i, j] = both / (k + area - both)
-            out["gtc"][i, j] = both / area
-            out["sc"][i, j] = both / k
-        mass = x.numpy().astype(np.float64)
-        out["coverage"][i] = mass[m].sum() / mass.sum()
-        out["pointing_game"][i] = float(m[int(x.argmax())])
+def _topk_sets(x: torch.Tensor, m: np.ndarray) -> list[tuple[int, int, int]]:
+    """(|top-k ∩ mask|, k, |mask|) at each threshold from one torch.topk per threshold."""
+    n, area = x.numel(), int(m.sum())
+    out = []
+    for p in PERCENTILES:
+        k = round(n * (100 - p) / 100)
+        out.append((int(m[torch.topk(x, k).indices.numpy()].sum()), k, area))
     return out
 
 
-def one_to_one(maps: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
-    """The four 1:1 functions, each called as a user would."""
-    return {
-        "iou": metrics.iou(maps, masks, PERCENTILES),
-        **metrics.shared_interest(maps, masks, PERCENTILES),
-        "coverage": metrics.coverage(maps, masks),
-        "pointing_game": metrics.pointing_game(maps, masks),
-    }
+def loop_iou(x: torch.Tensor, m: np.ndarray) -> np.ndarray:
+    return np.array([both / (k + area - both) for both, k, area in _topk_sets(x, m)])
+
+
+def loop_shared_interest(x: torch.Tensor, m: np.ndarray) -> dict[str, np.ndarray]:
+    sets = _topk_sets(x, m)
+    return {"iou": np.array([b / (k + a - b) for b, k, a in sets]),
+            "gtc": np.array([b / a for b, k, a in sets]),
+            "sc": np.array([b / k for b, k, a in sets])}
+
+
+def loop_coverage(x: torch.Tensor, m: np.ndarray) -> float:
+    mass = x.numpy().astype(np.float64)
+    return mass[m].sum() / mass.sum()
+
+
+def loop_pointing_game(x: torch.Tensor, m: np.ndarray) -> float:
+    return float(m[int(x.numpy().argmax())])
+
+
+def loop_auc(x: torch.Tensor, m: np.ndarray) -> float:
+    """Mann-Whitney U from scipy's tie-averaged ranks."""
+    ranks, area = rankdata(x.numpy()), int(m.sum())
+    return (ranks[m].sum() - area * (area + 1) / 2) / (area * (m.size - area))
+
+
+def loop_nss(x: torch.Tensor, m: np.ndarray) -> float:
+    values = x.numpy().astype(np.float64)
+    return ((values - values.mean()) / values.std())[m].mean()
+
+
+# Each 1:1 function, as a user calls it on the batch, and a fair per-map loop of the same
+# score (a library call per map: torch.topk per threshold, numpy reductions, scipy ranks).
+ONE_TO_ONE = {
+    "iou": (lambda maps, masks: metrics.iou(maps, masks, PERCENTILES), loop_iou),
+    "shared_interest": (lambda maps, masks: metrics.shared_interest(maps, masks, PERCENTILES),
+                        loop_shared_interest),
+    "coverage": (metrics.coverage, loop_coverage),
+    "pointing_game": (metrics.pointing_game, loop_pointing_game),
+    "auc": (metrics.auc, loop_auc),
+    "nss": (metrics.nss, loop_nss),
+}
+
+
+def _timed(run) -> tuple[object, float, float]:
+    """Result, wall and CPU seconds of one call (the best of two after a warm-up)."""
+    run()
+    best = (None, np.inf, np.inf)
+    for _ in range(2):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = run()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        best = min(best, (result, wall, cpu), key=lambda r: r[1])
+    return best
+
+
+def _stack(rows: list) -> object:
+    if isinstance(rows[0], dict):
+        return {name: np.stack([r[name] for r in rows]) for name in rows[0]}
+    return np.stack(rows)
 
 
 def time_one_to_one(count: int, rng: np.random.Generator) -> None:
-    """maps/s of the 1:1 functions against the topk loop, on tie-free maps (topk's order
+    """maps/s of each 1:1 function against its per-map loop, on tie-free maps (topk's order
     among equal values is unspecified), each map with one random box mask."""
     n = RESOLUTION * RESOLUTION
     maps = np.stack([rng.permutation(n) for _ in range(count)]).astype(np.float32) / n
@@ -109,35 +155,23 @@ def time_one_to_one(count: int, rng: np.random.Generator) -> None:
     size = rng.uniform(0.05, 0.6, (count, 2))
     corner = rng.uniform(0, 1 - size)
     masks = np.stack([rasterise(box, RESOLUTION)[0] for box in np.c_[corner, corner + size]])
-    timings = {}
-    for name, run in [
-        ("iou", lambda: metrics.iou(maps, masks, PERCENTILES)),
-        ("shared_interest", lambda: metrics.shared_interest(maps, masks, PERCENTILES)),
-        ("coverage", lambda: metrics.coverage(maps, masks)),
-        ("pointing_game", lambda: metrics.pointing_game(maps, masks)),
-    ]:
-        run()  # first-touch allocations
-        wall = time.perf_counter()
-        run()
-        timings[name] = time.perf_counter() - wall
-    wall = time.perf_counter()
-    fast = one_to_one(maps, masks)
-    fast_wall = time.perf_counter() - wall
-    loop_count = max(2, count // 4)
-    wall = time.perf_counter()
-    slow = loop_one_to_one(maps[:loop_count], masks[:loop_count])
-    loop_rate = loop_count / (time.perf_counter() - wall)
-    for name, values in slow.items():
-        np.testing.assert_allclose(fast[name][:loop_count], values, rtol=1e-12, err_msg=name)
+    tensors = [torch.from_numpy(m.reshape(-1)) for m in maps]
+    flat_masks = [m.reshape(-1) for m in masks]
     print(f"\n1:1 functions on ({count}, {RESOLUTION}, {RESOLUTION}) maps and masks, "
-          f"{len(PERCENTILES)} thresholds:")
-    for name, seconds in timings.items():
-        print(f"  {name:16s} {count / seconds:8,.0f} maps/s")
-    rate = count / fast_wall
-    print(
-        f"  all four         {rate:8,.0f} maps/s; the torch.topk loop (per map and threshold, "
-        f"same scores, equal) {loop_rate:,.0f} maps/s: {rate / loop_rate:,.1f}x (goal >= 10x)"
-    )
+          f"{len(PERCENTILES)} thresholds; each against a per-map loop of the same score "
+          f"(wall and CPU time; the goal is >= 10x):")
+    for name, (batched, per_map) in ONE_TO_ONE.items():
+        fast, wall, cpu = _timed(lambda batched=batched: batched(maps, masks))
+        loop_count = count if name in ("coverage", "pointing_game", "nss") else max(2, count // 4)
+        slow, loop_wall, loop_cpu = _timed(lambda per_map=per_map, loop_count=loop_count: _stack(
+            [per_map(tensors[i], flat_masks[i]) for i in range(loop_count)]))
+        for key, values in (slow.items() if isinstance(slow, dict) else [(name, slow)]):
+            got = fast[key] if isinstance(fast, dict) else fast
+            np.testing.assert_allclose(got[:loop_count], values, rtol=1e-9, err_msg=key)
+        rate, loop_rate = count / wall, loop_count / loop_wall
+        cpu_ratio = (loop_cpu / loop_count) / (cpu / count)
+        print(f"  {name:16s} {rate:9,.0f} maps/s   loop {loop_rate:8,.0f} maps/s   "
+              f"{rate / loop_rate:6.1f}x wall   {cpu_ratio:6.1f}x CPU   (equal scores)")
 
 
 def main() -> None:
@@ -151,7 +185,8 @@ def main() -> None:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     print(
         f"sightline metrics benchmark: {os.cpu_count()} CPUs, load average before "
-        f"{os.getloadavg()[0]:.2f} (other work on the machine slows every number here)"
+        f"{os.getloadavg()[0]:.2f} (other work on the machine slows every number here; the "
+        f"CPU-time ratios are the steadier reading on a loaded machine)"
     )
     print(
         f"study: {IMAGES} images, {len(targets)} targets ({BOXES} boxes + unions), "
@@ -186,7 +221,7 @@ def main() -> None:
     maps = (rng.random((1, few, 14, 14)) ** 3).astype(np.float32)
     keep = owner == 0
     wall = time.perf_counter()
-    slow = loop_iou(maps, targets[keep], np.zeros(keep.sum(), int))
+    slow = loop_sweep_iou(maps, targets[keep], np.zeros(keep.sum(), int))
     loop_wall = time.perf_counter() - wall
     wall = time.perf_counter()
     fast = metrics.sweep(maps, targets[keep], np.zeros(keep.sum(), int), PERCENTILES, RESOLUTION)

@@ -12,7 +12,8 @@
 # # Q1: do the models look where the experts look?
 # Every model's attention / saliency maps — per layer, per head, per method — are scored
 # against the expert boxes: IoU of the top-(100 − p)% pixels at a sweep of percentiles p,
-# threshold-free coverage (attention mass inside the boxes), the pointing game, and
+# threshold-free coverage (attention mass inside the boxes), AUC and NSS (how well the
+# map's values rank box pixels above the rest), the pointing game, and
 # continuous distances to a soft box target. Each image is scored against the union of
 # its boxes and against each box on its own. Naive baselines go through exactly the
 # same path, so every model result reads against them.
@@ -198,7 +199,9 @@ key = ["model", "method", "layer"]
 # images, and the 95% CI a bootstrap over images of those values. Next to it: the
 # in-sample best layer and its IoU, the optimism (in-sample − cross-fitted), how often
 # the halves chose that layer, and at that layer the IoU as a fraction of the best any
-# map could reach, coverage and the pointing game. Baselines (one map each: nothing to
+# map could reach, coverage, the threshold-free ranking scores AUC (the map's values as a
+# classifier of box pixels: 0.5 is chance) and NSS (mean z-scored map inside the boxes: 0 is
+# chance), and the pointing game. Baselines (one map each: nothing to
 # select) are in the same table, grey in the figure. Frame: each model's own; with
 # `metrics.frame` common or both, the cross-fitted IoU in the common frame too.
 
@@ -235,6 +238,7 @@ for row in summary_model.itertuples():
     entry.update({
         f"IoU@{P:g} / max": per_image("iou_rel", row, P).mean(),
         "coverage": per_image("coverage", row).mean(),
+        "AUC": per_image("auc", row).mean(), "NSS": per_image("nss", row).mean(),
         "pointing game": per_image("pointing_game", row).mean(),
         "n": int(row.n), "kind": "baseline" if row.model == "baseline" else "model",
     })
@@ -454,5 +458,5 @@ summary = summary.pivot_table(index="name", columns="label", values="value", agg
                               observed=True)
 summary.to_csv(tables / "summary.csv")
 headline_metrics = [f"iou@{P:g}", f"iou_rel@{P:g}", f"gtc@{P:g}", f"sc@{P:g}", "iou@50",
-                    "coverage", "pointing_game", "mse", "kl", "emd"]
+                    "coverage", "auc", "nss", "pointing_game", "mse", "kl", "emd"]
 display(summary.T[[m for m in headline_metrics if m in summary.index]].round(3))

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from fastapi.testclient import TestClient
+from sklearn.metrics import roc_auc_score
 
 from sightline import cli, data, extract, pipeline
 from sightline import models as registry
@@ -99,10 +100,15 @@ def independent_scores(study, sel, image_id, bbox_index, percentile):
     top[np.argsort(-up, kind="stable")[:k]] = True
     inter, area = (top & mask).sum(), mask.sum()
     if area == 0:  # a box the model's crop cut away: nothing to find
-        return dict.fromkeys(("iou", "gtc", "sc", "coverage", "pointing_game", "iou_rel"), np.nan)
+        return dict.fromkeys(("iou", "gtc", "sc", "coverage", "pointing_game", "iou_rel", "auc",
+                              "nss"), np.nan)
+    values = up.astype(np.float64)
     return {"iou": inter / (top | mask).sum(), "gtc": inter / mask.sum(), "sc": inter / k,
             "coverage": up[mask].sum() / up.sum(), "pointing_game": float(mask[up.argmax()]),
-            "iou_rel": (inter / (top | mask).sum()) / (min(mask.sum(), k) / max(mask.sum(), k))}
+            "iou_rel": (inter / (top | mask).sum()) / (min(mask.sum(), k) / max(mask.sum(), k)),
+            "auc": roc_auc_score(mask, values) if area < mask.size else np.nan,
+            "nss": ((values - values.mean()) / values.std())[mask].mean()
+            if area < mask.size else np.nan}
 
 
 def num(value):
@@ -125,7 +131,7 @@ def test_profile_lists_models_with_defaults_from_the_leaderboard(client, study):
                               & (leaderboard["method"] == method["method"])]
             assert method["best_layer"] == row[best].item()
     dinov2 = profile["models"][0]
-    assert dinov2["default"]["variant"] == "frozen" and dinov2["default"]["method"] == "cls"
+    assert dinov2["default"]["variant"] == "frozen"
     assert dinov2["variants"][0]["methods"][0]["heads"] == {"0": 4, "1": 4, "2": 4, "3": 4}
     assert "python build.py explore --params" in (study.profile_dir / "index.html").read_text()
 
@@ -143,7 +149,7 @@ def test_images_boxes_file_and_map(client, study):
     assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
     assert image.content[:2] == b"\xff\xd8"
 
-    grid = client.get(f"/maps/{first['image_id']}?layer=1&head=2").json()
+    grid = client.get(f"/maps/{first['image_id']}?method=cls&layer=1&head=2").json()
     _, stored = study.store("dinov2-tiny-random", "frozen").read("cls", 1, [first["image_id"]])
     np.testing.assert_array_equal(np.asarray(grid["grid"], np.float32), stored[0, 2])
     geometry = registry.REGISTRY["dinov2"].geometry
@@ -175,6 +181,12 @@ def test_box_metrics_equal_the_table_and_an_independent_computation(
                                                err_msg=metric)
                 np.testing.assert_allclose(num(got["coverage"]),
                                            table_value(scores, *where, "coverage"), rtol=1e-5)
+                np.testing.assert_allclose(num(got["auc"]), table_value(scores, *where, "auc"),
+                                           rtol=1e-12)  # the same ranks of the same values
+                # NSS in z units: the float32 rounding of the upsampled map (6e-8 of its
+                # mean) grows by mean / std, ~50 for a random model's near-uniform rollout
+                np.testing.assert_allclose(num(got["nss"]), table_value(scores, *where, "nss"),
+                                           rtol=1e-5, atol=1e-4)
                 own = independent_scores(study, got, image_id, index, p)
                 for metric, value in own.items():
                     np.testing.assert_allclose(num(got[metric]), value, rtol=1e-5, err_msg=metric)
@@ -188,9 +200,10 @@ def test_any_percentile_and_union_metrics(client, study, scores):
         np.testing.assert_allclose(num(got[metric]), value, rtol=1e-5, err_msg=metric)
     union = client.get(f"/metrics/{image_id}").json()
     assert union["bbox_index"] is None and union["feature"] == "union"
-    assert union["layer"] == study.best_layer("dinov2-tiny-random", "frozen", "cls")
-    expected = table_value(scores, image_id, "dinov2-tiny-random", "cls", union["layer"], -1,
-                           "union", "iou", 90)
+    default = study.default("dinov2-tiny-random")
+    assert (union["method"], union["layer"]) == (default.method, default.layer)
+    expected = table_value(scores, image_id, "dinov2-tiny-random", default.method,
+                           union["layer"], -1, "union", "iou", 90)
     assert union["iou"] == pytest.approx(expected, rel=1e-12)
 
 
@@ -243,6 +256,34 @@ def test_unknown_things_are_404_naming_them(client, study, url, names):
 ])
 def test_malformed_parameters_are_422(client, study, url):
     assert client.get(url.format(image=study.image_ids[0])).status_code == 422
+
+
+def test_a_bad_parameter_gets_one_readable_sentence(client, study):
+    response = client.get(f"/metrics/{study.image_ids[0]}/bbox/0?percentile=150")
+    assert response.status_code == 422
+    body = response.json()
+    assert body["detail"] == "percentile: input should be less than 100 (got 150)"
+    assert body["fields"] == ["percentile"] and body["errors"][0]["loc"][-1] == "percentile"
+
+
+def test_headline_maps_are_the_leaderboards(client, study, scores):
+    """Per model the gallery's scores and the default map are the Q1 leaderboard's headline:
+    the method with the highest cross-fitted IoU@90, at its in-sample best layer."""
+    board = pd.read_csv(study.tables_dir / "leaderboard.csv")
+    top = board.sort_values("IoU@90 cross-fitted", ascending=False, kind="stable")
+    top = top.drop_duplicates("model").set_index("model")
+    profile = client.get("/profile").json()
+    images = client.get("/images").json()
+    for entry in profile["models"]:
+        model, default = entry["model"], entry["default"]
+        assert entry["headline"]
+        assert (default["method"], default["layer"]) == (
+            top.loc[model, "method"], top.loc[model, "best layer (in-sample)"])
+        for image in images[:3]:
+            expected = table_value(scores, image["image_id"], model, default["method"],
+                                   default["layer"], -1, "union", "iou", 90)
+            assert num(image["scores"][model]) == pytest.approx(expected, nan_ok=True)
+    assert {"auc", "nss"} <= set(profile["metrics"])
 
 
 @pytest.mark.parametrize("url", [
@@ -404,6 +445,7 @@ def test_browser_detail_view_box_selection_and_percentile(browser, server, clien
     wait.until(lambda d: d.find_element(By.ID, "view").get_attribute("data-ready"))
 
     Select(browser.find_element(By.ID, "sel-model")).select_by_value("dinov2-tiny-random")
+    Select(browser.find_element(By.ID, "sel-method")).select_by_value("cls")
     Select(browser.find_element(By.ID, "sel-layer")).select_by_value("1")
     wait.until(lambda d: "layer=1" in (d.find_element(By.ID, "view").get_attribute("data-ready")))
     query = {"model": "dinov2-tiny-random", "variant": "frozen", "method": "cls", "layer": 1,
@@ -487,3 +529,48 @@ def test_a_probed_variant_reads_the_store_the_build_recorded(client, study, scor
         expected = table_value(scores, image, "dinov2-tiny-random", "gradcam", 3, -1, "box0",
                                "iou", 90, variant=variant)
         assert num(got["iou"]) == pytest.approx(expected, nan_ok=True)
+
+
+def test_browser_says_what_it_shows_instead_of_a_selection_not_there(browser, server, client,
+                                                                       study):
+    """A URL's percentile, layer or variant that the profile lacks: the page shows the API's
+    message, and its controls hold (and its map is) what is shown instead."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
+    image = study.image_ids[0]
+
+    def text(element_id):
+        try:
+            found = browser.find_elements(By.ID, element_id)
+            return found[0].text if found else ""
+        except StaleElementReferenceException:
+            return ""
+
+    best = study.best_layer("dinov2-tiny-random", "frozen", "cls")
+    cases = [
+        ("percentile=150", "sel-percentile", "90", {"percentile": 150}),
+        ("model=dinov2-tiny-random&method=cls&layer=99", "sel-layer", str(best),
+         {"model": "dinov2-tiny-random", "method": "cls", "layer": 99}),
+        ("model=siglip-tiny-random&variant=linear_probe.s0", "sel-variant", "frozen",
+         {"model": "siglip-tiny-random", "variant": "linear_probe.s0"}),
+    ]
+    for query, control, shown, params in cases:
+        message = client.get(f"/metrics/{image}", params=params).json()["detail"]
+        assert isinstance(message, str) and message
+        browser.get(f"{server}/#/gallery")
+        browser.get(f"{server}/#/image/{image}?{query}")
+        wait.until(lambda d, message=message: text("selection-notice").startswith(message))
+        assert "instead" in text("selection-notice")
+        wait.until(lambda d, control=control, shown=shown: d.find_element(By.ID, control)
+                   .get_attribute("value") == shown)
+        ready = wait.until(lambda d: d.find_element(By.ID, "view").get_attribute("data-ready"))
+        field = control.removeprefix("sel-")
+        assert f"{field}={shown}" in ready  # the map and metrics loaded are the control's
+
+    browser.get(f"{server}/#/layers?variant=linear_probe.s0&model=siglip-tiny-random")
+    wait.until(lambda d: "has no 'linear_probe.s0' variant" in text("variant-notice"))
+    points = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#layer-chart .point"))
+    assert {p.get_attribute("data-model") for p in points} == {"dinov2-tiny-random"}

@@ -427,3 +427,92 @@ def test_1to1_functions_take_an_empty_batch():
     assert metrics.iou(maps, masks, [50, 90]).shape == (0, 2)
     assert metrics.coverage(maps, masks).shape == (0,)
     assert metrics.pointing_game(maps, masks).shape == (0,)
+
+
+# ---------------------------------------------------------------------------------------
+# Threshold-free ranking scores: AUC and NSS
+# ---------------------------------------------------------------------------------------
+
+
+def _quantised(rng, count, shape):
+    """Maps of a few levels (many ties across the mask edge), with signed zeros."""
+    levels = rng.integers(1, 6, count)[:, None, None]
+    maps = (rng.integers(0, 6, (count, *shape)) % (levels + 1)).astype(np.float32)
+    maps *= rng.choice([1.0, 1e-30, 1e20], (count, 1, 1)).astype(np.float32)
+    return np.where(rng.random(maps.shape) < 0.1, np.float32(-0.0), maps)
+
+
+def _hand_nss(values, truth):
+    x = np.asarray(values, np.float64).ravel()
+    return ((x - x.mean()) / x.std(ddof=0))[np.asarray(truth).ravel()].mean()
+
+
+def test_auc_equals_sklearn_on_maps_with_ties(rng):
+    from sklearn.metrics import roc_auc_score
+
+    maps = np.concatenate([_quantised(rng, 40, (9, 11)), awkward_maps(rng, 10, (9, 11))[3:]])
+    masks = rng.random(maps.shape) < rng.uniform(0.05, 0.9, (len(maps), 1, 1))
+    got = metrics.auc(maps, masks)
+    for i in range(len(maps)):
+        values = maps[i].astype(np.float64).ravel()
+        if values.max() == 0:
+            assert np.isnan(got[i])
+            continue
+        assert got[i] == pytest.approx(roc_auc_score(masks[i].ravel(), values), abs=1e-12)
+    assert np.isfinite(got[[m.max() > 0 for m in maps]]).all()
+
+
+def test_auc_is_one_half_for_a_constant_map_and_one_for_a_separating_map():
+    mask = np.zeros((1, 4, 4), bool)
+    mask[0, :2] = True
+    assert metrics.auc(np.full((1, 4, 4), 0.3), mask) == [0.5]
+    assert metrics.auc(mask.astype(np.float32) + 1, mask) == [1.0]
+    assert metrics.auc(2 - mask.astype(np.float32), mask) == [0.0]
+
+
+def test_nss_equals_a_hand_z_score_on_maps_with_ties(rng):
+    maps = np.concatenate([_quantised(rng, 40, (9, 11)), awkward_maps(rng, 10, (9, 11))])
+    masks = rng.random(maps.shape) < rng.uniform(0.05, 0.9, (len(maps), 1, 1))
+    got = metrics.nss(maps, masks)
+    for i in range(len(maps)):
+        values = maps[i].astype(np.float64)
+        if values.std() == 0:
+            assert np.isnan(got[i])
+        else:
+            # absolute in z units: a map within 1e-6 of its mean cancels ~7 digits either way
+            assert got[i] == pytest.approx(_hand_nss(values, masks[i]), rel=1e-9, abs=1e-9)
+
+
+def test_auc_and_nss_are_nan_for_empty_and_full_masks_and_blank_maps(rng):
+    maps = (rng.random((4, 6, 6)) + 0.1).astype(np.float32)
+    maps[3] = 0
+    masks = rng.random(maps.shape) < 0.5
+    masks[0], masks[1] = False, True
+    auc, nss = metrics.auc(maps, masks), metrics.nss(maps, masks)
+    assert np.isnan(auc[[0, 1, 3]]).all() and np.isfinite(auc[2])
+    assert np.isnan(nss[[0, 1, 3]]).all() and np.isfinite(nss[2])
+    constant = np.full((1, 6, 6), 0.4, np.float32)
+    assert np.isnan(metrics.nss(constant, masks[2:3])).all()
+    assert metrics.auc(np.zeros((0, 3, 3)), np.zeros((0, 3, 3), bool)).shape == (0,)
+    assert metrics.nss(torch.from_numpy(maps), torch.from_numpy(masks)).shape == (4,)
+
+
+@pytest.mark.parametrize(("grid", "resolution"), [((7, 7), 56), ((6, 5), 31), ((20, 20), 20)])
+def test_sweep_auc_and_nss_equal_the_1to1_functions(rng, grid, resolution):
+    maps, targets, owner = _study(rng, 4, 5, grid, resolution)
+    maps[3, 2] = np.round(maps[3, 2] * 3) / 3  # a quantised map: ties across the mask edges
+    targets = np.concatenate([targets, np.ones((1, resolution, resolution), bool)])
+    owner = np.r_[owner, 1]
+    got = metrics.sweep(maps, targets, owner, PERCENTILES, resolution)
+    up = metrics.upsample(maps, resolution)[owner].reshape(-1, resolution, resolution)
+    pairs = np.repeat(targets, maps.shape[1], axis=0)
+    assert got["auc"].shape == got["nss"].shape == (len(targets), 5)
+    assert_same(got["auc"].ravel(), metrics.auc(up, pairs))  # the same ranks, exactly
+    # a constant grid map upsamples to float32 rounding noise, which 1:1 z-scores; the
+    # sweep reads the spread from the grid map and gives NaN there
+    constant = (np.ptp(maps.reshape(*maps.shape[:2], -1), axis=2) == 0)[owner].ravel()
+    assert np.isnan(got["nss"].ravel()[constant]).all()
+    want = np.where(constant, np.nan, metrics.nss(up, pairs))
+    assert_same(np.isnan(got["nss"].ravel()), np.isnan(want))
+    np.testing.assert_allclose(got["nss"].ravel(), want, rtol=1e-5, atol=1e-6)
+    assert np.isnan(got["auc"][-1]).all() and np.isnan(got["nss"][-1]).all()  # the full mask

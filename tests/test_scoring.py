@@ -52,6 +52,10 @@ def test_scores_match_the_one_to_one_metrics_under_their_labels(samples):
             np.testing.assert_allclose(got, expected_iou)
             cov = rows.loc[rows["metric"] == "coverage", "value"].item()
             assert cov == pytest.approx(metrics.coverage(up, targets.masks[t][None])[0], rel=1e-5)
+            for name, rel in (("auc", 0), ("nss", 1e-5)):  # one row each, union and boxes
+                value = rows.loc[rows["metric"] == name, "value"].item()
+                want = getattr(metrics, name)(up, targets.masks[t][None])[0]
+                assert value == pytest.approx(want, rel=rel, abs=rel, nan_ok=True)
             rel = rows[rows["metric"] == "iou_rel"].sort_values("threshold")["value"].to_numpy()
             np.testing.assert_allclose(
                 rel, expected_iou / metrics.max_iou(targets.masks[t][None], percentiles)[0])

@@ -9,21 +9,29 @@ Conventions shared by every function here:
   ``round``): the first ``k`` pixels of a stable sort by descending value, so among equal
   values the lower row-major index is kept. ``p`` lies in ``[0, 100)``.
 - **NaN**, never inf and never a warning, where a score is undefined: every score of an
-  empty mask (nothing to find) or of an all-zero map (nothing attended), and SC of an empty
-  top-k set (k = 0).
+  empty mask (nothing to find) or of an all-zero map (nothing attended), SC of an empty
+  top-k set (k = 0), AUC and NSS of a full mask (nothing outside to tell apart), NSS of a
+  constant map (no spread to z-score by).
+- **Threshold-free ranking scores**: ``auc`` is the area under the ROC curve of the map's
+  values as a classifier of the mask's pixels (the Mann-Whitney U over inside x outside
+  pixels / (n_in * n_out), ties counted half); ``nss`` is the mean over the mask of the map
+  z-scored over all its pixels with the population std (ddof = 0).
 
 ``sweep`` is the engine for many maps per image (heads, layers): each upsampled map is
-ranked once for all percentiles and all targets of its image. The 1:1 functions (one mask
-per map) sort each map once for all percentiles, with the mask folded into the sort key
-(``_inside_top_k``); coverage and the pointing game need no ranking at all. Both paths
-give identical set scores (tested against each other and a per-threshold argsort).
+ranked once, exactly, for all percentiles, all targets of its image and AUC (the same
+ranking's tie-averaged ranks). The 1:1 functions (one mask per map) select each map's
+top-k sets by partitioning, with the mask folded into the key (``_inside_top_k``), and
+``auc`` sorts each map once the same way; coverage, NSS and the pointing game need no
+ranking at all. Both paths give identical set scores and AUC (tested against each other,
+a per-threshold argsort and scikit-learn).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -35,8 +43,6 @@ ArrayLike = np.ndarray | torch.Tensor
 SET_METRICS = ("iou", "gtc", "sc")
 KL_EPS = 1e-8  # added to both normalised distributions before KL (then renormalised)
 
-_CODE_BITS = 16  # rank-key resolution: values are bucketed into 2**16 codes per map
-_OCTAVES = 24  # values below max * 2**-24 share the lowest code (and are then ranked exactly)
 
 
 # ---------------------------------------------------------------------------------------
@@ -60,13 +66,14 @@ def _maps(values: ArrayLike, name: str, ndim: int) -> np.ndarray:
     if maps.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {maps.shape}")
     maps = np.ascontiguousarray(maps, dtype=np.float32)
-    bad = maps.size - np.isfinite(maps).sum()
-    if bad:
+    if not maps.size:
+        return maps
+    low, high = maps.min(), maps.max()  # NaN propagates through both
+    if not (np.isfinite(low) and np.isfinite(high)):
+        bad = maps.size - np.isfinite(maps).sum()
         raise ValueError(f"{name} must be finite: found {bad} NaN or inf values")
-    if maps.size and maps.min() < 0:
-        raise ValueError(
-            f"{name} must be non-negative (larger = more attention); minimum is {maps.min()}"
-        )
+    if low < 0:
+        raise ValueError(f"{name} must be non-negative (larger = more attention); minimum is {low}")
     return maps
 
 
@@ -114,72 +121,55 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
-def _codes(x: np.ndarray) -> np.ndarray:
-    """Per-row uint16 rank keys, non-decreasing in the values (float32 bits order like values)."""
-    bits = x.view(np.int32)
-    hi = bits.max(axis=1, keepdims=True).astype(np.int64)
-    lo = np.maximum(bits.min(axis=1, keepdims=True), hi - (_OCTAVES << 23))
-    lo = np.maximum(lo, 0).astype(np.int32)  # -0.0 has a negative bit pattern; ranks as +0.0
-    shift = np.maximum(np.frexp((hi - lo).astype(np.float64))[1] - _CODE_BITS, 0)
-    codes = np.maximum(bits, lo)
-    codes -= lo
-    codes >>= shift.astype(np.int32)
-    return codes.astype(np.uint16)
+_WORDS = (0, 1) if sys.byteorder == "little" else (1, 0)  # low and high half of a uint64
 
 
-def _top_k_counts(x: np.ndarray, ks: np.ndarray, sig: np.ndarray, n_sig: int) -> np.ndarray:
-    """Rank maps once: pixels of each signature in each top-k set, ``(C, n_sig, len(ks))``.
+def _top_k_counts(
+    x: np.ndarray, ks: np.ndarray, sig: np.ndarray, n_sig: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank maps once: pixels of each signature in each top-k set ``(C, n_sig, len(ks))``,
+    the doubled tie-averaged rank sums of each signature's pixels ``(C, n_sig)`` and the
+    signature of each map's top-1 pixel ``(C,)``.
 
-    ``x`` is ``(C, n)`` float32, ``ks`` ascending unique sizes, ``sig`` ``(n,)`` or ``(C, n)``
-    ints in ``[0, n_sig)`` saying which targets a pixel belongs to.
-
-    Each map gets 16-bit keys that never order two values wrongly; a radix sort of the keys
-    gives the key of the k-th largest pixel for every k at once, and one bincount per map
-    tallies pixels by signature and by how many top-k sets they miss. Only pixels sharing
-    the boundary key of a top-k set are then ordered exactly (by value, then index).
+    ``x`` is ``(C, n)`` float32, ``ks`` ascending unique sizes, ``sig`` ``(n,)`` ints in
+    ``[0, n_sig)`` saying which targets a pixel belongs to. One exact sort per map of
+    64-bit keys, value bits above the reversed pixel index: ascending values, equal values
+    by descending index, so the last ``k`` positions are the top-k set of the contract.
+    Position ``i`` has ordinal rank ``i + 1``; a run of equal values shares its mean rank
+    (the Mann-Whitney ranks, ties counted half), which changes a signature's rank sum only
+    where a run holds pixels of more than one signature.
     """
     c, n = x.shape
-    u = len(ks)
-    if u > 255:
-        raise ValueError(
-            f"at most 255 distinct top-k sizes per call, got {u}: split the percentiles"
-        )
-    codes = _codes(x)
-    ordered = np.sort(codes, axis=1, kind="stable")
-    live = ks > 0
-    edge = np.full((c, u), 1 << _CODE_BITS, np.int64)  # key of the k-th largest; none if k=0
-    edge[:, live] = ordered[:, n - ks[live]]
+    low, high = _WORDS
+    keys = np.empty((c, n), np.uint64)
+    words = keys.view(np.uint32).reshape(c, n, 2)
+    words[:, :, high] = x.view(np.uint32) & np.uint32(0x7FFFFFFF)  # -0.0 ranks as +0.0
+    words[:, :, low] = np.arange(n - 1, -1, -1, dtype=np.uint32)
+    keys.sort(axis=1)
+    small = np.uint8 if n_sig <= 256 else np.intp
+    ranked = sig[::-1].astype(small)[words[:, :, low]]
+    value = words[:, :, high]
+    same = value[:, 1:] == value[:, :-1]
+    mixed = same & (ranked[:, 1:] != ranked[:, :-1])
 
-    missed = np.full((c, n), u - live.sum(), np.uint8)  # a k = 0 set misses every pixel
-    for j in np.flatnonzero(live):
-        missed += (codes < edge[:, j, None].astype(np.uint16)).view(np.uint8)
-    width = u + 1
-    keys = missed.astype(np.uint16 if n_sig * width <= np.iinfo(np.uint16).max else np.intp)
-    keys += (sig * width).astype(keys.dtype)
-    counts = np.empty((c, n_sig * width), np.int64)
-    above = np.empty((c, u), np.int64)
-    tied = np.empty((c, u), np.int64)
+    width = len(ks) + 1
+    cell = np.searchsorted(ks, n - np.arange(n), side="left") * n_sig  # sets missed, by sig
+    rank2 = 2.0 * np.arange(1, n + 1)
+    inside = np.empty((c, n_sig, len(ks)), np.int64)
+    rank_sums = np.empty((c, n_sig))
     for r in range(c):
-        counts[r] = np.bincount(keys[r], minlength=n_sig * width)
-        first = np.searchsorted(ordered[r], edge[r], "left")
-        after = np.searchsorted(ordered[r], edge[r], "right")
-        above[r] = n - after
-        tied[r] = after - first
-    inside = np.cumsum(counts.reshape(c, n_sig, width), axis=2)[:, :, :u]
-
-    # Pixels on a boundary key were all counted in; keep only the `need` best of them.
-    need = ks - above
-    for j in np.flatnonzero((tied > need).any(axis=0)):
-        flat = np.flatnonzero(codes == edge[:, j, None].astype(np.uint16))
-        rows, pix = np.divmod(flat, n)
-        order = np.lexsort((-x[rows, pix], rows))  # stable: equal values keep index order
-        rows, pix = rows[order], pix[order]
-        rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
-        drop = rank >= need[rows, j]
-        rows, pix = rows[drop], pix[drop]
-        dropped_sig = sig[pix] if sig.ndim == 1 else sig[rows, pix]
-        np.subtract.at(inside[:, :, j], (rows, dropped_sig), 1)
-    return inside
+        counts = np.bincount(cell + ranked[r], minlength=n_sig * width)
+        inside[r] = np.cumsum(counts.reshape(width, n_sig), axis=0)[:-1].T
+        rank_sums[r] = np.bincount(ranked[r], weights=rank2, minlength=n_sig)
+        if mixed[r].any():
+            run = np.zeros(n, np.intp)
+            np.cumsum(~same[r], out=run[1:])
+            at = np.flatnonzero(np.isin(run, run[1:][mixed[r]]))  # positions of mixed runs
+            first = at[np.searchsorted(run[at], run[at], "left")]
+            last = at[np.searchsorted(run[at], run[at], "right") - 1]
+            rank_sums[r] += np.bincount(ranked[r, at], weights=first + last - 2 * at,
+                                        minlength=n_sig)
+    return inside, rank_sums, ranked[:, -1].astype(np.intp)
 
 
 def _signatures(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -234,72 +224,46 @@ def _pairs(maps: ArrayLike, masks: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(len(x), n), m.reshape(len(m), n)
 
 
-def _bisect(lo: np.ndarray, hi: np.ndarray, below: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Smallest ``i`` in ``[lo, hi]`` where ``below(i)`` is False, elementwise (``below``
-    monotone: True then False; it is only asked at ``lo <= i < hi``)."""
-    lo, hi = lo.copy(), hi.copy()
-    while (open_ := lo < hi).any():
-        mid = np.where(open_, (lo + hi) // 2, lo)
-        go_up = open_ & below(np.minimum(mid, hi - 1))
-        lo = np.where(go_up, mid + 1, lo)
-        hi = np.where(open_ & ~go_up, mid, hi)
-    return lo
-
-
 def _inside_top_k(x: np.ndarray, m: np.ndarray, ks: np.ndarray) -> np.ndarray:
     """|top-k ∩ mask| of each ``(n,)`` float32 map row and its mask row, per k: ``(C, len(ks))``.
 
-    One sort per map: keys are the value's bits (order-preserving for values >= 0) with
-    the mask in the top bit, so a sorted row holds the pixels outside the mask, then those
-    inside, each ascending. The k-th largest value ``v`` is found in the two runs by a
-    vectorised binary search, pixels above ``v`` are counted from the runs, and pixels
-    equal to ``v`` are taken in row-major order (the tie rule) where the mask splits them.
+    Selection, not sorting: keys are the value's bits (order-preserving for values >= 0)
+    with the mask in the lowest bit, partitioned in place at ``n - k`` for each k, largest
+    first, each time only the part above the last cut, so the top-k sets end up as nested
+    suffixes whose mask bits are counted. Where pixels equal to the k-th largest value lie
+    on both sides of a cut, key order (mask bit) is not the tie rule: that (map, k) is
+    counted again from the map, equal values taken in row-major order.
     """
     c, n = x.shape
     bits = x.view(np.uint32) & np.uint32(0x7FFFFFFF)  # -0.0 ranks as +0.0
-    keys = bits | (m.view(np.uint8).astype(np.uint32) << np.uint32(31))
-    keys.sort(axis=1)
-    flat = keys.reshape(-1)
-    area = m.sum(axis=1)[:, None]
-    base = (np.arange(c) * n)[:, None]
-    outer = n - area  # pixels outside the mask: keys[:, :outer]
-
-    def value(index: np.ndarray) -> np.ndarray:  # key bits without the mask bit, -1 off the row
-        inside = (index >= 0) & (index < n)
-        got = flat[base + np.clip(index, 0, n - 1)] & np.uint32(0x7FFFFFFF)
-        return np.where(inside, got.astype(np.int64), -1)
-
-    k = np.broadcast_to(ks, (c, len(ks))).astype(np.int64)
-    live = k > 0
-    q = n - np.maximum(k, 1)  # ascending position of the k-th largest pixel
-    # i pixels from outside the mask among the q + 1 smallest (the rest from inside)
-    lo = np.maximum(0, q + 1 - area)
-    hi = np.minimum(q + 1, outer)
-    i = _bisect(lo, hi, lambda i: value(i) < value(outer + q - i))
-    edge = np.maximum(value(i - 1), np.where(q + 1 - i > 0, value(outer + q - i), -1))
-
-    def count_below(start, stop, v, strict):  # keys in [start, stop) of each row below v
-        return _bisect(start, stop, lambda j: (value(j) < v) if strict else (value(j) <= v)) - start
-
-    zero, inner_start = np.zeros_like(lo), np.broadcast_to(outer, lo.shape)
-    end = np.full_like(lo, n)
-    below_out = count_below(zero, inner_start, edge, True)
-    upto_out = count_below(zero, inner_start, edge, False)
-    below_in = count_below(inner_start, end, edge, True)
-    upto_in = count_below(inner_start, end, edge, False)
-    above_in = area - upto_in
-    above = above_in + outer - upto_out
-    tied_in = upto_in - below_in
-    tied = tied_in + upto_out - below_out
-    need = k - above  # tied pixels the top-k set takes, in row-major order
-    split = live & (tied_in > 0) & (tied_in < tied) & (need < tied)
-    inside = above_in + np.where(tied_in == tied, need, np.where(need == tied, tied_in, 0))
-    for r in np.unique(np.flatnonzero(split.any(axis=1))):
-        for v in np.unique(edge[r, split[r]]):
-            cols = np.flatnonzero(split[r] & (edge[r] == v))
-            ties = np.cumsum(m[r, np.flatnonzero(bits[r] == v)])
-            inside[r, cols] += ties[need[r, cols] - 1]
-    return np.where(live, inside, 0)
+    keys = bits << np.uint32(1)
+    keys |= m
+    cuts = []  # (column, cut position, value at the cut, maps whose ties straddle it)
+    start, below = 0, np.full(c, -1, np.int64)  # largest key left under the last cut
+    for j in np.argsort(-ks, kind="stable"):
+        if ks[j] == 0:
+            continue
+        cut = n - int(ks[j])
+        if cut > start:
+            keys[:, start:].partition(cut - start, axis=1)
+            below = np.maximum(below, keys[:, start:cut].max(axis=1))
+        edge = keys[:, cut] >> np.uint32(1)
+        cuts.append((j, cut, edge, np.flatnonzero((below >> 1) == edge)))
+        start = cut
+    inside = np.zeros((c, len(ks)), np.int64)
+    total = np.zeros(c, np.int64)
+    end = n
+    for j, cut, _, _ in reversed(cuts):
+        total += np.count_nonzero(keys[:, cut:end] & np.uint32(1), axis=1)
+        inside[:, j] = total
+        end = cut
+    for j, _, edge, rows in cuts:
+        for r in rows:
+            above = bits[r] > edge[r]
+            need = int(ks[j]) - np.count_nonzero(above)
+            tied = np.flatnonzero(bits[r] == edge[r])[:need]
+            inside[r, j] = np.count_nonzero(m[r] & above) + np.count_nonzero(m[r, tied])
+    return inside
 
 
 def _set_metrics(maps: ArrayLike, masks: ArrayLike, percentiles) -> dict[str, np.ndarray]:
@@ -328,9 +292,9 @@ def shared_interest(
 def coverage(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
     """Attention mass inside the mask / total mass: ``(N,)`` (Shared Interest SC, continuous)."""
     x, m = _pairs(maps, masks)
-    mass = x.astype(np.float64)
     area = m.sum(axis=1)
-    return _ratio(np.einsum("cn,cn->c", mass, m), np.where(area > 0, mass.sum(axis=1), 0))
+    inside = np.einsum("cn,cn->c", x, m, dtype=np.float64)
+    return _ratio(inside, np.where(area > 0, x.sum(axis=1, dtype=np.float64), 0))
 
 
 def energy_pointing_game(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
@@ -348,8 +312,75 @@ def pointing_game(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
     bool, so an empty mask or an all-zero map can be NaN; the mean over maps is the accuracy.
     """
     x, m = _pairs(maps, masks)
-    hit = m[np.arange(len(m)), x.argmax(axis=1)] if len(x) else np.zeros(0, bool)
-    return np.where((x.max(axis=1, initial=0) == 0) | ~m.any(axis=1), np.nan, hit)
+    rows = np.arange(len(x))
+    top = x.argmax(axis=1) if len(x) else rows
+    return np.where((x[rows, top] == 0) | ~m.any(axis=1), np.nan, m[rows, top])
+
+
+def _auc(u: np.ndarray, area: np.ndarray, n: int) -> np.ndarray:
+    """AUC from the Mann-Whitney U of a mask of ``area`` pixels among ``n``: ``U / (a (n - a))``,
+    NaN for an empty or full mask."""
+    return _ratio(u, area * (n - area))
+
+
+def _nss(mass_in: np.ndarray, area: np.ndarray, mean: np.ndarray, std: np.ndarray,
+         n: int) -> np.ndarray:
+    """NSS from the mass inside a mask of ``area`` pixels and the map's mean and std:
+    ``(mass_in / area - mean) / std``; NaN for an empty or full mask or a constant map."""
+    return _ratio(_ratio(mass_in, area) - mean, np.where(area < n, std, 0))
+
+
+def auc(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
+    """Area under the ROC curve of each map's values as a classifier of its mask's pixels.
+
+    The Mann-Whitney U of the inside against the outside pixels / ``(n_in * n_out)``, ties
+    counted half (``sklearn.metrics.roc_auc_score``): ``(N,)``. NaN for an empty or full
+    mask (nothing to tell apart) and an all-zero map. One sort per map, mask in the key.
+    """
+    x, m = _pairs(maps, masks)
+    c, n = x.shape
+    keys = (x.view(np.uint32) & np.uint32(0x7FFFFFFF)) << np.uint32(1)  # -0.0 ranks as +0.0
+    keys |= m
+    keys.sort(axis=1)  # ascending values; among equal ones the outside pixels first
+    inside = keys & np.uint32(1)
+    area = m.sum(axis=1)
+    # each inside pixel's position counts the inside pixels before it (0 + 1 + ... + a - 1)
+    # and the outside pixels below it or equal to it: the equal ones count half in U
+    u = (inside @ np.arange(n, dtype=np.int64)) - area * (area - 1) / 2
+    keys >>= np.uint32(1)
+    tied = keys[:, 1:] == keys[:, :-1]
+    rows = np.flatnonzero(tied.any(axis=1))
+    if rows.size:
+        new = np.ones((len(rows), n), bool)
+        new[:, 1:] = ~tied[rows]
+        run = np.cumsum(new.reshape(-1)) - 1
+        size = np.bincount(run)
+        run_inside = np.bincount(run, weights=inside[rows].reshape(-1))
+        row_of_run = np.repeat(np.arange(len(rows)), new.sum(axis=1))
+        u[rows] -= np.bincount(row_of_run, weights=run_inside * (size - run_inside)) / 2
+    blank = keys[:, -1] == 0 if n else np.ones(c, bool)
+    return _blank_to_nan(_auc(u, area.astype(np.float64), n), blank)
+
+
+def nss(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
+    """Normalised scanpath saliency: the mean over the mask of the z-scored map, ``(N,)``.
+
+    Each map is z-scored over all its pixels, ``(x - mean) / std`` with the population std
+    (ddof = 0); NaN for an empty or full mask (its mean z is 0 by construction) and for a
+    constant map (no std), all-zero included.
+    """
+    x, m = _pairs(maps, masks)
+    n = x.shape[1]
+    mean = x.sum(axis=1, dtype=np.float64) / n
+    spread = np.empty(len(x))
+    step = max(1, 2**17 // n)  # rows of about 1 MB in float64: the second pass reads cache
+    for start in range(0, len(x), step):
+        centred = x[start : start + step].astype(np.float64)
+        centred -= mean[start : start + step, None]
+        spread[start : start + step] = np.einsum("cn,cn->c", centred, centred)
+    std = np.sqrt(spread / n)
+    inside = np.einsum("cn,cn->c", x, m, dtype=np.float64)
+    return _nss(inside, m.sum(axis=1).astype(np.float64), mean, std, n)
 
 
 def max_iou(masks: ArrayLike, percentiles: Sequence[float]) -> np.ndarray:
@@ -448,14 +479,18 @@ def sweep(
     Maps are upsampled to ``R x R`` (``upsample``) and each is ranked once for all
     percentiles and all targets of its image (``target_image[t]`` is the image of target t).
     Returns ``iou``, ``gtc``, ``sc`` ``(T, K, P)``; ``max_iou`` ``(T, P)`` (it depends on the
-    mask only); ``coverage``, ``energy_pointing_game`` (equal) and ``pointing_game``
-    ``(T, K)``; and ``area`` ``(T,)`` pixels per mask.
+    mask only); ``coverage``, ``energy_pointing_game`` (equal), ``pointing_game``, ``auc``
+    and ``nss`` ``(T, K)``; and ``area`` ``(T,)`` pixels per mask.
 
-    Set scores and pointing equal the 1:1 functions on the repeated pairs exactly; mass
-    comes from the grid map in float64 (upsampling is linear), so coverage equals them up to
-    the float32 rounding of the upsampled map (~1e-7). Each of ``workers`` threads (default:
-    one per core, at most 2) holds ``chunk_mb`` of upsampled float32 maps at a time (small
-    chunks stay in cache); torch runs single-threaded meanwhile, then its setting is restored.
+    Set scores, pointing and AUC equal the 1:1 functions on the repeated pairs exactly (the
+    same exact ranking of the same float32 values); mass comes from the grid map in float64
+    (upsampling is linear), and so do NSS's mean and spread (``up - mean = Ay (grid - mean)
+    Ax^T``, its squares summed through the Gram matrices of the upsampling weights), so
+    coverage and NSS equal them up to the float32 rounding of the upsampled map (~1e-7); a
+    constant grid map has NSS NaN (its upsampling's rounding noise is not z-scored). Each
+    of ``workers`` threads (default: one per core, at most 2) holds ``chunk_mb`` of upsampled
+    float32 maps at a time (small chunks stay in cache); torch runs single-threaded
+    meanwhile, then its setting is restored.
     """
     grid = _maps(maps, "maps", 4)
     masks = _masks(targets, "targets")
@@ -483,8 +518,13 @@ def sweep(
     mass_in = np.zeros((len(masks), n_kinds))
     mass_all = np.zeros((len(masks), n_kinds))
     hit = np.zeros((len(masks), n_kinds), bool)
+    rank_sum = np.zeros((len(masks), n_kinds))
+    deviation = np.zeros((len(masks), n_kinds))
     block = max(1, int(chunk_mb * 2**20 // (4 * n)))
     workers = workers or min(2, os.cpu_count() or 1)
+
+    ay, ax = _bilinear_weights(h, resolution), _bilinear_weights(w, resolution)
+    gram_y, gram_x = ay.T @ ay, ax.T @ ax
 
     def score_image(image: int) -> tuple[np.ndarray, ...]:
         owned = np.flatnonzero(owner == image)
@@ -493,10 +533,17 @@ def sweep(
         parts = []
         for start in range(0, n_kinds, block):
             x = upsample(grid[image, start : start + block], resolution).reshape(-1, n)
-            parts.append((_top_k_counts(x, ks, sig, len(member)), sig[x.argmax(axis=1)]))
-        counts, top = (np.concatenate(p) for p in zip(*parts, strict=True))
-        mass = grid[image].reshape(n_kinds, -1).astype(np.float64) @ weights
-        return owned, np.einsum("ksu,st->tku", counts, member), mass.T, member[top].T
+            parts.append(_top_k_counts(x, ks, sig, len(member)))
+        counts, rank_sums, top = (np.concatenate(p) for p in zip(*parts, strict=True))
+        cells = grid[image].astype(np.float64)
+        mass = cells.reshape(n_kinds, -1) @ weights
+        # squared deviations of the upsampled map from its mean, on the grid: the
+        # upsampling rows sum to 1, so up - mean = Ay (grid - mean) Ax^T
+        centred = cells - (mass[:, -1] / n)[:, None, None]
+        spread = np.einsum("khw,khw->k", centred, gram_y @ centred @ gram_x)
+        spread[np.ptp(cells.reshape(n_kinds, -1), axis=1) == 0] = 0  # constant: no rounding noise
+        return (owned, np.einsum("ksu,st->tku", counts, member), mass.T, member[top].T,
+                (rank_sums @ member).T, spread)
 
     images = np.unique(owner)
     threads = torch.get_num_threads()
@@ -504,12 +551,14 @@ def sweep(
     try:
         with ThreadPoolExecutor(workers) as pool:
             results = pool.map(score_image, images)
-            for owned, counts, mass, top in tqdm(
+            for owned, counts, mass, top, ranks, spread in tqdm(
                 results, total=len(images), desc="sweep", unit="img", disable=not progress
             ):
                 inside[owned] = counts
                 mass_in[owned], mass_all[owned] = mass[:-1], mass[-1]
                 hit[owned] = top
+                rank_sum[owned] = ranks
+                deviation[owned] = spread
     finally:
         torch.set_num_threads(threads)
 
@@ -520,6 +569,10 @@ def sweep(
     result["coverage"] = _ratio(mass_in, np.where(area[:, None] > 0, mass_all, 0))
     result["energy_pointing_game"] = result["coverage"]
     result["pointing_game"] = np.where(blank | (area[:, None] == 0), np.nan, hit)
+    a = area[:, None].astype(np.float64)
+    u = rank_sum / 2 - a * (a + 1) / 2  # rank sums are of doubled ranks
+    result["auc"] = _blank_to_nan(_auc(u, a, n), blank)
+    result["nss"] = _nss(mass_in, a, mass_all / n, np.sqrt(deviation / n), n)
     result["area"] = area
     return result
 

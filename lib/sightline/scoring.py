@@ -40,7 +40,7 @@ COLUMNS = [
     "value",
 ]
 # coverage is also the energy-based pointing game (mass inside / total), stored once
-THRESHOLD_FREE = ("coverage", "pointing_game")
+THRESHOLD_FREE = ("coverage", "pointing_game", "auc", "nss")
 UNION = "union"
 COMMON_FRAME = Geometry()  # squash: the whole image, boxes uncropped (the baselines' frame)
 

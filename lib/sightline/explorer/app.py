@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 import torch
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -38,6 +40,17 @@ def create_app(study: Study) -> FastAPI:
     def not_found(request: Request, error: NotFound) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": str(error)})
 
+    @app.exception_handler(RequestValidationError)
+    def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        """422 with one readable sentence per bad parameter (the page shows ``detail``) and
+        the validator's records under ``errors``."""
+        problems = [f"{e['loc'][-1]}: {e['msg'][0].lower()}{e['msg'][1:]} (got "
+                    f"{e.get('input')})" for e in error.errors()]
+        return JSONResponse(status_code=422, content={
+            "detail": "; ".join(problems),
+            "fields": [str(e["loc"][-1]) for e in error.errors()],
+            "errors": jsonable_encoder(error.errors())})
+
     def selection(model: str | None, variant: str | None, method: str | None, layer: int | None,
                   head: int | None, percentile: float | None) -> Selection:
         return study.resolve(model=model, variant=variant, method=method, layer=layer, head=head,
@@ -52,7 +65,7 @@ def create_app(study: Study) -> FastAPI:
         """The profile: models with their variants, methods, layers, heads and defaults."""
         return {"profile": study.params.profile, "headline_percentile": study.headline,
                 "percentiles": study.thresholds, "resolution": study.resolution,
-                "models": study.catalogue(), "metrics": list(UNION_METRICS),
+                "models": study.catalogue(), "metrics": study.metrics,
                 "images": study.image_ids}
 
     @app.get("/images")
@@ -118,7 +131,12 @@ def create_app(study: Study) -> FastAPI:
     def heads(model: str | None = None, variant: str | None = None, method: str | None = None,
               metric: Metric = "iou", percentile: Percentile = None,
               image_id: str | None = None) -> dict:
-        """Mean union score per layer x head of one model's method."""
+        """Mean union score per layer x head of one model's method (default: its first
+        method with per-head maps)."""
+        if method is None:
+            base = study.default(model, variant)
+            method = next((m for m in study.methods(base.model, base.variant)
+                           if study.has_heads(base.model, base.variant, m)), base.method)
         base = study.default(model, variant, method)
         sel = Selection(base.model, base.variant, base.method, base.layer, -1,
                         study.headline if percentile is None else percentile)

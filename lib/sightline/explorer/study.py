@@ -23,9 +23,10 @@ from .. import models as registry
 from ..cache import MapStore
 from ..geometry import Geometry
 
-UNION_METRICS = ("iou", "iou_rel", "gtc", "sc", "coverage", "pointing_game")
+UNION_METRICS = ("iou", "iou_rel", "gtc", "sc", "coverage", "pointing_game", "auc", "nss")
 THRESHOLDED = ("iou", "iou_rel", "gtc", "sc")
 BASELINE = "baseline"
+LEADERBOARD_VARIANT = "frozen"  # the variant Q1's leaderboard reads (the notebook's VARIANT)
 # The variant column of the table -> the variant part of the store's file name.
 _STORE_VARIANT = {BASELINE: "none"}
 
@@ -94,6 +95,8 @@ class Study:
             (self._heads.setdefault((row.model, row.variant, row.method), {})
              .setdefault(int(row.layer), []).append(int(row.head)))
         self.models = self._model_order()
+        present = set(self.union["metric"])
+        self.metrics = [m for m in UNION_METRICS if m in present]
         iou = self.union[(self.union["metric"] == "iou") & (self.union["head"] == -1)
                          & np.isclose(self.union["threshold"], self.headline)]
         means = (iou.groupby(["model", "variant", "method", "layer"])["value"].mean()
@@ -101,6 +104,7 @@ class Study:
         best = means.loc[means.groupby(["model", "variant", "method"])["value"].idxmax()]
         self._best_layers = {(r.model, r.variant, r.method): int(r.layer)
                              for r in best.itertuples()}
+        self.headlines = self._headlines()
 
     # -- what there is ------------------------------------------------------------------
 
@@ -109,6 +113,27 @@ class Study:
         ordered = [extract.model_name(c) for c in self.params.models]
         present = set(self.kinds["model"])
         return [m for m in ordered if m in present] + sorted(present - set(ordered))
+
+    def _headlines(self) -> dict[str, tuple[str, int]]:
+        """Per model, the leaderboard's headline map (``tables/leaderboard.csv`` of Q1): the
+        method with the highest cross-fitted IoU at the headline percentile, at that method's
+        in-sample best layer, of the frozen variant. Empty if the leaderboard is not built."""
+        path = self.tables_dir / "leaderboard.csv"
+        if not path.is_file():
+            return {}
+        board = pd.read_csv(path).astype({"model": str, "method": str})
+        score = f"IoU@{self.headline:g} cross-fitted"
+        layer = next(c for c in board.columns if c.startswith("best layer"))
+        board = board.dropna(subset=[score]).sort_values(score, ascending=False, kind="stable")
+        return {r["model"]: (r["method"], int(r[layer]))
+                for _, r in board.drop_duplicates("model").iterrows()
+                if (r["model"], LEADERBOARD_VARIANT if r["model"] != BASELINE else BASELINE,
+                    r["method"]) in self._heads}
+
+    def has_heads(self, model: str, variant: str, method: str) -> bool:
+        """Whether the method's maps of (model, variant) come per head (not only a mean)."""
+        return any(h >= 0 for heads in self._heads[(model, variant, method)].values()
+                   for h in heads)
 
     def methods(self, model: str, variant: str) -> list[str]:
         """Methods of one (model, variant), in the registry's order where it knows the model."""
@@ -123,7 +148,8 @@ class Study:
         for model in self.models:
             rows = self.kinds[self.kinds["model"] == model]
             variants = sorted(set(rows["variant"]), key=lambda v: (v != "frozen", v))
-            entry = {"model": model, "variants": [], "default": asdict(self.default(model))}
+            entry = {"model": model, "variants": [], "default": asdict(self.default(model)),
+                     "headline": model in self.headlines}
             for variant in variants:
                 methods = []
                 for method in self.methods(model, variant):
@@ -139,7 +165,8 @@ class Study:
 
     def default(self, model: str | None = None, variant: str | None = None,
                 method: str | None = None) -> Selection:
-        """The first model, ``frozen``, its first method, its best layer, head mean, headline p."""
+        """The first model, ``frozen``; its headline method (the leaderboard's, ``_headlines``),
+        else its first; that method's best layer (the headline's); head mean; headline p."""
         model = model or self.models[0]
         if model not in self.models:
             raise NotFound(f"model '{model}' not found; have {self.models}")
@@ -148,11 +175,15 @@ class Study:
         if variant not in variants:
             raise NotFound(f"variant '{variant}' of model '{model}' not found; have {sorted(variants)}")
         methods = self.methods(model, variant)
+        headline_variant = BASELINE if model == BASELINE else LEADERBOARD_VARIANT
+        if method is None and variant == headline_variant and model in self.headlines:
+            method = self.headlines[model][0]
         method = method or methods[0]
         if method not in methods:
             raise NotFound(f"method '{method}' of {model} ({variant}) not found; have {methods}")
-        return Selection(model, variant, method, self.best_layer(model, variant, method), -1,
-                         self.headline)
+        headline = variant == headline_variant and self.headlines.get(model, ("",))[0] == method
+        layer = self.headlines[model][1] if headline else self.best_layer(model, variant, method)
+        return Selection(model, variant, method, layer, -1, self.headline)
 
     def best_layer(self, model: str, variant: str, method: str) -> int:
         """The layer with the highest mean IoU at the headline percentile (union, head mean),
@@ -197,7 +228,8 @@ class Study:
                 for i, b in enumerate(sample.boxes)]
 
     def images(self) -> list[dict]:
-        """Every annotated image with its label, tags, regions and each model's headline union IoU."""
+        """Every annotated image with its label, tags, regions and each model's headline union
+        IoU (the leaderboard's headline map, the model's default)."""
         headline = {}
         for model in self.models:
             sel = self.default(model)
@@ -275,6 +307,8 @@ class Study:
             "iou_rel": _number(relative[0, 0]),
             "coverage": _number(metrics.coverage(up, mask[None])[0]),
             "pointing_game": _number(metrics.pointing_game(up, mask[None])[0]),
+            "auc": _number(metrics.auc(up, mask[None])[0]),
+            "nss": _number(metrics.nss(up, mask[None])[0]),
             "mask_pixels": int(mask.sum()),
         }
 

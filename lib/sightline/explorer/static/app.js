@@ -18,6 +18,7 @@ async function route() {
   }
   if (cleanup) cleanup();
   cleanup = null;
+  delete main.dataset.ready;  // a view marks itself ready once its data are shown
   try {
     const p = await getProfile();
     document.getElementById("profile-name").textContent = `profile ${p.profile}`;

@@ -1,5 +1,5 @@
 // The selectors of one map: model, variant, method, layer, head (or head mean), percentile.
-import { el } from "./util.js";
+import { api, el } from "./util.js";
 
 export function findModel(profile, model) {
   return profile.models.find((m) => m.model === model) || profile.models[0];
@@ -20,6 +20,46 @@ export function selectionFrom(profile, query) {
     if (query.get(key) !== null && query.get(key) !== "") base[key] = Number(query.get(key));
   }
   return base;
+}
+
+// A selection the page can show: each field the profile does not have (a variant the
+// model lacks, a layer or head not there, a percentile outside [0, 100)) replaced by the
+// model's default. Returns {sel, replaced: [[field, asked, shown], ...]}.
+export function validSelection(profile, asked) {
+  const model = findModel(profile, asked.model);
+  const sel = { ...asked, model: model.model };
+  const replaced = [];
+  const swap = (field, value) => { replaced.push([field, asked[field], value]); sel[field] = value; };
+  if (asked.model && asked.model !== model.model) swap("model", model.model);
+  let variant = model.variants.find((v) => v.variant === sel.variant);
+  if (!variant) { variant = model.variants.find((v) => v.variant === model.default.variant); swap("variant", variant.variant); }
+  let method = variant.methods.find((m) => m.method === sel.method);
+  if (!method) {
+    method = variant.methods.find((m) => m.method === model.default.method) || variant.methods[0];
+    swap("method", method.method);
+  }
+  if (!method.layers.includes(Number(sel.layer))) swap("layer", method.best_layer);
+  const heads = method.heads[sel.layer] || 0;
+  if (!(Number.isInteger(sel.head) && sel.head >= -1 && sel.head < heads)) swap("head", -1);
+  if (!(Number.isFinite(sel.percentile) && sel.percentile >= 0 && sel.percentile < 100)) {
+    swap("percentile", profile.headline_percentile);
+  }
+  return { sel, replaced };
+}
+
+// The selection of a URL made valid, and the notice saying what was replaced: the API's
+// own message for what was asked, then what is shown instead ("" when nothing was).
+export async function checkedSelection(profile, asked, imageId) {
+  const { sel, replaced } = validSelection(profile, asked);
+  if (!replaced.length) return { sel, notice: "" };
+  let message = `${replaced.map(([field, value]) => `${field} ${value}`).join(", ")} is not in this profile`;
+  try {
+    await api(`/metrics/${encodeURIComponent(imageId)}?${new URLSearchParams(selectionQuery(asked))}`);
+  } catch (error) {
+    message = error.message;
+  }
+  const shown = replaced.map(([field, , value]) => `${field} ${value}`).join(", ");
+  return { sel, notice: `${message}. Showing ${shown} instead.` };
 }
 
 export function selectionQuery(sel) {

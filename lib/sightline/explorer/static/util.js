@@ -6,7 +6,13 @@ export async function api(path) {
   window.sightlineRequests += 1;
   const response = await fetch(path);
   const body = await response.json();
-  if (!response.ok) throw new Error(body.detail || `${response.status} ${path}`);
+  if (!response.ok) {
+    // the API's message: a sentence (404, and the 422s of sightline's handler), else the
+    // messages of a validator's records
+    const detail = Array.isArray(body.detail)
+      ? body.detail.map((d) => `${(d.loc || []).slice(-1)[0]}: ${d.msg}`).join("; ") : body.detail;
+    throw new Error(detail || `${response.status} ${path}`);
+  }
   return body;
 }
 

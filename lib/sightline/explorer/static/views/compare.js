@@ -1,6 +1,6 @@
 // Compare: two maps of one image side by side with their union metrics, and A − B.
 import { normalise, paintDiverging, paintHeat, paintOutline, stage, topKMask, upsample } from "../draw.js";
-import { selectionFrom, selectors } from "../selection.js";
+import { checkedSelection, selectionFrom, selectors } from "../selection.js";
 import { api, el, imageOrder, setHash } from "../util.js";
 import { metricsQuery, metricsTable } from "./detail.js";
 
@@ -27,10 +27,11 @@ export async function compareView(main, { id, query, profile }) {
   const boxes = await api(`/images/${path}/boxes`);
   const R = profile.resolution;
   const models = profile.models.map((m) => m.model);
-  const choices = {
-    a: selectionFrom(profile, new URLSearchParams(query.get("a") || "")),
-    b: selectionFrom(profile, new URLSearchParams(query.get("b") || `model=${models[1] || models[0]}`)),
+  const checked = {
+    a: await checkedSelection(profile, selectionFrom(profile, new URLSearchParams(query.get("a") || "")), imageId),
+    b: await checkedSelection(profile, selectionFrom(profile, new URLSearchParams(query.get("b") || `model=${models[1] || models[0]}`)), imageId),
   };
+  const choices = { a: checked.a.sel, b: checked.b.sel };
   const placed = {};
   const diff = stage(`/images/${path}/file`, boxes);
   diff.place([0, 0, 1, 1]);
@@ -59,7 +60,9 @@ export async function compareView(main, { id, query, profile }) {
       if (!live) refresh();
     }, side);
     const panel = el("div", {}, el("h3", {}, side.toUpperCase()), view.node,
-      el("div", { class: "panel" }, widget.node), el("div", { class: "panel" }, el("h3", {}, "union"), metrics.table));
+      el("div", { class: "panel" }, el("p", { class: "error", id: `${side}-selection-notice`, hidden: !checked[side].notice },
+        checked[side].notice), widget.node),
+      el("div", { class: "panel" }, el("h3", {}, "union"), metrics.table));
     return { panel, refresh };
   });
 

@@ -2,11 +2,12 @@
 // Clicking a box fetches that box's metrics; clicking it again (or "union") restores the
 // union metrics already held, without a request. Arrow keys move between images.
 import { COLORMAPS, paintHeat, paintOutline, stage, topKMask, upsample } from "../draw.js";
-import { selectionFrom, selectionQuery, selectors } from "../selection.js";
+import { checkedSelection, selectionFrom, selectionQuery, selectors } from "../selection.js";
 import { api, el, fmt, href, imageOrder, setHash } from "../util.js";
 
 const METRICS = [["iou", "IoU"], ["iou_rel", "relative IoU"], ["gtc", "GTC"], ["sc", "SC"],
-                 ["coverage", "coverage"], ["pointing_game", "pointing game"]];
+                 ["coverage", "coverage"], ["auc", "AUC"], ["nss", "NSS"],
+                 ["pointing_game", "pointing game"]];
 
 export function metricsQuery(sel) {
   return new URLSearchParams(selectionQuery(sel)).toString();
@@ -30,7 +31,10 @@ export function metricsTable(prefix = "metric") {
 
 export async function detailView(main, { id, query, profile }) {
   const imageId = id || imageOrder()[0];
-  let sel = selectionFrom(profile, query);
+  const checked = await checkedSelection(profile, selectionFrom(profile, query), imageId);
+  let sel = checked.sel;
+  const notice = el("p", { class: "error", id: "selection-notice", hidden: !checked.notice },
+                    checked.notice);
   const boxes = await api(`/images/${encodeURIComponent(imageId)}/boxes`);
   const state = { grid: null, up: null, union: null, box: null, cmap: query.get("cmap") || "viridis",
                   opacity: Number(query.get("opacity") ?? 0.6) };
@@ -149,7 +153,7 @@ export async function detailView(main, { id, query, profile }) {
       el("p", { class: "hint" }, "The heatmap covers the part of the image the model sees (its resize / "
         + "centre crop); the outline marks the pixels kept at the percentile, as scored.")),
     el("div", {},
-      el("div", { class: "panel" }, el("h3", {}, "Map"), widget.node),
+      el("div", { class: "panel" }, el("h3", {}, "Map"), notice, widget.node),
       el("div", { class: "panel" }, title, metrics.table, error),
       el("div", { class: "panel" }, el("h3", {}, "Expert boxes"),
         el("table", { class: "data", id: "box-list" },

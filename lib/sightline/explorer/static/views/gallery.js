@@ -60,8 +60,11 @@ export async function galleryView(main, { query, profile }) {
       choice("sort", [["id", "image id"], ...profile.models.map((m) => [m.model, m.model])], "sort by"),
       choice("order", [["best", "best first"], ["worst", "worst first"]], ""),
       count),
-    el("p", { class: "hint" }, `Scores: each model's headline map (its first method at its best layer, `
-      + `head mean) against the union of the boxes, IoU at p = ${profile.headline_percentile}.`),
+    el("p", { class: "hint", id: "headline-note" }, `Scores: each model's headline map, the Q1 `
+      + `leaderboard's (the method with the highest cross-fitted IoU, at its best layer; head mean) `
+      + `against the union of the boxes, IoU at p = ${profile.headline_percentile}: `
+      + profile.models.map((m) => `${m.model} ${m.default.method} · layer ${m.default.layer}`
+        + (m.headline ? "" : " (not on the leaderboard)")).join("; ") + "."),
     grid);
   render();
 }

@@ -5,10 +5,14 @@ import { findModel } from "../selection.js";
 import { api, el, fmt, href, setHash } from "../util.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-const PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
-                 "#8c8c8c", "#ccb974", "#64b5cd"];
-const DASHES = ["", "5 3", "2 2", "8 3 2 3"];
-const THRESHOLD_FREE = ["coverage", "pointing_game"];
+// Colour per model (Okabe-Ito, then Tableau's), marker and line style per method: a series
+// reads as model x method without 21 lines sharing 7 colours.
+const PALETTE = ["#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#000000",
+                 "#8c564b", "#bcbd22", "#7f7f7f", "#17becf", "#f0e442"];
+const MARKERS = ["circle", "square", "triangle", "diamond", "cross", "triangle-down"];
+const DASHES = ["", "6 3", "2 2", "8 3 2 3", "1 3", "10 2"];
+const THRESHOLD_FREE = ["coverage", "pointing_game", "auc", "nss"];
+const NEAR = 7;  // px (chart units): points this close to a click are all offered
 
 function svg(tag, attrs = {}, text) {
   const node = document.createElementNS(SVG, tag);
@@ -17,43 +21,83 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
-function lineChart(rows, { onPoint, label }) {
+function marker(shape, cx, cy, size, attrs) {
+  const s = size;
+  const paths = {
+    square: `M${cx - s},${cy - s}h${2 * s}v${2 * s}h${-2 * s}z`,
+    triangle: `M${cx},${cy - 1.2 * s}L${cx + 1.1 * s},${cy + s}H${cx - 1.1 * s}z`,
+    "triangle-down": `M${cx},${cy + 1.2 * s}L${cx + 1.1 * s},${cy - s}H${cx - 1.1 * s}z`,
+    diamond: `M${cx},${cy - 1.3 * s}L${cx + 1.3 * s},${cy}L${cx},${cy + 1.3 * s}L${cx - 1.3 * s},${cy}z`,
+    cross: `M${cx - s},${cy - s}L${cx + s},${cy + s}M${cx - s},${cy + s}L${cx + s},${cy - s}`,
+  };
+  if (shape === "circle") return svg("circle", { cx, cy, r: s, ...attrs });
+  const stroke = shape === "cross" ? { stroke: attrs.fill, "stroke-width": 2, fill: "none" } : {};
+  return svg("path", { d: paths[shape], ...attrs, ...stroke });
+}
+
+function legendSwatch(colour, shape, dash) {
+  const icon = svg("svg", { width: 34, height: 12, viewBox: "0 0 34 12", class: "swatch" });
+  icon.append(svg("line", { x1: 1, x2: 33, y1: 6, y2: 6, stroke: colour, "stroke-width": 1.5,
+                            "stroke-dasharray": dash }),
+              marker(shape, 17, 6, 3.5, { fill: colour }));
+  return icon;
+}
+
+// rows: {model, method, layer, value}. A click offers every point within NEAR of it (points
+// of different series often coincide): one opens at once, several are listed to pick from.
+function lineChart(rows, { onPoint, label, models, methods }) {
   const W = 640, H = 320, pad = { l: 50, r: 10, t: 10, b: 35 };
   const layers = rows.map((r) => r.layer), values = rows.map((r) => r.value ?? 0);
-  const xmax = Math.max(1, ...layers), ymax = Math.max(1e-9, ...values) * 1.05;
+  const xmax = Math.max(1, ...layers), ymin = Math.min(0, ...values);
+  const ymax = Math.max(ymin + 1e-9, ...values) * 1.05;
   const x = (l) => pad.l + (l / xmax) * (W - pad.l - pad.r);
-  const y = (v) => H - pad.b - (v / ymax) * (H - pad.t - pad.b);
+  const y = (v) => H - pad.b - ((v - ymin) / (ymax - ymin)) * (H - pad.t - pad.b);
   const chart = svg("svg", { class: "chart", id: "layer-chart", viewBox: `0 0 ${W} ${H}`, width: W, height: H });
   chart.append(svg("line", { x1: pad.l, x2: W - pad.r, y1: H - pad.b, y2: H - pad.b, stroke: "#999" }),
                svg("line", { x1: pad.l, x2: pad.l, y1: pad.t, y2: H - pad.b, stroke: "#999" }),
                svg("text", { x: W / 2, y: H - 4, "text-anchor": "middle" }, "layer"),
                svg("text", { x: 12, y: H / 2, transform: `rotate(-90 12 ${H / 2})`, "text-anchor": "middle" }, label));
   for (let t = 0; t <= 4; t++) {
-    chart.append(svg("text", { x: pad.l - 4, y: y((ymax * t) / 4) + 4, "text-anchor": "end" }, fmt((ymax * t) / 4, 2)));
+    const v = ymin + ((ymax - ymin) * t) / 4;
+    chart.append(svg("text", { x: pad.l - 4, y: y(v) + 4, "text-anchor": "end" }, fmt(v, 2)));
   }
   for (const l of [...new Set(layers)]) chart.append(svg("text", { x: x(l), y: H - pad.b + 14, "text-anchor": "middle" }, l));
-  const models = [...new Set(rows.map((r) => r.model))];
-  const methods = [...new Set(rows.map((r) => r.method))];
-  const legend = el("div", { class: "legend" });
+  const legend = el("div", { class: "legend", id: "layer-legend" });
+  const points = [];
   for (const model of models) {
     for (const method of methods) {
       const line = rows.filter((r) => r.model === model && r.method === method && r.value !== null);
       if (!line.length) continue;
       const colour = PALETTE[models.indexOf(model) % PALETTE.length];
+      const shape = MARKERS[methods.indexOf(method) % MARKERS.length];
       const dash = DASHES[methods.indexOf(method) % DASHES.length];
       chart.append(svg("polyline", { points: line.map((r) => `${x(r.layer)},${y(r.value)}`).join(" "),
                                      fill: "none", stroke: colour, "stroke-width": 1.5, "stroke-dasharray": dash }));
       for (const r of line) {
-        const dot = svg("circle", { cx: x(r.layer), cy: y(r.value), r: 4, fill: colour,
-                                    "data-model": model, "data-method": method, "data-layer": r.layer });
+        const dot = marker(shape, x(r.layer), y(r.value), 3.5, {
+          fill: colour, class: "point", "data-model": model, "data-method": method, "data-layer": r.layer });
         dot.append(svg("title", {}, `${model} · ${method} · layer ${r.layer}: ${fmt(r.value)}`));
-        dot.addEventListener("click", () => onPoint(r));
         chart.append(dot);
+        points.push({ ...r, px: x(r.layer), py: y(r.value) });
       }
-      legend.append(el("span", { style: `color:${colour}` }, `${dash ? "╌" : "—"} ${model} · ${method}`));
+      legend.append(el("span", { "data-series": `${model}|${method}` }, legendSwatch(colour, shape, dash),
+                       ` ${model} · ${method}`));
     }
   }
-  return el("div", {}, chart, legend);
+  const chooser = el("div", { id: "point-chooser", class: "panel", hidden: true });
+  chart.addEventListener("click", (event) => {
+    const box = chart.getBoundingClientRect();
+    const cx = ((event.clientX - box.left) / box.width) * W, cy = ((event.clientY - box.top) / box.height) * H;
+    const near = points.map((p) => ({ ...p, d: Math.hypot(p.px - cx, p.py - cy) }))
+      .filter((p) => p.d <= NEAR).sort((a, b) => a.d - b.d);
+    if (near.length === 1) onPoint(near[0]);
+    if (near.length < 2) { chooser.hidden = true; return; }
+    chooser.replaceChildren(el("p", { class: "hint" }, `${near.length} maps at this point — pick one:`),
+      ...near.map((p) => el("button", { type: "button", "data-model": p.model, "data-method": p.method,
+        "data-layer": p.layer, onclick: () => onPoint(p) }, `${p.model} · ${p.method} · layer ${p.layer}: ${fmt(p.value)}`)));
+    chooser.hidden = false;
+  });
+  return el("div", {}, chart, legend, chooser);
 }
 
 function colour(value, min, max) {
@@ -66,7 +110,7 @@ export async function layersView(main, { query, profile }) {
     metric: query.get("metric") || "iou", percentile: Number(query.get("percentile") || profile.headline_percentile),
     variant: query.get("variant") || "frozen", image: query.get("image") || "",
     model: query.get("model") || profile.models.find((m) => m.variants.some((v) => v.methods.some((x) => Object.keys(x.heads).length)))?.model || profile.models[0].model,
-    method: query.get("method") || "",
+    method: query.get("method") || "", series: query.get("series") || "",
   };
   const chartBox = el("div", { class: "panel" });
   const headsBox = el("div", { class: "panel" });
@@ -85,19 +129,33 @@ export async function layersView(main, { query, profile }) {
     const thresholded = !THRESHOLD_FREE.includes(state.metric);
     const p = thresholded ? `&percentile=${state.percentile}` : "";
     const scope = state.image ? `&image_id=${encodeURIComponent(state.image)}` : "";
-    const curves = await api(`/layers?metric=${state.metric}&variant=${state.variant}${p}${scope}`);
+    const curves = (await api(`/layers?metric=${state.metric}&variant=${state.variant}${p}${scope}`))
+      .filter((r) => r.model !== "baseline");
+    const models = profile.models.map((m) => m.model).filter((m) => curves.some((r) => r.model === m));
+    const methods = [...new Set(curves.map((r) => r.method))].sort();
+    const seriesChoice = el("select", { id: "layers-series" },
+      [["", "all methods"], ...methods.map((m) => [m, m])].map(([v, text]) =>
+        el("option", { value: v, selected: v === state.series }, text)));
+    seriesChoice.addEventListener("change", () => { state.series = seriesChoice.value; render(); });
+    const shown = curves.filter((r) => !state.series || r.method === state.series);
     chartBox.replaceChildren(el("h3", {}, `${state.metric}${thresholded ? `@${state.percentile}` : ""} per layer `
       + `(union, head mean, ${state.image || "mean over all images"}) — click a point to open that map`),
-      lineChart(curves.filter((r) => r.model !== "baseline"), { label: state.metric,
+      el("div", { class: "controls" }, el("label", {}, "methods shown", seriesChoice),
+        el("span", { class: "hint" }, "colour: model · marker and line: method")),
+      lineChart(shown, { label: state.metric, models, methods,
         onPoint: (r) => { location.hash = openImage({ model: r.model, variant: state.variant, method: r.method, layer: r.layer, percentile: state.percentile }); } }));
 
     const model = findModel(profile, state.model);
     const variant = model.variants.find((v) => v.variant === state.variant) || model.variants[0];
+    const missing = variant.variant !== state.variant
+      ? el("p", { class: "error", id: "variant-notice" }, `${model.model} has no '${state.variant}' variant `
+        + `(it has ${model.variants.map((v) => v.variant).join(", ")}): its heads below are the `
+        + `${variant.variant} maps.`) : null;
     const withHeads = variant.methods.filter((m) => Object.keys(m.heads).length);
     const method = withHeads.find((m) => m.method === state.method) || withHeads[0];
     const preview = el("div", { id: "head-preview" }, el("p", { class: "hint" }, "Click a cell to see that head's map."));
     if (!method) {
-      headsBox.replaceChildren(el("p", {}, `${model.model} (${variant.variant}) has no per-head maps.`));
+      headsBox.replaceChildren(...[missing, el("p", {}, `${model.model} (${variant.variant}) has no per-head maps.`)].filter(Boolean));
       return;
     }
     const grid = await api(`/heads?model=${model.model}&variant=${variant.variant}&method=${method.method}`
@@ -129,7 +187,7 @@ export async function layersView(main, { query, profile }) {
         });
         return cell;
       }))));
-    headsBox.replaceChildren(
+    headsBox.replaceChildren(...[missing].filter(Boolean),
       el("div", { class: "controls" }, choice("model", profile.models.map((m) => [m.model, m.model])),
          choice("method", withHeads.map((m) => [m.method, m.method]))),
       el("h3", {}, `${model.model} · ${method.method}: ${state.metric} per layer × head`),
