@@ -169,6 +169,30 @@ def test_ttest_ind_is_welch_by_default():
     student = stats.ttest_ind(a, b, equal_var=True)
     assert student["test"] == "student" and student["dof"] == 73
     assert student["p"] == pytest.approx(sps.ttest_ind(a, b).pvalue)
+    # Cohen's d on the pooled sd, signed like t (a - b), by hand and as pingouin has it
+    pooled = np.sqrt((29 * a.var(ddof=1) + 44 * b.var(ddof=1)) / 73)
+    assert got["cohen_d"] == pytest.approx((a.mean() - b.mean()) / pooled)
+    assert got["cohen_d"] == pytest.approx(pg.compute_effsize(a, b, eftype="cohen"))
+    assert np.sign(stats.ttest_ind(b, a)["cohen_d"]) == np.sign(stats.ttest_ind(b, a)["t"]) == -1
+
+
+def test_paired_d_z_is_mean_over_sd_of_the_differences_not_pingouins_paired_d():
+    """For a paired t-test the effect size is d_z = mean(diff) / sd(diff), signed as a - b
+    (t = d_z * sqrt(n)); pingouin's ``compute_effsize(paired=True, eftype="cohen")`` is a
+    different one, d_av (mean difference over the root mean of the two variances), and
+    ``pingouin.ttest`` reports its absolute value: not what a paired test's d should be."""
+    rng = np.random.default_rng(8)
+    a = rng.normal(0.15, 0.1, 40)
+    b = a + rng.normal(0.03, 0.05, 40)  # b larger: negative a - b
+    got = stats.paired_comparison(a, b)
+    diff = a - b
+    assert got["d_z"] == pytest.approx(diff.mean() / diff.std(ddof=1)) and got["d_z"] < 0
+    assert got["d_z"] == pytest.approx(pg.compute_effsize(a, b, paired=True, eftype="cohen_dz"))
+    assert got["t"] == pytest.approx(got["d_z"] * np.sqrt(40))
+    d_av = pg.compute_effsize(a, b, paired=True, eftype="cohen")
+    assert d_av == pytest.approx(diff.mean() / np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2))
+    assert abs(d_av - got["d_z"]) > 0.1
+    assert pg.ttest(a, b, paired=True).iloc[0]["cohen_d"] == pytest.approx(abs(d_av))
 
 
 def test_anova_two_way_matches_hand_worked_balanced_sums_of_squares():

@@ -278,10 +278,13 @@ def anova_tukey(df: pd.DataFrame, value: str, group: str) -> tuple[pd.DataFrame,
 def ttest_ind(
     a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *, equal_var: bool = False
 ) -> dict[str, float | str]:
-    """Two independent samples: Welch's t-test by default (``equal_var=True``: Student's)."""
+    """Two independent samples, ``a - b``: Welch's t-test by default (``equal_var=True``:
+    Student's), and Cohen's ``d`` on the pooled sd, signed like t
+    (``pingouin.compute_effsize``)."""
     x, y = _vector(a, "a"), _vector(b, "b")
     x, y = x[~np.isnan(x)], y[~np.isnan(y)]
     result = sps.ttest_ind(x, y, equal_var=equal_var)
+    d = pg.compute_effsize(x, y, paired=False, eftype="cohen") if min(x.size, y.size) > 1 else np.nan
     return {
         "test": "student" if equal_var else "welch",
         "n": int(x.size + y.size),
@@ -292,6 +295,7 @@ def ttest_ind(
         "t": float(result.statistic),
         "dof": float(result.df),
         "p": float(result.pvalue),
+        "cohen_d": float(d),
     }
 
 
