@@ -65,6 +65,7 @@ samples = wc.samples
 dataset_id = data.dataset_fingerprint(dataset["root"])
 choices = [ModelChoice(**m) for m in models]
 names = {c.key: extract.model_name(c) for c in choices}
+plots.random_weights_banner(models)
 
 # %% [markdown]
 # ## Fine-tuning and extraction

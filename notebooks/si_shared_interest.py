@@ -78,6 +78,7 @@ display(Markdown(
     f"Models: {', '.join(names.values())}. Saliency binarised by `{rule}` at {headline} "
     f"(sweep {thresholds}), human mask by `{mask_rule}` at {mask_threshold}."
 ))
+plots.random_weights_banner(study.models)
 
 # %% [markdown]
 # ## Maps and predictions
