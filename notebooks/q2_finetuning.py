@@ -301,7 +301,7 @@ if synthetic_data and trained:
     centre = {metric: union_layers("baseline", "baseline", "centre_gaussian", metric, threshold,
                                    images).iloc[:, 0].to_numpy()
               for metric, threshold in (("iou", P), ("coverage", None))}
-    learned = accuracy_table.set_index("variant")["learned (gate)"]
+    learned = accuracy_table.set_index(["model", "variant"])["learned (gate)"]
     control_rows = []
     for variant, m in control_runs:
         name = m["model"]["name"]
@@ -322,7 +322,7 @@ if synthetic_data and trained:
                     endpoint = (method == own_method and metric == PRIMARY
                                 and against == "untrained")
                     role = ("secondary" if not endpoint else
-                            "primary" if learned[variant] else "null control")
+                            "primary" if learned[(name, variant)] else "null control")
                     r = st.paired_shift(reference, held_tuned[0], n_boot=stats["n_boot"],
                                         seed=seed, margin=stats["sesoi"][metric], alpha=ALPHA)
                     control_rows.append({
@@ -353,7 +353,7 @@ if synthetic_data and trained:
     display(Markdown(f"Secondary comparisons ({(~(primary | null)).sum()} rows: raw p, no "
                      "verdict) are in `tables/q2_positive_control.csv`; the largest per run:"))
     secondary = control_table[control_table["role"] == "secondary"]
-    display(secondary.loc[secondary.groupby("variant", sort=False)["delta"].idxmax(),
+    display(secondary.loc[secondary.groupby(["model", "variant"], sort=False)["delta"].idxmax(),
                           ["model", "variant", "method", "layer", "metric", "against",
                            "reference", "fine_tuned", "delta", "ci_low", "ci_high",
                            "p_wilcoxon"]].round(4))
@@ -362,7 +362,7 @@ if synthetic_data and trained:
 if synthetic_data and trained:
     lines = []
     for r in endpoints.itertuples():
-        gate = accuracy_table.set_index("variant").loc[r.variant]
+        gate = accuracy_table.set_index(["model", "variant"]).loc[(r.model, r.variant)]
         verdict = (f"Holm p = {r.p_holm:.2g}" if r.role == "primary"
                    else f"TOST p = {r.p_tost:.2g}")
         lines.append(
