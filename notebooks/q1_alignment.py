@@ -66,6 +66,7 @@ samples = wc.samples
 dataset_id = data.dataset_fingerprint(dataset)
 choices = [ModelChoice(**m) for m in models]
 names = {c.key: extract.model_name(c) for c in choices}
+plots.random_weights_banner(models)
 
 # %% [markdown]
 # ## Fine-tuning and extraction

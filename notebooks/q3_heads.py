@@ -29,6 +29,7 @@ dataset = default("dataset")
 models = default("models")
 metrics = default("metrics")
 heads = default("heads")
+stats = default("stats")
 report = default("report")
 seed = default("seed")
 tables_dir = default("tables_dir")
@@ -50,6 +51,7 @@ from sightline.config import ModelChoice
 plots.setup()
 tables = Path(tables_dir)
 P = float(metrics["headline_percentile"])
+ALPHA = stats["alpha"]
 HEAD_METHODS = ("cls", "probe")
 VARIANT = "frozen"  # the variant whose heads are ranked (e.g. "full.s0"; Q2 compares them)
 scores = pd.read_parquet(tables / "scores.parquet")
@@ -58,6 +60,7 @@ stores = pd.read_csv(tables / "stores.csv").set_index(["model", "variant"])["sto
 choices = {extract.model_name(c): c for c in (ModelChoice(**m) for m in models)}
 display(Markdown(f"{scores['model'].nunique()} models with per-head maps; "
                  f"{scores[scores['head'] >= 0].groupby(['model', 'layer', 'head']).ngroups} heads."))
+plots.random_weights_banner(models)
 
 # %% [markdown]
 # ## Head rankings
@@ -95,6 +98,10 @@ fig.tight_layout()
 # over 100 seeded halvings of the images the head is chosen on one half and scored on
 # the other (and back), averaged (`sightline.selection`); `head_stability` is how often
 # the halves chose the in-sample best head.
+# `p_holm` adjusts the permutation p over the table's rows. A permutation p is at least
+# 1 / (n + 1), so with m tests Holm's smallest p is m / (n + 1): the number of
+# permutations (`heads.n_permutations`) must exceed m / α − 1 for any effect, however
+# strong, to pass; the line under each test table says whether it does.
 
 # %%
 concentrated = hd.concentration(ranking)
@@ -114,7 +121,19 @@ concentrated = concentrated.merge(honest_head[GROUP + ["best_cross_fit", "head_s
 concentrated.to_csv(tables / "head_concentration.csv", index=False)
 display(concentrated[["model", "method", "best_layer", "best_head", "best_mean", "best_cross_fit",
                      "head_stability", "median_mean", "ratio", "top5_share", "n_heads",
-                     "statistic", "p_value"]].round(4))
+                     "statistic", "p_value", "p_holm"]].round(4))
+
+
+def resolution_note(n_tests, family):
+    """Whether ``n_tests`` Holm-adjusted permutation tests can pass at alpha at all."""
+    n, floor = heads["n_permutations"], n_tests / (heads["n_permutations"] + 1)
+    verdict = ("so a strong enough effect can pass" if floor < ALPHA else
+               f"so **no effect can pass**: use at least {hd.min_permutations(n_tests, ALPHA)}")
+    return Markdown(f"{n_tests} tests {family}, {n} permutations: the smallest possible Holm p "
+                    f"is {n_tests} / {n + 1} = {floor:.3g} against α = {ALPHA}, {verdict}.")
+
+
+display(resolution_note(len(tested), "(one per row)"))
 
 # %% [markdown]
 # ## Heads × feature types
@@ -146,6 +165,9 @@ display(best_per_feature[["model", "feature", "n_boxes", "best_layer", "best_hea
                          "best_cross_fit", "advantage", "layer", "head", "lift", "p_value",
                          "p_holm"]]
         .rename(columns={"layer": "specialist_layer", "head": "specialist_head"}).round(4))
+if len(specialists):
+    display(resolution_note(int(specialists.groupby(["model", "variant", "method"]).size().max()),
+                            "per model and readout (one per feature type)"))
 for name in matrix["model"].unique():
     sub = matrix[matrix["model"] == name]
     top = sub.groupby(["layer", "head"])["mean"].mean().nlargest(16).index

@@ -49,7 +49,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import pingouin as pg
 import seaborn as sns
 from IPython.display import Markdown, display
 
@@ -80,6 +79,7 @@ display(Markdown(
     f"Models: {', '.join(names.values())}. Saliency binarised by `{rule}` at {headline} "
     f"(sweep {thresholds}), human mask by `{mask_rule}` at {mask_threshold}."
 ))
+plots.random_weights_banner(study.models)
 
 # %% [markdown]
 # ## Maps and predictions
@@ -205,9 +205,11 @@ plt.show()
 # %% [markdown]
 # ## Tests
 # - **Technique** (Grad-CAM vs XRAI, IoU): each Grad-CAM map has an XRAI twin on the same
-#   image and model, so the **paired t-test** over (image, model) pairs is the right test
-#   (Cohen's d on the pairs); **Welch's t-test** treats the two sets as independent, as a
-#   comparison of two means like the paper's does, and is given for comparison.
+#   image and model, so the **paired t-test** over (image, model) pairs is the right test,
+#   with its effect size **Cohen's d_z** = mean / sd of the per-pair differences
+#   Grad-CAM − XRAI (signed like t; t = d_z √n); **Welch's t-test** treats the two sets as
+#   independent, as a comparison of two means like the paper's does, and is given for
+#   comparison, with Cohen's d on the pooled sd (same sign convention).
 # - **Model**, per technique: one-way ANOVA and Tukey HSD, as the paper (between-groups;
 #   the images repeat across models, so it ignores that pairing, like the paper).
 # - **Technique x model**: two-way ANOVA with interaction; effect sizes are partial eta².
@@ -221,15 +223,17 @@ def tests_on(frame, subset):
     if {"gradcam", "xrai"} <= set(pairs.columns):
         pairs = pairs[["gradcam", "xrai"]].dropna()
         if len(pairs) >= 3:
-            for name, paired, correction in (("paired t", True, False),
-                                             ("Welch t", False, True)):
-                x = pairs["gradcam"] if paired else frame.loc[frame["method"] == "gradcam", "iou"]
-                y = pairs["xrai"] if paired else frame.loc[frame["method"] == "xrai", "iou"]
-                t = pg.ttest(x.dropna(), y.dropna(), paired=paired, correction=correction).iloc[0]
-                rows.append({"subset": subset, "test": name, "term": "gradcam - xrai",
-                             "statistic": t["T"], "dof": t["dof"], "p": t["p_val"],
-                             "effect": "cohen d", "effect_size": t["cohen_d"], "n": len(x),
-                             "mean_a": x.mean(), "mean_b": y.mean()})
+            t = st.paired_comparison(pairs["gradcam"], pairs["xrai"])
+            rows.append({"subset": subset, "test": "paired t", "term": "gradcam - xrai",
+                         "statistic": t["t"], "dof": t["n"] - 1, "p": t["p_t"],
+                         "effect": "cohen d_z", "effect_size": t["d_z"], "n": t["n"],
+                         "mean_a": t["mean_a"], "mean_b": t["mean_b"]})
+            w = st.ttest_ind(frame.loc[frame["method"] == "gradcam", "iou"],
+                             frame.loc[frame["method"] == "xrai", "iou"])
+            rows.append({"subset": subset, "test": "Welch t", "term": "gradcam - xrai",
+                         "statistic": w["t"], "dof": w["dof"], "p": w["p"],
+                         "effect": "cohen d (pooled sd)", "effect_size": w["cohen_d"],
+                         "n": w["n"], "mean_a": w["mean_a"], "mean_b": w["mean_b"]})
     for method, group in frame.groupby("method"):
         if group["model"].nunique() < 2 or group.groupby("model")["iou"].count().min() < 2:
             continue
@@ -356,9 +360,10 @@ if {"gradcam", "xrai"} <= set(means.index):
         p_row, w_row = paired.iloc[0], welch.iloc[0]
         direction = "higher" if means["gradcam"] > means["xrai"] else "lower"
         lines.append(f"- Here Grad-CAM is {direction}: paired t = {p_row['statistic']:.2f}, "
-                     f"p = {p_row['p']:.3g}, d = {p_row['effect_size']:.2f} "
-                     f"(n = {p_row['n']} pairs); Welch t = {w_row['statistic']:.2f}, "
-                     f"p = {w_row['p']:.3g}.")
+                     f"p = {p_row['p']:.3g}, Cohen's d_z = {p_row['effect_size']:+.2f} "
+                     f"(Grad-CAM − XRAI, n = {p_row['n']} pairs); Welch t = "
+                     f"{w_row['statistic']:.2f}, p = {w_row['p']:.3g}, Cohen's d (pooled sd) = "
+                     f"{w_row['effect_size']:+.2f}.")
 compared = ours.dropna(subset=["iou_paper"])
 if len(compared):
     worst = compared.loc[compared["iou_diff"].abs().idxmax()]

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from sightline import pipeline
+from sightline import pipeline, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
     assert len(runs) == 5 and runs["val_accuracy"].between(0, 1).all()
     deltas = pd.read_csv(out / "tables" / "q2_deltas.csv")
     assert {"lora", "full", "linear_probe"} == set(deltas["strategy"])
-    assert set(deltas["verdict"]) <= {"enhanced", "preserved", "degraded"}
+    assert set(deltas["verdict"]) <= set(stats.VERDICTS)
     probe = deltas[(deltas["strategy"] == "linear_probe") & (deltas["method"] != "gradcam")]
     assert len(probe) and (probe["delta"] == 0).all()
     assert (out / "tables" / "q2_positive_control.csv").exists()

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pingouin
 import pytest
 from scipy import stats
 
@@ -12,13 +13,14 @@ HEAD_PAIRS = [(layer, head) for layer in range(3) for head in range(4)]  # 3 lay
 SPECIALIST, GENERALIST = HEAD_PAIRS.index((1, 2)), HEAD_PAIRS.index((0, 1))
 
 
-def make_scores(seed, *, n_images=12, boxes_per_image=4, signal=None, variant="frozen"):
+def make_scores(seed, *, n_images=12, boxes_per_image=4, signal=None, variant="frozen",
+                feature_types=FEATURES):
     """Synthetic scores table: every head scores U(0, 0.3) noise on every region, plus
     ``signal(features) -> (regions, heads)``; head -1 rows hold each layer's mean."""
     rng = np.random.default_rng(seed)
     n_boxes = n_images * boxes_per_image
     features = np.concatenate([["union"] * n_images,
-                               rng.permutation(np.resize(FEATURES, n_boxes))])
+                               rng.permutation(np.resize(feature_types, n_boxes))])
     image_id = np.concatenate([np.arange(n_images), np.repeat(np.arange(n_images),
                                                               boxes_per_image)])
     target = ["union"] * n_images + [f"box{i}" for i in range(boxes_per_image)] * n_images
@@ -197,3 +199,33 @@ def test_bad_inputs_name_the_problem():
     with pytest.raises(ValueError, match="more than one row"):
         heads.head_ranking(pd.concat([scores, scores.head(1)]))
     assert len(heads.select(scores, metric="coverage")) == len(scores) // 2
+
+
+def test_a_planted_specialist_passes_holm_only_with_enough_permutations():
+    """12 feature types, as the demo tests: with 200 permutations Holm's smallest p is
+    12 / 201 > 0.05 whatever the data; at `min_permutations` and above a true specialist
+    passes, and the other feature types do not."""
+    def type5_specialist(features):
+        return np.where((features == "type5")[:, None]
+                        & (np.arange(len(HEAD_PAIRS)) == SPECIALIST), 0.6, 0.0)
+
+    scores = make_scores(3, n_images=36, boxes_per_image=4, signal=type5_specialist,
+                         feature_types=[f"type{i}" for i in range(12)])
+    assert heads.min_permutations(12, 0.05) == 240
+    few = heads.specialisation_test(scores, n_permutations=200, seed=0).set_index("feature")
+    assert len(few) == 12 and few["p_value"].min() == pytest.approx(1 / 201)
+    assert few["p_holm"].min() == pytest.approx(12 / 201) and (few["p_holm"] > 0.05).all()
+    for n in (heads.min_permutations(12, 0.05), 999):
+        enough = heads.specialisation_test(scores, n_permutations=n, seed=0).set_index("feature")
+        assert enough.loc["type5", "p_holm"] < 0.05
+        assert tuple(enough.loc["type5", ["layer", "head"]]) == (1, 2)
+        assert (enough.drop(index="type5")["p_holm"] > 0.05).all()
+
+
+def test_concentration_test_holm_over_its_rows():
+    scores = pd.concat([make_scores(2, signal=generalist),
+                        make_scores(4, variant="lora.s0")], ignore_index=True)
+    test = heads.concentration_test(scores, n_permutations=999)
+    assert np.allclose(test["p_holm"], pingouin.multicomp(test["p_value"].to_numpy(),
+                                                          method="holm")[1])
+    assert test.set_index("variant").loc["frozen", "p_holm"] < 0.01

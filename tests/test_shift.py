@@ -5,6 +5,9 @@ import pandas as pd
 import pytest
 
 from sightline import shift, stats
+from sightline.config import Sesoi
+
+SESOI = Sesoi().model_dump()
 
 
 def planted(n=30, seed=0):
@@ -33,7 +36,7 @@ def planted(n=30, seed=0):
 
 def test_planted_shift_is_found_and_null_shift_is_not():
     scores, frozen_iou = planted()
-    table = shift.deltas(scores, headline_percentile=90, n_boot=500)
+    table = shift.deltas(scores, headline_percentile=90, sesoi=SESOI, n_boot=500)
     assert list(table.columns) == shift.COLUMNS
     got = table.set_index(["strategy", "metric"])
     assert got.loc[("full", "iou"), "delta"] == pytest.approx(0.06, abs=0.01)
@@ -41,25 +44,58 @@ def test_planted_shift_is_found_and_null_shift_is_not():
     assert got.loc[("full", "iou"), "n_seeds"] == 2 and got.loc[("full", "iou"), "n"] == 30
     assert got.loc[("full", "iou"), "verdict"] == "enhanced"
     assert got.loc[("full", "mse"), "verdict"] == "enhanced"  # lower MSE is better
-    assert got.loc[("lora", "iou"), "verdict"] == "preserved"
+    # the null shift: noise only, its interval well inside the 0.01 margin
+    assert got.loc[("lora", "iou"), "verdict"] == "equivalent"
     assert got.loc[("lora", "iou"), "ci_low"] < 0 < got.loc[("lora", "iou"), "ci_high"]
+    assert got.loc[("lora", "iou"), "p_tost"] < 0.05 < got.loc[("lora", "iou"), "p_holm"]
+    assert set(table["margin"]) == {SESOI["iou"], SESOI["mse"]}
     # Holm over the 4 rows of the family (2 strategies x 2 metrics at threshold 90)
     assert np.allclose(table["p_holm"], stats.holm(table["p_wilcoxon"].to_numpy()))
 
 
-def test_worse_direction_is_degraded_and_zero_shift_preserved():
+def test_worse_direction_is_degraded_and_zero_shift_equivalent():
     scores, _ = planted()
     flipped = scores.copy()
     tuned = flipped["variant"].str.startswith("full")
     flipped.loc[tuned & (flipped["metric"] == "iou"), "value"] -= 0.12
-    table = shift.deltas(flipped, headline_percentile=90, n_boot=200).set_index(
+    table = shift.deltas(flipped, headline_percentile=90, sesoi=SESOI, n_boot=200).set_index(
         ["strategy", "metric"])
     assert table.loc[("full", "iou"), "verdict"] == "degraded"
     same = scores.copy()
     probe = same[same["variant"] == "frozen"].assign(variant="linear_probe.s0")
-    table = shift.deltas(pd.concat([same, probe]), headline_percentile=90, n_boot=200)
+    table = shift.deltas(pd.concat([same, probe]), headline_percentile=90, sesoi=SESOI,
+                         n_boot=200)
     row = table.set_index(["strategy", "metric"]).loc[("linear_probe", "iou")]
-    assert row["delta"] == 0 and np.isnan(row["p_wilcoxon"]) and row["verdict"] == "preserved"
+    assert row["delta"] == 0 and np.isnan(row["p_wilcoxon"]) and row["verdict"] == "equivalent"
+
+
+def test_significance_alone_is_not_a_verdict():
+    """A tiny but consistent shift (Holm p far below alpha, |Δ| below the margin) is not
+    enhanced; a large shift on a few noisy images is inconclusive, not preserved."""
+    scores, _ = planted()
+    tuned = scores["variant"].str.startswith("full") & (scores["metric"] == "iou")
+    frozen = scores[scores["variant"] == "frozen"].set_index(["image_id", "metric", "target"])
+    tiny = scores.copy()
+    key = pd.MultiIndex.from_frame(tiny.loc[tuned, ["image_id", "metric", "target"]])
+    tiny.loc[tuned, "value"] = frozen.loc[key, "value"].to_numpy() + 0.003
+    table = shift.deltas(tiny, headline_percentile=90, sesoi=SESOI, n_boot=200).set_index(
+        ["strategy", "metric"])
+    row = table.loc[("full", "iou")]
+    assert row["p_holm"] < 1e-4 and row["delta"] == pytest.approx(0.003)
+    assert row["verdict"] == "equivalent"
+    rng = np.random.default_rng(1)
+    few = scores[scores["image_id"].isin([f"img{i}" for i in range(6)])].copy()
+    noisy = few["variant"].str.startswith("full") & (few["metric"] == "iou")
+    few.loc[noisy, "value"] += rng.normal(0, 0.3, noisy.sum())
+    row = shift.deltas(few, headline_percentile=90, sesoi=SESOI, n_boot=200).set_index(
+        ["strategy", "metric"]).loc[("full", "iou")]
+    assert abs(row["delta"]) >= SESOI["iou"] and row["verdict"] == "inconclusive"
+
+
+def test_a_metric_without_a_margin_is_an_error():
+    scores, _ = planted()
+    with pytest.raises(KeyError, match="stats.sesoi"):
+        shift.deltas(scores, headline_percentile=90, sesoi={"iou": 0.01})
 
 
 def test_target_deltas_pair_each_box_and_image_with_its_frozen_self():

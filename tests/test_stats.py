@@ -169,6 +169,30 @@ def test_ttest_ind_is_welch_by_default():
     student = stats.ttest_ind(a, b, equal_var=True)
     assert student["test"] == "student" and student["dof"] == 73
     assert student["p"] == pytest.approx(sps.ttest_ind(a, b).pvalue)
+    # Cohen's d on the pooled sd, signed like t (a - b), by hand and as pingouin has it
+    pooled = np.sqrt((29 * a.var(ddof=1) + 44 * b.var(ddof=1)) / 73)
+    assert got["cohen_d"] == pytest.approx((a.mean() - b.mean()) / pooled)
+    assert got["cohen_d"] == pytest.approx(pg.compute_effsize(a, b, eftype="cohen"))
+    assert np.sign(stats.ttest_ind(b, a)["cohen_d"]) == np.sign(stats.ttest_ind(b, a)["t"]) == -1
+
+
+def test_paired_d_z_is_mean_over_sd_of_the_differences_not_pingouins_paired_d():
+    """For a paired t-test the effect size is d_z = mean(diff) / sd(diff), signed as a - b
+    (t = d_z * sqrt(n)); pingouin's ``compute_effsize(paired=True, eftype="cohen")`` is a
+    different one, d_av (mean difference over the root mean of the two variances), and
+    ``pingouin.ttest`` reports its absolute value: not what a paired test's d should be."""
+    rng = np.random.default_rng(8)
+    a = rng.normal(0.15, 0.1, 40)
+    b = a + rng.normal(0.03, 0.05, 40)  # b larger: negative a - b
+    got = stats.paired_comparison(a, b)
+    diff = a - b
+    assert got["d_z"] == pytest.approx(diff.mean() / diff.std(ddof=1)) and got["d_z"] < 0
+    assert got["d_z"] == pytest.approx(pg.compute_effsize(a, b, paired=True, eftype="cohen_dz"))
+    assert got["t"] == pytest.approx(got["d_z"] * np.sqrt(40))
+    d_av = pg.compute_effsize(a, b, paired=True, eftype="cohen")
+    assert d_av == pytest.approx(diff.mean() / np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2))
+    assert abs(d_av - got["d_z"]) > 0.1
+    assert pg.ttest(a, b, paired=True).iloc[0]["cohen_d"] == pytest.approx(abs(d_av))
 
 
 def test_anova_two_way_matches_hand_worked_balanced_sums_of_squares():
@@ -220,3 +244,64 @@ def test_paired_shift_ci_widens_with_seed_spread_and_matches_one_seed_bootstrap(
     wide = stats.paired_shift(before, spread, n_boot=4000, seed=2)
     assert wide["mean_diff"] == pytest.approx(one["mean_diff"])
     assert wide["ci_high"] - wide["ci_low"] > 2 * (one["ci_high"] - one["ci_low"])
+
+
+def test_equivalence_is_two_one_sided_t_tests_and_the_90_percent_interval():
+    rng = np.random.default_rng(3)
+    diff = rng.normal(0.002, 0.01, 40)
+    got = stats.equivalence(diff, 0.01)
+    n, mean, se = diff.size, diff.mean(), diff.std(ddof=1) / np.sqrt(diff.size)
+    # by definition: the larger of the one-sided p of H0 mean <= -m and of H0 mean >= m
+    lower = sps.t.sf((mean + 0.01) / se, n - 1)
+    upper = sps.t.cdf((mean - 0.01) / se, n - 1)
+    assert got["p_tost"] == pytest.approx(max(lower, upper))
+    low, high = sps.t.interval(0.90, n - 1, loc=mean, scale=se)
+    assert (got["ci_tost_low"], got["ci_tost_high"]) == pytest.approx((low, high))
+    # p_tost < alpha exactly when the 90 % interval lies inside the margin, at any margin
+    for margin in np.linspace(0.001, 0.02, 40):
+        test = stats.equivalence(diff, margin)
+        inside = -margin < test["ci_tost_low"] and test["ci_tost_high"] < margin
+        assert (test["p_tost"] < 0.05) == inside
+    assert stats.equivalence(np.zeros(10), 0.01)["p_tost"] == 0.0  # identical maps
+    assert stats.equivalence(np.full(10, 0.5), 0.01)["p_tost"] == 1.0
+    with pytest.raises(ValueError, match="margin must be positive"):
+        stats.equivalence(diff, 0)
+
+
+def test_verdicts_on_planted_changes():
+    """A tiny significant change is not enhanced; a large one with a wide interval is
+    inconclusive; a tight interval around 0 is equivalent; a large clear one is enhanced."""
+    rng = np.random.default_rng(4)
+    cases = {
+        "tiny significant": rng.normal(0.003, 0.002, 60),
+        "large, wide CI": rng.normal(0.05, 0.3, 12),
+        "tight around 0": rng.normal(0.0, 0.005, 60),
+        "large clear": rng.normal(0.05, 0.02, 60),
+        "large clear worse": rng.normal(-0.05, 0.02, 60),
+    }
+    delta = [d.mean() for d in cases.values()]
+    p = [sps.wilcoxon(d).pvalue for d in cases.values()]
+    p_tost = [stats.equivalence(d, 0.01)["p_tost"] for d in cases.values()]
+    assert p[0] < 1e-6 and p[1] > 0.05  # the planted cases are what they claim to be
+    got = dict(zip(cases, stats.verdicts(delta, p, p_tost, 0.01), strict=True))
+    assert got == {"tiny significant": "equivalent", "large, wide CI": "inconclusive",
+                   "tight around 0": "equivalent", "large clear": "enhanced",
+                   "large clear worse": "degraded"}
+    # lower is better (a distance): the same numbers read the other way round
+    flipped = stats.verdicts(delta, p, p_tost, 0.01, lower_is_better=True)
+    assert list(flipped[3:]) == ["degraded", "enhanced"]
+    # significant, above the margin in the point estimate: a NaN p is never significant
+    assert stats.verdicts([0.2], [np.nan], [np.nan], 0.01)[0] == "inconclusive"
+    # significant and below the margin but too noisy for equivalence: inconclusive
+    assert stats.verdicts([0.005], [0.001], [0.2], 0.01)[0] == "inconclusive"
+
+
+def test_paired_shift_adds_tost_against_the_margin():
+    rng = np.random.default_rng(5)
+    before = rng.uniform(0, 1, 50)
+    after = before[:, None] + rng.normal(0, 0.004, (50, 2))
+    got = stats.paired_shift(before, after, margin=0.01)
+    assert got["p_tost"] == pytest.approx(
+        stats.equivalence(after.mean(axis=1) - before, 0.01)["p_tost"])
+    assert got["p_tost"] < 0.05
+    assert np.isnan(stats.paired_shift(before, after)["p_tost"])

@@ -293,9 +293,29 @@ class Metrics(_Section):
         return tuple(sorted(set(value)))
 
 
+Margin = Annotated[float, Field(gt=0)]
+
+
+class Sesoi(_Section):
+    """Smallest effect size of interest per metric, in the metric's own unit: a change
+    smaller than this is no change worth reporting (Q2's verdicts, the positive control).
+
+    IoU and coverage are fractions (of overlap, of attention mass): 0.01 is one point.
+    MSE is between [0, 1]-scaled maps and targets: 0.01. KL is in nats: 0.05. EMD is in
+    units of the image side: 0.01 is 1 % of it.
+    """
+
+    iou: Margin = 0.01
+    coverage: Margin = 0.01
+    mse: Margin = 0.01
+    kl: Margin = 0.05
+    emd: Margin = 0.01
+
+
 class Stats(_Section):
     n_boot: Annotated[int, Field(ge=100, le=100_000)] = 2000
     alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    sesoi: Sesoi = Sesoi()
 
 
 class Heads(_Section):

@@ -172,6 +172,12 @@ def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
     )
 
 
+def min_permutations(n_tests: int, alpha: float) -> int:
+    """The fewest permutations with which the strongest of ``n_tests`` effects can pass Holm
+    at ``alpha``: the smallest n with n_tests / (n + 1) < alpha."""
+    return int(np.floor(n_tests / alpha))
+
+
 def _null(
     statistic: Callable[[np.ndarray], np.ndarray],
     shuffled: Callable[[int], np.ndarray],
@@ -221,7 +227,8 @@ def concentration_test(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Is the best head better than chance? Statistic: best - median head mean; null: head
-    labels shuffled independently within each image. One row per model / variant / method."""
+    labels shuffled independently within each image. One row per model / variant / method;
+    ``p_holm`` adjusts over all of them (the smallest possible is rows / (n_permutations + 1))."""
     rows = select(scores, metric=metric, threshold=threshold, method=method)
     rows = rows[(rows["target"] == target) & (rows["head"] >= 0)]
     rng = np.random.default_rng(seed)
@@ -232,9 +239,12 @@ def concentration_test(
         observed, null = _concentration_null(x, n_permutations, rng)
         layer, head = wide.columns[np.nanargmax(_nanmean(x, axis=0))]
         out.append((*key, layer, head, observed, null.mean(), *x.shape, _p_value(observed, null)))
-    return pd.DataFrame(
+    table = pd.DataFrame(
         out, columns=GROUP + HEAD + ["statistic", "null_mean", "n_images", "n_heads", "p_value"]
     )
+    table["p_holm"] = pingouin.multicomp(table["p_value"].to_numpy(), method="holm")[1] if len(
+        table) else []
+    return table
 
 
 def _specialisation_null(

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from IPython.display import HTML
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 from PIL import Image
@@ -88,3 +89,21 @@ def overlay(
         interpolation="bilinear",
     )
     draw_boxes(ax, boxes_xyxy, size[0], size[1], highlight=highlight)
+
+
+
+BANNER_STYLE = ("border: 2px solid #b8860b; background: #fff4d6; color: #3d2e00; "
+                "padding: 0.6em 0.9em; margin: 0.4em 0 1em 0; border-radius: 4px; font-weight: 600")
+
+
+def random_weights_banner(models: Sequence) -> HTML | None:
+    """The one box at the top of a section computed from random-weight models, saying its
+    numbers exercise the pipeline and are not findings; None (nothing shown) when every
+    model listed (params ``models`` entries or `ModelChoice`s) has real weights."""
+    choices = [m if isinstance(m, dict) else m.model_dump() for m in models]
+    random = [m["key"] for m in choices if m.get("weights", "pretrained") == "random"]
+    if not random:
+        return None
+    text = (f"Random-weight models ({', '.join(random)}): these numbers exercise the "
+            "pipeline; they are not findings.")
+    return HTML(f'<div class="sightline-banner" style="{BANNER_STYLE}">{text}</div>')

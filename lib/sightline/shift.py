@@ -6,17 +6,18 @@ image, method, layer, target and threshold. Each image's Δ is its fine-tuned va
 (mean over seeds) minus its frozen value; `stats.paired_shift` gives the tests, the
 two-level bootstrap CI (images and seeds) and Cohen's d_z.
 
-Verdict rule, per row: **enhanced** when the Holm-adjusted Wilcoxon p is below alpha and
-Δ points the better way (up for IoU / coverage, down for the distances MSE / KL / EMD),
-**degraded** when it is below alpha and points the worse way, **preserved** otherwise —
-no detectable change, which is not proof of none (the CI says how large a change the
-data still allow). A linear probe leaves attention maps bit-identical: Δ = 0, no test,
-preserved by construction.
+Verdict rule, per row, against the metric's smallest effect size of interest (the margin,
+``stats.sesoi`` in the params; `stats.verdicts`): **enhanced** when the Holm-adjusted
+Wilcoxon p is below alpha *and* |Δ| reaches the margin, Δ pointing the better way (up
+for IoU / coverage, down for the distances MSE / KL / EMD); **degraded** likewise the
+worse way; **equivalent** when two one-sided t-tests (TOST) put Δ inside ±margin (the
+90 % t-interval lies inside it); **inconclusive** otherwise. A linear probe leaves
+attention maps bit-identical: Δ = 0 on every image, equivalent by construction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,8 @@ COLUMNS = [
     "p_wilcoxon",
     "p_ttest",
     "p_holm",
+    "margin",
+    "p_tost",
     "d_z",
     "verdict",
 ]
@@ -76,6 +79,7 @@ def deltas(
     scores: pd.DataFrame,
     *,
     headline_percentile: float,
+    sesoi: Mapping[str, float],
     alpha: float = 0.05,
     n_boot: int = 2000,
     seed: int = 0,
@@ -86,8 +90,12 @@ def deltas(
 
     ``p_holm`` adjusts the Wilcoxon p over the family model x strategy x metric that
     shares a method, a layer and a threshold (threshold-free metrics join the headline
-    percentile's family).
+    percentile's family). ``sesoi`` maps each metric to its margin (``stats.sesoi``).
     """
+    missing = sorted(set(metrics) - set(sesoi))
+    if missing:
+        raise KeyError(f"no smallest effect size of interest for {missing}: set them under "
+                       "stats.sesoi in the params file")
     union = scores[(scores["target"].astype(str) == "union") & (scores["head"] == -1)
                    & scores["metric"].astype(str).isin(metrics)]
     union = union.assign(threshold=union["threshold"].fillna(-1.0))
@@ -95,31 +103,27 @@ def deltas(
     for (model, strategy, method, layer, metric, threshold), (before, after) in _paired_frames(
         union, ["method", "layer", "metric", "threshold"]
     ).items():
-        result = stats.paired_shift(before.to_numpy(), after.to_numpy(), n_boot=n_boot, seed=seed)
+        result = stats.paired_shift(before.to_numpy(), after.to_numpy(), n_boot=n_boot, seed=seed,
+                                    margin=sesoi[metric], alpha=alpha)
         rows.append({
             "model": model, "strategy": strategy, "method": method, "layer": int(layer),
             "metric": metric, "threshold": np.nan if threshold < 0 else float(threshold),
             "n": result["n"], "n_seeds": result["n_seeds"], "mean_frozen": result["mean_b"],
             "mean_finetuned": result["mean_a"], "delta": result["mean_diff"],
             "ci_low": result["ci_low"], "ci_high": result["ci_high"],
-            "p_wilcoxon": result["p_wilcoxon"], "p_ttest": result["p_t"], "d_z": result["d_z"],
+            "p_wilcoxon": result["p_wilcoxon"], "p_ttest": result["p_t"],
+            "margin": sesoi[metric], "p_tost": result["p_tost"], "d_z": result["d_z"],
         })
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("p_holm", "verdict")])
     family = table["threshold"].fillna(headline_percentile)
     table["p_holm"] = np.nan
     for _, index in table.groupby([table["method"], table["layer"], family]).groups.items():
         table.loc[index, "p_holm"] = stats.holm(table.loc[index, "p_wilcoxon"].to_numpy())
-    table["verdict"] = verdicts(table, alpha)
+    table["verdict"] = stats.verdicts(table["delta"], table["p_holm"], table["p_tost"],
+                                      table["margin"], alpha=alpha,
+                                      lower_is_better=table["metric"].isin(LOWER_IS_BETTER))
     return table[COLUMNS].sort_values(["model", "strategy", "method", "layer", "metric",
                                        "threshold"], ignore_index=True)
-
-
-def verdicts(table: pd.DataFrame, alpha: float) -> np.ndarray:
-    """enhanced / preserved / degraded per row, by the rule in the module docstring."""
-    better = np.where(table["metric"].isin(LOWER_IS_BETTER), -table["delta"], table["delta"])
-    significant = table["p_holm"].to_numpy() < alpha
-    return np.where(significant & (better > 0), "enhanced",
-                    np.where(significant & (better < 0), "degraded", "preserved"))
 
 
 def target_deltas(scores: pd.DataFrame, *, metric: str, threshold: float | None,

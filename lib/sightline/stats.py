@@ -111,6 +111,65 @@ def paired_comparison(
     return {"n": int(n), "n_dropped": int((~keep).sum()), **floats}
 
 
+def equivalence(
+    differences: Sequence[float] | np.ndarray, margin: float, *, alpha: float = 0.05
+) -> dict[str, float]:
+    """Two one-sided tests (TOST, ``pingouin.tost``) that the mean difference lies inside
+    ``±margin``; ``p_tost < alpha`` exactly when the ``1 - 2 alpha`` (90 %) t-interval of
+    the mean lies inside ``±margin``, which is returned too (``ci_tost_low`` / ``_high``).
+
+    Differences that are all equal (sd 0, e.g. bit-identical maps) are known exactly: the
+    interval is that value, p 0 inside the margin and 1 outside. NaNs are dropped.
+    """
+    if not margin > 0:
+        raise ValueError(f"the equivalence margin must be positive, got {margin}")
+    diff = _vector(differences, "differences")
+    diff = diff[~np.isnan(diff)]
+    n = diff.size
+    out = {"n": n, "p_tost": np.nan, "ci_tost_low": np.nan, "ci_tost_high": np.nan}
+    if n < 2:
+        return out
+    mean, sd = diff.mean(), diff.std(ddof=1)
+    if sd == 0:
+        return {**out, "p_tost": float(abs(mean) >= margin), "ci_tost_low": float(mean),
+                "ci_tost_high": float(mean)}
+    half = sps.t.ppf(1 - alpha, n - 1) * sd / np.sqrt(n)
+    p = pg.tost(diff, 0, bound=float(margin)).at["TOST", "pval"]
+    return {**out, "p_tost": float(p), "ci_tost_low": float(mean - half),
+            "ci_tost_high": float(mean + half)}
+
+
+VERDICTS = ("enhanced", "degraded", "equivalent", "inconclusive")
+
+
+def verdicts(
+    delta: Sequence[float] | np.ndarray,
+    p_reject: Sequence[float] | np.ndarray,
+    p_tost: Sequence[float] | np.ndarray,
+    margin: float | Sequence[float] | np.ndarray,
+    *,
+    alpha: float = 0.05,
+    lower_is_better: bool | Sequence[bool] | np.ndarray = False,
+) -> np.ndarray:
+    """The three-way reading of a change against its smallest effect size of interest.
+
+    **enhanced** / **degraded**: the (adjusted) test rejects no change (``p_reject <
+    alpha``) *and* ``|delta|`` reaches ``margin``, in the better / worse direction;
+    **equivalent**: the TOST shows the change lies inside ``±margin`` (``p_tost < alpha``);
+    **inconclusive**: neither (too noisy to tell, or significant but below the margin with
+    an interval still reaching past it). NaN p-values count as not significant.
+    """
+    d = _vector(delta, "delta")
+    better = np.where(np.broadcast_to(lower_is_better, d.shape), -d, d)
+    with np.errstate(invalid="ignore"):
+        moved = (np.asarray(p_reject, dtype=np.float64) < alpha) & (
+            np.abs(d) >= np.asarray(margin, dtype=np.float64))
+        same = np.asarray(p_tost, dtype=np.float64) < alpha
+    return np.where(moved & (better > 0), "enhanced",
+                    np.where(moved & (better < 0), "degraded",
+                             np.where(same, "equivalent", "inconclusive")))
+
+
 def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values (``pingouin.multicomp``); NaNs stay NaN, uncounted."""
     p = _vector(pvalues, "pvalues")
@@ -219,10 +278,13 @@ def anova_tukey(df: pd.DataFrame, value: str, group: str) -> tuple[pd.DataFrame,
 def ttest_ind(
     a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *, equal_var: bool = False
 ) -> dict[str, float | str]:
-    """Two independent samples: Welch's t-test by default (``equal_var=True``: Student's)."""
+    """Two independent samples, ``a - b``: Welch's t-test by default (``equal_var=True``:
+    Student's), and Cohen's ``d`` on the pooled sd, signed like t
+    (``pingouin.compute_effsize``)."""
     x, y = _vector(a, "a"), _vector(b, "b")
     x, y = x[~np.isnan(x)], y[~np.isnan(y)]
     result = sps.ttest_ind(x, y, equal_var=equal_var)
+    d = pg.compute_effsize(x, y, paired=False, eftype="cohen") if min(x.size, y.size) > 1 else np.nan
     return {
         "test": "student" if equal_var else "welch",
         "n": int(x.size + y.size),
@@ -233,6 +295,7 @@ def ttest_ind(
         "t": float(result.statistic),
         "dof": float(result.df),
         "p": float(result.pvalue),
+        "cohen_d": float(d),
     }
 
 
@@ -252,13 +315,16 @@ def paired_shift(
     *,
     n_boot: int = 2000,
     seed: int = 0,
+    margin: float | None = None,
+    alpha: float = 0.05,
 ) -> dict[str, float]:
     """How a per-image score moved from ``before`` (n,) to ``after`` (n, seeds): Q2's shift.
 
     Each image's Δ is its mean over seeds minus its ``before`` value; Wilcoxon signed-rank,
     paired t and Cohen's ``d_z`` test those n Δs (as `paired_comparison`). The bootstrap CI
     of the mean Δ resamples images and, independently, seeds (two-level), so seed-to-seed
-    spread widens it; with one seed it is the ordinary bootstrap over images.
+    spread widens it; with one seed it is the ordinary bootstrap over images. With a
+    ``margin`` (the smallest effect size of interest), `equivalence` adds ``p_tost``.
     """
     x = _vector(before, "before")
     y = np.asarray(after, dtype=np.float64)
@@ -275,4 +341,6 @@ def paired_shift(
         deltas = y - x[:, None]
         estimates = deltas[images[:, :, None], seeds[:, None, :]].mean(axis=(1, 2))
         result["ci_low"], result["ci_high"] = (float(v) for v in np.quantile(estimates, [0.025, 0.975]))
-    return {**result, "n_dropped": int((~keep).sum()), "n_seeds": int(y.shape[1])}
+    tost = equivalence(y.mean(axis=1) - x, margin, alpha=alpha) if margin else {}
+    return {**result, "p_tost": tost.get("p_tost", np.nan), "n_dropped": int((~keep).sum()),
+            "n_seeds": int(y.shape[1])}
