@@ -4,6 +4,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (sightline)
+#     language: python
+#     name: python3
 #   sightline:
 #     needs: []
 # ---
@@ -18,7 +22,9 @@
 # %% tags=["parameters"]
 # Defaults: the demo profile (params/demo.yaml), paths from the project root, so this
 # notebook runs as is in JupyterLab once `python build.py` has made the demo data; a
-# build injects its own profile's values after this cell.
+# build injects its own profile's values after this cell. Run here, the notebook writes its
+# tables to report/demo/interactive/tables/ (set tables_dir to change it): the build's
+# report/demo/tables/, which the report and the explorer read, stays as the build made it.
 from sightline.project import default
 
 dataset = default("dataset")
@@ -34,7 +40,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from sightline import data, plots
+from sightline import data, formatting, plots
 
 plots.setup()
 tables = Path(tables_dir)
@@ -70,11 +76,13 @@ display(Markdown(
     f"**{len(images)} annotated images, {len(boxes)} boxes, "
     f"{boxes['feature'].nunique()} feature types** (of {len(wc.features)} in the ontology); "
     f"{int((images['n_styles'] > 1).sum())} images carry more than one style. "
-    f"Fine-tuning pool: {len(wc.pool)} style-labelled images "
-    f"({', '.join(f'{k} {v}' for k, v in wc.pool['split'].value_counts().sort_index().items())})."
+    f"Fine-tuning pool: {len(wc.pool)} style-labelled images, by the dataset's own split files "
+    f"({', '.join(f'{k} {v}' for k, v in wc.pool['split'].value_counts().sort_index().items())}). "
+    "Q2 keeps the test images held out and splits train + val anew, church-disjoint and "
+    "stratified by style (`finetune.val_fraction`), so its validation set differs in size."
 ))
 counts = wc.report.get("counts", {})
-display(pd.Series(counts, name="count").to_frame().rename_axis("reader report"))
+display(formatting.table(pd.Series(counts, name="count").rename_axis("reader report")))
 
 # %% [markdown]
 # ## Images and boxes per style
@@ -85,8 +93,8 @@ display(pd.Series(counts, name="count").to_frame().rename_axis("reader report"))
 per_style = images.groupby("style").agg(images=("image_id", "size"), boxes=("n_boxes", "sum"),
                                         boxes_per_image=("n_boxes", "mean")).round(2)
 per_style.to_csv(tables / "styles.csv")
-display(per_style)
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+display(formatting.table(per_style, digits=2))
+fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH, 3.0))
 sns.countplot(data=images, x="style", hue="style", palette=plots.STYLE_COLOURS, ax=axes[0],
               legend=False)
 axes[0].set_title("annotated images per style")
@@ -105,7 +113,7 @@ features = boxes.groupby("feature").agg(boxes=("image_id", "size"), images=("ima
                                         median_area=("area", "median")).sort_values("boxes",
                                                                                     ascending=False)
 features.to_csv(tables / "features.csv")
-fig, axes = plt.subplots(1, 2, figsize=(11, max(3, 0.22 * len(features))))
+fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH + 1, max(3, 0.22 * len(features))))
 sns.barplot(y=features.index, x=features["boxes"], ax=axes[0], color="#4c72b0")
 axes[0].set_title("boxes per feature type")
 axes[0].set_ylabel("")
@@ -124,7 +132,7 @@ examples = (images.groupby("style").head(max(1, report["examples"] // 4))["image
 by_id = {s.image_id: s for s in wc.samples}
 cols = 4
 rows = int(np.ceil(len(examples) / cols))
-fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+fig, axes = plt.subplots(rows, cols, figsize=(plots.PAGE_WIDTH, 1.75 * rows), squeeze=False)
 for ax, image_id in zip(axes.flat, examples, strict=False):
     sample = by_id[image_id]
     image = data.load_image(sample.path)
