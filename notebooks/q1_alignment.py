@@ -358,7 +358,7 @@ for label, rows in sweep_table.groupby("label", observed=True):
 ax.plot(ceiling.index, ceiling.to_numpy(), color="black", lw=2, label="max IoU")
 ax.set_xlabel("percentile p (the top 100 − p % of pixels are kept)")
 ax.set_ylabel("IoU against the union")
-ax.legend(fontsize=7, loc="outside right upper")
+fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside right upper")
 
 # %% [markdown]
 # ## By style and by feature type

@@ -188,7 +188,8 @@ if len(sweep):
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("percentile p")
     ax.set_ylabel("ΔIoU@p")
-    ax.legend(fontsize=7, loc="outside right upper")
+    ax.get_legend().remove()
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside right upper")
 
 # %% [markdown]
 # ## The positive control (synthetic data only)

@@ -203,7 +203,7 @@ plt.show()
 sweep = (scores[scores["metric"] == "iou"].groupby(["model", "method", "threshold"],
                                                    observed=True)["value"].mean().reset_index())
 grid = sns.relplot(data=sweep, x="threshold", y="value", hue="model", style="method",
-                   palette=plots.palette(sweep["model"]), dashes=plots.line_styles(sweep["method"]),
+                   palette=plots.palette(sweep["model"]),
                    kind="line", markers=True, height=3.2, aspect=1.6)
 grid.set_axis_labels(f"saliency threshold ({rule})", "mean IoU")
 plt.show()

@@ -102,6 +102,15 @@ def test_a_pivot_table_has_one_header_row_and_its_index_as_columns():
     assert [text for _, text in parser.rows[1]] == ["a · cls", "0.200", "0.100"]
 
 
+def test_a_named_index_becomes_columns_an_unnamed_one_goes():
+    frame = pd.DataFrame({"model": ["a", "b", "c"], "iou": [0.1, 0.2, 0.3]})
+    assert list(formatting.table(frame.iloc[[2, 0]]).text.columns) == ["model", "iou"]
+    grouped = frame.assign(method=["cls", "cls", "probe"]).set_index(["model", "method"])
+    assert list(formatting.table(grouped).text.columns) == ["model", "method", "iou"]
+    counts = pd.Series({"samples": 40, "skipped": 0}, name="count").rename_axis("reader report")
+    assert formatting.table(counts).text.values.tolist() == [["samples", "40"], ["skipped", "0"]]
+
+
 def test_a_table_too_wide_for_landscape_is_split_repeating_its_key():
     frame = pd.DataFrame({"model": ["siglip2-tiny-random"], "method": ["probe"],
                           **{f"feature_number_{i}": [0.5] for i in range(30)}})

@@ -59,11 +59,9 @@ def _flat(frame: pd.DataFrame | pd.Series) -> pd.DataFrame:
         frame.columns = [" · ".join(str(p) for p in c if str(p)) for c in frame.columns]
     frame.columns = [str(c) for c in frame.columns]
     frame.columns.name = None
-    keep_index = not isinstance(frame.index, pd.RangeIndex) or any(frame.index.names)
-    if keep_index:
-        names = [n if n is not None else "" for n in frame.index.names]
-        frame.index.names = [n or ("index" if len(names) == 1 else f"level {i}")
-                             for i, n in enumerate(names)]
+    if any(name is not None for name in frame.index.names):  # a named index is data
+        frame.index.names = [name if name is not None else f"level {i}"
+                             for i, name in enumerate(frame.index.names)]
         frame = frame.reset_index()
     return frame.reset_index(drop=True)
 
