@@ -322,7 +322,7 @@ for ax, method in zip(axes.flat, methods_present, strict=False):
         ax.axhline(b.iou, ls=dashes[b.method], lw=1, color=colours[b.method])
     ax.set_title(method, fontsize=9)
     ax.set_xlabel("layer", fontsize=8)
-    plots.integer_ticks(ax)
+    ax.set_xticks(sorted(sub["layer"].unique()))
     ax.tick_params(labelsize=7)
     ax.set_ylabel(f"IoU@{P:g}", fontsize=8)
 for ax in axes.flat[len(methods_present):]:

@@ -354,7 +354,7 @@ if synthetic_data and trained:
         ax.set_title(f"{name} · {m['variant']}", fontsize=9)
         ax.set_xlabel("layer", fontsize=8)
         ax.set_ylabel(f"IoU@{P:g} (union)", fontsize=8)
-        plots.integer_ticks(ax)
+        ax.set_xticks(sorted(rows["layer"].unique()))  # whole layers only
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6.5)
 
