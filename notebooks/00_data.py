@@ -4,6 +4,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (sightline)
+#     language: python
+#     name: python3
 #   sightline:
 #     needs: []
 # ---
@@ -19,7 +23,9 @@
 # %% tags=["parameters"]
 # Defaults: the demo profile (params/demo.yaml), paths from the project root, so this
 # notebook runs as is in JupyterLab once `python build.py` has made the demo data; a
-# build injects its own profile's values after this cell.
+# build injects its own profile's values after this cell. Run here, the notebook writes its
+# tables to report/demo/interactive/tables/ (set tables_dir to change it): the build's
+# report/demo/tables/, which the report and the explorer read, stays as the build made it.
 from sightline.project import default
 
 dataset = default("dataset")
@@ -35,7 +41,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from sightline import data, plots
+from sightline import data, formatting, plots
 
 plots.setup()
 tables = Path(tables_dir)
@@ -84,9 +90,12 @@ display(Markdown(
        f"({images[LABEL].nunique()} distinct), {int((images['n_tags'] > 1).sum())} more than one "
        "tag. " if wc.has_labels else "no image labels. ")
     + pool
+    + (" Q2 keeps the test images held out and splits train + val anew, church-disjoint and "
+       f"stratified by {LABEL} (`finetune.val_fraction`), so its validation set differs in size."
+       if wc.has_pool else "")
 ))
 counts = wc.report.get("counts", {})
-display(pd.Series(counts, name="count").to_frame().rename_axis("reader report"))
+display(formatting.table(pd.Series(counts, name="count").rename_axis("reader report")))
 
 # %% [markdown]
 # ## Images and regions per label
@@ -100,9 +109,9 @@ if wc.has_labels:
     per_label = images.groupby(LABEL).agg(images=("image_id", "size"), boxes=("n_boxes", "sum"),
                                           boxes_per_image=("n_boxes", "mean")).round(2)
     per_label.to_csv(tables / "styles.csv")
-    display(per_label)
-fig, axes = plt.subplots(1, 1 + wc.has_labels, figsize=(5 + 5 * wc.has_labels, 3.2),
-                         squeeze=False)
+    display(formatting.table(per_label, digits=2))
+fig, axes = plt.subplots(1, 1 + wc.has_labels, squeeze=False,
+                         figsize=(plots.PAGE_WIDTH / (1 if wc.has_labels else 2), 3.0))
 if wc.has_labels:
     sns.countplot(data=images, x=LABEL, hue=LABEL, palette=palette, ax=axes[0, 0], legend=False)
     axes[0, 0].set_title(f"annotated images per {LABEL}")
@@ -121,7 +130,7 @@ features = boxes.groupby("feature").agg(boxes=("image_id", "size"), images=("ima
                                         median_area=("area", "median")).sort_values("boxes",
                                                                                     ascending=False)
 features.to_csv(tables / "features.csv")
-fig, axes = plt.subplots(1, 2, figsize=(11, max(3, 0.22 * len(features))))
+fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH + 1, max(3, 0.22 * len(features))))
 sns.barplot(y=features.index, x=features["boxes"], ax=axes[0], color="#4c72b0")
 axes[0].set_title("regions per feature type")
 axes[0].set_ylabel("")
@@ -143,7 +152,7 @@ examples = firsts["image_id"].head(report["examples"]).tolist()
 by_id = {s.image_id: s for s in wc.samples}
 cols = 4
 rows = int(np.ceil(len(examples) / cols))
-fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+fig, axes = plt.subplots(rows, cols, figsize=(plots.PAGE_WIDTH, 1.75 * rows), squeeze=False)
 for ax, image_id in zip(axes.flat, examples, strict=False):
     sample = by_id[image_id]
     image = data.load_image(sample.path)

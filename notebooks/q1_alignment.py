@@ -4,6 +4,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (sightline)
+#     language: python
+#     name: python3
 #   sightline:
 #     needs: []
 # ---
@@ -28,7 +32,9 @@
 # %% tags=["parameters"]
 # Defaults: the demo profile (params/demo.yaml), paths from the project root, so this
 # notebook runs as is in JupyterLab once `python build.py` has made the demo data; a
-# build injects its own profile's values after this cell.
+# build injects its own profile's values after this cell. Run here, the notebook writes its
+# tables to report/demo/interactive/tables/ (set tables_dir to change it): the build's
+# report/demo/tables/, which the report and the explorer read, stays as the build made it.
 from sightline.project import default
 
 dataset = default("dataset")
@@ -51,7 +57,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from sightline import data, extract, plots, scoring, selection
+from sightline import data, extract, formatting, plots, scoring, selection
 from sightline import finetune as ft
 from sightline import models as registry
 from sightline import stats as st
@@ -104,10 +110,10 @@ pd.DataFrame([{"model": n, "variant": v, "store": str(s.path)}
               for (n, v), s in variant_stores.items()]).to_csv(tables / "stores.csv", index=False)
 baseline_store = extract.store_for(extraction["cache_dir"], dataset_id, "baseline", "none")
 extract.extract_baselines(samples, metrics["baselines"], baseline_store, seed=seed)
-display(pd.DataFrame(
+display(formatting.table(pd.DataFrame(
     [{"model": n, "map kinds": len(s.keys()), "images": len(s.image_ids()),
-      "KiB per image": round(s.nbytes_per_image() / 1024, 1)} for n, s in stores.items()]
-))
+      "KiB per image": s.nbytes_per_image() / 1024} for n, s in stores.items()]
+), digits=1))
 
 # %% [markdown]
 # ## Scoring
@@ -152,9 +158,10 @@ if "common" in FRAMES:
                 percentiles=percentiles, resolution=R))
     scores_by_frame["common"] = scoring.tidy(pd.concat(common, ignore_index=True))
     scores_by_frame["common"].to_parquet(tables / "scores_common.parquet", index=False)
-    display(pd.DataFrame([{"model": n, "frame": geometries[n].mode,
-                           "common-frame scores": "re-scored" if geometries[n].mode == "crop"
-                           else "= own frame"} for n in stores]))
+    display(formatting.table(pd.DataFrame([{"model": n, "frame": geometries[n].mode,
+                                            "common-frame scores": "re-scored"
+                                            if geometries[n].mode == "crop" else "= own frame"}
+                                           for n in stores])))
 
 # %%
 by_metric = {m: rows for m, rows in scores[scores["head"] == -1].groupby("metric", observed=True)}
@@ -248,7 +255,14 @@ HEADLINE = f"IoU@{P:g} cross-fitted"
 leaderboard = pd.DataFrame(board).sort_values(HEADLINE, ascending=False, ignore_index=True)
 leaderboard.to_csv(tables / "leaderboard.csv", index=False)
 display(Markdown(f"Frame of the headline column: **{FRAMES[0]}**."))
-display(leaderboard.drop(columns="kind").round(3))
+unscored = leaderboard[leaderboard["n"] < len(samples)]
+display(formatting.table(leaderboard.drop(columns="kind"), caption=(
+    f"n: images with a score, of {len(samples)}"
+    + (" (" + ", ".join(f"{r.model} · {r.method} {r.n}" for r in unscored.itertuples())
+       + ": on the others the map is zero everywhere — Grad-CAM clips negative evidence to 0 — "
+       "and an all-zero map has no top pixels, so no score)" if len(unscored) else "")
+    + ". Cross-fitted: the layer chosen on one half of the images, scored on the other, "
+    f"over {selection.N_SPLITS} seeded halvings.")))
 optimism = leaderboard[leaderboard["kind"] == "model"]["optimism"]
 display(Markdown(f"In-sample selection of the best layer overstates IoU@{P:g} by "
                  f"{optimism.mean():.3f} on average (up to {optimism.max():.3f}) on these "
@@ -289,7 +303,11 @@ comparison = pd.DataFrame({
     "reference study IoU@90": [REFERENCE_IOU90.get(c.key, np.nan) for c in choices],
 })
 comparison.to_csv(tables / "reference_comparison.csv", index=False)
-display(comparison.round(3))
+display(formatting.table(comparison, caption=(
+    f"Cross-fitted: each model's method and layer chosen together on one half of the "
+    f"{len(samples)} images and scored on the other, over {selection.N_SPLITS} seeded "
+    "halvings (the "
+    "leaderboard chooses only the layer, per method).")))
 
 # %% [markdown]
 # ## Layer by layer
@@ -301,25 +319,29 @@ layered = by_layer[by_layer["model"] != "baseline"]
 methods_present = sorted(layered["method"].unique())
 cols = min(3, len(methods_present))
 rows_n = int(np.ceil(len(methods_present) / cols))
-fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False,
-                         sharey=True)
-palette = dict(zip(sorted(layered["model"].unique()), sns.color_palette("colorblind"), strict=False))
+fig, axes = plt.subplots(rows_n, cols, figsize=(plots.PAGE_WIDTH, 2.4 * rows_n + 1.2),
+                         squeeze=False, sharey=True, layout="constrained")
+baseline_rows = best[best["model"] == "baseline"]
+colours = plots.palette([*layered["model"].unique(), *baseline_rows["method"]])
+dashes = dict(zip(sorted(baseline_rows["method"]), ["--", ":", "-.", (0, (5, 2))], strict=False))
 for ax, method in zip(axes.flat, methods_present, strict=False):
     sub = layered[layered["method"] == method]
     for model, rows in sub.groupby("model", observed=True):
-        ax.plot(rows["layer"], rows["iou"], marker="o", ms=4, color=palette[model], label=model)
-    for b in best[best["model"] == "baseline"].itertuples():
-        ax.axhline(b.iou, ls="--", lw=0.8, color="grey")
-    ax.set_title(method)
-    ax.set_xlabel("layer")
+        ax.plot(rows["layer"], rows["iou"], marker="o", ms=3, color=colours[model], label=model)
+    for b in baseline_rows.itertuples():
+        ax.axhline(b.iou, ls=dashes[b.method], lw=1, color=colours[b.method])
+    ax.set_title(method, fontsize=9)
+    ax.set_xlabel("layer", fontsize=8)
     ax.set_xticks(sorted(sub["layer"].unique()))
-    ax.set_ylabel(f"IoU@{P:g}")
+    ax.tick_params(labelsize=7)
+    ax.set_ylabel(f"IoU@{P:g}", fontsize=8)
 for ax in axes.flat[len(methods_present):]:
     ax.axis("off")
-handles = [plt.Line2D([], [], color=c, marker="o", label=m) for m, c in palette.items()]
-handles.append(plt.Line2D([], [], color="grey", ls="--", label="baselines"))
-fig.legend(handles=handles, loc="upper center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, 0))
-fig.tight_layout()
+handles = [plt.Line2D([], [], color=colours[m], marker="o", label=m)
+           for m in sorted(layered["model"].unique())]
+handles += [plt.Line2D([], [], color=colours[b], ls=dashes[b], label=f"baseline: {b}")
+            for b in sorted(baseline_rows["method"])]
+fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
 by_layer.to_csv(tables / "iou_by_layer.csv", index=False)
 
 # %% [markdown]
@@ -336,14 +358,17 @@ sweep_table.to_csv(tables / "threshold_sweep.csv", index=False)
 ceiling = pick("iou").merge(pick("iou_rel"), on=["image_id", *key, "threshold"])
 ceiling = (ceiling.assign(max_iou=ceiling["value_x"] / ceiling["value_y"])
            .groupby("threshold")["max_iou"].mean())
-fig, ax = plt.subplots(figsize=(8, 4))
-sns.lineplot(data=sweep_table, x="threshold", y="iou", hue="label", style="label", markers=True,
-             dashes=False, ax=ax)
+fig, ax = plt.subplots(figsize=(plots.PAGE_WIDTH, 4), layout="constrained")
+method_of = dict(zip(headline["label"], headline["method"], strict=True))
+colours = plots.palette(headline["label"])  # one headline map per model: a colour per model
+styles = plots.line_styles(headline.loc[headline["model"] != "baseline", "method"])
+for label, rows in sweep_table.groupby("label", observed=True):
+    ax.plot(rows["threshold"], rows["iou"], marker="o", ms=3, label=label, color=colours[label],
+            ls="--" if plots.is_baseline(label) else styles[method_of[label]])
 ax.plot(ceiling.index, ceiling.to_numpy(), color="black", lw=2, label="max IoU")
 ax.set_xlabel("percentile p (the top 100 − p % of pixels are kept)")
 ax.set_ylabel("IoU against the union")
-ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
-fig.tight_layout()
+fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside right upper")
 
 # %% [markdown]
 # ## By image label and by feature type
@@ -364,20 +389,22 @@ counts = box_iou.groupby("feature", observed=True)["image_id"].size() / len(head
 per_feature = box_iou[box_iou["feature"].isin(counts[counts >= 3].index)].pivot_table(
     index="label", columns="feature", values="value", aggfunc="mean", observed=True)
 per_feature.to_csv(tables / "iou_by_feature.csv")
-panels = [(table, title, ratio) for table, title, ratio in (
-    (per_style, f"IoU@{P:g} by {wc.label_name} (union)", 1),
-    (per_feature, f"IoU@{P:g} by feature type (single regions)", 2.2)) if table.size]
-if panels:
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * sum(r for *_, r in panels),
-                                                      0.35 * len(headline) + 2.5),
-                             gridspec_kw={"width_ratios": [r for *_, r in panels]}, squeeze=False)
-    for i, (ax, (table, title, _)) in enumerate(zip(axes[0], panels, strict=True)):
-        sns.heatmap(table, annot=True, fmt=".2f", cmap="viridis", ax=ax, cbar=False,
-                    annot_kws={"fontsize": 7}, yticklabels=i == 0)
-        ax.set_title(title)
-        ax.set_ylabel("")
-    fig.tight_layout()
-else:
+scale = {"vmin": 0, "vmax": float(np.nanmax([t.max().max() for t in (per_style, per_feature)
+                                            if t.size] or [1.0]))}
+panels = [(table, title, annotate) for table, title, annotate in (
+    (per_style, f"by {wc.label_name} (union)", True),
+    (per_feature, "by feature type (single regions; values in tables/iou_by_feature.csv)", False))
+    if table.size]
+for grid, title, annotate in panels:
+    fig, ax = plt.subplots(figsize=(plots.PAGE_WIDTH, 0.3 * len(grid) + 1.6),
+                           layout="constrained")
+    sns.heatmap(grid, annot=annotate, fmt=".2f", cmap="viridis", ax=ax, annot_kws={"fontsize": 8},
+                cbar_kws={"label": f"IoU@{P:g}", "shrink": 0.8}, **scale)
+    ax.set_title(f"IoU@{P:g} {title}", fontsize=10)
+    ax.set_ylabel("")
+    ax.set_xlabel("")
+    ax.tick_params(labelsize=8)
+if not panels:
     display(Markdown("No image labels, and no feature type with 3 regions or more: no breakdown."))
 
 # %% [markdown]
@@ -411,7 +438,7 @@ pairs = st.pairwise_comparisons(paired, value="value", group="label", subject="i
                                 n_boot=stats["n_boot"], seed=seed)
 pairs.to_csv(tables / "model_pairs.csv", index=False)
 shown = ["a", "b", "n", "mean_diff", "ci_low", "ci_high", "p_wilcoxon", "p_holm", "rbc", "d_z"]
-display(pairs.sort_values("p_wilcoxon")[shown].head(15).round(4))
+display(formatting.table(pairs.sort_values("p_wilcoxon")[shown].head(15), digits=4))
 
 # %% [markdown]
 # ## Gallery: best, median and worst images
@@ -426,22 +453,28 @@ picked = {"worst": list(ranking.index[:g]),
           "median": list(ranking.index[len(ranking) // 2 - g // 2:][:g]),
           "best": list(ranking.index[-g:][::-1])}
 by_id = {s.image_id: s for s in samples}
+cols = min(4, len(model_rows))
+per_image = int(np.ceil(len(model_rows) / cols))  # rows of maps per image
 for kind, ids in picked.items():
-    fig, axes = plt.subplots(len(ids), len(model_rows),
-                             figsize=(2.2 * len(model_rows), 2.4 * len(ids)), squeeze=False)
-    for r, image_id in enumerate(ids):
+    fig = plt.figure(figsize=(plots.PAGE_WIDTH, 2.1 * per_image * len(ids) + 0.4),
+                     layout="constrained")
+    fig.suptitle(f"{kind} images (IoU@{P:g} per map)")
+    for subfig, image_id in zip(fig.subfigures(len(ids), 1, squeeze=False)[:, 0], ids,
+                                strict=True):
+        subfig.suptitle(image_id, fontsize=9)
+        axes = subfig.subplots(per_image, cols, squeeze=False)
         sample = by_id[image_id]
         image = data.load_image(sample.path)
-        for c, row in enumerate(model_rows):
+        for ax, row in zip(axes.flat, model_rows, strict=False):
             geometry = geometries[row.model]
             _, maps = stores[row.model].read(row.method, row.layer, [image_id])
             xyxy = geometry.boxes_to_frame(sample.boxes_ltwh(), sample.width, sample.height)
             score = head_iou.set_index([*key, "image_id"])["value"][
                 (row.model, row.method, row.layer, image_id)]
-            plots.overlay(axes[r, c], geometry.frame_image(image), maps[0, -1], xyxy,
+            plots.overlay(ax, geometry.frame_image(image), maps[0, -1], xyxy,
                           title=f"{row.model}\n{row.method} L{row.layer}: {score:.2f}")
-    fig.suptitle(f"{kind} images (IoU@{P:g} per map)", y=1.0)
-    fig.tight_layout()
+        for ax in axes.flat[len(model_rows):]:
+            ax.axis("off")
 
 # %% [markdown]
 # ## Summary table
@@ -460,4 +493,4 @@ summary = summary.pivot_table(index="name", columns="label", values="value", agg
 summary.to_csv(tables / "summary.csv")
 headline_metrics = [f"iou@{P:g}", f"iou_rel@{P:g}", f"gtc@{P:g}", f"sc@{P:g}", "iou@50",
                     "coverage", "auc", "nss", "pointing_game", "mse", "kl", "emd"]
-display(summary.T[[m for m in headline_metrics if m in summary.index]].round(3))
+display(formatting.table(summary.T[[m for m in headline_metrics if m in summary.index]]))

@@ -4,6 +4,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (sightline)
+#     language: python
+#     name: python3
 #   sightline:
 #     needs: [q1_alignment]
 #     requires: [training_pool]
@@ -25,7 +29,9 @@
 # %% tags=["parameters"]
 # Defaults: the demo profile (params/demo.yaml), paths from the project root, so this
 # notebook runs as is in JupyterLab once `python build.py` has made the demo data; a
-# build injects its own profile's values after this cell.
+# build injects its own profile's values after this cell. Run here, the notebook writes its
+# tables to report/demo/interactive/tables/ (set tables_dir to change it): the build's
+# report/demo/tables/, which the report and the explorer read, stays as the build made it.
 from sightline.project import default
 
 dataset = default("dataset")
@@ -48,7 +54,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from scipy import stats as sps
 
-from sightline import cache, data, extract, plots, scoring, selection, shift
+from sightline import cache, data, extract, formatting, plots, scoring, selection, shift
 from sightline import finetune as ft
 from sightline import models as registry
 from sightline import stats as st
@@ -88,7 +94,10 @@ plots.random_weights_banner(models)
 # %%
 split_rows = [{"seed": s.seed, "split id": s.id, "train": len(s.train), "val": len(s.val)}
               for s in splits.values()]
-display(pd.DataFrame(split_rows))
+display(formatting.table(pd.DataFrame(split_rows), caption=(
+    "The pool's train + val images split anew, church-disjoint and stratified by style "
+    f"(val_fraction {recipe.val_fraction}); the dataset's own split files (00_data) hold a "
+    "different, smaller val set. The pool's test images stay out of both.")))
 runs_table.to_csv(tables / "finetune_runs.csv", index=False)
 summary = (runs_table.groupby(["model", "strategy"])
            .agg(seeds=("seed", "size"), val_accuracy=("val_accuracy", "mean"),
@@ -97,21 +106,24 @@ summary = (runs_table.groupby(["model", "strategy"])
                 trainable_params=("trainable_params", "first"),
                 checkpoint_mib=("checkpoint_mib", "first"))
            .reset_index())
-display(summary.round(3))
+display(formatting.table(summary))
 
 # %%
 curves = pd.DataFrame([{**h, "model": m["model"]["name"], "strategy": m["strategy"],
                         "seed": m["seed"]} for m in manifests for h in m["history"]])
 if len(curves):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH + 1.5, 3.4), layout="constrained")
     curves["run"] = curves["model"] + " · " + curves["strategy"]
-    sns.lineplot(data=curves, x="epoch", y="train_loss", hue="run", ax=axes[0], legend=False)
-    sns.lineplot(data=curves, x="epoch", y="val_accuracy", hue="run", ax=axes[1])
+    colours = plots.palette(curves["run"])
+    sns.lineplot(data=curves, x="epoch", y="train_loss", hue="run", palette=colours, ax=axes[0],
+                 legend=False)
+    sns.lineplot(data=curves, x="epoch", y="val_accuracy", hue="run", palette=colours, ax=axes[1])
     axes[1].axhline(0.25, color="grey", ls="--", lw=0.8)
-    axes[0].set_title("training loss (class-weighted CE)")
-    axes[1].set_title("validation accuracy (dashed: chance)")
-    axes[1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
-    fig.tight_layout()
+    axes[0].set_title("training loss (class-weighted CE)", fontsize=10)
+    axes[1].set_title("validation accuracy (dashed: chance)", fontsize=10)
+    for ax in axes:
+        plots.integer_ticks(ax)
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
 
 # %% [markdown]
 # ## The shift
@@ -159,7 +171,7 @@ headline = headline_rows(deltas)
 headline = headline[np.isclose(headline["threshold"], P) | headline["threshold"].isna()]
 shown = ["model", "strategy", "method", "layer", "metric", "mean_frozen", "mean_finetuned",
          "delta", "ci_low", "ci_high", "p_wilcoxon", "p_holm", "p_tost", "d_z", "verdict"]
-display(headline[headline["strategy"] != "linear_probe"][shown].round(4))
+display(formatting.table(headline[headline["strategy"] != "linear_probe"][shown], digits=4))
 probe_rows = headline[headline["strategy"] == "linear_probe"]
 if len(probe_rows):
     display(Markdown("Linear probe rows (attention maps bit-identical to the frozen model's by "
@@ -194,13 +206,14 @@ sweep = headline_rows(deltas[deltas["metric"] == "iou"])
 sweep = sweep[sweep["strategy"] != "linear_probe"]
 if len(sweep):
     sweep = sweep.assign(run=sweep["model"] + " · " + sweep["strategy"] + " · " + sweep["method"])
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    sns.lineplot(data=sweep, x="threshold", y="delta", hue="run", marker="o", ax=ax)
+    fig, ax = plt.subplots(figsize=(plots.PAGE_WIDTH, 3.4), layout="constrained")
+    sns.lineplot(data=sweep, x="threshold", y="delta", hue="run", palette=plots.palette(sweep["run"]),
+                 marker="o", ax=ax)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("percentile p")
     ax.set_ylabel("ΔIoU@p")
-    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
-    fig.tight_layout()
+    ax.get_legend().remove()
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside right upper")
 
 # %% [markdown]
 # ## The positive control (synthetic data only)
@@ -282,7 +295,7 @@ if synthetic_data and trained:
                      "learned (gate)": p < ALPHA})
     accuracy_table = pd.DataFrame(rows)
     accuracy_table.to_csv(tables / "q2_positive_control_accuracy.csv", index=False)
-    display(accuracy_table.round(4))
+    display(formatting.table(accuracy_table, digits=4))
 
 # %%
 def union_layers(model, variant, method, metric, threshold, images):
@@ -352,14 +365,14 @@ if synthetic_data and trained:
     endpoints = control_table[primary | null]
     display(Markdown("**Primary endpoints and null controls** (coverage of each run's own map "
                      "at its out-of-fold layer, trained − untrained):"))
-    display(endpoints.drop(columns=["p_ttest"]).round(4))
+    display(formatting.table(endpoints.drop(columns=["p_ttest"]), digits=4))
     display(Markdown(f"Secondary comparisons ({(~(primary | null)).sum()} rows: raw p, no "
                      "verdict) are in `tables/q2_positive_control.csv`; the largest per run:"))
     secondary = control_table[control_table["role"] == "secondary"]
-    display(secondary.loc[secondary.groupby(["model", "variant"], sort=False)["delta"].idxmax(),
-                          ["model", "variant", "method", "layer", "metric", "against",
-                           "reference", "fine_tuned", "delta", "ci_low", "ci_high",
-                           "p_wilcoxon"]].round(4))
+    largest = secondary.groupby(["model", "variant"], sort=False)["delta"].idxmax()
+    display(formatting.table(secondary.loc[largest, [
+        "model", "variant", "method", "layer", "metric", "against", "reference", "fine_tuned",
+        "delta", "ci_low", "ci_high", "p_wilcoxon"]], digits=4))
 
 # %%
 if synthetic_data and trained:
@@ -401,7 +414,10 @@ if synthetic_data and trained:
     union_iou = scores[(scores["target"] == "union") & (scores["head"] == -1)
                        & (scores["metric"] == "iou") & np.isclose(scores["threshold"], P)]
     centre_iou = union_iou.loc[union_iou["method"] == "centre_gaussian", "value"].mean()
-    fig, axes = plt.subplots(1, len(trained), figsize=(4.2 * len(trained), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(trained), figsize=(plots.PAGE_WIDTH + 1, 3.6),
+                             squeeze=False, layout="constrained")
+    colours = plots.palette(union_iou.loc[union_iou["model"].isin(
+        [m["model"]["name"] for m in trained]), "method"].unique())
     for ax, m in zip(axes[0], trained, strict=True):
         name = m["model"]["name"]
         rows = union_iou[(union_iou["model"] == name)
@@ -411,15 +427,16 @@ if synthetic_data and trained:
         means = rows.groupby(["method", "variant", "layer"], observed=True)["value"].mean()
         for (method, variant), line in means.groupby(level=["method", "variant"]):
             ax.plot(line.index.get_level_values("layer"), line.to_numpy(), marker="o",
-                    ls="--" if variant == "frozen" else "-",
-                    color=sns.color_palette()[sorted(rows["method"].unique()).index(method)],
+                    ls="--" if variant == "frozen" else "-", ms=3, color=colours[method],
                     label=f"{method} · {'untrained' if variant == 'frozen' else variant}")
-        ax.axhline(centre_iou, color="grey", lw=0.8)
+        ax.axhline(centre_iou, color=plots.palette(["centre_gaussian"])["centre_gaussian"], lw=1,
+                   ls=":", label="centre baseline")
         ax.set_title(f"{name} · {m['variant']}", fontsize=9)
-        ax.set_xlabel("layer")
-        ax.set_ylabel(f"IoU@{P:g} (union)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        ax.set_xlabel("layer", fontsize=8)
+        ax.set_ylabel(f"IoU@{P:g} (union)", fontsize=8)
+        ax.set_xticks(sorted(rows["layer"].unique()))  # whole layers only
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6.5)
 
 # %% [markdown]
 # ## Where attention moved
@@ -446,7 +463,7 @@ if len(per_image) and wc.has_labels:
     by_style = per_image.assign(**{wc.label_name: per_image["image_id"].map(label_of)}).pivot_table(
         index=["model", "strategy", "method"], columns=wc.label_name, values="delta",
         aggfunc="mean")
-    display(by_style.round(3))
+    display(formatting.table(by_style))
 per_box = headline_deltas(boxes=True)
 if len(per_box):
     by_feature = per_box.pivot_table(index=["model", "strategy", "method"], columns="feature",
@@ -463,7 +480,7 @@ if len(per_box):
         by_feature = by_feature.join(pd.DataFrame(tests).set_index(["model", "strategy",
                                                                      "method"]))
     by_feature.to_csv(tables / "q2_deltas_by_feature.csv")
-    display(by_feature.round(3))
+    display(formatting.table(by_feature))
 
 # %% [markdown]
 # ### Shift maps
@@ -527,9 +544,9 @@ tuned_best = best[~best["strategy"].isin(["frozen", "linear_probe"])]
 if len(tuned_best):
     tuned_best = tuned_best.merge(frozen_best, on=["model", "method"], how="left",
                                   suffixes=("", "_frozen"))
-    display(tuned_best.rename(columns={"layer": "best layer", "iou": f"IoU@{P:g}",
-                                       "layer_frozen": "best layer frozen",
-                                       "iou_frozen": f"IoU@{P:g} frozen"}).round(3))
+    display(formatting.table(tuned_best.rename(columns={
+        "layer": "best layer", "iou": f"IoU@{P:g}", "layer_frozen": "best layer frozen",
+        "iou_frozen": f"IoU@{P:g} frozen"})))
 heads = scores[(scores["target"] == "union") & (scores["head"] >= 0)
                & (scores["metric"] == "iou") & np.isclose(scores["threshold"], P)]
 heads = (heads.assign(strategy=heads["variant"].astype(str).map(ft.strategy_of))
@@ -542,7 +559,7 @@ for strategy in [c for c in heads.columns if c not in ("frozen", "linear_probe")
     changed.append(delta.reindex(delta["delta"].abs().sort_values(ascending=False).index)
                    .groupby("model").head(5))
 if changed:
-    display(pd.concat(changed, ignore_index=True).round(3))
+    display(formatting.table(pd.concat(changed, ignore_index=True)))
 
 # %% [markdown]
 # ## Does a better classifier look more where the experts look?
@@ -571,7 +588,7 @@ if len(points):
     points = points.assign(run=points["model"] + " · " + points["strategy"])
     fig, ax = plt.subplots(figsize=(6, 4))
     sns.scatterplot(data=points, x="test_accuracy", y="delta", hue="run", style="method",
-                    s=70, ax=ax)
+                    palette=plots.palette(points["run"]), s=70, ax=ax)
     ax.axhline(0, color="black", lw=0.8)
     ax.axvline(0.25, color="grey", ls="--", lw=0.8)
     ax.set_xlabel("held-out test accuracy (dashed: chance)")

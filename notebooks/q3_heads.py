@@ -4,6 +4,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (sightline)
+#     language: python
+#     name: python3
 #   sightline:
 #     needs: [q1_alignment]
 # ---
@@ -22,7 +26,9 @@
 # %% tags=["parameters"]
 # Defaults: the demo profile (params/demo.yaml), paths from the project root, so this
 # notebook runs as is in JupyterLab once `python build.py` has made the demo data; a
-# build injects its own profile's values after this cell.
+# build injects its own profile's values after this cell. Run here, the notebook writes its
+# tables to report/demo/interactive/tables/ (set tables_dir to change it): the build's
+# report/demo/tables/, which the report and the explorer read, stays as the build made it.
 from sightline.project import default
 
 dataset = default("dataset")
@@ -43,7 +49,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from sightline import cache, data, extract, plots, selection
+from sightline import cache, data, extract, formatting, plots, selection
 from sightline import heads as hd
 from sightline import models as registry
 from sightline.config import ModelChoice
@@ -71,23 +77,25 @@ plots.random_weights_banner(models)
 # %%
 ranking = hd.head_ranking(scores, metric="iou", threshold=P)
 coverage_ranking = hd.head_ranking(scores, metric="coverage", threshold=None)
-display(ranking.groupby(["model", "method"]).head(3)
-        .drop(columns=["variant"]).round(3))
+display(formatting.table(ranking.groupby(["model", "method"]).head(3).drop(columns=["variant"])))
 names = list(ranking["model"].unique())
 cols = min(3, len(names))
-fig, axes = plt.subplots(int(np.ceil(len(names) / cols)), cols, squeeze=False,
-                         figsize=(4.2 * cols, 3.2 * int(np.ceil(len(names) / cols))))
+rows_n = int(np.ceil(len(names) / cols))
+fig, axes = plt.subplots(rows_n, cols, squeeze=False, figsize=(plots.PAGE_WIDTH, 2.2 * rows_n + 0.6),
+                         layout="constrained")
 for ax in axes.flat[len(names):]:
     ax.axis("off")
+scale = {"vmin": 0, "vmax": float(ranking["mean"].max())}  # one colour scale for every model
 for ax, name in zip(axes.flat, names, strict=False):
     grid = ranking[ranking["model"] == name].pivot_table(index="layer", columns="head",
                                                           values="mean", observed=True)
-    sns.heatmap(grid, cmap="viridis", ax=ax, cbar=False, annot=grid.size <= 64, fmt=".2f",
-                annot_kws={"fontsize": 6})
+    sns.heatmap(grid, cmap="viridis", ax=ax, cbar=False, **scale)
     method = ranking.loc[ranking["model"] == name, "method"].iloc[0]
-    ax.set_title(f"{name} ({method})", fontsize=9)
-fig.suptitle(f"mean IoU@{P:g} per layer × head (union)")
-fig.tight_layout()
+    ax.set_title(f"{name} ({method})", fontsize=8)
+    ax.tick_params(labelsize=7)
+fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(**scale), cmap="viridis"), ax=axes,
+             shrink=0.8, label=f"mean IoU@{P:g}")
+fig.suptitle(f"mean IoU@{P:g} per layer × head (union), one colour scale", fontsize=10)
 
 # %% [markdown]
 # ## How concentrated is alignment — and is it more than chance?
@@ -119,9 +127,14 @@ honest_head = honest_head.rename(columns={"cross_fit": "best_cross_fit",
 concentrated = concentrated.merge(honest_head[GROUP + ["best_cross_fit", "head_stability"]],
                                   on=GROUP, how="left")
 concentrated.to_csv(tables / "head_concentration.csv", index=False)
-display(concentrated[["model", "method", "best_layer", "best_head", "best_mean", "best_cross_fit",
-                     "head_stability", "median_mean", "ratio", "top5_share", "n_heads",
-                     "statistic", "p_value", "p_holm"]].round(4))
+few = concentrated["n_heads"] <= 5  # the top 5 heads are all of them: a share of 1 by construction
+display(formatting.table(
+    concentrated[["model", "method", "best_layer", "best_head", "best_mean", "best_cross_fit",
+                  "head_stability", "median_mean", "ratio", "top5_share", "n_heads", "statistic",
+                  "p_value", "p_holm"]].assign(top5_share=concentrated["top5_share"].where(~few)),
+    digits=4, caption=("top5_share: – for a model with 5 heads or fewer ("
+                       + ", ".join(concentrated.loc[few, "model"]) + "), whose top 5 heads are "
+                       "all its heads (a share of 1 by construction).") if few.any() else None))
 
 
 def resolution_note(n_tests, family):
@@ -161,23 +174,25 @@ best_per_feature = best_per_feature.merge(
     honest_feature[[*GROUP, "feature", "cross_fit"]].rename(columns={"cross_fit": "best_cross_fit"}),
     on=[*GROUP, "feature"], how="left")
 best_per_feature.to_csv(tables / "best_head_per_feature.csv", index=False)
-display(best_per_feature[["model", "feature", "n_boxes", "best_layer", "best_head", "best_mean",
-                         "best_cross_fit", "advantage", "layer", "head", "lift", "p_value",
-                         "p_holm"]]
-        .rename(columns={"layer": "specialist_layer", "head": "specialist_head"}).round(4))
+display(formatting.table(
+    best_per_feature[["model", "feature", "n_boxes", "best_layer", "best_head", "best_mean",
+                      "best_cross_fit", "advantage", "layer", "head", "lift", "p_value", "p_holm"]]
+    .rename(columns={"layer": "specialist_layer", "head": "specialist_head"}), digits=4))
 if len(specialists):
     display(resolution_note(int(specialists.groupby(["model", "variant", "method"]).size().max()),
                             "per model and readout (one per feature type)"))
+feature_scale = {"vmin": 0, "vmax": float(matrix["mean"].max())}  # shared by every model
 for name in matrix["model"].unique():
     sub = matrix[matrix["model"] == name]
     top = sub.groupby(["layer", "head"])["mean"].mean().nlargest(16).index
     sub = sub.set_index(["layer", "head"]).loc[top].reset_index()
     grid = sub.assign(h=sub["layer"].astype(str) + "." + sub["head"].astype(str)).pivot_table(
         index="feature", columns="h", values="mean", observed=True)
-    fig, ax = plt.subplots(figsize=(0.5 * grid.shape[1] + 3, 0.35 * grid.shape[0] + 1.5))
-    sns.heatmap(grid, cmap="magma", ax=ax, annot=True, fmt=".2f", annot_kws={"fontsize": 6})
-    ax.set_title(f"{name}: IoU@{P:g} per feature type, 16 best heads (layer.head)")
-    fig.tight_layout()
+    fig, ax = plt.subplots(figsize=(min(plots.PAGE_WIDTH, 0.4 * grid.shape[1] + 3),
+                                    0.3 * grid.shape[0] + 1.5), layout="constrained")
+    sns.heatmap(grid, cmap="magma", ax=ax, cbar_kws={"label": f"IoU@{P:g}"}, **feature_scale)
+    ax.set_title(f"{name}: IoU@{P:g} per feature type, 16 best heads (layer.head)", fontsize=9)
+    ax.tick_params(labelsize=7)
 
 # %% [markdown]
 # ## The tidy heads table
@@ -204,7 +219,8 @@ union = hd.select(scores, metric="iou", threshold=P)
 union = union[union["target"] == "union"]
 g = report["gallery_size"]
 top = concentrated.dropna(subset=["best_layer"])
-fig, axes = plt.subplots(len(top), 2 * g, figsize=(2.3 * 2 * g, 2.5 * len(top)), squeeze=False)
+fig, axes = plt.subplots(len(top), 2 * g, figsize=(min(plots.PAGE_WIDTH, 1.9 * 2 * g), 2.1 * len(top)),
+                         squeeze=False, layout="constrained")
 for r, row in enumerate(top.itertuples()):
     layer, head = int(row.best_layer), int(row.best_head)
     own = union[(union["model"] == row.model) & (union["layer"] == layer)
@@ -220,4 +236,3 @@ for r, row in enumerate(top.itertuples()):
         value = own.set_index("image_id")["value"][image_id]
         plots.overlay(axes[r, c], frame, maps[c, head], xyxy,
                       title=f"{row.model} L{layer}H{head}\n{'wins' if c < g else 'fails'}: {value:.2f}")
-fig.tight_layout()

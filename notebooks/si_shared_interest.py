@@ -4,6 +4,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (sightline)
+#     language: python
+#     name: python3
 #   sightline:
 #     needs: []
 # ---
@@ -34,7 +38,9 @@
 # %% tags=["parameters"]
 # Defaults: the demo profile (params/demo.yaml), paths from the project root, so this
 # notebook runs as is in JupyterLab once `python build.py` has made the demo data; a
-# build injects its own profile's values after this cell.
+# build injects its own profile's values after this cell. Run here, the notebook writes its
+# tables to report/demo/interactive/tables/ (set tables_dir to change it): the build's
+# report/demo/tables/, which the report and the explorer read, stays as the build made it.
 from sightline.project import default
 
 shared_interest = default("shared_interest")
@@ -52,7 +58,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from sightline import data, extract, plots, saliency
+from sightline import data, extract, formatting, plots, saliency
 from sightline import models as registry
 from sightline import shared_interest as si
 from sightline import stats as st
@@ -105,8 +111,8 @@ per_image = predictions.pivot(index="image_id", columns="key", values="predicted
 agree = per_image.index[per_image.nunique(axis=1) == 1]
 predictions["all_agree"] = predictions["image_id"].isin(agree)
 predictions.to_csv(tables / "si_predictions.csv", index=False)
-display(predictions.groupby("model")[["correct"]].mean().rename(columns={"correct": "accuracy"})
-        .assign(images=len(samples)).round(3))
+display(formatting.table(predictions.groupby("model")[["correct"]].mean()
+                         .rename(columns={"correct": "accuracy"}).assign(images=len(samples))))
 display(Markdown(f"All {len(stores)} models predict the same class on **{len(agree)}** of "
                  f"{len(samples)} images (the agreement subset below)."))
 
@@ -126,7 +132,7 @@ timing = pd.DataFrame([
          device=extraction["device"]).items()}}
     for choice in study.models
 ]).set_index("model")
-display(timing)
+display(formatting.table(timing, digits=2))
 
 # %% [markdown]
 # ## Scores
@@ -175,7 +181,7 @@ for metric in ("iou", "sc", "gtc"):
 ours.insert(2, "model", ours["key"].map(names))
 ours.insert(3, "images", wide.groupby(["method", "key"])["iou"].count().values)
 ours.round(3).to_csv(tables / "si_table1.csv", index=False)
-display(ours.drop(columns="key").round(3))
+display(formatting.table(ours.drop(columns="key")))
 
 # %% [markdown]
 # ## Distributions
@@ -185,7 +191,7 @@ display(ours.drop(columns="key").round(3))
 long = wide.melt(id_vars=["image_id", "model", "method"], value_vars=["iou", "gtc", "sc"],
                  var_name="metric", value_name="score")
 grid = sns.catplot(data=long, x="model", y="score", hue="method", col="metric", kind="box",
-                   height=3.2, aspect=1.1, sharey=True)
+                   palette=plots.palette(long["method"]), height=2.6, aspect=0.95, sharey=True)
 grid.set_xticklabels(rotation=30, ha="right")
 plt.show()
 
@@ -198,7 +204,8 @@ plt.show()
 sweep = (scores[scores["metric"] == "iou"].groupby(["model", "method", "threshold"],
                                                    observed=True)["value"].mean().reset_index())
 grid = sns.relplot(data=sweep, x="threshold", y="value", hue="model", style="method",
-                   kind="line", markers=True, height=3.2, aspect=1.5)
+                   palette=plots.palette(sweep["model"]),
+                   kind="line", markers=True, height=3.2, aspect=1.6)
 grid.set_axis_labels(f"saliency threshold ({rule})", "mean IoU")
 plt.show()
 
@@ -258,7 +265,7 @@ def tests_on(frame, subset):
 tests = pd.concat([tests_on(wide, "all images"),
                    tests_on(wide[wide["all_agree"]], "all models agree")], ignore_index=True)
 tests.to_csv(tables / "si_tests.csv", index=False)
-display(tests.drop(columns=["mean_a", "mean_b"], errors="ignore").round(4))
+display(formatting.table(tests.drop(columns=["mean_a", "mean_b"], errors="ignore"), digits=4))
 
 # %% [markdown]
 # ## Best and worst images per model
@@ -281,23 +288,26 @@ def show_pick(axes, model, label, row):
     geometry = registry.spec_for(choice_of[key]).geometry
     frame = geometry.frame_image(data.load_image(sample.path))
     human = masks_by_geometry[geometry][samples.index(sample)]
-    plots.show_image(axes[0], frame, f"{model} {label}: {row.image_id}")
+    plots.show_image(axes[0], frame, f"{label}\n{row.image_id}")
     axes[0].imshow(human, cmap="gray", alpha=0.6, extent=(0, frame.size[0], frame.size[1], 0))
     truth = si.binarize(human[None], mask_rule, mask_threshold)[0]
     for ax, method in zip(axes[1:], study.methods, strict=True):
         _, maps = stores[key].read(method, 0, [row.image_id])
         value = wide.loc[(wide["model"] == model) & (wide["image_id"] == row.image_id)
                          & (wide["method"] == method), "iou"].iloc[0]
-        plots.overlay(ax, frame, maps[0, 0], np.zeros((0, 4)), f"{method} IoU {value:.2f}")
+        plots.overlay(ax, frame, maps[0, 0], np.zeros((0, 4)), f"{method}\nIoU {value:.2f}")
         ax.contour(np.linspace(0, frame.size[0], R), np.linspace(0, frame.size[1], R), truth,
                    levels=[0.5], colors="white", linewidths=1)
 
 
-fig, axes = plt.subplots(len(picks), 1 + len(study.methods),
-                         figsize=(2.4 * (1 + len(study.methods)), 2.4 * len(picks)), squeeze=False)
-for row_axes, (model, label, row) in zip(axes, picks, strict=True):
-    show_pick(row_axes, model, label, row)
-fig.tight_layout()
+picked_models = list(dict.fromkeys(model for model, _, _ in picks))
+width = 1 + len(study.methods)  # one row per model: its best image, then its worst
+fig, axes = plt.subplots(len(picked_models), 2 * width, squeeze=False, layout="constrained",
+                         figsize=(plots.PAGE_WIDTH, 1.75 * len(picked_models) + 0.2))
+for model, label, row in picks:
+    row_axes = axes[picked_models.index(model)]
+    show_pick(row_axes[(0 if label == "best" else width):][:width], model, label, row)
+    row_axes[0].set_ylabel(model, fontsize=8)
 plt.show()
 
 # %% [markdown]
@@ -318,14 +328,19 @@ case_table = (wide.groupby(["method", "model", "case"]).size().unstack("case", f
               .reindex(columns=[c for c in (*si.CORRECT_CASES, *si.INCORRECT_CASES)
                                 if c in set(wide["case"].dropna())], fill_value=0))
 case_table.to_csv(tables / "si_cases.csv")
-display(case_table)
+display(formatting.table(case_table))
 
 # %%
 examples = (wide.dropna(subset=["case"]).sort_values("iou", ascending=False)
             .groupby("case").head(1).head(8))
 if len(examples):
-    fig, axes = plt.subplots(1, len(examples), figsize=(2.6 * len(examples), 2.8), squeeze=False)
-    for ax, row in zip(axes[0], examples.itertuples(), strict=True):
+    cols = min(4, len(examples))
+    rows_n = int(np.ceil(len(examples) / cols))
+    fig, axes = plt.subplots(rows_n, cols, figsize=(plots.PAGE_WIDTH, 2.3 * rows_n), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[len(examples):]:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, examples.itertuples(), strict=False):
         sample = by_id[row.image_id]
         geometry = registry.spec_for(choice_of[row.key]).geometry
         frame = geometry.frame_image(data.load_image(sample.path))
@@ -333,10 +348,9 @@ if len(examples):
         truth = si.binarize(masks_by_geometry[geometry][samples.index(sample)][None], mask_rule,
                             mask_threshold)[0]
         plots.overlay(ax, frame, maps[0, 0], np.zeros((0, 4)),
-                      f"{row.case}\n{row.model} {row.method} {row.image_id}")
+                      f"{row.case}\n{row.model} {row.method}\n{row.image_id}")
         ax.contour(np.linspace(0, frame.size[0], R), np.linspace(0, frame.size[1], R), truth,
                    levels=[0.5], colors="white", linewidths=1)
-    fig.tight_layout()
     plt.show()
 
 # %% [markdown]
@@ -346,7 +360,7 @@ if len(examples):
 
 # %%
 side = ours[["method", "model", "iou_paper", "iou", "sc_paper", "sc", "gtc_paper", "gtc"]]
-display(side.round(3))
+display(formatting.table(side))
 means = wide.groupby("method")["iou"].mean()
 paired = tests[(tests["subset"] == "all images") & (tests["test"] == "paired t")]
 welch = tests[(tests["subset"] == "all images") & (tests["test"] == "Welch t")]

@@ -236,3 +236,22 @@ def test_evaluating_on_no_images_is_a_clear_error(trained):
     _, runs = trained
     with pytest.raises(finetune.FinetuneError, match="no images to evaluate"):
         finetune.evaluate_run(runs[("dinov2", "lora")], ())
+
+
+def test_training_lines_go_to_the_console_never_into_a_saved_notebook(split, tmp_path, capsys):
+    import nbformat
+
+    from sightline import pipeline
+
+    finetune.train_run(ModelChoice(key="dinov2", **TINY), "linear_probe", 0, split, RECIPE,
+                       tmp_path, progress=True)
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.startswith(finetune.PROGRESS_PREFIX)]
+    assert len(lines) == RECIPE.epochs and "epoch" not in out
+    assert lines[-1].startswith(f"{finetune.PROGRESS_PREFIX}dinov2-tiny-random linear_probe.s0 "
+                                f"epoch {RECIPE.epochs}/{RECIPE.epochs}: loss ")
+    cell = nbformat.v4.new_code_cell("manifests = ft.train_all(...)")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=err + "UserWarning: x\n")]
+    saved = pipeline.reproducible(nbformat.v4.new_notebook(cells=[cell]), "q1")
+    text = "".join(o.text for o in saved.cells[0].outputs)
+    assert finetune.PROGRESS_PREFIX not in text and "UserWarning: x" in text

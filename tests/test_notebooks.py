@@ -79,7 +79,7 @@ def test_every_notebook_runs_with_its_default_parameters(demo_project, where):
     cwd = demo_project / "notebooks" if where == "notebooks" else demo_project
     for name in NOTEBOOKS:
         _run_as_is(demo_project / "notebooks" / f"{name}.py", cwd)
-    tables = demo_project / "report" / "demo" / "tables"
+    tables = demo_project / "report" / "demo" / "interactive" / "tables"
     assert {"boxes.csv", "scores.parquet", "heads.parquet"} <= {p.name for p in tables.iterdir()}
     assert sorted(p.name for p in (demo_project / "notebooks").iterdir()) == sorted(
         [f"{name}.py" for name in NOTEBOOKS] + ["jupytext.toml"]
@@ -95,8 +95,55 @@ def test_defaults_come_from_the_demo_params_resolved_against_the_project_root(
     assert project.project_root() == demo_project.resolve()
     assert project.default("dataset") == demo.model_dump(mode="json")["dataset"]
     assert project.default("dataset")["root"] == str(demo_project.resolve() / "data/synthetic-demo")
+    monkeypatch.setenv("SIGHTLINE_BUILD", "1")  # a build's own value (it injects it anyway)
     assert project.default("tables_dir") == str(demo_project.resolve() / "report/demo/tables")
+    monkeypatch.delenv("SIGHTLINE_BUILD")
     assert project.default("models") == [m.model_dump(mode="json") for m in demo.models]
+
+
+def test_an_interactive_run_writes_beside_the_builds_tables_and_says_where(
+    demo_project, monkeypatch, capsys
+):
+    monkeypatch.chdir(demo_project / "notebooks")
+    monkeypatch.delenv("SIGHTLINE_BUILD", raising=False)
+    build = demo_project / "report" / "demo" / "tables"
+    build.mkdir(parents=True, exist_ok=True)
+    (build / "scores.csv").write_text("made by the build\n")
+    folder = Path(project.default("tables_dir"))
+    assert folder == demo_project.resolve() / "report" / "demo" / "interactive" / "tables"
+    line = capsys.readouterr().out
+    assert str(folder) in line and str(build.resolve()) in line and "left as the build" in line
+    assert (folder / "scores.csv").read_text() == "made by the build\n"  # inputs it may read
+    (folder / "scores.csv").write_text("an interactive run\n")
+    project.default("tables_dir")  # a second notebook: what the first wrote stays
+    assert (folder / "scores.csv").read_text() == "an interactive run\n"
+    assert (build / "scores.csv").read_text() == "made by the build\n"
+
+
+def test_every_notebook_names_a_kernel_jupyter_resolves_outside_a_build():
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    for name in NOTEBOOKS:
+        assert jupytext.read(ROOT / "notebooks" / f"{name}.py").metadata["kernelspec"] == \
+            pipeline.KERNEL_SPEC, name
+    spec = KernelSpecManager().get_kernel_spec(pipeline.KERNEL_NAME)  # no ProjectKernel here
+    assert spec.language == "python"
+
+
+def test_papermill_runs_a_jupytext_notebook_with_no_kernel_argument(demo_project, tmp_path):
+    source = tmp_path / "00_data.ipynb"
+    jupytext.write(jupytext.read(demo_project / "notebooks" / "00_data.py"), source)
+    out = tmp_path / "out.ipynb"
+    env = {k: v for k, v in os.environ.items() if k not in ("SIGHTLINE_BUILD", "JUPYTER_PATH")}
+    result = subprocess.run([sys.executable, "-m", "papermill", str(source), str(out),
+                             "--cwd", str(demo_project / "notebooks")],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    executed = json.loads(out.read_text())
+    assert executed["metadata"]["kernelspec"]["name"] == pipeline.KERNEL_NAME
+    texts = json.dumps([c.get("outputs", []) for c in executed["cells"]])
+    assert "annotated images" in texts and "Interactive run: tables go to" in texts
+    assert (demo_project / "report" / "demo" / "interactive" / "tables" / "boxes.csv").exists()
 
 
 def test_notebook_before_the_build_says_to_run_the_build(tmp_path, monkeypatch, demo_params):
@@ -307,7 +354,9 @@ def _jupytext_pairs_the_notebook(base: str, token: str, root: Path) -> None:
                  {"type": "notebook", "format": "json", "content": model["content"]})
             assert py.read_text().rstrip().endswith(f"# {text}"), name
             assert (root / "notebooks" / "00_data.ipynb").exists()  # the paired copy
-        assert "kernelspec" not in py.read_text()  # the .py header keeps only sightline's keys
+        header = jupytext.read(py).metadata  # the header keeps the kernelspec and sightline's keys
+        assert header["kernelspec"] == pipeline.KERNEL_SPEC and "sightline" in header
+        assert py.read_text().split("# ---")[1] == original.split("# ---")[1]
     finally:
         py.write_text(original)
         (root / "notebooks" / "00_data.ipynb").unlink(missing_ok=True)

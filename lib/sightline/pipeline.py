@@ -33,7 +33,12 @@ from traitlets import CaselessStrEnum
 from . import config, data, execution
 from .data import synthetic
 
-KERNEL_NAME = "sightline-python"
+# Every notebook's Jupytext header names this kernel, so papermill, nbconvert --execute and
+# JupyterLab run a notebook (or a build's executed copy) with no kernel argument: ``python3``
+# resolves to the interpreter Jupyter runs in (the project's .venv), and inside a build or
+# ``build.py lab`` to ProjectKernel's spec for this very interpreter.
+KERNEL_SPEC = {"name": "python3", "display_name": "Python 3 (sightline)", "language": "python"}
+KERNEL_NAME = KERNEL_SPEC["name"]
 _SKIPPED = "not in this profile"
 # what a notebook may require of the dataset (``sightline: requires`` in its header)
 REQUIREMENTS = {"training_pool": "no labelled training pool (nothing to fine-tune on)"}
@@ -315,11 +320,7 @@ def execute(nb: Notebook, parameters: dict, output: Path, root: Path) -> float:
     running = output.with_suffix(".running.ipynb")
     failed = output.with_suffix(".failed.ipynb")
     notebook = jupytext.read(nb.path)
-    notebook.metadata["kernelspec"] = {
-        "name": KERNEL_NAME,
-        "display_name": "sightline",
-        "language": "python",
-    }
+    notebook.metadata["kernelspec"] = dict(KERNEL_SPEC)
     started = time.perf_counter()
     with ProjectKernel(SIGHTLINE_BUILD="1"):
         try:
@@ -356,6 +357,7 @@ def execute(nb: Notebook, parameters: dict, output: Path, root: Path) -> float:
 
 
 _PROGRESS_BAR = re.compile(r"\|\s*\S+/\S+ \[[\d:?]+<")  # tqdm's "| 12/24 [00:01<"
+_TRAINING_LINE = re.compile(r"^\[train\] ")  # finetune.PROGRESS_PREFIX: one line per epoch
 _TIMING_KEYS = ("start_time", "end_time", "duration")
 
 
@@ -364,7 +366,8 @@ def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.Noteboo
 
     Cell ids become ``<name>-<index>`` (Jupytext and papermill draw random ones), papermill's
     timestamps and durations go (the run summary keeps them), and progress bars (whose rates
-    vary) are dropped from the stderr text; other stderr text stays.
+    vary) and per-epoch training lines (the build's console shows them; the notebook keeps
+    its summary table) are dropped from the stderr text; other stderr text stays.
     """
     for key in _TIMING_KEYS:
         notebook.metadata.get("papermill", {}).pop(key, None)
@@ -378,7 +381,8 @@ def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.Noteboo
         for output in cell.outputs:
             if output.get("output_type") == "stream" and output.get("name") == "stderr":
                 lines = [line.rsplit("\r", 1)[-1] for line in output.text.split("\n")]
-                output.text = "\n".join(line for line in lines if not _PROGRESS_BAR.search(line))
+                output.text = "\n".join(line for line in lines if not _PROGRESS_BAR.search(line)
+                                        and not _TRAINING_LINE.match(line))
                 if not output.text.strip():
                     continue
             outputs.append(output)
@@ -405,7 +409,8 @@ class ProjectKernel:
     """A kernelspec for this very interpreter, so notebooks run in the project environment.
 
     Inside the ``with`` block, Jupyter (papermill, JupyterLab started from it) finds the
-    kernel ``sightline-python``; ``env`` adds variables to the kernel's environment.
+    kernel ``python3`` here, ahead of any other; ``env`` adds variables to the kernel's
+    environment.
     """
 
     def __init__(self, **env: str):
@@ -417,8 +422,8 @@ class ProjectKernel:
         spec_dir.mkdir(parents=True)
         spec = {
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "sightline",
-            "language": "python",
+            "display_name": KERNEL_SPEC["display_name"],
+            "language": KERNEL_SPEC["language"],
             "env": {"PYTHONPATH": os.environ.get("PYTHONPATH", ""),
                     "MPLBACKEND": "module://matplotlib_inline.backend_inline", **self.env},
         }

@@ -1,16 +1,25 @@
-"""Figures shared by several notebooks (matplotlib / seaborn)."""
+"""Figures shared by several notebooks (matplotlib / seaborn), and their one colour scheme.
+
+Every figure colours by `palette` (baselines in greys, everything else in a colour-blind
+qualitative palette) and draws methods with `line_styles`. A figure up to `PAGE_WIDTH`
+inches wide prints at full size on the report's A4 page; a wider one is scaled down.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from IPython.display import HTML
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
+
+from .baselines import BASELINES
 
 STYLE_COLOURS = {
     "Romanesque": "#c0622f",
@@ -18,12 +27,47 @@ STYLE_COLOURS = {
     "Renaissance": "#5a9a4b",
     "Baroque": "#9b4f96",
 }
+PAGE_WIDTH = 7.5  # inches at the figures' 90 dpi: the text width of an A4 page (1.5 cm margins)
+# seaborn's colour-blind palette without its grey, which is the baselines' colour
+_QUALITATIVE = [c for i, c in enumerate(sns.color_palette("colorblind", 10)) if i != 7]
+_GREYS = ["#3d3d3d", "#6e6e6e", "#9a9a9a", "#c2c2c2"]
+_DASHES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2))]
 
 
 def setup() -> None:
     """The house style for every figure in the report."""
-    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
-    plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "figure.autolayout": False})
+    sns.set_theme(context="notebook", style="whitegrid", palette=_QUALITATIVE)
+    plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "figure.autolayout": False,
+                         "legend.fontsize": 8, "legend.title_fontsize": 8})
+
+
+def is_baseline(name: str) -> bool:
+    """A baseline map (by its method name, or a label ``baseline · ...``), not a model."""
+    return str(name).split(" · ")[0] in ("baseline", *BASELINES)
+
+
+def palette(names: Iterable[str]) -> dict[str, tuple]:
+    """One colour per name, the same scheme in every figure: baselines in greys, the rest
+    (models, runs, methods) in a colour-blind qualitative palette, both in sorted order."""
+    names = sorted({str(n) for n in names})
+    baselines = [n for n in names if is_baseline(n)]
+    others = [n for n in names if not is_baseline(n)]
+    qualitative = _QUALITATIVE if len(others) <= len(_QUALITATIVE) else sns.color_palette(
+        "husl", len(others))
+    greys = _GREYS if len(baselines) <= len(_GREYS) else sns.color_palette("Greys_r", len(baselines))
+    colours = {n: to_rgb(greys[i]) for i, n in enumerate(baselines)}
+    colours.update({n: tuple(qualitative[i]) for i, n in enumerate(others)})
+    return colours
+
+
+def line_styles(methods: Iterable[str]) -> dict[str, object]:
+    """One line style per method (sorted), for figures whose colours mean models."""
+    return {m: _DASHES[i % len(_DASHES)] for i, m in enumerate(sorted({str(m) for m in methods}))}
+
+
+def integer_ticks(ax: Axes, axis: str = "x") -> None:
+    """Whole-number ticks only (layers, heads, epochs)."""
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
 
 
 def draw_boxes(

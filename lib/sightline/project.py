@@ -5,10 +5,15 @@ in JupyterLab (kernel working directory ``notebooks/``) or from the project root
 come from ``params/demo.yaml`` (the one source of truth for the demo) and resolve against
 the project root, never the working directory. A build injects its profile's values in a
 cell after the defaults, so these apply only to interactive runs.
+
+An interactive run writes its tables to ``report/<profile>/interactive/tables/``, never into
+the build's ``report/<profile>/tables/`` that the report and the explorer read.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +21,7 @@ from typing import Any
 from . import config
 
 DEMO = Path("params") / "demo.yaml"
+INTERACTIVE = "interactive"  # report/<profile>/interactive/tables: an interactive run's tables
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -40,9 +46,34 @@ def _demo_values(root: Path) -> dict[str, Any]:
 
 
 def default(name: str) -> Any:
-    """The demo profile's value of a notebook parameter (a params section, or ``tables_dir``)."""
+    """The demo profile's value of a notebook parameter (a params section, or ``tables_dir``).
+
+    Outside a build, ``tables_dir`` is the interactive folder (see `interactive_tables`).
+    """
     values = _demo_values(project_root())
     if name not in values:
         raise KeyError(f"'{name}' is neither a section of {DEMO} nor a build-provided value "
                        f"({', '.join(values)})")
+    if name == "tables_dir" and not os.environ.get("SIGHTLINE_BUILD"):
+        return str(interactive_tables(Path(values["tables_dir"])))
     return values[name]
+
+
+def interactive_tables(build_tables: Path) -> Path:
+    """The tables folder of an interactive run, beside the build's, which it leaves as it is.
+
+    Tables the build made and this folder lacks are copied in first, so a notebook that reads
+    another's output (Q2 reads Q1's scores) finds it; one printed line says where it writes.
+    """
+    folder = build_tables.parent / INTERACTIVE / build_tables.name
+    folder.mkdir(parents=True, exist_ok=True)
+    copied = 0
+    if build_tables.is_dir():
+        for table in sorted(build_tables.iterdir()):
+            if table.is_file() and not (folder / table.name).exists():
+                shutil.copy2(table, folder / table.name)
+                copied += 1
+    note = f"; {copied} of the build's tables copied in as inputs" if copied else ""
+    print(f"Interactive run: tables go to {folder} (the build's {build_tables} is left as the "
+          f"build made it{note}). Set tables_dir in the parameters cell to write elsewhere.")
+    return folder

@@ -50,19 +50,33 @@ nav.toc { background: #f5f6fa; border: 1px solid #dde; padding: .6em 1.4em; }
 nav.toc ul { margin: .2em 0; } nav.toc li { margin: .1em 0; }
 table { border-collapse: collapse; font-size: 0.85em; margin: .5em 0; }
 th, td { border: 1px solid #ccd; padding: 2px 6px; text-align: right; }
-th { background: #eef; }
+th { background: #eef; vertical-align: bottom; }
+.sightline-table, .output_subarea { max-width: 100%; overflow-x: auto; }
+.sightline-table p.caption, .sightline-table p.part { margin: .3em 0 0; font-size: .85em;
+       color: #555; }
+.sightline-banner { border: 2px solid #b36b00; background: #fff3dd; color: #4a2c00;
+       padding: .6em 1em; margin: .8em 0 1.2em; border-radius: 4px; font-weight: bold; }
 img { max-width: 100%; height: auto; }
-pre { background: #f7f7f9; padding: .5em; font-size: 0.8em; white-space: pre-wrap; }
+pre { background: #f7f7f9; padding: .5em; font-size: 0.8em; white-space: pre-wrap;
+      overflow-wrap: anywhere; }
 .input { display: none; margin: .4em 0; }
 body.show-code .input { display: block; }
 .prompt, .jp-OutputPrompt, .jp-InputPrompt { display: none; }
 section.notebook { border-top: 1px solid #bbc; margin-top: 2.5em; }
 #toggle-code { position: fixed; top: 1em; right: 1em; padding: .3em .8em; }
 .summary td, .summary th { text-align: left; }
-@media print { #toggle-code { display: none; } .input { display: none !important; }
-  table { font-size: 6.5pt; } th, td { padding: 1px 3px; }
-  section.notebook { page-break-before: always; } }
 @page { size: A4; margin: 1.5cm; }
+@page wide { size: A4 landscape; margin: 1.5cm; }
+@media print {
+  #toggle-code { display: none; } .input { display: none !important; }
+  body { max-width: none; margin: 0; padding: 0; }
+  table { font-size: 7pt; } th, td { padding: 1px 3px; }
+  .sightline-table, .output_subarea { overflow: visible; }
+  .landscape, .sightline-table.wide { page: wide; }
+  tr, img, .sightline-banner { break-inside: avoid; }
+  h1, h2, h3, h4 { break-after: avoid; }
+  img { max-height: 24.5cm; }
+  section.notebook { page-break-before: always; } }
 """
 
 
@@ -87,11 +101,29 @@ def notebook_section(path: Path, anchor: str) -> tuple[str, list[tuple[int, str,
     body = re.sub(r'id="([^"]+)"', lambda m: f'id="{anchor}-{m.group(1)}"', body)
     body = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{anchor}-{m.group(1)}"', body)
     body = re.sub(r'<a class="anchor-link"[^>]*>.*?</a>', "", body)
+    body = _landscape(body)
     headings = [
         (int(level), ident, re.sub(r"<[^>]+>", "", text).strip())
         for level, ident, text in re.findall(r'<h([12]) id="([^"]+)"[^>]*>(.*?)</h\1>', body)
     ]
     return body, headings
+
+
+_CELL = '<div class="cell border-box-sizing '
+
+
+def _landscape(body: str) -> str:
+    """Mark the cells that show a table too wide for a portrait page, and the text cell just
+    before each (its heading), for the PDF's landscape pages."""
+    first, *cells = body.split(_CELL)
+    marked = set()
+    for i, cell in enumerate(cells):
+        if "sightline-table wide" in cell:
+            marked.add(i)
+            if i and cells[i - 1].startswith("text_cell"):
+                marked.add(i - 1)
+    return first + "".join(_CELL + ("landscape " if i in marked else "") + cell
+                           for i, cell in enumerate(cells))
 
 
 def _summary(params: config.Params, params_path: Path, notebooks: list, records: dict) -> str:
