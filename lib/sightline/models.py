@@ -159,15 +159,11 @@ class HFVision:
         pooled = output.get("pooler_output")
         return pooled if pooled is not None else output.last_hidden_state[:, 0]
 
-    def blocks(self, module: nn.Module) -> list[nn.Module]:
-        """The transformer blocks in forward order: the modules carrying the LayerNorm ``norm1``."""
-        return [
-            m for m in module.modules() if isinstance(getattr(m, self.norm1, None), nn.LayerNorm)
-        ]
-
     def gradcam_layers(self, module: nn.Module, num_layers: int) -> list[tuple[int, nn.Module]]:
         """The last block's pre-attention LayerNorm, as layer ``num_layers - 1``."""
-        blocks = self.blocks(module)
+        blocks = [
+            m for m in module.modules() if isinstance(getattr(m, self.norm1, None), nn.LayerNorm)
+        ]
         if len(blocks) != num_layers:
             raise ModelError(
                 f"{type(module).__name__}: found {len(blocks)} blocks with a LayerNorm "
@@ -214,12 +210,8 @@ class TimmCNN:
     def features(self, output: torch.Tensor) -> torch.Tensor:
         return output
 
-    def blocks(self, module: nn.Module) -> list[nn.Module]:
-        """The stages in forward order."""
-        return [getattr(module, stage) for stage in self.stages]
-
     def gradcam_layers(self, module: nn.Module, num_layers: int) -> list[tuple[int, nn.Module]]:
-        return [(i, stage[-1]) for i, stage in enumerate(self.blocks(module))]
+        return [(i, getattr(module, stage)[-1]) for i, stage in enumerate(self.stages)]
 
     def set_attention(self, module: nn.Module, implementation: str) -> None:
         """CNNs have no attention to switch."""
@@ -237,16 +229,12 @@ class TimmClassifier:
     (timm Swin blocks) or ``tokens`` (``(B, gh*gw, C)`` patch tokens, no prefix: CaiT's
     self-attention blocks run before its class token is added). ``tiny`` overrides
     ``create_model`` arguments; ``build_tiny`` builds the tiny variant itself where the
-    model function fixes the sizes (EfficientNet's width / depth multipliers). ``stages``
-    are the dotted paths of its blocks in forward order (the units the randomisation test
-    resets, see `sightline.sanity`); empty: the children of the target path's first part
-    (``blocks`` -> every block, ``layers`` -> Swin's stages).
+    model function fixes the sizes (EfficientNet's width / depth multipliers).
     """
 
     target: str
     output: TokenLayout
     tiny: Mapping[str, Any] = field(default_factory=dict)
-    stages: tuple[str, ...] = ()
     build_tiny: Callable[[str], nn.Module] | None = None
     lora: LoraDefaults | None = None  # explained as published, never fine-tuned
 
@@ -267,13 +255,10 @@ class TimmClassifier:
 
     def target_layer(self, module: nn.Module) -> nn.Module:
         """The Grad-CAM layer named by ``target``."""
-        return _submodule(module, self.target)
-
-    def blocks(self, module: nn.Module) -> list[nn.Module]:
-        """The ``stages`` in forward order, by default the children of ``target``'s container."""
-        if self.stages:
-            return [_submodule(module, path) for path in self.stages]
-        return list(_submodule(module, self.target.split(".")[0]).children())
+        layer = module
+        for part in self.target.split("."):
+            layer = layer[int(part)] if part.lstrip("-").isdigit() else getattr(layer, part)
+        return layer
 
     def layout(self, module: nn.Module, geometry: Geometry) -> tuple[int, int, tuple[int, int]]:
         """One explained layer, no heads, and the target's grid from a dry forward pass."""
@@ -318,13 +303,6 @@ class TimmClassifier:
 
     def set_attention(self, module: nn.Module, implementation: str) -> None:
         """Attention capture is not used for these models."""
-
-
-def _submodule(module: nn.Module, path: str) -> nn.Module:
-    """The module at a dotted path whose integer parts index (``-1``: the last child)."""
-    for part in path.split("."):
-        module = module[int(part)] if part.lstrip("-").isdigit() else getattr(module, part)
-    return module
 
 
 def _device(module: nn.Module) -> torch.device:
@@ -559,7 +537,6 @@ REGISTRY: dict[str, ModelSpec] = {
             arch=TimmClassifier(
                 target="layer4.-1",
                 output="nchw",
-                stages=("layer1", "layer2", "layer3", "layer4"),
                 tiny={
                     "layers": (1, 1, 1, 1),
                     "channels": (8, 16, 32, 64),
@@ -641,10 +618,6 @@ class LoadedModel:
     def gradcam_layers(self) -> list[tuple[int, nn.Module]]:
         """(layer index, module) pairs that Grad-CAM reads, in forward order."""
         return self.spec.arch.gradcam_layers(self.module, self.num_layers)
-
-    def blocks(self) -> list[nn.Module]:
-        """The backbone's blocks (transformer layers / CNN stages) in forward order."""
-        return self.spec.arch.blocks(self.module)
 
 
 def load_model(
