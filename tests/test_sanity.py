@@ -7,15 +7,23 @@ import numpy as np
 import pytest
 import timm
 import torch
+import yaml
 from PIL import Image
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from sightline import config, data, sanity, saliency
+from sightline import config, data, saliency, sanity
 from sightline.geometry import Geometry
-from sightline.models import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, ModelSpec, TimmClassifier
-from sightline.models import TimmCNN, load_model
+from sightline.models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LoadedModel,
+    ModelSpec,
+    TimmClassifier,
+    TimmCNN,
+    load_model,
+)
 
 # --- similarity --------------------------------------------------------------------------
 
@@ -98,8 +106,8 @@ def test_units_run_from_the_head_down_and_hold_every_parameter_once(fixture, req
         assert set(by_name["stem"]) == {"module.conv1", "module.bn1"}
         assert all(p.startswith("module.layer4") for p in by_name["b3"])
     else:
-        assert "head" in by_name["head"] and "module.vision_model.post_layernorm" in by_name["head"]
-        assert "module.vision_model.embeddings" in by_name["stem"]
+        assert set(by_name["head"]) == {"head", "module.post_layernorm"}
+        assert {"module.embeddings", "module.pre_layrnorm"} <= set(by_name["stem"])
         assert all(".layers.3." in p for p in by_name["b3"])
 
 
@@ -244,7 +252,8 @@ def test_a_map_of_the_input_alone_stays_identical_at_every_depth_and_a_rerun_rec
     values = result.similarities
     assert set(values["mode"]) == {"original", "cascade", "independent"}
     assert len(values) == (1 + 5 + 5) * 3 * len(samples)
-    np.testing.assert_allclose(values["value"], 1.0, atol=1e-5)
+    # the randomised head rescales the map: float32 rounding may split a few tied pixels
+    np.testing.assert_allclose(values["value"], 1.0, atol=1e-4)
     assert sum(counted) == 11 * len(samples) and result.steps["extracted"].sum() == 55
     assert set(result.steps["seed"]) == {0}
 
@@ -314,13 +323,13 @@ def test_sanity_params_name_the_model_and_the_strategy(tmp_path, demo_params):
     raw = demo_params(["clip"], probes={"clip": ["linear_probe"]})
     raw["sanity"] = {"models": [{"key": "resnet50", "variant": "full"}]}
     path = tmp_path / "p.yaml"
-    path.write_text(__import__("yaml").safe_dump(raw))
+    path.write_text(yaml.safe_dump(raw))
     with pytest.raises(config.ParamsError, match="sanity.models names 'resnet50'"):
         config.load_params(path)
     raw["sanity"] = {"models": [{"key": "clip", "variant": "full"}]}
-    path.write_text(__import__("yaml").safe_dump(raw))
+    path.write_text(yaml.safe_dump(raw))
     with pytest.raises(config.ParamsError, match=r"finetune.strategies.clip is \['linear_probe'\]"):
         config.load_params(path)
     raw["sanity"] = {"models": "all", "depths": [1, 2], "modes": ["cascade"]}
-    path.write_text(__import__("yaml").safe_dump(raw))
+    path.write_text(yaml.safe_dump(raw))
     assert config.load_params(path).sanity.depths == (1, 2)

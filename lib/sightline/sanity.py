@@ -197,7 +197,7 @@ def _reinitialise(module: nn.Module) -> None:
 class Step:
     """One randomised model: ``mode``, ``depth`` (cascade: units re-initialised;
     independent: the unit's position, 1 = head; original: 0), the deepest / only unit
-    re-initialised, and the 0-based positions re-initialised."""
+    re-initialised (``original`` for the original), and the 0-based positions re-initialised."""
 
     mode: str
     depth: int
@@ -225,7 +225,7 @@ def steps(plan: Sequence[Unit], depths: str | Sequence[int] = "all",
     if outside:
         raise SanityError(f"sanity.depths: {outside} outside 1..{count}, the units of this model "
                           f"({', '.join(u.name for u in plan)})")
-    result = [Step("original", 0, "", ())]
+    result = [Step("original", 0, "original", ())]
     if "cascade" in modes:
         result += [Step("cascade", d, plan[d - 1].name, tuple(range(d)))
                    for d in sorted({*chosen, count})]
@@ -336,24 +336,24 @@ def randomisation_test(
         raise SanityError("the randomisation test needs at least one image")
     plan = units(model)
     schedule = steps(plan, depths, modes)
-    targets = _target_classes(model, methods)
+    inputs = _Inputs(model, methods)
     stores = {step: _store(cache_dir, dataset_id, name, variant, key, seed, step)
               for step in schedule}
     counts = {}
     original = schedule[0]
-    counts[original] = _fill(stores[original], lambda: model, model, samples, methods, targets,
+    counts[original] = _fill(stores[original], lambda: model, inputs, samples, methods,
                              batch_size, xrai)
     stored = {method for method, _ in stores[original].keys()}
     methods = [m for m in model.spec.methods if m in stored]
     for step in schedule[1:]:
         counts[step] = _fill(stores[step], lambda s=step: randomised(model, plan, s.positions, seed),
-                             model, samples, methods, targets, batch_size, xrai)
+                             inputs, samples, methods, batch_size, xrai)
     ids = [s.image_id for s in samples]
     frames = [_compare(stores[original], stores[step], ids, resolution, step)
               for step in schedule]
     similarities = pd.concat(frames, ignore_index=True).assign(model=name, variant=variant)
     step_rows = pd.DataFrame([
-        {"model": name, "variant": variant, "mode": step.mode, "depth": step.depth,
+        {"model": name, "variant": variant, "key": model.spec.key, "mode": step.mode, "depth": step.depth,
          "unit": step.unit, "units": " ".join(plan[p].name for p in step.positions),
          "seed": seed, "unit_seeds": " ".join(str(unit_seed(seed, p)) for p in step.positions),
          "store": str(stores[step].path), "extracted": counts[step], "images": len(ids)}
@@ -369,15 +369,34 @@ def _store(cache_dir: str | Path, dataset_id: str, name: str, variant: str, key:
     return extract.store_for(cache_dir, dataset_id, name, f"{variant}.{step.tag}", key=key)
 
 
-def _target_classes(model: LoadedModel, methods: Sequence[str] | None) -> bool:
-    """Whether the extraction gets the original prediction as each image's target class."""
-    asked = model.spec.methods if methods is None else methods
-    return model.is_classifier and bool(set(asked) & set(TARGETED_METHODS))
+class _Inputs:
+    """Each image's model input and (for class-specific methods) the class the original
+    model predicts for it, computed once on first use and shared by every step."""
+
+    def __init__(self, original: LoadedModel, methods: Sequence[str] | None):
+        asked = original.spec.methods if methods is None else methods
+        self.original = original
+        self.targeted = original.is_classifier and bool(set(asked) & set(TARGETED_METHODS))
+        self._memo: dict[str, tuple[torch.Tensor, int | None]] = {}
+
+    def batch(self, samples: Sequence[data.Sample]) -> tuple[torch.Tensor, list[int] | None]:
+        """``(B, 3, S, S)`` inputs and the target classes (None: the methods take none)."""
+        new = [s for s in samples if s.image_id not in self._memo]
+        if new:
+            pixels = self.original.preprocess([data.load_image(s.path) for s in new])
+            classes = [None] * len(new)
+            if self.targeted:
+                with torch.inference_mode():
+                    classes = self.original.score(pixels).argmax(dim=-1).tolist()
+            self._memo.update(zip([s.image_id for s in new], zip(pixels, classes, strict=True),
+                                  strict=True))
+        pixels, classes = zip(*(self._memo[s.image_id] for s in samples), strict=True)
+        return torch.stack(pixels), (list(classes) if self.targeted else None)
 
 
-def _fill(store: cache.MapStore, build: Callable[[], LoadedModel], original: LoadedModel,
-          samples: Sequence[data.Sample], methods: Sequence[str] | None, targets: bool,
-          batch_size: int, xrai: saliency.XraiSettings | None) -> int:
+def _fill(store: cache.MapStore, build: Callable[[], LoadedModel], inputs: _Inputs,
+          samples: Sequence[data.Sample], methods: Sequence[str] | None, batch_size: int,
+          xrai: saliency.XraiSettings | None) -> int:
     """Extract the maps ``store`` lacks with the model ``build`` makes (only if needed);
     returns how many images were extracted."""
     have_all = methods is None or set(methods) <= {m for m, _ in store.keys()}
@@ -388,11 +407,7 @@ def _fill(store: cache.MapStore, build: Callable[[], LoadedModel], original: Loa
     model = build()
     with store.writer() as writer:
         for batch in _batches(todo, batch_size):
-            pixels = original.preprocess([data.load_image(s.path) for s in batch])
-            classes = None
-            if targets:
-                with torch.inference_mode():
-                    classes = original.score(pixels).argmax(dim=-1).tolist()
+            pixels, classes = inputs.batch(batch)
             maps = saliency.extract(model, pixels, methods, classes=classes, xrai=xrai)
             writer.put([s.image_id for s in batch], maps)
     return len(todo)
