@@ -45,6 +45,7 @@ stats = default("stats")
 report = default("report")
 finetune = default("finetune")
 execution = default("execution")
+sanity = default("sanity")
 seed = default("seed")
 tables_dir = default("tables_dir")
 
@@ -61,7 +62,8 @@ from sightline import data, extract, formatting, plots, scoring, selection
 from sightline import finetune as ft
 from sightline import models as registry
 from sightline import stats as st
-from sightline.config import Execution, Finetune, ModelChoice
+from sightline.config import Execution, Finetune, ModelChoice, Sanity
+from sightline.sanity import run_study
 
 plots.setup()
 tables = Path(tables_dir)
@@ -114,6 +116,27 @@ display(formatting.table(pd.DataFrame(
     [{"model": n, "map kinds": len(s.keys()), "images": len(s.image_ids()),
       "KiB per image": s.nbytes_per_image() / 1024} for n, s in stores.items()]
 ), digits=1))
+
+# %% [markdown]
+# ## Is the map about the model? The randomisation sanity check
+# For the models in `sanity.models`, the weights are re-initialised from the top down
+# (head, last block, ..., first block, stem) and every map is extracted again after each
+# step, cached like every other map (Adebayo et al. 2018; `sightline.sanity`, notebook Q4).
+# A method whose maps keep a mean Spearman correlation above `sanity.threshold` with the
+# original after the whole network is re-initialised is flagged *not model-sensitive*
+# beside the leaderboard below.
+
+# %%
+sanity_summary, sanity_flags, sanity_steps = run_study(
+    Sanity(**sanity), jobs, samples, names, cache_dir=extraction["cache_dir"], dataset_id=dataset_id,
+    seed=seed, device=extraction["device"], batch_size=extraction["batch_size"],
+    n_boot=stats["n_boot"])
+sanity_summary.to_csv(tables / "sanity.csv", index=False)
+sanity_flags.to_csv(tables / "sanity_flags.csv", index=False)
+sanity_steps.to_csv(tables / "sanity_steps.csv", index=False)
+fresh = int((sanity_steps["extracted"] > 0).sum()) if len(sanity_steps) else 0
+display(Markdown(f"Randomisation test: {sanity_flags['model'].nunique()} model(s), {fresh} of "
+                 f"{len(sanity_steps)} steps extracted in this run (the others from the cache)."))
 
 # %% [markdown]
 # ## Scoring
@@ -211,7 +234,11 @@ key = ["model", "method", "layer"]
 # classifier of box pixels: 0.5 is chance) and NSS (mean z-scored map inside the boxes: 0 is
 # chance), and the pointing game. Baselines (one map each: nothing to
 # select) are in the same table, grey in the figure. Frame: each model's own; with
-# `metrics.frame` common or both, the cross-fitted IoU in the common frame too.
+# `metrics.frame` common or both, the cross-fitted IoU in the common frame too. The last
+# columns are the randomisation check (empty where the model was not tested): the weights it
+# was run on, the mean Spearman correlation with the original maps after the whole network
+# was re-initialised (at the method's most similar layer), and `not_model_sensitive` when
+# that exceeds `sanity.threshold`.
 
 # %%
 def per_image(metric, row, threshold=None):
@@ -252,7 +279,12 @@ for row in summary_model.itertuples():
     })
     board.append(entry)
 HEADLINE = f"IoU@{P:g} cross-fitted"
+SANITY = "Spearman after full randomisation"
 leaderboard = pd.DataFrame(board).sort_values(HEADLINE, ascending=False, ignore_index=True)
+leaderboard = leaderboard.merge(
+    sanity_flags.rename(columns={"mean": SANITY, "variant": "sanity variant"})[
+        ["model", "method", "sanity variant", SANITY, "not_model_sensitive"]],
+    on=["model", "method"], how="left")
 leaderboard.to_csv(tables / "leaderboard.csv", index=False)
 display(Markdown(f"Frame of the headline column: **{FRAMES[0]}**."))
 unscored = leaderboard[leaderboard["n"] < len(samples)]

@@ -8,6 +8,8 @@ Rules between keys, checked up front with the rest (one line naming both keys):
 - ``metrics.headline_percentile`` must be one of ``metrics.percentiles``.
 - a profile holds a WikiChurches study (``dataset`` with at least one of ``models``), the
   ``shared_interest`` study, or both; ``models`` without ``dataset`` is an error.
+- every model of ``sanity.models`` is in ``models``, and a variant other than ``frozen``
+  is one of its ``finetune.strategies``.
 """
 
 from __future__ import annotations
@@ -486,6 +488,41 @@ class Finetune(_Section):
         return value
 
 
+class SanityModel(_Section):
+    """One model of the randomisation test: its key and which weights (``frozen``: the
+    model as loaded, with its linear probe as the head; a strategy: that run, seed ``seed``)."""
+
+    key: Literal[MODEL_KEYS]  # type: ignore[valid-type]
+    variant: Literal["frozen", "linear_probe", "lora", "full"] = "frozen"
+
+
+class Sanity(_Section):
+    """The model-parameter randomisation test (`sightline.sanity`, notebook Q4).
+
+    ``models``: ``all`` (every model's frozen variant) or a list; none by default.
+    ``depths``: ``all`` or the 1-based steps of the cascade order (1 = the head) to run in
+    each mode (the whole network is always run: the flag reads it). ``max_images``: a seeded
+    subsample of the annotated images (none: all). ``resolution``: the side at which maps
+    are compared. ``threshold``: a method whose mean Spearman after the whole network is
+    re-initialised exceeds it is flagged *not model-sensitive*.
+    """
+
+    models: Literal["all"] | tuple[SanityModel, ...] = ()
+    depths: Literal["all"] | tuple[Annotated[int, Field(ge=1, le=1000)], ...] = "all"
+    modes: tuple[Literal["cascade", "independent"], ...] = ("cascade", "independent")
+    seed: int = 0
+    max_images: Annotated[int, Field(ge=2)] | None = None
+    resolution: Annotated[int, Field(ge=16, le=1024)] = 64
+    threshold: Annotated[float, Field(gt=-1, lt=1)] = 0.5
+
+    @field_validator("modes")
+    @classmethod
+    def _some_modes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("list at least one mode (cascade, independent)")
+        return tuple(dict.fromkeys(value))
+
+
 class Params(_Section):
     """A whole study profile."""
 
@@ -501,6 +538,7 @@ class Params(_Section):
     shared_interest: SharedInterest | None = None
     execution: Execution = Execution()
     finetune: Finetune = Finetune()
+    sanity: Sanity = Sanity()
 
     @field_validator("models")
     @classmethod
@@ -534,6 +572,17 @@ class Params(_Section):
             raise ValueError("'models': list at least one model")
         if self.dataset is None and self.models:
             raise ValueError("'models' is given without a WikiChurches 'dataset'")
+        if self.sanity.models != "all":
+            listed = {m.key for m in self.models}
+            for m in self.sanity.models:
+                if m.key not in listed:
+                    raise ValueError(f"sanity.models names {m.key!r}, not in the models list "
+                                     f"({sorted(listed)}); add it there or drop it here")
+                strategies = self.finetune.strategies.get(m.key, ())
+                if m.variant != "frozen" and m.variant not in strategies:
+                    raise ValueError(
+                        f"sanity.models: {m.key} variant {m.variant!r} is not trained: "
+                        f"finetune.strategies.{m.key} is {list(strategies)}; add it there")
         metrics = self.metrics
         if metrics.headline_percentile not in metrics.percentiles:
             raise ValueError(

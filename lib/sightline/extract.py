@@ -218,10 +218,8 @@ def extract_shard(
         return 0
     device = resolve_device(task.device)
     choice = task.choice
-    if loaded is None and task.run is not None:
-        loaded = variants.load_run(task.run, device)
-    elif loaded is None:
-        loaded = models.load_choice(choice, seed=task.seed, device=device)
+    if loaded is None:
+        loaded = load_for(choice, task.run, seed=task.seed, device=device)
     store.shard_dir.mkdir(parents=True, exist_ok=True)
     writer = cache.ShardWriter(store.shard_dir, prefix=f"{task.shard:04d}-")
     with tqdm(total=len(todo), desc=f"maps {model_name(choice)}", unit="img",
@@ -233,6 +231,14 @@ def extract_shard(
             writer.put([s.image_id for s in batch], maps)
             bar.update(len(batch))
     return len(todo)
+
+
+def load_for(choice: ModelChoice, run: Path | None, *, seed: int, device: str
+             ) -> models.LoadedModel:
+    """The model a map job reads: a trained run's weights and head, else the choice's own."""
+    if run is not None:
+        return variants.load_run(run, resolve_device(device))
+    return models.load_choice(choice, seed=seed, device=resolve_device(device))
 
 
 def _split(items: Sequence, parts: int) -> list[Sequence]:

@@ -1,0 +1,532 @@
+"""The model-parameter randomisation test (Adebayo et al., *Sanity Checks for Saliency
+Maps*, NeurIPS 2018): does a map change when the model's weights are scrambled?
+
+The network is cut into *units*, listed in cascade order from the top:
+
+1. ``head``: the classifier head (``LoadedModel.head``, a probe's or fine-tuned head, or a
+   classifier's own) and every other parameter that runs after the first block starts and
+   lies in no block (final norm, pooler, SigLIP's pooling head);
+2. ``b{L-1}``, ..., ``b0``: the blocks, last first: the transformer layers (the modules
+   carrying the pre-attention LayerNorm Grad-CAM reads, one per attention tensor), a
+   CNN's stages (Grad-CAM's stage list), or a timm classifier's blocks (the children of
+   the container holding its Grad-CAM layer: ``blocks`` / Swin's ``layers``);
+3. ``stem``: every parameter whose module starts its forward before the first block
+   (patch and position embeddings, CLS token, a CNN's stem).
+
+Head or stem is read off one forward pass (module forward pre-hooks); units without
+parameters are dropped. *Cascade* depth ``d`` re-initialises the first ``d`` units (the
+last depth: the whole network); *independent* re-initialises one unit, the others
+original (its depth is the unit's position in the cascade order, 1 = head).
+
+Re-initialisation: each module's own ``reset_parameters()`` where it has one (PyTorch's
+defaults: Kaiming-uniform Linear / Conv weights, ones / zeros for norms, BatchNorm running
+statistics reset), else a truncated normal with std 0.02 (timm's and transformers' ViT
+init) for each of its own parameters. Unit ``k`` is drawn under
+``torch.manual_seed(unit_seed(seed, k))``, so a unit gets the same random weights in both
+modes and at every depth.
+
+After each step every method is extracted again (`saliency.extract`) for the class the
+original model predicted (class-specific targets held fixed, as Quantus does), into its
+own map store (variant ``<variant>.cascade.d<d>`` / ``<variant>.independent.<unit>``,
+the seed in the store key), so a rebuild recomputes nothing. Each map (head mean) is
+compared with the original's at ``resolution``² after the scoring path's bilinear
+upsampling (`metrics.upsample`): Spearman's rank correlation of the maps and of their
+absolute values (the same numbers for non-negative maps), and SSIM (scikit-image's
+definition: 7 × 7 uniform window, sample covariance, K1 = 0.01, K2 = 0.03) on maps
+min-max scaled to [0, 1] per map (a constant map becomes all zero), data range 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.ndimage import uniform_filter
+from scipy.stats import rankdata
+from torch import nn
+
+from . import cache, data, extract, saliency
+from . import stats as st
+from .metrics import upsample
+from .models import LoadedModel
+
+MODES = ("cascade", "independent")
+METRICS = ("spearman", "spearman_abs", "ssim")
+# methods whose map explains one class logit: their target stays the original prediction
+TARGETED_METHODS = ("gradcam", "xrai", "chefer")
+INIT_STD = 0.02
+SSIM_WINDOW = 7
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+class SanityError(ValueError):
+    """A randomisation test that cannot run as asked; the message says what to change."""
+
+
+# --- units and re-initialisation ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One randomised unit: its name and the modules (paths under `holder`) whose own
+    parameters it holds."""
+
+    name: str
+    modules: tuple[str, ...]
+
+
+def holder(model: LoadedModel) -> nn.ModuleDict:
+    """The backbone (``module.``) and the head (``head.``) under one root, to name paths."""
+    parts = {"module": model.module}
+    if model.head is not None:
+        parts["head"] = model.head
+    return nn.ModuleDict(parts)
+
+
+def blocks(model: LoadedModel) -> list[nn.Module]:
+    """The backbone's blocks in forward order, from the layer lists Grad-CAM and attention
+    read (see the module docstring)."""
+    arch, module = model.spec.arch, model.module
+    if hasattr(arch, "norm1"):
+        found = [m for m in module.modules()
+                 if isinstance(getattr(m, arch.norm1, None), nn.LayerNorm)]
+        if len(found) != model.num_layers:
+            raise SanityError(f"{model.spec.key}: {len(found)} blocks carry `{arch.norm1}`, "
+                              f"expected {model.num_layers} (one per attention tensor)")
+        return found
+    if hasattr(arch, "stages"):
+        return [getattr(module, stage) for stage in arch.stages]
+    if hasattr(arch, "target"):
+        container = module.get_submodule(arch.target.split(".")[0])
+        return list(container.children())
+    raise SanityError(f"{model.spec.key}: its registry entry ({type(arch).__name__}) names no "
+                      "blocks: give it a `norm1` (transformer), `stages` or a Grad-CAM `target`")
+
+
+def units(model: LoadedModel) -> list[Unit]:
+    """The model's units in cascade order: head, last block, ..., first block, stem."""
+    root = holder(model)
+    path_of = {id(m): path for path, m in root.named_modules()}
+    block_paths = [path_of[id(b)] for b in blocks(model)]
+    in_block = {
+        path: index
+        for index, block in enumerate(block_paths)
+        for path, _ in root.get_submodule(block).named_modules(prefix=block)
+    }
+    started = _forward_order(model, root)
+    first_block = started[block_paths[0]]
+    head, stem = [], []
+    per_block: list[list[str]] = [[] for _ in block_paths]
+    for path, module in root.named_modules():
+        if not any(True for _ in module.parameters(recurse=False)):
+            continue
+        if path in in_block:
+            per_block[in_block[path]].append(path)
+        elif started.get(path, np.inf) < first_block:
+            stem.append(path)
+        else:
+            head.append(path)
+    ordered = [Unit("head", tuple(head)),
+               *(Unit(f"b{i}", tuple(per_block[i])) for i in reversed(range(len(block_paths)))),
+               Unit("stem", tuple(stem))]
+    return [unit for unit in ordered if unit.modules]
+
+
+def _forward_order(model: LoadedModel, root: nn.Module) -> dict[str, int]:
+    """When each module first starts its forward in one pass of `LoadedModel.score`."""
+    started: dict[str, int] = {}
+
+    def hook(path: str) -> Callable:
+        def record(_module: nn.Module, _inputs: Any) -> None:  # None: the inputs stay as they are
+            started.setdefault(path, len(started))
+
+        return record
+
+    handles = [m.register_forward_pre_hook(hook(path)) for path, m in root.named_modules()]
+    size = model.spec.geometry.size
+    try:
+        with torch.inference_mode():
+            model.score(torch.zeros(1, 3, size, size, device=model.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return started
+
+
+def unit_seed(seed: int, position: int) -> int:
+    """The torch seed of the unit at ``position`` (0 = head) of the cascade order."""
+    return int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
+
+
+def randomised(model: LoadedModel, plan: Sequence[Unit], positions: Sequence[int],
+               seed: int) -> LoadedModel:
+    """A copy of ``model`` with the units at ``positions`` of ``plan`` re-initialised."""
+    twin = dataclasses.replace(model, module=copy.deepcopy(model.module),
+                               head=copy.deepcopy(model.head))
+    root = holder(twin)
+    devices = sorted({p.device.index or 0 for p in root.parameters() if p.device.type == "cuda"})
+    for position in positions:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(unit_seed(seed, position))
+            for path in plan[position].modules:
+                _reinitialise(root.get_submodule(path))
+    return twin
+
+
+def _reinitialise(module: nn.Module) -> None:
+    reset = getattr(module, "reset_parameters", None)
+    if callable(reset):
+        reset()
+        return
+    for parameter in module.parameters(recurse=False):
+        nn.init.trunc_normal_(parameter, std=INIT_STD)
+
+
+# --- steps -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One randomised model: ``mode``, ``depth`` (cascade: units re-initialised;
+    independent: the unit's position, 1 = head; original: 0), the deepest / only unit
+    re-initialised (``original`` for the original), and the 0-based positions re-initialised."""
+
+    mode: str
+    depth: int
+    unit: str
+    positions: tuple[int, ...]
+
+    @property
+    def tag(self) -> str:
+        """The step's part of the store variant: ``cascade.d2``, ``independent.b3``."""
+        if self.mode == "original":
+            return "original"
+        return f"cascade.d{self.depth}" if self.mode == "cascade" else f"independent.{self.unit}"
+
+
+def steps(plan: Sequence[Unit], depths: str | Sequence[int] = "all",
+          modes: Sequence[str] = MODES) -> list[Step]:
+    """The original, then each mode's steps at ``depths`` (1-based; ``"all"``: every unit).
+    Cascade always includes the whole network, the depth the not-model-sensitive flag reads."""
+    wrong = [m for m in modes if m not in MODES]
+    if wrong:
+        raise SanityError(f"sanity.modes: {wrong} unknown; allowed: {list(MODES)}")
+    count = len(plan)
+    chosen = range(1, count + 1) if depths == "all" else sorted(set(depths))
+    outside = [d for d in chosen if not 1 <= d <= count]
+    if outside:
+        raise SanityError(f"sanity.depths: {outside} outside 1..{count}, the units of this model "
+                          f"({', '.join(u.name for u in plan)})")
+    result = [Step("original", 0, "original", ())]
+    if "cascade" in modes:
+        result += [Step("cascade", d, plan[d - 1].name, tuple(range(d)))
+                   for d in sorted({*chosen, count})]
+    if "independent" in modes:
+        result += [Step("independent", d, plan[d - 1].name, (d - 1,)) for d in chosen]
+    return result
+
+
+# --- similarity --------------------------------------------------------------------------
+
+
+def _rows(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return values.reshape(len(values), -1)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman's rank correlation of each pair of maps in two ``(N, ...)`` batches, as
+    `scipy.stats.spearmanr` per pair (average ranks for ties; NaN where a map is constant)."""
+    ranks_a = rankdata(_rows(a), axis=1)
+    ranks_b = rankdata(_rows(b), axis=1)
+    ranks_a -= ranks_a.mean(axis=1, keepdims=True)
+    ranks_b -= ranks_b.mean(axis=1, keepdims=True)
+    scale = np.sqrt((ranks_a**2).sum(axis=1) * (ranks_b**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (ranks_a * ranks_b).sum(axis=1) / scale
+    return np.where(scale > 0, np.clip(rho, -1, 1), np.nan)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> np.ndarray:
+    """Mean SSIM of each pair of ``(N, H, W)`` maps, batched, as
+    `skimage.metrics.structural_similarity` with its defaults (7 × 7 uniform window,
+    sample covariance, reflected borders, the window's half-width cropped before the mean)."""
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if x.shape != y.shape or x.ndim != 3 or min(x.shape[1:]) < SSIM_WINDOW:
+        raise ValueError(f"ssim takes two (N, H, W) batches with H, W >= {SSIM_WINDOW}, "
+                         f"got {x.shape} and {y.shape}")
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return uniform_filter(values, size=(1, SSIM_WINDOW, SSIM_WINDOW), mode="reflect")
+
+    norm = SSIM_WINDOW**2 / (SSIM_WINDOW**2 - 1)
+    ux, uy = mean(x), mean(y)
+    vx = norm * (mean(x * x) - ux * ux)
+    vy = norm * (mean(y * y) - uy * uy)
+    vxy = norm * (mean(x * y) - ux * uy)
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    index = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    pad = (SSIM_WINDOW - 1) // 2
+    return index[:, pad:-pad, pad:-pad].mean(axis=(1, 2))
+
+
+def unit_range(maps: np.ndarray) -> np.ndarray:
+    """Min-max scale each ``(N, ...)`` map to [0, 1]; a constant map becomes all zero."""
+    rows = _rows(maps)
+    low, high = rows.min(axis=1, keepdims=True), rows.max(axis=1, keepdims=True)
+    span = np.where(high > low, high - low, 1.0)
+    return ((rows - low) / span * (high > low)).reshape(np.shape(maps))
+
+
+def similarity(original: np.ndarray, changed: np.ndarray, resolution: int) -> dict[str, np.ndarray]:
+    """Per-map ``spearman``, ``spearman_abs`` and ``ssim`` of two ``(N, h, w)`` map batches,
+    both upsampled to ``resolution``² first (SSIM on per-map min-max scaled maps)."""
+    a, b = upsample(original, resolution), upsample(changed, resolution)
+    return {
+        "spearman": spearman(a, b),
+        "spearman_abs": spearman(np.abs(a), np.abs(b)),
+        "ssim": ssim(unit_range(a), unit_range(b)),
+    }
+
+
+# --- the test ----------------------------------------------------------------------------
+
+
+class SanityResult(NamedTuple):
+    """Per-image similarities (long), and one row per step: its store, units and seed."""
+
+    similarities: pd.DataFrame
+    steps: pd.DataFrame
+
+
+def randomisation_test(
+    model: LoadedModel,
+    samples: Sequence[data.Sample],
+    *,
+    cache_dir: str | Path,
+    dataset_id: str,
+    name: str,
+    variant: str,
+    key: str = "",
+    methods: Sequence[str] | None = None,
+    depths: str | Sequence[int] = "all",
+    modes: Sequence[str] = MODES,
+    seed: int = 0,
+    resolution: int = 64,
+    batch_size: int = 16,
+    xrai: saliency.XraiSettings | None = None,
+) -> SanityResult:
+    """Run the cascading / independent randomisation test of ``model`` on ``samples``
+    (anything with ``image_id`` and ``path``), with maps cached per step.
+
+    Stores: ``extract.store_for(cache_dir, dataset_id, name, f"{variant}.{step.tag}", ...)``
+    keyed by ``key`` (the weights, e.g. a run's key) and, for randomised steps, the seed.
+    ``methods`` (default: all that apply) and ``xrai`` pass to `saliency.extract`; a caller
+    varying ``xrai`` changes ``key``.
+    """
+    if not samples:
+        raise SanityError("the randomisation test needs at least one image")
+    plan = units(model)
+    schedule = steps(plan, depths, modes)
+    inputs = _Inputs(model, methods)
+    stores = {step: _store(cache_dir, dataset_id, name, variant, key, seed, step)
+              for step in schedule}
+    counts = {}
+    original = schedule[0]
+    counts[original] = _fill(stores[original], lambda: model, inputs, samples, methods,
+                             batch_size, xrai)
+    stored = {method for method, _ in stores[original].keys()}
+    methods = [m for m in model.methods if m in stored]
+    for step in schedule[1:]:
+        counts[step] = _fill(stores[step], lambda s=step: randomised(model, plan, s.positions, seed),
+                             inputs, samples, methods, batch_size, xrai)
+    ids = [s.image_id for s in samples]
+    frames = [_compare(stores[original], stores[step], ids, resolution, step)
+              for step in schedule]
+    similarities = pd.concat(frames, ignore_index=True).assign(model=name, variant=variant)
+    step_rows = pd.DataFrame([
+        {"model": name, "variant": variant, "key": model.spec.key, "mode": step.mode, "depth": step.depth,
+         "unit": step.unit, "units": " ".join(plan[p].name for p in step.positions),
+         "seed": seed, "unit_seeds": " ".join(str(unit_seed(seed, p)) for p in step.positions),
+         "store": str(stores[step].path), "extracted": counts[step], "images": len(ids)}
+        for step in schedule
+    ])
+    return SanityResult(similarities, step_rows)
+
+
+def _store(cache_dir: str | Path, dataset_id: str, name: str, variant: str, key: str, seed: int,
+           step: Step) -> cache.MapStore:
+    if step.mode != "original":
+        key = f"{key}.r{seed}" if key else f"r{seed}"
+    return extract.store_for(cache_dir, dataset_id, name, f"{variant}.{step.tag}", key=key)
+
+
+class _Inputs:
+    """Each image's model input and (for class-specific methods) the class the original
+    model predicts for it, computed once on first use and shared by every step."""
+
+    def __init__(self, original: LoadedModel, methods: Sequence[str] | None):
+        asked = original.methods if methods is None else methods
+        self.original = original
+        self.targeted = original.is_classifier and bool(set(asked) & set(TARGETED_METHODS))
+        self._memo: dict[str, tuple[torch.Tensor, int | None]] = {}
+
+    def batch(self, samples: Sequence[data.Sample]) -> tuple[torch.Tensor, list[int] | None]:
+        """``(B, 3, S, S)`` inputs and the target classes (None: the methods take none)."""
+        new = [s for s in samples if s.image_id not in self._memo]
+        if new:
+            pixels = self.original.preprocess([data.load_image(s.path) for s in new])
+            classes = [None] * len(new)
+            if self.targeted:
+                with torch.inference_mode():
+                    classes = self.original.score(pixels).argmax(dim=-1).tolist()
+            self._memo.update(zip([s.image_id for s in new], zip(pixels, classes, strict=True),
+                                  strict=True))
+        pixels, classes = zip(*(self._memo[s.image_id] for s in samples), strict=True)
+        return torch.stack(pixels), (list(classes) if self.targeted else None)
+
+
+def _fill(store: cache.MapStore, build: Callable[[], LoadedModel], inputs: _Inputs,
+          samples: Sequence[data.Sample], methods: Sequence[str] | None, batch_size: int,
+          xrai: saliency.XraiSettings | None) -> int:
+    """Extract the maps ``store`` lacks with the model ``build`` makes (only if needed);
+    returns how many images were extracted."""
+    have_all = methods is None or set(methods) <= {m for m, _ in store.keys()}
+    done = store.image_ids() if have_all else set()
+    todo = [s for s in samples if s.image_id not in done]
+    if not todo:
+        return 0
+    model = build()
+    with store.writer() as writer:
+        for batch in _batches(todo, batch_size):
+            pixels, classes = inputs.batch(batch)
+            maps = saliency.extract(model, pixels, methods, classes=classes, xrai=xrai)
+            writer.put([s.image_id for s in batch], maps)
+    return len(todo)
+
+
+def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _compare(original: cache.MapStore, changed: cache.MapStore, ids: Sequence[str],
+             resolution: int, step: Step) -> pd.DataFrame:
+    """Long rows (mode, depth, unit, method, layer, image_id, metric, value) of one step."""
+    frames = []
+    for method, layer in original.keys():
+        _, before = original.read(method, layer, ids)
+        _, after = changed.read(method, layer, ids)
+        for metric, values in similarity(before[:, -1], after[:, -1], resolution).items():
+            frames.append(pd.DataFrame({
+                "mode": step.mode, "depth": step.depth, "unit": step.unit, "method": method,
+                "layer": layer, "image_id": list(ids), "metric": metric, "value": values,
+            }))
+    return pd.concat(frames, ignore_index=True)
+
+
+# --- summaries ---------------------------------------------------------------------------
+
+SUMMARY_KEYS = ["model", "variant", "mode", "depth", "unit", "method", "layer", "metric"]
+
+
+def summarise(similarities: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Mean and percentile-bootstrap 95% CI over images per (model, variant, mode, depth,
+    unit, method, layer, metric); ``n`` counts the images with a defined value. The
+    original (depth 0) is listed under both modes, so each curve starts at it."""
+    original = similarities[similarities["mode"] == "original"]
+    modes = [m for m in MODES if m in set(similarities["mode"])]
+    curves = pd.concat([similarities[similarities["mode"] != "original"],
+                        *(original.assign(mode=m) for m in modes)], ignore_index=True)
+    rows = []
+    for keys, group in curves.groupby(SUMMARY_KEYS, sort=True):
+        values = group["value"].to_numpy()
+        low, high = st.bootstrap_ci(values, n_boot=n_boot, seed=seed)
+        rows.append({**dict(zip(SUMMARY_KEYS, keys, strict=True)),
+                     "mean": float(np.nanmean(values)) if np.isfinite(values).any() else np.nan,
+                     "ci_low": low, "ci_high": high, "n": int(np.isfinite(values).sum())})
+    return pd.DataFrame(rows)
+
+
+def sensitivity_flags(summary: pd.DataFrame, *, threshold: float = 0.5,
+                      metric: str = "spearman") -> pd.DataFrame:
+    """Per (model, method): the layer whose maps stay most similar after the whole network
+    is re-initialised (the deepest cascade step), and ``not_model_sensitive`` when its mean
+    ``metric`` exceeds ``threshold``."""
+    cascade = summary[(summary["mode"] == "cascade") & (summary["metric"] == metric)]
+    full = cascade[cascade["depth"] == cascade.groupby(["model", "variant"])["depth"]
+                   .transform("max")]
+    columns = ["model", "method", "variant", "layer", "depth", "metric", "mean", "ci_low",
+               "ci_high", "n"]
+    if full.empty:
+        return pd.DataFrame(columns=[*columns, "not_model_sensitive"])
+    worst = full.loc[full.fillna({"mean": -np.inf}).groupby(["model", "variant", "method"])
+                     ["mean"].idxmax()]
+    flags = worst[columns].reset_index(drop=True)
+    return flags.assign(not_model_sensitive=flags["mean"] > threshold)
+
+
+# --- a study's models --------------------------------------------------------------------
+
+
+def subsample(samples: Sequence[data.Sample], count: int | None, seed: int) -> list[data.Sample]:
+    """``count`` samples drawn with ``seed`` (all when ``count`` is None), in id order."""
+    chosen = list(samples)
+    if count is not None and count < len(chosen):
+        chosen = random.Random(seed).sample(chosen, count)
+    return sorted(chosen, key=lambda s: s.image_id)
+
+
+def targets(settings: Any, names: Mapping[str, str], seed: int) -> list[tuple[str, str]]:
+    """The (model name, variant) pairs ``settings`` (`config.Sanity`) asks for: ``"all"``
+    is every model's frozen variant; a strategy becomes its run's variant (seed ``seed``)."""
+    from .finetune import variant_name  # finetune builds on extract
+
+    if settings.models == "all":
+        return [(name, "frozen") for name in names.values()]
+    return [(names[m.key], m.variant if m.variant == "frozen" else variant_name(m.variant, seed))
+            for m in settings.models]
+
+
+def run_study(settings: Any, jobs: Mapping[tuple[str, str], extract.MapJob],
+              samples: Sequence[data.Sample], names: Mapping[str, str], *, cache_dir: str | Path,
+              dataset_id: str, seed: int, device: str = "cpu", batch_size: int = 16,
+              n_boot: int = 2000) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The test on every model `targets` lists, read from its map job (``finetune.map_jobs``):
+    (summary, flags, steps) tables. ``"all"`` skips a model with no frozen maps."""
+    from .finetune import read_manifest
+
+    chosen = subsample(samples, settings.max_images, settings.seed)
+    summaries, all_steps = [], []
+    for name, variant in targets(settings, names, seed):
+        job = jobs.get((name, variant))
+        if job is None:
+            if settings.models == "all":
+                continue
+            raise SanityError(
+                f"sanity.models: no maps of {name} variant {variant!r} (have: "
+                f"{sorted(v for n, v in jobs if n == name)}); add its strategy to "
+                "finetune.strategies or pick another variant")
+        key = read_manifest(job.run)["key"] if job.run is not None else ""
+        model = extract.load_for(job.choice, job.run, seed=seed, device=device)
+        result = randomisation_test(
+            model, chosen, cache_dir=cache_dir, dataset_id=dataset_id, name=name,
+            variant=variant, key=key, methods=job.methods, depths=settings.depths,
+            modes=settings.modes, seed=settings.seed, resolution=settings.resolution,
+            batch_size=batch_size)
+        summaries.append(summarise(result.similarities, n_boot=n_boot, seed=seed))
+        all_steps.append(result.steps)
+    if not summaries:
+        empty = pd.DataFrame(columns=[*SUMMARY_KEYS, "mean", "ci_low", "ci_high", "n"])
+        return empty, sensitivity_flags(empty), pd.DataFrame()
+    summary = pd.concat(summaries, ignore_index=True)
+    flags = sensitivity_flags(summary, threshold=settings.threshold)
+    return summary, flags, pd.concat(all_steps, ignore_index=True)

@@ -1,0 +1,335 @@
+"""The model-parameter randomisation test: similarity measures against scipy / scikit-image,
+the cascade order, planted models whose answer is known, and the cache."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import timm
+import torch
+import yaml
+from PIL import Image
+from scipy.stats import spearmanr
+from skimage.metrics import structural_similarity
+from torch import nn
+
+from sightline import config, data, saliency, sanity
+from sightline.geometry import Geometry
+from sightline.models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LoadedModel,
+    ModelSpec,
+    TimmClassifier,
+    TimmCNN,
+    load_model,
+)
+
+# --- similarity --------------------------------------------------------------------------
+
+
+def test_spearman_matches_scipy_with_ties_and_nan_for_a_constant_map():
+    rng = np.random.default_rng(0)
+    a = np.round(rng.random((6, 9, 11)) * 4) / 4  # few distinct values: many ties
+    b = np.round(rng.random((6, 9, 11)) * 4) / 4
+    b[1] = a[1] + 0.1 * rng.random((9, 11))
+    a[5] = 0.3
+    got = sanity.spearman(a, b)
+    for i in range(5):
+        assert got[i] == pytest.approx(spearmanr(a[i].ravel(), b[i].ravel()).statistic, abs=1e-12)
+    assert np.isnan(got[5])
+    assert sanity.spearman(a[:1], 2 * a[:1] + 1)[0] == pytest.approx(1.0)
+
+
+def test_ssim_matches_skimage_on_random_and_smooth_maps():
+    rng = np.random.default_rng(1)
+    noise = rng.random((3, 20, 24))
+    smooth = np.cumsum(np.cumsum(rng.random((3, 20, 24)), axis=1), axis=2)
+    for a, b in [(noise, rng.random((3, 20, 24))), (sanity.unit_range(smooth),
+                                                     sanity.unit_range(smooth + noise * 40))]:
+        got = sanity.ssim(a, b)
+        expected = [structural_similarity(x, y, data_range=1.0, win_size=7,
+                                          gaussian_weights=False, use_sample_covariance=True)
+                    for x, y in zip(a, b, strict=True)]
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    assert sanity.ssim(noise, noise) == pytest.approx(np.ones(3))
+    with pytest.raises(ValueError, match="H, W >= 7"):
+        sanity.ssim(noise[:, :5], noise[:, :5])
+
+
+def test_unit_range_scales_each_map_and_zeroes_a_constant_one():
+    maps = np.stack([np.arange(12.0).reshape(3, 4) + 5, np.full((3, 4), 2.0)])
+    scaled = sanity.unit_range(maps)
+    np.testing.assert_allclose(scaled[0], np.arange(12.0).reshape(3, 4) / 11)
+    assert (scaled[1] == 0).all()
+
+
+# --- the cascade order -------------------------------------------------------------------
+
+
+def _params(model: LoadedModel) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in sanity.holder(model).named_parameters()}
+
+
+def _changed_units(plan, before, after) -> list[str]:
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    return [u.name for u in plan
+            if any(name.rsplit(".", 1)[0] in u.modules for name in changed)]
+
+
+@pytest.fixture(scope="module")
+def clip_with_head():
+    model = load_model("clip", seed=3)
+    return dataclasses.replace(model, head=nn.Linear(64, 4).eval())
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    """A timm classifier with its own head (no `LoadedModel.head`)."""
+    model = load_model("resnet50", seed=3)
+    assert model.head is None and model.is_classifier
+    return model
+
+
+@pytest.mark.parametrize("fixture", ["clip_with_head", "resnet"])
+def test_units_run_from_the_head_down_and_hold_every_parameter_once(fixture, request):
+    model = request.getfixturevalue(fixture)
+    plan = sanity.units(model)
+    assert [u.name for u in plan] == ["head", "b3", "b2", "b1", "b0", "stem"]
+    owners = [path for u in plan for path in u.modules]
+    assert len(owners) == len(set(owners))
+    for name, _ in sanity.holder(model).named_parameters():
+        assert name.rsplit(".", 1)[0] in owners, name
+    by_name = {u.name: u.modules for u in plan}
+    if fixture == "resnet":
+        assert by_name["head"] == ("module.fc",)
+        assert set(by_name["stem"]) == {"module.conv1", "module.bn1"}
+        assert all(p.startswith("module.layer4") for p in by_name["b3"])
+    else:
+        assert set(by_name["head"]) == {"head", "module.post_layernorm"}
+        assert {"module.embeddings", "module.pre_layrnorm"} <= set(by_name["stem"])
+        assert all(".layers.3." in p for p in by_name["b3"])
+
+
+@pytest.mark.parametrize("fixture", ["clip_with_head", "resnet"])
+def test_cascade_depth_d_changes_exactly_the_top_d_units_and_independent_one(fixture, request):
+    model = request.getfixturevalue(fixture)
+    plan = sanity.units(model)
+    before = _params(model)
+    names = [u.name for u in plan]
+    for depth in range(1, len(plan) + 1):
+        after = _params(sanity.randomised(model, plan, range(depth), seed=0))
+        assert _changed_units(plan, before, after) == names[:depth]
+        alone = _params(sanity.randomised(model, plan, [depth - 1], seed=0))
+        assert _changed_units(plan, before, alone) == [names[depth - 1]]
+    assert _params(model).keys() == before.keys()
+    assert all(torch.equal(before[n], p) for n, p in _params(model).items())  # original kept
+
+
+def test_a_unit_gets_the_same_random_weights_in_both_modes(clip_with_head):
+    plan = sanity.units(clip_with_head)
+    cascade = _params(sanity.randomised(clip_with_head, plan, range(3), seed=5))
+    alone = _params(sanity.randomised(clip_with_head, plan, [2], seed=5))
+    other_seed = _params(sanity.randomised(clip_with_head, plan, [2], seed=6))
+    block = [n for n in cascade if n.rsplit(".", 1)[0] in plan[2].modules]
+    assert block and all(torch.equal(cascade[n], alone[n]) for n in block)
+    assert not all(torch.equal(other_seed[n], alone[n]) for n in block)
+
+
+def test_steps_name_their_stores_and_always_include_the_whole_network(clip_with_head):
+    plan = sanity.units(clip_with_head)
+    schedule = sanity.steps(plan, depths=[1, 3])
+    assert [s.tag for s in schedule] == ["original", "cascade.d1", "cascade.d3", "cascade.d6",
+                                         "independent.head", "independent.b2"]
+    assert schedule[3].positions == tuple(range(6))
+    with pytest.raises(sanity.SanityError, match=r"sanity.depths: \[7\] outside 1..6"):
+        sanity.steps(plan, depths=[7])
+
+
+# --- planted models ----------------------------------------------------------------------
+
+
+class _Unused(nn.Module):
+    """A block with weights that leaves its input as it is: ``x + 0 * conv(x)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return x + 0 * self.conv(x)
+
+
+class _SobelEdges(nn.Module):
+    """Gradient magnitude of the grey image (a fixed kernel buffer: nothing to re-initialise)."""
+
+    def __init__(self):
+        super().__init__()
+        sobel = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+        self.register_buffer("kernel", torch.stack([sobel, sobel.T])[:, None])
+
+    def forward(self, x):
+        grads = nn.functional.conv2d(x.mean(dim=1, keepdim=True), self.kernel, padding=1)
+        return grads.pow(2).sum(dim=1, keepdim=True).add(1e-6).sqrt()
+
+
+class _PositiveScale(nn.Module):
+    """Two class logits ``mean(edges) * exp(scale)``: Grad-CAM's channel weight stays > 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor([0.3, -0.2]))
+
+    def forward(self, pooled):
+        return pooled * self.scale.exp()
+
+
+class _PlantedEdges(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = _Unused()
+        self.body = nn.Sequential(_Unused(), _Unused(), _Unused(), _SobelEdges())
+        self.head = _PositiveScale()
+
+    def forward(self, x):
+        return self.head(self.body(self.stem(x)).mean(dim=(2, 3)))
+
+
+def _loaded(module: nn.Module, arch, size: int, grid: tuple[int, int], layers: int) -> LoadedModel:
+    spec = ModelSpec(key="planted", checkpoint="", arch=arch, geometry=Geometry(size=size),
+                     mean=IMAGENET_MEAN, std=IMAGENET_STD, readout="cnn", methods=("gradcam",))
+    return LoadedModel(spec=spec, module=module.eval(), weights="random", size="tiny",
+                       num_layers=layers, num_heads=0, num_prefix_tokens=0, grid=grid)
+
+
+def _samples(folder, images) -> list[data.Sample]:
+    folder.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for i, image in enumerate(images):
+        path = folder / f"img{i:02d}.png"
+        image.save(path)
+        samples.append(data.Sample(f"img{i:02d}", "c", path, (), (), *image.size))
+    return samples
+
+
+def _shapes(count: int, size: int, seed: int) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        pixels = np.full((size, size, 3), 30, np.uint8)
+        for _ in range(3):
+            x, y, w = rng.integers(0, size - 12, 2).tolist() + [int(rng.integers(6, 12))]
+            pixels[y:y + w, x:x + w] = rng.integers(80, 255, 3)
+        images.append(Image.fromarray(pixels))
+    return images
+
+
+@pytest.fixture()
+def counted(monkeypatch):
+    """Counts `saliency.extract` calls (the images they got)."""
+    calls = []
+    real = saliency.extract
+
+    def counting(model, pixel_values, *args, **kwargs):
+        calls.append(pixel_values.shape[0])
+        return real(model, pixel_values, *args, **kwargs)
+
+    monkeypatch.setattr(saliency, "extract", counting)
+    return calls
+
+
+def test_a_map_of_the_input_alone_stays_identical_at_every_depth_and_a_rerun_recomputes_nothing(
+        tmp_path, counted):
+    torch.manual_seed(0)
+    model = _loaded(_PlantedEdges(), TimmClassifier(target="body.3", output="nchw"), 48,
+                    (48, 48), 1)
+    plan = sanity.units(model)
+    assert [u.name for u in plan] == ["head", "b2", "b1", "b0", "stem"]
+    samples = _samples(tmp_path / "images", _shapes(5, 48, seed=0))
+    kwargs = dict(cache_dir=tmp_path / "cache", dataset_id="planted", name="planted",
+                  variant="frozen", resolution=48, batch_size=2)
+    result = sanity.randomisation_test(model, samples, **kwargs)
+    values = result.similarities
+    assert set(values["mode"]) == {"original", "cascade", "independent"}
+    assert len(values) == (1 + 5 + 5) * 3 * len(samples)
+    # the randomised head rescales the map: float32 rounding may split a few tied pixels
+    np.testing.assert_allclose(values["value"], 1.0, atol=1e-4)
+    assert sum(counted) == 11 * len(samples) and result.steps["extracted"].sum() == 55
+    assert set(result.steps["seed"]) == {0}
+
+    counted.clear()
+    again = sanity.randomisation_test(model, samples, **kwargs)
+    assert counted == [] and again.steps["extracted"].sum() == 0
+    assert again.similarities.equals(result.similarities)
+    assert sanity.randomisation_test(model, samples, **{**kwargs, "resolution": 16}).steps[
+        "extracted"].sum() == 0  # the resolution is a comparison setting, not a new map
+    summary = sanity.summarise(values, n_boot=100)
+    flags = sanity.sensitivity_flags(summary)
+    assert flags["not_model_sensitive"].tolist() == [True]
+
+
+def _squares(count: int, size: int, seed: int) -> tuple[list[Image.Image], list[int]]:
+    """A bright square on noise; the class is whether it sits in the left or the right half."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for i in range(count):
+        pixels = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+        side, label = size // 4, i % 2
+        x = int(rng.integers(0, size // 2 - side)) + label * size // 2
+        y = int(rng.integers(0, size - side))
+        pixels[y:y + side, x:x + side] = 230
+        images.append(Image.fromarray(pixels))
+        labels.append(label)
+    return images, labels
+
+
+def test_gradcam_of_a_trained_cnn_loses_its_similarity_as_the_network_is_randomised(tmp_path):
+    torch.manual_seed(0)
+    module = timm.create_model("resnet50", pretrained=False, layers=(1, 1, 1, 1),
+                               channels=(8, 16, 32, 64), stem_width=8, num_classes=2)
+    model = _loaded(module, TimmCNN(tiny={}), 64, (2, 2), 4)
+    images, labels = _squares(96, 64, seed=1)
+    pixels, targets = model.preprocess(images), torch.tensor(labels)
+    optimiser = torch.optim.Adam(module.parameters(), lr=3e-3)
+    module.train()
+    for step in range(60):
+        batch = torch.arange(32) + (step * 32) % 96
+        loss = nn.functional.cross_entropy(module(pixels[batch]), targets[batch])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    module.eval()
+    test_images, test_labels = _squares(16, 64, seed=2)
+    with torch.no_grad():
+        accuracy = (module(model.preprocess(test_images)).argmax(1) == torch.tensor(test_labels))
+    assert accuracy.float().mean() >= 0.9  # trained: the maps have something to lose
+
+    samples = _samples(tmp_path / "images", test_images)
+    result = sanity.randomisation_test(model, samples, cache_dir=tmp_path / "cache",
+                                       dataset_id="squares", name="cnn", variant="trained",
+                                       modes=["cascade"], resolution=64, batch_size=8)
+    summary = sanity.summarise(result.similarities, n_boot=100)
+    last = summary[(summary["method"] == "gradcam") & (summary["layer"] == 3)
+                   & (summary["metric"] == "spearman")].set_index("depth")["mean"]
+    assert last[0] == pytest.approx(1.0)
+    assert last[len(last) - 1] < 0.5
+    assert last[len(last) - 1] < last[1]
+
+
+# --- params ------------------------------------------------------------------------------
+
+
+def test_sanity_params_name_the_model_and_the_strategy(tmp_path, demo_params):
+    raw = demo_params(["clip"], probes={"clip": ["linear_probe"]})
+    raw["sanity"] = {"models": [{"key": "resnet50", "variant": "full"}]}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(config.ParamsError, match="sanity.models names 'resnet50'"):
+        config.load_params(path)
+    raw["sanity"] = {"models": [{"key": "clip", "variant": "full"}]}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(config.ParamsError, match=r"finetune.strategies.clip is \['linear_probe'\]"):
+        config.load_params(path)
+    raw["sanity"] = {"models": "all", "depths": [1, 2], "modes": ["cascade"]}
+    path.write_text(yaml.safe_dump(raw))
+    assert config.load_params(path).sanity.depths == (1, 2)
