@@ -137,7 +137,8 @@ if tested:
                 ax.axhline(0, color="black", lw=0.5)
                 if metric == "spearman":
                     ax.axhline(sanity["threshold"], color="#c44e52", ls="--", lw=0.8)
-                ax.set_ylim(-0.3 if metric == "spearman" else 0, 1.05)
+                floor = min(-0.3, sub["ci_low"].min() - 0.05) if metric == "spearman" else 0
+                ax.set_ylim(floor, 1.05)
                 ax.set_title(f"{model} · {variant} · {metric}", fontsize=9)
                 ax.set_xlabel("re-initialised down to" if mode == "cascade"
                               else "unit re-initialised alone")

@@ -26,14 +26,17 @@ def demo_params():
 
     ``demo_params(keys, probes=...)`` keeps the demo's keys and sections; the models become
     the tiny random ``keys``, fine-tuning is cut to ``probes`` (model key -> strategies;
-    default none: no training, so no Grad-CAM), one epoch, and the Shared Interest section
-    to one tiny model on four images.
+    default none: no training, so no Grad-CAM), one epoch, the randomisation test to the
+    trained runs among its models, and the Shared Interest section to one tiny model on
+    four images.
     """
 
     def make(keys, probes=None) -> dict:
         params = yaml.safe_load((ROOT / "params" / "demo.yaml").read_text())
         params["models"] = [{"key": k, "weights": "random", "size": "tiny"} for k in keys]
         params["finetune"].update(strategies=dict(probes or {}), epochs=1, batch_size=8)
+        params["sanity"]["models"] = [m for m in params["sanity"]["models"]
+                                      if m["variant"] in (probes or {}).get(m["key"], ())]
         params["shared_interest"].update(
             models=[{"key": "resnet101", "weights": "random", "size": "tiny"}],
             xrai={"steps": 2, "batch_size": 4, "algorithm": "fast"}, gallery_size=1,

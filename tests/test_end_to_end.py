@@ -30,6 +30,8 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
                   "checkpoint_dir": str(tmp_path / "checkpoints")},
     )
     params["metrics"]["percentiles"] = [50, 90]
+    params["sanity"].update(models=[{"key": "resnet50", "variant": "full"}], depths=[1],
+                            max_images=4)
     params["shared_interest"].update(
         dataset={"kind": "synthetic_human_attention", "root": str(tmp_path / "si"),
                  "subjects": ["dog", "car"], "per_subject": 2},
@@ -43,13 +45,15 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
     result = pipeline.build(path, root=ROOT, report_root=tmp_path / "report")
     out = result.profile_dir
     assert result.executed == ["00_data", "q1_alignment", "q2_finetuning", "q3_heads",
-                               "si_shared_interest"]
+                               "q4_sanity", "si_shared_interest"]
     for name in result.executed:
         assert (out / "notebooks" / f"{name}.ipynb").exists()
     html = (out / "index.html").read_text()
     for title in ("The data", "Q1: do the models look where the experts look?",
                   "Q2: does fine-tuning move attention onto the expert features?",
-                  "Q3: do single attention heads specialise?", "Run summary"):
+                  "Q3: do single attention heads specialise?",
+                  "Q4: is the map about the model? The randomisation sanity check",
+                  "Run summary"):
         assert title in html
     assert "data:image/png;base64," in html  # figures embedded
     assert (out / "report.pdf").stat().st_size > 10_000
@@ -80,6 +84,12 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
 
     leaderboard = pd.read_csv(out / "tables" / "leaderboard.csv")
     assert "baseline" in set(leaderboard["model"])
+    flagged = leaderboard.dropna(subset=["sanity variant"])
+    assert set(zip(flagged["model"], flagged["method"], strict=True)) == {
+        ("resnet50-tiny-random", "gradcam")}
+    sanity = pd.read_csv(out / "tables" / "sanity.csv")
+    assert sorted(sanity.query("mode == 'cascade'")["depth"].unique()) == [0, 1, 6]
+    assert set(sanity["n"]) <= {0, 1, 2, 3, 4}
     heads = pd.read_parquet(out / "tables" / "heads.parquet")
     assert {"union"} < set(heads["feature"])
 

@@ -5,7 +5,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import timm
 import torch
 import yaml
 from PIL import Image
@@ -283,22 +282,36 @@ def _squares(count: int, size: int, seed: int) -> tuple[list[Image.Image], list[
     return images, labels
 
 
+class _SmallCNN(nn.Module):
+    """Four strided conv + ReLU stages and a linear head: CNN stages without BatchNorm, which
+    train in a few dozen steps."""
+
+    def __init__(self):
+        super().__init__()
+        widths = [3, 8, 16, 16, 16]
+        for i in range(4):
+            setattr(self, f"layer{i + 1}", nn.Sequential(
+                nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1), nn.ReLU()))
+        self.fc = nn.Linear(16, 2)
+
+    def forward(self, x):
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
 def test_gradcam_of_a_trained_cnn_loses_its_similarity_as_the_network_is_randomised(tmp_path):
     torch.manual_seed(0)
-    module = timm.create_model("resnet50", pretrained=False, layers=(1, 1, 1, 1),
-                               channels=(8, 16, 32, 64), stem_width=8, num_classes=2)
-    model = _loaded(module, TimmCNN(tiny={}), 64, (2, 2), 4)
-    images, labels = _squares(96, 64, seed=1)
+    module = _SmallCNN()
+    model = _loaded(module, TimmCNN(tiny={}), 64, (4, 4), 4)
+    images, labels = _squares(64, 64, seed=1)
     pixels, targets = model.preprocess(images), torch.tensor(labels)
-    optimiser = torch.optim.Adam(module.parameters(), lr=3e-3)
-    module.train()
+    optimiser = torch.optim.Adam(module.parameters(), lr=1e-2)
     for step in range(60):
-        batch = torch.arange(32) + (step * 32) % 96
+        batch = torch.arange(32) + (step * 32) % 64
         loss = nn.functional.cross_entropy(module(pixels[batch]), targets[batch])
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    module.eval()
     test_images, test_labels = _squares(16, 64, seed=2)
     with torch.no_grad():
         accuracy = (module(model.preprocess(test_images)).argmax(1) == torch.tensor(test_labels))
@@ -309,11 +322,12 @@ def test_gradcam_of_a_trained_cnn_loses_its_similarity_as_the_network_is_randomi
                                        dataset_id="squares", name="cnn", variant="trained",
                                        modes=["cascade"], resolution=64, batch_size=8)
     summary = sanity.summarise(result.similarities, n_boot=100)
+    assert list(result.steps["unit"]) == ["original", "head", "b3", "b2", "b1", "b0"]
     last = summary[(summary["method"] == "gradcam") & (summary["layer"] == 3)
                    & (summary["metric"] == "spearman")].set_index("depth")["mean"]
     assert last[0] == pytest.approx(1.0)
-    assert last[len(last) - 1] < 0.5
-    assert last[len(last) - 1] < last[1]
+    assert (last.drop(0) < 0.8).all()
+    assert last[5] < 0.5
 
 
 # --- params ------------------------------------------------------------------------------
