@@ -375,6 +375,11 @@ if synthetic_data and trained:
         "delta", "ci_low", "ci_high", "p_wilcoxon"]], digits=4))
 
 # %%
+def signed(x):
+    """A signed difference: 3 decimals, or 2 significant digits when it would print as 0."""
+    return f"{x:+.3f}" if abs(x) >= 5e-4 else f"{x:+.1e}"
+
+
 if synthetic_data and trained:
     lines = []
     for r in endpoints.itertuples():
@@ -385,7 +390,7 @@ if synthetic_data and trained:
             f"- {r.model} **{r.variant}** ({r.role}; test accuracy {r.test_accuracy:.2f}, "
             f"binomial p {gate['p (test accuracy > chance, binomial)']:.2g} against chance "
             f"0.25): {r.method} coverage at layer {r.layer} {r.reference:.3f} → "
-            f"{r.fine_tuned:.3f}, Δ = {r.delta:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}], "
+            f"{r.fine_tuned:.3f}, Δ = {signed(r.delta)} [{signed(r.ci_low)}, {signed(r.ci_high)}], "
             f"{verdict}, margin ±{r.margin:g}: **{r.outcome}**.")
     n_primary = int(primary.sum())
     display(Markdown(f"**The positive control** ({n_primary} primary test"
@@ -582,7 +587,9 @@ accuracy = (pd.DataFrame([{"model": m["model"]["name"], "strategy": m["strategy"
                            "test_accuracy": test_of[m["dir"]]} for m in learners])
             .groupby(["model", "strategy"])["test_accuracy"].mean()
             if learners else pd.Series(dtype=float, name="test_accuracy"))
-points = headline[(headline["metric"] == "iou") & (headline["strategy"] != "linear_probe")]
+points = deltas[(deltas["metric"] == "iou") & np.isclose(deltas["threshold"], P)
+                & (deltas["strategy"] != "linear_probe")]
+points = points[points["layer"] == points.groupby(["model", "method"])["layer"].transform("max")]
 points = points.join(accuracy, on=["model", "strategy"])
 if len(points):
     points = points.assign(run=points["model"] + " · " + points["strategy"])
