@@ -98,6 +98,7 @@ fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH, 3.0))
 sns.countplot(data=images, x="style", hue="style", palette=plots.STYLE_COLOURS, ax=axes[0],
               legend=False)
 axes[0].set_title("annotated images per style")
+axes[0].tick_params(axis="x", labelsize=8, rotation=20)
 sns.histplot(images["n_boxes"], discrete=True, ax=axes[1])
 axes[1].set_title("boxes per image")
 fig.tight_layout()
@@ -132,14 +133,14 @@ examples = (images.groupby("style").head(max(1, report["examples"] // 4))["image
 by_id = {s.image_id: s for s in wc.samples}
 cols = 4
 rows = int(np.ceil(len(examples) / cols))
-fig, axes = plt.subplots(rows, cols, figsize=(plots.PAGE_WIDTH, 1.75 * rows), squeeze=False)
+fig, axes = plt.subplots(rows, cols, figsize=(plots.PAGE_WIDTH, 2.0 * rows), squeeze=False,
+                         layout="constrained")
 for ax, image_id in zip(axes.flat, examples, strict=False):
     sample = by_id[image_id]
     image = data.load_image(sample.path)
-    plots.show_image(ax, image, f"{sample.style}: {image_id}")
+    plots.show_image(ax, image, f"{sample.style}\n{image_id}")
     ltwh = sample.boxes_ltwh()
     xyxy = np.c_[ltwh[:, :2], ltwh[:, :2] + ltwh[:, 2:]]
     plots.draw_boxes(ax, xyxy, image.width, image.height, labels=[b.feature for b in sample.boxes])
 for ax in axes.flat[len(examples):]:
     ax.axis("off")
-fig.tight_layout()
