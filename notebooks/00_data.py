@@ -115,6 +115,7 @@ fig, axes = plt.subplots(1, 1 + wc.has_labels, squeeze=False,
 if wc.has_labels:
     sns.countplot(data=images, x=LABEL, hue=LABEL, palette=palette, ax=axes[0, 0], legend=False)
     axes[0, 0].set_title(f"annotated images per {LABEL}")
+    axes[0, 0].tick_params(axis="x", labelsize=8, rotation=20)
 sns.histplot(images["n_boxes"], discrete=True, ax=axes[0, -1])
 axes[0, -1].set_title("regions per image")
 fig.tight_layout()
@@ -152,11 +153,12 @@ examples = firsts["image_id"].head(report["examples"]).tolist()
 by_id = {s.image_id: s for s in wc.samples}
 cols = 4
 rows = int(np.ceil(len(examples) / cols))
-fig, axes = plt.subplots(rows, cols, figsize=(plots.PAGE_WIDTH, 1.75 * rows), squeeze=False)
+fig, axes = plt.subplots(rows, cols, figsize=(plots.PAGE_WIDTH, 2.0 * rows), squeeze=False,
+                         layout="constrained")
 for ax, image_id in zip(axes.flat, examples, strict=False):
     sample = by_id[image_id]
     image = data.load_image(sample.path)
-    plots.show_image(ax, image, f"{sample.label}: {image_id}" if sample.label else image_id)
+    plots.show_image(ax, image, f"{sample.label}\n{image_id}" if sample.label else image_id)
     for region in sample.boxes:
         if region.is_mask:
             ax.imshow(np.ma.masked_where(~region.mask(), np.ones((image.height, image.width))),
@@ -166,4 +168,3 @@ for ax, image_id in zip(axes.flat, examples, strict=False):
     plots.draw_boxes(ax, xyxy, image.width, image.height, labels=[b.feature for b in sample.boxes])
 for ax in axes.flat[len(examples):]:
     ax.axis("off")
-fig.tight_layout()

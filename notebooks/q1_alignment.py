@@ -398,9 +398,10 @@ for label, rows in sweep_table.groupby("label", observed=True):
     ax.plot(rows["threshold"], rows["iou"], marker="o", ms=3, label=label, color=colours[label],
             ls="--" if plots.is_baseline(label) else styles[method_of[label]])
 ax.plot(ceiling.index, ceiling.to_numpy(), color="black", lw=2, label="max IoU")
+fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside right upper")
 ax.set_xlabel("percentile p (the top 100 − p % of pixels are kept)")
 ax.set_ylabel("IoU against the union")
-fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside right upper")
+plt.show()
 
 # %% [markdown]
 # ## By image label and by feature type

@@ -96,6 +96,7 @@ for ax, name in zip(axes.flat, names, strict=False):
 fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(**scale), cmap="viridis"), ax=axes,
              shrink=0.8, label=f"mean IoU@{P:g}")
 fig.suptitle(f"mean IoU@{P:g} per layer × head (union), one colour scale", fontsize=10)
+plt.show()
 
 # %% [markdown]
 # ## How concentrated is alignment — and is it more than chance?

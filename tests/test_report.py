@@ -34,8 +34,8 @@ MARGIN = 1.5 / 2.54
 
 
 def test_p_values_print_two_digits_and_a_bound_never_zero():
-    assert formatting.format_p(0.0) == "< 1e-4"
-    assert formatting.format_p(3e-9) == "< 1e-4"
+    assert formatting.format_p(0.0) == "<\u00a01e-4"  # "< 1e-4" that never wraps
+    assert formatting.format_p(3e-9) == "<\u00a01e-4"
     assert formatting.format_p(1e-4) == "0.0001"
     assert formatting.format_p(0.000123) == "0.00012"
     assert formatting.format_p(0.0312) == "0.031"
@@ -54,7 +54,7 @@ def test_numbers_have_no_signed_zero_and_counts_stay_integers():
     assert text["n"].tolist() == ["38", "37"] and text["layer"].tolist() == ["0", "1"]
     assert text["top5_share"].tolist() == ["1.000", "1.000"]  # a share, not a count
     assert text["delta"].tolist() == ["0.000", "0.250"]
-    assert text["p_holm"].tolist() == ["< 1e-4", "0.04"]
+    assert text["p_holm"].tolist() == ["<\u00a01e-4", "0.04"]
 
 
 @pytest.mark.parametrize("name,is_p", [("p", True), ("p_holm", True), ("p_value", True),

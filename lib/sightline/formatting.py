@@ -34,8 +34,8 @@ def format_p(p: float) -> str:
     """A p-value as printed: two significant digits, ``< 1e-4`` below 1e-4, a dash for NaN."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "–"
-    if p < P_BELOW:
-        return f"< {P_BELOW:.0e}".replace("e-0", "e-")
+    if p < P_BELOW:  # a no-break space: "<" never wraps away from its bound
+        return f"<\u00a0{P_BELOW:.0e}".replace("e-0", "e-")
     return f"{p:.2g}"
 
 

@@ -73,7 +73,7 @@ section.notebook { border-top: 1px solid #bbc; margin-top: 2.5em; }
   table { font-size: 7pt; } th, td { padding: 1px 3px; }
   .sightline-table, .output_subarea { overflow: visible; }
   .landscape, .sightline-table.wide { page: wide; }
-  tr, img, .sightline-banner { break-inside: avoid; }
+  tr, img, .sightline-banner, .sightline-table { break-inside: avoid; }
   h1, h2, h3, h4 { break-after: avoid; }
   img { max-height: 24.5cm; }
   section.notebook { page-break-before: always; } }
