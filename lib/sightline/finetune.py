@@ -37,6 +37,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
@@ -63,6 +64,8 @@ from .variants import backbone as _backbone
 from .variants import embed as _embed
 from .variants import feature_dim as _feature_dim
 from .variants import quiet_peft as _quiet_peft
+
+PROGRESS_PREFIX = "[train] "  # starts each per-epoch line (stderr); builds drop them from notebooks
 
 STYLES: tuple[str, ...] = tuple(data.MAIN_STYLES.values())
 _STATE = "state.pt"
@@ -474,10 +477,10 @@ def train_run(
         if best is None or (accuracy, f1) > (best["val_accuracy"], best["val_macro_f1"]):
             best = {"epoch": epoch + 1, "val_accuracy": accuracy, "val_macro_f1": f1,
                     "backbone": _copy(trainable()), "head": _copy(head.state_dict())}
-        if progress:
-            tqdm.write(f"  {extract.model_name(choice)} {run.variant} epoch {epoch + 1}: loss "
-                       f"{history[-1]['train_loss']:.3f}, val accuracy {accuracy:.3f}, "
-                       f"macro-F1 {f1:.3f}")
+        if progress:  # the console's (stderr) record; a saved notebook keeps the summary table
+            tqdm.write(f"{PROGRESS_PREFIX}{extract.model_name(choice)} {run.variant} epoch "
+                       f"{epoch + 1}/{finetune.epochs}: loss {history[-1]['train_loss']:.3f}, "
+                       f"val accuracy {accuracy:.3f}, macro-F1 {f1:.3f}", file=sys.stderr)
         _save_state(state_path, {
             "backbone": trainable(), "head": head.state_dict(),
             "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
