@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from sightline.geometry import Geometry
-from sightline.models import LoadedModel, ModelSpec, load_model
+from sightline.models import Layout, LoadedModel, ModelSpec, load_model
 from sightline.saliency import (
     CLASS_METHODS,
     chefer_maps,
@@ -93,15 +93,18 @@ class _PlantedArch:
     def features(self, output):
         return output.logits
 
+    def attentions(self, module, pixel_values, grid):
+        output = module(pixel_values, output_attentions=True)
+        return output, output.attentions
+
 
 def _planted_model(seed: int = 8) -> LoadedModel:  # seed 8: the images predict 2, 0, 0, 2
-    spec = ModelSpec(
-        key="planted", checkpoint="-", arch=_PlantedArch(), geometry=Geometry(size=8),
-        mean=(0.0,) * 3, std=(1.0,) * 3, readout="cls", methods=("cls", "rollout", "chefer"),
-        num_registers=REGISTERS,
-    )
+    spec = ModelSpec(key="planted", checkpoint="-", arch=_PlantedArch(), geometry=Geometry(size=8),
+                     mean=(0.0,) * 3, std=(1.0,) * 3)
+    layout = Layout("cls", 2, HEADS, 1 + REGISTERS, GRID, ("cls", "rollout", "chefer"))
     return LoadedModel(spec=spec, module=_Planted(seed).eval(), weights="random", size="tiny",
-                       num_layers=2, num_heads=HEADS, num_prefix_tokens=1 + REGISTERS, grid=GRID)
+                       num_layers=2, num_heads=HEADS, num_prefix_tokens=1 + REGISTERS, grid=GRID,
+                       layout=layout)
 
 
 @pytest.fixture(scope="module")

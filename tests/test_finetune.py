@@ -63,14 +63,14 @@ def test_split_is_stratified_church_disjoint_and_recorded(pool, split, tmp_path)
 
 def test_no_annotated_image_or_church_enters_the_split(pool, split):
     wc, _ = pool
-    annotated_churches = {s.church_id for s in wc.samples}
+    annotated_churches = {data.church_of(s.image_id) for s in wc.samples}
     for image_id, *_ in split.train + split.val:
         assert data.church_of(image_id) not in annotated_churches
-    leaked = wc.samples[0].church_id + "_wd7.jpg"
+    leaked = data.church_of(wc.samples[0].image_id) + "_wd7.jpg"
     with pytest.raises(data.DataError, match="annotated"):
         finetune.check_no_leak(["Q1_wd0.jpg", leaked], [s.image_id for s in wc.samples])
     bad_pool = wc.pool.copy()
-    bad_pool.loc[len(bad_pool)] = [wc.samples[0].image_id, wc.samples[0].church_id,
+    bad_pool.loc[len(bad_pool)] = [wc.samples[0].image_id, data.church_of(wc.samples[0].image_id),
                                    wc.samples[0].path, "Gothic", "train"]
     with pytest.raises(data.DataError, match="annotated"):
         finetune.make_split(data.WikiChurches(wc.root, wc.samples, wc.features, bad_pool),

@@ -17,6 +17,7 @@ from sightline.geometry import Geometry
 from sightline.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    Layout,
     LoadedModel,
     ModelSpec,
     TimmClassifier,
@@ -196,9 +197,10 @@ class _PlantedEdges(nn.Module):
 
 def _loaded(module: nn.Module, arch, size: int, grid: tuple[int, int], layers: int) -> LoadedModel:
     spec = ModelSpec(key="planted", checkpoint="", arch=arch, geometry=Geometry(size=size),
-                     mean=IMAGENET_MEAN, std=IMAGENET_STD, readout="cnn", methods=("gradcam",))
+                     mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return LoadedModel(spec=spec, module=module.eval(), weights="random", size="tiny",
-                       num_layers=layers, num_heads=0, num_prefix_tokens=0, grid=grid)
+                       num_layers=layers, num_heads=0, num_prefix_tokens=0, grid=grid,
+                       layout=Layout("cnn", layers, 0, 0, grid, ("gradcam",)))
 
 
 def _samples(folder, images) -> list[data.Sample]:
@@ -207,7 +209,7 @@ def _samples(folder, images) -> list[data.Sample]:
     for i, image in enumerate(images):
         path = folder / f"img{i:02d}.png"
         image.save(path)
-        samples.append(data.Sample(f"img{i:02d}", "c", path, (), (), *image.size))
+        samples.append(data.Sample(f"img{i:02d}", path, (), *image.size))
     return samples
 
 

@@ -350,22 +350,27 @@ class HFVision:
         pooled = output.get("pooler_output")
         return pooled if pooled is not None else output.last_hidden_state[:, 0]
 
-    def gradcam_layers(self, module: nn.Module, num_layers: int) -> list[tuple[int, nn.Module]]:
-        """The last block's pre-attention LayerNorm, as layer ``num_layers - 1``."""
+    def blocks(self, module: nn.Module, num_layers: int) -> list[nn.Module]:
+        """The transformer layers in forward order (one per attention tensor)."""
         if self.norm1 is not None:
-            blocks = [m for m in module.modules()
-                      if isinstance(getattr(m, self.norm1, None), nn.LayerNorm)]
+            found = [m for m in module.modules()
+                     if isinstance(getattr(m, self.norm1, None), nn.LayerNorm)]
             what = f"a LayerNorm `{self.norm1}`"
         else:
-            blocks = next((list(m) for m in module.modules() if isinstance(m, nn.ModuleList)
-                           and len(m) == num_layers and _first_layernorm(m[-1]) is not None), [])
+            found = next((list(m) for m in module.modules() if isinstance(m, nn.ModuleList)
+                          and len(m) == num_layers and _first_layernorm(m[-1]) is not None), [])
             what = "a LayerNorm child"
-        if len(blocks) != num_layers:
+        if len(found) != num_layers:
             raise ModelError(
-                f"{type(module).__name__}: found {len(blocks)} blocks with {what}, expected "
+                f"{type(module).__name__}: found {len(found)} blocks with {what}, expected "
                 f"{num_layers}; has the transformers layout changed?"
             )
-        norm = getattr(blocks[-1], self.norm1) if self.norm1 else _first_layernorm(blocks[-1])
+        return found
+
+    def gradcam_layers(self, module: nn.Module, num_layers: int) -> list[tuple[int, nn.Module]]:
+        """The last block's pre-attention LayerNorm, as layer ``num_layers - 1``."""
+        last = self.blocks(module, num_layers)[-1]
+        norm = getattr(last, self.norm1) if self.norm1 else _first_layernorm(last)
         return [(num_layers - 1, norm)]
 
     def set_attention(self, module: nn.Module, implementation: str) -> None:
@@ -481,6 +486,10 @@ class TimmViT(_TensorModel):
             for handle in handles:
                 handle.remove()
         return output, captured
+
+    def blocks(self, module: nn.Module, num_layers: int) -> list[nn.Module]:
+        """The transformer blocks in forward order."""
+        return list(module.blocks)
 
     def gradcam_layers(self, module: nn.Module, num_layers: int) -> list[tuple[int, nn.Module]]:
         return [(num_layers - 1, module.blocks[-1].norm1)]

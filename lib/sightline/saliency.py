@@ -190,7 +190,7 @@ def _attention_maps(
         targets = logits.argmax(dim=-1) if classes is None else torch.tensor(classes)
         # images are independent in eval mode: one backward of the sum gives each its gradient
         score = logits.gather(1, targets.to(logits.device)[:, None]).sum()
-        if model.spec.readout == "probe" and not probe:
+        if model.readout == "probe" and not probe:
             raise RuntimeError(f"model {model.spec.key!r}: the pooling head did not run")
         gradients = torch.autograd.grad(score, [*attentions, *probe])
     with torch.no_grad():
@@ -395,7 +395,7 @@ def chefer_maps(
     row, or (``probe`` = the pooling probe's attention ``(B, H, 1, T)`` and its gradient) at
     the probe's gradient-weighted attention row times ``R``; prefix tokens skipped."""
     start = model.num_prefix_tokens
-    if probe is None and model.spec.readout != "cls":
+    if probe is None and model.readout != "cls":
         raise ValueError(
             f"model {model.spec.key!r} has no CLS token: Chefer relevance reads the pooling "
             "head's probe, pass its attention and gradient"
@@ -425,7 +425,7 @@ def _probe_recorder(model: LoadedModel) -> Iterator[list[torch.Tensor]]:
     projections and hands that output on (equal to the module's; tested).
     """
     recorded: list[torch.Tensor] = []
-    if model.spec.readout != "probe":
+    if model.readout != "probe":
         yield recorded
         return
     attention = _pooling_head(model.module).attention

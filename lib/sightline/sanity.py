@@ -95,20 +95,15 @@ def blocks(model: LoadedModel) -> list[nn.Module]:
     """The backbone's blocks in forward order, from the layer lists Grad-CAM and attention
     read (see the module docstring)."""
     arch, module = model.spec.arch, model.module
-    if hasattr(arch, "norm1"):
-        found = [m for m in module.modules()
-                 if isinstance(getattr(m, arch.norm1, None), nn.LayerNorm)]
-        if len(found) != model.num_layers:
-            raise SanityError(f"{model.spec.key}: {len(found)} blocks carry `{arch.norm1}`, "
-                              f"expected {model.num_layers} (one per attention tensor)")
-        return found
+    if hasattr(arch, "blocks"):
+        return arch.blocks(module, model.num_layers)
     if hasattr(arch, "stages"):
         return [getattr(module, stage) for stage in arch.stages]
     if hasattr(arch, "target"):
         container = module.get_submodule(arch.target.split(".")[0])
         return list(container.children())
     raise SanityError(f"{model.spec.key}: its registry entry ({type(arch).__name__}) names no "
-                      "blocks: give it a `norm1` (transformer), `stages` or a Grad-CAM `target`")
+                      "blocks: an architecture with `blocks` (transformer), `stages` or a Grad-CAM `target`")
 
 
 def units(model: LoadedModel) -> list[Unit]:
