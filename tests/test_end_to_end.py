@@ -30,6 +30,7 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
                   "checkpoint_dir": str(tmp_path / "checkpoints")},
     )
     params["metrics"]["percentiles"] = [50, 90]
+    params.pop("photos")  # built on its own in tests/test_photos.py
     params["shared_interest"].update(
         dataset={"kind": "synthetic_human_attention", "root": str(tmp_path / "si"),
                  "subjects": ["dog", "car"], "per_subject": 2},

@@ -15,9 +15,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
+import io
 import json
 import shutil
 import subprocess
@@ -27,11 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from sightline import metrics
-from sightline.geometry import Geometry
+from sightline import metrics, saliency
 from sightline.models import LoadedModel
 
 ANNOTATIONS = Path(__file__).with_name("photos_annotations.json")
@@ -242,7 +245,8 @@ def read_photos(root: Path) -> list[Photo]:
     root = Path(root)
     coco = COCO()
     coco.dataset = json.loads((root / "annotations.json").read_text())
-    coco.createIndex()
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        coco.createIndex()
     categories = coco.cats
     photos = []
     for image in sorted(coco.dataset["images"], key=lambda i: i["file_name"]):
@@ -341,10 +345,101 @@ def class_contrast(
     }
 
 
-def squash_geometry(model: LoadedModel) -> Geometry:
-    """The model's geometry, which must be a squash (the photos' masks are squash frames)."""
-    geometry = model.spec.geometry
-    if geometry.mode != "squash":
-        raise ValueError(f"model {model.spec.key!r}: the photos study needs a squash geometry "
-                         f"(the whole photo in the frame), got resize {geometry.resize}")
-    return geometry
+# --- the study's steps -------------------------------------------------------------------
+
+
+def probabilities(model: LoadedModel, images: Sequence[Image.Image]) -> np.ndarray:
+    """Softmax class probabilities ``(N, classes)`` of a classifier, one image at a time in
+    one batch through the model's own preprocessing."""
+    with torch.inference_mode():
+        return model.score(model.preprocess(images)).softmax(dim=-1).cpu().numpy()
+
+
+def explain(
+    model: LoadedModel,
+    images: Sequence[Image.Image],
+    classes: Sequence[int],
+    methods: Sequence[str],
+    xrai: saliency.XraiSettings,
+    resolution: int,
+) -> dict[str, np.ndarray]:
+    """Each method's maps of ``classes[i]`` on ``images[i]``, upsampled to ``(N, R, R)``."""
+    maps = saliency.extract(model, model.preprocess(images), list(methods),
+                            classes=[int(c) for c in classes], xrai=xrai)
+    return {method: metrics.upsample(maps[(method, 0)][:, 0], resolution) for method in methods}
+
+
+def score(maps: np.ndarray, masks: np.ndarray, percentile: float) -> pd.DataFrame:
+    """IoU of the top (100 - p) % pixels, coverage (mass inside) and the pointing game of
+    ``(N, R, R)`` maps against their ``(N, R, R)`` masks: one row per map."""
+    return pd.DataFrame({
+        "iou": metrics.iou(maps, masks, [percentile])[:, 0],
+        "coverage": metrics.coverage(maps, masks),
+        "pointing": metrics.pointing_game(maps, masks),
+    })
+
+
+def arrangements(group: Sequence[str], rotate: bool) -> list[list[str]]:
+    """The group as given, and (``rotate``) its cyclic shifts: every photo once in every cell."""
+    shifts = range(len(group)) if rotate else range(1)
+    return [[*group[k:], *group[:k]] for k in shifts]
+
+
+def grid_test(
+    model: LoadedModel,
+    images: dict[str, Image.Image],
+    classes: dict[str, int],
+    group: Sequence[str],
+    methods: Sequence[str],
+    xrai: saliency.XraiSettings,
+    rotate: bool,
+) -> pd.DataFrame:
+    """The grid pointing game on composites of ``group`` (each photo explained for its class
+    ``classes[photo]``): one row per (arrangement, cell, method) with the mass in its cell."""
+    n = round(len(group) ** 0.5)
+    cell = model.spec.geometry.size
+    wide = at_input_size(model, n * cell)
+    rows = []
+    for index, order in enumerate(arrangements(group, rotate)):
+        picture = composite([images[name] for name in order], cell)
+        maps = explain(wide, [picture] * len(order), [classes[name] for name in order], methods,
+                       xrai, n * cell)
+        for method, values in maps.items():
+            share = grid_pointing_game(values, n, range(len(order)))
+            rows += [{"arrangement": index, "cell": k, "photo": name, "class": classes[name],
+                      "method": method, "mass_in_cell": float(share[k]), "chance": 1 / n**2}
+                     for k, name in enumerate(order)]
+    return pd.DataFrame(rows)
+
+
+def contrast_test(
+    model: LoadedModel,
+    photo: Photo,
+    classes: dict[str, int],
+    methods: Sequence[str],
+    xrai: saliency.XraiSettings,
+    resolution: int,
+) -> pd.DataFrame:
+    """Every pair (A, B) of the photo's annotated objects, each explained for its class
+    ``classes[category]``: one row per (pair, method) from `class_contrast`."""
+    names = list(classes)
+    if len(names) < 2:
+        return pd.DataFrame()
+    maps = explain(model, [photo.image()] * len(names), [classes[c] for c in names], methods,
+                   xrai, resolution)
+    masks = {name: photo.union(name, resolution) for name in names}
+    rows = []
+    for i, a in enumerate(names):
+        for j in range(i + 1, len(names)):
+            b = names[j]
+            for method, values in maps.items():
+                rows.append({"photo": photo.file, "object_a": a, "class_a": classes[a],
+                             "object_b": b, "class_b": classes[b], "method": method,
+                             **class_contrast(values[i], values[j], masks[a], masks[b])})
+    return pd.DataFrame(rows)
+
+
+def object_classes(photo: Photo, probs: np.ndarray) -> dict[str, int]:
+    """Each annotated object's class: the most probable of its category's ImageNet ids."""
+    return {name: int(ids[int(np.argmax(probs[list(ids)]))])
+            for name, ids in photo.objects().items()}
