@@ -24,6 +24,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,22 +248,26 @@ def read_photos(root: Path) -> list[Photo]:
     coco.dataset = json.loads((root / "annotations.json").read_text())
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         coco.createIndex()
-    categories = coco.cats
-    photos = []
-    for image in sorted(coco.dataset["images"], key=lambda i: i["file_name"]):
-        regions = []
-        for annotation in coco.loadAnns(coco.getAnnIds(imgIds=image["id"])):
-            category = categories[annotation["category_id"]]
-            if annotation.get("segmentation"):
-                mask = coco.annToMask(annotation).astype(bool)
-            else:
-                mask = _box_mask(annotation["bbox"], image["height"], image["width"])
-            regions.append(Region(category["name"], category.get("supercategory", ""),
-                                  tuple(category.get("imagenet", ())),
-                                  tuple(annotation["bbox"]), mask))
-        photos.append(Photo(image["file_name"], root / "images" / image["file_name"],
-                            image["width"], image["height"], tuple(regions)))
-    return photos
+    with warnings.catch_warnings():  # pycocotools 2.0.11's decode under NumPy 2: not ours to fix
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        return [_photo(coco, image, root)
+                for image in sorted(coco.dataset["images"], key=lambda i: i["file_name"])]
+
+
+def _photo(coco, image: dict, root: Path) -> Photo:
+    """One COCO image record with its regions as pycocotools draws them."""
+    regions = []
+    for annotation in coco.loadAnns(coco.getAnnIds(imgIds=image["id"])):
+        category = coco.cats[annotation["category_id"]]
+        if annotation.get("segmentation"):
+            mask = coco.annToMask(annotation).astype(bool)
+        else:
+            mask = _box_mask(annotation["bbox"], image["height"], image["width"])
+        regions.append(Region(category["name"], category.get("supercategory", ""),
+                              tuple(category.get("imagenet", ())), tuple(annotation["bbox"]),
+                              mask))
+    return Photo(image["file_name"], root / "images" / image["file_name"], image["width"],
+                 image["height"], tuple(regions))
 
 
 def _box_mask(bbox: Sequence[float], height: int, width: int) -> np.ndarray:
