@@ -202,3 +202,13 @@ def test_photos_profile_builds_end_to_end(tmp_path):
     scores = pd.read_csv(tables / "photos_scores.csv")
     assert set(scores["source"]) == {"pretrained", "random weights", "centre baseline"}
     assert (result.profile_dir / "index.html").exists()
+
+
+def test_a_bad_photos_section_names_its_key(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("profile: x\nphotos:\n  composites: [[chelsea.png, coffee.png, rocket.jpg]]\n")
+    with pytest.raises(config.ParamsError, match="photos.composites.*square number"):
+        config.load_params(bad)
+    bad.write_text("profile: x\nphotos:\n  model: resnet50\n")
+    with pytest.raises(config.ParamsError, match="'photos.model' is 'resnet50'"):
+        config.load_params(bad)
