@@ -111,6 +111,25 @@ def test_a_missing_source_is_said_once_and_the_rest_used(tmp_path, monkeypatch):
     assert {i["file_name"] for i in coco["images"]} == set(photos.SOURCES[0].files)
 
 
+def test_a_source_is_fetched_when_absent_and_a_failed_fetch_said_once(tmp_path, monkeypatch):
+    matplotlib = photos.SOURCES[2]
+    installed = matplotlib.folders(ROOT)[0]
+
+    def fetch(root, timeout):  # stands in for apt-get download + dpkg -x
+        (root / "fetched").mkdir()
+        for name in matplotlib.files:
+            (root / "fetched" / name).write_bytes((installed / name).read_bytes())
+
+    fetched = dataclasses.replace(matplotlib, folders=lambda root: [root / "fetched"], fetch=fetch)
+    monkeypatch.setattr(photos, "SOURCES", (fetched,))
+    assert photos.prepare_photos(tmp_path / "a", fetch=False).present == []
+    assert photos.prepare_photos(tmp_path / "b").present == ["grace_hopper.jpg"]
+    failing = dataclasses.replace(fetched, fetch=lambda root, timeout: "no network here")
+    monkeypatch.setattr(photos, "SOURCES", (failing,))
+    report = photos.prepare_photos(tmp_path / "c")
+    assert len(report.missing) == 1 and report.missing[0].endswith("failed: no network here")
+
+
 def test_a_photo_with_another_hash_is_skipped(tmp_path, monkeypatch):
     folder = tmp_path / "mpl"
     folder.mkdir()

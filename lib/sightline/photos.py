@@ -50,6 +50,27 @@ def _package_dir(module: str, *parts: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)), *parts)
 
 
+def fetch_darknet(root: Path, timeout: float = 120) -> str | None:
+    """``apt-get download darknet`` and ``dpkg -x`` it into ``<root>/darknet``; None when it
+    worked, else the reason (no apt-get / dpkg, a failure, or the timeout)."""
+    if not (shutil.which("apt-get") and shutil.which("dpkg")):
+        return "apt-get / dpkg not found"
+    target = root / "darknet"
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            subprocess.run(["apt-get", "download", "darknet"], cwd=scratch, check=True,
+                           capture_output=True, timeout=timeout)
+            (deb,) = Path(scratch).glob("darknet_*.deb")
+            subprocess.run(["dpkg", "-x", str(deb), str(target)], check=True,
+                           capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return f"apt-get download darknet did not finish in {timeout:.0f} s"
+        except (subprocess.CalledProcessError, ValueError) as error:
+            detail = getattr(error, "stderr", b"") or b""
+            return f"apt-get download darknet failed: {detail.decode(errors='replace').strip()}"
+    return None
+
+
 @dataclass(frozen=True)
 class PhotoSource:
     """Photographs one package ships: where they are installed and their sha256 hashes."""
@@ -58,6 +79,7 @@ class PhotoSource:
     install: str  # the command that provides them
     files: dict[str, str]  # file name -> sha256
     folders: Callable[[Path], list[Path]]  # candidate folders, given the photos root
+    fetch: Callable[[Path, float], str | None] | None = None  # gets them; None or why not
 
 
 SOURCES = (
@@ -100,6 +122,7 @@ SOURCES = (
             "person.jpg": "cdcbab947e46110fc2b77784ac54ddbbab2640f1e44cb5e91fc8984a9793a7d1",
         },
         lambda root: [Path("/") / DARKNET_DATA, root / "darknet" / DARKNET_DATA],
+        fetch_darknet,
     ),
 )
 
@@ -116,45 +139,23 @@ class PhotoReport:
     missing: list[str]
 
 
-def fetch_darknet(root: Path, timeout: float = 120) -> str | None:
-    """``apt-get download darknet`` and ``dpkg -x`` it into ``<root>/darknet``; None when it
-    worked, else the reason (no apt-get / dpkg, a failure, or the timeout)."""
-    if not (shutil.which("apt-get") and shutil.which("dpkg")):
-        return "apt-get / dpkg not found"
-    target = root / "darknet"
-    with tempfile.TemporaryDirectory() as scratch:
-        try:
-            subprocess.run(["apt-get", "download", "darknet"], cwd=scratch, check=True,
-                           capture_output=True, timeout=timeout)
-            (deb,) = Path(scratch).glob("darknet_*.deb")
-            subprocess.run(["dpkg", "-x", str(deb), str(target)], check=True,
-                           capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return f"apt-get download darknet did not finish in {timeout:.0f} s"
-        except (subprocess.CalledProcessError, ValueError) as error:
-            detail = getattr(error, "stderr", b"") or b""
-            return f"apt-get download darknet failed: {detail.decode(errors='replace').strip()}"
-    return None
-
-
 def prepare_photos(root: Path, *, fetch: bool = True, timeout: float = 120) -> PhotoReport:
     """Copy the packaged photographs into ``<root>/images`` (hash-checked) and write
-    ``<root>/annotations.json`` for those present. ``fetch``: try `fetch_darknet` when the
-    darknet photos are nowhere on this machine."""
+    ``<root>/annotations.json`` for those present. ``fetch``: a source that can be fetched
+    (darknet, `fetch_darknet`) and is nowhere on this machine is fetched, within ``timeout``."""
     root = Path(root)
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
     present, missing = [], []
     for source in SOURCES:
-        folder = _source_folder(source, root)
-        if folder is None and fetch and source.package.startswith("darknet"):
-            problem = fetch_darknet(root, timeout)
+        folder, problem = _source_folder(source, root), None
+        if folder is None and fetch and source.fetch is not None:
+            problem = source.fetch(root, timeout)
             folder = _source_folder(source, root)
-            if folder is None and problem:
-                missing.append(f"{source.package}: could not fetch it ({problem})")
         if folder is None:
+            tried = f"; fetching them failed: {problem}" if problem else ""
             missing.append(f"{', '.join(source.files)}: not found; they come with "
-                           f"{source.package} (`{source.install}`)")
+                           f"{source.package} (`{source.install}`){tried}")
             continue
         for name, digest in source.files.items():
             copy = images / name
