@@ -117,15 +117,16 @@ display(Markdown(
 # %% [markdown]
 # ## Maps of the predicted class, scored against the predicted object
 # Grad-CAM and XRAI of the top-1 class for the real weights and for the same architecture
-# with random weights (explaining the real model's top-1 class), and the centre-Gaussian
-# baseline, all on the 224² squash frame of each photo (`tables/photos_scores.csv`).
+# with random weights (explaining the real model's top-1 class; this profile's
+# `random_methods`), and the centre-Gaussian baseline, all on the 224² squash frame of
+# each photo (`tables/photos_scores.csv`).
 
 # %%
 classes = [int(top1.loc[f, "class"]) for f in files]
 maps = {"pretrained": ph.explain(model, [images[f] for f in files], classes, study.methods,
                                  settings, R)}
 maps["random weights"] = ph.explain(random_model, [images[f] for f in files], classes,
-                                    study.methods, settings, R)
+                                    study.random_methods, settings, R)
 frames = np.stack([np.asarray(model.spec.geometry.frame_image(images[f]).resize((R, R)))
                    for f in files])
 centre = baselines.baseline_maps("centre_gaussian", frames, seed, files)

@@ -220,15 +220,18 @@ class Photos(_Section):
     """The real-photo study (notebook 01_photos): packaged photographs, our annotations, a
     real ImageNet classifier and the same architecture with random weights.
 
-    ``composites``: groups of n x n photos (4 = 2 x 2) for the grid pointing game, each also
-    in its cyclic arrangements when ``rotate`` (every photo once in every cell);
-    ``composite_methods`` are the methods read on them. ``fetch_darknet``: try
-    ``apt-get download darknet`` when its photos are not on the machine.
+    ``random_methods``: the methods read on the random-weight twin. ``composites``: groups
+    of n x n photos (4 = 2 x 2) for the grid pointing game, each also in its cyclic
+    arrangements when ``rotate`` (every photo once in every cell); ``composite_methods``
+    are the methods read on them and on the photos' object pairs (the random twin: Grad-CAM).
+    ``fetch_darknet``: try ``apt-get download darknet`` when its photos are not on the
+    machine.
     """
 
     root: Path = Path("data/photos")
     model: Literal["efficientnet_lite0"] = "efficientnet_lite0"
     methods: tuple[Literal["gradcam", "xrai"], ...] = ("gradcam", "xrai")
+    random_methods: tuple[Literal["gradcam", "xrai"], ...] = ("gradcam",)
     xrai: Xrai = Xrai(steps=16, batch_size=16, algorithm="fast")
     percentile: Annotated[float, Field(ge=0, lt=100)] = 90
     resolution: Annotated[int, Field(ge=16, le=1024)] = 224
@@ -240,7 +243,7 @@ class Photos(_Section):
     rotate: bool = True
     fetch_darknet: bool = True
 
-    @field_validator("methods", "composite_methods")
+    @field_validator("methods", "random_methods", "composite_methods")
     @classmethod
     def _some_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
