@@ -642,10 +642,10 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
     jobs ``{(model name, variant): job}`` for `extract.extract_models`.
 
     The frozen variant's class-target methods (Grad-CAM, Chefer relevance) explain the
-    style logit of its linear probe (the probe run with seed ``seed``); without one it has
-    none of them (a backbone alone has no style logit), and a model whose only method is
-    Grad-CAM then has no frozen job. Stores are keyed by the run, so a retrained run gets
-    new maps.
+    style logit of its linear probe (the probe run with seed ``seed``); without one, a
+    classifier (an ImageNet model) explains its own predicted class, and a backbone has none
+    of them (no class logit), so a backbone whose only method is Grad-CAM has no frozen job.
+    Stores are keyed by the run, so a retrained run gets new maps.
     """
     jobs = {}
     for choice in choices:
@@ -655,9 +655,9 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
                      None)
         for variant, manifest in [("frozen", probe), *((m["variant"], m) for m in own)]:
             methods = None
-            if manifest is None:
-                methods = tuple(m for m in models.spec_for(choice).methods
-                                if m not in saliency.CLASS_METHODS)
+            spec = models.spec_for(choice)
+            if manifest is None and not spec.arch.classifier:
+                methods = tuple(m for m in spec.methods if m not in saliency.CLASS_METHODS)
                 if not methods:
                     continue
             key = manifest["key"] if manifest else ""
