@@ -73,7 +73,7 @@ def tiny():
 
 
 def test_registry_keys_and_entries():
-    assert set(REGISTRY) == set(EXPECTED) | SHARED_INTEREST_KEYS
+    assert set(REGISTRY) == set(EXPECTED) | SHARED_INTEREST_KEYS | {"efficientnet_lite0"}
     for key, (checkpoint, geometry, readout, prefix, _) in EXPECTED.items():
         spec = REGISTRY[key]
         assert (spec.key, spec.checkpoint, spec.geometry, spec.readout) == (

@@ -195,8 +195,9 @@ def remedy(root: Path, real: str) -> str:
     return real
 
 
-def load_image(path: Path) -> Image.Image:
+def load_image(path: str | Path) -> Image.Image:
     """Decode an image as upright 8-bit RGB; a corrupt or truncated file is a DataError."""
+    path = Path(path)
     upright = decode_upright(path, remedy(path.parent.parent, "replace it from the dataset's source"))
     if upright.mode == "I" or upright.mode.startswith("I;16"):
         scaled = np.asarray(upright, dtype=np.float64) / 257.0
