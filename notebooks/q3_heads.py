@@ -1,15 +1,12 @@
 # ---
 # jupyter:
-#   jupytext:
-#     text_representation:
-#       extension: .py
-#       format_name: percent
 #   kernelspec:
 #     display_name: Python 3 (sightline)
 #     language: python
 #     name: python3
 #   sightline:
 #     needs: [q1_alignment]
+#     requires: [attention_heads]
 # ---
 
 # %% [markdown]

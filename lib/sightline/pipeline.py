@@ -30,7 +30,7 @@ from jupyter_client.manager import AsyncKernelManager
 from papermill.exceptions import PapermillExecutionError
 from traitlets import CaselessStrEnum
 
-from . import config, data, execution, photos
+from . import config, data, execution, models, photos
 from .data import synthetic
 
 # Every notebook's Jupytext header names this kernel, so papermill, nbconvert --execute and
@@ -40,8 +40,13 @@ from .data import synthetic
 KERNEL_SPEC = {"name": "python3", "display_name": "Python 3 (sightline)", "language": "python"}
 KERNEL_NAME = KERNEL_SPEC["name"]
 _SKIPPED = "not in this profile"
-# what a notebook may require of the dataset (``sightline: requires`` in its header)
-REQUIREMENTS = {"training_pool": "no labelled training pool (nothing to fine-tune on)"}
+# what a notebook may require of the profile (``sightline: requires`` in its header), and
+# the line a build prints when a profile lacks it
+REQUIREMENTS = {
+    "training_pool": "the dataset has no labelled training pool (nothing to fine-tune on)",
+    "attention_heads": "no model has per-head attention maps (CLS or pooling-probe attention)",
+}
+HEAD_METHODS = ("cls", "probe")
 
 
 @dataclass
@@ -154,7 +159,9 @@ def prepare_dataset(params: config.Params) -> PreparedData:
             warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                    warning.lineno)
     fingerprint = data.dataset_fingerprint(section)
-    offers = frozenset({"training_pool"} if dataset.has_pool else ())
+    heads = any(set(HEAD_METHODS) & set(models.spec_for(m).methods) for m in params.models)
+    offers = frozenset([*(["training_pool"] if dataset.has_pool else []),
+                        *(["attention_heads"] if heads else [])])
     return PreparedData(_digest([fingerprint, *fingerprints]) if fingerprints else fingerprint,
                         offers)
 
@@ -243,8 +250,8 @@ def build(
         # e.g. the WikiChurches notebooks in a Shared-Interest-only profile
         absent = [f"no '{name}'" for name in nb.parameters if getattr(params, name, 0) is None]
         absent += [f"'{n}' is skipped" for n in nb.needs if stamps[n] == _SKIPPED]
-        absent += [f"the {params.dataset.kind} dataset has {REQUIREMENTS[r]}"
-                   for r in nb.requires if params.dataset and r not in prepared.offers]
+        absent += [REQUIREMENTS[r] for r in nb.requires
+                   if params.dataset and r not in prepared.offers]
         if absent:
             stamps[nb.name] = _SKIPPED
             if only is None or nb.name in only:
