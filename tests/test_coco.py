@@ -293,7 +293,7 @@ def test_a_coco_dataset_builds_q1_and_q3_and_skips_q2_saying_why(tmp_path, demo_
     result = pipeline.build(path, root=root, report_root=tmp_path / "report",
                             only=["00_data", "q1_alignment", "q2_finetuning", "q3_heads"])
     assert result.executed == ["00_data", "q1_alignment", "q3_heads"]
-    assert ("[build] q2_finetuning: skipped (in this profile the coco dataset has no labelled "
+    assert ("[build] q2_finetuning: skipped (in this profile the dataset has no labelled "
             "training pool (nothing to fine-tune on))") in capsys.readouterr().out
     tables = result.profile_dir / "tables"
     boxes = pd.read_csv(tables / "boxes.csv")
