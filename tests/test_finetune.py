@@ -255,3 +255,20 @@ def test_training_lines_go_to_the_console_never_into_a_saved_notebook(split, tmp
     saved = pipeline.reproducible(nbformat.v4.new_notebook(cells=[cell]), "q1")
     text = "".join(o.text for o in saved.cells[0].outputs)
     assert finetune.PROGRESS_PREFIX not in text and "UserWarning: x" in text
+
+
+def test_batched_colour_jitter_equals_torchvision_per_image():
+    """The training batch's jitter is torchvision's brightness, contrast, saturation
+    adjustments (in that order), each image with its own factors."""
+    from torchvision.transforms.v2 import functional as F
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(5, 3, 17, 23, generator=g)
+    b, c, s = (torch.rand(5, generator=g) * 1.6 + 0.2 for _ in range(3))
+    got = finetune.color_jitter(images, b, c, s)
+    for i in range(5):
+        x = F.adjust_brightness(images[i], b[i].item())
+        x = F.adjust_contrast(x, c[i].item())
+        x = F.adjust_saturation(x, s[i].item())
+        torch.testing.assert_close(got[i], x, atol=1e-6, rtol=0)
+    assert not torch.allclose(got[0], images[0])

@@ -272,17 +272,56 @@ class _Frames(Dataset):
 
 
 def _transforms(spec: models.ModelSpec, finetune: Finetune, train: bool) -> T.Compose:
+    """Per image: the training crop and flip (``train``), then [0, 1] floats; the colour
+    jitter and the normalisation of a training batch are `_augment_batch`'s (one pass over
+    the whole batch), evaluation frames are normalised here."""
     size = spec.geometry.size
     steps: list[Callable] = []
     if train:
         steps.append(T.RandomResizedCrop(size, scale=tuple(finetune.crop_scale), antialias=True))
         if finetune.hflip:
             steps.append(T.RandomHorizontalFlip())
-        if finetune.color_jitter:
-            c = finetune.color_jitter
-            steps.append(T.ColorJitter(brightness=c, contrast=c, saturation=c))
-    steps += [T.ToDtype(torch.float32, scale=True), T.Normalize(spec.mean, spec.std)]
+    steps.append(T.ToDtype(torch.float32, scale=True))
+    if not train:
+        steps.append(T.Normalize(spec.mean, spec.std))
     return T.Compose(steps)
+
+
+_LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
+
+
+def color_jitter(images: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor,
+                 saturation: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``adjust_brightness``, ``adjust_contrast`` and ``adjust_saturation``
+    (in that order) on a batch of [0, 1] images, with one factor per image ((B,) each)."""
+    def grey(x: torch.Tensor) -> torch.Tensor:
+        r, g, b = x.unbind(dim=1)
+        return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
+
+    def blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        factor = factor.view(-1, 1, 1, 1)
+        return (factor * x + (1 - factor) * other).clamp_(0, 1)
+
+    x = (images * brightness.view(-1, 1, 1, 1)).clamp_(0, 1)
+    x = blend(x, grey(x).mean(dim=(-3, -2, -1), keepdim=True), contrast)
+    return blend(x, grey(x), saturation)
+
+
+def _augment_batch(spec: models.ModelSpec, finetune: Finetune) -> Callable:
+    """A training batch's colour jitter (factors uniform in [1 − c, 1 + c], drawn per image
+    from the epoch's seeded generator) and normalisation, vectorised over the batch."""
+    mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std).view(1, -1, 1, 1)
+    c = finetune.color_jitter
+
+    def augment(images: torch.Tensor) -> torch.Tensor:
+        if c:
+            low, high = max(0.0, 1 - c), 1 + c
+            factors = torch.empty(3, len(images)).uniform_(low, high)
+            images = color_jitter(images, *factors)
+        return (images - mean.to(images.device)) / std.to(images.device)
+
+    return augment
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -415,6 +454,7 @@ def train_run(
         val_set = _Frames(split.val, frame, _transforms(loaded.spec, finetune, train=False))
         loader = _loader(train_set, finetune, shuffle=True)
         val_loader = _loader(val_set, finetune, shuffle=False)
+        augment = _augment_batch(loaded.spec, finetune)
 
         def forward(pixels: torch.Tensor) -> torch.Tensor:
             return head(_embed(loaded, pixels))
@@ -453,6 +493,8 @@ def train_run(
                    f"{finetune.epochs}", disable=not progress, leave=False, mininterval=1.0)
         for step, (inputs, labels) in enumerate(bar):
             inputs, labels = inputs.to(device), labels.to(device)
+            if strategy != "linear_probe":
+                inputs = augment(inputs)
             with autocast or _nothing():
                 loss = loss_fn(forward(inputs), labels) / finetune.accumulation
             (scaler.scale(loss) if scaler else loss).backward()
