@@ -516,3 +516,16 @@ def test_sweep_auc_and_nss_equal_the_1to1_functions(rng, grid, resolution):
     assert_same(np.isnan(got["nss"].ravel()), np.isnan(want))
     np.testing.assert_allclose(got["nss"].ravel(), want, rtol=1e-5, atol=1e-6)
     assert np.isnan(got["auc"][-1]).all() and np.isnan(got["nss"][-1]).all()  # the full mask
+
+
+def test_negative_zeros_score_as_positive_zeros_and_the_input_is_left_alone(rng):
+    """The one-pass input check reads -0.0 as a bad value; the full check then lets it pass
+    as +0.0 (here on maps with ties at zero, across the mask edges)."""
+    maps = np.round(rng.random((6, 8, 8)) * 3).astype(np.float32) / 3
+    masks = rng.random(maps.shape) < 0.4
+    signed = np.where(maps == 0, np.float32(-0.0), maps)
+    before = signed.copy()
+    for score in (lambda a, b: metrics.iou(a, b, PERCENTILES), metrics.coverage,
+                  metrics.pointing_game, metrics.auc, metrics.nss):
+        assert_same(score(signed, masks), score(maps, masks))
+    assert_same(signed.view(np.uint32), before.view(np.uint32))

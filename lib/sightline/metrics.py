@@ -60,13 +60,21 @@ def _array(values: ArrayLike, name: str, dtype=None) -> np.ndarray:
         raise TypeError(f"{name} must be a numeric array or tensor: {error}") from None
 
 
-def _maps(values: ArrayLike, name: str, ndim: int) -> np.ndarray:
-    """Validated float32 maps of the given rank: finite and non-negative."""
+def _float_maps(values: ArrayLike, name: str, ndim: int) -> np.ndarray:
+    """C-contiguous float32 maps of the given rank, values not yet checked."""
     maps = _array(values, name)
     if maps.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {maps.shape}")
-    maps = np.ascontiguousarray(maps, dtype=np.float32)
-    if not maps.size:
+    return np.ascontiguousarray(maps, dtype=np.float32)
+
+
+_INF_BITS = np.uint32(0x7F800000)  # float32 +inf: finite values >= +0.0 lie below it as uint32
+
+
+def _checked(maps: np.ndarray, name: str, peak_bits: np.ndarray) -> np.ndarray:
+    """``maps`` if the largest value bits read as uint32 (``peak_bits``) show every value
+    finite and >= +0.0, one pass; else the full check, and a copy with -0.0 made +0.0."""
+    if (peak_bits < _INF_BITS).all():
         return maps
     low, high = maps.min(), maps.max()  # NaN propagates through both
     if not (np.isfinite(low) and np.isfinite(high)):
@@ -74,7 +82,15 @@ def _maps(values: ArrayLike, name: str, ndim: int) -> np.ndarray:
         raise ValueError(f"{name} must be finite: found {bad} NaN or inf values")
     if low < 0:
         raise ValueError(f"{name} must be non-negative (larger = more attention); minimum is {low}")
-    return maps
+    return maps + np.float32(0)  # only -0.0 (bits 0x80000000) was left: -0.0 + 0 = +0.0
+
+
+def _maps(values: ArrayLike, name: str, ndim: int) -> np.ndarray:
+    """Validated float32 maps of the given rank: finite and non-negative, no -0.0."""
+    maps = _float_maps(values, name, ndim)
+    if not maps.size:
+        return maps
+    return _checked(maps, name, maps.view(np.uint32).max())
 
 
 def _masks(values: ArrayLike, name: str, ndim: int = 3) -> np.ndarray:
@@ -213,68 +229,82 @@ def _blank_to_nan(values: np.ndarray, blank: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
-def _pairs(maps: ArrayLike, masks: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Validated ``(N, n)`` float32 maps and bool masks of one ``(N, H, W)`` shape."""
-    x = _maps(maps, "maps", 3)
+def _pairs(maps: ArrayLike, masks: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated ``(N, n)`` float32 maps (no -0.0) and bool masks of one ``(N, H, W)`` shape,
+    and the row-major index of each map's first maximum ``(N,)``.
+
+    One pass over the maps: the argmax of their bits read as uint32 (ordered as the values
+    are, for finite values >= +0.0) finds each maximum, and the maxima check the maps.
+    """
+    x = _float_maps(maps, "maps", 3)
     m = _masks(masks, "masks")
     _same_shape(x, m, "maps and masks")
     n = x.shape[1] * x.shape[2]
     if n == 0:
         raise ValueError(f"maps must have at least one pixel, got shape {x.shape}")
-    return x.reshape(len(x), n), m.reshape(len(m), n)
+    x, m = x.reshape(len(x), n), m.reshape(len(m), n)
+    top = x.view(np.uint32).argmax(axis=1)
+    checked = _checked(x, "maps", x.view(np.uint32)[np.arange(len(x)), top])
+    if checked is not x:
+        x, top = checked, checked.argmax(axis=1)
+    return x, m, top
+
+
+def _blank(x: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Whether each map is all zero, from its maximum."""
+    return x[np.arange(len(x)), top] == 0
 
 
 def _inside_top_k(x: np.ndarray, m: np.ndarray, ks: np.ndarray) -> np.ndarray:
     """|top-k ∩ mask| of each ``(n,)`` float32 map row and its mask row, per k: ``(C, len(ks))``.
 
-    Selection, not sorting: keys are the value's bits (order-preserving for values >= 0)
-    with the mask in the lowest bit, partitioned in place at ``n - k`` for each k, largest
-    first, each time only the part above the last cut, so the top-k sets end up as nested
-    suffixes whose mask bits are counted. Where pixels equal to the k-th largest value lie
-    on both sides of a cut, key order (mask bit) is not the tie rule: that (map, k) is
-    counted again from the map, equal values taken in row-major order.
+    Selection, not sorting, one map at a time in a buffer that stays in cache: keys are the
+    value's bits (order-preserving for values >= +0.0) with the mask in the lowest bit,
+    partitioned in place at ``n - k`` for each k, largest first, each time only the part
+    above the last cut, so the top-k sets end up as nested suffixes whose mask bits are
+    counted. Where a value equal to the k-th largest also lies below the cut, key order
+    (mask bit) is not the tie rule: that (map, k) is counted again from the map, equal
+    values taken in row-major order.
     """
     c, n = x.shape
-    bits = x.view(np.uint32) & np.uint32(0x7FFFFFFF)  # -0.0 ranks as +0.0
-    keys = bits << np.uint32(1)
-    keys |= m
-    cuts = []  # (column, cut position, value at the cut, maps whose ties straddle it)
-    start, below = 0, np.full(c, -1, np.int64)  # largest key left under the last cut
-    for j in np.argsort(-ks, kind="stable"):
-        if ks[j] == 0:
-            continue
-        cut = n - int(ks[j])
-        if cut > start:
-            keys[:, start:].partition(cut - start, axis=1)
-            below = np.maximum(below, keys[:, start:cut].max(axis=1))
-        edge = keys[:, cut] >> np.uint32(1)
-        cuts.append((j, cut, edge, np.flatnonzero((below >> 1) == edge)))
-        start = cut
+    bits = x.view(np.uint32)
     inside = np.zeros((c, len(ks)), np.int64)
-    total = np.zeros(c, np.int64)
-    end = n
-    for j, cut, _, _ in reversed(cuts):
-        total += np.count_nonzero(keys[:, cut:end] & np.uint32(1), axis=1)
-        inside[:, j] = total
-        end = cut
-    for j, _, edge, rows in cuts:
-        for r in rows:
-            above = bits[r] > edge[r]
-            need = int(ks[j]) - np.count_nonzero(above)
-            tied = np.flatnonzero(bits[r] == edge[r])[:need]
-            inside[r, j] = np.count_nonzero(m[r] & above) + np.count_nonzero(m[r, tied])
+    cols = np.flatnonzero(ks > 0)[::-1]  # k = 0 keeps nothing
+    if not cols.size:
+        return inside
+    cuts = n - ks[cols]  # ascending positions
+    keys = np.empty(n, np.uint32)
+    low = np.empty(n - cuts[0], np.uint32)
+    straddles = []  # (map, column, value at the cut)
+    for r in range(c):
+        np.left_shift(bits[r], 1, out=keys)
+        keys |= m[r]
+        start = 0
+        for j, cut in zip(cols, cuts, strict=True):
+            if cut > start:
+                keys[start:].partition(cut - start)
+                edge = keys[cut] >> 1
+                if keys[start:cut].max() >> 1 == edge:
+                    straddles.append((r, j, edge))
+            start = cut
+        np.bitwise_and(keys[cuts[0] :], 1, out=low)
+        inside[r, cols] = np.cumsum(np.add.reduceat(low, cuts - cuts[0])[::-1])[::-1]
+    for r, j, edge in straddles:
+        above = bits[r] > edge
+        need = int(ks[j]) - np.count_nonzero(above)
+        tied = np.flatnonzero(bits[r] == edge)[:need]
+        inside[r, j] = np.count_nonzero(m[r] & above) + np.count_nonzero(m[r, tied])
     return inside
 
 
 def _set_metrics(maps: ArrayLike, masks: ArrayLike, percentiles) -> dict[str, np.ndarray]:
     """IoU, GTC and SC of (N, H, W) maps against (N, H, W) masks at each percentile."""
-    x, m = _pairs(maps, masks)
+    x, m, top = _pairs(maps, masks)
     ks_all = top_k_size(x.shape[1], percentiles)
     ks, back = np.unique(ks_all, return_inverse=True)
     inside = _inside_top_k(x, m, ks)[:, back]
-    blank = (x.max(axis=1, initial=0) == 0)[:, None]
-    scores = _set_scores(inside, ks_all, m.sum(axis=1)[:, None])
-    return {name: _blank_to_nan(v, blank) for name, v in scores.items()}
+    scores = _set_scores(inside, ks_all, np.count_nonzero(m, axis=1)[:, None])
+    return {name: _blank_to_nan(v, _blank(x, top)[:, None]) for name, v in scores.items()}
 
 
 def iou(maps: ArrayLike, masks: ArrayLike, percentiles: Sequence[float]) -> np.ndarray:
@@ -289,12 +319,28 @@ def shared_interest(
     return _set_metrics(maps, masks, percentiles)
 
 
+def _mass(x: np.ndarray, m: np.ndarray, spread: bool = False) -> np.ndarray:
+    """Per map ``(N, 2 or 3)`` in float64: total mass, mass inside the mask and (``spread``)
+    the sum of squared deviations from the mean; one map at a time in a float64 buffer that
+    stays in cache (the same NumPy passes as a per-map loop: see docs/benchmarks.md)."""
+    c, n = x.shape
+    out = np.empty((c, 3 if spread else 2))
+    values = np.empty(n)
+    for r in range(c):
+        np.copyto(values, x[r])
+        out[r, 0] = values.sum()
+        out[r, 1] = values[m[r]].sum()
+        if spread:
+            values -= out[r, 0] / n
+            out[r, 2] = np.einsum("n,n->", values, values)  # not BLAS: it spins up threads
+    return out
+
+
 def coverage(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
     """Attention mass inside the mask / total mass: ``(N,)`` (Shared Interest SC, continuous)."""
-    x, m = _pairs(maps, masks)
-    area = m.sum(axis=1)
-    inside = np.einsum("cn,cn->c", x, m, dtype=np.float64)
-    return _ratio(inside, np.where(area > 0, x.sum(axis=1, dtype=np.float64), 0))
+    x, m, _ = _pairs(maps, masks)
+    total, inside = _mass(x, m).T
+    return _ratio(inside, np.where(m.any(axis=1), total, 0))
 
 
 def energy_pointing_game(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
@@ -311,10 +357,9 @@ def pointing_game(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
     Ties go to the lowest row-major index (the top-1 pixel of the top-k rule). Float, not
     bool, so an empty mask or an all-zero map can be NaN; the mean over maps is the accuracy.
     """
-    x, m = _pairs(maps, masks)
-    rows = np.arange(len(x))
-    top = x.argmax(axis=1) if len(x) else rows
-    return np.where((x[rows, top] == 0) | ~m.any(axis=1), np.nan, m[rows, top])
+    x, m, top = _pairs(maps, masks)
+    hit = m[np.arange(len(m)), top]
+    return np.where(_blank(x, top) | ~m.any(axis=1), np.nan, hit)
 
 
 def _auc(u: np.ndarray, area: np.ndarray, n: int) -> np.ndarray:
@@ -335,31 +380,33 @@ def auc(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
 
     The Mann-Whitney U of the inside against the outside pixels / ``(n_in * n_out)``, ties
     counted half (``sklearn.metrics.roc_auc_score``): ``(N,)``. NaN for an empty or full
-    mask (nothing to tell apart) and an all-zero map. One sort per map, mask in the key.
+    mask (nothing to tell apart) and an all-zero map. One sort per map, mask in the key,
+    in a buffer that stays in cache.
     """
-    x, m = _pairs(maps, masks)
+    x, m, top = _pairs(maps, masks)
     c, n = x.shape
-    keys = (x.view(np.uint32) & np.uint32(0x7FFFFFFF)) << np.uint32(1)  # -0.0 ranks as +0.0
-    keys |= m
-    keys.sort(axis=1)  # ascending values; among equal ones the outside pixels first
-    inside = keys & np.uint32(1)
-    area = m.sum(axis=1)
-    # each inside pixel's position counts the inside pixels before it (0 + 1 + ... + a - 1)
-    # and the outside pixels below it or equal to it: the equal ones count half in U
-    u = (inside @ np.arange(n, dtype=np.int64)) - area * (area - 1) / 2
-    keys >>= np.uint32(1)
-    tied = keys[:, 1:] == keys[:, :-1]
-    rows = np.flatnonzero(tied.any(axis=1))
-    if rows.size:
-        new = np.ones((len(rows), n), bool)
-        new[:, 1:] = ~tied[rows]
-        run = np.cumsum(new.reshape(-1)) - 1
-        size = np.bincount(run)
-        run_inside = np.bincount(run, weights=inside[rows].reshape(-1))
-        row_of_run = np.repeat(np.arange(len(rows)), new.sum(axis=1))
-        u[rows] -= np.bincount(row_of_run, weights=run_inside * (size - run_inside)) / 2
-    blank = keys[:, -1] == 0 if n else np.ones(c, bool)
-    return _blank_to_nan(_auc(u, area.astype(np.float64), n), blank)
+    keys, low = np.empty(n, np.uint32), np.empty(n, np.uint32)
+    inside, position = np.empty(n), np.arange(n, dtype=np.float64)
+    u = np.empty(c)
+    for r in range(c):
+        np.left_shift(x[r].view(np.uint32), 1, out=keys)
+        keys |= m[r]
+        keys.sort()  # ascending values; among equal ones the outside pixels first
+        np.bitwise_and(keys, 1, out=low)
+        np.copyto(inside, low)
+        # each inside pixel's position counts the inside pixels before it (their sum is
+        # subtracted below) and the outside pixels below it or equal to it: equal ones
+        # count half in U, so runs of one value holding both are corrected
+        u[r] = np.einsum("n,n->", inside, position)
+        np.bitwise_xor(keys[1:], keys[:-1], out=low[:-1])
+        if (low[:-1] == 1).any():  # keys 2v, 2v + 1: a value inside and outside
+            value = keys >> 1
+            run = np.cumsum(np.r_[True, value[1:] != value[:-1]]) - 1
+            run_inside = np.bincount(run, weights=inside)
+            u[r] -= (run_inside * (np.bincount(run) - run_inside)).sum() / 2
+    area = np.count_nonzero(m, axis=1).astype(np.float64)
+    u -= area * (area - 1) / 2
+    return _blank_to_nan(_auc(u, area, n), _blank(x, top))
 
 
 def nss(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
@@ -367,20 +414,14 @@ def nss(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
 
     Each map is z-scored over all its pixels, ``(x - mean) / std`` with the population std
     (ddof = 0); NaN for an empty or full mask (its mean z is 0 by construction) and for a
-    constant map (no std), all-zero included.
+    constant map (no std), all-zero included. Computed from sums, the z-scored map is never
+    formed: ``(mass inside / area - mean) / std``.
     """
-    x, m = _pairs(maps, masks)
+    x, m, _ = _pairs(maps, masks)
     n = x.shape[1]
-    mean = x.sum(axis=1, dtype=np.float64) / n
-    spread = np.empty(len(x))
-    step = max(1, 2**17 // n)  # rows of about 1 MB in float64: the second pass reads cache
-    for start in range(0, len(x), step):
-        centred = x[start : start + step].astype(np.float64)
-        centred -= mean[start : start + step, None]
-        spread[start : start + step] = np.einsum("cn,cn->c", centred, centred)
-    std = np.sqrt(spread / n)
-    inside = np.einsum("cn,cn->c", x, m, dtype=np.float64)
-    return _nss(inside, m.sum(axis=1).astype(np.float64), mean, std, n)
+    total, inside, spread = _mass(x, m, spread=True).T
+    area = np.count_nonzero(m, axis=1).astype(np.float64)
+    return _nss(inside, area, total / n, np.sqrt(spread / n), n)
 
 
 def max_iou(masks: ArrayLike, percentiles: Sequence[float]) -> np.ndarray:
