@@ -121,7 +121,8 @@ display(Markdown(
 # Grad-CAM and XRAI of the top-1 class for the real weights and for the same architecture
 # with random weights (explaining the real model's top-1 class; this profile's
 # `random_methods`), and the centre-Gaussian baseline, all on the 224² squash frame of
-# each photo (`tables/photos_scores.csv`).
+# each photo (`tables/photos_scores.csv`; `correct`: one of the box's ImageNet classes is among
+# that model's top 5, empty for the baseline).
 
 # %%
 classes = [int(top1.loc[f, "class"]) for f in files]
@@ -134,6 +135,8 @@ frames = np.stack([np.asarray(model.spec.geometry.frame_image(images[f]).resize(
 centre = baselines.baseline_maps("centre_gaussian", frames, seed, files)
 scored = [i for i, f in enumerate(files) if pd.notna(top1.loc[f, "box"])]
 masks = np.stack([by_name[files[i]].union(top1.loc[files[i], "box"], R) for i in scored])
+probs_of = {"pretrained": probs,
+            "random weights": ph.probabilities(random_model, [images[f] for f in files])}
 rows = []
 for source, by_method in [*maps.items(), ("centre baseline", {"-": centre})]:
     for method, values in by_method.items():
@@ -143,6 +146,9 @@ for source, by_method in [*maps.items(), ("centre baseline", {"-": centre})]:
         table.insert(2, "source", source)
         table.insert(3, "method", method)
         table["object_area"] = masks.mean(axis=(1, 2))
+        table["correct"] = pd.array(
+            [ph.in_top5(by_name[files[i]], top1.loc[files[i], "box"], probs_of[source][i])
+             if source in probs_of else None for i in scored], dtype="boolean")
         rows.append(table)
 scores = pd.concat(rows, ignore_index=True).rename(columns={"iou": f"iou@{P:g}"})
 scores.to_csv(tables / "photos_scores.csv", index=False)

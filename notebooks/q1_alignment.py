@@ -96,6 +96,8 @@ jobs = ft.map_jobs(choices, manifests, cache_dir=extraction["cache_dir"], datase
                    seed=seed)
 extract.extract_models(samples, list(jobs.values()), batch_size=extraction["batch_size"],
                        device=extraction["device"], seed=seed, execution=engine)
+correct_of = {key: extract.style_correct(job, samples, batch_size=extraction["batch_size"],
+                                        device=extraction["device"]) for key, job in jobs.items()}
 variant_stores = {key: job.store for key, job in jobs.items()}
 geometries = {names[c.key]: registry.spec_for(c).geometry for c in choices}
 without = [names[c.key] for c in choices if (names[c.key], "frozen") not in variant_stores]
@@ -138,7 +140,11 @@ display(Markdown(f"Randomisation test: {sanity_flags['model'].nunique()} model(s
 # ## Scoring
 # One vectorised sweep per model and method (all layers together); the long table
 # `tables/scores.parquet` holds every number below (image_id, model, variant, method, layer,
-# head, target, feature, metric, threshold, value; head −1 = mean over heads or a head-less map).
+# head, target, feature, metric, threshold, value; head −1 = mean over heads or a head-less map),
+# and `correct`: whether the variant's style head — the frozen model's linear probe, a
+# fine-tuned run's head — predicts the image's style. It marks every map of that variant,
+# CLS attention included (the probe reads the embedding the maps come from); it is empty for
+# the baselines, for a model with no probe and for an image whose label is no main style.
 
 # %%
 R = metrics["resolution"]
@@ -149,8 +155,10 @@ for (name, variant), store in [*variant_stores.items(), (("baseline", "baseline"
     geometry = extract.BASELINE_GEOMETRY if name == "baseline" else geometries[name]
     if geometry not in targets_by_geometry:
         targets_by_geometry[geometry] = scoring.build_targets(samples, geometry, R)
-    frames.append(scoring.score_store(store, targets_by_geometry[geometry], model=name,
-                                      variant=variant, percentiles=percentiles, resolution=R))
+    frames.append(scoring.mark_correct(
+        scoring.score_store(store, targets_by_geometry[geometry], model=name, variant=variant,
+                            percentiles=percentiles, resolution=R),
+        correct_of.get((name, variant))))
 scores = scoring.tidy(pd.concat(frames, ignore_index=True))
 scores.to_parquet(tables / "scores.parquet", index=False)
 scores = scores[scores["variant"].isin([VARIANT, "baseline"])]
@@ -172,9 +180,9 @@ if "common" in FRAMES:
         [n for n in ["baseline", *stores] if n == "baseline" or geometries[n].mode == "squash"])]]
     for name, store in stores.items():
         if geometries[name].mode == "crop":
-            common.append(scoring.score_store_common(
+            common.append(scoring.mark_correct(scoring.score_store_common(
                 store, common_targets, geometries[name], model=name, variant="frozen",
-                percentiles=percentiles, resolution=R))
+                percentiles=percentiles, resolution=R), correct_of.get((name, "frozen"))))
     scores_by_frame["common"] = scoring.tidy(pd.concat(common, ignore_index=True))
     scores_by_frame["common"].to_parquet(tables / "scores_common.parquet", index=False)
     display(formatting.table(pd.DataFrame([{"model": n, "frame": geometries[n].mode,
@@ -308,6 +316,39 @@ ax.legend(fontsize=8, loc="lower right")
 ax.set_xlabel(f"IoU@{P:g} against the union of boxes (cross-fitted best layer, 95% CI; "
               f"{FRAMES[0]} frame)")
 fig.tight_layout()
+
+# %% [markdown]
+# ### Right and wrong predictions
+# With `report.split_by_correct`: each model's leaderboard maps on the images its linear
+# probe classifies right and on those it gets wrong (the cross-fitted per-image IoU of the
+# headline column), with the Mann–Whitney U test between the two sets of images. A side with
+# fewer than 10 images is reported (its mean) but not tested. Models with no probe, and the
+# baselines, have no prediction and are left out.
+
+# %%
+if report["split_by_correct"]:
+    split_rows = []
+    for row in summary_model.itertuples():
+        correct = correct_of.get((row.model, VARIANT))
+        if correct is None:
+            continue
+        held_out = per_image_model[(per_image_model["model"] == row.model)
+                                   & (per_image_model["method"] == row.method)]
+        side = held_out["image_id"].map(correct)  # True, False or None (no main style)
+        split_rows.append({"model": row.model, "method": row.method, **st.split_comparison(
+            held_out["value"][side.eq(True)], held_out["value"][side.eq(False)])})
+    by_correct = pd.DataFrame(split_rows, columns=["model", "method", "n_right", "n_wrong",
+                                                   "mean_right", "mean_wrong", "diff", "p_mwu",
+                                                   "note"])
+    by_correct.to_csv(tables / "leaderboard_by_correct.csv", index=False)
+    no_probe = sorted({r.model for r in summary_model.itertuples()
+                       if r.model != "baseline" and correct_of.get((r.model, VARIANT)) is None})
+    display(formatting.table(by_correct, digits=4, caption=(
+        f"{HEADLINE} on the images the probe gets right / wrong (n images per side); p: "
+        f"two-sided Mann–Whitney U, only where both sides have {st.MIN_SIDE} images or more"
+        + (f". No probe, no prediction: {', '.join(no_probe)}" if no_probe else "") + ".")))
+else:
+    display(Markdown("Not split (`report.split_by_correct` is off)."))
 
 # %% [markdown]
 # ### Beside the reference study

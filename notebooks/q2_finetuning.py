@@ -194,6 +194,27 @@ if len(iou_rows):
     fig.tight_layout()
 
 # %% [markdown]
+# ### The shift on right and wrong predictions
+# With `report.split_by_correct`: the same Δ on the images the fine-tuned model's style head
+# classifies right (in every seed) and on those it gets wrong (in every seed), for the
+# headline maps at the headline percentile, with the two-sided Mann–Whitney U test of the
+# per-image Δ between the two sets of images. A side with fewer than 10 images is reported
+# (its mean Δ) but not tested. Linear probes are left out (Δ = 0); every row, all maps and
+# layers, is in `tables/q2_deltas_by_correct.csv`.
+
+# %%
+if report["split_by_correct"]:
+    deltas_by_correct = shift.deltas_by_correct(scores, headline_percentile=P)
+    deltas_by_correct.to_csv(tables / "q2_deltas_by_correct.csv", index=False)
+    display(formatting.table(headline_rows(deltas_by_correct).drop(columns="threshold"),
+                             digits=4, caption=(
+        "n: images per side (n_mixed: the seeds disagree); Δ: fine-tuned − frozen; p: "
+        f"Mann–Whitney U, right vs wrong, only where both sides have {st.MIN_SIDE} images or "
+        "more.")))
+else:
+    display(Markdown("Not split (`report.split_by_correct` is off)."))
+
+# %% [markdown]
 # ### Across the threshold sweep
 # ΔIoU at every percentile for the headline maps (each model's own map at its last layer).
 

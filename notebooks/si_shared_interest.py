@@ -42,6 +42,7 @@ from sightline.project import default
 shared_interest = default("shared_interest")
 extraction = default("extraction")
 stats = default("stats")
+report = default("report")
 seed = default("seed")
 tables_dir = default("tables_dir")
 
@@ -54,7 +55,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from sightline import data, extract, formatting, plots, saliency
+from sightline import data, extract, formatting, plots, saliency, scoring
 from sightline import models as registry
 from sightline import shared_interest as si
 from sightline import stats as st
@@ -136,10 +137,12 @@ display(formatting.table(timing, digits=2))
 # mask goes through the same resize / crop), binarised, and scored; rows land in
 # `tables/si_scores.parquet` in the project's scores schema (`target` = `human`,
 # `feature` = subject, `threshold` = the saliency threshold; `coverage` is the continuous
-# SC). Its columns are those of `scores.parquet`, so the same readers work on it.
+# SC; `correct`: the prediction is one of the subject's classes, empty where the subject has
+# none). Its columns are those of `scores.parquet`, so the same readers work on it.
 
 # %%
 R = study.resolution
+correct_of = {key: rows.set_index("image_id")["correct"] for key, rows in predictions.groupby("key")}
 masks_by_geometry, frames = {}, []
 for choice in study.models:
     geometry = registry.spec_for(choice).geometry
@@ -148,10 +151,11 @@ for choice in study.models:
     ids = [s.image_id for s in samples]
     for method in study.methods:
         _, maps = stores[choice.key].read(method, 0, ids)
-        frames.append(si.score(maps, masks_by_geometry[geometry], samples,
-                               model=names[choice.key], variant="frozen", method=method, layer=0,
-                               rule=rule, mask_rule=mask_rule, mask_threshold=mask_threshold,
-                               thresholds=thresholds, resolution=R))
+        frames.append(scoring.mark_correct(
+            si.score(maps, masks_by_geometry[geometry], samples, model=names[choice.key],
+                     variant="frozen", method=method, layer=0, rule=rule, mask_rule=mask_rule,
+                     mask_threshold=mask_threshold, thresholds=thresholds, resolution=R),
+            correct_of[choice.key]))
 scores = pd.concat(frames, ignore_index=True)
 scores.to_parquet(tables / "si_scores.parquet", index=False)
 key_of = {name: key for key, name in names.items()}
@@ -178,6 +182,34 @@ ours.insert(2, "model", ours["key"].map(names))
 ours.insert(3, "images", wide.groupby(["method", "key"])["iou"].count().values)
 ours.round(3).to_csv(tables / "si_table1.csv", index=False)
 display(formatting.table(ours.drop(columns="key")))
+
+# %% [markdown]
+# ### Table 1 by right and wrong predictions
+# With `report.split_by_correct`: the same means on the images each model classifies right
+# and on those it gets wrong (images whose subject has no ImageNet class are on neither
+# side), with the two-sided Mann–Whitney U test of IoU between the two sets of images. A side
+# with fewer than 10 images is reported (its means) but not tested.
+
+# %%
+if report["split_by_correct"]:
+    split_rows = []
+    for (method, key), rows in wide.groupby(["method", "key"]):
+        right, wrong = rows[rows["correct"] == 1], rows[rows["correct"] == 0]
+        test = st.split_comparison(right["iou"], wrong["iou"])
+        split_rows.append({
+            "method": method, "model": names[key], "n_right": test["n_right"],
+            "n_wrong": test["n_wrong"], "iou_right": test["mean_right"],
+            "iou_wrong": test["mean_wrong"],
+            **{f"{m}_{side}": part[m].mean() for m in ("sc", "gtc")
+               for side, part in (("right", right), ("wrong", wrong))},
+            "p_mwu": test["p_mwu"], "note": test["note"]})
+    table1_by_correct = pd.DataFrame(split_rows)
+    table1_by_correct.to_csv(tables / "si_table1_by_correct.csv", index=False)
+    display(formatting.table(table1_by_correct, digits=3, caption=(
+        "n: images with an IoU score on each side; p: Mann–Whitney U of IoU, right vs wrong, "
+        f"only where both sides have {st.MIN_SIDE} images or more.")))
+else:
+    display(Markdown("Not split (`report.split_by_correct` is off)."))
 
 # %% [markdown]
 # ## Distributions

@@ -56,6 +56,8 @@ def test_defaults_and_relative_paths(tmp_path):
         ({"extraction": {"device": "gpu"}}, "'extraction.device' is 'gpu'"),
         ({"metrics": {"baselines": ["sobol"]}}, "Did you mean 'sobel'?"),
         ({"metrics": {"frame": "crop"}}, "'metrics.frame' is 'crop'; allowed: 'model'"),
+        ({"report": {"split_by_correct": "maybe"}}, "'report.split_by_correct'"),
+        ({"report": {"split_by_corect": True}}, "Did you mean 'split_by_correct'?"),
     ],
 )
 def test_bad_values_name_the_key_and_the_allowed_values(tmp_path, patch, expected):
@@ -88,3 +90,10 @@ def test_build_reports_params_errors_without_traceback_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert "Did you mean 'resolution'?" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_split_by_correct_is_off_unless_asked_and_on_in_the_shipped_profiles(tmp_path):
+    assert config.load_params(_write(tmp_path, BASE), base=tmp_path).report.split_by_correct is False
+    for name in ("demo", "wikichurches", "shared_interest"):
+        params = config.load_params(ROOT / "params" / f"{name}.yaml", base=ROOT)
+        assert params.report.split_by_correct is True

@@ -43,7 +43,7 @@ def built(tmp_path_factory, demo_params):
         dataset={"kind": "synthetic", "root": str(tmp / "data"), "n_annotated": 6, "n_pool": 24},
         extraction={"batch_size": 6, "device": "cpu", "cache_dir": str(tmp / "cache")},
         stats={"n_boot": 100}, heads={"min_boxes": 2, "n_permutations": 20},
-        report={"gallery_size": 1, "examples": 2},
+        report={"gallery_size": 1, "examples": 2, "split_by_correct": True},
     )
     params["metrics"].update(percentiles=[50, 90], baselines=["centre_gaussian", "sobel"])
     path = tmp / "explore.yaml"
@@ -252,7 +252,8 @@ def test_unknown_things_are_404_naming_them(client, study, url, names):
     "/metrics/{image}/bbox/first", "/metrics/{image}/bbox/0?layer=last",
     "/metrics/{image}/bbox/0?head=1.5", "/metrics/{image}/bbox/0?percentile=100",
     "/metrics/{image}/bbox/0?percentile=-1", "/metrics/{image}/bbox/0?percentile=abc",
-    "/images/{image}/file?max_side=0", "/layers?metric=accuracy",
+    "/images/{image}/file?max_side=0", "/layers?metric=accuracy", "/images?correct=yes",
+    "/layers?correct=true",
 ])
 def test_malformed_parameters_are_422(client, study, url):
     assert client.get(url.format(image=study.image_ids[0])).status_code == 422
@@ -264,6 +265,39 @@ def test_a_bad_parameter_gets_one_readable_sentence(client, study):
     body = response.json()
     assert body["detail"] == "percentile: input should be less than 100 (got 150)"
     assert body["fields"] == ["percentile"] and body["errors"][0]["loc"][-1] == "percentile"
+
+
+def test_images_and_layers_filter_on_right_and_wrong_predictions(client, study, scores):
+    probed, unprobed = "dinov2-tiny-random", "siglip-tiny-random"
+    union = scores[(scores["target"] == "union") & (scores["head"] == -1)
+                   & (scores["metric"] == "iou") & np.isclose(scores["threshold"], 90)]
+    marks = union[(union["model"] == probed) & (union["variant"] == "frozen")].drop_duplicates(
+        "image_id").set_index("image_id")["correct"]
+    assert marks.notna().all()  # the probe's prediction on every image
+    assert union[union["model"].isin([unprobed, "baseline"])]["correct"].isna().all()
+    everything = client.get("/images").json()
+    assert {i["image_id"]: i["correct"][probed] for i in everything} == marks.to_dict()
+    assert all(i["correct"][unprobed] is None for i in everything)
+    for side, wanted in (("right", True), ("wrong", False)):
+        ids = [i["image_id"] for i in client.get(
+            "/images", params={"correct": side, "model": probed}).json()]
+        assert ids == sorted(marks.index[marks == wanted])
+        curves = client.get("/layers", params={"metric": "iou", "correct": side}).json()
+        assert {c["model"] for c in curves} <= {probed}  # no classifier, no side
+        rows = union[(union["model"] == probed) & (union["variant"] == "frozen")
+                     & (union["correct"] == wanted) & (union["method"] == "cls")
+                     & (union["layer"] == 2)]
+        got = [c["value"] for c in curves if c["method"] == "cls" and c["layer"] == 2]
+        assert got == ([pytest.approx(rows["value"].mean())] if len(rows) else [])
+    response = client.get("/images", params={"correct": "right", "model": unprobed})
+    assert response.status_code == 404 and "no prediction to be right or wrong" in \
+        response.json()["detail"]
+    bad = client.get("/images", params={"correct": "yes"}).json()
+    assert bad["detail"] == "correct: input should be 'all', 'right' or 'wrong' (got yes)"
+    split = pd.read_csv(study.tables_dir / "leaderboard_by_correct.csv")
+    assert set(split["model"]) == {probed}
+    assert (split["n_right"] + split["n_wrong"] <= 6).all() and split["p_mwu"].isna().all()
+    assert split["note"].str.startswith("not tested").all()  # 6 images: under 10 a side
 
 
 def test_headline_maps_are_the_leaderboards(client, study, scores):
@@ -574,3 +608,27 @@ def test_browser_says_what_it_shows_instead_of_a_selection_not_there(browser, se
     wait.until(lambda d: "has no 'linear_probe.s0' variant" in text("variant-notice"))
     points = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#layer-chart .point"))
     assert {p.get_attribute("data-model") for p in points} == {"dinov2-tiny-random"}
+
+
+def test_browser_gallery_filters_on_right_and_wrong_predictions(browser, server, client):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
+    probed = "dinov2-tiny-random"
+    browser.get(f"{server}/#/gallery?sort={probed}")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".card"))
+    for side in ("wrong", "right"):
+        expected = {i["image_id"] for i in client.get(
+            "/images", params={"correct": side, "model": probed}).json()}
+        Select(browser.find_element(By.ID, "gallery-correct")).select_by_value(side)
+        wait.until(lambda d, side=side: d.find_element(By.ID, "view").get_attribute(
+            "data-ready") == f"gallery|{side}")
+        shown = {c.get_attribute("data-image")
+                 for c in browser.find_elements(By.CSS_SELECTOR, ".card")}
+        assert shown == expected and f"correct={side}" in browser.current_url
+        marks = {c.text for c in browser.find_elements(By.CSS_SELECTOR, ".card .correct")}
+        assert marks <= {"✓" if side == "right" else "✗"}
+    Select(browser.find_element(By.ID, "gallery-sort")).select_by_value("siglip-tiny-random")
+    note = wait.until(lambda d: d.find_element(By.ID, "correct-note").text)
+    assert "no prediction to be right or wrong" in note

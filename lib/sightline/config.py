@@ -326,8 +326,13 @@ class Heads(_Section):
 
 
 class Report(_Section):
+    """``split_by_correct``: add a right / wrong split of the Q1 leaderboard, the Shared
+    Interest Table 1 and the Q2 shift table, by whether the classifier behind each map
+    predicted the image's class (the scores' ``correct`` column)."""
+
     gallery_size: Annotated[int, Field(ge=1, le=20)] = 3
     examples: Annotated[int, Field(ge=1, le=64)] = 8
+    split_by_correct: bool = False
 
 
 class HumanAttentionDataset(_Section):

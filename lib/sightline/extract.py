@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -30,6 +31,7 @@ from .geometry import Geometry
 # model's patch grid, then scored through the same upsampling as every model.
 BASELINE_GEOMETRY = Geometry(size=224)
 BASELINE_GRID = 56
+STYLES = tuple(data.MAIN_STYLES.values())  # a style head's classes, in order (finetune.STYLES)
 
 
 def code_version() -> str:
@@ -239,6 +241,40 @@ def load_for(choice: ModelChoice, run: Path | None, *, seed: int, device: str
     if run is not None:
         return variants.load_run(run, resolve_device(device))
     return models.load_choice(choice, seed=seed, device=resolve_device(device))
+
+
+def style_correct(job: MapJob, samples: Sequence[data.Sample], *, batch_size: int = 32,
+                  device: str = "cpu") -> dict[str, bool | None] | None:
+    """Whether the style head behind a map job (the frozen variant's linear probe, a
+    fine-tuned run's head: the logit its Grad-CAM and Chefer maps explain) predicts each
+    annotated image's style, ``{image_id: bool}`` (None for an image whose label is no main
+    style); None for a job with no style head (a backbone, or an ImageNet classifier, with
+    no probe: no style prediction to be right about).
+
+    The predicted styles are computed once and kept beside the job's store
+    (``<store>.predictions.csv``, keyed like it by the run), so a rebuild loads no model.
+    """
+    if job.run is None:
+        return None
+    path = job.store.path.with_name(job.store.path.stem + ".predictions.csv")
+    known = (pd.read_csv(path, dtype=str) if path.is_file()
+             else pd.DataFrame({"image_id": [], "predicted": []}, dtype=str))
+    todo = [s for s in samples if s.image_id not in set(known["image_id"])]
+    if todo:
+        loaded = variants.load_run(job.run, resolve_device(device))
+        rows = []
+        for batch in _batches(todo, batch_size):
+            pixels = loaded.preprocess([data.load_image(s.path) for s in batch]).to(loaded.device)
+            with torch.inference_mode():
+                predicted = loaded.score(pixels).argmax(dim=-1).tolist()
+            rows += [{"image_id": s.image_id, "predicted": STYLES[p]}
+                     for s, p in zip(batch, predicted, strict=True)]
+        known = pd.concat([known, pd.DataFrame(rows)], ignore_index=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        known.to_csv(path, index=False)
+    predicted = dict(zip(known["image_id"], known["predicted"], strict=True))
+    return {s.image_id: predicted[s.image_id] == s.label if s.label in STYLES else None
+            for s in samples}
 
 
 def _split(items: Sequence, parts: int) -> list[Sequence]:

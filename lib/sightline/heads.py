@@ -45,9 +45,10 @@ def select(
     scores: pd.DataFrame, *, metric: str, threshold: float | None = None, method: str | None = None
 ) -> pd.DataFrame:
     """Rows of one metric; ``threshold=None`` picks threshold-free rows, ``method=None`` all."""
-    missing = [c for c in COLUMNS if c not in scores.columns]
+    needed = [c for c in COLUMNS if c != "correct"]  # heads need no prediction
+    missing = [c for c in needed if c not in scores.columns]
     if missing:
-        raise ValueError(f"scores table lacks columns {missing}; expected {COLUMNS}")
+        raise ValueError(f"scores table lacks columns {missing}; expected {needed}")
     keep = scores["metric"] == metric
     keep &= (
         scores["threshold"].isna()

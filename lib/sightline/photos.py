@@ -344,6 +344,13 @@ def probabilities(model: LoadedModel, images: Sequence[Image.Image]) -> np.ndarr
         return model.score(model.preprocess(images)).softmax(dim=-1).cpu().numpy()
 
 
+def in_top5(photo: Photo, category: str, probs: np.ndarray) -> bool:
+    """Whether one of the category's ImageNet classes is among the five most probable of
+    ``probs`` (one photo's class probabilities): the prediction is right about the box."""
+    ids = next(r.imagenet for r in photo.regions if r.category == category)
+    return bool(set(np.argsort(-probs)[:5].tolist()) & set(ids))
+
+
 def explain(
     model: LoadedModel,
     images: Sequence[Image.Image],

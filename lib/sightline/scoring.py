@@ -4,7 +4,9 @@ Targets are built once per preprocessing geometry: for each image the union of i
 regions and each region (a box, or a mask) on its own, as masks in the model's input frame
 at the working resolution (``data.box_masks``). Every stored (method, layer) map kind of a
 model is scored against all of them in one vectorised sweep; the result is long-form, one
-row per image x map x target x metric x threshold.
+row per image x map x target x metric x threshold; ``correct`` says whether the classifier
+behind the maps (a probe's or fine-tuned head's style prediction, an ImageNet model's class)
+was right on the image, NA where there is none (`mark_correct`).
 
 Two frames: the *model frame* (``score_store``; the metrics table ``scores.parquet``):
 each model's maps against the boxes as its own preprocessing shows them, so a centre crop
@@ -38,6 +40,7 @@ COLUMNS = [
     "metric",
     "threshold",
     "value",
+    "correct",
 ]
 # coverage is also the energy-based pointing game (mass inside / total), stored once
 THRESHOLD_FREE = ("coverage", "pointing_game", "auc", "nss")
@@ -206,9 +209,21 @@ def score_store_common(store: cache.MapStore, targets: Targets, geometry: Geomet
     return tidy(pd.concat(frames, ignore_index=True))
 
 
+def mark_correct(scores: pd.DataFrame, correct: Mapping[str, bool] | None) -> pd.DataFrame:
+    """The rows with ``correct`` set from each image's entry: True when the classifier behind
+    the maps predicted the image's class, NA for an image it lacks (or no ``correct`` at all:
+    no classifier, or no class to be right about)."""
+    values = scores["image_id"].astype(str).map(correct) if correct is not None else pd.NA
+    return scores.assign(correct=pd.Series(values, index=scores.index, dtype="boolean"))
+
+
 def tidy(scores: pd.DataFrame) -> pd.DataFrame:
-    """Column order and compact dtypes of the metrics table."""
+    """Column order and compact dtypes of the metrics table (``correct``: nullable boolean,
+    NA where the rows carry none)."""
+    if "correct" not in scores:
+        scores = scores.assign(correct=pd.NA)
     scores = scores[COLUMNS].copy()
+    scores["correct"] = scores["correct"].astype("boolean")
     for column in ("image_id", "model", "variant", "method", "target", "feature", "metric"):
         scores[column] = scores[column].astype("category")
     scores["layer"] = scores["layer"].astype(np.int16)

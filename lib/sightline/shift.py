@@ -149,3 +149,48 @@ def target_deltas(scores: pd.DataFrame, *, metric: str, threshold: float | None,
             "delta": after.mean(axis=1).to_numpy() - before.to_numpy(),
         }))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def deltas_by_correct(scores: pd.DataFrame, *, headline_percentile: float,
+                      metrics: Sequence[str] = METRICS, min_n: int = stats.MIN_SIDE
+                      ) -> pd.DataFrame:
+    """The shift split by the fine-tuned head's style prediction (``q2_deltas_by_correct``):
+    per model x strategy x method x layer x metric (union, head mean; thresholded metrics at
+    the headline percentile), the mean Δ on the images the fine-tuned model classifies right
+    in every seed and on those it gets wrong in every seed, and the Mann-Whitney U test
+    between the two (`stats.split_comparison`: a side with fewer than ``min_n`` images is not
+    tested). Images the seeds disagree on (``n_mixed``) or without a prediction are on
+    neither side. Linear probes are left out: their Δ is 0 by construction."""
+    union = scores[(scores["target"].astype(str) == "union") & (scores["head"] == -1)
+                   & scores["metric"].astype(str).isin(metrics)
+                   & (scores["threshold"].isna()
+                      | np.isclose(scores["threshold"], headline_percentile))]
+    union = union.assign(threshold=union["threshold"].fillna(-1.0))
+    tuned = union[~union["variant"].astype(str).isin([FROZEN, "baseline"])]
+    marks = tuned[["model", "variant", "image_id", "correct"]].drop_duplicates().astype(
+        {"model": str, "variant": str, "image_id": str})
+    marks = marks.assign(strategy=marks["variant"].map(strategy_of))
+    agreed = marks.groupby(["model", "strategy", "image_id"])["correct"].agg(
+        lambda c: c.iloc[0] if c.nunique(dropna=False) == 1 else "mixed").astype(object)
+    agreed = agreed.where(agreed.notna(), None)  # True, False, "mixed" or None
+    rows = []
+    for (model, strategy, method, layer, metric, threshold), (before, after) in _paired_frames(
+        union, ["method", "layer", "metric", "threshold"]
+    ).items():
+        if strategy == "linear_probe":
+            continue
+        delta = after.mean(axis=1) - before
+        side = pd.Series(delta.index.astype(str).map(agreed.loc[(model, strategy)]),
+                         index=delta.index)
+        rows.append({
+            "model": model, "strategy": strategy, "method": method, "layer": int(layer),
+            "metric": metric, "threshold": np.nan if threshold < 0 else float(threshold),
+            "n_mixed": int(side.eq("mixed").sum()),
+            **stats.split_comparison(delta[side.eq(True)], delta[side.eq(False)], min_n=min_n),
+        })
+    columns = ["model", "strategy", "method", "layer", "metric", "threshold", "n_mixed",
+               "n_right", "n_wrong", "mean_right", "mean_wrong", "diff", "p_mwu", "note"]
+    table = pd.DataFrame(rows, columns=columns).rename(
+        columns={"mean_right": "delta_right", "mean_wrong": "delta_wrong"})
+    return table.sort_values(
+        ["model", "strategy", "method", "layer", "metric"], ignore_index=True)

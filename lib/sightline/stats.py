@@ -344,3 +344,26 @@ def paired_shift(
     tost = equivalence(y.mean(axis=1) - x, margin, alpha=alpha) if margin else {}
     return {**result, "p_tost": tost.get("p_tost", np.nan), "n_dropped": int((~keep).sum()),
             "n_seeds": int(y.shape[1])}
+
+
+MIN_SIDE = 10  # images each side of a right / wrong split needs before it is tested
+
+
+def split_comparison(right: Sequence[float] | np.ndarray, wrong: Sequence[float] | np.ndarray,
+                     *, min_n: int = MIN_SIDE) -> dict:
+    """The scores of the images a classifier got right against those it got wrong (two
+    independent sets of images, ``right - wrong``): each side's n and mean, their difference
+    and the two-sided Mann-Whitney U p (``scipy.stats.mannwhitneyu``). NaNs are dropped. A
+    side with fewer than ``min_n`` images is reported (its mean) but not tested: p is NaN
+    and ``note`` says why."""
+    a, b = (_vector(v, name) for v, name in ((right, "right"), (wrong, "wrong")))
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    mean_a = float(a.mean()) if a.size else np.nan
+    mean_b = float(b.mean()) if b.size else np.nan
+    result = {"n_right": int(a.size), "n_wrong": int(b.size), "mean_right": mean_a,
+              "mean_wrong": mean_b, "diff": mean_a - mean_b}
+    if min(a.size, b.size) < min_n:
+        return {**result, "p_mwu": np.nan,
+                "note": f"not tested: fewer than {min_n} images on a side"}
+    p = sps.mannwhitneyu(a, b, alternative="two-sided").pvalue
+    return {**result, "p_mwu": float(p), "note": ""}

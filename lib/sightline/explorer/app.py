@@ -22,13 +22,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from .study import UNION_METRICS, NotFound, Selection, Study
+from .study import CORRECT, UNION_METRICS, NotFound, Selection, Study
 
 STATIC = Path(__file__).parent / "static"
 Metric = Literal[UNION_METRICS]  # type: ignore[valid-type]
 Percentile = Annotated[float | None, Query(ge=0, lt=100, description="top (100 - p)% of pixels "
                                            "kept; default: the profile's headline percentile")]
 Head = Annotated[int | None, Query(description="head index; -1 = mean over heads (default)")]
+Correct = Annotated[Literal[CORRECT], Query(  # type: ignore[valid-type]
+    description="all images, or those the classifier behind the maps predicted right / wrong")]
 
 
 def create_app(study: Study) -> FastAPI:
@@ -69,9 +71,12 @@ def create_app(study: Study) -> FastAPI:
                 "images": study.image_ids}
 
     @app.get("/images")
-    def images() -> list[dict]:
-        """Every annotated image: styles, boxes and each model's headline union IoU."""
-        return study.images()
+    def images(correct: Correct = "all", model: str | None = None,
+               variant: str | None = None) -> list[dict]:
+        """Every annotated image: styles, boxes, each model's headline union IoU and whether
+        its prediction was right; ``correct`` right / wrong keeps the images ``model``
+        (default: the first) predicts right / wrong."""
+        return study.images(correct, model, variant)
 
     @app.get("/images/{image_id}/boxes")
     def boxes(image_id: str) -> list[dict]:
@@ -122,10 +127,11 @@ def create_app(study: Study) -> FastAPI:
 
     @app.get("/layers")
     def layers(metric: Metric = "iou", percentile: Percentile = None, variant: str = "frozen",
-               image_id: str | None = None) -> list[dict]:
-        """Mean union score per model, method and layer (head mean), over all images or one."""
+               image_id: str | None = None, correct: Correct = "all") -> list[dict]:
+        """Mean union score per model, method and layer (head mean), over all images or one;
+        ``correct`` right / wrong: over the images each model predicts right / wrong."""
         p = study.headline if percentile is None else percentile
-        return study.layer_curves(metric, p, variant, image_id)
+        return study.layer_curves(metric, p, variant, image_id, correct)
 
     @app.get("/heads")
     def heads(model: str | None = None, variant: str | None = None, method: str | None = None,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from .. import config, data, extract, metrics
 from .. import models as registry
@@ -24,6 +25,7 @@ from ..cache import MapStore
 from ..geometry import Geometry
 
 UNION_METRICS = ("iou", "iou_rel", "gtc", "sc", "coverage", "pointing_game", "auc", "nss")
+CORRECT = ("all", "right", "wrong")  # the prediction filter: every image, or one side
 THRESHOLDED = ("iou", "iou_rel", "gtc", "sc")
 BASELINE = "baseline"
 LEADERBOARD_VARIANT = "frozen"  # the variant Q1's leaderboard reads (the notebook's VARIANT)
@@ -78,12 +80,15 @@ class Study:
         self._stores = {} if not listing.is_file() else {
             (r.model, r.variant): self.cache_dir / Path(r.store).name
             for r in pd.read_csv(listing).itertuples(index=False)}
+        columns = ["image_id", "model", "variant", "method", "layer", "head", "metric",
+                   "threshold", "value", "correct"]
+        present = pq.read_schema(scores_path).names  # a table built before `correct` lacks it
         union = pd.read_parquet(
-            scores_path,
-            columns=["image_id", "model", "variant", "method", "layer", "head", "metric",
-                     "threshold", "value"],
+            scores_path, columns=[c for c in columns if c in present],
             filters=[("target", "==", "union"), ("metric", "in", list(UNION_METRICS))],
         )
+        if "correct" not in union:
+            union["correct"] = pd.array([pd.NA] * len(union), dtype="boolean")
         self.union = union.astype({c: str for c in ("image_id", "model", "variant", "method",
                                                     "metric")})
         self.kinds = (self.union[["model", "variant", "method", "layer", "head"]]
@@ -105,6 +110,7 @@ class Study:
         self._best_layers = {(r.model, r.variant, r.method): int(r.layer)
                              for r in best.itertuples()}
         self.headlines = self._headlines()
+        self._correct: dict[tuple[str, str], dict[str, bool | None]] = {}
 
     # -- what there is ------------------------------------------------------------------
 
@@ -227,19 +233,43 @@ class Study:
                  "mask": b.is_mask}
                 for i, b in enumerate(sample.boxes)]
 
-    def images(self) -> list[dict]:
-        """Every annotated image with its label, tags, regions and each model's headline union
-        IoU (the leaderboard's headline map, the model's default)."""
-        headline = {}
-        for model in self.models:
-            sel = self.default(model)
+    def images(self, correct: str = "all", model: str | None = None,
+               variant: str | None = None) -> list[dict]:
+        """Every annotated image with its label, tags, regions, each model's headline union
+        IoU (the leaderboard's headline map, the model's default) and whether that model's
+        classifier predicted the image's class (None: no classifier). ``correct`` ``right`` /
+        ``wrong`` keeps the images ``model`` (default: the first; ``variant``: its default)
+        gets right / wrong."""
+        headline, marks = {}, {}
+        for name in self.models:
+            sel = self.default(name)
             rows = self._rows("iou", self.headline, **{k: v for k, v in asdict(sel).items()
                                                        if k != "percentile"})
-            headline[model] = rows.set_index("image_id")["value"]
+            headline[name] = rows.set_index("image_id")["value"]
+            marks[name] = self.correct(sel.model, sel.variant)
+        keep = self.image_ids
+        if correct != "all":
+            base = self.default(model, variant)
+            sides = self.correct(base.model, base.variant)
+            if not any(v is not None for v in sides.values()):
+                raise NotFound(f"{base.model} ({base.variant}) has no prediction to be right or "
+                               "wrong about (no classifier: a baseline, or a model without a "
+                               "linear probe); filter on another model or use correct=all")
+            keep = [i for i in keep if sides.get(i) is (correct == "right")]
         return [{"image_id": i, "label": self.samples[i].label,
                  "tags": list(self.samples[i].tags), "boxes": self.boxes(i),
-                 "scores": {m: _number(s.get(i)) for m, s in headline.items()}}
-                for i in self.image_ids]
+                 "scores": {m: _number(s.get(i)) for m, s in headline.items()},
+                 "correct": {m: c.get(i) for m, c in marks.items()}}
+                for i in keep]
+
+    def correct(self, model: str, variant: str) -> dict[str, bool | None]:
+        """Per image, whether the classifier behind (model, variant)'s maps was right."""
+        if (model, variant) not in self._correct:
+            rows = self.union[(self.union["model"] == model) & (self.union["variant"] == variant)]
+            first = rows.drop_duplicates("image_id").set_index("image_id")["correct"]
+            self._correct[(model, variant)] = {i: None if pd.isna(v) else bool(v)
+                                               for i, v in first.items()}
+        return self._correct[(model, variant)]
 
     # -- maps and metrics ---------------------------------------------------------------
 
@@ -328,11 +358,15 @@ class Study:
         return rows
 
     def layer_curves(self, metric: str, percentile: float | None, variant: str,
-                     image_id: str | None = None) -> list[dict]:
-        """Mean head-mean union score per (model, method, layer): the Q1 layer curves."""
+                     image_id: str | None = None, correct: str = "all") -> list[dict]:
+        """Mean head-mean union score per (model, method, layer): the Q1 layer curves;
+        ``correct`` ``right`` / ``wrong``: over the images each model's classifier gets right
+        / wrong (a model with no classifier drops out)."""
         if image_id is not None:
             self.sample(image_id)
         rows = self._rows(metric, percentile, variant=variant, head=-1, image_id=image_id)
+        if correct != "all":
+            rows = rows[rows["correct"].eq(correct == "right").fillna(False)]
         means = rows.groupby(["model", "method", "layer"])["value"].mean().reset_index()
         return [{"model": r.model, "method": r.method, "layer": int(r.layer),
                  "value": _number(r.value)} for r in means.itertuples()]

@@ -111,6 +111,7 @@ export async function layersView(main, { query, profile }) {
     variant: query.get("variant") || "frozen", image: query.get("image") || "",
     model: query.get("model") || profile.models.find((m) => m.variants.some((v) => v.methods.some((x) => Object.keys(x.heads).length)))?.model || profile.models[0].model,
     method: query.get("method") || "", series: query.get("series") || "",
+    correct: query.get("correct") || "all",
   };
   const chartBox = el("div", { class: "panel" });
   const headsBox = el("div", { class: "panel" });
@@ -129,8 +130,8 @@ export async function layersView(main, { query, profile }) {
     const thresholded = !THRESHOLD_FREE.includes(state.metric);
     const p = thresholded ? `&percentile=${state.percentile}` : "";
     const scope = state.image ? `&image_id=${encodeURIComponent(state.image)}` : "";
-    const curves = (await api(`/layers?metric=${state.metric}&variant=${state.variant}${p}${scope}`))
-      .filter((r) => r.model !== "baseline");
+    const curves = (await api(`/layers?metric=${state.metric}&variant=${state.variant}${p}${scope}`
+      + `&correct=${state.correct}`)).filter((r) => r.model !== "baseline");
     const models = profile.models.map((m) => m.model).filter((m) => curves.some((r) => r.model === m));
     const methods = [...new Set(curves.map((r) => r.method))].sort();
     const seriesChoice = el("select", { id: "layers-series" },
@@ -139,7 +140,9 @@ export async function layersView(main, { query, profile }) {
     seriesChoice.addEventListener("change", () => { state.series = seriesChoice.value; render(); });
     const shown = curves.filter((r) => !state.series || r.method === state.series);
     chartBox.replaceChildren(el("h3", {}, `${state.metric}${thresholded ? `@${state.percentile}` : ""} per layer `
-      + `(union, head mean, ${state.image || "mean over all images"}) — click a point to open that map`),
+      + `(union, head mean, ${state.image || "mean over all images"}`
+      + `${state.correct === "all" ? "" : `; images each model's prediction gets ${state.correct}`}`
+      + `) — click a point to open that map`),
       el("div", { class: "controls" }, el("label", {}, "methods shown", seriesChoice),
         el("span", { class: "hint" }, "colour: model · marker and line: method")),
       lineChart(shown, { label: state.metric, models, methods,
@@ -198,7 +201,8 @@ export async function layersView(main, { query, profile }) {
     choice("metric", profile.metrics.map((m) => [m, m])),
     choice("percentile", profile.percentiles.map((p) => [p, p])),
     choice("variant", variants.map((v) => [v, v])),
-    choice("image", [["", "all images"], ...profile.images.map((i) => [i, i])])),
+    choice("image", [["", "all images"], ...profile.images.map((i) => [i, i])]),
+    choice("correct", [["all", "all predictions"], ["right", "right"], ["wrong", "wrong"]])),
     chartBox, headsBox);
   await render();
 }
