@@ -272,19 +272,17 @@ class _Frames(Dataset):
 
 
 def _transforms(spec: models.ModelSpec, finetune: Finetune, train: bool) -> T.Compose:
-    """Per image: the training crop and flip (``train``), then [0, 1] floats; the colour
-    jitter and the normalisation of a training batch are `_augment_batch`'s (one pass over
-    the whole batch), evaluation frames are normalised here."""
+    """Per image: the training crop and flip (``train``, uint8 kept: the float conversion,
+    colour jitter and normalisation of a training batch are `_augment_batch`'s, one pass over
+    the whole batch); evaluation frames are converted and normalised here."""
     size = spec.geometry.size
-    steps: list[Callable] = []
     if train:
-        steps.append(T.RandomResizedCrop(size, scale=tuple(finetune.crop_scale), antialias=True))
+        steps: list[Callable] = [T.RandomResizedCrop(size, scale=tuple(finetune.crop_scale),
+                                                     antialias=True)]
         if finetune.hflip:
             steps.append(T.RandomHorizontalFlip())
-    steps.append(T.ToDtype(torch.float32, scale=True))
-    if not train:
-        steps.append(T.Normalize(spec.mean, spec.std))
-    return T.Compose(steps)
+        return T.Compose(steps)
+    return T.Compose([T.ToDtype(torch.float32, scale=True), T.Normalize(spec.mean, spec.std)])
 
 
 _LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
@@ -308,13 +306,15 @@ def color_jitter(images: torch.Tensor, brightness: torch.Tensor, contrast: torch
 
 
 def _augment_batch(spec: models.ModelSpec, finetune: Finetune) -> Callable:
-    """A training batch's colour jitter (factors uniform in [1 − c, 1 + c], drawn per image
-    from the epoch's seeded generator) and normalisation, vectorised over the batch."""
+    """A training batch (uint8) to [0, 1] floats, its colour jitter (factors uniform in
+    [1 − c, 1 + c], drawn per image from the epoch's seeded generator) and normalisation,
+    vectorised over the batch."""
     mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
     std = torch.tensor(spec.std).view(1, -1, 1, 1)
     c = finetune.color_jitter
 
     def augment(images: torch.Tensor) -> torch.Tensor:
+        images = images.float().div_(255)
         if c:
             low, high = max(0.0, 1 - c), 1 + c
             factors = torch.empty(3, len(images)).uniform_(low, high)
