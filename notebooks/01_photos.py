@@ -30,7 +30,8 @@
 # (100 − p) % pixels, **coverage** (the map's mass inside the region) and the **pointing
 # game** (is the maximum inside?), beside the centre-Gaussian baseline and the same
 # architecture with **random weights** explaining the same class. Then the
-# **class-discriminative tests**: does the map move with the class asked for?
+# **class-discriminative tests**: does the map move with the class asked for? Last, the
+# **randomisation sanity check** on the real weights: does the map change when they do?
 
 # %% tags=["parameters"]
 # Defaults: the demo profile (params/demo.yaml), paths from the project root, so this

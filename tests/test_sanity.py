@@ -5,6 +5,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -488,3 +489,31 @@ def test_photos_sanity_params_are_checked_and_both_profiles_run_it(tmp_path):
         bad.write_text(f"profile: x\nphotos:\n  sanity: {section}\n")
         with pytest.raises(config.ParamsError, match=match):
             config.load_params(bad)
+
+
+def test_the_figure_draws_each_methods_means_against_the_depth_at_the_flags_layer():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sightline import plots
+
+    rng = np.random.default_rng(0)
+    steps = [("original", 0, "original"), ("cascade", 1, "head"), ("cascade", 2, "stem")]
+    rows = [{"mode": mode, "depth": depth, "unit": unit, "method": method, "layer": layer,
+             "image_id": f"i{i}", "metric": metric, "model": "m", "variant": "v",
+             "value": 1.0 if depth == 0 else rng.uniform(-0.5, 0.9)}
+            for mode, depth, unit in steps for method in ("gradcam", "xrai")
+            for layer in (0, 1) for i in range(4) for metric in sanity.METRICS]
+    summary = sanity.summarise(pd.DataFrame(rows), n_boot=50)
+    flags = sanity.sensitivity_flags(summary)
+    fig = plots.randomisation_curves(summary, flags, "cascade", 0.5)
+    ax = fig.axes[0]
+    lines = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+    assert [line.get_label() for line in lines] == [
+        f"{r.method} (layer {r.layer})" for r in flags.sort_values("method").itertuples()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["original", "head", "stem"]
+    for line, flag in zip(lines, flags.sort_values("method").itertuples(), strict=True):
+        expected = summary[(summary["mode"] == "cascade") & (summary["metric"] == "spearman")
+                           & (summary["method"] == flag.method)
+                           & (summary["layer"] == flag.layer)].sort_values("depth")["mean"]
+        np.testing.assert_allclose(line.get_ydata(), expected)
