@@ -485,6 +485,7 @@ def test_photos_sanity_params_are_checked_and_both_profiles_run_it(tmp_path):
     bad = tmp_path / "p.yaml"
     for section, match in [("{methods: [cls]}", r"photos.sanity.methods"),
                            ("{modes: []}", r"photos.sanity.modes"),
+                           ("{modes: [independent]}", r"photos.sanity.modes.*cascade"),
                            ("{max_images: 1}", r"photos.sanity.max_images")]:
         bad.write_text(f"profile: x\nphotos:\n  sanity: {section}\n")
         with pytest.raises(config.ParamsError, match=match):

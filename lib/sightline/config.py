@@ -466,6 +466,13 @@ class PhotosSanity(Randomisation):
             raise ValueError("list at least one method")
         return tuple(dict.fromkeys(value))
 
+    @field_validator("modes")
+    @classmethod
+    def _with_the_cascade(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "cascade" not in value:
+            raise ValueError("list cascade among the modes: the verdict reads its last step")
+        return value
+
 
 class Photos(_Section):
     """The real-photo study (notebook 01_photos): packaged photographs, our annotations, a
