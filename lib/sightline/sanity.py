@@ -32,12 +32,13 @@ After each step every method is extracted again (`saliency.extract`) for the cla
 original model predicted (class-specific targets held fixed, as Quantus does; XRAI's
 segments, which depend on the input alone, computed once per image), into its own map
 store (variant ``<variant>.cascade.d<d>`` / ``<variant>.independent.<unit>``, the seed
-and, with XRAI, its steps and ranking in the store key), so a rebuild recomputes nothing. Each map (head mean) is
-compared with the original's at ``resolution``² after the scoring path's bilinear
-upsampling (`metrics.upsample`): Spearman's rank correlation of the maps and of their
-absolute values (the same numbers for non-negative maps), and SSIM (scikit-image's
-definition: 7 × 7 uniform window, sample covariance, K1 = 0.01, K2 = 0.03) on maps
-min-max scaled to [0, 1] per map (a constant map becomes all zero), data range 1.
+and, with XRAI, its steps and ranking in the store key), so a rebuild recomputes nothing.
+Each map (head mean) is compared with the original's at ``resolution``² after the scoring
+path's bilinear upsampling (`metrics.upsample`): Spearman's rank correlation of the maps
+and of their absolute values (the same numbers for non-negative maps), and SSIM
+(scikit-image's definition: 7 × 7 uniform window, sample covariance, K1 = 0.01,
+K2 = 0.03) on maps min-max scaled to [0, 1] per map (a constant map becomes all zero),
+data range 1.
 """
 
 from __future__ import annotations
