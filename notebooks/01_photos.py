@@ -30,7 +30,8 @@
 # (100 − p) % pixels, **coverage** (the map's mass inside the region) and the **pointing
 # game** (is the maximum inside?), beside the centre-Gaussian baseline and the same
 # architecture with **random weights** explaining the same class. Then the
-# **class-discriminative tests**: does the map move with the class asked for?
+# **class-discriminative tests**: does the map move with the class asked for? Last, the
+# **randomisation sanity check** on the real weights: does the map change when they do?
 
 # %% tags=["parameters"]
 # Defaults: the demo profile (params/demo.yaml), paths from the project root, so this
@@ -41,6 +42,8 @@
 from sightline.project import default
 
 photos = default("photos")
+extraction = default("extraction")
+stats = default("stats")
 seed = default("seed")
 tables_dir = default("tables_dir")
 
@@ -53,7 +56,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 from timm.data import ImageNetInfo
 
-from sightline import baselines, plots, saliency
+from sightline import baselines, cache, data, plots, saliency, sanity
 from sightline import photos as ph
 from sightline.config import Photos
 from sightline.models import load_model
@@ -337,5 +340,114 @@ if "dog.jpg" in by_name:
         plots.overlay(axes[k], frame, cams[k], boxes,
                       highlight=[r.category for r in objects].index(name),
                       title=f"{class_name(labels[name])}\n{mass:.0%} in the {name} box")
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# ## Is the map about the weights? The randomisation test on the real weights
+# The model-parameter randomisation test (Adebayo et al., *Sanity Checks for Saliency
+# Maps*, NeurIPS 2018; `sightline.sanity`, the same code as Q4) on the real
+# EfficientNet-Lite0: its weights are re-initialised **cascading from the classifier head
+# down** and, with `independent`, one unit at a time (the others real), and each method's
+# map is read again after each step. One **depth** is one unit: the **head** (the 1 x 1
+# `conv_head` to 1280 channels, its BatchNorm and the classifier), then each of the CNN's
+# **stages**, last first (`b6` ... `b0`: timm's `blocks[i]`, a run of inverted-residual
+# blocks at one width and stride; Grad-CAM reads the output of `b6`), then the **stem**
+# (the first 3 x 3 convolution and its BatchNorm); the last cascade depth is the whole
+# network. Re-initialisation: PyTorch's own defaults (`reset_parameters`: Kaiming-uniform
+# convolutions and linear layers, BatchNorm to ones / zeros with its running statistics
+# reset), each unit from its own seed (`photos.sanity.seed` and its position).
+#
+# Grad-CAM and XRAI explain one class: at every step they explain **the class the real
+# model predicts** (its top-1 above), held fixed as the weights change, not the randomised
+# model's own prediction. XRAI's segments depend on the photo alone and are computed once
+# per photo. CLS attention, attention rollout and Chefer relevance read a vision
+# transformer's attention; a CNN has none, so they do not apply here (Q4 runs them on the
+# ViT trained from scratch). Every randomised map is cached (a store per step,
+# `tables/photos_sanity_steps.csv` with the seeds), so a rebuild recomputes nothing.
+# Similarity to the real model's map (`photos.sanity.resolution`², as in Q4): Spearman's
+# rank correlation and SSIM of the min-max scaled maps; mean over photos with a 95 %
+# bootstrap CI. A method passes when its mean Spearman after the whole network is
+# re-initialised is at most `photos.sanity.threshold`.
+
+# %%
+check = study.sanity
+if check is None:
+    display(Markdown("**No `photos.sanity` in this profile: the randomisation test of the "
+                     "real weights did not run.**"))
+else:
+    chosen = sanity.subsample(data.load_dataset({"kind": "coco", "root": study.root}).samples,
+                              check.max_images, check.seed)
+    randomisation = sanity.randomisation_test(
+        model, chosen, cache_dir=extraction["cache_dir"], dataset_id=ph.fingerprint(study.root),
+        name=study.model, variant="pretrained", methods=check.methods, depths=check.depths,
+        modes=check.modes, seed=check.seed, resolution=check.resolution,
+        xrai=saliency.XraiSettings(**check.xrai.model_dump()), section="photos.sanity")
+    sanity_summary = sanity.summarise(randomisation.similarities, n_boot=stats["n_boot"],
+                                      seed=seed)
+    sanity_flags = sanity.sensitivity_flags(sanity_summary, threshold=check.threshold)
+    sanity_steps = randomisation.steps
+    sanity_summary.to_csv(tables / "photos_sanity.csv", index=False)
+    sanity_flags.to_csv(tables / "photos_sanity_flags.csv", index=False)
+    sanity_steps.to_csv(tables / "photos_sanity_steps.csv", index=False)
+    order = sanity_steps[sanity_steps["mode"] == "cascade"].sort_values("depth")
+    display(Markdown(
+        f"{len(chosen)} photos ({', '.join(s.image_id for s in chosen)}), methods "
+        f"{', '.join(check.methods)}, seed {check.seed}; stages of "
+        f"{', '.join(str(len(b)) for b in model.module.blocks)} blocks (`b0` ... "
+        f"`b{len(model.module.blocks) - 1}`). Cascade steps: "
+        + " → ".join(order["unit"]) + f"; {int((sanity_steps['extracted'] > 0).sum())} of "
+        f"{len(sanity_steps)} steps extracted in this run (the others from the cache)."))
+
+# %% [markdown]
+# Similarity to the real model's maps against the randomised depth, one line per method
+# (shaded: the 95 % CI over photos; left of the grey line the real model).
+
+# %%
+if check is not None:
+    for mode in check.modes:
+        plots.randomisation_curves(sanity_summary, sanity_flags, mode, check.threshold)
+    plt.show()
+    cascade = sanity_summary[(sanity_summary["mode"] == "cascade")
+                             & sanity_summary["metric"].isin(["spearman", "ssim"])]
+    display(cascade.pivot_table(index=["method", "metric"], columns=["depth", "unit"],
+                                values="mean").round(3))
+    verdicts = sanity_flags.assign(verdict=np.where(sanity_flags["not_model_sensitive"],
+                                                    "fails: not model-sensitive",
+                                                    "passes: model-sensitive"))
+    display(verdicts[["model", "method", "metric", "mean", "ci_low", "ci_high", "n",
+                      "verdict"]].round(3))
+    head = cascade[(cascade["depth"] == 1) & (cascade["metric"] == "spearman")].set_index(
+        "method")["mean"]
+    display(Markdown(" ".join(
+        f"**{r.method}**: mean Spearman {r.mean:.2f} (95 % CI {r.ci_low:.2f} to "
+        f"{r.ci_high:.2f}, {r.n} photos) with the real model's map once the whole network is "
+        f"re-initialised"
+        + (f", {head[r.method]:.2f} after the head alone" if r.method in head.index else "")
+        + (f": it **fails** the check (above {check.threshold:g}: the map stays close to "
+           "what the real weights give, so it is not model-sensitive)." if r.not_model_sensitive
+           else f": it **passes** (at most {check.threshold:g}: the map changes with the "
+           "weights).")
+        for r in sanity_flags.itertuples())))
+
+# %% [markdown]
+# One photo through the cascade: each method's map on the real model and after each step.
+
+# %%
+if check is not None:
+    steps_shown = sanity_steps[sanity_steps["mode"].isin(["original", "cascade"])].sort_values(
+        "depth")
+    first = chosen[0].image_id
+    frame = model.spec.geometry.frame_image(images[first])
+    fig, axes = plt.subplots(len(check.methods), len(steps_shown), squeeze=False,
+                             figsize=(1.8 * len(steps_shown), 1.9 * len(check.methods)))
+    for r, method in enumerate(check.methods):
+        for c, step in enumerate(steps_shown.itertuples()):
+            grid = cache.MapStore(step.store).read_image(method, 0, first)[-1]
+            plots.overlay(axes[r, c], frame, grid, np.zeros((0, 4)),
+                          title=step.unit if r == 0 else None)
+            if c == 0:
+                axes[r, c].set_ylabel(method, fontsize=8)
+    fig.suptitle(f"{first}: cascade →", y=1.0, fontsize=9)
     fig.tight_layout()
     plt.show()

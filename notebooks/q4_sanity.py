@@ -26,7 +26,9 @@
 # maps (Grad-CAM) keep explaining the class the original model predicted. Every
 # randomised map is cached like every other map (a store per step; `tables/sanity_steps.csv`
 # lists them with the seeds), so a rebuild recomputes nothing. The test ran in Q1, which
-# joins its flag to the leaderboard; this notebook reads its tables.
+# joins its flag to the leaderboard; this notebook reads its tables. The same test on real
+# weights, the ImageNet EfficientNet-Lite0 with Grad-CAM and XRAI, is in the real-photos
+# section (notebook 01_photos).
 #
 # Similarity of each map (head mean) to the original's, at `sanity.resolution`² after the
 # same bilinear upsampling the scoring uses: **Spearman's rank correlation** of the maps
@@ -56,7 +58,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown, display
 
 from sightline import cache, data, plots
@@ -105,44 +106,9 @@ if tested:
 # (one unit re-initialised at a time, others original). All layers are in `tables/sanity.csv`.
 
 # %%
-def curves(mode):
-    rows = summary[(summary["mode"] == mode) & summary["metric"].isin(["spearman", "ssim"])]
-    return rows.merge(flags[["model", "variant", "method", "layer"]],
-                      on=["model", "variant", "method", "layer"])
-
-
 if tested:
-    panels = flags[["model", "variant"]].drop_duplicates().to_records(index=False).tolist()
-    methods = sorted(flags["method"].unique())
-    palette = dict(zip(methods, sns.color_palette("colorblind"), strict=False))
     for mode in sanity["modes"]:
-        rows = curves(mode)
-        fig, axes = plt.subplots(len(panels), 2, figsize=(10, 2.9 * len(panels)), squeeze=False)
-        for r, (model, variant) in enumerate(panels):
-            for c, metric in enumerate(["spearman", "ssim"]):
-                ax = axes[r, c]
-                sub = rows[(rows["model"] == model) & (rows["variant"] == variant)
-                           & (rows["metric"] == metric)].sort_values("depth")
-                for method, line in sub.groupby("method"):
-                    ax.plot(line["depth"], line["mean"], marker="o", ms=4, color=palette[method],
-                            label=f"{method} (layer {line['layer'].iloc[0]})")
-                    ax.fill_between(line["depth"], line["ci_low"], line["ci_high"], alpha=0.2,
-                                    color=palette[method])
-                labels = sub.drop_duplicates("depth").sort_values("depth")
-                ax.set_xticks(labels["depth"])
-                ax.set_xticklabels(labels["unit"], rotation=45, fontsize=8)
-                ax.axvline(0.5, color="grey", lw=0.8)
-                ax.axhline(0, color="black", lw=0.5)
-                if metric == "spearman":
-                    ax.axhline(sanity["threshold"], color="#c44e52", ls="--", lw=0.8)
-                floor = min(-0.3, sub["ci_low"].min() - 0.05) if metric == "spearman" else 0
-                ax.set_ylim(floor, 1.05)
-                ax.set_title(f"{model} · {variant} · {metric}", fontsize=9)
-                ax.set_xlabel("re-initialised down to" if mode == "cascade"
-                              else "unit re-initialised alone")
-                ax.legend(fontsize=7, loc="lower left")
-        fig.suptitle(f"{mode} randomisation (dashed red: the flag's threshold)", y=1.0)
-        fig.tight_layout()
+        plots.randomisation_curves(summary, flags, mode, sanity["threshold"])
 
 # %% [markdown]
 # ## Which methods pass

@@ -28,7 +28,8 @@ def demo_params():
     the tiny random ``keys``, fine-tuning is cut to ``probes`` (model key -> strategies;
     default none: no training, so no Grad-CAM), one epoch, the randomisation test to the
     trained runs among its models, the Shared Interest section to one tiny model on
-    four images, and the photos section to Grad-CAM on one composite (no darknet download).
+    four images, and the photos section to Grad-CAM on one composite (no darknet download),
+    its randomisation test to Grad-CAM on two photos, the head and the whole network.
     """
 
     def make(keys, probes=None) -> dict:
@@ -46,6 +47,7 @@ def demo_params():
             methods=["gradcam"], composites=params["photos"]["composites"][:1], rotate=False,
             fetch_darknet=False,
         )
+        params["photos"]["sanity"].update(methods=["gradcam"], depths=[1], max_images=2)
         return params
 
     return make

@@ -202,6 +202,8 @@ def test_photos_profile_builds_end_to_end(tmp_path):
                             xrai={"steps": 2, "batch_size": 4, "algorithm": "fast"},
                             composite_methods=["gradcam"], composites=[params["photos"]
                                                                        ["composites"][0]])
+    params["photos"]["sanity"].update(max_images=2, depths=[1], modes=["cascade"],
+                                      xrai={"steps": 2, "batch_size": 4, "algorithm": "fast"})
     path = tmp_path / "photos.yaml"
     path.write_text(yaml.safe_dump(params))
     result = pipeline.build(path, root=ROOT, report_root=tmp_path / "report")
@@ -220,6 +222,10 @@ def test_photos_profile_builds_end_to_end(tmp_path):
     assert len(contrast) and contrast["own_region_mass"].between(0, 1).all()
     scores = pd.read_csv(tables / "photos_scores.csv")
     assert set(scores["source"]) == {"pretrained", "random weights", "centre baseline"}
+    flags = pd.read_csv(tables / "photos_sanity_flags.csv")
+    assert sorted(flags["method"]) == ["gradcam", "xrai"] and flags["n"].between(1, 2).all()
+    steps = pd.read_csv(tables / "photos_sanity_steps.csv")
+    assert list(steps["unit"]) == ["original", "head", "stem"]
     assert (result.profile_dir / "index.html").exists()
 
 

@@ -2,8 +2,10 @@
 the cascade order, planted models whose answer is known, and the cache."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -12,7 +14,7 @@ from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from sightline import config, data, saliency, sanity
+from sightline import cache, config, data, saliency, sanity
 from sightline.geometry import Geometry
 from sightline.models import (
     IMAGENET_MEAN,
@@ -146,6 +148,27 @@ def test_steps_name_their_stores_and_always_include_the_whole_network(clip_with_
         sanity.steps(plan, depths=[7])
 
 
+def test_efficientnet_lite0_units_are_its_head_its_seven_stages_and_its_stem():
+    model = load_model("efficientnet_lite0", weights="random", size="base", seed=0)
+    plan = sanity.units(model)
+    assert [u.name for u in plan] == ["head", *(f"b{i}" for i in range(6, -1, -1)), "stem"]
+    by_name = {u.name: u.modules for u in plan}
+    assert set(by_name["head"]) == {"module.conv_head", "module.bn2", "module.classifier"}
+    assert set(by_name["stem"]) == {"module.conv_stem", "module.bn1"}
+    for i, stage in enumerate(model.module.blocks):
+        expected = {f"module.blocks.{i}.{path}" for path, m in stage.named_modules()
+                    if any(True for _ in m.parameters(recurse=False))}
+        assert set(by_name[f"b{i}"]) == expected
+    owners = [path for u in plan for path in u.modules]
+    assert len(owners) == len(set(owners))
+    assert {n.rsplit(".", 1)[0] for n, _ in sanity.holder(model).named_parameters()} == set(owners)
+    schedule = sanity.steps(plan, depths=[1, 2, 5], modes=["cascade"])
+    assert [(s.depth, s.unit) for s in schedule] == [(0, "original"), (1, "head"), (2, "b6"),
+                                                     (5, "b3"), (9, "stem")]
+    with pytest.raises(sanity.SanityError, match=r"photos.sanity.depths: \[10\] outside 1..9"):
+        sanity.steps(plan, depths=[10], section="photos.sanity")
+
+
 # --- planted models ----------------------------------------------------------------------
 
 
@@ -195,12 +218,13 @@ class _PlantedEdges(nn.Module):
         return self.head(self.body(self.stem(x)).mean(dim=(2, 3)))
 
 
-def _loaded(module: nn.Module, arch, size: int, grid: tuple[int, int], layers: int) -> LoadedModel:
+def _loaded(module: nn.Module, arch, size: int, grid: tuple[int, int], layers: int,
+            methods: tuple[str, ...] = ("gradcam",)) -> LoadedModel:
     spec = ModelSpec(key="planted", checkpoint="", arch=arch, geometry=Geometry(size=size),
                      mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return LoadedModel(spec=spec, module=module.eval(), weights="random", size="tiny",
                        num_layers=layers, num_heads=0, num_prefix_tokens=0, grid=grid,
-                       layout=Layout("cnn", layers, 0, 0, grid, ("gradcam",)))
+                       layout=Layout("cnn", layers, 0, 0, grid, methods))
 
 
 def _samples(folder, images) -> list[data.Sample]:
@@ -349,3 +373,148 @@ def test_sanity_params_name_the_model_and_the_strategy(tmp_path, demo_params):
     raw["sanity"] = {"models": "all", "depths": [1, 2], "modes": ["cascade"]}
     path.write_text(yaml.safe_dump(raw))
     assert config.load_params(path).sanity.depths == (1, 2)
+
+
+# --- class-specific targets and XRAI -----------------------------------------------------
+
+
+def _confident_cnn() -> nn.Module:
+    """`_SmallCNN` whose head predicts class 1 for every image (zero weights, bias -5 / 5),
+    so a re-initialised head predicts class 0 for some images."""
+    torch.manual_seed(0)
+    module = _SmallCNN()
+    with torch.no_grad():
+        module.fc.weight.zero_()
+        module.fc.bias.copy_(torch.tensor([-5.0, 5.0]))
+    return module
+
+
+@pytest.fixture()
+def recorded(monkeypatch):
+    """Every `saliency.extract` call's target classes and methods."""
+    calls = []
+    real = saliency.extract
+
+    def recording(model, pixel_values, methods=None, **kwargs):
+        calls.append((kwargs.get("classes"), tuple(methods or ())))
+        return real(model, pixel_values, methods, **kwargs)
+
+    monkeypatch.setattr(saliency, "extract", recording)
+    return calls
+
+
+def test_every_step_explains_the_class_the_original_model_predicts(tmp_path, recorded):
+    model = _loaded(_confident_cnn(), TimmCNN(tiny={}), 32, (2, 2), 4)
+    samples = _samples(tmp_path / "images", _shapes(6, 32, seed=3))
+    pixels = model.preprocess([data.load_image(s.path) for s in samples])
+    plan = sanity.units(model)
+    with torch.inference_mode():
+        assert model.score(pixels).argmax(1).tolist() == [1] * 6
+        own = sanity.randomised(model, plan, [0], seed=0).score(pixels).argmax(1).tolist()
+    assert 0 in own  # the re-initialised head predicts otherwise: the target has to be held
+    result = sanity.randomisation_test(model, samples, cache_dir=tmp_path / "cache",
+                                       dataset_id="shapes", name="cnn", variant="frozen",
+                                       depths=[1], batch_size=6, resolution=32)
+    # the original; the cascade to the head and to the whole network; the head alone
+    assert list(result.steps["unit"]) == ["original", "head", "b0", "head"]
+    assert len(recorded) == 4
+    assert all(classes == [1] * 6 for classes, _ in recorded)
+
+
+def test_xrai_goes_through_the_test_its_segments_once_per_image_and_its_settings_in_the_key(
+        tmp_path, recorded, monkeypatch):
+    segmented = []
+    real_segments = saliency.xrai_segments
+
+    def counting(image):
+        segmented.append(image.shape)
+        return real_segments(image)
+
+    monkeypatch.setattr(saliency, "xrai_segments", counting)
+    model = _loaded(_confident_cnn(), TimmCNN(tiny={}), 32, (2, 2), 4, ("gradcam", "xrai"))
+    samples = _samples(tmp_path / "images", _shapes(2, 32, seed=4))
+    settings = saliency.XraiSettings(steps=2, batch_size=4, algorithm="fast")
+    kwargs = dict(cache_dir=tmp_path / "cache", dataset_id="shapes", name="cnn",
+                  variant="frozen", methods=["gradcam", "xrai"], depths=[1],
+                  modes=["cascade"], resolution=32, xrai=settings)
+    result = sanity.randomisation_test(model, samples, **kwargs)
+    assert len(segmented) == len(samples)  # not once per step
+    assert len(recorded) == 3 and all(methods == ("gradcam", "xrai") and classes == [1] * 2
+                                      for classes, methods in recorded)
+    assert set(result.similarities["method"]) == {"gradcam", "xrai"}
+    assert all("xrai2fast" in store for store in result.steps["store"])
+    # the original's XRAI maps are those saliency.extract makes on its own, segments and all
+    pixels = model.preprocess([data.load_image(s.path) for s in samples])
+    expected = saliency.extract(model, pixels, ["xrai"], classes=[1] * 2, xrai=settings)
+    _, stored = cache.MapStore(result.steps["store"].iloc[0]).read("xrai", 0,
+                                                                  [s.image_id for s in samples])
+    np.testing.assert_allclose(stored, expected[("xrai", 0)], atol=1e-6)
+    recorded.clear()
+    assert sanity.randomisation_test(model, samples, **kwargs).steps["extracted"].sum() == 0
+    assert recorded == []
+    other = saliency.XraiSettings(steps=3, batch_size=4, algorithm="fast")
+    again = sanity.randomisation_test(model, samples[:1], **{**kwargs, "xrai": other})
+    assert (again.steps["extracted"] == 1).all()  # other XRAI settings: new maps
+
+
+def test_xrai_of_a_map_of_the_input_alone_stays_identical_through_the_cascade(tmp_path):
+    """The planted edge detector: the randomised head only rescales the class logit by a
+    positive factor, so XRAI ranks the same segments the same way at every depth."""
+    torch.manual_seed(0)
+    model = _loaded(_PlantedEdges(), TimmClassifier(target="body.3", output="nchw"), 48,
+                    (48, 48), 1, ("gradcam", "xrai"))
+    samples = _samples(tmp_path / "images", _shapes(2, 48, seed=0))
+    result = sanity.randomisation_test(
+        model, samples, cache_dir=tmp_path / "cache", dataset_id="planted", name="planted",
+        variant="frozen", methods=["xrai"], modes=["cascade"], resolution=48,
+        xrai=saliency.XraiSettings(steps=2, batch_size=4, algorithm="fast"))
+    values = result.similarities
+    assert set(values["method"]) == {"xrai"} and len(values) == (1 + 5) * 3 * len(samples)
+    np.testing.assert_allclose(values["value"], 1.0, atol=1e-4)
+    flags = sanity.sensitivity_flags(sanity.summarise(values, n_boot=100))
+    assert flags["not_model_sensitive"].tolist() == [True]
+
+
+def test_photos_sanity_params_are_checked_and_both_profiles_run_it(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    for profile in ("demo", "photos"):
+        check = config.load_params(root / "params" / f"{profile}.yaml", base=root).photos.sanity
+        assert check is not None and set(check.methods) == {"gradcam", "xrai"}
+    demo = config.load_params(root / "params" / "demo.yaml", base=root).photos.sanity
+    assert demo.modes == ("cascade",) and demo.max_images <= 3 and demo.xrai.steps <= 4
+    bad = tmp_path / "p.yaml"
+    for section, match in [("{methods: [cls]}", r"photos.sanity.methods"),
+                           ("{modes: []}", r"photos.sanity.modes"),
+                           ("{modes: [independent]}", r"photos.sanity.modes.*cascade"),
+                           ("{max_images: 1}", r"photos.sanity.max_images")]:
+        bad.write_text(f"profile: x\nphotos:\n  sanity: {section}\n")
+        with pytest.raises(config.ParamsError, match=match):
+            config.load_params(bad)
+
+
+def test_the_figure_draws_each_methods_means_against_the_depth_at_the_flags_layer():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sightline import plots
+
+    rng = np.random.default_rng(0)
+    steps = [("original", 0, "original"), ("cascade", 1, "head"), ("cascade", 2, "stem")]
+    rows = [{"mode": mode, "depth": depth, "unit": unit, "method": method, "layer": layer,
+             "image_id": f"i{i}", "metric": metric, "model": "m", "variant": "v",
+             "value": 1.0 if depth == 0 else rng.uniform(-0.5, 0.9)}
+            for mode, depth, unit in steps for method in ("gradcam", "xrai")
+            for layer in (0, 1) for i in range(4) for metric in sanity.METRICS]
+    summary = sanity.summarise(pd.DataFrame(rows), n_boot=50)
+    flags = sanity.sensitivity_flags(summary)
+    fig = plots.randomisation_curves(summary, flags, "cascade", 0.5)
+    ax = fig.axes[0]
+    lines = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+    assert [line.get_label() for line in lines] == [
+        f"{r.method} (layer {r.layer})" for r in flags.sort_values("method").itertuples()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["original", "head", "stem"]
+    for line, flag in zip(lines, flags.sort_values("method").itertuples(), strict=True):
+        expected = summary[(summary["mode"] == "cascade") & (summary["metric"] == "spearman")
+                           & (summary["method"] == flag.method)
+                           & (summary["layer"] == flag.layer)].sort_values("depth")["mean"]
+        np.testing.assert_allclose(line.get_ydata(), expected)

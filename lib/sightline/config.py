@@ -428,6 +428,57 @@ class SharedInterest(_Section):
         return tuple(dict.fromkeys(value))
 
 
+class Randomisation(_Section):
+    """The settings every randomisation test shares (`sightline.sanity`).
+
+    ``depths``: ``all`` or the 1-based steps of the cascade order (1 = the head) to run in
+    each mode (the whole network is always run: the flag reads it). ``max_images``: a seeded
+    subsample of the images (none: all). ``resolution``: the side at which maps are
+    compared. ``threshold``: a method whose mean Spearman after the whole network is
+    re-initialised exceeds it is flagged *not model-sensitive*.
+    """
+
+    depths: Literal["all"] | tuple[Annotated[int, Field(ge=1, le=1000)], ...] = "all"
+    modes: tuple[Literal["cascade", "independent"], ...] = ("cascade", "independent")
+    seed: int = 0
+    max_images: Annotated[int, Field(ge=2)] | None = None
+    resolution: Annotated[int, Field(ge=16, le=1024)] = 64
+    threshold: Annotated[float, Field(gt=-1, lt=1)] = 0.5
+
+    @field_validator("modes")
+    @classmethod
+    def _some_modes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("list at least one mode (cascade, independent)")
+        return tuple(dict.fromkeys(value))
+
+
+class PhotosSanity(Randomisation):
+    """The randomisation test of the real-weight classifier on the photographs (notebook
+    01_photos): one depth is one unit of `sightline.sanity`'s cascade order (the head, each
+    of the CNN's stages, the stem). ``methods`` are read on every step, each explaining the
+    class the original model predicts; ``xrai`` is XRAI's cost here. The other keys:
+    `Randomisation`.
+    """
+
+    methods: tuple[Literal["gradcam", "xrai"], ...] = ("gradcam", "xrai")
+    xrai: Xrai = Xrai(steps=16, batch_size=16, algorithm="fast")
+
+    @field_validator("methods")
+    @classmethod
+    def _some_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("list at least one method")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("modes")
+    @classmethod
+    def _with_the_cascade(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "cascade" not in value:
+            raise ValueError("list cascade among the modes: the verdict reads its last step")
+        return value
+
+
 class Photos(_Section):
     """The real-photo study (notebook 01_photos): packaged photographs, our annotations, a
     real ImageNet classifier and the same architecture with random weights.
@@ -437,7 +488,8 @@ class Photos(_Section):
     arrangements when ``rotate`` (every photo once in every cell); ``composite_methods``
     are the methods read on them and on the photos' object pairs (the random twin: Grad-CAM).
     ``fetch_darknet``: try ``apt-get download darknet`` when its photos are not on the
-    machine.
+    machine. ``sanity``: the randomisation test of the real weights (`PhotosSanity`; none:
+    not run).
     """
 
     root: Path = Path("data/photos")
@@ -454,6 +506,7 @@ class Photos(_Section):
     composite_methods: tuple[Literal["gradcam", "xrai"], ...] = ("gradcam",)
     rotate: bool = True
     fetch_darknet: bool = True
+    sanity: PhotosSanity | None = None
 
     @field_validator("methods", "random_methods", "composite_methods")
     @classmethod
@@ -546,31 +599,14 @@ class SanityModel(_Section):
     variant: Literal["frozen", "linear_probe", "lora", "full"] = "frozen"
 
 
-class Sanity(_Section):
-    """The model-parameter randomisation test (`sightline.sanity`, notebook Q4).
+class Sanity(Randomisation):
+    """The model-parameter randomisation test of the study's models (notebook Q4).
 
-    ``models``: ``all`` (every model's frozen variant) or a list; none by default.
-    ``depths``: ``all`` or the 1-based steps of the cascade order (1 = the head) to run in
-    each mode (the whole network is always run: the flag reads it). ``max_images``: a seeded
-    subsample of the annotated images (none: all). ``resolution``: the side at which maps
-    are compared. ``threshold``: a method whose mean Spearman after the whole network is
-    re-initialised exceeds it is flagged *not model-sensitive*.
+    ``models``: ``all`` (every model's frozen variant) or a list; none by default. The
+    other keys: `Randomisation`.
     """
 
     models: Literal["all"] | tuple[SanityModel, ...] = ()
-    depths: Literal["all"] | tuple[Annotated[int, Field(ge=1, le=1000)], ...] = "all"
-    modes: tuple[Literal["cascade", "independent"], ...] = ("cascade", "independent")
-    seed: int = 0
-    max_images: Annotated[int, Field(ge=2)] | None = None
-    resolution: Annotated[int, Field(ge=16, le=1024)] = 64
-    threshold: Annotated[float, Field(gt=-1, lt=1)] = 0.5
-
-    @field_validator("modes")
-    @classmethod
-    def _some_modes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("list at least one mode (cascade, independent)")
-        return tuple(dict.fromkeys(value))
 
 
 class Params(_Section):

@@ -151,3 +151,44 @@ def random_weights_banner(models: Sequence) -> HTML | None:
     text = (f"Random-weight models ({', '.join(random)}): these numbers exercise the "
             "pipeline; they are not findings.")
     return HTML(f'<div class="sightline-banner" style="{BANNER_STYLE}">{text}</div>')
+
+
+def randomisation_curves(summary, flags, mode: str, threshold: float) -> plt.Figure:
+    """The classic figure of the randomisation test (Adebayo et al. 2018) for one ``mode``:
+    a row per (model, variant) of `sanity.sensitivity_flags`, Spearman and SSIM against the
+    randomised depth, one line per method at the flag's layer, its 95% CI shaded; left of
+    the grey line the original model, dashed red the flag's ``threshold``."""
+    from .saliency import METHODS  # every method keeps its colour in every figure
+
+    rows = summary[(summary["mode"] == mode) & summary["metric"].isin(["spearman", "ssim"])]
+    rows = rows.merge(flags[["model", "variant", "method", "layer"]],
+                      on=["model", "variant", "method", "layer"])
+    panels = flags[["model", "variant"]].drop_duplicates().to_records(index=False).tolist()
+    colours = palette(METHODS)
+    fig, axes = plt.subplots(len(panels), 2, figsize=(10, 2.9 * len(panels)), squeeze=False)
+    for r, (model, variant) in enumerate(panels):
+        for c, metric in enumerate(["spearman", "ssim"]):
+            ax = axes[r, c]
+            sub = rows[(rows["model"] == model) & (rows["variant"] == variant)
+                       & (rows["metric"] == metric)].sort_values("depth")
+            for method, line in sub.groupby("method"):
+                ax.plot(line["depth"], line["mean"], marker="o", ms=4, color=colours[method],
+                        label=f"{method} (layer {line['layer'].iloc[0]})")
+                ax.fill_between(line["depth"], line["ci_low"], line["ci_high"], alpha=0.2,
+                                color=colours[method])
+            labels = sub.drop_duplicates("depth").sort_values("depth")
+            ax.set_xticks(labels["depth"])
+            ax.set_xticklabels(labels["unit"], rotation=45, fontsize=8)
+            ax.axvline(0.5, color="grey", lw=0.8)
+            ax.axhline(0, color="black", lw=0.5)
+            if metric == "spearman":
+                ax.axhline(threshold, color="#c44e52", ls="--", lw=0.8)
+            floor = min(-0.3, sub["ci_low"].min() - 0.05) if metric == "spearman" else 0
+            ax.set_ylim(floor, 1.05)
+            ax.set_title(f"{model} · {variant} · {metric}", fontsize=9)
+            ax.set_xlabel("re-initialised down to" if mode == "cascade"
+                          else "unit re-initialised alone")
+            ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{mode} randomisation (dashed red: the flag's threshold)", y=1.0)
+    fig.tight_layout()
+    return fig

@@ -96,12 +96,14 @@ def extract(
     *,
     classes: Sequence[int] | None = None,
     xrai: XraiSettings | None = None,
+    segments: Sequence[list[np.ndarray]] | None = None,
 ) -> dict[MapKey, np.ndarray]:
     """Maps ``(method, layer) -> (B, K, gh, gw)`` for ``methods`` (default: all that apply).
 
     ``classes`` (one per image) sets the Chefer / Grad-CAM / XRAI target class of a
     classifier; by default it is the predicted class. ``xrai`` sets XRAI's cost (default
-    `XraiSettings()`).
+    `XraiSettings()`); ``segments`` (one `xrai_segments` list per image, default: computed)
+    lets a caller reading the same inputs again skip XRAI's segmentation.
     """
     methods = _check_methods(model, methods)
     pixel_values = _check_input(model, pixel_values)
@@ -117,7 +119,7 @@ def extract(
     if "gradcam" in methods:
         maps |= gradcam_maps(model, pixel_values, classes)
     if "xrai" in methods:
-        maps |= xrai_maps(model, pixel_values, classes, xrai or XraiSettings())
+        maps |= xrai_maps(model, pixel_values, classes, xrai or XraiSettings(), segments)
     return maps
 
 
@@ -641,21 +643,26 @@ def xrai_maps(
     pixel_values: torch.Tensor,
     classes: Sequence[int] | None = None,
     settings: XraiSettings = XraiSettings(),
+    segments: Sequence[list[np.ndarray]] | None = None,
 ) -> dict[MapKey, np.ndarray]:
-    """XRAI ``(B, 1, S, S)`` on the input frame, min-max scaled to [0, 1], one image at a time."""
+    """XRAI ``(B, 1, S, S)`` on the input frame, min-max scaled to [0, 1], one image at a time;
+    ``segments``: each image's `xrai_segments` (default: computed here)."""
     if settings.algorithm not in ("full", "fast"):
         raise ValueError(f"XRAI algorithm must be 'full' or 'fast', got {settings.algorithm!r}")
     if settings.steps < 2 or settings.batch_size < 1:
         raise ValueError(f"XRAI needs steps >= 2 and batch_size >= 1, got {settings}")
+    if segments is not None and len(segments) != len(pixel_values):
+        raise ValueError(f"XRAI got {len(segments)} segment lists for {len(pixel_values)} images")
     parameters = XRAIParameters(steps=settings.steps, algorithm=settings.algorithm)
     maps = []
     with _frozen(model.module):
-        for image, target in zip(pixel_values, _targets(model, pixel_values, classes), strict=True):
+        targets = _targets(model, pixel_values, classes)
+        for index, (image, target) in enumerate(zip(pixel_values, targets, strict=True)):
             x = image.permute(1, 2, 0).detach().cpu().numpy()
             raw = XRAI().GetMask(
                 x,
                 xrai_call_function(model, target),
-                segments=xrai_segments(x),
+                segments=xrai_segments(x) if segments is None else segments[index],
                 batch_size=settings.batch_size,
                 extra_parameters=parameters,
             )

@@ -9,7 +9,10 @@ The network is cut into *units*, listed in cascade order from the top:
 2. ``b{L-1}``, ..., ``b0``: the blocks, last first: the transformer layers (the modules
    carrying the pre-attention LayerNorm Grad-CAM reads, one per attention tensor), a
    CNN's stages (Grad-CAM's stage list), or a timm classifier's blocks (the children of
-   the container holding its Grad-CAM layer: ``blocks`` / Swin's ``layers``);
+   the container holding its Grad-CAM layer: ``blocks`` / Swin's ``layers``; for
+   EfficientNet those are its stages, each a run of inverted-residual blocks at one width
+   and stride: EfficientNet-Lite0 has 7, and ``conv_head`` + ``bn2`` + ``classifier`` form
+   its head, ``conv_stem`` + ``bn1`` its stem);
 3. ``stem``: every parameter whose module starts its forward before the first block
    (patch and position embeddings, CLS token, a CNN's stem).
 
@@ -26,14 +29,16 @@ init) for each of its own parameters. Unit ``k`` is drawn under
 modes and at every depth.
 
 After each step every method is extracted again (`saliency.extract`) for the class the
-original model predicted (class-specific targets held fixed, as Quantus does), into its
-own map store (variant ``<variant>.cascade.d<d>`` / ``<variant>.independent.<unit>``,
-the seed in the store key), so a rebuild recomputes nothing. Each map (head mean) is
-compared with the original's at ``resolution``² after the scoring path's bilinear
-upsampling (`metrics.upsample`): Spearman's rank correlation of the maps and of their
-absolute values (the same numbers for non-negative maps), and SSIM (scikit-image's
-definition: 7 × 7 uniform window, sample covariance, K1 = 0.01, K2 = 0.03) on maps
-min-max scaled to [0, 1] per map (a constant map becomes all zero), data range 1.
+original model predicted (class-specific targets held fixed, as Quantus does; XRAI's
+segments, which depend on the input alone, computed once per image), into its own map
+store (variant ``<variant>.cascade.d<d>`` / ``<variant>.independent.<unit>``, the seed
+and, with XRAI, its steps and ranking in the store key), so a rebuild recomputes nothing.
+Each map (head mean) is compared with the original's at ``resolution``² after the scoring
+path's bilinear upsampling (`metrics.upsample`): Spearman's rank correlation of the maps
+and of their absolute values (the same numbers for non-negative maps), and SSIM
+(scikit-image's definition: 7 × 7 uniform window, sample covariance, K1 = 0.01,
+K2 = 0.03) on maps min-max scaled to [0, 1] per map (a constant map becomes all zero),
+data range 1.
 """
 
 from __future__ import annotations
@@ -208,17 +213,18 @@ class Step:
 
 
 def steps(plan: Sequence[Unit], depths: str | Sequence[int] = "all",
-          modes: Sequence[str] = MODES) -> list[Step]:
+          modes: Sequence[str] = MODES, section: str = "sanity") -> list[Step]:
     """The original, then each mode's steps at ``depths`` (1-based; ``"all"``: every unit).
-    Cascade always includes the whole network, the depth the not-model-sensitive flag reads."""
+    Cascade always includes the whole network, the depth the not-model-sensitive flag reads.
+    ``section`` names the params section in an error."""
     wrong = [m for m in modes if m not in MODES]
     if wrong:
-        raise SanityError(f"sanity.modes: {wrong} unknown; allowed: {list(MODES)}")
+        raise SanityError(f"{section}.modes: {wrong} unknown; allowed: {list(MODES)}")
     count = len(plan)
     chosen = range(1, count + 1) if depths == "all" else sorted(set(depths))
     outside = [d for d in chosen if not 1 <= d <= count]
     if outside:
-        raise SanityError(f"sanity.depths: {outside} outside 1..{count}, the units of this model "
+        raise SanityError(f"{section}.depths: {outside} outside 1..{count}, the units of this model "
                           f"({', '.join(u.name for u in plan)})")
     result = [Step("original", 0, "original", ())]
     if "cascade" in modes:
@@ -318,20 +324,25 @@ def randomisation_test(
     resolution: int = 64,
     batch_size: int = 16,
     xrai: saliency.XraiSettings | None = None,
+    section: str = "sanity",
 ) -> SanityResult:
     """Run the cascading / independent randomisation test of ``model`` on ``samples``
     (anything with ``image_id`` and ``path``), with maps cached per step.
 
     Stores: ``extract.store_for(cache_dir, dataset_id, name, f"{variant}.{step.tag}", ...)``
-    keyed by ``key`` (the weights, e.g. a run's key) and, for randomised steps, the seed.
-    ``methods`` (default: all that apply) and ``xrai`` pass to `saliency.extract`; a caller
-    varying ``xrai`` changes ``key``.
+    keyed by ``key`` (the weights, e.g. a run's key), XRAI's steps and ranking when XRAI is
+    read, and, for randomised steps, the seed. ``methods`` (default: all that apply) and
+    ``xrai`` (default `saliency.XraiSettings()`) pass to `saliency.extract`. ``section``
+    names the params section in an error.
     """
     if not samples:
-        raise SanityError("the randomisation test needs at least one image")
+        raise SanityError(f"{section}: the randomisation test needs at least one image")
     plan = units(model)
-    schedule = steps(plan, depths, modes)
+    schedule = steps(plan, depths, modes, section)
     inputs = _Inputs(model, methods)
+    if "xrai" in (model.methods if methods is None else methods):
+        xrai = xrai or saliency.XraiSettings()
+        key = ".".join(part for part in (key, f"xrai{xrai.steps}{xrai.algorithm}") if part)
     stores = {step: _store(cache_dir, dataset_id, name, variant, key, seed, step)
               for step in schedule}
     counts = {}
@@ -365,17 +376,21 @@ def _store(cache_dir: str | Path, dataset_id: str, name: str, variant: str, key:
 
 
 class _Inputs:
-    """Each image's model input and (for class-specific methods) the class the original
-    model predicts for it, computed once on first use and shared by every step."""
+    """Each image's model input, (for class-specific methods) the class the original model
+    predicts for it and (for XRAI) its segments, which depend on the input alone: computed
+    once on first use and shared by every step."""
 
     def __init__(self, original: LoadedModel, methods: Sequence[str] | None):
         asked = original.methods if methods is None else methods
         self.original = original
         self.targeted = original.is_classifier and bool(set(asked) & set(TARGETED_METHODS))
-        self._memo: dict[str, tuple[torch.Tensor, int | None]] = {}
+        self.xrai = "xrai" in asked
+        self._memo: dict[str, tuple[torch.Tensor, int | None, list[np.ndarray] | None]] = {}
 
-    def batch(self, samples: Sequence[data.Sample]) -> tuple[torch.Tensor, list[int] | None]:
-        """``(B, 3, S, S)`` inputs and the target classes (None: the methods take none)."""
+    def batch(self, samples: Sequence[data.Sample]) -> tuple[
+            torch.Tensor, list[int] | None, list[list[np.ndarray]] | None]:
+        """``(B, 3, S, S)`` inputs, the target classes and XRAI's segments (None: the methods
+        take none)."""
         new = [s for s in samples if s.image_id not in self._memo]
         if new:
             pixels = self.original.preprocess([data.load_image(s.path) for s in new])
@@ -383,10 +398,13 @@ class _Inputs:
             if self.targeted:
                 with torch.inference_mode():
                     classes = self.original.score(pixels).argmax(dim=-1).tolist()
-            self._memo.update(zip([s.image_id for s in new], zip(pixels, classes, strict=True),
-                                  strict=True))
-        pixels, classes = zip(*(self._memo[s.image_id] for s in samples), strict=True)
-        return torch.stack(pixels), (list(classes) if self.targeted else None)
+            segments = ([saliency.xrai_segments(p.permute(1, 2, 0).numpy()) for p in pixels]
+                        if self.xrai else [None] * len(new))
+            self._memo.update(zip([s.image_id for s in new],
+                                  zip(pixels, classes, segments, strict=True), strict=True))
+        pixels, classes, segments = zip(*(self._memo[s.image_id] for s in samples), strict=True)
+        return (torch.stack(pixels), list(classes) if self.targeted else None,
+                list(segments) if self.xrai else None)
 
 
 def _fill(store: cache.MapStore, build: Callable[[], LoadedModel], inputs: _Inputs,
@@ -402,8 +420,9 @@ def _fill(store: cache.MapStore, build: Callable[[], LoadedModel], inputs: _Inpu
     model = build()
     with store.writer() as writer:
         for batch in _batches(todo, batch_size):
-            pixels, classes = inputs.batch(batch)
-            maps = saliency.extract(model, pixels, methods, classes=classes, xrai=xrai)
+            pixels, classes, segments = inputs.batch(batch)
+            maps = saliency.extract(model, pixels, methods, classes=classes, xrai=xrai,
+                                    segments=segments)
             writer.put([s.image_id for s in batch], maps)
     return len(todo)
 
