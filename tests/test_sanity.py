@@ -264,7 +264,7 @@ def counted(monkeypatch):
 
 
 def test_a_map_of_the_input_alone_stays_identical_at_every_depth_and_a_rerun_recomputes_nothing(
-        tmp_path, counted):
+        tmp_path, counted, monkeypatch):
     torch.manual_seed(0)
     model = _loaded(_PlantedEdges(), TimmClassifier(target="body.3", output="nchw"), 48,
                     (48, 48), 1)
@@ -288,6 +288,14 @@ def test_a_map_of_the_input_alone_stays_identical_at_every_depth_and_a_rerun_rec
     assert again.similarities.equals(result.similarities)
     assert sanity.randomisation_test(model, samples, **{**kwargs, "resolution": 16}).steps[
         "extracted"].sum() == 0  # the resolution is a comparison setting, not a new map
+    # the re-initialisation code is in the randomised stores' key (not the original's)
+    stores = dict(zip(result.steps["mode"], result.steps["store"]))
+    assert sanity.randomisation_version() in stores["cascade"]
+    assert sanity.randomisation_version() not in stores["original"]
+    monkeypatch.setattr(sanity, "randomisation_version", lambda: "changed0")
+    counted.clear()
+    changed = sanity.randomisation_test(model, samples, **kwargs)
+    assert changed.steps["extracted"].sum() == 50 and sum(counted) == 10 * len(samples)
     summary = sanity.summarise(values, n_boot=100)
     flags = sanity.sensitivity_flags(summary)
     assert flags["not_model_sensitive"].tolist() == [True]

@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import inspect
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -368,10 +370,19 @@ def randomisation_test(
     return SanityResult(similarities, step_rows)
 
 
+def randomisation_version() -> str:
+    """Hash of the code that decides which weights a step re-initialises and how: part of
+    every randomised store's key, so a change there recomputes those maps (and only those)."""
+    functions = (holder, blocks, units, _forward_order, unit_seed, randomised, _reinitialise)
+    source = "".join(inspect.getsource(f) for f in functions)
+    return hashlib.sha256(source.encode()).hexdigest()[:8]
+
+
 def _store(cache_dir: str | Path, dataset_id: str, name: str, variant: str, key: str, seed: int,
            step: Step) -> cache.MapStore:
     if step.mode != "original":
-        key = f"{key}.r{seed}" if key else f"r{seed}"
+        tag = f"r{seed}-{randomisation_version()}"
+        key = f"{key}.{tag}" if key else tag
     return extract.store_for(cache_dir, dataset_id, name, f"{variant}.{step.tag}", key=key)
 
 
