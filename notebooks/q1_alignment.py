@@ -344,7 +344,8 @@ if report["split_by_correct"]:
     no_probe = sorted({r.model for r in summary_model.itertuples()
                        if r.model != "baseline" and correct_of.get((r.model, VARIANT)) is None})
     display(formatting.table(by_correct, digits=4, caption=(
-        f"{HEADLINE} on the images the probe gets right / wrong (n images per side); p: "
+        f"{HEADLINE} on the images the probe gets right / wrong (n images per side); diff: "
+        "mean right − mean wrong; p: "
         f"two-sided Mann–Whitney U, only where both sides have {st.MIN_SIDE} images or more"
         + (f". No probe, no prediction: {', '.join(no_probe)}" if no_probe else "") + ".")))
 else:

@@ -208,7 +208,8 @@ if report["split_by_correct"]:
     deltas_by_correct.to_csv(tables / "q2_deltas_by_correct.csv", index=False)
     display(formatting.table(headline_rows(deltas_by_correct).drop(columns="threshold"),
                              digits=4, caption=(
-        "n: images per side (n_mixed: the seeds disagree); Δ: fine-tuned − frozen; p: "
+        "n: images per side (n_mixed: the seeds disagree); Δ: fine-tuned − frozen; diff: "
+        "delta_right − delta_wrong; p: "
         f"Mann–Whitney U, right vs wrong, only where both sides have {st.MIN_SIDE} images or "
         "more.")))
 else:

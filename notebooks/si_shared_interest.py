@@ -87,9 +87,10 @@ plots.random_weights_banner(study.models)
 # %% [markdown]
 # ## Maps and predictions
 # Maps go through the project's one map cache (a store per model and XRAI setting); each
-# model's top-1 ImageNet class is kept beside it. A prediction is **correct** when it is one
-# of the subject's ImageNet classes (`imagenet_subjects.csv`: e.g. `dog` = the 118 dog
-# breeds; `tree` has no class, so its correctness is undefined).
+# model's top-1 ImageNet class, from the forward pass of its maps, is kept in the store. A
+# prediction is **correct** when it is one of the subject's ImageNet classes
+# (`imagenet_subjects.csv`: e.g. `dog` = the 118 dog breeds; `tree` has no class, so its
+# correctness is undefined).
 
 # %%
 variant = f"si-{study.target}-xrai{settings.steps}-{settings.algorithm}"

@@ -41,6 +41,22 @@ def test_round_trip_orders_by_id_and_compacts(tmp_path):
     np.testing.assert_array_equal(subset[1], first[("rollout", 1)][0])
 
 
+def test_predicted_classes_survive_compaction_and_a_later_shard_adds_missing_ones(tmp_path):
+    store = cache.MapStore(tmp_path / "m.h5")
+    with store.writer() as w:
+        w.put(["b", "a"], _maps(["b", "a"], 0), predicted=[3, 0])
+        w.put(["c"], _maps(["c"], 1))  # no classifier behind this batch
+    assert store.predicted() == {"a": 0, "b": 3}
+    with h5py.File(store.path) as h5:  # aligned with the sorted ids, -1 where none
+        assert h5["predicted"][()].tolist() == [0, 3, -1]
+    with store.writer() as w:
+        w.put(["c"], {}, predicted=[2])  # a prediction only, for stored maps
+    assert store.predicted() == {"a": 0, "b": 3, "c": 2} and store.image_ids() == {"a", "b", "c"}
+    assert store.keys() == [("cls", 0), ("rollout", 1)]
+    with pytest.raises(ValueError, match="2 predicted classes for 1 image ids"):
+        cache.ShardWriter(store.shard_dir).put(["d"], {}, predicted=[1, 2])
+
+
 def test_reader_sees_shards_of_an_unfinished_run_and_ignores_partial_files(tmp_path):
     store = cache.MapStore(tmp_path / "m.h5")
     store.shard_dir.mkdir()

@@ -1,6 +1,7 @@
 """Right vs wrong predictions: the ``correct`` column from planted classifiers whose argmax
 is known, the < 10 rule of the split tests, and the Q2 split on a planted shift."""
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from PIL import Image
 
 from sightline import data, extract, scoring, shift, stats, variants
 from sightline import photos as ph
+from sightline.config import ModelChoice
 
 
 def test_split_comparison_against_the_normal_approximation_by_hand():
@@ -63,21 +65,84 @@ def _samples(tmp_path, predicted, labels):
     return samples
 
 
-def test_style_correct_from_a_planted_head_is_cached_beside_the_store(tmp_path, monkeypatch):
+def _mapped_store(tmp_path, samples):
+    """A store holding maps of the samples but no predictions, as extracted before the
+    extraction recorded them."""
+    store = extract.store_for(tmp_path / "cache", "d" * 16, "m", "frozen", key="k")
+    with store.writer() as writer:
+        writer.put([s.image_id for s in samples], {("cls", 0): np.ones((len(samples), 1, 2, 2))})
+    return store
+
+
+def test_a_store_without_predictions_gets_them_from_the_head_once(tmp_path, monkeypatch):
     styles = extract.STYLES
     samples = _samples(tmp_path, [0, 1, 2, 3, 0],
                        [styles[0], styles[2], styles[2], "Other", styles[3]])
     loads = []
     monkeypatch.setattr(variants, "load_run", lambda run, device: loads.append(run)
                         or _PlantedHead())
-    store = extract.store_for(tmp_path / "cache", "d" * 16, "m", "frozen", key="k")
+    store = _mapped_store(tmp_path, samples)
     job = extract.MapJob(None, store, None, tmp_path / "run")
     expected = {"img0": True, "img1": False, "img2": True, "img3": None, "img4": False}
     assert extract.style_correct(job, samples, batch_size=2) == expected
-    cached = store.path.with_name(store.path.stem + ".predictions.csv")
-    assert pd.read_csv(cached)["predicted"].tolist() == [styles[i] for i in (0, 1, 2, 3, 0)]
+    assert store.predicted() == {f"img{i}": c for i, c in enumerate((0, 1, 2, 3, 0))}
+    assert not store.shard_dir.exists() and store.image_ids() == {s.image_id for s in samples}
+    assert store.read("cls", 0)[1].shape == (5, 1, 2, 2)  # the maps are kept
     assert extract.style_correct(job, samples) == expected and len(loads) == 1  # no reload
     assert extract.style_correct(extract.MapJob(None, store), samples) is None  # no head
+    with pytest.raises(KeyError, match="no maps for 1 image"):
+        extract.style_correct(job, [*samples, data.Sample("new", samples[0].path, (), 4, 4,
+                                                          styles[0])])
+
+
+def _noise_samples(folder, n, labels):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(n):
+        path = folder / f"n{i}.png"
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(path)
+        samples.append(data.Sample(f"n{i}", path, (), 48, 40, labels[i % len(labels)]))
+    return samples
+
+
+@pytest.mark.parametrize("key, methods", [
+    ("dinov2", ("cls", "rollout")),  # attention only: the pooled embedding of that pass
+    ("dinov2", ("chefer", "gradcam")),
+    ("siglip", ("probe", "chefer")),
+    ("resnet50", ("gradcam",)),
+])
+def test_the_extraction_records_the_heads_prediction_of_its_own_forward_pass(
+        tmp_path, monkeypatch, key, methods):
+    """A planted style head on a tiny backbone: the classes the extraction stores equal the
+    head's argmax in a separate forward pass, and ``correct`` then loads no model."""
+    choice = ModelChoice(key=key, size="tiny", weights="random")
+    backbone = variants.backbone(choice, 0, "cpu")
+    samples = _noise_samples(tmp_path / "images", 8, list(extract.STYLES))
+    pixels = backbone.preprocess([data.load_image(s.path) for s in samples])
+    with torch.no_grad():  # class c's weight: image c's centred embedding, so classes differ
+        embedded = variants.embed(backbone, pixels)
+        centre = embedded.mean(dim=0)
+        head = torch.nn.Linear(embedded.shape[-1], len(extract.STYLES))
+        head.weight.copy_(embedded[: len(extract.STYLES)] - centre)
+        head.bias.copy_(-head.weight @ centre)
+    loaded = dataclasses.replace(backbone, head=head.eval())
+    with torch.no_grad():
+        separate = loaded.score(pixels).argmax(dim=-1).tolist()
+    assert len(set(separate)) > 1  # the planted head tells images apart
+    store = extract.store_for(tmp_path / "cache", "d" * 16, extract.model_name(choice), "frozen")
+    extract.extract_model(samples, choice, store, batch_size=3, loaded=loaded, methods=methods,
+                          progress=False)
+    assert store.predicted() == {s.image_id: c for s, c in zip(samples, separate, strict=True)}
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded for predictions the store holds")
+
+    monkeypatch.setattr(variants, "load_run", no_model)
+    correct = extract.style_correct(extract.MapJob(choice, store, methods, tmp_path / "run"),
+                                    samples)
+    assert correct == {s.image_id: extract.STYLES[c] == s.label
+                       for s, c in zip(samples, separate, strict=True)}
 
 
 def test_photo_prediction_is_right_when_a_box_class_is_in_the_top_five():

@@ -23,7 +23,7 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
                 {"key": "resnet50", "weights": "random", "size": "tiny"}],
         extraction={"batch_size": 4, "device": "cpu", "cache_dir": str(tmp_path / "cache")},
         stats={"n_boot": 200}, heads={"min_boxes": 2, "n_permutations": 50},
-        report={"gallery_size": 1, "examples": 4},
+        report={"gallery_size": 1, "examples": 4, "split_by_correct": True},
         finetune={"strategies": {"dinov2": ["linear_probe", "lora"], "siglip": ["linear_probe"],
                                  "resnet50": ["linear_probe", "full"]},
                   "epochs": 1, "batch_size": 8, "val_fraction": 0.25, "device": "cpu",
@@ -66,7 +66,8 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
 
     scores = pd.read_parquet(out / "tables" / "scores.parquet")
     assert list(scores.columns) == ["image_id", "model", "variant", "method", "layer", "head",
-                                    "target", "feature", "metric", "threshold", "value"]
+                                    "target", "feature", "metric", "threshold", "value",
+                                    "correct"]
     assert set(scores["model"]) == {"dinov2-tiny-random", "siglip-tiny-random",
                                     "resnet50-tiny-random", "baseline"}
     assert {"cls", "rollout", "probe", "gradcam", "sobel"} <= set(scores["method"])
@@ -74,6 +75,18 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
     assert scores.loc[scores["metric"] == "iou", "value"].dropna().between(0, 1).all()
 
     assert {"frozen", "linear_probe.s0", "lora.s0", "full.s0", "baseline"} == set(scores["variant"])
+    # correct: every model's maps have a style head here (the frozen ones' linear probe), read
+    # from the map stores (no predictions file beside them); the baselines have none
+    is_baseline = scores["model"] == "baseline"
+    assert scores.loc[~is_baseline, "correct"].notna().all()
+    assert scores.loc[is_baseline, "correct"].isna().all()
+    assert not list((tmp_path / "cache").rglob("*.predictions.csv"))
+    for name in ("leaderboard_by_correct", "q2_deltas_by_correct", "si_table1_by_correct"):
+        split = pd.read_csv(out / "tables" / f"{name}.csv")
+        assert len(split) and (split["n_right"] + split["n_wrong"]).between(1, 8).all()
+        # at most 8 images: no side reaches 10, so each row is reported, not tested
+        assert split["p_mwu"].isna().all()
+        assert split["note"].str.startswith("not tested: fewer than 10 images").all()
     runs = pd.read_csv(out / "tables" / "finetune_runs.csv")
     assert len(runs) == 5 and runs["val_accuracy"].between(0, 1).all()
     deltas = pd.read_csv(out / "tables" / "q2_deltas.csv")

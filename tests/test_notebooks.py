@@ -39,7 +39,7 @@ def _small_demo(demo_params) -> dict:
     params["metrics"]["percentiles"] = [50, 90]
     params["stats"] = {"n_boot": 200}
     params["heads"] = {"min_boxes": 2, "n_permutations": 50}
-    params["report"] = {"gallery_size": 1, "examples": 4}
+    params["report"] = {"gallery_size": 1, "examples": 4, "split_by_correct": True}
     return params
 
 

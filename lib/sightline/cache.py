@@ -2,7 +2,9 @@
 
 Layout: ``<root>/<store>.h5`` holds, for one (dataset, model, weights/variant, code
 version), the image ids and one dataset ``maps/<method>/<layer>`` of shape
-``(N, K, h, w)`` float32 (K = heads + 1 with the head mean last, or 1) per map kind.
+``(N, K, h, w)`` float32 (K = heads + 1 with the head mean last, or 1) per map kind; for a
+classifier (a style head, an ImageNet model), ``predicted`` (N,): the class its forward pass
+for the maps predicted, -1 where none was recorded.
 
 Writes never touch a file a reader may hold: each batch lands in its own shard
 (``<store>.shards/NNNNNN.h5``, written under a temporary name and renamed into place,
@@ -15,7 +17,7 @@ stopped; rows are ordered by image id, so the result does not depend on interrup
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,12 +47,23 @@ class MapStore:
                 ids.update(_decode(h5["image_ids"][()]))
         return ids
 
+    def predicted(self) -> dict[str, int]:
+        """The recorded predicted class of each image that has one."""
+        found: dict[str, int] = {}
+        for file in self._files():  # a shard written later wins, as in ``read``
+            with h5py.File(file, "r") as h5:
+                if "predicted" in h5:
+                    pairs = zip(_decode(h5["image_ids"][()]), h5["predicted"][()].tolist(),
+                                strict=True)
+                    found.update((image_id, c) for image_id, c in pairs if c >= 0)
+        return found
+
     def keys(self) -> list[MapKey]:
         """The (method, layer) map kinds held, sorted."""
         keys: set[MapKey] = set()
         for file in self._files():
             with h5py.File(file, "r") as h5:
-                for method, layers in h5["maps"].items():
+                for method, layers in h5.get("maps", {}).items():  # none: predictions only
                     keys.update((method, int(layer)) for layer in layers)
         return sorted(keys)
 
@@ -106,9 +119,13 @@ class MapStore:
             self._remove_shard_dir()
             return
         ids = sorted(self.image_ids())
+        predicted = self.predicted()
         tmp = self.path.with_name(self.path.name + ".tmp")
         with h5py.File(tmp, "w") as out:
             out.create_dataset("image_ids", data=np.array(ids, dtype=h5py.string_dtype()))
+            if predicted:
+                out.create_dataset("predicted", data=np.array(
+                    [predicted.get(i, -1) for i in ids], dtype=np.int32))
             for method, layer in self.keys():
                 _, data = self.read(method, layer, ids)
                 out.create_dataset(
@@ -147,8 +164,12 @@ class ShardWriter:
         numbers = (p.stem[len(prefix) :] for p in shard_dir.glob(f"{prefix}*.h5"))
         self._next = max((int(n) for n in numbers if n.isdigit()), default=-1) + 1
 
-    def put(self, image_ids: list[str], maps: Mapping[MapKey, np.ndarray]) -> None:
-        """Store maps ``{(method, layer): (B, K, h, w)}`` for the batch ``image_ids``."""
+    def put(self, image_ids: list[str], maps: Mapping[MapKey, np.ndarray],
+            predicted: Sequence[int] | None = None) -> None:
+        """Store maps ``{(method, layer): (B, K, h, w)}`` for the batch ``image_ids``, and the
+        class a classifier ``predicted`` for each."""
+        if predicted is not None and len(predicted) != len(image_ids):
+            raise ValueError(f"{len(predicted)} predicted classes for {len(image_ids)} image ids")
         for key, value in maps.items():
             if value.shape[0] != len(image_ids):
                 raise ValueError(
@@ -158,6 +179,8 @@ class ShardWriter:
         tmp = final.with_name(final.name + ".tmp")
         with h5py.File(tmp, "w") as h5:
             h5.create_dataset("image_ids", data=np.array(image_ids, dtype=h5py.string_dtype()))
+            if predicted is not None:
+                h5.create_dataset("predicted", data=np.asarray(predicted, dtype=np.int32))
             for (method, layer), value in maps.items():
                 h5.create_dataset(f"maps/{method}/{layer}", data=np.asarray(value, np.float32))
         os.replace(tmp, final)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -201,7 +200,8 @@ def extract_shard(
     loaded: models.LoadedModel | None = None,
     target_classes: Callable[[Sequence, torch.Tensor], list[int] | None] | None = None,
 ) -> int:
-    """Load the model once and store the maps of the task's images the store lacks.
+    """Load the model once and store the maps of the task's images the store lacks, with a
+    classifier's predicted class from the same forward pass (`cache.MapStore.predicted`).
 
     Runs in the driver or in a Ray worker; each batch lands as an atomic shard file named
     after the task, so a retried task keeps what its killed attempt wrote and goes on.
@@ -229,8 +229,10 @@ def extract_shard(
         for batch in _batches(todo, task.batch_size):
             pixels = loaded.preprocess([data.load_image(s.path) for s in batch]).to(device)
             classes = target_classes(batch, pixels) if target_classes else None
-            maps = saliency.extract(loaded, pixels, task.methods, classes=classes, xrai=task.xrai)
-            writer.put([s.image_id for s in batch], maps)
+            maps, logits = saliency.extract_with_logits(loaded, pixels, task.methods,
+                                                        classes=classes, xrai=task.xrai)
+            predicted = logits.argmax(dim=-1).tolist() if logits is not None else None
+            writer.put([s.image_id for s in batch], maps, predicted)
             bar.update(len(batch))
     return len(todo)
 
@@ -251,30 +253,42 @@ def style_correct(job: MapJob, samples: Sequence[data.Sample], *, batch_size: in
     style); None for a job with no style head (a backbone, or an ImageNet classifier, with
     no probe: no style prediction to be right about).
 
-    The predicted styles are computed once and kept beside the job's store
-    (``<store>.predictions.csv``, keyed like it by the run), so a rebuild loads no model.
+    The predictions are those the extraction recorded in the store (`predicted_classes`).
     """
     if job.run is None:
         return None
-    path = job.store.path.with_name(job.store.path.stem + ".predictions.csv")
-    known = (pd.read_csv(path, dtype=str) if path.is_file()
-             else pd.DataFrame({"image_id": [], "predicted": []}, dtype=str))
-    todo = [s for s in samples if s.image_id not in set(known["image_id"])]
-    if todo:
-        loaded = variants.load_run(job.run, resolve_device(device))
-        rows = []
-        for batch in _batches(todo, batch_size):
-            pixels = loaded.preprocess([data.load_image(s.path) for s in batch]).to(loaded.device)
-            with torch.inference_mode():
-                predicted = loaded.score(pixels).argmax(dim=-1).tolist()
-            rows += [{"image_id": s.image_id, "predicted": STYLES[p]}
-                     for s, p in zip(batch, predicted, strict=True)]
-        known = pd.concat([known, pd.DataFrame(rows)], ignore_index=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        known.to_csv(path, index=False)
-    predicted = dict(zip(known["image_id"], known["predicted"], strict=True))
-    return {s.image_id: predicted[s.image_id] == s.label if s.label in STYLES else None
+    predicted = predicted_classes(job.store, samples,
+                                  lambda: variants.load_run(job.run, resolve_device(device)),
+                                  batch_size=batch_size)
+    return {s.image_id: STYLES[predicted[s.image_id]] == s.label if s.label in STYLES else None
             for s in samples}
+
+
+def predicted_classes(store: cache.MapStore, samples: Sequence[data.Sample],
+                      load: Callable[[], models.LoadedModel], *, batch_size: int = 32
+                      ) -> dict[str, int]:
+    """The class the classifier behind a store's maps predicts on each sample, ``{image_id:
+    class}``: as the extraction recorded it from the forward pass of the maps
+    (`extract_shard`), so it costs nothing and a rebuild loads no model. Images whose maps
+    were stored without one (a store from before) are predicted once by ``load()``'s model,
+    and added to the store.
+    """
+    predicted = store.predicted()
+    todo = [s for s in samples if s.image_id not in predicted]
+    if not todo:
+        return predicted
+    unmapped = [s.image_id for s in todo if s.image_id not in store.image_ids()]
+    if unmapped:
+        raise KeyError(f"{store.path}: no maps for {len(unmapped)} image(s), e.g. "
+                       f"{unmapped[:3]}; extract them first")
+    loaded = load()
+    with store.writer() as writer:
+        for batch in _batches(todo, batch_size):
+            pixels = loaded.preprocess([data.load_image(s.path) for s in batch])
+            with torch.inference_mode():
+                classes = loaded.score(pixels.to(loaded.device)).argmax(dim=-1).tolist()
+            writer.put([s.image_id for s in batch], {}, classes)
+    return store.predicted()
 
 
 def _split(items: Sequence, parts: int) -> list[Sequence]:

@@ -40,7 +40,8 @@ methods have ``K = num_heads + 1`` (the last slot is the mean over heads); the o
 
 All attention methods (``chefer`` included) share one forward pass (`LoadedModel.attentions`: HF
 ``output_attentions`` or hooks on timm attention blocks). Which methods apply to a model is
-derived from it (`sightline.models.applicable_methods`).
+derived from it (`sightline.models.applicable_methods`). `extract_with_logits` also returns a
+classifier's class logits from the forward pass the maps ran (its prediction at no extra cost).
 """
 
 from __future__ import annotations
@@ -105,6 +106,22 @@ def extract(
     `XraiSettings()`); ``segments`` (one `xrai_segments` list per image, default: computed)
     lets a caller reading the same inputs again skip XRAI's segmentation.
     """
+    return extract_with_logits(model, pixel_values, methods, classes=classes, xrai=xrai,
+                               segments=segments)[0]
+
+
+def extract_with_logits(
+    model: LoadedModel,
+    pixel_values: torch.Tensor,
+    methods: Sequence[str] | None = None,
+    *,
+    classes: Sequence[int] | None = None,
+    xrai: XraiSettings | None = None,
+    segments: Sequence[list[np.ndarray]] | None = None,
+) -> tuple[dict[MapKey, np.ndarray], torch.Tensor | None]:
+    """`extract`'s maps and a classifier's class logits ``(B, C)`` (a style head's, an
+    ImageNet model's) on the same images, read from the first forward pass a method ran
+    (XRAI alone, which runs hundreds, gets one more); None for a model with no classifier."""
     methods = _check_methods(model, methods)
     pixel_values = _check_input(model, pixel_values)
     if classes is not None and not set(CLASS_METHODS) & set(methods):
@@ -113,14 +130,22 @@ def extract(
             "of them in methods"
         )
     maps: dict[MapKey, np.ndarray] = {}
+    passes: list[torch.Tensor | None] = []  # each forward pass's class logits
     attention_methods = [m for m in methods if m in ATTENTION_METHODS]
     if attention_methods:
-        maps |= _attention_maps(model, pixel_values, attention_methods, classes)
+        found, logits = _attention_maps(model, pixel_values, attention_methods, classes)
+        maps, passes = maps | found, [*passes, logits]
     if "gradcam" in methods:
-        maps |= gradcam_maps(model, pixel_values, classes)
+        found, logits = _gradcam(model, pixel_values, classes)
+        maps, passes = maps | found, [*passes, logits]
     if "xrai" in methods:
         maps |= xrai_maps(model, pixel_values, classes, xrai or XraiSettings(), segments)
-    return maps
+    if not model.is_classifier:
+        return maps, None
+    if not passes:  # XRAI alone
+        with torch.inference_mode():
+            passes = [model.score(pixel_values)]
+    return maps, passes[0].detach()
 
 
 def _check_methods(model: LoadedModel, methods: Sequence[str] | None) -> list[str]:
@@ -161,8 +186,9 @@ def _attention_maps(
     pixel_values: torch.Tensor,
     methods: Sequence[str],
     classes: Sequence[int] | None = None,
-) -> dict[MapKey, np.ndarray]:
-    """One forward pass capturing every layer's attention, then each method reads it.
+) -> tuple[dict[MapKey, np.ndarray], torch.Tensor | None]:
+    """One forward pass capturing every layer's attention, then each method reads it; also
+    the pass's class logits (`class_logits`; None for a model with no classifier).
 
     With ``chefer`` the forward pass keeps its graph and one backward pass from the target
     logits gives every attention's gradient; the other methods read the same attentions.
@@ -172,7 +198,8 @@ def _attention_maps(
         with torch.inference_mode():
             output, attentions = model.attentions(pixel_values)
             attentions = _checked_attentions(model, attentions, pixel_values.shape[0])
-            return _read_attentions(model, attentions, output, readers)
+            return (_read_attentions(model, attentions, output, readers),
+                    class_logits(model, output) if model.is_classifier else None)
     _require_classifier(model, "Chefer relevance")
     classes = _checked_classes(classes, pixel_values.shape[0])
     # gradients are needed even when the caller runs under no_grad / inference_mode
@@ -199,7 +226,7 @@ def _attention_maps(
         attentions = [a.detach() for a in attentions]
         maps = chefer_maps(model, attentions, gradients[: len(attentions)],
                            (probe[0].detach(), gradients[-1]) if probe else None)
-        return maps | _read_attentions(model, attentions, output, readers)
+        return maps | _read_attentions(model, attentions, output, readers), logits
 
 
 def _read_attentions(
@@ -533,10 +560,11 @@ def token_reshape_transform(num_prefix_tokens: int, grid: tuple[int, int]) -> Ca
     return reshape
 
 
-def gradcam_maps(
+def _gradcam(
     model: LoadedModel, pixel_values: torch.Tensor, classes: Sequence[int] | None = None
-) -> dict[MapKey, np.ndarray]:
-    """Grad-CAM ``(B, 1, h, w)`` at each of the model's Grad-CAM layers, in one forward/backward."""
+) -> tuple[dict[MapKey, np.ndarray], torch.Tensor]:
+    """Grad-CAM ``(B, 1, h, w)`` at each of the model's Grad-CAM layers, in one forward/backward,
+    and that forward pass's class logits."""
     _require_classifier(model, "Grad-CAM")
     layers = model.gradcam_layers()
     classes = _checked_classes(classes, pixel_values.shape[0])
@@ -553,9 +581,8 @@ def gradcam_maps(
             grids = cam(pixel_values.clone(), targets)
         finally:
             cam.activations_and_grads.release()
-    return {
-        ("gradcam", index): grid[:, None] for (index, _), grid in zip(layers, grids, strict=True)
-    }
+    maps = {("gradcam", index): grid[:, None] for (index, _), grid in zip(layers, grids, strict=True)}
+    return maps, cam.outputs.detach()
 
 
 def _require_classifier(model: LoadedModel, method: str) -> None:

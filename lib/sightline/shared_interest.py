@@ -139,38 +139,23 @@ def extract_study(
     device: str,
     seed: int,
 ) -> pd.DataFrame:
-    """Fill one model's maps into ``store`` and return its predictions per image.
-
-    Predictions (top-1 ImageNet class, whether it is one of the subject's classes) are
-    kept next to the store as CSV, so a warm cache loads no model at all.
+    """Fill one model's maps into ``store`` and return its predictions per image (top-1
+    ImageNet class, ``image_id`` / ``predicted``), recorded in the store by the forward pass
+    of the maps (`extract.predicted_classes`), so a warm cache loads no model at all.
     """
-    predictions_path = store.path.with_name(store.path.stem + ".predictions.csv")
-    known = pd.read_csv(predictions_path) if predictions_path.is_file() else None
-    missing_maps = {s.image_id for s in samples} - store.image_ids()
-    missing_predictions = (
-        {s.image_id for s in samples} - set(known["image_id"]) if known is not None
-        else {s.image_id for s in samples}
-    )
-    if not (missing_maps or missing_predictions):
-        return _predictions_for(known, samples)
     device = extract.resolve_device(device)
-    loaded = models.load_choice(choice, seed=seed, device=device)
-    extract.extract_model(
-        samples, choice, store, batch_size=batch_size, device=device, seed=seed, loaded=loaded,
-        methods=methods, xrai=xrai,
-        target_classes=benchmark_classes(loaded, subjects) if target == "benchmark" else None,
-    )
-    rows = []
-    for start in range(0, len(samples), batch_size):
-        batch = samples[start : start + batch_size]
-        pixels = loaded.preprocess([data.load_image(s.path) for s in batch])
-        with torch.inference_mode():
-            predicted = loaded.score(pixels).argmax(dim=-1).tolist()
-        rows += [{"image_id": s.image_id, "predicted": p} for s, p in zip(batch, predicted,
-                                                                           strict=True)]
-    table = pd.DataFrame(rows)
-    table.to_csv(predictions_path, index=False)
-    return _predictions_for(table, samples)
+    if {s.image_id for s in samples} - store.image_ids():
+        loaded = models.load_choice(choice, seed=seed, device=device)
+        extract.extract_model(
+            samples, choice, store, batch_size=batch_size, device=device, seed=seed,
+            loaded=loaded, methods=methods, xrai=xrai,
+            target_classes=benchmark_classes(loaded, subjects) if target == "benchmark" else None,
+        )
+    predicted = extract.predicted_classes(
+        store, samples, lambda: models.load_choice(choice, seed=seed, device=device),
+        batch_size=batch_size)
+    ids = [s.image_id for s in samples]
+    return pd.DataFrame({"image_id": ids, "predicted": [predicted[i] for i in ids]})
 
 
 def method_cost(
@@ -192,10 +177,6 @@ def method_cost(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(cost, indent=1))
     return {method: cost[method] for method in methods}
-
-
-def _predictions_for(table: pd.DataFrame, samples: Sequence[data.AttentionSample]) -> pd.DataFrame:
-    return table.set_index("image_id").loc[[s.image_id for s in samples]].reset_index()
 
 
 def correctness(
