@@ -111,6 +111,7 @@ def test_linear_probe_leaves_every_map_bit_identical(pool, trained, tmp_path):
     plain = extract.store_for(tmp_path, dataset_id, "plain", "frozen")
     extract.extract_model(wc.samples, choice, plain, batch_size=3, device="cpu", progress=False)
     frozen, probed = stores["frozen"], stores["linear_probe.s0"]
+    assert probed.path == frozen.path  # one store, extracted once: a probe changes no map
     attention = [k for k in plain.keys()]
     assert attention and ("gradcam", 3) not in attention  # no head: no Grad-CAM
     for method, layer in attention:

@@ -126,7 +126,7 @@ def extract_models(
     ``2 * workers`` shards of whole batches (so every batch, hence every map, is the same as
     locally), one task each; the driver then merges.
     """
-    jobs = [MapJob(*job) for job in jobs]
+    jobs = list({job.store.path: job for job in (MapJob(*j) for j in jobs)}.values())  # once each
     execution = execution or Execution()
     on_ray = execution.engine == "ray"
     with ExitStack() as stack:

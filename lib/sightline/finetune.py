@@ -687,7 +687,8 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
     style logit of its linear probe (the probe run with seed ``seed``); without one, a
     classifier (an ImageNet model) explains its own predicted class, and a backbone has none
     of them (no class logit), so a backbone whose only method is Grad-CAM has no frozen job.
-    Stores are keyed by the run, so a retrained run gets new maps.
+    Stores are keyed by the run, so a retrained run gets new maps; the probe run's own
+    variant shares the frozen store (a linear probe leaves every map as it was).
     """
     jobs = {}
     for choice in choices:
@@ -696,6 +697,9 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
         probe = next((m for m in own if m["strategy"] == "linear_probe" and m["seed"] == seed),
                      None)
         for variant, manifest in [("frozen", probe), *((m["variant"], m) for m in own)]:
+            if manifest is probe and variant != "frozen":  # the frozen model's very maps
+                jobs[(name, variant)] = jobs[(name, "frozen")]
+                continue
             methods = None
             spec = models.spec_for(choice)
             if manifest is None and not spec.arch.classifier:
