@@ -289,7 +289,7 @@ def test_a_map_of_the_input_alone_stays_identical_at_every_depth_and_a_rerun_rec
     assert sanity.randomisation_test(model, samples, **{**kwargs, "resolution": 16}).steps[
         "extracted"].sum() == 0  # the resolution is a comparison setting, not a new map
     # the re-initialisation code is in the randomised stores' key (not the original's)
-    stores = dict(zip(result.steps["mode"], result.steps["store"]))
+    stores = dict(zip(result.steps["mode"], result.steps["store"], strict=True))
     assert sanity.randomisation_version() in stores["cascade"]
     assert sanity.randomisation_version() not in stores["original"]
     monkeypatch.setattr(sanity, "randomisation_version", lambda: "changed0")
