@@ -395,9 +395,13 @@ else:
         f"{len(chosen)} photos ({', '.join(s.image_id for s in chosen)}), methods "
         f"{', '.join(check.methods)}, seed {check.seed}; stages of "
         f"{', '.join(str(len(b)) for b in model.module.blocks)} blocks (`b0` ... "
-        f"`b{len(model.module.blocks) - 1}`). Cascade steps: "
+        f"`b{len(model.module.blocks) - 1}`). Cascade steps, each re-initialising from the "
+        "head down to the unit named (the last: the whole network): "
         + " → ".join(order["unit"]) + f"; {int((sanity_steps['extracted'] > 0).sum())} of "
-        f"{len(sanity_steps)} steps extracted in this run (the others from the cache)."))
+        f"{len(sanity_steps)} map sets (the real model's and each step's) extracted in this run "
+        "(the others from the cache)."
+        + (f" With {len(chosen)} photos the intervals are wide: the verdicts are indicative."
+           if len(chosen) < 10 else "")))
 
 # %% [markdown]
 # Similarity to the real model's maps against the randomised depth, one line per method

@@ -260,9 +260,10 @@ if len(sweep):
 #    trained model on the *other* half; the untrained model is read at that same layer).
 #    The verdict needs Holm p < α **and** |Δ| ≥ the smallest effect size of interest
 #    (`stats.sesoi`); *equivalent* needs the 90 % t-interval inside ±margin (TOST).
-# 3. **Null controls: runs that fail the gate** (LoRA on a random backbone, the
-#    parts-removed twin) are tested for *no* movement: the same endpoint, read by TOST
-#    against the same margin (*equivalent* is the expected outcome).
+# 3. **Null controls: runs that fail the gate** (expected: LoRA on a random backbone and
+#    the parts-removed twin; a run that passes the gate is a primary test whatever was
+#    expected of it, as the table's `role` says) are tested for *no* movement: the same
+#    endpoint, read by TOST against the same margin (*equivalent* is the expected outcome).
 # 4. **Everything else is secondary** (IoU@p, the other map kinds, against the centre
 #    baseline): raw p and CIs, no verdict.
 
@@ -410,11 +411,18 @@ if synthetic_data and trained:
             f"0.25): {r.method} coverage at layer {r.layer} {r.reference:.3f} → "
             f"{r.fine_tuned:.3f}, Δ = {signed(r.delta)} [{signed(r.ci_low)}, {signed(r.ci_high)}], "
             f"{verdict}, margin ±{r.margin:g}: **{r.outcome}**.")
-    n_primary = int(primary.sum())
+    n_primary, n_null = int(primary.sum()), int(null.sum())
+    moved = int((control_table.loc[primary, "outcome"] == "enhanced").sum())
+    still = int((control_table.loc[null, "outcome"] == "equivalent").sum())
+    passes = moved == n_primary and still == n_null and n_primary > 0
+    overall = (f"**Overall: {moved} of {n_primary} runs that learned moved their maps onto the "
+               f"boxes (*enhanced*); {still} of {n_null} null control"
+               f"{'s' if n_null != 1 else ''} shown *equivalent* (no movement): the control "
+               f"{'passes' if passes else 'passes only in part'}.**")
     display(Markdown(f"**The positive control** ({n_primary} primary test"
                      f"{'s' if n_primary != 1 else ''}, Holm at α = {ALPHA}; "
-                     f"{int(null.sum())} null control{'s' if null.sum() != 1 else ''}):\n"
-                     + "\n".join(lines)))
+                     f"{n_null} null control{'s' if n_null != 1 else ''}):\n"
+                     + "\n".join(lines) + "\n\n" + overall))
     per_style = []
     for r in endpoints.itertuples():
         tuned = union_layers(r.model, r.variant, r.method, PRIMARY, None, images)[r.layer]

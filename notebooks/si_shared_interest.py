@@ -112,7 +112,8 @@ predictions.to_csv(tables / "si_predictions.csv", index=False)
 display(formatting.table(predictions.groupby("model")[["correct"]].mean()
                          .rename(columns={"correct": "accuracy"}).assign(images=len(samples))))
 display(Markdown(f"All {len(stores)} models predict the same class on **{len(agree)}** of "
-                 f"{len(samples)} images (the agreement subset below)."))
+                 f"{len(samples)} images (the agreement subset below"
+                 f"{'' if len(agree) else ': empty here, so not tested'})."))
 
 # %% [markdown]
 # ### What XRAI costs on this CPU
@@ -167,8 +168,13 @@ wide["model"] = wide["model"].astype(str)
 wide["method"] = wide["method"].astype(str)
 wide["key"] = wide["model"].map(key_of)
 wide = wide.merge(predictions[["image_id", "key", "correct", "all_agree"]], on=["image_id", "key"])
-display(Markdown(f"{len(scores):,} score rows; {int(wide['iou'].isna().sum())} of {len(wide)} "
-                 "maps have no score at the headline threshold (a flat map or an empty mask)."))
+lacking = {m: int(wide[m].isna().sum()) for m in ("iou", "sc", "gtc") if m in wide}
+display(Markdown(
+    f"{len(scores):,} score rows; {int(wide[list(lacking)].isna().any(axis=1).sum())} of "
+    f"{len(wide)} maps lack a score at the headline threshold ("
+    + ", ".join(f"{m}: {n}" for m, n in lacking.items())
+    + "; a flat map, an empty mask, or SC of a map with no salient pixels). Table 1's means "
+    "are over the maps that have the score."))
 
 # %% [markdown]
 # ## Table 1: ours beside the paper's
@@ -402,7 +408,9 @@ if {"gradcam", "xrai"} <= set(means.index):
     if len(paired):
         p_row, w_row = paired.iloc[0], welch.iloc[0]
         direction = "higher" if means["gradcam"] > means["xrai"] else "lower"
-        lines.append(f"- Here Grad-CAM is {direction}: paired t = {p_row['statistic']:.2f}, "
+        reading = (f"Grad-CAM's IoU is significantly {direction}" if p_row["p"] < 0.05 else
+                   f"no significant difference (Grad-CAM {direction} in the mean)")
+        lines.append(f"- Here {reading}: paired t = {p_row['statistic']:.2f}, "
                      f"p = {p_row['p']:.3g}, Cohen's d_z = {p_row['effect_size']:+.2f} "
                      f"(Grad-CAM − XRAI, n = {p_row['n']} pairs); Welch t = "
                      f"{w_row['statistic']:.2f}, p = {w_row['p']:.3g}, Cohen's d (pooled sd) = "
