@@ -323,7 +323,8 @@ fig.tight_layout()
 # probe classifies right and on those it gets wrong (the cross-fitted per-image IoU of the
 # headline column), with the Mann–Whitney U test between the two sets of images. A side with
 # fewer than 10 images is reported (its mean) but not tested. Models with no probe, and the
-# baselines, have no prediction and are left out.
+# baselines, have no prediction and are left out. The p-values are per row and uncorrected
+# for the number of rows: read them as a screen, not as findings.
 
 # %%
 if report["split_by_correct"]:
