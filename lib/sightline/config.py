@@ -398,6 +398,13 @@ class Cases(_Section):
     coverage_high: Annotated[float, Field(gt=0, le=1)] = 0.5
 
 
+def _listed(value: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """A non-empty list of names, each kept once in its first place."""
+    if not value:
+        raise ValueError(f"list at least one {what}")
+    return tuple(dict.fromkeys(value))
+
+
 class SharedInterest(_Section):
     """The Shared Interest replication: its own dataset, models and method settings."""
 
@@ -423,9 +430,7 @@ class SharedInterest(_Section):
     @field_validator("methods")
     @classmethod
     def _some_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("list at least one method")
-        return tuple(dict.fromkeys(value))
+        return _listed(value, "method")
 
 
 class Randomisation(_Section):
@@ -448,9 +453,7 @@ class Randomisation(_Section):
     @field_validator("modes")
     @classmethod
     def _some_modes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("list at least one mode (cascade, independent)")
-        return tuple(dict.fromkeys(value))
+        return _listed(value, "mode (cascade, independent)")
 
 
 class PhotosSanity(Randomisation):
@@ -467,9 +470,7 @@ class PhotosSanity(Randomisation):
     @field_validator("methods")
     @classmethod
     def _some_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("list at least one method")
-        return tuple(dict.fromkeys(value))
+        return _listed(value, "method")
 
     @field_validator("modes")
     @classmethod
@@ -511,9 +512,7 @@ class Photos(_Section):
     @field_validator("methods", "random_methods", "composite_methods")
     @classmethod
     def _some_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("list at least one method")
-        return tuple(dict.fromkeys(value))
+        return _listed(value, "method")
 
     @field_validator("composites")
     @classmethod
