@@ -428,6 +428,8 @@ def train_run(
         torch.manual_seed(seed)
         head = nn.Linear(_feature_dim(loaded), len(STYLES)).to(device)
     module = loaded.module
+    if strategy != "linear_probe":  # the probe's embeddings come from the model as extracted
+        loaded.spec.arch.for_training(module)
     if strategy == "lora":
         from peft import get_peft_model
 

@@ -315,6 +315,10 @@ class HFVision:
         """Eager attention (SDPA returns no weights)."""
         module.set_attn_implementation("eager")
 
+    def for_training(self, module: nn.Module) -> None:
+        """SDPA: training reads no attention weights (maps come from a fresh eager load)."""
+        module.set_attn_implementation("sdpa")
+
     def layout(self, module: nn.Module, geometry: Geometry) -> tuple[int, int, tuple[int, int]]:
         """(layers, heads, patch grid) of a built module."""
         config = module.config
@@ -412,6 +416,9 @@ class _TensorModel:
     def prepare(self, module: nn.Module) -> None:
         """Nothing to switch."""
 
+    def for_training(self, module: nn.Module) -> None:
+        """Nothing to switch (channels-last convolutions measured no faster on CPU)."""
+
     def forward(
         self, module: nn.Module, pixel_values: torch.Tensor, grid: tuple[int, int], **kwargs: Any
     ) -> torch.Tensor:
@@ -444,6 +451,11 @@ class TimmViT(_TensorModel):
         """Fused attention (SDPA) off in every block, so the softmax weights exist."""
         for block in module.blocks:
             block.attn.fused_attn = False
+
+    def for_training(self, module: nn.Module) -> None:
+        """Fused attention (SDPA) on: training reads no attention weights."""
+        for block in module.blocks:
+            block.attn.fused_attn = True
 
     def layout(self, module: nn.Module, geometry: Geometry) -> tuple[int, int, tuple[int, int]]:
         grid = tuple(int(g) for g in module.patch_embed.grid_size)
