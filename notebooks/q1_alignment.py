@@ -239,8 +239,8 @@ key = ["model", "method", "layer"]
 # chance), and the pointing game. Baselines (one map each: nothing to
 # select) are in the same table, grey in the figure. Frame: each model's own; with
 # `metrics.frame` common or both, the cross-fitted IoU in the common frame too. The last
-# columns are the randomisation check (empty where the model was not tested): the weights it
-# was run on, the mean Spearman correlation with the original maps after the whole network
+# columns are the randomisation check of these same (frozen) weights, empty where they were
+# not tested: the mean Spearman correlation with the original maps after the whole network
 # was re-initialised (at the method's most similar layer), and `not_model_sensitive` when
 # that exceeds `sanity.threshold`.
 
@@ -285,12 +285,17 @@ for row in summary_model.itertuples():
 HEADLINE = f"IoU@{P:g} cross-fitted"
 SANITY = "Spearman after full randomisation"
 leaderboard = pd.DataFrame(board).sort_values(HEADLINE, ascending=False, ignore_index=True)
+tested = sanity_flags[sanity_flags["variant"] == VARIANT]  # the weights this table's maps are of
 leaderboard = leaderboard.merge(
-    sanity_flags.rename(columns={"mean": SANITY, "variant": "sanity variant"})[
-        ["model", "method", "sanity variant", SANITY, "not_model_sensitive"]],
+    tested.rename(columns={"mean": SANITY})[["model", "method", SANITY, "not_model_sensitive"]],
     on=["model", "method"], how="left")
 leaderboard.to_csv(tables / "leaderboard.csv", index=False)
 display(Markdown(f"Frame of the headline column: **{FRAMES[0]}**."))
+if len(sanity_flags) and not len(tested):
+    display(Markdown(
+        f"The randomisation check ran on {', '.join(sorted(set(sanity_flags['variant'])))} "
+        f"weights, not on the {VARIANT} ones this table scores, so its columns are empty here: "
+        "its verdicts are in the section above and in Q4."))
 unscored = leaderboard[leaderboard["n"] < len(samples)]
 display(formatting.table(leaderboard.drop(columns="kind"), caption=(
     f"n: images with a score, of {len(samples)}"
@@ -374,11 +379,16 @@ comparison = pd.DataFrame({
     "reference study IoU@90": [REFERENCE_IOU90.get(c.key, np.nan) for c in choices],
 })
 comparison.to_csv(tables / "reference_comparison.csv", index=False)
-display(formatting.table(comparison, caption=(
-    f"Cross-fitted: each model's method and layer chosen together on one half of the "
-    f"{len(samples)} images and scored on the other, over {selection.N_SPLITS} seeded "
-    "halvings (the "
-    "leaderboard chooses only the layer, per method).")))
+if dataset["kind"] != "wikichurches" or all(c.weights == "random" for c in choices):
+    display(Markdown(  # numbers side by side would invite a comparison that means nothing
+        "Not shown: this profile scores random-weight models on synthetic data, so its numbers "
+        "are not comparable with the published ones (both are in "
+        "`tables/reference_comparison.csv`)."))
+else:
+    display(formatting.table(comparison, caption=(
+        f"Cross-fitted: each model's method and layer chosen together on one half of the "
+        f"{len(samples)} images and scored on the other, over {selection.N_SPLITS} seeded "
+        "halvings (the leaderboard chooses only the layer, per method).")))
 
 # %% [markdown]
 # ## Layer by layer

@@ -30,7 +30,8 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
                   "checkpoint_dir": str(tmp_path / "checkpoints")},
     )
     params["metrics"]["percentiles"] = [50, 90]
-    params["sanity"].update(models=[{"key": "resnet50", "variant": "full"}], depths=[1],
+    params["sanity"].update(models=[{"key": "resnet50", "variant": "full"},
+                                    {"key": "resnet50", "variant": "frozen"}], depths=[1],
                             max_images=4)
     params.pop("photos")  # built on its own in tests/test_photos.py
     params["shared_interest"].update(
@@ -98,9 +99,12 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
 
     leaderboard = pd.read_csv(out / "tables" / "leaderboard.csv")
     assert "baseline" in set(leaderboard["model"])
-    flagged = leaderboard.dropna(subset=["sanity variant"])
+    # the leaderboard scores the frozen maps: only the frozen weights' check is on its rows
+    flagged = leaderboard.dropna(subset=["not_model_sensitive"])
     assert set(zip(flagged["model"], flagged["method"], strict=True)) == {
         ("resnet50-tiny-random", "gradcam")}
+    frozen = pd.read_csv(out / "tables" / "sanity_flags.csv").query("variant == 'frozen'")
+    assert flagged["Spearman after full randomisation"].tolist() == frozen["mean"].tolist()
     sanity = pd.read_csv(out / "tables" / "sanity.csv")
     assert sorted(sanity.query("mode == 'cascade'")["depth"].unique()) == [0, 1, 6]
     assert set(sanity["n"]) <= {0, 1, 2, 3, 4}
