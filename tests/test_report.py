@@ -26,7 +26,6 @@ import pytest  # noqa: E402
 from sightline import config, formatting, pipeline, plots, report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-A4 = (8.27, 11.69)  # inches
 MARGIN = 1.5 / 2.54
 
 
@@ -199,6 +198,13 @@ def _executed_notebook(path: Path, tables: dict[str, pd.DataFrame]) -> None:
         cell.outputs = [nbformat.v4.new_output("display_data",
                                                data={"image/png": _png(*size)})]
         cells.append(cell)
+    # a wide table and a tall bar chart from one cell (the leaderboard): a landscape page
+    cell = nbformat.v4.new_code_cell("display(table); fig")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={
+            "text/html": formatting.table(tables["shift"])._repr_html_(), "text/plain": "t"}),
+        nbformat.v4.new_output("display_data", data={"image/png": _png(8.0, 12.0)})]
+    cells.append(cell)
     nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
 
 
@@ -274,6 +280,7 @@ def test_every_figure_is_placed_within_the_page(rendered):
     _, pdf, _ = rendered
     listing = subprocess.run([_poppler("pdfimages"), "-list", str(pdf)], capture_output=True,
                              text=True, check=True).stdout.splitlines()[2:]
+    pages = _pages(pdf)
     placed = []
     for line in listing:
         fields = line.split()
@@ -281,10 +288,13 @@ def test_every_figure_is_placed_within_the_page(rendered):
             continue
         width, height, x_ppi, y_ppi = int(fields[3]), int(fields[4]), float(fields[12]), \
             float(fields[13])
-        placed.append((width / x_ppi, height / y_ppi))
-    assert len(placed) == 2
-    for width, height in placed:
-        assert width <= A4[0] - 2 * MARGIN + 0.01 and height <= A4[1] - 2 * MARGIN + 0.01
+        page = pages[int(fields[0]) - 1]  # its page's own size: portrait or landscape
+        placed.append((width / x_ppi, height / y_ppi, page["width"] / 72, page["height"] / 72))
+    assert len(placed) == 3
+    assert sum(page_width > page_height for *_, page_width, page_height in placed) == 1
+    for width, height, page_width, page_height in placed:
+        assert width <= page_width - 2 * MARGIN + 0.01, (width, page_width)
+        assert height <= page_height - 2 * MARGIN + 0.01, (height, page_height)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -73,9 +73,10 @@ section.notebook { border-top: 1px solid #bbc; margin-top: 2.5em; }
   table { font-size: 7pt; } th, td { padding: 1px 3px; }
   .sightline-table, .output_subarea { overflow: visible; }
   .landscape, .sightline-table.wide { page: wide; }
-  tr, img, .sightline-banner, .sightline-table { break-inside: avoid; }
+  tr, img, .sightline-banner { break-inside: avoid; }
+  thead { display: table-header-group; } p.caption, p.part { break-after: avoid; }
   h1, h2, h3, h4 { break-after: avoid; }
-  img { max-height: 24.5cm; }
+  img { max-height: 24.5cm; } .landscape img { max-height: 16.5cm; }
   section.notebook { page-break-before: always; } }
 """
 
