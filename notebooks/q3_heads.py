@@ -145,6 +145,15 @@ def resolution_note(n_tests, family):
 
 
 display(resolution_note(len(tested), "(one per row)"))
+untrained = [n for n, c in choices.items() if c.weights == "random"]
+rejected = concentrated[concentrated["model"].isin(untrained) & (concentrated["p_holm"] < ALPHA)]
+if untrained and len(tested):
+    display(Markdown(
+        f"{rejected['model'].nunique()} of {len(set(untrained) & set(concentrated['model']))} "
+        f"random-weight model(s) reject exchangeable heads (Holm p < {ALPHA}): the heads of an "
+        "untrained network differ from one another too, so a rejection says that heads differ, "
+        "not that training made them align; read a real model's test beside the same "
+        "architecture with random weights."))
 
 # %% [markdown]
 # ## Heads × feature types
@@ -189,7 +198,10 @@ for name in matrix["model"].unique():
     fig, ax = plt.subplots(figsize=(min(plots.PAGE_WIDTH, 0.4 * grid.shape[1] + 3),
                                     0.3 * grid.shape[0] + 1.5), layout="constrained")
     sns.heatmap(grid, cmap="magma", ax=ax, cbar_kws={"label": f"IoU@{P:g}"}, **feature_scale)
-    ax.set_title(f"{name}: IoU@{P:g} per feature type, 16 best heads (layer.head)", fontsize=9)
+    every = len(top) == matrix[matrix["model"] == name].groupby(["layer", "head"]).ngroups
+    ax.set_title(f"{name}: IoU@{P:g} per feature type, "
+                 f"{f'all {len(top)} heads' if every else f'the {len(top)} best heads'} "
+                 "(layer.head)", fontsize=9)
     ax.tick_params(labelsize=7)
 
 # %% [markdown]
