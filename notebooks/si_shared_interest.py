@@ -121,7 +121,7 @@ display(Markdown(f"All {len(stores)} models predict the same class on **{len(agr
 # gradient evaluations, segmentation, region ranking), beside one Grad-CAM, timed on this
 # machine when the cache was filled (and kept beside the maps, so a rebuild shows the same
 # measurement). At full size and the paper's defaults (100 steps, full ranking) see
-# `python build.py bench` (`benchmarks/bench_shared_interest.py`) and the README.
+# `python build.py bench` (`benchmarks/bench_shared_interest.py`) and docs/benchmarks.md.
 
 # %%
 timing = pd.DataFrame([
@@ -267,13 +267,13 @@ def tests_on(frame, subset):
         if len(pairs) >= 3:
             t = st.paired_comparison(pairs["gradcam"], pairs["xrai"])
             rows.append({"subset": subset, "test": "paired t", "term": "gradcam - xrai",
-                         "statistic": t["t"], "dof": t["n"] - 1, "p": t["p_t"],
+                         "statistic": t["t"], "dof": f"{t['n'] - 1:d}", "p": t["p_t"],
                          "effect": "cohen d_z", "effect_size": t["d_z"], "n": t["n"],
                          "mean_a": t["mean_a"], "mean_b": t["mean_b"]})
             w = st.ttest_ind(frame.loc[frame["method"] == "gradcam", "iou"],
                              frame.loc[frame["method"] == "xrai", "iou"])
             rows.append({"subset": subset, "test": "Welch t", "term": "gradcam - xrai",
-                         "statistic": w["t"], "dof": w["dof"], "p": w["p"],
+                         "statistic": w["t"], "dof": f"{w['dof']:.1f}", "p": w["p"],
                          "effect": "cohen d (pooled sd)", "effect_size": w["cohen_d"],
                          "n": w["n"], "mean_a": w["mean_a"], "mean_b": w["mean_b"]})
     for method, group in frame.groupby("method"):
@@ -282,9 +282,9 @@ def tests_on(frame, subset):
         anova, tukey = st.anova_tukey(group, "iou", "model")
         a = anova.iloc[0]
         rows.append({"subset": subset, "test": "one-way ANOVA", "term": f"model | {method}",
-                     "statistic": a["F"], "dof": f"{a['ddof1']}, {a['ddof2']}", "p": a["p_unc"],
+                     "statistic": a["F"], "dof": f"{a['ddof1']:g}, {a['ddof2']:g}", "p": a["p_unc"],
                      "effect": "partial eta2", "effect_size": a["np2"], "n": a["n"]})
-        for t in tukey.itertuples():
+        for t in tukey.itertuples():  # n: the maps of the two models compared
             rows.append({"subset": subset, "test": "Tukey HSD", "term": f"{t.A} - {t.B} | {method}",
                          "statistic": t.T, "p": t.p_tukey, "effect": "hedges g",
                          "effect_size": t.hedges, "n": t.n, "mean_a": t.mean_A, "mean_b": t.mean_B})
@@ -292,7 +292,7 @@ def tests_on(frame, subset):
         two_way = st.anova_two_way(frame, "iou", ["method", "model"])
         for r in two_way[two_way["Source"] != "Residual"].itertuples():
             rows.append({"subset": subset, "test": "two-way ANOVA", "term": r.Source,
-                         "statistic": r.F, "dof": r.DF, "p": r.p_unc, "effect": "partial eta2",
+                         "statistic": r.F, "dof": f"{r.DF:g}", "p": r.p_unc, "effect": "partial eta2",
                          "effect_size": r.np2, "n": r.n})
     return pd.DataFrame(rows)
 

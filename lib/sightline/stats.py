@@ -267,11 +267,14 @@ def omnibus(
 
 def anova_tukey(df: pd.DataFrame, value: str, group: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One-way between-groups ANOVA and Tukey HSD (``pingouin.anova`` / ``pairwise_tukey``);
-    both tables gain ``n``, the rows used (NaNs dropped)."""
+    both tables gain ``n``, the rows used (NaNs dropped): all of them for the ANOVA, the two
+    groups' for each Tukey pair (its test still uses the pooled variance of all groups)."""
     _require_columns(df, [value, group])
     data = df[[group, value]].dropna()
     anova = pg.anova(data=data, dv=value, between=group).assign(n=len(data))
-    tukey = pg.pairwise_tukey(data=data, dv=value, between=group).assign(n=len(data))
+    tukey = pg.pairwise_tukey(data=data, dv=value, between=group)
+    counts = data[group].value_counts()
+    tukey["n"] = counts.reindex(tukey["A"]).to_numpy() + counts.reindex(tukey["B"]).to_numpy()
     return anova, tukey
 
 
