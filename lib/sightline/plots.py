@@ -79,7 +79,13 @@ def draw_boxes(
     colour: str = "#ffdd00",
     highlight: int | None = None,
 ) -> None:
-    """Outline relative ``(x0, y0, x1, y1)`` boxes on an axis showing a ``width x height`` image."""
+    """Outline relative ``(x0, y0, x1, y1)`` boxes on an axis showing a ``width x height`` image.
+
+    Each label goes above its box's top-left corner, else inside it at the top, else at its
+    bottom-left, whichever first overlaps no label already drawn; a label with no free place
+    is left out (its outline stays)."""
+    renderer = ax.figure.canvas.get_renderer()
+    placed: list = []  # the drawn labels' extents, in display pixels
     for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes_xyxy).reshape(-1, 4)):
         chosen = highlight is None or i == highlight
         ax.add_patch(
@@ -93,16 +99,19 @@ def draw_boxes(
                 alpha=1.0 if chosen else 0.6,
             )
         )
-        if labels is not None and chosen:
-            ax.text(
-                x0 * width,
-                y0 * height,
-                labels[i],
-                fontsize=7,
-                color="black",
-                bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "lw": 0},
-                va="bottom",
-            )
+        if labels is None or not chosen:
+            continue
+        text = ax.text(x0 * width, y0 * height, labels[i], fontsize=7, color="black",
+                       bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "lw": 0}, va="bottom")
+        for y, va in ((y0, "bottom"), (y0, "top"), (y1, "bottom")):
+            text.set_y(y * height)
+            text.set_verticalalignment(va)
+            extent = text.get_window_extent(renderer)
+            if not any(extent.overlaps(other) for other in placed):
+                placed.append(extent)
+                break
+        else:
+            text.remove()
 
 
 def show_image(ax: Axes, image: Image.Image | np.ndarray, title: str | None = None) -> None:

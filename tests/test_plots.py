@@ -1,0 +1,29 @@
+"""Figure helpers: box labels never overprint one another."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from sightline import plots  # noqa: E402
+
+
+def test_box_labels_move_or_drop_rather_than_overprint():
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.imshow(np.zeros((100, 100, 3)))
+    boxes = np.array([[0.1, 0.1, 0.5, 0.5], [0.12, 0.12, 0.6, 0.6], [0.11, 0.1, 0.3, 0.7],
+                      [0.11, 0.11, 0.31, 0.71], [0.6, 0.6, 0.9, 0.9]])
+    plots.draw_boxes(ax, boxes, 100, 100, labels=["Round Arch Window", "Door", "Oval", "Niche",
+                                                  "x"])
+    renderer = fig.canvas.get_renderer()
+    extents = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+    names = list(extents)
+    assert not any(extents[a].overlaps(extents[b]) for i, a in enumerate(names)
+                   for b in names[i + 1:])
+    assert len(ax.patches) == 5  # every outline stays
+    assert {"Round Arch Window", "x"} <= set(names)  # free places keep the first position
+    above = [t for t in ax.texts if t.get_text() == "x"][0]
+    assert above.get_position()[1] == 60 and above.get_verticalalignment() == "bottom"
+    assert len(names) < 5  # the fifth label on the same corner has no free place
+    plt.close(fig)
