@@ -286,15 +286,16 @@ HEADLINE = f"IoU@{P:g} cross-fitted"
 SANITY = "Spearman after full randomisation"
 leaderboard = pd.DataFrame(board).sort_values(HEADLINE, ascending=False, ignore_index=True)
 tested = sanity_flags[sanity_flags["variant"] == VARIANT]  # the weights this table's maps are of
-leaderboard = leaderboard.merge(
-    tested.rename(columns={"mean": SANITY})[["model", "method", SANITY, "not_model_sensitive"]],
-    on=["model", "method"], how="left")
+if len(tested):
+    leaderboard = leaderboard.merge(
+        tested.rename(columns={"mean": SANITY})[["model", "method", SANITY, "not_model_sensitive"]],
+        on=["model", "method"], how="left")
 leaderboard.to_csv(tables / "leaderboard.csv", index=False)
 display(Markdown(f"Frame of the headline column: **{FRAMES[0]}**."))
 if len(sanity_flags) and not len(tested):
     display(Markdown(
         f"The randomisation check ran on {', '.join(sorted(set(sanity_flags['variant'])))} "
-        f"weights, not on the {VARIANT} ones this table scores, so its columns are empty here: "
+        f"weights, not on the {VARIANT} ones this table scores, so it has no columns here: "
         "its verdicts are in the section above and in Q4."))
 unscored = leaderboard[leaderboard["n"] < len(samples)]
 display(formatting.table(leaderboard.drop(columns="kind"), caption=(

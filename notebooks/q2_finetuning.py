@@ -427,13 +427,15 @@ if synthetic_data and trained:
                f"{'s' if n_null != 1 else ''} shown *equivalent* (no movement): the control "
                f"{'passes' if passes else 'passes only in part'}.**")
     null_runs = set(control_table.loc[null, "variant"])
+    # a null control's other maps that moved onto the boxes (trained vs untrained, up)
     moved_null = secondary[secondary["variant"].isin(null_runs)
+                           & (secondary["against"] == "untrained") & (secondary["delta"] > 0)
                            & (secondary["p_wilcoxon"] < ALPHA)]
     caveat = "" if not len(moved_null) else (
         f"\n\nBut {len(moved_null)} secondary comparison{'s' if len(moved_null) != 1 else ''} "
-        f"of the null control{'s' if len(null_runs) != 1 else ''} moved (raw p < {ALPHA}, "
-        "uncorrected, no verdict): " + "; ".join(
-            f"{r.variant} {r.method} {r.metric} vs {r.against} Δ = {signed(r.delta)} "
+        f"of the null control{'s' if len(null_runs) != 1 else ''} moved onto the boxes "
+        f"(trained − untrained, raw p < {ALPHA}, uncorrected, no verdict): " + "; ".join(
+            f"{r.variant} {r.method} {r.metric} at layer {r.layer} Δ = {signed(r.delta)} "
             f"[{signed(r.ci_low)}, {signed(r.ci_high)}], p = {r.p_wilcoxon:.2g}"
             for r in moved_null.itertuples())
         + ". A map can move in training without the model learning the style, which tempers "
