@@ -166,7 +166,7 @@ def headline_rows(table):
 
 headline = headline_rows(deltas)
 headline = headline[np.isclose(headline["threshold"], P) | headline["threshold"].isna()]
-shown = ["model", "strategy", "method", "layer", "metric", "mean_frozen", "mean_finetuned",
+shown = ["model", "strategy", "method", "layer", "metric", "n", "mean_frozen", "mean_finetuned",
          "delta", "ci_low", "ci_high", "p_wilcoxon", "p_holm", "p_tost", "d_z", "verdict"]
 display(formatting.table(headline[headline["strategy"] != "linear_probe"][shown], digits=4))
 probe_rows = headline[headline["strategy"] == "linear_probe"]
@@ -422,7 +422,9 @@ if synthetic_data and trained:
     moved = int((control_table.loc[primary, "outcome"] == "enhanced").sum())
     still = int((control_table.loc[null, "outcome"] == "equivalent").sum())
     passes = moved == n_primary and still == n_null and n_primary > 0
-    overall = (f"**Overall: {moved} of {n_primary} runs that learned moved their maps onto the "
+    overall = (f"**Overall ({len(images)} annotated images, {recipe.seeds} seed"
+               f"{'s' if recipe.seeds != 1 else ''} per run): {moved} of {n_primary} runs that "
+               "learned moved their maps onto the "
                f"boxes (*enhanced*); {still} of {n_null} null control"
                f"{'s' if n_null != 1 else ''} shown *equivalent* (no movement): the control "
                f"{'passes' if passes else 'passes only in part'}.**")
@@ -495,7 +497,8 @@ if synthetic_data and trained:
 # ### By style and by feature type
 # Headline maps: per style, the mean ΔIoU against the union; per feature type, the mean
 # ΔIoU against each box on its own, with a Kruskal–Wallis test of whether the feature
-# types moved differently.
+# types moved differently. The test treats every box as independent, though the boxes of
+# one image share its map: read its p as a screen, not as a confirmatory test.
 
 # %%
 plots.random_weights_banner(models)
