@@ -417,7 +417,8 @@ class _TensorModel:
         """Nothing to switch."""
 
     def for_training(self, module: nn.Module) -> None:
-        """Nothing to switch (channels-last convolutions measured no faster on CPU)."""
+        """Nothing to switch (channels-last convolutions: a 14-epoch tiny ResNet-50 run measured no
+        faster on a 2-core CPU)."""
 
     def forward(
         self, module: nn.Module, pixel_values: torch.Tensor, grid: tuple[int, int], **kwargs: Any
