@@ -227,8 +227,9 @@ for index, f in enumerate(files):
     frame = model.spec.geometry.frame_image(images[f])
     boxes = boxes_of(photo, photo.regions)
     chosen = [k for k, r in enumerate(photo.regions) if r.category == top1.loc[f, "box"]]
+    unscored = "" if pd.notna(top1.loc[f, "box"]) else " (no box: not scored)"
     plots.show_image(axes[row, first], frame,
-                     f"{f}\n{top1.loc[f, 'name']} {top1.loc[f, 'probability']:.2f}")
+                     f"{f}{unscored}\n{top1.loc[f, 'name']} {top1.loc[f, 'probability']:.2f}")
     plots.draw_boxes(axes[row, first], boxes, *frame.size, labels=[r.category for r in photo.regions])
     for col, method in enumerate(study.methods, start=1):
         plots.overlay(axes[row, first + col], frame, maps["pretrained"][method][index], boxes,

@@ -238,11 +238,11 @@ key = ["model", "method", "layer"]
 # classifier of box pixels: 0.5 is chance) and NSS (mean z-scored map inside the boxes: 0 is
 # chance), and the pointing game. Baselines (one map each: nothing to
 # select) are in the same table, grey in the figure. Frame: each model's own; with
-# `metrics.frame` common or both, the cross-fitted IoU in the common frame too. The last
-# columns are the randomisation check of these same (frozen) weights, empty where they were
-# not tested: the mean Spearman correlation with the original maps after the whole network
-# was re-initialised (at the method's most similar layer), and `not_model_sensitive` when
-# that exceeds `sanity.threshold`.
+# `metrics.frame` common or both, the cross-fitted IoU in the common frame too. When the
+# randomisation check ran on these same (frozen) weights (`sanity.models`), two last columns
+# give it, empty for the maps not tested: the mean Spearman correlation with the original
+# maps after the whole network was re-initialised (at the method's most similar layer), and
+# `not_model_sensitive` when that exceeds `sanity.threshold`.
 
 # %%
 def per_image(metric, row, threshold=None):

@@ -518,7 +518,11 @@ if len(per_image) and wc.has_labels:
     by_style = per_image.assign(**{wc.label_name: per_image["image_id"].map(label_of)}).pivot_table(
         index=["model", "strategy", "method"], columns=wc.label_name, values="delta",
         aggfunc="mean")
-    display(formatting.table(by_style))
+    style_n = pd.Series(label_of).value_counts().sort_index()
+    display(formatting.table(by_style, caption=(
+        f"Per {wc.label_name}: mean ΔIoU@{P:g} against the union, fine-tuned − frozen, headline "
+        f"maps; images per {wc.label_name}: "
+        + ", ".join(f"{k} {v}" for k, v in style_n.items()) + ".")))
 per_box = headline_deltas(boxes=True)
 if len(per_box):
     by_feature = per_box.pivot_table(index=["model", "strategy", "method"], columns="feature",
@@ -535,7 +539,12 @@ if len(per_box):
         by_feature = by_feature.join(pd.DataFrame(tests).set_index(["model", "strategy",
                                                                      "method"]))
     by_feature.to_csv(tables / "q2_deltas_by_feature.csv")
-    display(formatting.table(by_feature))
+    first = per_box.groupby(["model", "strategy", "method"]).ngroup() == 0  # boxes of one map
+    box_n = per_box.loc[first, "feature"].value_counts().sort_index()
+    display(formatting.table(by_feature, caption=(
+        f"Per feature type: mean ΔIoU@{P:g} against each box on its own, headline maps; "
+        "boxes per type: " + ", ".join(f"{k} {v}" for k, v in box_n.items())
+        + (". Kruskal–Wallis over the types with 3 boxes or more." if tests else "."))))
 
 # %% [markdown]
 # ### Shift maps

@@ -25,8 +25,9 @@
 # and its position), so a unit gets the same random weights in both variants. Class-specific
 # maps (Grad-CAM) keep explaining the class the original model predicted. Every
 # randomised map is cached like every other map (a store per step; `tables/sanity_steps.csv`
-# lists them with the seeds), so a rebuild recomputes nothing. The test ran in Q1, which
-# joins its flag to the leaderboard; this notebook reads its tables. The same test on real
+# lists them with the seeds), so a rebuild recomputes nothing. The test ran in Q1, whose
+# leaderboard carries the flag of the frozen weights when they were tested; this notebook
+# reads its tables. The same test on real
 # weights, the ImageNet EfficientNet-Lite0 with Grad-CAM and XRAI, is in the real-photos
 # section (notebook 01_photos).
 #
@@ -60,7 +61,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from sightline import cache, data, plots
+from sightline import cache, data, extract, plots
 from sightline import models as registry
 from sightline.config import ModelChoice
 
@@ -85,6 +86,14 @@ if tested:
         steps=("depth", "size"), images=("images", "first"), seed=("seed", "first"),
         extracted_now=("extracted", "sum")).reset_index()
     display(runs)
+    weights_of = {extract.model_name(ModelChoice(**m)): m.get("weights", "pretrained")
+                  for m in models}
+    display(Markdown("Weights tested: " + "; ".join(
+        f"**{m}** " + (f"frozen ({weights_of.get(m, '?')} weights)" if v == "frozen" else
+                       f"{v}: Q2's fine-tuning run, started from {weights_of.get(m, '?')} "
+                       "weights and trained on this profile's data")
+        for m, v in runs[["model", "variant"]].drop_duplicates().itertuples(index=False))
+        + ". The verdicts below are about these weights."))
     order = steps[steps["mode"] == "cascade"].sort_values("depth")
     display(Markdown("Cascade order: " + "; ".join(
         f"**{m}** ({v}): " + " → ".join(rows["unit"])
@@ -115,7 +124,8 @@ if tested:
 # After the whole network is re-initialised (the deepest cascade step): per model and
 # method, the layer whose maps stay most similar, its mean Spearman correlation with the
 # original maps and 95% CI, and the flag: **not model-sensitive** when the mean exceeds
-# `sanity.threshold`. Q1's leaderboard shows the same flag beside each model and method.
+# `sanity.threshold`. Where the frozen weights were tested, Q1's leaderboard shows the same
+# flag beside each model and method.
 
 # %%
 if tested:
@@ -131,6 +141,25 @@ if tested:
            "every method's maps change when the network is re-initialised.")))
     full = summary[(summary["mode"] == "cascade") & (summary["metric"] == "spearman")]
     full = full[full["depth"] == full.groupby(["model", "variant"])["depth"].transform("max")]
+    # a curve that falls below the threshold and climbs back above it as more is randomised
+    curves = summary[(summary["mode"] == "cascade") & (summary["metric"] == "spearman")
+                     & (summary["depth"] > 0)].merge(flags[["model", "variant", "method", "layer"]])
+    rebounds = []
+    for (m, v, method, layer), curve in curves.groupby(["model", "variant", "method", "layer"]):
+        curve = curve.sort_values("depth")
+        low = curve["mean"].idxmin()
+        later = curve.loc[curve["depth"] > curve.loc[low, "depth"]]
+        if curve.loc[low, "mean"] < sanity["threshold"] and (later["mean"] > sanity["threshold"]).any():
+            high = later["mean"].idxmax()
+            rebounds.append(f"{m} {v} · {method} (layer {layer}) falls to {curve.loc[low, 'mean']:.2f} "
+                            f"after {curve.loc[low, 'unit']} and climbs back to "
+                            f"{curve.loc[high, 'mean']:.2f} after {curve.loc[high, 'unit']}")
+    if rebounds:
+        display(Markdown(
+            "The flag reads only the last step; on the way there, " + "; ".join(rebounds)
+            + ": similarity that returns as more of the network is randomised points to "
+              "something the remaining weights do not control (e.g. the input or the "
+              "architecture's position handling), worth a look in the figure above."))
     display(Markdown("Every layer, after the whole network is re-initialised (mean Spearman):"))
     display(full.pivot_table(index=["model", "method"], columns="layer", values="mean").round(3))
 
