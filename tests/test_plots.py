@@ -27,3 +27,19 @@ def test_box_labels_move_or_drop_rather_than_overprint():
     assert above.get_position()[1] == 60 and above.get_verticalalignment() == "bottom"
     assert len(names) < 5  # the fifth label on the same corner has no free place
     plt.close(fig)
+
+
+def test_box_labels_on_a_constrained_subfigure():
+    """The gallery's layout: axes in subfigures of a constrained-layout figure."""
+    fig = plt.figure(figsize=(4, 2), layout="constrained")
+    axes = [sub.subplots() for sub in fig.subfigures(1, 2)]
+    for ax in axes:
+        ax.imshow(np.zeros((50, 50, 3)))
+        plots.draw_boxes(ax, np.array([[0.1, 0.1, 0.6, 0.6], [0.12, 0.12, 0.7, 0.7]]), 50, 50,
+                         labels=["Round Arch Window", "Door"])
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in axes:
+        first, second = (t.get_window_extent(renderer) for t in ax.texts)
+        assert not first.overlaps(second)
+    plt.close(fig)

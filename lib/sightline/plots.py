@@ -84,9 +84,10 @@ def draw_boxes(
     Each label goes above its box's top-left corner, else inside it at the top, else at its
     bottom-left, whichever first overlaps no label already drawn; a label with no free place
     is left out (its outline stays)."""
-    if ax.figure.get_layout_engine() is not None:  # measure at the axes' final size
-        ax.figure.draw_without_rendering()
-    renderer = ax.figure.canvas.get_renderer()
+    figure = ax.get_figure(root=True)  # a subfigure's axes: its top-level figure
+    if figure.get_layout_engine() is not None:  # measure at the axes' final size
+        figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()
     placed: list = []  # the drawn labels' extents, in display pixels
     for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes_xyxy).reshape(-1, 4)):
         chosen = highlight is None or i == highlight
