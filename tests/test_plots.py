@@ -43,3 +43,19 @@ def test_box_labels_on_a_constrained_subfigure():
         first, second = (t.get_window_extent(renderer) for t in ax.texts)
         assert not first.overlaps(second)
     plt.close(fig)
+
+
+def test_box_labels_stay_apart_after_the_layout_runs_again():
+    """Labels reaching past the axes must not shrink them once placed (00_data's examples)."""
+    fig, axes = plt.subplots(2, 4, figsize=(7.0, 4.0), layout="constrained")
+    boxes = np.array([[0.5, 0.2, 0.6, 0.5], [0.6, 0.3, 0.7, 0.6], [0.65, 0.35, 0.75, 0.65],
+                      [0.2, 0.1, 0.3, 0.2]])
+    for ax in axes.flat:
+        ax.imshow(np.zeros((256, 320, 3)))
+        plots.draw_boxes(ax, boxes, 320, 256, labels=["Pointed Arch Window"] * 3 + ["Pinnacle"])
+    fig.canvas.draw()  # the layout runs again, as when the notebook shows the figure
+    renderer = fig.canvas.get_renderer()
+    for ax in axes.flat:
+        extents = [t.get_window_extent(renderer) for t in ax.texts]
+        assert not any(a.overlaps(b) for i, a in enumerate(extents) for b in extents[i + 1:])
+    plt.close(fig)

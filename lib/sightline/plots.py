@@ -106,6 +106,7 @@ def draw_boxes(
             continue
         text = ax.text(x0 * width, y0 * height, labels[i], fontsize=7, color="black",
                        bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "lw": 0}, va="bottom")
+        text.set_in_layout(False)  # so the layout measured here is the one drawn
         for y, va in ((y0, "bottom"), (y0, "top"), (y1, "bottom")):
             text.set_y(y * height)
             text.set_verticalalignment(va)
