@@ -273,3 +273,37 @@ def test_batched_colour_jitter_equals_torchvision_per_image():
         x = F.adjust_saturation(x, s[i].item())
         torch.testing.assert_close(got[i], x, atol=1e-6, rtol=0)
     assert not torch.allclose(got[0], images[0])
+
+
+def test_training_runs_on_fast_attention_and_the_run_loads_back_eager(split, tmp_path, monkeypatch):
+    """Training reads no attention weights, so it uses SDPA; maps need eager attention, so a
+    loaded run has it again (and its attention maps are there)."""
+    seen = []
+    real = models.HFVision.for_training
+
+    def recording(self, module):
+        real(self, module)
+        seen.append(module.config._attn_implementation)
+
+    monkeypatch.setattr(models.HFVision, "for_training", recording)
+    recipe = RECIPE.model_copy(update={"epochs": 1})
+    manifest = finetune.train_run(ModelChoice(key="clip", **TINY), "full", 0, split, recipe,
+                                  tmp_path, progress=False)
+    assert seen == ["sdpa"]
+    loaded = finetune.load_run(manifest)
+    assert loaded.module.config._attn_implementation == "eager"
+    size = loaded.spec.geometry.size
+    maps = saliency.extract(loaded, torch.rand(1, 3, size, size), ["cls"])
+    assert maps and all(np.isfinite(m).all() for m in maps.values())
+
+
+def test_timm_vit_trains_fused_and_is_read_unfused():
+    import timm
+
+    arch = models.TimmViT()
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=2, embed_dim=32,
+                            num_heads=2)
+    arch.prepare(net)  # how every model is read: softmax weights exist
+    assert not any(b.attn.fused_attn for b in net.blocks)
+    arch.for_training(net)
+    assert all(b.attn.fused_attn for b in net.blocks)

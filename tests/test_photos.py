@@ -222,6 +222,16 @@ def test_photos_profile_builds_end_to_end(tmp_path):
     assert len(contrast) and contrast["own_region_mass"].between(0, 1).all()
     scores = pd.read_csv(tables / "photos_scores.csv")
     assert set(scores["source"]) == {"pretrained", "random weights", "centre baseline"}
+    # each map against the centre baseline, paired per photo: the mean difference of the rows
+    versus = pd.read_csv(tables / "photos_vs_centre.csv")
+    centre = scores[scores["source"] == "centre baseline"].set_index("photo")
+    for r in versus.itertuples():
+        rows = scores[(scores["source"] == r.source) & (scores["method"] == r.method)]
+        diff = rows.set_index("photo")[r.metric] - centre.loc[rows["photo"], r.metric]
+        assert r.n == len(rows) and r.delta == pytest.approx(diff.mean())
+        assert r.ci_low <= r.delta <= r.ci_high
+    assert {("pretrained", "gradcam"), ("pretrained", "xrai")} <= set(
+        zip(versus["source"], versus["method"], strict=True))
     flags = pd.read_csv(tables / "photos_sanity_flags.csv")
     assert sorted(flags["method"]) == ["gradcam", "xrai"] and flags["n"].between(1, 2).all()
     steps = pd.read_csv(tables / "photos_sanity_steps.csv")
