@@ -1,4 +1,4 @@
-"""Figure helpers: box labels never overprint one another."""
+"""Figure helpers: box labels never overprint one another, and cost no extra drawing."""
 
 import matplotlib
 
@@ -16,14 +16,16 @@ def test_box_labels_move_or_drop_rather_than_overprint():
                       [0.11, 0.11, 0.31, 0.71], [0.6, 0.6, 0.9, 0.9]])
     plots.draw_boxes(ax, boxes, 100, 100, labels=["Round Arch Window", "Door", "Oval", "Niche",
                                                   "x"])
+    fig.canvas.draw()  # labels are placed when the figure is drawn, after its layout
     renderer = fig.canvas.get_renderer()
-    extents = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+    shown = [t for t in ax.texts if t.get_visible()]
+    extents = {t.get_text(): t.get_window_extent(renderer) for t in shown}
     names = list(extents)
     assert not any(extents[a].overlaps(extents[b]) for i, a in enumerate(names)
                    for b in names[i + 1:])
     assert len(ax.patches) == 5  # every outline stays
     assert {"Round Arch Window", "x"} <= set(names)  # free places keep the first position
-    above = [t for t in ax.texts if t.get_text() == "x"][0]
+    above = [t for t in shown if t.get_text() == "x"][0]
     assert above.get_position()[1] == 60 and above.get_verticalalignment() == "bottom"
     assert len(names) < 5  # the fifth label on the same corner has no free place
     plt.close(fig)
@@ -40,7 +42,7 @@ def test_box_labels_on_a_constrained_subfigure():
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     for ax in axes:
-        first, second = (t.get_window_extent(renderer) for t in ax.texts)
+        first, second = (t.get_window_extent(renderer) for t in ax.texts if t.get_visible())
         assert not first.overlaps(second)
     plt.close(fig)
 
@@ -56,6 +58,20 @@ def test_box_labels_stay_apart_after_the_layout_runs_again():
     fig.canvas.draw()  # the layout runs again, as when the notebook shows the figure
     renderer = fig.canvas.get_renderer()
     for ax in axes.flat:
-        extents = [t.get_window_extent(renderer) for t in ax.texts]
+        extents = [t.get_window_extent(renderer) for t in ax.texts if t.get_visible()]
         assert not any(a.overlaps(b) for i, a in enumerate(extents) for b in extents[i + 1:])
+    plt.close(fig)
+
+
+def test_boxes_cost_no_drawing_of_the_figure(monkeypatch):
+    """A gallery draws boxes on dozens of axes: none of them may lay out or draw the figure."""
+    fig = plt.figure(figsize=(6, 3), layout="constrained")
+    draws = []
+    monkeypatch.setattr(fig, "draw_without_rendering", lambda: draws.append(1))
+    monkeypatch.setattr(fig.canvas, "draw", lambda: draws.append(1))
+    for sub in fig.subfigures(1, 2):
+        for ax in sub.subplots(2, 4).flat:
+            ax.imshow(np.zeros((20, 20, 3)))
+            plots.draw_boxes(ax, np.array([[0.1, 0.1, 0.5, 0.5]]), 20, 20, labels=["Door"])
+    assert draws == []
     plt.close(fig)

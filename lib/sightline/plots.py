@@ -13,9 +13,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from IPython.display import HTML
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.colors import to_rgb
 from matplotlib.patches import Rectangle
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
@@ -82,13 +84,10 @@ def draw_boxes(
     """Outline relative ``(x0, y0, x1, y1)`` boxes on an axis showing a ``width x height`` image.
 
     Each label goes above its box's top-left corner, else inside it at the top, else at its
-    bottom-left, whichever first overlaps no label already drawn; a label with no free place
-    is left out (its outline stays)."""
-    figure = ax.get_figure(root=True)  # a subfigure's axes: its top-level figure
-    if figure.get_layout_engine() is not None:  # measure at the axes' final size
-        figure.draw_without_rendering()
-    renderer = figure.canvas.get_renderer()
-    placed: list = []  # the drawn labels' extents, in display pixels
+    bottom-left, whichever first overlaps no label already placed; a label with no free place
+    is hidden (its outline stays). Placed when the figure is drawn, after its layout, so at
+    the axes' final size (`_BoxLabels`)."""
+    placer = _BoxLabels()
     for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes_xyxy).reshape(-1, 4)):
         chosen = highlight is None or i == highlight
         ax.add_patch(
@@ -106,16 +105,37 @@ def draw_boxes(
             continue
         text = ax.text(x0 * width, y0 * height, labels[i], fontsize=7, color="black",
                        bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "lw": 0}, va="bottom")
-        text.set_in_layout(False)  # so the layout measured here is the one drawn
-        for y, va in ((y0, "bottom"), (y0, "top"), (y1, "bottom")):
-            text.set_y(y * height)
-            text.set_verticalalignment(va)
-            extent = text.get_window_extent(renderer)
-            if not any(extent.overlaps(other) for other in placed):
-                placed.append(extent)
-                break
-        else:
-            text.remove()
+        text.set_in_layout(False)  # the layout does not move for a label
+        placer.labels.append((text, [(y0 * height, "bottom"), (y0 * height, "top"),
+                                     (y1 * height, "bottom")]))
+    if placer.labels:
+        ax.add_artist(placer)
+
+
+class _BoxLabels(Artist):
+    """Draws nothing itself: just before an axis' texts are drawn (a lower zorder, after the
+    figure's layout), moves each of its labels to its first place that overlaps no label
+    placed before it, or hides it."""
+
+    zorder = 2.5  # after the image and patches, before the texts (zorder 3)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels: list[tuple[Text, list[tuple[float, str]]]] = []
+
+    def draw(self, renderer) -> None:
+        placed = []  # extents in display pixels
+        for text, places in self.labels:
+            text.set_visible(True)
+            for y, va in places:
+                text.set_y(y)
+                text.set_verticalalignment(va)
+                extent = text.get_window_extent(renderer)
+                if not any(extent.overlaps(other) for other in placed):
+                    placed.append(extent)
+                    break
+            else:
+                text.set_visible(False)
 
 
 def show_image(ax: Axes, image: Image.Image | np.ndarray, title: str | None = None) -> None:
