@@ -75,3 +75,14 @@ def test_boxes_cost_no_drawing_of_the_figure(monkeypatch):
             plots.draw_boxes(ax, np.array([[0.1, 0.1, 0.5, 0.5]]), 20, 20, labels=["Door"])
     assert draws == []
     plt.close(fig)
+
+
+def test_a_label_at_the_right_edge_ends_at_its_box():
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.imshow(np.zeros((100, 100, 3)))
+    plots.draw_boxes(ax, np.array([[0.7, 0.4, 0.95, 0.6]]), 100, 100, labels=["Round Arch Window"])
+    fig.canvas.draw()
+    (label,) = ax.texts
+    assert label.get_horizontalalignment() == "right" and label.get_position()[0] == 95
+    assert label.get_window_extent(fig.canvas.get_renderer()).x1 <= ax.bbox.x1 + 0.5
+    plt.close(fig)

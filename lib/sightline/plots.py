@@ -106,8 +106,9 @@ def draw_boxes(
         text = ax.text(x0 * width, y0 * height, labels[i], fontsize=7, color="black",
                        bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "lw": 0}, va="bottom")
         text.set_in_layout(False)  # the layout does not move for a label
-        placer.labels.append((text, [(y0 * height, "bottom"), (y0 * height, "top"),
-                                     (y1 * height, "bottom")]))
+        placer.labels.append((text, (x0 * width, x1 * width),
+                              [(y0 * height, "bottom"), (y0 * height, "top"),
+                               (y1 * height, "bottom")]))
     if placer.labels:
         ax.add_artist(placer)
 
@@ -115,18 +116,24 @@ def draw_boxes(
 class _BoxLabels(Artist):
     """Draws nothing itself: just before an axis' texts are drawn (a lower zorder, after the
     figure's layout), moves each of its labels to its first place that overlaps no label
-    placed before it, or hides it."""
+    placed before it, or hides it. A label that would run past the axis' right edge ends at
+    its box's right edge instead (the next axis would cover it)."""
 
     zorder = 2.5  # after the image and patches, before the texts (zorder 3)
 
     def __init__(self) -> None:
         super().__init__()
-        self.labels: list[tuple[Text, list[tuple[float, str]]]] = []
+        self.labels: list[tuple[Text, tuple[float, float], list[tuple[float, str]]]] = []
 
     def draw(self, renderer) -> None:
         placed = []  # extents in display pixels
-        for text, places in self.labels:
+        for text, (left, right), places in self.labels:
             text.set_visible(True)
+            text.set_x(left)
+            text.set_horizontalalignment("left")
+            if text.get_window_extent(renderer).x1 > text.axes.bbox.x1:
+                text.set_x(right)
+                text.set_horizontalalignment("right")
             for y, va in places:
                 text.set_y(y)
                 text.set_verticalalignment(va)
