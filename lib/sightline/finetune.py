@@ -53,9 +53,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 from tqdm import tqdm
 
-from . import data, extract, geometry, models, saliency, variants
+from . import data, extract, frames, geometry, models, saliency, variants
 from . import execution as engine
 from .config import STRATEGIES, Execution, Finetune, ModelChoice
+from .frames import Item
 from .variants import ADAPTER_DIR as _ADAPTER
 from .variants import BACKBONE_FILE as _BACKBONE
 from .variants import HEAD_FILE as _HEAD
@@ -72,7 +73,6 @@ _STATE = "state.pt"
 # settings that change where or how fast a run trains, not what it learns
 _NOT_KEYED = ("device", "num_workers", "checkpoint_dir", "strategies", "seeds")
 
-Item = tuple[str, str, int]  # (image_id, path, style index)
 
 
 # --- the split ----------------------------------------------------------------------------
@@ -254,23 +254,6 @@ def run_dir(out_dir: str | Path, run: Run, split: Split, finetune: Finetune, mod
 # --- data -----------------------------------------------------------------------------------
 
 
-class _Frames(Dataset):
-    """Images in a model's input frame (uint8, decoded once and kept), with a transform."""
-
-    def __init__(self, items: Sequence[Item], frame: Callable, transform: Callable):
-        self.items, self.frame, self.transform = list(items), frame, transform
-        self._frames: dict[int, torch.Tensor] = {}
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        if index not in self._frames:
-            image = data.load_image(Path(self.items[index][1]))
-            self._frames[index] = self.frame(image).mul(255).round().to(torch.uint8)
-        return self.transform(self._frames[index]), self.items[index][2]
-
-
 def _transforms(spec: models.ModelSpec, finetune: Finetune, train: bool) -> T.Compose:
     """Per image: the training crop and flip (``train``, uint8 kept: the float conversion,
     colour jitter and normalisation of a training batch are `_augment_batch`'s, one pass over
@@ -447,13 +430,19 @@ def train_run(
 
     train_labels = [label for *_, label in split.train]
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(train_labels, len(STYLES)).to(device))
-    frame = loaded.spec.geometry.transform()
+    paths = [path for _, path, _ in (*split.train, *split.val)]
+    stored = frames.ensure_frames(Path(out_dir) / split.dataset_id[:16] / "frames", paths,
+                                  loaded.spec.geometry, workers=finetune.num_workers,
+                                  progress=progress)
+
+    def frame_set(items: Sequence[Item], train: bool) -> frames.FrameSet:
+        return frames.FrameSet(stored, paths, items, _transforms(loaded.spec, finetune, train))
+
     if strategy == "linear_probe":
-        loader, val_loader = _embedding_loaders(loaded, split, finetune, frame, progress)
+        loader, val_loader = _embedding_loaders(loaded, split, finetune, frame_set, progress)
         forward = head
     else:
-        train_set = _Frames(split.train, frame, _transforms(loaded.spec, finetune, train=True))
-        val_set = _Frames(split.val, frame, _transforms(loaded.spec, finetune, train=False))
+        train_set, val_set = frame_set(split.train, True), frame_set(split.val, False)
         loader = _loader(train_set, finetune, shuffle=True)
         val_loader = _loader(val_set, finetune, shuffle=False)
         augment = _augment_batch(loaded.spec, finetune)
@@ -601,17 +590,16 @@ def _loader(dataset: Dataset, finetune: Finetune, shuffle: bool) -> DataLoader:
 
 
 def _embedding_loaders(loaded: models.LoadedModel, split: Split, finetune: Finetune,
-                       frame: Callable, progress: bool) -> tuple[DataLoader, DataLoader]:
+                       frame_set: Callable, progress: bool) -> tuple[DataLoader, DataLoader]:
     """Linear probe: the frozen backbone's embeddings of train and val, computed once."""
     loaded.module.eval()
-    plain = _transforms(loaded.spec, finetune, train=False)
     loaders = []
     for name, items in (("train", split.train), ("val", split.val)):
-        frames = DataLoader(_Frames(items, frame, plain), batch_size=finetune.batch_size,
-                            num_workers=finetune.num_workers)
+        batches = DataLoader(frame_set(items, False), batch_size=finetune.batch_size,
+                             num_workers=finetune.num_workers)
         chunks = []
         with torch.inference_mode():
-            for pixels, _ in tqdm(frames, desc=f"embeddings {name}", disable=not progress,
+            for pixels, _ in tqdm(batches, desc=f"embeddings {name}", disable=not progress,
                                   leave=False):
                 chunks.append(_embed(loaded, pixels.to(loaded.device)).float().cpu())
         labels = torch.tensor([label for *_, label in items])

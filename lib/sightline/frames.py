@@ -1,0 +1,104 @@
+"""Training images decoded once: a pool's images in a model's input frame, kept on disk.
+
+Fine-tuning reads every training image every epoch. Decoding a multi-megapixel photograph
+and resizing it to the model's frame costs tens of milliseconds per image on one core —
+more than a GPU's training step — and a loader's workers lose what they decoded when the
+epoch ends. So the frames of one set of images at one geometry are decoded once (in
+parallel, with a per-image progress bar) into a ``.npy`` file that every run, seed, epoch and
+worker then reads through a memory map: the very pixels decoding each time would give (uint8,
+``round(255 · frame)``), at memory speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from . import data
+from .geometry import Geometry
+
+Item = tuple[str, str, int]  # (image_id, path, label index), as fine-tuning's splits hold them
+
+
+def frames_path(folder: str | Path, paths: Sequence[str], geometry: Geometry) -> Path:
+    """The file holding ``paths``' frames at ``geometry``: named by what decides its pixels
+    (the image list, the geometry, the frame code and torchvision's version)."""
+    key = json.dumps([sorted(set(paths)), repr(geometry), torchvision.__version__,
+                      hashlib.sha256(Path(__file__).read_bytes()).hexdigest()])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return Path(folder) / f"frames-{geometry.size}-{digest}.npy"
+
+
+def frame_pixels(path: str | Path, transform: Callable) -> np.ndarray:
+    """One image in the frame ``transform`` makes, as uint8 ``(3, S, S)``."""
+    return transform(data.load_image(Path(path))).mul(255).round().to(torch.uint8).numpy()
+
+
+class _Decode(Dataset):
+    def __init__(self, paths: Sequence[str], transform: Callable):
+        self.paths, self.transform = list(paths), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, np.ndarray]:
+        return index, frame_pixels(self.paths[index], self.transform)
+
+
+def ensure_frames(folder: str | Path, paths: Sequence[str], geometry: Geometry, *,
+                  workers: int = 0, progress: bool = True) -> Path:
+    """Decode ``paths`` into their frames file unless it exists; its path.
+
+    Written to a ``.partial.npy`` first and renamed when complete, so an interrupted decode
+    leaves no file that looks finished (it starts again).
+    """
+    path = frames_path(folder, paths, geometry)
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    order = sorted(set(paths))
+    partial = path.with_suffix(".partial.npy")
+    size = geometry.size
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
+                                    shape=(len(order), 3, size, size))
+    decode = DataLoader(_Decode(order, geometry.transform()), batch_size=None,
+                        num_workers=workers)
+    for index, pixels in tqdm(decode, total=len(order), desc=f"decoding frames ({size} px)",
+                              unit="image", disable=not progress, leave=False):
+        out[index] = pixels
+    out.flush()
+    del out
+    partial.rename(path)
+    return path
+
+
+class FrameSet(Dataset):
+    """``items``' frames read from the frames file of ``paths`` (`ensure_frames`), each through
+    ``transform``; yields ``(frame, label)``. Each process maps the file on first use."""
+
+    def __init__(self, path: str | Path, paths: Sequence[str], items: Sequence[Item],
+                 transform: Callable):
+        self.path, self.items, self.transform = Path(path), list(items), transform
+        row = {p: i for i, p in enumerate(sorted(set(paths)))}
+        self.rows = [row[p] for _, p, _ in self.items]
+        self._frames: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_frames": None}  # a worker maps the file itself
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if self._frames is None:
+            self._frames = np.load(self.path, mmap_mode="r")
+        pixels = torch.from_numpy(np.array(self._frames[self.rows[index]]))
+        return self.transform(pixels), self.items[index][2]
