@@ -216,7 +216,7 @@ def _check_strategy(choice: ModelChoice, strategy: str) -> None:
 
 def code_version() -> str:
     """Hash of the code that decides what a run learns; part of every run's key."""
-    sources = [Path(m.__file__).read_bytes() for m in (geometry, models, variants, data)]
+    sources = [Path(m.__file__).read_bytes() for m in (geometry, models, variants, data, frames)]
     return hashlib.sha256(b"".join([*sources, Path(__file__).read_bytes()])).hexdigest()[:12]
 
 
