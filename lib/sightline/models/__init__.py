@@ -14,7 +14,7 @@ Derived from the built module and its own config, not declared (`ModelSpec.descr
 - the token layout: CLS and the other prefix tokens (registers, distillation token),
   layers, heads, the patch grid (HF config; timm ``num_prefix_tokens``,
   ``patch_embed.grid_size``, ``blocks``, ``attn.num_heads``);
-- the saliency methods that apply (`applicable_methods`);
+- the saliency methods that apply (`sightline.registry.applicable_methods`);
 - preprocessing (`Geometry`, mean, std): the HF image processor config, timm's
   ``pretrained_cfg``, torchvision weights' ``transforms()``, unless ``input`` overrides it.
 
@@ -32,12 +32,12 @@ from sightline.models.from_hf import HFVision, pooling_heads
 from sightline.models.loading import LoadedModel, load_checkpoint, load_choice, load_model
 from sightline.models.preprocessing import CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD
 from sightline.models.presets import REGISTRY, preset_table
-from sightline.models.spec import Layout, ModelError, ModelSpec, applicable_methods
+from sightline.models.spec import Layout, ModelError, ModelSpec
 from sightline.models.tensor_archs import TimmClassifier, TimmCNN, TimmViT
 
 __all__ = [
     "CHECKPOINT_HELP", "CLIP_MEAN", "CLIP_STD", "HALF", "IMAGENET_MEAN", "IMAGENET_STD",
     "REGISTRY", "SOURCES", "HFVision", "Layout", "LoadedModel", "ModelError", "ModelSpec",
-    "TimmCNN", "TimmClassifier", "TimmViT", "applicable_methods", "load_checkpoint",
+    "TimmCNN", "TimmClassifier", "TimmViT", "load_checkpoint",
     "load_choice", "load_model", "pooling_heads", "preset_table", "spec_for",
 ]  # fmt: skip

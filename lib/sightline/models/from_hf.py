@@ -30,8 +30,8 @@ from sightline.models.spec import (
     ModelError,
     Readout,
     Size,
-    applicable_methods,
 )
+from sightline.registry import applicable_methods
 
 _PIL_RESAMPLE = {2: "bilinear", 3: "bicubic"}
 
@@ -109,9 +109,7 @@ class HFVision:
         prefix = int(cls) + int(getattr(module.config, "num_register_tokens", 0) or 0)
         probe = bool(pooling_heads(module))
         readout: Readout = "cls" if cls else ("probe" if probe else "tokens")
-        methods = applicable_methods(attention=True, cls_token=cls, pooling_probe=probe,
-                                     classifier=False)
-        return Layout(readout, layers, heads, prefix, grid, methods)
+        return Layout(readout, layers, heads, prefix, grid, applicable_methods(readout, False))
 
     def forward(
         self, module: nn.Module, pixel_values: torch.Tensor, grid: tuple[int, int], **kwargs: Any

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from sightline.geometry import Geometry
+from sightline.registry import Readout
 
 if TYPE_CHECKING:
     from sightline.models.from_hf import HFVision
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
     Arch = HFVision | TimmViT | TimmCNN | TimmClassifier
 
-Readout = Literal["cls", "probe", "tokens", "cnn"]
 Weights = Literal["pretrained", "random"]
 Size = Literal["base", "tiny"]
 Source = Literal["hf", "timm", "torchvision", "python"]
@@ -62,26 +62,10 @@ def lora_defaults(module: nn.Module) -> LoraDefaults | None:
     return None
 
 
-def applicable_methods(
-    *, attention: bool, cls_token: bool, pooling_probe: bool, classifier: bool
-) -> tuple[str, ...]:
-    """The saliency methods a built model supports, from what it has (the one place this
-    is decided): CLS attention, rollout and Chefer relevance need a CLS token and capturable
-    attention; without a CLS token, attention received (and a pooling head's probe, through
-    which Chefer relevance is then read out); Grad-CAM for
-    every model (it needs a class logit: the model's own or a probe's); XRAI for
-    classifiers explained at a layer (CNNs)."""
-    if attention and cls_token:
-        return ("cls", "rollout", "chefer", "gradcam")
-    if attention:  # Chefer relevance is read out through a pooling head's probe
-        probe = ("probe", "mean_received", "chefer") if pooling_probe else ("mean_received",)
-        return (*probe, "gradcam")
-    return ("gradcam", "xrai") if classifier else ("gradcam",)
-
-
 @dataclass(frozen=True)
 class Layout:
-    """What a built model's maps are read from: readout, token layout, grid, methods."""
+    """What a built model's maps are read from: readout, token layout, grid, and the
+    methods that apply (`sightline.registry.applicable_methods` of the readout)."""
 
     readout: Readout
     num_layers: int

@@ -25,9 +25,9 @@ from sightline.models.spec import (
     ModelError,
     Size,
     TokenLayout,
-    applicable_methods,
     lora_defaults,
 )
+from sightline.registry import applicable_methods
 
 if TYPE_CHECKING:
     from sightline.config import ModelChoice
@@ -115,11 +115,9 @@ class TimmViT(_TensorModel):
                 f"model {key!r}: built for {grid[0] * patch}-px input, but its input frame is "
                 f"{geometry.size} px; set input.size: {grid[0] * patch}"
             )
-        cls = getattr(module, "cls_token", None) is not None
-        methods = applicable_methods(attention=True, cls_token=cls, pooling_probe=False,
-                                     classifier=self.classifier)
-        return Layout("cls" if cls else "tokens", layers, heads, int(module.num_prefix_tokens),
-                      grid, methods)
+        readout = "cls" if getattr(module, "cls_token", None) is not None else "tokens"
+        return Layout(readout, layers, heads, int(module.num_prefix_tokens), grid,
+                      applicable_methods(readout, self.classifier))
 
     def attentions(self, module: nn.Module, pixel_values: torch.Tensor,
                    grid: tuple[int, int]) -> tuple[Any, Sequence[torch.Tensor]]:
@@ -188,9 +186,7 @@ class TimmCNN(_TensorModel):
 
     def describe(self, module: nn.Module, geometry: Geometry, key: str) -> Layout:
         layers, heads, grid = self.layout(module, geometry)
-        methods = applicable_methods(attention=False, cls_token=False, pooling_probe=False,
-                                     classifier=True)
-        return Layout("cnn", layers, heads, 0, grid, methods)
+        return Layout("cnn", layers, heads, 0, grid, applicable_methods("cnn", True))
 
     def gradcam_layers(self, module: nn.Module, num_layers: int) -> list[tuple[int, nn.Module]]:
         return [(i, getattr(module, stage)[-1]) for i, stage in enumerate(self.stages)]
@@ -245,9 +241,7 @@ class TimmClassifier(_TensorModel):
 
     def describe(self, module: nn.Module, geometry: Geometry, key: str) -> Layout:
         layers, heads, grid = self.layout(module, geometry)
-        methods = applicable_methods(attention=False, cls_token=False, pooling_probe=False,
-                                     classifier=self.classifier)
-        return Layout("cnn", layers, heads, 0, grid, methods)
+        return Layout("cnn", layers, heads, 0, grid, applicable_methods("cnn", self.classifier))
 
     def gradcam_layers(self, module: nn.Module, num_layers: int) -> list[tuple[int, nn.Module]]:
         return [(0, self.target_layer(module))]
