@@ -152,7 +152,7 @@ METHODS: Registry[Method] = Registry("method", [
     Method("gradcam", "Grad-CAM", frozenset(READOUTS), "own", _S + "gradcam_maps",
            explains_class=True, cost="backward",
            help="pytorch-grad-cam's GradCAM of a class logit at the layer's grid"),
-    Method("xrai", "XRAI", frozenset({"cnn"}), "own", _S + "xrai_maps", explains_class=True,
+    Method("xrai", "XRAI", frozenset({"cnn"}), "own", _S + "run_xrai", explains_class=True,
            classifier_only=True, cost="many",
            help="XRAI (Kapishnikov et al. 2019) region ranking from integrated gradients"),
 ])
