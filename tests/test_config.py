@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sightline import config
+from sightline import config, registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,6 +58,12 @@ def test_defaults_and_relative_paths(tmp_path):
         ({"metrics": {"frame": "crop"}}, "'metrics.frame' is 'crop'; allowed: 'model'"),
         ({"report": {"split_by_correct": "maybe"}}, "'report.split_by_correct'"),
         ({"report": {"split_by_corect": True}}, "Did you mean 'split_by_correct'?"),
+        ({"stats": {"sesoi": {"ioo": 0.1}}},
+         "'stats.sesoi': 'ioo' is not a metric with a margin; allowed: iou, coverage, mse, kl"),
+        ({"stats": {"sesoi": {"kl": 0}}}, "'stats.sesoi.kl': Input should be greater than 0"),
+        ({"photos": {"methods": ["gradcm"]}},
+         "'photos.methods.0' is 'gradcm'; allowed: 'gradcam' or 'xrai'. Did you mean 'gradcam'?"),
+        ({"photos": {"sanity": {"methods": ["cls"]}}}, "'photos.sanity.methods.0' is 'cls'"),
     ],
 )
 def test_bad_values_name_the_key_and_the_allowed_values(tmp_path, patch, expected):
@@ -67,6 +73,14 @@ def test_bad_values_name_the_key_and_the_allowed_values(tmp_path, patch, expecte
         config.load_params(path)
     assert str(path) in str(error.value)
     assert expected in str(error.value)
+
+
+def test_margins_default_to_the_metric_registrys_and_take_overrides(tmp_path):
+    raw = {**yaml.safe_load(BASE), "stats": {"sesoi": {"kl": 0.2}}}
+    sesoi = config.load_params(_write(tmp_path, yaml.safe_dump(raw)), base=tmp_path).stats.sesoi
+    assert sesoi == {"iou": 0.01, "coverage": 0.01, "mse": 0.01, "kl": 0.2, "emd": 0.01}
+    with registry.METRICS.registered(registry.Metric("peak", "peak", True, False, len, sesoi=0.3)):
+        assert config.load_params(_write(tmp_path, BASE), base=tmp_path).stats.sesoi["peak"] == 0.3
 
 
 def test_missing_file_lists_profiles(tmp_path):

@@ -2,6 +2,7 @@
 the built model and its own config, and bad specs say what to fix."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -405,3 +406,18 @@ def test_a_spec_fine_tunes_through_the_shared_variant_loader():
     from sightline import finetune
 
     assert finetune.recipe(config.Finetune(), choice, "lora")["lora_targets"] == ["qkv"]
+
+
+# --- the map cache's code version ------------------------------------------------------------
+
+
+def test_code_version_changes_with_any_file_of_the_models_package(tmp_path, monkeypatch):
+    package = tmp_path / "models"
+    package.mkdir()
+    for source in Path(models.__file__).parent.glob("*.py"):
+        (package / source.name).write_bytes(source.read_bytes())
+    monkeypatch.setattr(extract.models, "__file__", str(package / "__init__.py"))
+    before = extract.code_version()
+    with (package / "presets.py").open("a") as presets:
+        presets.write("# a change\n")
+    assert extract.code_version() != before

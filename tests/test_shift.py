@@ -4,10 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sightline import shift, stats
-from sightline.config import Sesoi
+from sightline import registry, shift, stats
 
-SESOI = Sesoi().model_dump()
+SESOI = registry.sesoi_defaults()
 
 
 def planted(n=30, seed=0):

@@ -174,10 +174,10 @@ def test_xrai_rejects_bad_settings_and_heads(tiny):
 
 def test_method_cost_is_timed_once_and_kept_beside_the_store(tmp_path, monkeypatch):
     from sightline import cache, data
-    from sightline import models as registry
     from sightline import shared_interest as si
     from sightline.config import SIModelChoice
     from sightline.data import synthetic
+    from sightline.models import loading
 
     synthetic.make_human_attention(tmp_path / "bench", subjects=("dog",), per_subject=1,
                                    image_size=(96, 80))
@@ -187,5 +187,5 @@ def test_method_cost_is_timed_once_and_kept_beside_the_store(tmp_path, monkeypat
     settings = saliency.XraiSettings(steps=2, batch_size=4, algorithm="fast")
     first = si.method_cost(choice, store, sample, ["gradcam", "xrai"], settings, device="cpu")
     assert set(first) == {"gradcam", "xrai"} and all(v >= 0 for v in first.values())
-    monkeypatch.setattr(registry, "load_model", lambda *a, **k: pytest.fail("timed again"))
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("timed again"))
     assert si.method_cost(choice, store, sample, ["xrai"], settings) == {"xrai": first["xrai"]}

@@ -20,6 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from . import registry
 
 # Presets of sightline.models.REGISTRY a WikiChurches profile can list (a test keeps them
 # in step with the registry), and those of the Shared Interest study.
@@ -295,29 +298,27 @@ class Metrics(_Section):
         return tuple(sorted(set(value)))
 
 
-Margin = Annotated[float, Field(gt=0)]
-
-
-class Sesoi(_Section):
-    """Smallest effect size of interest per metric, in the metric's own unit: a change
-    smaller than this is no change worth reporting (Q2's verdicts, the positive control).
-
-    IoU and coverage are fractions (of overlap, of attention mass): 0.01 is one point.
-    MSE is between [0, 1]-scaled maps and targets: 0.01. KL is in nats: 0.05. EMD is in
-    units of the image side: 0.01 is 1 % of it.
-    """
-
-    iou: Margin = 0.01
-    coverage: Margin = 0.01
-    mse: Margin = 0.01
-    kl: Margin = 0.05
-    emd: Margin = 0.01
+def _margins(value: dict[str, float]) -> dict[str, float]:
+    """The registry's default margins (`registry.sesoi_defaults`) with the given ones over them."""
+    defaults = registry.sesoi_defaults()
+    unknown = sorted(set(value) - set(defaults))
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not a metric with a margin; allowed: "
+                         f"{', '.join(defaults)}")
+    return defaults | value
 
 
 class Stats(_Section):
+    """``sesoi``: the smallest effect size of interest per metric, in the metric's own unit
+    (each metric's default is its registry entry's): a change smaller than this is no change
+    worth reporting (Q2's verdicts, the positive control). IoU and coverage are fractions: 0.01
+    is one point; MSE is between [0, 1]-scaled maps and targets; KL is in nats; EMD in image
+    sides."""
+
     n_boot: Annotated[int, Field(ge=100, le=100_000)] = 2000
     alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
-    sesoi: Sesoi = Sesoi()
+    sesoi: Annotated[dict[str, Annotated[float, Field(gt=0)]], AfterValidator(_margins)] = Field(
+        default_factory=registry.sesoi_defaults)
 
 
 class Heads(_Section):
@@ -398,6 +399,17 @@ class Cases(_Section):
     coverage_high: Annotated[float, Field(gt=0, le=1)] = 0.5
 
 
+def _classifier_method(value: str) -> str:
+    """A saliency method of a classifier explained at a layer (`registry.applicable_methods`)."""
+    allowed = registry.applicable_methods("cnn", classifier=True)
+    if value not in allowed:
+        raise _literal_error(allowed)
+    return value
+
+
+ClassifierMethod = Annotated[str, AfterValidator(_classifier_method)]
+
+
 def _listed(value: tuple[str, ...], what: str) -> tuple[str, ...]:
     """A non-empty list of names, each kept once in its first place."""
     if not value:
@@ -410,7 +422,7 @@ class SharedInterest(_Section):
 
     dataset: HumanAttentionData
     models: tuple[SIModelChoice, ...]
-    methods: tuple[Literal["gradcam", "xrai"], ...] = ("gradcam", "xrai")
+    methods: tuple[ClassifierMethod, ...] = ("gradcam", "xrai")
     target: Literal["predicted", "benchmark"] = "predicted"
     xrai: Xrai = Xrai()
     binarize: Binarize = Binarize()
@@ -464,7 +476,7 @@ class PhotosSanity(Randomisation):
     `Randomisation`.
     """
 
-    methods: tuple[Literal["gradcam", "xrai"], ...] = ("gradcam", "xrai")
+    methods: tuple[ClassifierMethod, ...] = ("gradcam", "xrai")
     xrai: Xrai = Xrai(steps=16, batch_size=16, algorithm="fast")
 
     @field_validator("methods")
@@ -495,8 +507,8 @@ class Photos(_Section):
 
     root: Path = Path("data/photos")
     model: Literal["efficientnet_lite0"] = "efficientnet_lite0"
-    methods: tuple[Literal["gradcam", "xrai"], ...] = ("gradcam", "xrai")
-    random_methods: tuple[Literal["gradcam", "xrai"], ...] = ("gradcam",)
+    methods: tuple[ClassifierMethod, ...] = ("gradcam", "xrai")
+    random_methods: tuple[ClassifierMethod, ...] = ("gradcam",)
     xrai: Xrai = Xrai(steps=16, batch_size=16, algorithm="fast")
     percentile: Annotated[float, Field(ge=0, lt=100)] = 90
     resolution: Annotated[int, Field(ge=16, le=1024)] = 224
@@ -504,7 +516,7 @@ class Photos(_Section):
         ("chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg"),
         ("camera.png", "china.jpg", "grace_hopper.jpg", "coffee.png"),
     )
-    composite_methods: tuple[Literal["gradcam", "xrai"], ...] = ("gradcam",)
+    composite_methods: tuple[ClassifierMethod, ...] = ("gradcam",)
     rotate: bool = True
     fetch_darknet: bool = True
     sanity: PhotosSanity | None = None
@@ -617,7 +629,7 @@ class Params(_Section):
     models: tuple[ModelChoice, ...] = ()
     extraction: Extraction = Extraction()
     metrics: Metrics = Metrics()
-    stats: Stats = Stats()
+    stats: Stats = Field(default_factory=Stats)
     heads: Heads = Heads()
     report: Report = Report()
     shared_interest: SharedInterest | None = None

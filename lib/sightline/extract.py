@@ -34,10 +34,11 @@ STYLES = tuple(data.MAIN_STYLES.values())  # a style head's classes, in order (f
 
 
 def code_version() -> str:
-    """Hash of the code that decides what a map is; part of every store's key."""
-    sources = [Path(m.__file__).read_bytes()
-               for m in (geometry, models, variants, saliency, baselines)]
-    return hashlib.sha256(b"".join(sources)).hexdigest()[:12]
+    """Hash of the code that decides what a map is (the models package's files, sorted,
+    and four modules); part of every store's key."""
+    files = [*sorted(Path(models.__file__).parent.glob("*.py")),
+             *(Path(m.__file__) for m in (geometry, variants, saliency, baselines))]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
 
 
 def model_name(choice: ModelChoice) -> str:

@@ -312,6 +312,21 @@ def iou(maps: ArrayLike, masks: ArrayLike, percentiles: Sequence[float]) -> np.n
     return _set_metrics(maps, masks, percentiles)["iou"]
 
 
+def gtc(maps: ArrayLike, masks: ArrayLike, percentiles: Sequence[float]) -> np.ndarray:
+    """Ground-truth coverage |top-k ∩ mask| / |mask| at each percentile: ``(N, P)``."""
+    return _set_metrics(maps, masks, percentiles)["gtc"]
+
+
+def sc(maps: ArrayLike, masks: ArrayLike, percentiles: Sequence[float]) -> np.ndarray:
+    """Saliency coverage |top-k ∩ mask| / |top-k| at each percentile: ``(N, P)``."""
+    return _set_metrics(maps, masks, percentiles)["sc"]
+
+
+def iou_rel(maps: ArrayLike, masks: ArrayLike, percentiles: Sequence[float]) -> np.ndarray:
+    """IoU over the best any map reaches for the mask's area (`max_iou`): ``(N, P)``."""
+    return relative_iou(iou(maps, masks, percentiles), max_iou(masks, percentiles))
+
+
 def shared_interest(
     maps: ArrayLike, masks: ArrayLike, percentiles: Sequence[float]
 ) -> dict[str, np.ndarray]:
@@ -519,7 +534,7 @@ def sweep(
 
     Maps are upsampled to ``R x R`` (``upsample``) and each is ranked once for all
     percentiles and all targets of its image (``target_image[t]`` is the image of target t).
-    Returns ``iou``, ``gtc``, ``sc`` ``(T, K, P)``; ``max_iou`` ``(T, P)`` (it depends on the
+    Returns ``iou``, ``iou_rel``, ``gtc``, ``sc`` ``(T, K, P)``; ``max_iou`` ``(T, P)`` (it depends on the
     mask only); ``coverage``, ``energy_pointing_game`` (equal), ``pointing_game``, ``auc``
     and ``nss`` ``(T, K)``; and ``area`` ``(T,)`` pixels per mask.
 
@@ -607,6 +622,7 @@ def sweep(
     scores = _set_scores(inside[:, :, back], ks_all, area[:, None, None])
     result = {name: _blank_to_nan(v, blank[:, :, None]) for name, v in scores.items()}
     result["max_iou"] = _max_iou(area[:, None], ks_all)
+    result["iou_rel"] = relative_iou(result["iou"], result["max_iou"][:, None, :])
     result["coverage"] = _ratio(mass_in, np.where(area[:, None] > 0, mass_all, 0))
     result["energy_pointing_game"] = result["coverage"]
     result["pointing_game"] = np.where(blank | (area[:, None] == 0), np.nan, hit)
@@ -677,8 +693,8 @@ def mse(maps: ArrayLike, targets: ArrayLike) -> np.ndarray:
     return ((scaled - t.reshape(len(t), -1)) ** 2).mean(axis=1)
 
 
-def kl(targets: ArrayLike, maps: ArrayLike, eps: float = KL_EPS) -> np.ndarray:
-    """KL(target || map) in nats: ``(N,)``. Each (``>= 0`` by validation) is normalised to
+def kl(maps: ArrayLike, targets: ArrayLike, eps: float = KL_EPS) -> np.ndarray:
+    """KL(target || map) in nats: ``(N,)`` (maps first, as every metric takes them). Each (``>= 0`` by validation) is normalised to
     sum 1 first, then ``eps`` is added to every pixel and it is renormalised, so a map and
     the same map times any positive factor score the same; an all-zero map or target gives
     NaN. (Adding eps before normalising, as the reference study does, makes a map with a

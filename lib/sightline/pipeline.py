@@ -30,7 +30,7 @@ from jupyter_client.manager import AsyncKernelManager
 from papermill.exceptions import PapermillExecutionError
 from traitlets import CaselessStrEnum
 
-from . import config, data, execution, models, photos
+from . import config, data, execution, models, photos, registry
 from .data import synthetic
 
 # Every notebook's Jupytext header names this kernel, so papermill, nbconvert --execute and
@@ -46,7 +46,6 @@ REQUIREMENTS = {
     "training_pool": "the dataset has no labelled training pool (nothing to fine-tune on)",
     "attention_heads": "no model has per-head attention maps (CLS or pooling-probe attention)",
 }
-HEAD_METHODS = ("cls", "probe")
 
 
 @dataclass
@@ -159,7 +158,8 @@ def prepare_dataset(params: config.Params) -> PreparedData:
             warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                    warning.lineno)
     fingerprint = data.dataset_fingerprint(section)
-    heads = any(set(HEAD_METHODS) & set(models.spec_for(m).methods) for m in params.models)
+    heads = any(set(registry.METHODS.names(readout_heads=True)) & set(models.spec_for(m).methods)
+                for m in params.models)
     offers = frozenset([*(["training_pool"] if dataset.has_pool else []),
                         *(["attention_heads"] if heads else [])])
     return PreparedData(_digest([fingerprint, *fingerprints]) if fingerprints else fingerprint,

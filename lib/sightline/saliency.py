@@ -38,9 +38,11 @@ methods have ``K = num_heads + 1`` (the last slot is the mean over heads); the o
   gradients steps, batch size and the full / fast algorithm are `XraiSettings`. The
   region gains are min-max scaled to [0, 1] (order kept): one ``(B, 1, S, S)`` map, layer 0.
 
-All attention methods (``chefer`` included) share one forward pass (`LoadedModel.attentions`: HF
-``output_attentions`` or hooks on timm attention blocks). Which methods apply to a model is
-derived from it (`sightline.models.applicable_methods`). `extract_with_logits` also returns a
+The methods are entries of `sightline.registry.METHODS`, each naming its function here;
+extraction dispatches on the entry's ``runs``. All attention methods (``chefer`` included) share
+one forward pass (`LoadedModel.attentions`: HF ``output_attentions`` or hooks on timm attention
+blocks). Which methods apply to a model is derived from its readout
+(`sightline.registry.applicable_methods`). `extract_with_logits` also returns a
 classifier's class logits from the forward pass the maps ran (its prediction at no extra cost).
 """
 
@@ -63,12 +65,13 @@ from saliency.core.base import INPUT_OUTPUT_GRADIENTS
 from skimage.morphology import disk
 from torch import nn
 
+from sightline import registry
 from sightline.models import LoadedModel, pooling_heads
 
-ATTENTION_METHODS = ("cls", "rollout", "probe", "mean_received", "chefer")
-METHODS = (*ATTENTION_METHODS, "gradcam", "xrai")
-# methods that explain a class logit: only for a classifier (or a backbone with a style head)
-CLASS_METHODS = ("chefer", "gradcam", "xrai")
+# the built-in methods by kind, as registered (`registry.METHODS` is the live list)
+METHODS = registry.METHODS.names()
+ATTENTION_METHODS = tuple(m.name for m in registry.METHODS if m.runs != "own")
+CLASS_METHODS = registry.METHODS.names(explains_class=True)
 
 _HEAD_FUSIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mean": lambda a: a.mean(dim=1),
@@ -124,24 +127,24 @@ def extract_with_logits(
     (XRAI alone, which runs hundreds, gets one more); None for a model with no classifier."""
     methods = _check_methods(model, methods)
     pixel_values = _check_input(model, pixel_values)
-    if classes is not None and not set(CLASS_METHODS) & set(methods):
-        raise ValueError(
-            f"`classes` sets the target class of {list(CLASS_METHODS)}: pass it only with one "
-            "of them in methods"
-        )
+    class_methods = registry.METHODS.names(explains_class=True)
+    if classes is not None and not set(class_methods) & set(methods):
+        raise ValueError(f"`classes` sets the target class of {list(class_methods)}: pass it "
+                         "only with one of them in methods")
     maps: dict[MapKey, np.ndarray] = {}
     passes: list[torch.Tensor | None] = []  # each forward pass's class logits
-    attention_methods = [m for m in methods if m in ATTENTION_METHODS]
+    attention_methods = [m for m in methods if registry.METHODS[m].runs != "own"]
     if attention_methods:
         found, logits = _attention_maps(model, pixel_values, attention_methods, classes)
         maps, passes = maps | found, [*passes, logits]
-    if "gradcam" in methods:
-        found, logits = _gradcam(model, pixel_values, classes)
-        maps, passes = maps | found, [*passes, logits]
-    if "xrai" in methods:
-        maps |= xrai_maps(model, pixel_values, classes, xrai or XraiSettings(), segments)
+    for method in registry.METHODS:
+        if method.name in methods and method.runs == "own":
+            found, logits = method(model, pixel_values, classes, xrai=xrai or XraiSettings(),
+                                   segments=segments)
+            maps, passes = maps | found, [*passes, logits]
     if not model.is_classifier:
         return maps, None
+    passes = [p for p in passes if p is not None]
     if not passes:  # XRAI alone
         with torch.inference_mode():
             passes = [model.score(pixel_values)]
@@ -151,14 +154,14 @@ def extract_with_logits(
 def _check_methods(model: LoadedModel, methods: Sequence[str] | None) -> list[str]:
     allowed = model.methods
     if methods is None:
-        return [m for m in allowed if m not in CLASS_METHODS or model.is_classifier]
+        return [m for m in allowed if not registry.METHODS[m].explains_class or model.is_classifier]
     if isinstance(methods, str):
         methods = [methods]
     wrong = [m for m in methods if m not in allowed]
     if wrong:
         raise ValueError(
             f"method(s) {wrong} do not apply to model {model.spec.key!r}; "
-            f"its methods are {list(allowed)} (all methods: {list(METHODS)})"
+            f"its methods are {list(allowed)} (all methods: {list(registry.METHODS.names())})"
         )
     return list(dict.fromkeys(methods))
 
@@ -190,17 +193,19 @@ def _attention_maps(
     """One forward pass capturing every layer's attention, then each method reads it; also
     the pass's class logits (`class_logits`; None for a model with no classifier).
 
-    With ``chefer`` the forward pass keeps its graph and one backward pass from the target
-    logits gives every attention's gradient; the other methods read the same attentions.
+    With a method that reads gradients (``chefer``) the forward pass keeps its graph and one
+    backward pass from the target logits gives every attention's gradient; the other methods
+    read the same attentions.
     """
-    readers = [m for m in methods if m != "chefer"]
-    if "chefer" not in methods:
+    relevance = [m for m in methods if registry.METHODS[m].runs == "attention_gradients"]
+    readers = [m for m in methods if m not in relevance]
+    if not relevance:
         with torch.inference_mode():
             output, attentions = model.attentions(pixel_values)
             attentions = _checked_attentions(model, attentions, pixel_values.shape[0])
             return (_read_attentions(model, attentions, output, readers),
                     class_logits(model, output) if model.is_classifier else None)
-    _require_classifier(model, "Chefer relevance")
+    _require_classifier(model, registry.METHODS[relevance[0]].label)
     classes = _checked_classes(classes, pixel_values.shape[0])
     # gradients are needed even when the caller runs under no_grad / inference_mode
     with (
@@ -224,8 +229,10 @@ def _attention_maps(
         gradients = torch.autograd.grad(score, [*attentions, *probe])
     with torch.no_grad():
         attentions = [a.detach() for a in attentions]
-        maps = chefer_maps(model, attentions, gradients[: len(attentions)],
-                           (probe[0].detach(), gradients[-1]) if probe else None)
+        maps: dict[MapKey, np.ndarray] = {}
+        for method in relevance:
+            maps |= registry.METHODS[method](model, attentions, gradients[: len(attentions)],
+                                             (probe[0].detach(), gradients[-1]) if probe else None)
         return maps | _read_attentions(model, attentions, output, readers), logits
 
 
@@ -234,7 +241,7 @@ def _read_attentions(
 ) -> dict[MapKey, np.ndarray]:
     maps: dict[MapKey, np.ndarray] = {}
     for method in methods:
-        maps |= _ATTENTION_READERS[method](model, attentions, output)
+        maps |= registry.METHODS[method](model, attentions, output)
     return maps
 
 
@@ -268,7 +275,7 @@ def _with_head_mean(model: LoadedModel, per_head: torch.Tensor) -> np.ndarray:
     return _on_grid(model, torch.cat([per_head, per_head.mean(dim=1, keepdim=True)], dim=1))
 
 
-def _cls_maps(model: LoadedModel, attentions: Attentions, output: Any) -> dict[MapKey, np.ndarray]:
+def cls_maps(model: LoadedModel, attentions: Attentions, output: Any) -> dict[MapKey, np.ndarray]:
     start = model.num_prefix_tokens
     return {
         ("cls", layer): _with_head_mean(model, a[:, :, 0, start:])
@@ -276,7 +283,7 @@ def _cls_maps(model: LoadedModel, attentions: Attentions, output: Any) -> dict[M
     }
 
 
-def _rollout_maps(
+def rollout_maps(
     model: LoadedModel, attentions: Attentions, output: Any
 ) -> dict[MapKey, np.ndarray]:
     start = model.num_prefix_tokens
@@ -286,7 +293,7 @@ def _rollout_maps(
     }
 
 
-def _mean_received_maps(
+def mean_received_maps(
     model: LoadedModel, attentions: Attentions, output: Any
 ) -> dict[MapKey, np.ndarray]:
     start = model.num_prefix_tokens
@@ -296,7 +303,7 @@ def _mean_received_maps(
     }
 
 
-def _probe_maps(
+def probe_maps(
     model: LoadedModel, attentions: Attentions, output: Any
 ) -> dict[MapKey, np.ndarray]:
     weights = probe_attention(model.module, output.last_hidden_state)
@@ -305,14 +312,6 @@ def _probe_maps(
             model, weights[:, :, model.num_prefix_tokens :]
         )
     }
-
-
-_ATTENTION_READERS = {
-    "cls": _cls_maps,
-    "rollout": _rollout_maps,
-    "probe": _probe_maps,
-    "mean_received": _mean_received_maps,
-}
 
 
 def probe_attention(module: nn.Module, last_hidden_state: torch.Tensor) -> torch.Tensor:
@@ -560,11 +559,12 @@ def token_reshape_transform(num_prefix_tokens: int, grid: tuple[int, int]) -> Ca
     return reshape
 
 
-def _gradcam(
-    model: LoadedModel, pixel_values: torch.Tensor, classes: Sequence[int] | None = None
+def gradcam_maps(
+    model: LoadedModel, pixel_values: torch.Tensor, classes: Sequence[int] | None = None,
+    **settings: Any,
 ) -> tuple[dict[MapKey, np.ndarray], torch.Tensor]:
     """Grad-CAM ``(B, 1, h, w)`` at each of the model's Grad-CAM layers, in one forward/backward,
-    and that forward pass's class logits."""
+    and that forward pass's class logits (``settings``: other methods' settings, unused)."""
     _require_classifier(model, "Grad-CAM")
     layers = model.gradcam_layers()
     classes = _checked_classes(classes, pixel_values.shape[0])
@@ -695,6 +695,14 @@ def xrai_maps(
             )
             maps.append(_unit_range(raw))
     return {("xrai", 0): np.stack(maps)[:, None].astype(np.float32)}
+
+
+def run_xrai(model: LoadedModel, pixel_values: torch.Tensor,
+             classes: Sequence[int] | None = None, *, xrai: XraiSettings = XraiSettings(),
+             segments: Sequence[list[np.ndarray]] | None = None
+             ) -> tuple[dict[MapKey, np.ndarray], None]:
+    """`xrai_maps` as the registered method: no class logits of its own passes."""
+    return xrai_maps(model, pixel_values, classes, xrai, segments), None
 
 
 XRAI_DILATION = 5  # saliency 0.2.1's default dilation radius of the Felzenszwalb segments

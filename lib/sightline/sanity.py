@@ -60,15 +60,13 @@ from scipy.ndimage import uniform_filter
 from scipy.stats import rankdata
 from torch import nn
 
-from . import cache, data, extract, saliency
+from . import cache, data, extract, registry, saliency
 from . import stats as st
 from .metrics import upsample
 from .models import LoadedModel
 
 MODES = ("cascade", "independent")
 METRICS = ("spearman", "spearman_abs", "ssim")
-# methods whose map explains one class logit: their target stays the original prediction
-TARGETED_METHODS = ("gradcam", "xrai", "chefer")
 INIT_STD = 0.02
 SSIM_WINDOW = 7
 SSIM_K1, SSIM_K2 = 0.01, 0.03
@@ -394,7 +392,9 @@ class _Inputs:
     def __init__(self, original: LoadedModel, methods: Sequence[str] | None):
         asked = original.methods if methods is None else methods
         self.original = original
-        self.targeted = original.is_classifier and bool(set(asked) & set(TARGETED_METHODS))
+        # a method that explains a class logit keeps the original prediction as its target
+        self.targeted = original.is_classifier and any(registry.METHODS[m].explains_class
+                                                       for m in asked)
         self.xrai = "xrai" in asked
         self._memo: dict[str, tuple[torch.Tensor, int | None, list[np.ndarray] | None]] = {}
 

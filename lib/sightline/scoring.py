@@ -26,6 +26,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import cache, data, metrics
+from .registry import METRICS
 from .geometry import Geometry
 
 COLUMNS = [
@@ -42,8 +43,6 @@ COLUMNS = [
     "value",
     "correct",
 ]
-# coverage is also the energy-based pointing game (mass inside / total), stored once
-THRESHOLD_FREE = ("coverage", "pointing_game", "auc", "nss")
 UNION = "union"
 COMMON_FRAME = Geometry()  # squash: the whole image, boxes uncropped (the baselines' frame)
 
@@ -106,8 +105,9 @@ def _long(values: np.ndarray, targets: Targets, layer: np.ndarray, head: np.ndar
 
 def score_maps(maps_by_layer: Mapping[int, np.ndarray], targets: Targets,
                percentiles: Sequence[float], resolution: int) -> pd.DataFrame:
-    """All metrics of one method's maps, ``{layer: (N, K, h, w)}`` on one grid (images in
-    ``targets`` order), scored in a single sweep with the layers side by side.
+    """Every registered metric (`registry.METRICS`) of one method's maps, ``{layer: (N, K,
+    h, w)}`` on one grid (images in ``targets`` order): the swept ones in a single sweep with
+    the layers side by side, the others on each layer's head-mean map (`_head_mean_scores`).
 
     K > 1 means per-head maps with the head mean last (head -1 in the table).
     """
@@ -118,35 +118,46 @@ def score_maps(maps_by_layer: Mapping[int, np.ndarray], targets: Targets,
     head = np.concatenate([[-1] if k == 1 else np.r_[np.arange(k - 1), -1] for k in widths])
     swept = metrics.sweep(stacked, targets.masks, targets.image_index, percentiles, resolution)
     p = np.asarray(percentiles, dtype=np.float64)
-    frames = [_long(swept[m], targets, layer, head, m, p) for m in ("iou", "gtc", "sc")]
-    relative = metrics.relative_iou(swept["iou"], swept["max_iou"][:, None, :])
-    frames.append(_long(relative, targets, layer, head, "iou_rel", p))
-    frames += [_long(swept[m], targets, layer, head, m, None) for m in THRESHOLD_FREE]
+    frames = [_long(swept[m.name], targets, layer, head, m.name, p if m.thresholded else None)
+              for m in METRICS if m.swept]
     means = np.cumsum(widths) - 1  # the head-mean (or only) column of each layer
-    frames.append(_continuous(stacked[:, means], targets, np.asarray(layers), resolution))
+    frames += _head_mean_scores(stacked[:, means], targets, np.asarray(layers), p, resolution)
     return pd.concat(frames, ignore_index=True)
 
 
-def _continuous(mean_maps: np.ndarray, targets: Targets, layers: np.ndarray,
-                resolution: int) -> pd.DataFrame:
-    """MSE / KL / EMD of each layer's head-mean map ``(N, L, h, w)`` against each image's
-    soft box target (union rows only)."""
+def _head_mean_scores(mean_maps: np.ndarray, targets: Targets, layers: np.ndarray,
+                      percentiles: np.ndarray, resolution: int) -> list[pd.DataFrame]:
+    """The metrics the sweep does not compute, on each layer's head-mean map ``(N, L, h,
+    w)``: ``mask`` metrics against every target, ``soft`` ones against each image's soft box
+    target (union rows only). A few dozen full-resolution maps at a time."""
     n, n_layers = mean_maps.shape[:2]
-    values: dict[str, list[np.ndarray]] = {"mse": [], "kl": [], "emd": []}
-    step = max(1, 64 // n_layers)  # a few dozen full-resolution maps at a time
+    called = [m for m in METRICS if not m.swept]
+    values: dict[str, list[np.ndarray]] = {m.name: [] for m in called}
+    step = max(1, 64 // n_layers)
     for start in range(0, n, step):
-        chunk = mean_maps[start : start + step]
-        up = metrics.upsample(chunk, resolution).reshape(-1, resolution, resolution)
-        soft = np.repeat(targets.soft[start : start + step], n_layers, axis=0)
-        values["mse"].append(metrics.mse(up, soft))
-        values["kl"].append(metrics.kl(soft, up))
-        values["emd"].append(metrics.emd(up, soft))
+        up = metrics.upsample(mean_maps[start : start + step], resolution)
+        owned = np.flatnonzero((targets.image_index >= start)
+                               & (targets.image_index < start + step))  # targets go by image
+        pairs = {
+            "soft": (up.reshape(-1, resolution, resolution),
+                     np.repeat(targets.soft[start : start + step], n_layers, axis=0)),
+            "mask": (up[targets.image_index[owned] - start].reshape(-1, resolution, resolution),
+                     np.repeat(targets.masks[owned], n_layers, axis=0)),
+        }
+        for m in called:
+            values[m.name].append(m(*pairs[m.target], *([percentiles] if m.thresholded else [])))
     union = np.flatnonzero(targets.target == UNION)
-    sub = Targets(targets.image_ids, targets.masks[union], targets.image_index[union],
-                  targets.target[union], targets.feature[union], targets.soft, targets.sizes)
+    scored = {"mask": targets, "soft": Targets(
+        targets.image_ids, targets.masks[union], targets.image_index[union],
+        targets.target[union], targets.feature[union], targets.soft, targets.sizes)}
     head = np.full(n_layers, -1)
-    return pd.concat([_long(np.concatenate(v).reshape(n, n_layers), sub, layers, head, m, None)
-                      for m, v in values.items()], ignore_index=True)
+    frames = []
+    for m in called:
+        found = np.concatenate(values[m.name])
+        rows = scored[m.target]
+        frames.append(_long(found.reshape(len(rows.target), n_layers, *found.shape[1:]), rows,
+                            layers, head, m.name, percentiles if m.thresholded else None))
+    return frames
 
 
 def score_store(store: cache.MapStore, targets: Targets, *, model: str, variant: str,

@@ -22,11 +22,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import stats
+from . import registry, stats
 from .finetune import strategy_of
 
 METRICS = ("iou", "coverage", "mse", "kl", "emd")
-LOWER_IS_BETTER = frozenset({"mse", "kl", "emd"})
 COLUMNS = [
     "model",
     "strategy",
@@ -119,9 +118,10 @@ def deltas(
     table["p_holm"] = np.nan
     for _, index in table.groupby([table["method"], table["layer"], family]).groups.items():
         table.loc[index, "p_holm"] = stats.holm(table.loc[index, "p_wilcoxon"].to_numpy())
+    lower = table["metric"].map(lambda m: not registry.METRICS[m].higher_is_better)
     table["verdict"] = stats.verdicts(table["delta"], table["p_holm"], table["p_tost"],
                                       table["margin"], alpha=alpha,
-                                      lower_is_better=table["metric"].isin(LOWER_IS_BETTER))
+                                      lower_is_better=lower.astype(bool))
     return table[COLUMNS].sort_values(["model", "strategy", "method", "layer", "metric",
                                        "threshold"], ignore_index=True)
 

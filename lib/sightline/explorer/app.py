@@ -16,19 +16,31 @@ from typing import Annotated, Literal
 
 import torch
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from .study import CORRECT, UNION_METRICS, NotFound, Selection, Study
+from .. import registry
+from .study import CORRECT, NotFound, Selection, Study
 
 STATIC = Path(__file__).parent / "static"
-Metric = Literal[UNION_METRICS]  # type: ignore[valid-type]
 Percentile = Annotated[float | None, Query(ge=0, lt=100, description="top (100 - p)% of pixels "
                                            "kept; default: the profile's headline percentile")]
 Head = Annotated[int | None, Query(description="head index; -1 = mean over heads (default)")]
+def _metric(request: Request,
+            metric: Annotated[str, Query(description="a metric of /profile's list")] = "iou") -> str:
+    """The metric asked for, if the study's table has it (422 naming the ones it has if not)."""
+    known = request.app.state.study.metrics
+    if metric not in known:
+        raise RequestValidationError([{"type": "literal_error", "loc": ("query", "metric"),
+                                       "input": metric,
+                                       "msg": f"Input should be one of {', '.join(known)}"}])
+    return metric
+
+
+Metric = Annotated[str, Depends(_metric)]
 Correct = Annotated[Literal[CORRECT], Query(  # type: ignore[valid-type]
     description="all images, or those the classifier behind the maps predicted right / wrong")]
 
@@ -37,6 +49,7 @@ def create_app(study: Study) -> FastAPI:
     """The app over one study."""
     app = FastAPI(title=f"sightline explorer: {study.params.profile}",
                   description="Maps, boxes and scores of one built sightline profile.")
+    app.state.study = study
 
     @app.exception_handler(NotFound)
     def not_found(request: Request, error: NotFound) -> JSONResponse:
@@ -64,11 +77,15 @@ def create_app(study: Study) -> FastAPI:
 
     @app.get("/profile")
     def profile() -> dict:
-        """The profile: models with their variants, methods, layers, heads and defaults."""
+        """The profile: models with their variants, methods, layers, heads and defaults; the
+        metrics of its table and the saliency methods (`sightline.registry`) described."""
+        methods = [{"name": m.name, "label": m.label, "readouts": sorted(m.readouts),
+                    "per_head": m.per_head, "explains_class": m.explains_class, "cost": m.cost,
+                    "help": m.help} for m in registry.METHODS]
         return {"profile": study.params.profile, "headline_percentile": study.headline,
                 "percentiles": study.thresholds, "resolution": study.resolution,
-                "models": study.catalogue(), "metrics": study.metrics,
-                "images": study.image_ids}
+                "models": study.catalogue(), "metrics": study.metric_catalogue(),
+                "methods": methods, "images": study.image_ids}
 
     @app.get("/images")
     def images(correct: Correct = "all", model: str | None = None,
@@ -126,7 +143,7 @@ def create_app(study: Study) -> FastAPI:
         return study.scores(sel, image_id, bbox_index)
 
     @app.get("/layers")
-    def layers(metric: Metric = "iou", percentile: Percentile = None, variant: str = "frozen",
+    def layers(metric: Metric, percentile: Percentile = None, variant: str = "frozen",
                image_id: str | None = None, correct: Correct = "all") -> list[dict]:
         """Mean union score per model, method and layer (head mean), over all images or one;
         ``correct`` right / wrong: over the images each model predicts right / wrong."""
@@ -134,8 +151,8 @@ def create_app(study: Study) -> FastAPI:
         return study.layer_curves(metric, p, variant, image_id, correct)
 
     @app.get("/heads")
-    def heads(model: str | None = None, variant: str | None = None, method: str | None = None,
-              metric: Metric = "iou", percentile: Percentile = None,
+    def heads(metric: Metric, model: str | None = None, variant: str | None = None,
+              method: str | None = None, percentile: Percentile = None,
               image_id: str | None = None) -> dict:
         """Mean union score per layer x head of one model's method (default: its first
         method with per-head maps)."""

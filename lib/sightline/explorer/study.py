@@ -19,14 +19,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from .. import config, data, extract, metrics
-from .. import models as registry
+from .. import config, data, extract, metrics, registry
+from .. import models as presets
 from ..cache import MapStore
 from ..geometry import Geometry
 
-UNION_METRICS = ("iou", "iou_rel", "gtc", "sc", "coverage", "pointing_game", "auc", "nss")
 CORRECT = ("all", "right", "wrong")  # the prediction filter: every image, or one side
-THRESHOLDED = ("iou", "iou_rel", "gtc", "sc")
 BASELINE = "baseline"
 LEADERBOARD_VARIANT = "frozen"  # the variant Q1's leaderboard reads (the notebook's VARIANT)
 # The variant column of the table -> the variant part of the store's file name.
@@ -85,7 +83,8 @@ class Study:
         present = pq.read_schema(scores_path).names  # a table built before `correct` lacks it
         union = pd.read_parquet(
             scores_path, columns=[c for c in columns if c in present],
-            filters=[("target", "==", "union"), ("metric", "in", list(UNION_METRICS))],
+            filters=[("target", "==", "union"),
+                     ("metric", "in", list(registry.METRICS.names(target="mask")))],
         )
         if "correct" not in union:
             union["correct"] = pd.array([pd.NA] * len(union), dtype="boolean")
@@ -100,8 +99,8 @@ class Study:
             (self._heads.setdefault((row.model, row.variant, row.method), {})
              .setdefault(int(row.layer), []).append(int(row.head)))
         self.models = self._model_order()
-        present = set(self.union["metric"])
-        self.metrics = [m for m in UNION_METRICS if m in present]
+        present = set(self.union["metric"])  # the mask metrics of the table, registry order
+        self.metrics = [m for m in registry.METRICS.names(target="mask") if m in present]
         iou = self.union[(self.union["metric"] == "iou") & (self.union["head"] == -1)
                          & np.isclose(self.union["threshold"], self.headline)]
         means = (iou.groupby(["model", "variant", "method", "layer"])["value"].mean()
@@ -148,6 +147,12 @@ class Study:
         known = [m for m in spec.methods if m in present] if spec else []
         return known + sorted(present - set(known))
 
+    def metric_catalogue(self) -> list[dict]:
+        """The table's mask metrics as the registry describes them (the page's lists and labels)."""
+        return [{"name": m.name, "label": m.label, "thresholded": m.thresholded,
+                 "higher_is_better": m.higher_is_better, "help": m.help}
+                for m in map(registry.METRICS.__getitem__, self.metrics)]
+
     def catalogue(self) -> list[dict]:
         """Per model: variants, their methods, each method's layers, best layer and heads."""
         out = []
@@ -162,7 +167,8 @@ class Study:
                     sub = rows[(rows["variant"] == variant) & (rows["method"] == method)]
                     heads = sub[sub["head"] >= 0].groupby("layer")["head"].max() + 1
                     layers = sorted(int(x) for x in sub["layer"].unique())
-                    methods.append({"method": method, "layers": layers,
+                    label = registry.METHODS[method].label if method in registry.METHODS else method
+                    methods.append({"method": method, "label": label, "layers": layers,
                                     "best_layer": self.best_layer(model, variant, method),
                                     "heads": {int(k): int(v) for k, v in heads.items()}})
                 entry["variants"].append({"variant": variant, "methods": methods})
@@ -279,12 +285,12 @@ class Study:
             return extract.BASELINE_GEOMETRY
         return self._spec(model).geometry
 
-    def _spec(self, model: str) -> registry.ModelSpec | None:
+    def _spec(self, model: str) -> presets.ModelSpec | None:
         """The spec of a model named as in the tables (``extract.model_name``), if listed."""
         choice = next((c for c in self.params.models if extract.model_name(c) == model), None)
         if choice is not None:
-            return registry.spec_for(choice)
-        return registry.REGISTRY.get(_registry_key(model))
+            return presets.spec_for(choice)
+        return presets.REGISTRY.get(_registry_key(model))
 
     def store(self, model: str, variant: str) -> MapStore:
         """The cache file of (model, variant): the one the build recorded in ``stores.csv``,
@@ -323,22 +329,18 @@ class Study:
         masks = self.target_masks(sel.model, image_id)
         mask = data.union_mask(masks) if bbox_index is None else masks[bbox_index]
         up = metrics.upsample(self.grid(sel, image_id)[None], self.resolution)
-        p = [sel.percentile]
-        shared = metrics.shared_interest(up, mask[None], p)
-        relative = metrics.relative_iou(shared["iou"], metrics.max_iou(mask[None], p))
         box = None if bbox_index is None else sample.boxes[bbox_index]
+        values = {}
+        for metric in map(registry.METRICS.__getitem__, self.metrics):
+            values[metric.name] = (metric(up, mask[None], [sel.percentile])[0, 0]
+                                   if metric.thresholded else metric(up, mask[None])[0])
         return {
             "image_id": image_id,
             "bbox_index": bbox_index,
             "label": None if box is None else box.label,
             "feature": "union" if box is None else box.feature,
             **asdict(sel),
-            **{name: _number(shared[name][0, 0]) for name in ("iou", "gtc", "sc")},
-            "iou_rel": _number(relative[0, 0]),
-            "coverage": _number(metrics.coverage(up, mask[None])[0]),
-            "pointing_game": _number(metrics.pointing_game(up, mask[None])[0]),
-            "auc": _number(metrics.auc(up, mask[None])[0]),
-            "nss": _number(metrics.nss(up, mask[None])[0]),
+            **{name: _number(value) for name, value in values.items()},
             "mask_pixels": int(mask.sum()),
         }
 
@@ -347,7 +349,7 @@ class Study:
     def _rows(self, metric: str, threshold: float | None, **where) -> pd.DataFrame:
         """Union rows of one metric (at one threshold for thresholded metrics)."""
         rows = self.union[self.union["metric"] == metric]
-        if metric in THRESHOLDED:
+        if registry.METRICS[metric].thresholded:
             if not any(math.isclose(threshold, t) for t in self.thresholds):
                 raise NotFound(f"percentile {threshold:g} is not in the scores table; "
                                f"have {[f'{t:g}' for t in self.thresholds]}")

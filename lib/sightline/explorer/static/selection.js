@@ -117,7 +117,7 @@ export function selectors(profile, initial, onChange, prefix = "sel") {
     node.replaceChildren(
       ...select("model", profile.models.map((m) => [m.model, m.model]), sel.model),
       ...select("variant", model.variants.map((v) => [v.variant, v.variant]), sel.variant),
-      ...select("method", variant.methods.map((m) => [m.method, m.method]), sel.method),
+      ...select("method", variant.methods.map((m) => [m.method, m.label]), sel.method),
       ...select("layer", method.layers.map((l) => [l, l === method.best_layer ? `${l} (best)` : l]), sel.layer),
       ...select("head", [[-1, "mean of heads"], ...Array.from({ length: heads }, (_, h) => [h, h])], sel.head),
       el("label", { for: `${prefix}-percentile` }, "percentile"), el("span", {}, slider, " ", shown),

@@ -40,7 +40,7 @@ export async function compareView(main, { id, query, profile }) {
   const remember = () => setHash("compare", imageId, { a: metricsQuery(choices.a), b: metricsQuery(choices.b) });
   const sides = Object.keys(choices).map((side) => {
     const view = stage(`/images/${path}/file`, boxes);
-    const metrics = metricsTable(`${side}-metric`);
+    const metrics = metricsTable(profile.metrics, `${side}-metric`);
     const refresh = async () => {
       const sel = choices[side];
       const [map, union] = await Promise.all([api(`/maps/${path}?${metricsQuery(sel)}`),

@@ -5,23 +5,20 @@ import { COLORMAPS, paintHeat, paintOutline, stage, topKMask, upsample } from ".
 import { checkedSelection, selectionFrom, selectionQuery, selectors } from "../selection.js";
 import { api, el, fmt, href, imageOrder, setHash } from "../util.js";
 
-const METRICS = [["iou", "IoU"], ["iou_rel", "relative IoU"], ["gtc", "GTC"], ["sc", "SC"],
-                 ["coverage", "coverage"], ["auc", "AUC"], ["nss", "NSS"],
-                 ["pointing_game", "pointing game"]];
-
 export function metricsQuery(sel) {
   return new URLSearchParams(selectionQuery(sel)).toString();
 }
 
-export function metricsTable(prefix = "metric") {
+// The profile's metrics (name, label, help: the metric registry's, from /profile), one row each.
+export function metricsTable(metrics, prefix = "metric") {
   const cells = {};
-  const body = METRICS.map(([key, label]) => {
-    cells[key] = el("td", { class: "value", id: `${prefix}-${key}` });
-    return el("tr", {}, el("td", {}, label), cells[key]);
+  const body = metrics.map(({ name, label, help }) => {
+    cells[name] = el("td", { class: "value", id: `${prefix}-${name}` });
+    return el("tr", {}, el("td", { title: help }, label), cells[name]);
   });
   const table = el("table", { class: "data metrics" }, body);
   const show = (values) => {
-    for (const [key] of METRICS) {
+    for (const key of Object.keys(cells)) {
       cells[key].textContent = fmt(values[key]);
       cells[key].dataset.value = values[key] ?? "";
     }
@@ -40,7 +37,7 @@ export async function detailView(main, { id, query, profile }) {
                   opacity: Number(query.get("opacity") ?? 0.6) };
   const view = stage(`/images/${encodeURIComponent(imageId)}/file`, boxes, { onBox: pick });
   const title = el("h3", { id: "metrics-target" });
-  const metrics = metricsTable();
+  const metrics = metricsTable(profile.metrics);
   const topk = el("p", { class: "hint", id: "topk-info" });
   const error = el("p", { class: "error", hidden: true });
   const rows = boxes.map((box) => el("tr", { class: "pick", "data-index": box.bbox_index, onclick: () => pick(box.bbox_index) },

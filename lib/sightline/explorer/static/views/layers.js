@@ -11,7 +11,6 @@ const PALETTE = ["#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9
                  "#8c564b", "#bcbd22", "#7f7f7f", "#17becf", "#f0e442"];
 const MARKERS = ["circle", "square", "triangle", "diamond", "cross", "triangle-down"];
 const DASHES = ["", "6 3", "2 2", "8 3 2 3", "1 3", "10 2"];
-const THRESHOLD_FREE = ["coverage", "pointing_game", "auc", "nss"];
 const NEAR = 7;  // px (chart units): points this close to a click are all offered
 
 function svg(tag, attrs = {}, text) {
@@ -127,7 +126,7 @@ export async function layersView(main, { query, profile }) {
 
   async function render() {
     setHash("layers", null, state);
-    const thresholded = !THRESHOLD_FREE.includes(state.metric);
+    const thresholded = profile.metrics.find((m) => m.name === state.metric)?.thresholded ?? true;
     const p = thresholded ? `&percentile=${state.percentile}` : "";
     const scope = state.image ? `&image_id=${encodeURIComponent(state.image)}` : "";
     const curves = (await api(`/layers?metric=${state.metric}&variant=${state.variant}${p}${scope}`
@@ -198,7 +197,7 @@ export async function layersView(main, { query, profile }) {
   }
 
   main.append(el("div", { class: "controls" },
-    choice("metric", profile.metrics.map((m) => [m, m])),
+    choice("metric", profile.metrics.map((m) => [m.name, m.label])),
     choice("percentile", profile.percentiles.map((p) => [p, p])),
     choice("variant", variants.map((v) => [v, v])),
     choice("image", [["", "all images"], ...profile.images.map((i) => [i, i])]),

@@ -1,0 +1,106 @@
+"""Specs from params ``models:`` entries: a preset by its key, or a spec whose architecture
+is built once (random weights) and read off, with preprocessing from the checkpoint's own
+config and the entry's ``input`` over it."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from sightline.models import from_hf
+from sightline.models.from_python import FactoryBuilder
+from sightline.models.from_timm import TimmBuilder, timm_preprocessing
+from sightline.models.from_torchvision import TorchvisionBuilder
+from sightline.models.preprocessing import Preprocessing, resolve_preprocessing
+from sightline.models.presets import REGISTRY
+from sightline.models.spec import Builder, ModelError, ModelSpec, lora_defaults
+from sightline.models.tensor_archs import tensor_arch
+
+if TYPE_CHECKING:
+    from sightline.config import ModelChoice
+    from sightline.models.spec import Arch
+
+# What each source needs in a params `models:` entry (`python build.py models` lists it).
+SOURCES: dict[str, str] = {
+    "hf": "name: a Hugging Face id (in the hub cache for weights: pretrained) or a local "
+    "directory saved with save_pretrained; preprocessing from its preprocessor_config.json",
+    "timm": "name: a timm model name, with a pretrained tag for weights: pretrained "
+    "(e.g. convnext_tiny.fb_in1k, from the hub cache); preprocessing from its pretrained_cfg",
+    "torchvision": "name: a torchvision.models builder (resnet50); weights: a weights enum "
+    "name (IMAGENET1K_V2; pretrained = DEFAULT) from the torch hub cache, or random; "
+    "preprocessing from the weights' transforms()",
+    "python": "factory: 'package.module:function' returning an nn.Module (called with no "
+    "arguments); input: unless the module carries a timm pretrained_cfg",
+}
+CHECKPOINT_HELP = (
+    "checkpoint: a local .safetensors / .pth / .bin state_dict loaded into the built module "
+    "(any source), or a local HF directory (source hf)"
+)
+
+
+def spec_for(choice: ModelChoice) -> ModelSpec:
+    """The spec of a params ``models:`` entry: the preset of its key, or its own spec."""
+    if choice.source is None:
+        if choice.key not in REGISTRY:
+            raise ModelError(f"unknown model key {choice.key!r}; presets: {sorted(REGISTRY)}")
+        return REGISTRY[choice.key]
+    return _spec_from_choice(choice)
+
+
+@functools.cache
+def _spec_from_choice(choice: ModelChoice) -> ModelSpec:
+    """Build the architecture once (random weights) and read off it what it is."""
+    key, source = choice.key, choice.source
+    name = choice.factory if source == "python" else choice.name
+    if source == "hf":
+        # a local checkpoint directory carries its own config and processor config
+        where = str(choice.checkpoint) if choice.checkpoint and choice.checkpoint.is_dir() \
+            else name
+        arch: Arch = from_hf.checkpoint_arch(key, where)
+        derived = from_hf.hf_preprocessing(key, where) or from_hf.hf_preprocessing(key, name)
+        probe = _probe_module(arch, name, key)
+        arch = dataclasses.replace(arch, lora=lora_defaults(probe))
+    else:
+        builder: Builder = {
+            "timm": TimmBuilder,
+            "torchvision": lambda: TorchvisionBuilder.for_weights(choice.weights),
+            "python": FactoryBuilder,
+        }[source]()
+        probe = _probe_module(builder, name, key)
+        derived = _module_preprocessing(key, name, probe, builder)
+        geometry, _, _ = resolve_preprocessing(key, derived, choice.input)
+        arch = tensor_arch(key, probe, builder, choice, geometry)
+    geometry, mean, std = resolve_preprocessing(key, derived, choice.input)
+    spec = ModelSpec(key=key, checkpoint=name, arch=arch, geometry=geometry, mean=mean, std=std,
+                     source=source, weights_file=choice.checkpoint,
+                     notes=f"spec: source {source}, {name}")
+    spec.describe(probe)  # a layout that cannot be read stops here, before any work
+    return spec
+
+
+def _probe_module(builder: Builder | Arch, name: str, key: str) -> nn.Module:
+    """A random-weight build of the spec's architecture, to read its layout off."""
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return builder.random(name, "base").eval()
+    except ModelError:
+        raise
+    except Exception as error:  # a user factory or a name the library rejects
+        raise ModelError(f"model {key!r}: building {name!r} failed: {type(error).__name__}: "
+                         f"{error}") from error
+
+
+def _module_preprocessing(key: str, name: str, module: nn.Module,
+                          builder: Builder) -> Preprocessing | None:
+    """torchvision weights' ``transforms()``, else the module's timm ``pretrained_cfg``."""
+    if isinstance(builder, TorchvisionBuilder) and builder.tag is not None:
+        return builder.preprocessing(key, name)
+    config = getattr(module, "pretrained_cfg", None)
+    if not config or "input_size" not in config:
+        return None
+    return timm_preprocessing(key, config)

@@ -1,0 +1,49 @@
+"""Models from a Python factory: a user function ``package.module:function`` (called with no
+arguments) that returns an ``nn.Module``; preprocessing from the module's timm
+``pretrained_cfg`` if it carries one, else the spec's ``input``."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from sightline.models.spec import ModelError, Size
+
+
+@dataclass(frozen=True, eq=False)
+class FactoryBuilder:
+    """A user function ``package.module:function`` that returns the module."""
+
+    def random(self, name: str, size: Size) -> nn.Module:
+        return import_factory(name)()
+
+    def pretrained(self, name: str, cache_dir: Path | None) -> nn.Module:
+        return import_factory(name)()
+
+    def hub_id(self, name: str) -> str:
+        return name
+
+
+def import_factory(path: str) -> Callable[[], nn.Module]:
+    """``package.module:function`` -> the function, or a ModelError naming what is missing."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ModelError(f"factory {path!r}: cannot import {module_name!r} ({error}); is the "
+                         "package installed or on PYTHONPATH?") from error
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise ModelError(f"factory {path!r}: {module_name} has no function {attribute!r}")
+
+    def build() -> nn.Module:
+        built = factory()
+        if not isinstance(built, nn.Module):
+            raise ModelError(f"factory {path!r} returned {type(built).__name__}, not an nn.Module")
+        return built
+
+    return build

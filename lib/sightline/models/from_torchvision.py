@@ -1,0 +1,52 @@
+"""Models from torchvision: ``torchvision.models.get_model`` by builder name with a weights
+enum (from the torch hub cache), preprocessing from the weights' ``transforms()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import get_model, get_model_weights
+
+from sightline.geometry import Geometry
+from sightline.models.preprocessing import Preprocessing, interpolation_name
+from sightline.models.spec import Size
+
+
+@dataclass(frozen=True, eq=False)
+class TorchvisionBuilder:
+    """``torchvision.models.get_model`` with a weights enum name (``DEFAULT`` if None)."""
+
+    tag: str | None = None
+
+    @classmethod
+    def for_weights(cls, weights: str) -> TorchvisionBuilder:
+        """A params entry's ``weights``: ``pretrained`` is DEFAULT, ``random`` none, else an
+        enum name."""
+        return cls({"pretrained": "DEFAULT", "random": None}.get(weights, weights))
+
+    def random(self, name: str, size: Size) -> nn.Module:
+        return get_model(name, weights=None)
+
+    def pretrained(self, name: str, cache_dir: Path | None) -> nn.Module:
+        return get_model(name, weights=self.tag or "DEFAULT")
+
+    def hub_id(self, name: str) -> str:
+        return get_model_weights(name)[self.tag or "DEFAULT"].url
+
+    def download_hint(self, name: str) -> str:
+        url = self.hub_id(name)
+        return (f"On a machine with network download {url} and copy it to "
+                f"{Path(torch.hub.get_dir()) / 'checkpoints' / url.rsplit('/', 1)[-1]} "
+                "(or set TORCH_HOME), or give the file as `checkpoint`.")
+
+    def preprocessing(self, key: str, name: str) -> Preprocessing | None:
+        """The weights' eval ``transforms()`` as a geometry (random weights: none)."""
+        if self.tag is None:
+            return None
+        transform = get_model_weights(name)[self.tag].transforms()
+        geometry = Geometry(transform.crop_size[0], transform.resize_size[0],
+                            interpolation_name(key, transform.interpolation.value))
+        return geometry, tuple(transform.mean), tuple(transform.std)

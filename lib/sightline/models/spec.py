@@ -1,0 +1,142 @@
+"""What a model is: its spec (source, name, arch, input frame) and the layout read off a
+built module (readout, layers, heads, prefix tokens, patch grid, saliency methods)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+import torch
+from torch import nn
+
+from sightline.geometry import Geometry
+from sightline.registry import Readout
+
+if TYPE_CHECKING:
+    from sightline.models.from_hf import HFVision
+    from sightline.models.tensor_archs import TimmClassifier, TimmCNN, TimmViT
+
+    Arch = HFVision | TimmViT | TimmCNN | TimmClassifier
+
+Weights = Literal["pretrained", "random"]
+Size = Literal["base", "tiny"]
+Source = Literal["hf", "timm", "torchvision", "python"]
+TokenLayout = Literal["nchw", "nhwc", "tokens"]
+Triple = tuple[float, float, float]
+
+
+class ModelError(Exception):
+    """A model cannot be built or loaded; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class LoraDefaults:
+    """LoRA defaults of a model family (peft): the modules adapted and the adapter's shape.
+
+    The seed study's values: rank 8, alpha 32, dropout 0.1 on the attention's query and
+    value projections.
+    """
+
+    targets: tuple[str, ...]
+    rank: int = 8
+    alpha: float = 32.0
+    dropout: float = 0.1
+
+
+# transformers >= 5.18 names the attention projections q_proj / k_proj / v_proj in every
+# vision family used here (tests/test_finetune.py checks they exist); timm fuses them.
+QV_PROJECTIONS = LoraDefaults(targets=("q_proj", "v_proj"))
+TIMM_QKV = LoraDefaults(targets=("qkv",))
+
+
+def lora_defaults(module: nn.Module) -> LoraDefaults | None:
+    """LoRA targets by the module's own projection names: q_proj / v_proj (transformers),
+    a fused qkv (timm); None for modules without attention projections (CNNs)."""
+    names = {name.rsplit(".", 1)[-1] for name, _ in module.named_modules()}
+    if {"q_proj", "v_proj"} <= names:
+        return QV_PROJECTIONS
+    if "qkv" in names:
+        return TIMM_QKV
+    return None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a built model's maps are read from: readout, token layout, grid, and the
+    methods that apply (`sightline.registry.applicable_methods` of the readout)."""
+
+    readout: Readout
+    num_layers: int
+    num_heads: int
+    num_prefix_tokens: int
+    grid: tuple[int, int]
+    methods: tuple[str, ...]
+
+
+class Builder(Protocol):
+    """How a source makes the module: random weights, or its pretrained checkpoint."""
+
+    def random(self, name: str, size: Size) -> nn.Module: ...
+
+    def pretrained(self, name: str, cache_dir: Path | None) -> nn.Module: ...
+
+    def hub_id(self, name: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model: its source and name, how it is built, and its input frame.
+
+    ``checkpoint`` is the source's name for it (hub id or local directory, timm /
+    torchvision name, factory path); ``weights_file`` a local checkpoint loaded instead of
+    the source's pretrained weights. ``geometry`` / ``mean`` / ``std`` are the resolved
+    preprocessing. ``only_methods`` (presets) keeps a subset of the derived methods.
+    The readout, token layout and methods are derived from a built module (`describe`).
+    """
+
+    key: str
+    checkpoint: str
+    arch: Arch
+    geometry: Geometry
+    mean: Triple
+    std: Triple
+    source: Source = "hf"
+    weights_file: Path | None = None
+    only_methods: tuple[str, ...] | None = None
+    gated: bool = False
+    notes: str = ""
+
+    def describe(self, module: nn.Module) -> Layout:
+        """The layout and methods of a built module of this spec."""
+        layout = self.arch.describe(module, self.geometry, self.key)
+        if self.only_methods is None:
+            return layout
+        return replace(layout, methods=tuple(m for m in layout.methods if m in self.only_methods))
+
+    @property
+    def layout(self) -> Layout:
+        """The layout of this spec's architecture (read off a random-weight build once)."""
+        return _reference_layout(self)
+
+    @property
+    def readout(self) -> Readout:
+        return self.layout.readout
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return self.layout.methods
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return self.layout.num_prefix_tokens
+
+
+@functools.cache
+def _reference_layout(spec: ModelSpec) -> Layout:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = spec.arch.random(spec.checkpoint, "tiny")
+    spec.arch.prepare(module)
+    return spec.describe(module.eval())

@@ -1,0 +1,197 @@
+"""The two registries every consumer reads: saliency methods and metrics, by name.
+
+Adding a method or a metric is one `register` call (built-ins: one entry below) and its
+function; extraction, scoring, the shift verdicts, config validation and the explorer's API
+find it here. Functions are named ``"module:function"`` and imported on first use, so this
+module (and `sightline.config`, which validates names against it) imports no model library.
+See docs/extending.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+# What a model's maps are read from (`sightline.models.Layout.readout`): attention weights
+# with a CLS token, attention read out by a pooling head's probe (no CLS), attention with
+# neither, or a conv / target layer (no attention captured).
+READOUTS = ("cls", "probe", "tokens", "cnn")
+Readout = Literal["cls", "probe", "tokens", "cnn"]
+
+
+def _resolve(function: str | Callable) -> Callable:
+    """A callable, or the one a ``"module:function"`` string names."""
+    if callable(function):
+        return function
+    module, name = function.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A saliency method: what it needs of a model and how extraction runs it.
+
+    ``readouts``: the model readouts it applies to. ``runs``: ``attention`` reads the shared
+    forward pass, ``function(model, attentions, output) -> {(name, layer): (B, K, gh, gw)}``;
+    ``attention_gradients`` also reads each attention's gradient of the target class logit
+    (one backward pass), ``function(model, attentions, gradients, probe)``; ``own`` runs its
+    own passes, ``function(model, pixel_values, classes, **settings) -> (maps, logits | None)``.
+    ``per_head``: K = heads + 1 (the head mean last). ``readout_heads``: its heads are a
+    readout token's attention, ranked by Q3. ``explains_class``: needs a class logit (the
+    model's classifier or a style head); ``classifier_only``: only the model's own classifier.
+    ``cost``: ``forward`` (shares one forward pass), ``backward`` (one backward pass) or
+    ``many`` (hundreds of passes per image).
+    """
+
+    name: str
+    label: str
+    readouts: frozenset[str]
+    runs: Literal["attention", "attention_gradients", "own"]
+    function: str | Callable
+    per_head: bool = False
+    readout_heads: bool = False
+    explains_class: bool = False
+    classifier_only: bool = False
+    cost: Literal["forward", "backward", "many"] = "forward"
+    help: str = ""
+
+    def __call__(self, *args, **kwargs):
+        return _resolve(self.function)(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A score of a map against an annotation.
+
+    ``higher_is_better``: its better direction (Q2's enhanced / degraded). ``thresholded``:
+    computed on the top-k set at each percentile. ``sesoi``: the smallest effect size of
+    interest in its own unit, the default margin of ``stats.sesoi`` (None: not a Q2 metric).
+    ``target``: ``mask`` scores every target (union and each box) and is listed by the
+    explorer, ``soft`` scores the union's soft Gaussian box target (head-mean maps).
+    ``function``: ``(maps (N, R, R), targets (N, R, R)[, percentiles]) -> (N[, P])`` on
+    upsampled maps. ``swept``: `sightline.metrics.sweep` computes it (every head, one
+    ranking per map); the others are called on head-mean maps.
+    """
+
+    name: str
+    label: str
+    higher_is_better: bool
+    thresholded: bool
+    function: str | Callable
+    sesoi: float | None = None
+    target: Literal["mask", "soft"] = "mask"
+    swept: bool = False
+    help: str = ""
+
+    def __call__(self, *args, **kwargs):
+        return _resolve(self.function)(*args, **kwargs)
+
+
+Entry = TypeVar("Entry", Method, Metric)
+
+
+class Registry(Generic[Entry]):
+    """Entries by name, in registration order."""
+
+    def __init__(self, kind: str, entries: list[Entry]):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+        for entry in entries:
+            self.register(entry)
+
+    def register(self, entry: Entry) -> Entry:
+        if entry.name in self._entries:
+            raise ValueError(f"{self.kind} {entry.name!r} is already registered")
+        self._entries[entry.name] = entry
+        return entry
+
+    @contextmanager
+    def registered(self, entry: Entry) -> Iterator[Entry]:
+        """``entry`` registered for the duration of a ``with`` block (tests, experiments)."""
+        self.register(entry)
+        try:
+            yield entry
+        finally:
+            del self._entries[entry.name]
+
+    def __getitem__(self, name: str) -> Entry:
+        if name not in self._entries:
+            raise KeyError(f"unknown {self.kind} {name!r}; registered: {', '.join(self._entries)}")
+        return self._entries[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(list(self._entries.values()))
+
+    def names(self, **where) -> tuple[str, ...]:
+        """Names of the entries whose fields equal ``where`` (all entries without it)."""
+        return tuple(e.name for e in self if all(getattr(e, k) == v for k, v in where.items()))
+
+
+_S = "sightline.saliency:"
+METHODS: Registry[Method] = Registry("method", [
+    Method("cls", "CLS attention", frozenset({"cls"}), "attention", _S + "cls_maps",
+           per_head=True, readout_heads=True,
+           help="the CLS token's attention row over patch tokens, per layer and head"),
+    Method("rollout", "attention rollout", frozenset({"cls"}), "attention", _S + "rollout_maps",
+           help="attention rollout (Abnar & Zuidema 2020) through layers 0..l, CLS row"),
+    Method("probe", "pooling-probe attention", frozenset({"probe"}), "attention",
+           _S + "probe_maps", per_head=True, readout_heads=True,
+           help="the pooling head's probe attention over patches (SigLIP family)"),
+    Method("mean_received", "attention received", frozenset({"probe", "tokens"}), "attention",
+           _S + "mean_received_maps", per_head=True,
+           help="the attention each patch receives, averaged over query rows"),
+    Method("chefer", "Chefer relevance", frozenset({"cls", "probe"}), "attention_gradients",
+           _S + "chefer_maps", explains_class=True, cost="backward",
+           help="gradient-weighted attention relevance (Chefer et al. 2021) of a class logit"),
+    Method("gradcam", "Grad-CAM", frozenset(READOUTS), "own", _S + "gradcam_maps",
+           explains_class=True, cost="backward",
+           help="pytorch-grad-cam's GradCAM of a class logit at the layer's grid"),
+    Method("xrai", "XRAI", frozenset({"cnn"}), "own", _S + "run_xrai", explains_class=True,
+           classifier_only=True, cost="many",
+           help="XRAI (Kapishnikov et al. 2019) region ranking from integrated gradients"),
+])
+
+
+def applicable_methods(readout: Readout, classifier: bool) -> tuple[str, ...]:
+    """The methods a model of this readout supports, in registry order; ``classifier``:
+    the model has its own classifier (else a class logit comes from a style head)."""
+    return tuple(m.name for m in METHODS
+                 if readout in m.readouts and (classifier or not m.classifier_only))
+
+
+_M = "sightline.metrics:"
+METRICS: Registry[Metric] = Registry("metric", [
+    Metric("iou", "IoU", True, True, _M + "iou", sesoi=0.01, swept=True,
+           help="IoU of the top-k pixels with the mask"),
+    Metric("gtc", "GTC", True, True, _M + "gtc", swept=True,
+           help="ground-truth coverage: |top-k ∩ mask| / |mask|"),
+    Metric("sc", "SC", True, True, _M + "sc", swept=True,
+           help="saliency coverage: |top-k ∩ mask| / |top-k|"),
+    Metric("iou_rel", "relative IoU", True, True, _M + "iou_rel", swept=True,
+           help="IoU over the best IoU any map reaches for the mask's area"),
+    Metric("coverage", "coverage", True, False, _M + "coverage", sesoi=0.01, swept=True,
+           help="attention mass inside the mask / total mass (the energy pointing game)"),
+    Metric("pointing_game", "pointing game", True, False, _M + "pointing_game", swept=True,
+           help="1 when the map's maximum lies inside the mask"),
+    Metric("auc", "AUC", True, False, _M + "auc", swept=True,
+           help="ROC AUC of the map's values as a classifier of mask pixels (0.5: chance)"),
+    Metric("nss", "NSS", True, False, _M + "nss", swept=True,
+           help="mean over the mask of the z-scored map (0: chance)"),
+    Metric("mse", "MSE", False, False, _M + "mse", sesoi=0.01, target="soft",
+           help="mean squared error of the min-max scaled map and the soft box target"),
+    Metric("kl", "KL", False, False, _M + "kl", sesoi=0.05, target="soft",
+           help="KL(soft box target ‖ map) in nats"),
+    Metric("emd", "EMD", False, False, _M + "emd", sesoi=0.01, target="soft",
+           help="earth mover's distance to the soft box target, in image sides"),
+])
+
+
+def sesoi_defaults() -> dict[str, float]:
+    """Each Q2 metric's default smallest effect size of interest (``stats.sesoi``)."""
+    return {m.name: m.sesoi for m in METRICS if m.sesoi is not None}
