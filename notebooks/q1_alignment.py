@@ -52,7 +52,6 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from sightline import formatting, plots
-from sightline.config import Sanity
 from sightline.sanity import run_study
 from sightline.studies import Study
 from sightline.studies import alignment as q1
@@ -62,7 +61,7 @@ plots.setup()
 study = Study.from_sections(tables_dir, dataset=dataset, models=models, extraction=extraction,
                             metrics=metrics, stats=stats, report=report, finetune=finetune,
                             execution=execution, sanity=sanity, seed=seed)
-P = q1.headline_percentile(study)
+P = float(metrics["headline_percentile"])
 plots.random_weights_banner(models)
 
 # %% [markdown]
@@ -94,7 +93,7 @@ display(formatting.table(maps.sizes, digits=1))
 
 # %%
 sanity_summary, sanity_flags, sanity_steps = run_study(
-    Sanity(**sanity), study.jobs, study.samples, study.names, cache_dir=extraction["cache_dir"],
+    study.params.sanity, study.jobs, study.samples, study.names, cache_dir=extraction["cache_dir"],
     dataset_id=study.dataset_id, seed=seed, device=extraction["device"],
     batch_size=extraction["batch_size"], n_boot=stats["n_boot"])
 study.write_table("sanity.csv", sanity_summary)

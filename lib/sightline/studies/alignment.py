@@ -1,12 +1,6 @@
-"""Q1: do the models look where the experts look? Every model's maps (and the baselines')
-scored against the expert regions, and the analyses notebook q1_alignment shows: the
-cross-fitted leaderboard, layers, the threshold sweep, image labels and feature types, paired
-tests, right / wrong predictions, the gallery's images and the summary of the headline maps.
-
-    study = Study.open("params/demo.yaml")
-    scores = alignment.score(study, alignment.extract_maps(study).correct)
-    board = alignment.leaderboard(scores, alignment.headline_percentile(study), ...)
-"""
+"""Q1: do the models look where the experts look? Every model's maps and the baselines'
+scored against the expert regions, and the analyses of notebook q1_alignment: the cross-fitted
+leaderboard, layers, thresholds, labels and features, paired tests, right / wrong, gallery."""
 
 from __future__ import annotations
 
@@ -34,10 +28,6 @@ SUMMARY_METRICS = ("iou@{p}", "iou_rel@{p}", "gtc@{p}", "sc@{p}", "iou@50", "cov
                    "nss", "pointing_game", "mse", "kl", "emd")
 
 
-def headline_percentile(study: Study) -> float:
-    return float(study.params.metrics.headline_percentile)
-
-
 def label(rows: pd.DataFrame) -> pd.Series:
     """``model · method``: how a map is named in Q1's tables and figures."""
     return rows["model"].astype(str) + " · " + rows["method"].astype(str)
@@ -46,8 +36,8 @@ def label(rows: pd.DataFrame) -> pd.Series:
 # --- maps and scores ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Extraction:
-    """What extraction left: each variant's right / wrong marks (None: no classifier), the
-    runs and stores tables, the frozen stores' sizes and the notes to say."""
+    """Each variant's right / wrong marks (None: no classifier), the runs and stores tables,
+    the frozen stores' sizes and the notes to say."""
 
     correct: dict[tuple[str, str], dict[str, bool | None] | None]
     runs: pd.DataFrame
@@ -84,9 +74,8 @@ def extract_maps(study: Study) -> Extraction:
 
 @dataclass
 class Scores:
-    """The scores table of every variant (``every``: ``scores.parquet``), and per frame the
-    rows Q1 reads: ``model``, the frozen maps and the baselines in each model's own frame;
-    ``common`` (when scored), the head-mean maps on the whole image (``scores_common``)."""
+    """Every variant's scores (``every``) and per frame the rows Q1 reads: ``model``, frozen
+    and baselines in each model's frame; ``common`` (if scored), head-mean maps on the image."""
 
     every: pd.DataFrame
     by_frame: dict[str, pd.DataFrame]
