@@ -35,13 +35,12 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from sightline import data, formatting, plots
-from sightline.studies import Study
 from sightline.studies import dataset as data_study
+from sightline.studies import write_table
 
 plots.setup()
-study = Study.from_sections(tables_dir, dataset=dataset, report=report)
-wc = study.dataset
-summary = data_study.summarise(wc, generated=study.params.dataset.kind == "synthetic")
+wc = data.load_dataset(dataset)
+summary = data_study.summarise(wc, generated=dataset["kind"] == "synthetic")
 LABEL = wc.label_name
 
 # %% [markdown]
@@ -52,7 +51,7 @@ LABEL = wc.label_name
 
 # %%
 for name, table in summary.tables().items():
-    study.write_table(name, table)
+    write_table(tables_dir, name, table)
 display(Markdown(summary.sentence))
 display(formatting.table(summary.reader))
 
