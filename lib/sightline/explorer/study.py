@@ -23,10 +23,11 @@ from .. import config, data, extract, metrics, registry
 from .. import models as presets
 from ..cache import MapStore
 from ..geometry import Geometry
+from ..studies import alignment
 
 CORRECT = ("all", "right", "wrong")  # the prediction filter: every image, or one side
 BASELINE = "baseline"
-LEADERBOARD_VARIANT = "frozen"  # the variant Q1's leaderboard reads (the notebook's VARIANT)
+LEADERBOARD_VARIANT = alignment.VARIANT  # the variant Q1's leaderboard reads
 # The variant column of the table -> the variant part of the store's file name.
 _STORE_VARIANT = {BASELINE: "none"}
 
@@ -120,20 +121,15 @@ class Study:
         return [m for m in ordered if m in present] + sorted(present - set(ordered))
 
     def _headlines(self) -> dict[str, tuple[str, int]]:
-        """Per model, the leaderboard's headline map (``tables/leaderboard.csv`` of Q1): the
-        method with the highest cross-fitted IoU at the headline percentile, at that method's
-        in-sample best layer, of the frozen variant. Empty if the leaderboard is not built."""
+        """Per model, the leaderboard's headline map (``alignment.headline_maps`` of the
+        ``leaderboard.csv`` it wrote), of the frozen variant. Empty if it is not built."""
         path = self.tables_dir / "leaderboard.csv"
         if not path.is_file():
             return {}
-        board = pd.read_csv(path).astype({"model": str, "method": str})
-        score = f"IoU@{self.headline:g} cross-fitted"
-        layer = next(c for c in board.columns if c.startswith("best layer"))
-        board = board.dropna(subset=[score]).sort_values(score, ascending=False, kind="stable")
-        return {r["model"]: (r["method"], int(r[layer]))
-                for _, r in board.drop_duplicates("model").iterrows()
-                if (r["model"], LEADERBOARD_VARIANT if r["model"] != BASELINE else BASELINE,
-                    r["method"]) in self._heads}
+        return {model: (method, layer) for model, (method, layer)
+                in alignment.headline_maps(pd.read_csv(path), self.headline).items()
+                if (model, LEADERBOARD_VARIANT if model != BASELINE else BASELINE,
+                    method) in self._heads}
 
     def has_heads(self, model: str, variant: str, method: str) -> bool:
         """Whether the method's maps of (model, variant) come per head (not only a mean)."""

@@ -134,11 +134,17 @@ class Study:
         return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
     def write_table(self, name: str, frame: pd.DataFrame) -> Path:
-        """Write one table (the one place tables are written); returns its path."""
-        path = self.table_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".parquet":
-            frame.to_parquet(path, index=False)
-        else:
-            frame.to_csv(path, index=False)
-        return path
+        """Write one table into this study's folder (`write_table`); returns its path."""
+        return write_table(self.tables, name, frame)
+
+
+def write_table(tables: str | Path, name: str, frame: pd.DataFrame) -> Path:
+    """Write one table into ``tables`` (the one place tables are written, for a notebook with
+    no models too, such as 00_data); returns its path."""
+    path = Path(tables) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
