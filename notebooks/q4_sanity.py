@@ -54,25 +54,16 @@ seed = default("seed")
 tables_dir = default("tables_dir")
 
 # %%
-from pathlib import Path
-
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 from IPython.display import Markdown, display
 
-from sightline import cache, data, extract, plots
-from sightline import models as registry
-from sightline.config import ModelChoice
+from sightline import plots
+from sightline.studies import Study
+from sightline.studies import sanity as q4
 
 plots.setup()
-tables = Path(tables_dir)
-summary = pd.read_csv(tables / "sanity.csv")
-flags = pd.read_csv(tables / "sanity_flags.csv")
-steps = pd.read_csv(tables / "sanity_steps.csv") if len(flags) else pd.DataFrame()
-tested = len(flags) > 0
-spec_of = {m["key"]: registry.spec_for(ModelChoice(**m)) for m in models}
-if not tested:
+study = Study.from_sections(tables_dir, dataset=dataset, models=models, sanity=sanity, seed=seed)
+tables = q4.SanityTables.read(study)
+if not tables.tested:
     display(Markdown("**No model in `sanity.models`: the randomisation test did not run.**"))
 
 # %% [markdown]
@@ -81,31 +72,12 @@ if not tested:
 # were extracted in the build that made this report (0: read from the cache).
 
 # %%
-if tested:
-    runs = steps.groupby(["model", "variant", "mode"]).agg(
-        steps=("depth", "size"), images=("images", "first"), seed=("seed", "first"),
-        extracted_now=("extracted", "sum")).reset_index()
+if tables.tested:
+    runs = q4.runs(tables.steps)
     display(runs)
-    weights_of = {extract.model_name(ModelChoice(**m)): m.get("weights", "pretrained")
-                  for m in models}
-    display(Markdown("Weights tested: " + "; ".join(
-        f"**{m}** " + (f"frozen ({weights_of.get(m, '?')} weights)" if v == "frozen" else
-                       f"{v}: Q2's fine-tuning run, started from {weights_of.get(m, '?')} "
-                       "weights and trained on this profile's data")
-        for m, v in runs[["model", "variant"]].drop_duplicates().itertuples(index=False))
-        + ". The verdicts below are about these weights."))
-    order = steps[steps["mode"] == "cascade"].sort_values("depth")
-    display(Markdown("Cascade order: " + "; ".join(
-        f"**{m}** ({v}): " + " → ".join(rows["unit"])
-        for (m, v), rows in order.groupby(["model", "variant"]))))
-    both = summary[summary["metric"].isin(["spearman", "spearman_abs"])].pivot_table(
-        index=["model", "variant", "mode", "depth", "method", "layer"], columns="metric",
-        values="mean")
-    gap = (both["spearman"] - both["spearman_abs"]).abs().max()
-    display(Markdown(
-        "Spearman of the maps and of their absolute values "
-        + ("coincide on every map (the maps are non-negative), so only the first is drawn."
-           if gap == 0 or np.isnan(gap) else f"differ by up to {gap:.3g}.")))
+    display(Markdown(q4.weights_sentence(runs, study.names, study.choices)))
+    display(Markdown(q4.cascade_sentence(tables.steps)))
+    display(Markdown(q4.absolute_gap_sentence(tables.summary)))
 
 # %% [markdown]
 # ## The classic figure: similarity against randomised depth
@@ -115,9 +87,9 @@ if tested:
 # (one unit re-initialised at a time, others original). All layers are in `tables/sanity.csv`.
 
 # %%
-if tested:
+if tables.tested:
     for mode in sanity["modes"]:
-        plots.randomisation_curves(summary, flags, mode, sanity["threshold"])
+        plots.randomisation_curves(tables.summary, tables.flags, mode, sanity["threshold"])
 
 # %% [markdown]
 # ## Which methods pass
@@ -128,40 +100,15 @@ if tested:
 # flag beside each model and method.
 
 # %%
-if tested:
-    verdicts = flags.assign(verdict=np.where(flags["not_model_sensitive"],
-                                             "not model-sensitive", "model-sensitive"))
+if tables.tested:
+    verdicts = q4.verdicts(tables.flags)
     display(verdicts.round(3))
-    failed = verdicts[verdicts["not_model_sensitive"]]
-    display(Markdown(
-        f"Threshold {sanity['threshold']:g}: "
-        + (", ".join(f"**{r.model} · {r.method}** (Spearman {r.mean:.2f} at layer {r.layer})"
-                     for r in failed.itertuples()) + " stay similar to the original maps: "
-           "they are flagged not model-sensitive." if len(failed) else
-           "every method's maps change when the network is re-initialised.")))
-    full = summary[(summary["mode"] == "cascade") & (summary["metric"] == "spearman")]
-    full = full[full["depth"] == full.groupby(["model", "variant"])["depth"].transform("max")]
-    # a curve that falls below the threshold and climbs back above it as more is randomised
-    curves = summary[(summary["mode"] == "cascade") & (summary["metric"] == "spearman")
-                     & (summary["depth"] > 0)].merge(flags[["model", "variant", "method", "layer"]])
-    rebounds = []
-    for (m, v, method, layer), curve in curves.groupby(["model", "variant", "method", "layer"]):
-        curve = curve.sort_values("depth")
-        low = curve["mean"].idxmin()
-        later = curve.loc[curve["depth"] > curve.loc[low, "depth"]]
-        if curve.loc[low, "mean"] < sanity["threshold"] and (later["mean"] > sanity["threshold"]).any():
-            high = later["mean"].idxmax()
-            rebounds.append(f"{m} {v} · {method} (layer {layer}) falls to {curve.loc[low, 'mean']:.2f} "
-                            f"after {curve.loc[low, 'unit']} and climbs back to "
-                            f"{curve.loc[high, 'mean']:.2f} after {curve.loc[high, 'unit']}")
+    display(Markdown(q4.flagged_sentence(verdicts, sanity["threshold"])))
+    rebounds = q4.rebounds_sentence(q4.rebounds(tables.summary, tables.flags, sanity["threshold"]))
     if rebounds:
-        display(Markdown(
-            "The flag reads only the last step; on the way there, " + "; ".join(rebounds)
-            + ": similarity that returns as more of the network is randomised points to "
-              "something the remaining weights do not control (e.g. the input or the "
-              "architecture's position handling), worth a look in the figure above."))
+        display(Markdown(rebounds))
     display(Markdown("Every layer, after the whole network is re-initialised (mean Spearman):"))
-    display(full.pivot_table(index=["model", "method"], columns="layer", values="mean").round(3))
+    display(q4.after_full_randomisation(tables.summary))
 
 # %% [markdown]
 # ## One image through the cascade
@@ -169,31 +116,5 @@ if tested:
 # frame, for the original model and after each cascade step.
 
 # %%
-if tested:
-    by_id = {s.image_id: s for s in data.load_dataset(dataset).samples}
-    cascade_steps = steps[steps["mode"].isin(["original", "cascade"])].sort_values("depth")
-    for (model, variant), rows in cascade_steps.groupby(["model", "variant"]):
-        picked = flags[(flags["model"] == model) & (flags["variant"] == variant)]
-        original = cache.MapStore(rows["store"].iloc[0])
-        image_id = sorted(original.image_ids())[0]
-        frame = spec_of[rows["key"].iloc[0]].geometry.frame_image(
-            data.load_image(by_id[image_id].path))
-        side = frame.size[0]
-        fig, axes = plt.subplots(len(picked), len(rows), squeeze=False,
-                                 figsize=(1.8 * len(rows), 1.9 * len(picked)))
-        for r, flag in enumerate(picked.itertuples()):
-            for c, step in enumerate(rows.itertuples()):
-                store = cache.MapStore(step.store)
-                grid = store.read_image(flag.method, int(flag.layer), image_id)[-1]
-                ax = axes[r, c]
-                ax.imshow(frame)
-                ax.imshow(grid, cmap="inferno", alpha=0.6, extent=(0, side, side, 0),
-                          interpolation="bilinear")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if r == 0:
-                    ax.set_title(step.unit, fontsize=8)
-                if c == 0:
-                    ax.set_ylabel(f"{flag.method} L{flag.layer}", fontsize=8)
-        fig.suptitle(f"{model} · {variant}: image {image_id}, cascade →", y=1.0, fontsize=9)
-        fig.tight_layout()
+if tables.tested:
+    q4.cascade_gallery(study, tables)
