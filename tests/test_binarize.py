@@ -139,3 +139,37 @@ def test_conventions_table_on_a_planted_frame():
         assert row.n == 3
     assert pairs[("percentile", "mass")].tau == pytest.approx(-1)
     assert pairs[("mass", "otsu")].tau == pytest.approx(1)
+
+
+def test_scoring_adds_each_rules_iou_of_the_head_mean_maps(tmp_path):
+    from sightline import data, scoring
+    from sightline.data import synthetic
+    from sightline.geometry import Geometry
+
+    root = synthetic.make_synthetic(tmp_path, n_annotated=3, n_pool=0, seed=4)
+    targets = scoring.build_targets(data.load_wikichurches(root).samples, Geometry(), 16)
+    rng = np.random.default_rng(5)
+    maps = {0: rng.random((3, 3, 4, 4), dtype=np.float32) ** 3,
+            2: rng.random((3, 1, 4, 4), dtype=np.float32)}
+    maps[2][1] = 0  # an all-zero map scores NaN
+    plain = scoring.score_maps(maps, targets, [90], 16)
+    table = scoring.score_maps(maps, targets, [90], 16, tuple(binarize.RULES))
+    assert set(table["metric"]) - set(plain["metric"]) == {"iou_mass", "iou_max", "iou_otsu",
+                                                           "iou_std"}
+    for name, rule in binarize.RULES.items():
+        if rule.masks is None:
+            continue
+        rows = table[table["metric"] == rule.metric]
+        assert (rows["head"] == -1).all() and len(rows) == 2 * len(targets.masks)
+        np.testing.assert_array_equal(rows["threshold"].unique(), [rule.threshold])
+        blank_image = int(np.flatnonzero(targets.image_index == 1)[0])
+        for t, layer, column in [(0, 0, 2), (len(targets.masks) - 1, 2, 0), (blank_image, 2, 0)]:
+            i = targets.image_index[t]
+            up = metrics.upsample(maps[layer][i, column], 16)[None]
+            want = metrics.shared_interest_scores(rule.masks(up), targets.masks[t][None])["iou"]
+            if not up.any():
+                want = [np.nan]
+            got = rows[(rows["image_id"] == targets.image_ids[i]) & (rows["layer"] == layer)
+                       & (rows["target"] == targets.target[t])]["value"]
+            np.testing.assert_allclose(got, want, err_msg=name)
+        assert rows["value"].isna().sum() == (targets.image_index == 1).sum()

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import cache, data, metrics
+from . import binarize, cache, data, metrics
 from .geometry import Geometry
 
 COLUMNS = [
@@ -105,9 +105,11 @@ def _long(values: np.ndarray, targets: Targets, layer: np.ndarray, head: np.ndar
 
 
 def score_maps(maps_by_layer: Mapping[int, np.ndarray], targets: Targets,
-               percentiles: Sequence[float], resolution: int) -> pd.DataFrame:
+               percentiles: Sequence[float], resolution: int,
+               rules: Sequence[str] = ("percentile",)) -> pd.DataFrame:
     """All metrics of one method's maps, ``{layer: (N, K, h, w)}`` on one grid (images in
-    ``targets`` order), scored in a single sweep with the layers side by side.
+    ``targets`` order), scored in a single sweep with the layers side by side; ``rules``
+    other than the percentile rule add the IoU of the head-mean maps under them.
 
     K > 1 means per-head maps with the head mean last (head -1 in the table).
     """
@@ -124,7 +126,28 @@ def score_maps(maps_by_layer: Mapping[int, np.ndarray], targets: Targets,
     frames += [_long(swept[m], targets, layer, head, m, None) for m in THRESHOLD_FREE]
     means = np.cumsum(widths) - 1  # the head-mean (or only) column of each layer
     frames.append(_continuous(stacked[:, means], targets, np.asarray(layers), resolution))
+    frames += [_binarised(stacked[:, means], targets, np.asarray(layers), binarize.RULES[rule],
+                          resolution) for rule in rules if binarize.RULES[rule].masks]
     return pd.concat(frames, ignore_index=True)
+
+
+def _binarised(mean_maps: np.ndarray, targets: Targets, layers: np.ndarray,
+               rule: binarize.Rule, resolution: int) -> pd.DataFrame:
+    """IoU of each layer's head-mean map ``(N, L, h, w)``, upsampled and binarised by
+    ``rule``, with each target of its image; NaN for an all-zero map or an empty target."""
+    n, n_layers = mean_maps.shape[:2]
+    flat = targets.masks.reshape(len(targets.masks), -1)
+    iou = np.empty((len(flat), n_layers))
+    for image in range(n):
+        up = metrics.upsample(mean_maps[image], resolution)
+        kept = rule.masks(up).reshape(n_layers, -1)
+        owned = np.flatnonzero(targets.image_index == image)
+        inside = flat[owned].astype(np.float32) @ kept.T.astype(np.float32)
+        union = flat[owned].sum(axis=1)[:, None] + kept.sum(axis=1) - inside
+        empty = ~flat[owned].any(axis=1)[:, None] | (up.reshape(n_layers, -1).max(axis=1) == 0)
+        iou[owned] = np.where(empty, np.nan, inside / np.maximum(union, 1))
+    return _long(iou, targets, layers, np.full(n_layers, -1), rule.metric,
+                 np.array([rule.threshold]))
 
 
 def _continuous(mean_maps: np.ndarray, targets: Targets, layers: np.ndarray,
@@ -151,7 +174,8 @@ def _continuous(mean_maps: np.ndarray, targets: Targets, layers: np.ndarray,
 
 def score_store(store: cache.MapStore, targets: Targets, *, model: str, variant: str,
                 percentiles: Sequence[float], resolution: int,
-                methods: Sequence[str] | None = None, progress: bool = True) -> pd.DataFrame:
+                methods: Sequence[str] | None = None, rules: Sequence[str] = ("percentile",),
+                progress: bool = True) -> pd.DataFrame:
     """Score every stored map kind of one (model, variant); returns the tidy table.
 
     The layers of a method that share a grid are scored together in one sweep (one
@@ -165,7 +189,7 @@ def score_store(store: cache.MapStore, targets: Targets, *, model: str, variant:
     frames = []
     for (method, _), maps_by_layer in tqdm(groups.items(), desc=f"scores {model}",
                                            disable=not progress, mininterval=1.0):
-        frame = score_maps(maps_by_layer, targets, percentiles, resolution)
+        frame = score_maps(maps_by_layer, targets, percentiles, resolution, rules)
         frame.insert(1, "model", model)
         frame.insert(2, "variant", variant)
         frame.insert(3, "method", method)
@@ -183,8 +207,8 @@ def _images(targets: Targets, start: int, stop: int) -> Targets:
 
 def score_store_common(store: cache.MapStore, targets: Targets, geometry: Geometry, *,
                        model: str, variant: str, percentiles: Sequence[float], resolution: int,
-                       methods: Sequence[str] | None = None, images_per_chunk: int = 8,
-                       progress: bool = True) -> pd.DataFrame:
+                       methods: Sequence[str] | None = None, rules: Sequence[str] = ("percentile",),
+                       images_per_chunk: int = 8, progress: bool = True) -> pd.DataFrame:
     """Score each stored kind's head-mean (or only) map in the common frame: the maps of
     ``geometry`` (the model's) placed on the whole image, against ``targets`` built with
     ``COMMON_FRAME``. Same table as ``score_store`` (head -1 rows only); a few images at a
@@ -201,7 +225,7 @@ def score_store_common(store: cache.MapStore, targets: Targets, geometry: Geomet
                       for i, (w, h) in enumerate(part.sizes)]
             by_method.setdefault(method, {})[layer] = np.stack(placed)
         for method, maps_by_layer in by_method.items():
-            frame = score_maps(maps_by_layer, part, percentiles, resolution)
+            frame = score_maps(maps_by_layer, part, percentiles, resolution, rules)
             frame.insert(1, "model", model)
             frame.insert(2, "variant", variant)
             frame.insert(3, "method", method)
