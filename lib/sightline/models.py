@@ -151,13 +151,13 @@ def applicable_methods(
     is decided): CLS attention, rollout and Chefer relevance need a CLS token and capturable
     attention; without a CLS token, attention received (and a pooling head's probe, through
     which Chefer relevance is then read out); Grad-CAM for
-    every model (it needs a class logit: the model's own or a probe's); XRAI for
-    classifiers explained at a layer (CNNs)."""
+    every model (it needs a class logit: the model's own or a probe's); AttnLRP and LeGrad
+    for every ViT (a class logit too); XRAI for classifiers explained at a layer (CNNs)."""
     if attention and cls_token:
-        return ("cls", "rollout", "chefer", "gradcam")
+        return ("cls", "rollout", "chefer", "attnlrp", "legrad", "gradcam")
     if attention:  # Chefer relevance is read out through a pooling head's probe
         probe = ("probe", "mean_received", "chefer") if pooling_probe else ("mean_received",)
-        return (*probe, "gradcam")
+        return (*probe, "attnlrp", "legrad", "gradcam")
     return ("gradcam", "xrai") if classifier else ("gradcam",)
 
 

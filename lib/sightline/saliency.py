@@ -33,6 +33,8 @@ methods have ``K = num_heads + 1`` (the last slot is the mean over heads); the o
   out of the methods, and asked for explicitly it is an error.
   Classifiers explained at one layer (the Shared Interest models, specs with a
   ``target_layer``): that layer (layer 0), its token / NHWC layout reshaped by the spec.
+- ``attnlrp`` and ``legrad``: AttnLRP and LeGrad relevance per layer for a class logit,
+  with Chefer's target and head requirement (`sightline.attribution`);
 - ``xrai``: XRAI (Kapishnikov et al. 2019) from PAIR's ``saliency`` package on the model's
   input frame, for classifiers, explaining the predicted (or a given) class; integrated
   gradients steps, batch size and the full / fast algorithm are `XraiSettings`. The
@@ -63,12 +65,14 @@ from saliency.core.base import INPUT_OUTPUT_GRADIENTS
 from skimage.morphology import disk
 from torch import nn
 
+from sightline import attribution
 from sightline.models import LoadedModel, pooling_heads
 
 ATTENTION_METHODS = ("cls", "rollout", "probe", "mean_received", "chefer")
-METHODS = (*ATTENTION_METHODS, "gradcam", "xrai")
+RELEVANCE_METHODS = {"attnlrp": attribution.attnlrp_maps, "legrad": attribution.legrad_maps}
+METHODS = (*ATTENTION_METHODS, *RELEVANCE_METHODS, "gradcam", "xrai")
 # methods that explain a class logit: only for a classifier (or a backbone with a style head)
-CLASS_METHODS = ("chefer", "gradcam", "xrai")
+CLASS_METHODS = ("chefer", *RELEVANCE_METHODS, "gradcam", "xrai")
 
 _HEAD_FUSIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mean": lambda a: a.mean(dim=1),
@@ -134,6 +138,10 @@ def extract_with_logits(
     attention_methods = [m for m in methods if m in ATTENTION_METHODS]
     if attention_methods:
         found, logits = _attention_maps(model, pixel_values, attention_methods, classes)
+        maps, passes = maps | found, [*passes, logits]
+    for method in (m for m in RELEVANCE_METHODS if m in methods):
+        _require_classifier(model, method)
+        found, logits = RELEVANCE_METHODS[method](model, pixel_values, classes)
         maps, passes = maps | found, [*passes, logits]
     if "gradcam" in methods:
         found, logits = _gradcam(model, pixel_values, classes)
