@@ -6,7 +6,7 @@ import { checkedSelection, selectionFrom, selectionQuery, selectors } from "../s
 import { api, el, fmt, href, imageOrder, setHash } from "../util.js";
 
 const METRICS = [["iou", "IoU"], ["iou_rel", "relative IoU"], ["gtc", "GTC"], ["sc", "SC"],
-                 ["coverage", "coverage"], ["auc", "AUC"], ["nss", "NSS"],
+                 ["coverage", "coverage (energy pointing game)"], ["auc", "AUC"], ["nss", "NSS"],
                  ["pointing_game", "pointing game"]];
 
 export function metricsQuery(sel) {
