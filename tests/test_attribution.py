@@ -10,7 +10,8 @@ from torchcam.methods import LeGrad
 from torchvision.models.vision_transformer import VisionTransformer
 
 from sightline import attribution, saliency
-from sightline.models import load_model
+from sightline.config import ModelChoice
+from sightline.models import load_choice, load_model
 
 KEYS = ("dinov2_reg", "clip", "siglip", "dinov3")
 
@@ -30,6 +31,14 @@ def headed():
     return {key: _headed(key) for key in KEYS}
 
 
+@pytest.fixture(scope="module")
+def timm_vit():
+    """A timm ImageNet classifier (its own head; queries and keys through q_norm / k_norm)."""
+    model = load_choice(ModelChoice(key="tvit", source="timm", name="vit_tiny_patch16_224",
+                                    weights="random"))
+    return model, torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+
+
 def _zero_biases(module: nn.Module) -> None:
     with torch.no_grad():
         for name, parameter in module.named_parameters():
@@ -37,15 +46,16 @@ def _zero_biases(module: nn.Module) -> None:
                 parameter.zero_()
 
 
-@pytest.mark.parametrize("key", KEYS)
-def test_attnlrp_relevance_is_conserved_through_every_layer(headed, key):
+@pytest.mark.parametrize("key", [*KEYS, "timm"])
+def test_attnlrp_relevance_is_conserved_through_every_layer(headed, timm_vit, key):
     """With zero biases the patched network is linear in each layer's tokens (constants: the
     LayerNorm spread, the attention weights, the activations' out / in ratios), so each
     layer's relevance sums to the explained logit; without the rules it does not."""
-    model, pixels = headed[key]
+    model, pixels = timm_vit if key == "timm" else headed[key]
     model = dataclasses.replace(model, module=_copy(model.module), head=_copy(model.head))
-    _zero_biases(model.module)
-    _zero_biases(model.head)
+    for module in (model.module, model.head):
+        if module is not None:
+            _zero_biases(module)
     relevance, logits = attribution.attnlrp_relevance(model, pixels, [1, 2])
     target = logits[[0, 1], [1, 2]].double()
     assert len(relevance) == model.num_layers
@@ -162,10 +172,10 @@ def test_legrad_layers_equal_torchcam_on_a_torchvision_vit():
     torch.testing.assert_close(cam, expected)
 
 
-@pytest.mark.parametrize("key", KEYS)
-def test_legrad_scores_each_block_with_the_models_own_tail(headed, key):
+@pytest.mark.parametrize("key", [*KEYS, "timm"])
+def test_legrad_scores_each_block_with_the_models_own_tail(headed, timm_vit, key):
     """The last block's stacked slice is the model's forward: same logits as model.score."""
-    model, pixels = headed[key]
+    model, pixels = timm_vit if key == "timm" else headed[key]
     maps, logits = attribution.legrad_maps(model, pixels)
     with torch.no_grad():
         torch.testing.assert_close(logits, model.score(pixels), rtol=1e-4, atol=1e-5)
