@@ -109,6 +109,7 @@ def _noise_samples(folder, n, labels):
 @pytest.mark.parametrize("key, methods", [
     ("dinov2", ("cls", "rollout")),  # attention only: the pooled embedding of that pass
     ("dinov2", ("chefer", "gradcam")),
+    ("dinov2", ("attnlrp", "legrad")),
     ("siglip", ("probe", "chefer")),
     ("resnet50", ("gradcam",)),
 ])

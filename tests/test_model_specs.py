@@ -80,7 +80,7 @@ def test_timm_vit_layout_and_preprocessing_are_read_off_the_model(timm_vit):
     assert isinstance(timm_vit.spec.arch, models.TimmViT)
     assert (timm_vit.num_layers, timm_vit.num_heads, timm_vit.grid) == (12, 3, (14, 14))
     assert timm_vit.num_prefix_tokens == 1 and timm_vit.readout == "cls"
-    assert timm_vit.methods == ("cls", "rollout", "chefer", "gradcam")
+    assert timm_vit.methods == ("cls", "rollout", "chefer", "attnlrp", "legrad", "gradcam")
     assert timm_vit.is_classifier  # an ImageNet classifier explains its own predicted class
     assert timm_vit.spec.arch.lora.targets == ("qkv",)
     # timm's own eval transform of the same model
@@ -184,7 +184,8 @@ def test_hf_directory_spec_equals_the_preset_with_the_same_weights(tmp_path, pre
     assert (spec.spec.mean, spec.spec.std) == (models.IMAGENET_MEAN, models.IMAGENET_STD)
     assert (spec.num_prefix_tokens, spec.grid, spec.num_layers, spec.num_heads) == (
         prefix, (16, 16), 4, 4)
-    assert spec.methods == reference.methods == ("cls", "rollout", "chefer", "gradcam")
+    assert spec.methods == reference.methods == ("cls", "rollout", "chefer", "attnlrp", "legrad",
+                                                "gradcam")
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (240, 300, 3), np.uint8))
     pixels = reference.preprocess([image])
     torch.testing.assert_close(spec.preprocess([image]), pixels)
@@ -223,7 +224,7 @@ def test_hf_siglip_spec_reads_its_probe_and_squash_processor(tmp_path):
     _save_hf(reference, tmp_path, SiglipImageProcessor(size={"height": 224, "width": 224}))
     spec = _load(key="mysiglip", source="hf", name=str(tmp_path))
     assert spec.readout == "probe" and spec.num_prefix_tokens == 0
-    assert spec.methods == ("probe", "mean_received", "chefer", "gradcam")
+    assert spec.methods == ("probe", "mean_received", "chefer", "attnlrp", "legrad", "gradcam")
     assert spec.spec.geometry == Geometry(224, None, "bicubic")
 
 

@@ -394,7 +394,8 @@ def test_a_backbone_without_a_head_has_no_gradcam(tiny, pixels):
 
 
 def test_inapplicable_or_unknown_methods_name_the_model_and_its_methods(tiny, pixels):
-    with pytest.raises(ValueError, match=r"'siglip'.*\['probe', 'mean_received', 'chefer', 'gradcam'\]"):
+    with pytest.raises(ValueError, match=r"'siglip'.*\['probe', 'mean_received', 'chefer', "
+                                         r"'attnlrp', 'legrad', 'gradcam'\]"):
         extract(tiny["siglip"], pixels, ["cls"])
     with pytest.raises(ValueError, match=r"'resnet50'.*\['gradcam'\]"):
         extract(tiny["resnet50"], pixels, ["rollout"])
@@ -409,7 +410,8 @@ def test_bad_inputs_are_explained(tiny, pixels):
         extract(tiny["clip"], pixels, ["gradcam"], classes=[0, 1])
     with pytest.raises(ValueError, match="one class per image"):
         extract(tiny["resnet50"], pixels, ["gradcam"], classes=[0])
-    with pytest.raises(ValueError, match=r"\['chefer', 'gradcam', 'xrai'\]: pass it only with"):
+    with pytest.raises(ValueError, match=r"\['chefer', 'attnlrp', 'legrad', 'gradcam', "
+                                         r"'xrai'\]: pass it only with"):
         extract(tiny["resnet50"], pixels, [], classes=[0, 1])
     model = load_model("dinov3")
     model.module.train()

@@ -38,6 +38,8 @@ from . import registry
 MODEL_KEYS = ("dinov2", "dinov2_reg", "dinov3", "mae", "clip", "siglip", "siglip2", "resnet50",
               "resnet50_tv")
 BASELINE_NAMES = ("random", "centre_gaussian", "spectral_residual", "sobel")
+# binarisation rules of sightline.binarize.RULES (a test keeps them in step with it)
+RULES = ("percentile", "mass", "max", "otsu", "std")
 SI_MODEL_KEYS = ("swin_t", "cait_s", "resnet101", "efficientnet_b6")
 SI_SUBJECTS = (
     "ant", "ball", "bird", "book", "car", "cat", "chair", "computer", "dog", "elephant",
@@ -289,6 +291,9 @@ class Metrics(_Section):
     # frame of Q1's comparisons between models: each model's own (crop) frame, the common
     # whole-image frame (scoring.score_store_common), or both side by side
     frame: Literal["model", "common", "both"] = "both"
+    # binarisation conventions scored into scores.parquet (binarize.RULES): percentile is
+    # IoU@p; the others add iou_mass, iou_max, iou_otsu, iou_std rows
+    rules: tuple[Literal[RULES], ...] = ("percentile",)  # type: ignore[valid-type]
 
     @field_validator("percentiles")
     @classmethod
@@ -296,6 +301,13 @@ class Metrics(_Section):
         if not value:
             raise ValueError("give at least one percentile")
         return tuple(sorted(set(value)))
+
+    @field_validator("rules")
+    @classmethod
+    def _with_percentile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "percentile" not in value:
+            raise ValueError("rules must include percentile (IoU@p: the leaderboard's metric)")
+        return tuple(r for r in RULES if r in value)
 
 
 def _margins(value: dict[str, float]) -> dict[str, float]:

@@ -149,6 +149,14 @@ METHODS: Registry[Method] = Registry("method", [
     Method("chefer", "Chefer relevance", frozenset({"cls", "probe"}), "attention_gradients",
            _S + "chefer_maps", explains_class=True, cost="backward",
            help="gradient-weighted attention relevance (Chefer et al. 2021) of a class logit"),
+    Method("attnlrp", "AttnLRP", frozenset({"cls", "probe", "tokens"}), "own",
+           "sightline.attribution:attnlrp_maps", explains_class=True, cost="backward",
+           help="AttnLRP (Achtibat et al. 2024): LRP relevance of a class logit through "
+                "attention and LayerNorm, entering each block"),
+    Method("legrad", "LeGrad", frozenset({"cls", "probe", "tokens"}), "own",
+           "sightline.attribution:legrad_maps", explains_class=True, cost="backward",
+           help="LeGrad (Bousselham et al. 2024): gradient of the logit read at each block "
+                "with respect to its attention, layers l..L-1"),
     Method("gradcam", "Grad-CAM", frozenset(READOUTS), "own", _S + "gradcam_maps",
            explains_class=True, cost="backward",
            help="pytorch-grad-cam's GradCAM of a class logit at the layer's grid"),

@@ -33,6 +33,8 @@ methods have ``K = num_heads + 1`` (the last slot is the mean over heads); the o
   out of the methods, and asked for explicitly it is an error.
   Classifiers explained at one layer (the Shared Interest models, specs with a
   ``target_layer``): that layer (layer 0), its token / NHWC layout reshaped by the spec.
+- ``attnlrp`` and ``legrad``: AttnLRP and LeGrad relevance per layer for a class logit,
+  with Chefer's target and head requirement (`sightline.attribution`);
 - ``xrai``: XRAI (Kapishnikov et al. 2019) from PAIR's ``saliency`` package on the model's
   input frame, for classifiers, explaining the predicted (or a given) class; integrated
   gradients steps, batch size and the full / fast algorithm are `XraiSettings`. The
@@ -139,6 +141,8 @@ def extract_with_logits(
         maps, passes = maps | found, [*passes, logits]
     for method in registry.METHODS:
         if method.name in methods and method.runs == "own":
+            if method.explains_class:
+                _require_classifier(model, method.label)
             found, logits = method(model, pixel_values, classes, xrai=xrai or XraiSettings(),
                                    segments=segments)
             maps, passes = maps | found, [*passes, logits]

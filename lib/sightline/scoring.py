@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import cache, data, metrics
+from . import binarize, cache, data, metrics
 from .registry import METRICS
 from .geometry import Geometry
 
@@ -104,10 +104,12 @@ def _long(values: np.ndarray, targets: Targets, layer: np.ndarray, head: np.ndar
 
 
 def score_maps(maps_by_layer: Mapping[int, np.ndarray], targets: Targets,
-               percentiles: Sequence[float], resolution: int) -> pd.DataFrame:
+               percentiles: Sequence[float], resolution: int,
+               rules: Sequence[str] = ("percentile",)) -> pd.DataFrame:
     """Every registered metric (`registry.METRICS`) of one method's maps, ``{layer: (N, K,
     h, w)}`` on one grid (images in ``targets`` order): the swept ones in a single sweep with
-    the layers side by side, the others on each layer's head-mean map (`_head_mean_scores`).
+    the layers side by side, the others on each layer's head-mean map (`_head_mean_scores`);
+    ``rules`` other than the percentile rule add the IoU of the head-mean maps under them.
 
     K > 1 means per-head maps with the head mean last (head -1 in the table).
     """
@@ -122,7 +124,28 @@ def score_maps(maps_by_layer: Mapping[int, np.ndarray], targets: Targets,
               for m in METRICS if m.swept]
     means = np.cumsum(widths) - 1  # the head-mean (or only) column of each layer
     frames += _head_mean_scores(stacked[:, means], targets, np.asarray(layers), p, resolution)
+    frames += [_binarised(stacked[:, means], targets, np.asarray(layers), binarize.RULES[rule],
+                          resolution) for rule in rules if binarize.RULES[rule].masks]
     return pd.concat(frames, ignore_index=True)
+
+
+def _binarised(mean_maps: np.ndarray, targets: Targets, layers: np.ndarray,
+               rule: binarize.Rule, resolution: int) -> pd.DataFrame:
+    """IoU of each layer's head-mean map ``(N, L, h, w)``, upsampled and binarised by
+    ``rule``, with each target of its image; NaN for an all-zero map or an empty target."""
+    n, n_layers = mean_maps.shape[:2]
+    flat = targets.masks.reshape(len(targets.masks), -1)
+    iou = np.empty((len(flat), n_layers))
+    for image in range(n):
+        up = metrics.upsample(mean_maps[image], resolution)
+        kept = rule.masks(up).reshape(n_layers, -1)
+        owned = np.flatnonzero(targets.image_index == image)
+        inside = flat[owned].astype(np.float32) @ kept.T.astype(np.float32)
+        union = flat[owned].sum(axis=1)[:, None] + kept.sum(axis=1) - inside
+        empty = ~flat[owned].any(axis=1)[:, None] | (up.reshape(n_layers, -1).max(axis=1) == 0)
+        iou[owned] = np.where(empty, np.nan, inside / np.maximum(union, 1))
+    return _long(iou, targets, layers, np.full(n_layers, -1), rule.metric,
+                 np.array([rule.threshold]))
 
 
 def _head_mean_scores(mean_maps: np.ndarray, targets: Targets, layers: np.ndarray,
@@ -162,7 +185,8 @@ def _head_mean_scores(mean_maps: np.ndarray, targets: Targets, layers: np.ndarra
 
 def score_store(store: cache.MapStore, targets: Targets, *, model: str, variant: str,
                 percentiles: Sequence[float], resolution: int,
-                methods: Sequence[str] | None = None, progress: bool = True) -> pd.DataFrame:
+                methods: Sequence[str] | None = None, rules: Sequence[str] = ("percentile",),
+                progress: bool = True) -> pd.DataFrame:
     """Score every stored map kind of one (model, variant); returns the tidy table.
 
     The layers of a method that share a grid are scored together in one sweep (one
@@ -176,7 +200,7 @@ def score_store(store: cache.MapStore, targets: Targets, *, model: str, variant:
     frames = []
     for (method, _), maps_by_layer in tqdm(groups.items(), desc=f"scores {model}",
                                            disable=not progress, mininterval=1.0):
-        frame = score_maps(maps_by_layer, targets, percentiles, resolution)
+        frame = score_maps(maps_by_layer, targets, percentiles, resolution, rules)
         frame.insert(1, "model", model)
         frame.insert(2, "variant", variant)
         frame.insert(3, "method", method)
@@ -194,8 +218,8 @@ def _images(targets: Targets, start: int, stop: int) -> Targets:
 
 def score_store_common(store: cache.MapStore, targets: Targets, geometry: Geometry, *,
                        model: str, variant: str, percentiles: Sequence[float], resolution: int,
-                       methods: Sequence[str] | None = None, images_per_chunk: int = 8,
-                       progress: bool = True) -> pd.DataFrame:
+                       methods: Sequence[str] | None = None, rules: Sequence[str] = ("percentile",),
+                       images_per_chunk: int = 8, progress: bool = True) -> pd.DataFrame:
     """Score each stored kind's head-mean (or only) map in the common frame: the maps of
     ``geometry`` (the model's) placed on the whole image, against ``targets`` built with
     ``COMMON_FRAME``. Same table as ``score_store`` (head -1 rows only); a few images at a
@@ -212,7 +236,7 @@ def score_store_common(store: cache.MapStore, targets: Targets, geometry: Geomet
                       for i, (w, h) in enumerate(part.sizes)]
             by_method.setdefault(method, {})[layer] = np.stack(placed)
         for method, maps_by_layer in by_method.items():
-            frame = score_maps(maps_by_layer, part, percentiles, resolution)
+            frame = score_maps(maps_by_layer, part, percentiles, resolution, rules)
             frame.insert(1, "model", model)
             frame.insert(2, "variant", variant)
             frame.insert(3, "method", method)

@@ -1,0 +1,212 @@
+"""AttnLRP and LeGrad: relevance of a ViT's patch tokens for a class logit, per layer.
+
+- ``attnlrp`` (Achtibat et al., ICML 2024, the rules ``lxt`` 2.1 ships for ViTs): the model is
+  patched so that input x gradient of its forward is the LRP relevance, one backward pass:
+  LayerNorm's standard deviation held constant and element-wise activations passed by the
+  identity rule (AttnLRP), queries and keys held constant so no relevance flows through the
+  softmax (CP-LRP inside attention, as lxt 2.1 does for ViTs), LRP-0 on linear layers. Layer
+  ``l`` is the relevance of the tokens entering block ``l`` (``h ⊙ ∂logit/∂h`` summed over
+  channels), patch tokens only, its positive part; layer 0 is the input-level map.
+- ``legrad`` (Bousselham et al. 2024, ``torchcam.methods.LeGrad``): per block ``l`` the model's
+  own readout (CLS, pooling head or token mean, then its final norm and classifier) is applied
+  to the block's output tokens, and the gradient of that class score ``s^l`` with respect to
+  the block's post-softmax attention ``A^l`` is taken; its positive part averaged over heads and
+  query tokens, prefix keys dropped. Layer ``l`` is the mean of blocks ``l..L-1`` (layer 0 is
+  the paper's map over all layers), not min-max normalised.
+
+The target is the class logit of a classifier (the model's, or a backbone's style head), the
+predicted class by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .models import LoadedModel
+
+# children whose output is an attention's queries or keys (HF ViT / MAE / CLIP / SigLIP /
+# DINOv3 projections; timm's q_norm / k_norm, applied to every query and key)
+_QUERY_KEY = ("query", "key", "q_proj", "k_proj", "q_norm", "k_norm")
+_ACTIVATIONS = (nn.GELU, nn.SiLU, nn.ReLU, nn.Tanh, nn.Sigmoid)
+
+
+class _IdentityRule(torch.autograd.Function):
+    """AttnLRP's identity rule for an element-wise ``f``: relevance passes unchanged, i.e. the
+    gradient is ``f(x) / x`` times the output's."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, fn: Any) -> torch.Tensor:
+        out = fn(x)
+        ctx.save_for_backward(out / (x + 1e-10))
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return ctx.saved_tensors[0] * grad, None
+
+
+def _layer_norm_identity(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """LayerNorm with its standard deviation held constant (AttnLRP's identity rule)."""
+    centred = x - x.mean(dim=-1, keepdim=True)
+    y = centred / (centred.pow(2).mean(dim=-1, keepdim=True) + norm.eps).sqrt().detach()
+    if norm.weight is not None:
+        y = y * norm.weight
+    return y + norm.bias if norm.bias is not None else y
+
+
+def _constant_query_key(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """nn.MultiheadAttention's query and key detached (CP-LRP), positional or keyword."""
+    args, kwargs = list(args), dict(kwargs)
+    for position, name in enumerate(("query", "key")):
+        if len(args) > position:
+            args[position] = args[position].detach()
+        elif name in kwargs:
+            kwargs[name] = kwargs[name].detach()
+    return tuple(args), kwargs
+
+
+@contextmanager
+def attnlrp_rules(module: nn.Module) -> Iterator[None]:
+    """Patch ``module`` in place, for the context, so that input x gradient is AttnLRP relevance."""
+    with ExitStack() as undo:
+        for name, child in module.named_modules():
+            if isinstance(child, nn.LayerNorm):
+                child.forward = _layer_norm_identity.__get__(child)
+                undo.callback(delattr, child, "forward")
+            elif isinstance(child, _ACTIVATIONS) or type(child).__module__ == \
+                    "transformers.activations":
+                child.forward = (lambda original: lambda x: _IdentityRule.apply(x, original))(
+                    child.forward)
+                undo.callback(delattr, child, "forward")
+            elif isinstance(child, nn.MultiheadAttention):
+                undo.callback(child.register_forward_pre_hook(
+                    _constant_query_key, with_kwargs=True).remove)
+            elif name.rsplit(".", 1)[-1] in _QUERY_KEY:
+                undo.callback(child.register_forward_hook(
+                    lambda _m, _i, output: output.detach()).remove)
+        yield
+
+
+def _tokens(value: Any) -> torch.Tensor:
+    """A block's hidden states from its input args or its output (HF blocks may return tuples)."""
+    return value[0] if isinstance(value, tuple | list) else value
+
+
+def _targets(logits: torch.Tensor, classes: Sequence[int] | None) -> torch.Tensor:
+    if classes is None:
+        return logits.argmax(dim=-1)
+    if len(classes) != len(logits) or not all(0 <= c < logits.shape[-1] for c in classes):
+        raise ValueError(f"give one target class per image in [0, {logits.shape[-1]}), "
+                         f"got {list(classes)} for {len(logits)} images")
+    return torch.as_tensor(classes, device=logits.device)
+
+
+def _on_grid(model: LoadedModel, patches: torch.Tensor) -> np.ndarray:
+    """``(B, patches)`` values -> ``(B, 1, gh, gw)`` float32 maps."""
+    return patches.float().reshape(len(patches), 1, *model.grid).detach().cpu().numpy()
+
+
+@contextmanager
+def _gradients_on(model: LoadedModel) -> Iterator[None]:
+    """Gradient tracking from the input, even under inference mode; weights frozen."""
+    frozen = [p for m in (model.module, model.head) if m is not None for p in m.parameters()
+              if p.requires_grad]
+    with torch.inference_mode(False), torch.enable_grad():
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+
+
+def attnlrp_relevance(model: LoadedModel, pixel_values: torch.Tensor,
+                      classes: Sequence[int] | None = None) -> tuple[list[torch.Tensor],
+                                                                     torch.Tensor]:
+    """AttnLRP relevance ``(B, T)`` of every token entering each block (prefix tokens
+    included: with zero biases each layer's relevance sums to the logit), and the logits."""
+    blocks = model.spec.arch.blocks(model.module, model.num_layers)
+    entering: list[torch.Tensor] = []
+    with ExitStack() as stack:
+        stack.enter_context(_gradients_on(model))
+        stack.enter_context(attnlrp_rules(model.module))
+        if model.head is not None:
+            stack.enter_context(attnlrp_rules(model.head))
+        for block in blocks:
+            stack.callback(block.register_forward_pre_hook(
+                lambda _m, args, kwargs: entering.append(
+                    _tokens(args) if args else kwargs["hidden_states"]),
+                with_kwargs=True).remove)
+        pixels = pixel_values.detach().clone().requires_grad_(True)
+        logits = model.score(pixels)
+        score = logits.gather(1, _targets(logits, classes)[:, None]).sum()
+        gradients = torch.autograd.grad(score, entering)
+    return ([(h * g).sum(dim=-1).detach() for h, g in zip(entering, gradients, strict=True)],
+            logits.detach())
+
+
+def attnlrp_maps(model: LoadedModel, pixel_values: torch.Tensor,
+                 classes: Sequence[int] | None = None, **settings: Any) -> tuple[dict[tuple[str, int], np.ndarray],
+                                                                torch.Tensor]:
+    """``("attnlrp", l) -> (B, 1, gh, gw)``: the positive relevance of the patch tokens
+    entering block ``l``, for every block; and the class logits."""
+    relevance, logits = attnlrp_relevance(model, pixel_values, classes)
+    start = model.num_prefix_tokens
+    return ({("attnlrp", layer): _on_grid(model, r[:, start:].clamp(min=0))
+             for layer, r in enumerate(relevance)}, logits)
+
+
+def legrad_layers(attentions: Sequence[torch.Tensor], scores: Sequence[torch.Tensor],
+                  num_prefix_tokens: int) -> torch.Tensor:
+    """``(B, L, keys - prefix)``: per block, ``mean over heads and queries of (∂ s^l / ∂ A^l)⁺``
+    for the block's attention ``(B, H, Q, T)`` and class scores ``(B,)`` (LeGrad)."""
+    layers = []
+    for attention, score in zip(attentions, scores, strict=True):
+        gradient = torch.autograd.grad(score.sum(), attention, retain_graph=True)[0]
+        layers.append(gradient.clamp(min=0).mean(dim=(1, 2))[:, num_prefix_tokens:])
+    return torch.stack(layers, dim=1)
+
+
+def legrad_maps(model: LoadedModel, pixel_values: torch.Tensor,
+                classes: Sequence[int] | None = None, **settings: Any) -> tuple[dict[tuple[str, int], np.ndarray],
+                                                               torch.Tensor]:
+    """``("legrad", l) -> (B, 1, gh, gw)`` (blocks ``l..L-1``), and the class logits.
+
+    One forward pass: the last block's output is replaced by every block's output stacked
+    along the batch, so the model's own tail (final norm, readout, classifier) scores each
+    block; the last block's slice is the model's output.
+    """
+    blocks = model.spec.arch.blocks(model.module, model.num_layers)
+    outputs: list[torch.Tensor] = []
+
+    def stack_blocks(_m: nn.Module, _args: Any, output: Any) -> Any:
+        outputs.append(_tokens(output))
+        if len(outputs) < len(blocks):
+            return None
+        stacked = torch.cat(outputs)
+        return (stacked, *output[1:]) if isinstance(output, tuple) else stacked
+
+    with ExitStack() as stack:
+        stack.enter_context(_gradients_on(model))
+        for block in blocks:
+            stack.callback(block.register_forward_hook(stack_blocks).remove)
+        pixels = pixel_values.detach().clone().requires_grad_(True)
+        output, attentions = model.attentions(pixels)
+        features = model.spec.arch.features(output)
+        all_logits = features if model.head is None else model.head(features)
+        per_block = all_logits.reshape(len(blocks), len(pixels), -1)
+        logits = per_block[-1]
+        targets = _targets(logits, classes)[None, :, None].expand(len(blocks), -1, 1)
+        scores = per_block.gather(2, targets)[..., 0]
+        layers = legrad_layers(attentions, list(scores), model.num_prefix_tokens)
+    from_top = layers.flip(1).cumsum(dim=1).flip(1) / torch.arange(
+        len(blocks), 0, -1, device=layers.device)[:, None]
+    return ({("legrad", layer): _on_grid(model, from_top[:, layer]) for layer in range(len(blocks))},
+            logits.detach())
