@@ -153,8 +153,8 @@ def attnlrp_relevance(model: LoadedModel, pixel_values: torch.Tensor,
 
 
 def attnlrp_maps(model: LoadedModel, pixel_values: torch.Tensor,
-                 classes: Sequence[int] | None = None, **settings: Any) -> tuple[dict[tuple[str, int], np.ndarray],
-                                                                torch.Tensor]:
+                 classes: Sequence[int] | None = None, **settings: Any
+                 ) -> tuple[dict[tuple[str, int], np.ndarray], torch.Tensor]:
     """``("attnlrp", l) -> (B, 1, gh, gw)``: the positive relevance of the patch tokens
     entering block ``l``, for every block; and the class logits."""
     relevance, logits = attnlrp_relevance(model, pixel_values, classes)
@@ -175,8 +175,8 @@ def legrad_layers(attentions: Sequence[torch.Tensor], scores: Sequence[torch.Ten
 
 
 def legrad_maps(model: LoadedModel, pixel_values: torch.Tensor,
-                classes: Sequence[int] | None = None, **settings: Any) -> tuple[dict[tuple[str, int], np.ndarray],
-                                                               torch.Tensor]:
+                classes: Sequence[int] | None = None, **settings: Any
+                ) -> tuple[dict[tuple[str, int], np.ndarray], torch.Tensor]:
     """``("legrad", l) -> (B, 1, gh, gw)`` (blocks ``l..L-1``), and the class logits.
 
     One forward pass: the last block's output is replaced by every block's output stacked

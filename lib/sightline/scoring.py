@@ -26,8 +26,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import binarize, cache, data, metrics
-from .registry import METRICS
 from .geometry import Geometry
+from .registry import METRICS
 
 COLUMNS = [
     "image_id",
