@@ -368,7 +368,8 @@ def execute(nb: Notebook, parameters: dict, output: Path, root: Path) -> float:
 
 
 _PROGRESS_BAR = re.compile(r"\|\s*\S+/\S+ \[[\d:?]+<")  # tqdm's "| 12/24 [00:01<"
-_TRAINING_LINE = re.compile(r"^\[train\] ")  # finetune.PROGRESS_PREFIX: one line per epoch
+# finetune.PROGRESS_PREFIX (one line per epoch) and extract.ESTIMATE_PREFIX (a stage's cost)
+_CONSOLE_LINE = re.compile(r"^\[(train|estimate)\] ")
 _TIMING_KEYS = ("start_time", "end_time", "duration")
 
 
@@ -377,8 +378,8 @@ def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.Noteboo
 
     Cell ids become ``<name>-<index>`` (Jupytext and papermill draw random ones), papermill's
     timestamps and durations go (the run summary keeps them), and progress bars (whose rates
-    vary) and per-epoch training lines (the build's console shows them; the notebook keeps
-    its summary table) are dropped from the stderr text; other stderr text stays.
+    vary), per-epoch training lines and cost estimates (the build's console shows them; the
+    notebook keeps its summary table) are dropped from the stderr text; other stderr text stays.
     """
     for key in _TIMING_KEYS:
         notebook.metadata.get("papermill", {}).pop(key, None)
@@ -393,7 +394,7 @@ def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.Noteboo
             if output.get("output_type") == "stream" and output.get("name") == "stderr":
                 lines = [line.rsplit("\r", 1)[-1] for line in output.text.split("\n")]
                 output.text = "\n".join(line for line in lines if not _PROGRESS_BAR.search(line)
-                                        and not _TRAINING_LINE.match(line))
+                                        and not _CONSOLE_LINE.match(line))
                 if not output.text.strip():
                     continue
             outputs.append(output)
