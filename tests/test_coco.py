@@ -140,15 +140,19 @@ def test_categories_keep_their_fields_and_labels_come_from_images_or_csv(tmp_pat
         load_coco(root, labels="labels.csv")
 
 
-def test_a_box_partly_outside_is_clamped_and_a_zero_area_box_dropped_with_one_warning(tmp_path):
+def test_a_box_partly_outside_is_clamped_and_a_zero_area_box_dropped_each_with_one_warning(
+        tmp_path):
     root = _write(tmp_path, [_box(1, 1, [40, -4, 20, 10]), _box(2, 1, [3, 3, 0, 5]),
                              _box(3, 1, [3, 3, 5, 0]), _box(4, 2, [1, 1, 5, 5])])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = load_coco(root)
     assert [str(w.message) for w in caught if w.category is DataWarning] == [
+        f"1 boxes in {root / 'annotations.json'} lie partly outside their image and were "
+        "clamped to it: annotation 1 (image a.png); see report['clamped_boxes'].",
         f"2 boxes in {root / 'annotations.json'} have zero width or height and were skipped; "
-        "see report['zero_area_boxes']."]
+        "see report['zero_area_boxes'].",
+    ]
     clamped = ds.samples[0].boxes
     assert len(clamped) == 1
     assert (clamped[0].left, clamped[0].top, clamped[0].width, clamped[0].height) == pytest.approx(

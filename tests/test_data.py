@@ -145,15 +145,19 @@ def test_reads_samples_boxes_and_styles(wc_root: Path) -> None:
     assert set(MAIN_STYLES.values()) == {"Romanesque", "Gothic", "Renaissance", "Baroque"}
 
 
-def test_boxes_are_clamped_and_zero_area_boxes_skipped_with_one_warning(wc_root: Path) -> None:
+def test_boxes_are_clamped_and_zero_area_boxes_skipped_each_with_one_warning(wc_root: Path
+                                                                           ) -> None:
     wc, messages = _load(wc_root)
-    assert len(messages) == 1 and "1 boxes" in messages[0] and "zero_area_boxes" in messages[0]
+    assert messages[0] == (
+        f"1 boxes in {wc_root / 'building_parts.json'} lie partly outside their image and were "
+        "clamped to it: image Q1_wd0.jpg, group 1; see report['clamped_boxes'].")
+    assert len(messages) == 2 and "1 boxes" in messages[1] and "zero_area_boxes" in messages[1]
     clamped = wc.samples[0].boxes[1]
     assert clamped.left == 0.0 and clamped.top == pytest.approx(0.9)
     assert clamped.width == pytest.approx(0.2) and clamped.height == pytest.approx(0.1)
     assert len(wc.samples[0].boxes) == 4
     assert wc.report["zero_area_boxes"] == [{"image_id": "Q1_wd0.jpg", "group": 3, "label": 0}]
-    assert [b["group"] for b in wc.report["clamped_boxes"]] == [1, 3]
+    assert [b["group"] for b in wc.report["clamped_boxes"]] == [1]  # group 3 is dropped
     assert wc.report["counts"]["zero_area_boxes"] == 1
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from . import config, data, execution, pipeline
+from . import config, data, execution, pipeline, preflight
 
 JUPYTERLAB = "jupyterlab==4.6.6"
 
@@ -60,7 +60,7 @@ def _run(argv: list[str], root: Path) -> int:
             args.params, root=root, report_root=args.report_dir, only=args.only, force=args.force
         )
     except (config.ParamsError, data.DataError, pipeline.UsageError,
-            execution.ExecutionError) as error:
+            preflight.PreflightError, execution.ExecutionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except pipeline.BuildError as error:

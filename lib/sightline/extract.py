@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import sys
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -225,17 +227,70 @@ def extract_shard(
         loaded = load_for(choice, task.run, seed=task.seed, device=device)
     store.shard_dir.mkdir(parents=True, exist_ok=True)
     writer = cache.ShardWriter(store.shard_dir, prefix=f"{task.shard:04d}-")
-    with tqdm(total=len(todo), desc=f"maps {model_name(choice)}", unit="img",
-              disable=not progress, mininterval=1.0) as bar:
+    xrai = task.xrai or saliency.XraiSettings()
+    note = (f"XRAI ({xrai.steps} steps, {xrai.algorithm}) is most of it; its xrai.steps or "
+            "algorithm: fast lowers it" if "xrai" in (task.methods or loaded.methods) else "")
+    with ImageProgress(f"maps {model_name(choice)}", len(todo), device=device, note=note,
+                       enabled=progress) as meter:
         for batch in _batches(todo, task.batch_size):
             pixels = loaded.preprocess([data.load_image(s.path) for s in batch]).to(device)
             classes = target_classes(batch, pixels) if target_classes else None
+            done = meter.count
             maps, logits = saliency.extract_with_logits(loaded, pixels, task.methods,
-                                                        classes=classes, xrai=task.xrai)
+                                                        classes=classes, xrai=task.xrai,
+                                                        on_image=meter.tick)
             predicted = logits.argmax(dim=-1).tolist() if logits is not None else None
             writer.put([s.image_id for s in batch], maps, predicted)
-            bar.update(len(batch))
+            meter.tick(len(batch) - (meter.count - done))  # images XRAI has not ticked
     return len(todo)
+
+
+ESTIMATE_PREFIX = "[estimate] "  # the build shows these lines; an executed notebook drops them
+
+
+class ImageProgress:
+    """A stage's progress per image with an ETA (tqdm), and once the first image is timed one
+    line of what the whole stage will cost (``ESTIMATE_PREFIX``; for a stage over a minute)."""
+
+    def __init__(self, stage: str, total: int, *, device: str, note: str = "",
+                 enabled: bool = True):
+        self.stage, self.total, self.device, self.note = stage, total, device, note
+        self.enabled, self.count, self._said = enabled, 0, not enabled
+        self._bar = tqdm(total=total, desc=stage, unit="img", disable=not enabled,
+                         mininterval=1.0)
+        self._started = time.perf_counter()
+
+    def tick(self, images: int = 1) -> None:
+        """``images`` more are done."""
+        if images <= 0:
+            return
+        self.count += images
+        self._bar.update(images)
+        if not self._said:
+            self._said = True
+            line = estimate_line(self.stage, (time.perf_counter() - self._started) / self.count,
+                                 self.total, self.device, self.note)
+            if line:
+                tqdm.write(line, file=sys.stderr)
+
+    def __enter__(self) -> ImageProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()
+
+
+def estimate_line(stage: str, per_image: float, images: int, device: str, note: str = "",
+                  *, at_least: float = 60.0) -> str | None:
+    """``[estimate] XRAI: ~74 s per image x 6 images ≈ 7.4 min on cpu; NOTE``, or None for a
+    stage shorter than ``at_least`` seconds."""
+    total = per_image * images
+    if total < at_least:
+        return None
+    span = f"{total / 60:.1f} min" if total < 3600 else f"{total / 3600:.1f} h"
+    each = f"{per_image:.0f}" if per_image >= 10 else f"{per_image:.2g}"
+    return (f"{ESTIMATE_PREFIX}{stage}: ~{each} s per image × {images} images ≈ {span} "
+            f"on {device}" + (f"; {note}" if note else ""))
 
 
 def load_for(choice: ModelChoice, run: Path | None, *, seed: int, device: str

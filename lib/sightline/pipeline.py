@@ -30,7 +30,7 @@ from jupyter_client.manager import AsyncKernelManager
 from papermill.exceptions import PapermillExecutionError
 from traitlets import CaselessStrEnum
 
-from . import config, data, execution, models, photos, registry
+from . import config, data, execution, photos, preflight
 from .data import synthetic
 
 # Every notebook's Jupytext header names this kernel, so papermill, nbconvert --execute and
@@ -40,12 +40,6 @@ from .data import synthetic
 KERNEL_SPEC = {"name": "python3", "display_name": "Python 3 (sightline)", "language": "python"}
 KERNEL_NAME = KERNEL_SPEC["name"]
 _SKIPPED = "not in this profile"
-# what a notebook may require of the profile (``sightline: requires`` in its header), and
-# the line a build prints when a profile lacks it
-REQUIREMENTS = {
-    "training_pool": "the dataset has no labelled training pool (nothing to fine-tune on)",
-    "attention_heads": "no model has per-head attention maps (CLS or pooling-probe attention)",
-}
 
 
 @dataclass
@@ -59,10 +53,10 @@ class Notebook:
 
 @dataclass(frozen=True)
 class PreparedData:
-    """The data a build's notebooks read: its fingerprint, and what the dataset offers."""
+    """The data a build's notebooks read: its fingerprint, and what it and the models offer."""
 
     digest: str
-    offers: frozenset[str]
+    offer: preflight.Offer
 
 
 class BuildError(Exception):
@@ -92,9 +86,10 @@ def discover(notebooks_dir: Path) -> list[Notebook]:
         ]
         header = nb.metadata.get("sightline", {})
         needs, requires = list(header.get("needs", [])), list(header.get("requires", []))
-        unknown = sorted(set(requires) - set(REQUIREMENTS))
+        unknown = sorted(set(requires) - set(preflight.REQUIREMENTS))
         if unknown:
-            raise BuildError(f"{path}: requires unknown {unknown} (known: {sorted(REQUIREMENTS)})")
+            raise BuildError(f"{path}: requires unknown {unknown} "
+                             f"(known: {sorted(preflight.REQUIREMENTS)})")
         notebooks.append(Notebook(path.stem, path, names, needs, requires))
     known = {nb.name for nb in notebooks}
     order = [nb.name for nb in notebooks]
@@ -135,7 +130,7 @@ def prepare_dataset(params: config.Params) -> PreparedData:
     if params.photos is not None:
         fingerprints.append(prepare_photos(params.photos))
     if ds is None:
-        return PreparedData(_digest(fingerprints), frozenset())
+        return PreparedData(_digest(fingerprints), preflight.Offer())
     if isinstance(ds, config.SyntheticDataset):
         problem = synthetic.verify(ds.root)
         if problem is not None:
@@ -158,12 +153,8 @@ def prepare_dataset(params: config.Params) -> PreparedData:
             warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                    warning.lineno)
     fingerprint = data.dataset_fingerprint(section)
-    heads = any(set(registry.METHODS.names(readout_heads=True)) & set(models.spec_for(m).methods)
-                for m in params.models)
-    offers = frozenset([*(["training_pool"] if dataset.has_pool else []),
-                        *(["attention_heads"] if heads else [])])
     return PreparedData(_digest([fingerprint, *fingerprints]) if fingerprints else fingerprint,
-                        offers)
+                        preflight.offer(params, dataset))
 
 
 def prepare_human_attention(study: config.SharedInterest) -> str:
@@ -221,6 +212,7 @@ def build(
 
     params = config.load_params(params_path, base=root)
     check_models(params)
+    preflight.check_checkpoints(params)
     if params.execution.engine == "ray":
         execution.ensure_ray()
         execution.check_address(params.execution.address)
@@ -250,8 +242,8 @@ def build(
         # e.g. the WikiChurches notebooks in a Shared-Interest-only profile
         absent = [f"no '{name}'" for name in nb.parameters if getattr(params, name, 0) is None]
         absent += [f"'{n}' is skipped" for n in nb.needs if stamps[n] == _SKIPPED]
-        absent += [REQUIREMENTS[r] for r in nb.requires
-                   if params.dataset and r not in prepared.offers]
+        if params.dataset:
+            absent += preflight.unmet(nb.requires, params, prepared.offer)
         if absent:
             stamps[nb.name] = _SKIPPED
             if only is None or nb.name in only:
@@ -376,7 +368,8 @@ def execute(nb: Notebook, parameters: dict, output: Path, root: Path) -> float:
 
 
 _PROGRESS_BAR = re.compile(r"\|\s*\S+/\S+ \[[\d:?]+<")  # tqdm's "| 12/24 [00:01<"
-_TRAINING_LINE = re.compile(r"^\[train\] ")  # finetune.PROGRESS_PREFIX: one line per epoch
+# finetune.PROGRESS_PREFIX (one line per epoch) and extract.ESTIMATE_PREFIX (a stage's cost)
+_CONSOLE_LINE = re.compile(r"^\[(train|estimate)\] ")
 _TIMING_KEYS = ("start_time", "end_time", "duration")
 
 
@@ -385,8 +378,8 @@ def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.Noteboo
 
     Cell ids become ``<name>-<index>`` (Jupytext and papermill draw random ones), papermill's
     timestamps and durations go (the run summary keeps them), and progress bars (whose rates
-    vary) and per-epoch training lines (the build's console shows them; the notebook keeps
-    its summary table) are dropped from the stderr text; other stderr text stays.
+    vary), per-epoch training lines and cost estimates (the build's console shows them; the
+    notebook keeps its summary table) are dropped from the stderr text; other stderr text stays.
     """
     for key in _TIMING_KEYS:
         notebook.metadata.get("papermill", {}).pop(key, None)
@@ -401,7 +394,7 @@ def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.Noteboo
             if output.get("output_type") == "stream" and output.get("name") == "stderr":
                 lines = [line.rsplit("\r", 1)[-1] for line in output.text.split("\n")]
                 output.text = "\n".join(line for line in lines if not _PROGRESS_BAR.search(line)
-                                        and not _TRAINING_LINE.match(line))
+                                        and not _CONSOLE_LINE.match(line))
                 if not output.text.strip():
                     continue
             outputs.append(output)

@@ -123,10 +123,12 @@ def extract_with_logits(
     classes: Sequence[int] | None = None,
     xrai: XraiSettings | None = None,
     segments: Sequence[list[np.ndarray]] | None = None,
+    on_image: Callable[[], None] | None = None,
 ) -> tuple[dict[MapKey, np.ndarray], torch.Tensor | None]:
     """`extract`'s maps and a classifier's class logits ``(B, C)`` (a style head's, an
     ImageNet model's) on the same images, read from the first forward pass a method ran
-    (XRAI alone, which runs hundreds, gets one more); None for a model with no classifier."""
+    (XRAI alone, which runs hundreds, gets one more); None for a model with no classifier.
+    ``on_image`` is called as XRAI finishes each image (progress of the slow method)."""
     methods = _check_methods(model, methods)
     pixel_values = _check_input(model, pixel_values)
     class_methods = registry.METHODS.names(explains_class=True)
@@ -144,7 +146,7 @@ def extract_with_logits(
             if method.explains_class:
                 _require_classifier(model, method.label)
             found, logits = method(model, pixel_values, classes, xrai=xrai or XraiSettings(),
-                                   segments=segments)
+                                   segments=segments, on_image=on_image)
             maps, passes = maps | found, [*passes, logits]
     if not model.is_classifier:
         return maps, None
@@ -675,9 +677,11 @@ def xrai_maps(
     classes: Sequence[int] | None = None,
     settings: XraiSettings = XraiSettings(),
     segments: Sequence[list[np.ndarray]] | None = None,
+    on_image: Callable[[], None] | None = None,
 ) -> dict[MapKey, np.ndarray]:
     """XRAI ``(B, 1, S, S)`` on the input frame, min-max scaled to [0, 1], one image at a time;
-    ``segments``: each image's `xrai_segments` (default: computed here)."""
+    ``segments``: each image's `xrai_segments` (default: computed here); ``on_image`` is
+    called after each image."""
     if settings.algorithm not in ("full", "fast"):
         raise ValueError(f"XRAI algorithm must be 'full' or 'fast', got {settings.algorithm!r}")
     if settings.steps < 2 or settings.batch_size < 1:
@@ -698,15 +702,18 @@ def xrai_maps(
                 extra_parameters=parameters,
             )
             maps.append(_unit_range(raw))
+            if on_image is not None:
+                on_image()
     return {("xrai", 0): np.stack(maps)[:, None].astype(np.float32)}
 
 
 def run_xrai(model: LoadedModel, pixel_values: torch.Tensor,
              classes: Sequence[int] | None = None, *, xrai: XraiSettings = XraiSettings(),
-             segments: Sequence[list[np.ndarray]] | None = None
+             segments: Sequence[list[np.ndarray]] | None = None,
+             on_image: Callable[[], None] | None = None, **settings: Any
              ) -> tuple[dict[MapKey, np.ndarray], None]:
     """`xrai_maps` as the registered method: no class logits of its own passes."""
-    return xrai_maps(model, pixel_values, classes, xrai, segments), None
+    return xrai_maps(model, pixel_values, classes, xrai, segments, on_image), None
 
 
 XRAI_DILATION = 5  # saliency 0.2.1's default dilation radius of the Felzenszwalb segments

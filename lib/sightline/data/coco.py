@@ -35,9 +35,11 @@ from sightline.data.contract import (
     Region,
     Sample,
     clamp_box,
+    dataset_root,
     image_size,
     read_labels,
     warn,
+    warn_clamped,
 )
 
 SKIP_HINT = "or set dataset.strict: false to skip it"
@@ -61,7 +63,7 @@ def load_coco(
 ) -> Dataset:
     """Read a COCO dataset: ``annotations`` and ``images`` relative to ``root`` (or absolute),
     ``labels`` an optional CSV ``image,label``. ``strict=False`` skips and counts bad records."""
-    root = Path(root)
+    root = dataset_root(root)
     ann_path, image_dir = root / annotations, root / images
     if not ann_path.is_file():
         raise DataError(f"{ann_path}: no COCO annotation file there; set dataset.annotations "
@@ -141,6 +143,8 @@ def load_coco(
         warn(f"dataset.strict: false: skipped {sum(report['skipped'].values())} records of "
              f"{ann_path} ({', '.join(f'{k} {v}' for k, v in report['skipped'].items())}); "
              "see report['skipped_records'].")
+    warn_clamped(ann_path, [f"{c['record']} (image {c['image_id']})"
+                            for c in report["clamped_boxes"]])
     if report["zero_area_boxes"]:
         warn(f"{len(report['zero_area_boxes'])} boxes in {ann_path} have zero width or height "
              "and were skipped; see report['zero_area_boxes'].")

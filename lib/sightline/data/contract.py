@@ -54,6 +54,15 @@ class DataWarning(UserWarning):
     """The reader skipped or changed part of the data (``dataset.strict: false``, bad boxes)."""
 
 
+def dataset_root(root: str | Path) -> Path:
+    """``root`` as a path; a missing folder is said as such (not as a file missing in it)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"the dataset folder {root} does not exist; set dataset.root to the "
+                        "folder that holds your images and annotations.")
+    return root
+
+
 def warn(message: str) -> None:
     """Warn once per load; inside a build's notebooks stay quiet, as the build said it already."""
     if not os.environ.get("SIGHTLINE_BUILD"):
@@ -236,6 +245,14 @@ def bounding_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     height, width = mask.shape
     return (cols[0] / width, rows[0] / height, (cols[-1] + 1 - cols[0]) / width,
             (rows[-1] + 1 - rows[0]) / height)
+
+
+def warn_clamped(path: Path, named: list[str]) -> None:
+    """One line naming the boxes (record and image) that were clamped to their image."""
+    if named:
+        more = f" and {len(named) - 5} more" if len(named) > 5 else ""
+        warn(f"{len(named)} boxes in {path} lie partly outside their image and were clamped to "
+             f"it: {'; '.join(named[:5])}{more}; see report['clamped_boxes'].")
 
 
 def clamp_box(left: float, top: float, width: float, height: float

@@ -29,6 +29,7 @@ from sightline.data.contract import (
     Region,
     Sample,
     bounding_box,
+    dataset_root,
     decode_upright,
     image_files,
     image_size,
@@ -53,7 +54,7 @@ def load_masks(
 ) -> Dataset:
     """Read an image folder and its mask folder (relative to ``root`` or absolute); soft masks
     are binarised by ``rule`` at ``num_std`` / ``percentile``."""
-    root = Path(root)
+    root = dataset_root(root)
     image_dir, mask_dir = root / images, root / masks
     for folder, key in ((image_dir, "images"), (mask_dir, "masks")):
         if not folder.is_dir():

@@ -38,6 +38,7 @@ from sightline.data.contract import (
     image_size,
     remedy,
     warn,
+    warn_clamped,
 )
 
 MAIN_STYLES: dict[str, str] = {
@@ -124,6 +125,8 @@ def load_wikichurches(root: str | Path, *, strict: bool = True) -> Dataset:
             f"dataset.strict: false: {len(unreadable)} annotated images could not be read and "
             f"were skipped (e.g. {unreadable[0]}); see report['unreadable_reasons']."
         )
+    warn_clamped(parts_path, [f"image {c['image_id']}, group {c['group']}"
+                              for c in report["clamped_boxes"]])
     if report["zero_area_boxes"]:
         warn(
             f"{len(report['zero_area_boxes'])} boxes in {parts_path} have no area inside their "
@@ -238,11 +241,11 @@ def _boxes(
                     )
             where = {"image_id": image_id, "group": g, "label": label}
             box, clamped = clamp_box(left, top, x1 - left, y1 - top)
-            if clamped:
-                report["clamped_boxes"].append(where)
             if box is None:
                 report["zero_area_boxes"].append(where)
                 continue
+            if clamped:
+                report["clamped_boxes"].append(where)
             boxes.append(Region(*box, label=label, group_label=group_label, group=g,
                                 feature=features[label], record=f"image {image_id}, group {g}"))
     return tuple(boxes)
