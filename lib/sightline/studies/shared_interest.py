@@ -31,19 +31,12 @@ from .study import Study
 
 TARGET = "human"  # the `target` column of the score rows: the binarised human mask
 # The paper's Table 1: mean IoU / SC / GTC per technique x model (100 images).
-PAPER_TABLE1 = pd.DataFrame(
-    [
-        ("gradcam", "swin_t", 0.264, 0.511, 0.347),
-        ("gradcam", "cait_s", 0.101, 0.273, 0.142),
-        ("gradcam", "resnet101", 0.216, 0.466, 0.287),
-        ("gradcam", "efficientnet_b6", 0.189, 0.411, 0.264),
-        ("xrai", "swin_t", 0.079, 0.255, 0.109),
-        ("xrai", "cait_s", 0.082, 0.271, 0.103),
-        ("xrai", "resnet101", 0.197, 0.435, 0.253),
-        ("xrai", "efficientnet_b6", 0.221, 0.463, 0.284),
-    ],
-    columns=["method", "key", "iou", "sc", "gtc"],
-)
+PAPER_TABLE1 = pd.DataFrame([
+    ("gradcam", "swin_t", 0.264, 0.511, 0.347), ("gradcam", "cait_s", 0.101, 0.273, 0.142),
+    ("gradcam", "resnet101", 0.216, 0.466, 0.287), ("gradcam", "efficientnet_b6", 0.189, 0.411, 0.264),
+    ("xrai", "swin_t", 0.079, 0.255, 0.109), ("xrai", "cait_s", 0.082, 0.271, 0.103),
+    ("xrai", "resnet101", 0.197, 0.435, 0.253), ("xrai", "efficientnet_b6", 0.221, 0.463, 0.284),
+], columns=["method", "key", "iou", "sc", "gtc"])
 # The paper's headline: mean IoU over all models, Grad-CAM vs XRAI, t-test p < 0.001.
 PAPER_HEADLINE = {"gradcam": 0.192, "xrai": 0.145, "p": "< 0.001"}
 CORRECT_CASES = ("human aligned", "sufficient subset", "sufficient context", "context dependent")
@@ -60,28 +53,14 @@ def binarize(maps: np.ndarray, rule: str, threshold: float) -> np.ndarray:
     raise ValueError(f"binarisation rule must be 'std' or 'percentile', got {rule!r}")
 
 
-def human_masks(
-    samples: Sequence[data.AttentionSample], geometry, resolution: int
-) -> np.ndarray:
+def human_masks(samples: Sequence[data.AttentionSample], geometry, resolution: int) -> np.ndarray:
     """Continuous masks ``(N, R, R)`` in [0, 1], each in the model's input frame."""
     return np.stack([data.human_mask(s, geometry, resolution) for s in samples])
 
 
-def score(
-    maps: np.ndarray,
-    masks: np.ndarray,
-    samples: Sequence[data.AttentionSample],
-    *,
-    model: str,
-    variant: str,
-    method: str,
-    layer: int,
-    rule: str,
-    mask_rule: str,
-    mask_threshold: float,
-    thresholds: Sequence[float],
-    resolution: int,
-) -> pd.DataFrame:
+def score(maps: np.ndarray, masks: np.ndarray, samples: Sequence[data.AttentionSample], *,
+          model: str, variant: str, method: str, layer: int, rule: str, mask_rule: str,
+          mask_threshold: float, thresholds: Sequence[float], resolution: int) -> pd.DataFrame:
     """Shared Interest IoU / GTC / SC of ``(N, 1, h, w)`` maps at each saliency threshold,
     plus the continuous SC (``coverage``: saliency mass inside the mask), as tidy rows.
 
@@ -106,13 +85,9 @@ def score(
 
 
 def _rows(samples, metric: str, threshold: float, values: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({
-        "image_id": [s.image_id for s in samples],
-        "feature": [s.subject for s in samples],
-        "metric": metric,
-        "threshold": threshold,
-        "value": np.asarray(values, np.float64),
-    })
+    return pd.DataFrame({"image_id": [s.image_id for s in samples],
+                         "feature": [s.subject for s in samples], "metric": metric,
+                         "threshold": threshold, "value": np.asarray(values, np.float64)})
 
 
 def benchmark_classes(
@@ -133,31 +108,20 @@ def benchmark_classes(
     return classes
 
 
-def extract_study(
-    samples: Sequence[data.AttentionSample],
-    choice: SIModelChoice,
-    store: cache.MapStore,
-    subjects: Mapping[str, tuple[int, ...]],
-    *,
-    methods: Sequence[str],
-    target: str,
-    xrai: saliency.XraiSettings,
-    batch_size: int,
-    device: str,
-    seed: int,
-) -> pd.DataFrame:
+def extract_study(samples: Sequence[data.AttentionSample], choice: SIModelChoice,
+                  store: cache.MapStore, subjects: Mapping[str, tuple[int, ...]], *,
+                  methods: Sequence[str], target: str, xrai: saliency.XraiSettings,
+                  batch_size: int, device: str, seed: int) -> pd.DataFrame:
     """Fill one model's maps into ``store`` and return its predictions per image (top-1
     ImageNet class, ``image_id`` / ``predicted``), recorded in the store by the forward pass
-    of the maps (`extract.predicted_classes`), so a warm cache loads no model at all.
-    """
+    of the maps (`extract.predicted_classes`), so a warm cache loads no model at all."""
     device = extract.resolve_device(device)
     if {s.image_id for s in samples} - store.image_ids():
         loaded = models.load_choice(choice, seed=seed, device=device)
         extract.extract_model(
             samples, choice, store, batch_size=batch_size, device=device, seed=seed,
             loaded=loaded, methods=methods, xrai=xrai,
-            target_classes=benchmark_classes(loaded, subjects) if target == "benchmark" else None,
-        )
+            target_classes=benchmark_classes(loaded, subjects) if target == "benchmark" else None)
     predicted = extract.predicted_classes(
         store, samples, lambda: models.load_choice(choice, seed=seed, device=device),
         batch_size=batch_size)
@@ -186,26 +150,18 @@ def method_cost(
     return {method: cost[method] for method in methods}
 
 
-def correctness(
-    predictions: pd.DataFrame, samples: Sequence[data.AttentionSample],
-    subjects: Mapping[str, tuple[int, ...]],
-) -> pd.Series:
+def correctness(predictions: pd.DataFrame, samples: Sequence[data.AttentionSample],
+                subjects: Mapping[str, tuple[int, ...]]) -> pd.Series:
     """1.0 when the predicted class is one of the subject's ImageNet classes, 0.0 when not,
     NaN when the subject maps to none."""
     subject = {s.image_id: s.subject for s in samples}
-    return pd.Series(
-        [
-            float(p in subjects[subject[i]]) if subjects.get(subject[i]) else np.nan
-            for i, p in zip(predictions["image_id"], predictions["predicted"], strict=True)
-        ],
-        index=predictions.index,
-    )
+    return pd.Series([float(p in subjects[subject[i]]) if subjects.get(subject[i]) else np.nan
+                      for i, p in zip(predictions["image_id"], predictions["predicted"],
+                                      strict=True)], index=predictions.index)
 
 
-def cases(
-    iou: np.ndarray, gtc: np.ndarray, sc: np.ndarray, correct: np.ndarray, *,
-    iou_high: float = 0.5, coverage_high: float = 0.5,
-) -> np.ndarray:
+def cases(iou: np.ndarray, gtc: np.ndarray, sc: np.ndarray, correct: np.ndarray, *,
+          iou_high: float = 0.5, coverage_high: float = 0.5) -> np.ndarray:
     """Shared Interest's case for each (image, map): by IoU, then the SC / GTC quadrant,
     named for correct (or unknown) and incorrect predictions.
 
@@ -217,9 +173,8 @@ def cases(
     """
     iou, gtc, sc, correct = (np.asarray(a, np.float64) for a in (iou, gtc, sc, correct))
     high_sc, high_gtc = sc >= coverage_high, gtc >= coverage_high
-    quadrant = np.select(
-        [(iou >= iou_high) | (high_sc & high_gtc), high_sc, high_gtc], [0, 1, 2], default=3
-    )
+    quadrant = np.select([(iou >= iou_high) | (high_sc & high_gtc), high_sc, high_gtc],
+                         [0, 1, 2], default=3)
     names = np.where(correct == 0, np.array(INCORRECT_CASES, object)[quadrant],
                      np.array(CORRECT_CASES, object)[quadrant])
     return np.where(np.isnan(iou) | np.isnan(gtc) | np.isnan(sc), None, names)
@@ -258,20 +213,19 @@ class Replication:
         """Model key -> its input geometry."""
         return {c.key: models.spec_for(c).geometry for c in self.section.models}
 
+    def _rule(self, name: str) -> tuple[str, float]:
+        rules = self.section.binarize
+        return name, {"std": rules.num_std, "percentile": rules.percentile}[name]
+
     @property
     def rule(self) -> tuple[str, float]:
         """The saliency's binarisation rule and its headline threshold."""
-        binarize = self.section.binarize
-        return binarize.saliency, self._unit(binarize.saliency)
+        return self._rule(self.section.binarize.saliency)
 
     @property
     def mask_rule(self) -> tuple[str, float]:
         """The human mask's binarisation rule and threshold."""
-        return self.section.binarize.mask, self._unit(self.section.binarize.mask)
-
-    def _unit(self, rule: str) -> float:
-        return {"std": self.section.binarize.num_std,
-                "percentile": self.section.binarize.percentile}[rule]
+        return self._rule(self.section.binarize.mask)
 
     @property
     def thresholds(self) -> list[float]:
@@ -328,10 +282,8 @@ class Replication:
     @cached_property
     def masks(self) -> dict[str, np.ndarray]:
         """Model key -> the continuous human masks in its input frame, ``(N, R, R)``."""
-        by_geometry: dict = {}
-        for key, geometry in self.geometries.items():
-            if geometry not in by_geometry:
-                by_geometry[geometry] = human_masks(self.samples, geometry, self.section.resolution)
+        by_geometry = {g: human_masks(self.samples, g, self.section.resolution)
+                       for g in dict.fromkeys(self.geometries.values())}
         return {key: by_geometry[geometry] for key, geometry in self.geometries.items()}
 
     def scores(self, predictions: pd.DataFrame) -> pd.DataFrame:
