@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sightline import metrics
-from sightline import shared_interest as si
+from sightline.studies import shared_interest as si
 
 
 def _published_cases():

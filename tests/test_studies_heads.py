@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pingouin
 import pytest
+from matplotlib import pyplot as plt
 from scipy import stats
 
-from sightline import heads
+from sightline.studies import heads
 
 FEATURES = ["Apse", "Portal", "Rose Window", "Tower"]
 HEAD_PAIRS = [(layer, head) for layer in range(3) for head in range(4)]  # 3 layers x 4 heads
@@ -229,3 +230,102 @@ def test_concentration_test_holm_over_its_rows():
     assert np.allclose(test["p_holm"], pingouin.multicomp(test["p_value"].to_numpy(),
                                                           method="holm")[1])
     assert test.set_index("variant").loc["frozen", "p_holm"] < 0.01
+
+
+def test_too_few_boxes_skips_the_feature_part_and_says_why():
+    """Issue 24: no feature type reaches `heads.min_boxes` (12 boxes each here): the feature
+    part is empty with its columns, one line names the key and the largest count, and the
+    rest of Q3 still runs (it used to crash in the cross-fit: argmax of an empty sequence)."""
+    scores = make_scores(8, signal=specialist)
+    features = heads.feature_heads(scores, percentile=90, min_boxes=13, n_permutations=20, seed=0)
+    ran = heads.feature_heads(scores, percentile=90, min_boxes=12, n_permutations=20, seed=0)
+    assert features.best.empty and features.matrix.empty and features.tests() == 0
+    assert list(features.best.columns) == list(ran.best.columns)
+    assert features.skipped == (
+        "Heads × feature types skipped: no feature type has `heads.min_boxes` = 13 scored boxes "
+        "(the most any has is 12); lower `heads.min_boxes` to include the types there are.")
+    assert ran.skipped is None and ran.tests() == 4 and len(ran.best) == 4
+    table = heads.tidy_table(scores, percentile=90, min_boxes=13)
+    assert set(table["feature"]) == {"union"}
+
+
+def test_a_table_without_heads_gives_empty_results_and_no_figures():
+    empty = make_scores(9).iloc[:0]
+    assert heads.summary(empty).startswith("No model has per-head maps (`cls` or `probe`)")
+    ranking = heads.head_ranking(empty)
+    table = heads.concentration_table(empty, ranking, percentile=90, n_permutations=20, seed=0)
+    assert ranking.empty and table.empty and "best_cross_fit" in table
+    assert heads.feature_heads(empty, percentile=90, min_boxes=3, n_permutations=20,
+                               seed=0).skipped.endswith("(the most any has is 0); lower "
+                                                        "`heads.min_boxes` to include the types "
+                                                        "there are.")
+    assert heads.ranking_heatmaps(ranking, 90) is None
+    picks = heads.gallery_picks(empty, table, percentile=90, size=2)
+    assert picks.empty and heads.best_head_gallery(picks, samples=[], stores={},
+                                                   geometries={}) is None
+
+
+def test_heatmaps_label_layer_and_head_with_integer_ticks():
+    scores = make_scores(10, signal=specialist)
+    fig = heads.ranking_heatmaps(heads.head_ranking(scores), 90)
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("head", "layer")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "3"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1", "2"]
+    matrix = heads.feature_heads(scores, percentile=90, min_boxes=3, n_permutations=20,
+                                 seed=0).matrix
+    (figure,) = heads.feature_heatmaps(matrix, 90, most=5)
+    ax = figure.axes[0]
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ax.get_xlabel() == "layer-head" and len(ticks) == 5 and "1-2" in ticks  # the specialist
+    assert all(a.isdigit() and b.isdigit() for a, b in (t.split("-") for t in ticks))
+    assert [t.get_text() for t in ax.get_yticklabels()] == FEATURES
+    plt.close("all")
+
+
+def test_resolution_note_by_hand():
+    assert heads.resolution_note(12, "(one per row)", n_permutations=200, alpha=0.05) == (
+        "12 tests (one per row), 200 permutations: the smallest possible Holm p is 12 / 201 = "
+        "0.0597 against α = 0.05, so **no effect can pass**: use at least 240.")
+    assert heads.resolution_note(2, "x", n_permutations=99, alpha=0.05).endswith(
+        "2 / 100 = 0.02 against α = 0.05, so a strong enough effect can pass.")
+
+
+def test_concentration_table_cross_fits_a_planted_best_head():
+    """A generalist far above the rest is chosen on every half: the cross-fitted mean is its
+    mean over the images, and its stability is 1."""
+    scores = make_scores(11, signal=generalist)
+    ranking = heads.head_ranking(scores)
+    table = heads.concentration_table(scores, ranking, percentile=90, n_permutations=99, seed=0)
+    row = table.iloc[0]
+    assert (row["best_layer"], row["best_head"], row["head_stability"]) == (0, 1, 1.0)
+    assert row["best_cross_fit"] == pytest.approx(row["best_mean"])
+    assert row["p_value"] == pytest.approx(0.01) and row["n_heads"] == 12
+    view = heads.concentration_view(table)
+    assert view.caption is None
+
+
+def test_random_weight_note_counts_rejections_of_untrained_models():
+    table = pd.DataFrame({"model": ["a", "b", "c"], "p_holm": [0.01, 0.2, 0.001]})
+    note = heads.random_weight_note(table, ["a", "b", "z"], 0.05)
+    assert note.startswith("1 of 2 random-weight model(s) reject exchangeable heads (Holm p < 0.05)")
+    assert heads.random_weight_note(table, [], 0.05) is None
+    assert heads.random_weight_note(table.iloc[:0], ["a"], 0.05) is None
+
+
+def test_gallery_picks_the_best_heads_wins_and_fails_by_hand():
+    # the hand table's best head is (0, 0): a 0.9, c 0.7, b 0.2
+    scores = hand_table()
+    table = heads.concentration(heads.head_ranking(scores))
+    picks = heads.gallery_picks(scores, table, percentile=90, size=1)
+    assert picks[["layer", "head", "outcome", "image_id", "value"]].values.tolist() == [
+        [0, 0, "wins", "a", 0.9], [0, 0, "fails", "b", 0.2]]
+
+
+def test_concentration_view_blanks_top5_share_of_a_model_with_five_heads_or_fewer():
+    scores = hand_table()  # 4 heads: the top 5 are all of them
+    table = heads.concentration_table(scores, heads.head_ranking(scores), percentile=90,
+                                      n_permutations=20, seed=0)
+    view = heads.concentration_view(table)
+    assert view.caption.startswith("top5_share: – for a model with 5 heads or fewer (vit)")
+    assert view.text["top5_share"].tolist() == ["–"]
