@@ -378,8 +378,8 @@ def scores_sentence(summary: pd.DataFrame, scores: pd.DataFrame) -> str:
     coverage = summary["coverage"]
 
     def listed(source: str, template: str) -> str:
-        return " and ".join(template.format(v=v, m=m) for (_, m), v in
-                            coverage.loc[(source, slice(None))].items())
+        return " and ".join(template.format(v=v, m=m)
+                            for m, v in coverage.xs(source, level="source").items())
 
     return (f"Over the {scores['photo'].nunique()} photos whose top-1 class has a box (the box "
             f"covers {area:.0%} of the frame on average), the real weights put "
