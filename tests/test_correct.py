@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from sightline import data, extract, scoring, shift, stats, variants
-from sightline import photos as ph
 from sightline.config import ModelChoice
+from sightline.studies import photos as ph
 
 
 def test_split_comparison_against_the_normal_approximation_by_hand():

@@ -18,11 +18,12 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from sightline import config, photos, pipeline, saliency
+from sightline import config, pipeline, saliency
 from sightline.models import load_model
+from sightline.studies import discriminative, photo_album, photos
 
 ROOT = Path(__file__).resolve().parents[1]
-SKIMAGE = photos.SOURCES[0].folders(ROOT)[0]
+SKIMAGE = photo_album.SOURCES[0].folders(ROOT)[0]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def lite0():
 @pytest.fixture(scope="module")
 def album(tmp_path_factory):
     root = tmp_path_factory.mktemp("photos")
-    report = photos.prepare_photos(root, fetch=False)
+    report = photo_album.prepare_photos(root, fetch=False)
     return root, report
 
 
@@ -83,14 +84,14 @@ def test_random_weights_build_the_same_architecture(lite0):
 
 def test_copied_photos_match_their_hashes_and_annotations(album):
     root, report = album
-    packaged = {name for source in photos.SOURCES[:3] for name in source.files}
+    packaged = {name for source in photo_album.SOURCES[:3] for name in source.files}
     assert packaged <= set(report.present)
-    digests = {name: d for source in photos.SOURCES for name, d in source.files.items()}
+    digests = {name: d for source in photo_album.SOURCES for name, d in source.files.items()}
     for name in report.present:
         assert hashlib.sha256((root / "images" / name).read_bytes()).hexdigest() == digests[name]
     coco = json.loads((root / "annotations.json").read_text())
     assert sorted(i["file_name"] for i in coco["images"]) == report.present
-    album_photos = photos.read_photos(root)
+    album_photos = photo_album.read_photos(root)
     assert [p.file for p in album_photos] == report.present
     for photo in album_photos:
         assert Image.open(photo.path).size == (photo.width, photo.height)
@@ -100,19 +101,19 @@ def test_copied_photos_match_their_hashes_and_annotations(album):
 
 
 def test_a_missing_source_is_said_once_and_the_rest_used(tmp_path, monkeypatch):
-    nowhere = dataclasses.replace(photos.SOURCES[1], folders=lambda root: [tmp_path / "none"])
-    monkeypatch.setattr(photos, "SOURCES", (photos.SOURCES[0], nowhere))
-    report = photos.prepare_photos(tmp_path / "photos", fetch=False)
+    nowhere = dataclasses.replace(photo_album.SOURCES[1], folders=lambda root: [tmp_path / "none"])
+    monkeypatch.setattr(photo_album, "SOURCES", (photo_album.SOURCES[0], nowhere))
+    report = photo_album.prepare_photos(tmp_path / "photos", fetch=False)
     assert len(report.missing) == 1
     assert "china.jpg, flower.jpg" in report.missing[0] and "scikit-learn" in report.missing[0]
     assert "pip install scikit-learn" in report.missing[0]
-    assert set(report.present) == set(photos.SOURCES[0].files)
+    assert set(report.present) == set(photo_album.SOURCES[0].files)
     coco = json.loads((tmp_path / "photos" / "annotations.json").read_text())
-    assert {i["file_name"] for i in coco["images"]} == set(photos.SOURCES[0].files)
+    assert {i["file_name"] for i in coco["images"]} == set(photo_album.SOURCES[0].files)
 
 
 def test_a_source_is_fetched_when_absent_and_a_failed_fetch_said_once(tmp_path, monkeypatch):
-    matplotlib = photos.SOURCES[2]
+    matplotlib = photo_album.SOURCES[2]
     installed = matplotlib.folders(ROOT)[0]
 
     def fetch(root, timeout):  # stands in for apt-get download + dpkg -x
@@ -121,12 +122,12 @@ def test_a_source_is_fetched_when_absent_and_a_failed_fetch_said_once(tmp_path, 
             (root / "fetched" / name).write_bytes((installed / name).read_bytes())
 
     fetched = dataclasses.replace(matplotlib, folders=lambda root: [root / "fetched"], fetch=fetch)
-    monkeypatch.setattr(photos, "SOURCES", (fetched,))
-    assert photos.prepare_photos(tmp_path / "a", fetch=False).present == []
-    assert photos.prepare_photos(tmp_path / "b").present == ["grace_hopper.jpg"]
+    monkeypatch.setattr(photo_album, "SOURCES", (fetched,))
+    assert photo_album.prepare_photos(tmp_path / "a", fetch=False).present == []
+    assert photo_album.prepare_photos(tmp_path / "b").present == ["grace_hopper.jpg"]
     failing = dataclasses.replace(fetched, fetch=lambda root, timeout: "no network here")
-    monkeypatch.setattr(photos, "SOURCES", (failing,))
-    report = photos.prepare_photos(tmp_path / "c")
+    monkeypatch.setattr(photo_album, "SOURCES", (failing,))
+    report = photo_album.prepare_photos(tmp_path / "c")
     assert len(report.missing) == 1 and report.missing[0].endswith("failed: no network here")
 
 
@@ -134,9 +135,9 @@ def test_a_photo_with_another_hash_is_skipped(tmp_path, monkeypatch):
     folder = tmp_path / "mpl"
     folder.mkdir()
     Image.new("RGB", (8, 8)).save(folder / "grace_hopper.jpg")
-    changed = dataclasses.replace(photos.SOURCES[2], folders=lambda root: [folder])
-    monkeypatch.setattr(photos, "SOURCES", (changed,))
-    report = photos.prepare_photos(tmp_path / "photos", fetch=False)
+    changed = dataclasses.replace(photo_album.SOURCES[2], folders=lambda root: [folder])
+    monkeypatch.setattr(photo_album, "SOURCES", (changed,))
+    report = photo_album.prepare_photos(tmp_path / "photos", fetch=False)
     assert report.present == [] and len(report.missing) == 1
     assert "sha256" in report.missing[0] and "skipped" in report.missing[0]
 
@@ -144,7 +145,7 @@ def test_a_photo_with_another_hash_is_skipped(tmp_path, monkeypatch):
 def test_masks_sample_pixel_centres_in_the_squash_frame():
     mask = np.zeros((4, 6), bool)
     mask[:2, 3:] = True  # the top-right quarter
-    assert photos.frame_mask(mask, 2).tolist() == [[False, True], [False, False]]
+    assert photo_album.frame_mask(mask, 2).tolist() == [[False, True], [False, False]]
 
 
 # --- class-discriminative tests ----------------------------------------------------------
@@ -156,12 +157,12 @@ def test_grid_pointing_game_by_hand():
                         [0, 0, 3, -5],  # negative attribution is not mass
                         [1, 0, 0, 4]], dtype=float)
     # cells: top-left 2, top-right 2, bottom-left 1, bottom-right 7; positive total 12
-    shares = photos.grid_pointing_game(np.stack([planted] * 4 + [np.zeros((4, 4))]), 2,
+    shares = discriminative.grid_pointing_game(np.stack([planted] * 4 + [np.zeros((4, 4))]), 2,
                                        [0, 1, 2, 3, 0])
     assert np.allclose(shares[:4], [2 / 12, 2 / 12, 1 / 12, 7 / 12])
     assert np.isnan(shares[4])
     with pytest.raises(ValueError, match="equal cells"):
-        photos.grid_pointing_game(np.ones((1, 5, 4)), 2, [0])
+        discriminative.grid_pointing_game(np.ones((1, 5, 4)), 2, [0])
 
 
 def test_class_contrast_on_planted_maps():
@@ -169,20 +170,20 @@ def test_class_contrast_on_planted_maps():
     left[:, :5] = True
     map_a = np.where(left, 0.8 / 50, 0.2 / 50)  # 80 % of A's mass on the left (A's object)
     map_b = np.where(left, 0.1 / 50, 0.9 / 50)  # 90 % of B's mass on the right (B's object)
-    found = photos.class_contrast(map_a, map_b, left, ~left)
+    found = discriminative.class_contrast(map_a, map_b, left, ~left)
     assert found["a_mass_in_a"] == pytest.approx(0.8) and found["b_mass_in_a"] == pytest.approx(0.1)
     assert found["b_mass_in_b"] == pytest.approx(0.9) and found["a_mass_in_b"] == pytest.approx(0.2)
     assert found["discriminative"]
-    assert not photos.class_contrast(map_a, map_a, left, ~left)["discriminative"]
+    assert not discriminative.class_contrast(map_a, map_a, left, ~left)["discriminative"]
 
 
 def test_composite_tiles_photos_row_major():
     tiles = [Image.new("RGB", (30, 20), colour) for colour in ("red", "lime", "blue", "white")]
-    picture = np.asarray(photos.composite(tiles, 8))
+    picture = np.asarray(discriminative.composite(tiles, 8))
     assert picture.shape == (16, 16, 3)
     assert picture[0, 0].tolist() == [255, 0, 0] and picture[0, 15].tolist() == [0, 255, 0]
     assert picture[15, 0].tolist() == [0, 0, 255] and picture[15, 15].tolist() == [255] * 3
-    assert photos.arrangements(["a", "b", "c", "d"], rotate=True)[1] == ["b", "c", "d", "a"]
+    assert discriminative.arrangements(["a", "b", "c", "d"], rotate=True)[1] == ["b", "c", "d", "a"]
 
 
 # --- the profile -------------------------------------------------------------------------

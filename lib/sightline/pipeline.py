@@ -30,8 +30,9 @@ from jupyter_client.manager import AsyncKernelManager
 from papermill.exceptions import PapermillExecutionError
 from traitlets import CaselessStrEnum
 
-from . import config, data, execution, photos, preflight
+from . import config, data, execution, preflight
 from .data import synthetic
+from .studies import photo_album
 
 # Every notebook's Jupytext header names this kernel, so papermill, nbconvert --execute and
 # JupyterLab run a notebook (or a build's executed copy) with no kernel argument: ``python3``
@@ -169,12 +170,12 @@ def prepare_human_attention(study: config.SharedInterest) -> str:
 
 def prepare_photos(study: config.Photos) -> str:
     """The packaged photographs and our annotations; each missing source said once here."""
-    report = photos.prepare_photos(study.root, fetch=study.fetch_darknet)
+    report = photo_album.prepare_photos(study.root, fetch=study.fetch_darknet)
     for line in report.missing:
         print(f"[build] photos: {line}", flush=True)
     print(f"[build] photos: {len(report.present)} photographs in {study.root / 'images'}",
           flush=True)
-    return photos.fingerprint(study.root)
+    return photo_album.fingerprint(study.root)
 
 
 @dataclass
