@@ -33,14 +33,9 @@ from pydantic_core import PydanticCustomError
 
 from . import registry
 
-# Presets of sightline.models.REGISTRY a WikiChurches profile can list (a test keeps them
-# in step with the registry), and those of the Shared Interest study.
-MODEL_KEYS = ("dinov2", "dinov2_reg", "dinov3", "mae", "clip", "siglip", "siglip2", "resnet50",
-              "resnet50_tv")
 BASELINE_NAMES = ("random", "centre_gaussian", "spectral_residual", "sobel")
 # binarisation rules of sightline.binarize.RULES (a test keeps them in step with it)
 RULES = ("percentile", "mass", "max", "otsu", "std")
-SI_MODEL_KEYS = ("swin_t", "cait_s", "resnet101", "efficientnet_b6")
 SI_SUBJECTS = (
     "ant", "ball", "bird", "book", "car", "cat", "chair", "computer", "dog", "elephant",
     "flower", "house", "man", "phone", "plane", "shark", "ship", "tree", "woman", "zebra",
@@ -123,6 +118,7 @@ Dataset = Annotated[
 Side = Annotated[int, Field(ge=16, le=4096)]
 Normalisation = Literal["imagenet", "clip", "half"] | tuple[float, float, float]
 SOURCES = ("hf", "timm", "torchvision", "python")
+ModelKey = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
 _SPEC_FIELDS = ("name", "factory", "checkpoint", "target_layer", "target_layout", "input")
 
 
@@ -161,12 +157,15 @@ class InputSpec(_Section):
 class ModelChoice(_Section):
     """A ``models:`` entry: a preset ``key`` (``weights`` / ``size`` as ever), or a spec: a
     new ``key`` naming it, a ``source`` and what that source needs (see
-    `sightline.models.SOURCES`, ``python build.py models``)."""
+    `sightline.models.SOURCES`, ``python build.py models``). Which keys are presets, and
+    whether a spec names a model its source has, the build checks against the model
+    registry before any work (`sightline.models.check_choices`); ``STUDY`` is the study
+    whose presets the entry may name."""
 
-    PRESETS: ClassVar[tuple[str, ...]] = MODEL_KEYS
+    STUDY: ClassVar[str] = "wikichurches"
 
     source: Literal[SOURCES] | None = None  # type: ignore[valid-type]
-    key: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
+    key: ModelKey
     name: Annotated[str, Field(min_length=1)] | None = None
     factory: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
     weights: str = "pretrained"
@@ -176,22 +175,12 @@ class ModelChoice(_Section):
     target_layout: Literal["nchw", "nhwc", "tokens"] | None = None
     input: InputSpec | None = None
 
-    @field_validator("key")
-    @classmethod
-    def _preset_or_new(cls, value: str, info: ValidationInfo) -> str:
-        if info.data.get("source") is None and value not in cls.PRESETS:
-            raise _literal_error(cls.PRESETS, " (or a spec with a 'source')")
-        if info.data.get("source") is not None and value in _all_presets():
-            raise ValueError(f"{value!r} is a preset key; name your spec with a new key")
-        return value
-
     @field_validator("weights")
     @classmethod
     def _known_weights(cls, value: str, info: ValidationInfo) -> str:
-        allowed: tuple[str, ...] = ("pretrained", "random")
-        if info.data.get("source") == "torchvision" and info.data.get("name"):
-            allowed += _torchvision_weights(info.data["name"])
-        if value not in allowed:
+        """pretrained or random; a torchvision spec may name a weights enum instead."""
+        allowed = ("pretrained", "random")
+        if value not in allowed and info.data.get("source") != "torchvision":
             raise _literal_error(allowed)
         return value
 
@@ -214,58 +203,18 @@ class ModelChoice(_Section):
         elif self.name is None or self.factory is not None:
             raise ValueError(f"model {self.key!r}: source {self.source} needs 'name' (and takes "
                              "no 'factory')")
-        if self.source == "timm":
-            _check_timm_name(self.key, self.name)
-        if self.source == "torchvision":
-            _check_torchvision_name(self.key, self.name)
         if self.checkpoint is not None and self.weights == "random":
             raise ValueError(f"model {self.key!r}: 'checkpoint' gives the weights; drop "
                              "'weights: random'")
         return self
 
 
-def _literal_error(allowed: tuple[str, ...], extra: str = "") -> PydanticCustomError:
+def _literal_error(allowed: tuple[str, ...]) -> PydanticCustomError:
     """A literal_error as pydantic words it, so `_explain` lists the values and a close one."""
     quoted = [f"'{a}'" for a in allowed]
     expected = ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
     return PydanticCustomError("literal_error", "Input should be {expected}",
-                               {"expected": expected + extra})
-
-
-def _all_presets() -> set[str]:
-    from sightline.models import REGISTRY
-
-    return set(REGISTRY)
-
-
-def _check_timm_name(key: str, name: str) -> None:
-    import timm
-
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=3)
-        hint = f"; close: {', '.join(close)}" if close else ""
-        raise ValueError(f"model {key!r}: {name!r} is not a timm model{hint} "
-                         "(timm.list_models() lists them)")
-
-
-def _check_torchvision_name(key: str, name: str) -> None:
-    from torchvision.models import list_models
-
-    names = list_models()
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f"; close: {', '.join(close)}" if close else ""
-        raise ValueError(f"model {key!r}: {name!r} is not a torchvision model{hint}")
-
-
-def _torchvision_weights(name: str) -> tuple[str, ...]:
-    """The weights enum names of a torchvision builder (none for an unknown name)."""
-    from torchvision.models import get_model_weights
-
-    try:
-        return ("DEFAULT", *get_model_weights(name).__members__)
-    except (KeyError, ValueError):
-        return ()
+                               {"expected": expected})
 
 
 class Extraction(_Section):
@@ -377,7 +326,7 @@ HumanAttentionData = Annotated[
 class SIModelChoice(ModelChoice):
     """A Shared Interest model: one of the study's presets, or a spec of an ImageNet classifier."""
 
-    PRESETS: ClassVar[tuple[str, ...]] = SI_MODEL_KEYS
+    STUDY: ClassVar[str] = "shared_interest"
 
 
 class Xrai(_Section):
@@ -615,10 +564,11 @@ class Finetune(_Section):
 
 
 class SanityModel(_Section):
-    """One model of the randomisation test: its key and which weights (``frozen``: the
-    model as loaded, with its linear probe as the head; a strategy: that run, seed ``seed``)."""
+    """One model of the randomisation test: its key in ``models`` (a preset or a spec) and
+    which weights (``frozen``: the model as loaded, with its linear probe as the head; a
+    strategy: that run, seed ``seed``)."""
 
-    key: Literal[MODEL_KEYS]  # type: ignore[valid-type]
+    key: ModelKey
     variant: Literal["frozen", "linear_probe", "lora", "full"] = "frozen"
 
 

