@@ -38,7 +38,7 @@ import pingouin
 import seaborn as sns
 
 from .. import cache, data, formatting, plots, selection
-from ..pipeline import HEAD_METHODS
+from ..registry import METHODS
 from ..scoring import COLUMNS
 
 GROUP = ["model", "variant", "method"]
@@ -292,15 +292,17 @@ def heads_table(scores: pd.DataFrame, *, metric: str = "iou", threshold: float |
 
 # --- the Q3 report: its tables, sentences and figures -----------------------------------------
 def head_scores(scores: pd.DataFrame, variant: str = "frozen") -> pd.DataFrame:
-    """The score rows Q3 reads: the per-head readouts (``HEAD_METHODS``) of one variant."""
-    return scores[scores["method"].isin(HEAD_METHODS) & (scores["variant"] == variant)]
+    """The score rows Q3 reads: the readout heads' maps (the method registry's
+    ``readout_heads``: CLS and pooling-probe attention) of one variant."""
+    return scores[scores["method"].isin(METHODS.names(readout_heads=True))
+                  & (scores["variant"] == variant)]
 
 
 def summary(scores: pd.DataFrame) -> str:
     """How many models and heads the head rows cover (or that there are none)."""
     heads = scores[scores["head"] >= 0].groupby(["model", "layer", "head"]).ngroups
     if not heads:
-        return (f"No model has per-head maps ({' or '.join(f'`{m}`' for m in HEAD_METHODS)}): "
+        return (f"No model has per-head maps ({' or '.join(f'`{m}`' for m in METHODS.names(readout_heads=True))}): "
                 "no head to rank, so the sections below are empty.")
     return f"{scores['model'].nunique()} models with per-head maps; {heads} heads."
 
