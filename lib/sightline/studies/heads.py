@@ -302,7 +302,8 @@ def summary(scores: pd.DataFrame) -> str:
     """How many models and heads the head rows cover (or that there are none)."""
     heads = scores[scores["head"] >= 0].groupby(["model", "layer", "head"]).ngroups
     if not heads:
-        return (f"No model has per-head maps ({' or '.join(f'`{m}`' for m in METHODS.names(readout_heads=True))}): "
+        methods = " or ".join(f"`{m}`" for m in METHODS.names(readout_heads=True))
+        return (f"No model has per-head maps ({methods}): "
                 "no head to rank, so the sections below are empty.")
     return f"{scores['model'].nunique()} models with per-head maps; {heads} heads."
 
