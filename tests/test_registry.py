@@ -51,10 +51,12 @@ def test_a_registry_names_what_it_has():
 
 
 def test_the_readout_decides_the_methods():
-    assert registry.applicable_methods("cls", False) == ("cls", "rollout", "chefer", "gradcam")
+    assert registry.applicable_methods("cls", False) == ("cls", "rollout", "chefer", "attnlrp",
+                                                          "legrad", "gradcam")
     assert registry.applicable_methods("probe", False) == ("probe", "mean_received", "chefer",
-                                                            "gradcam")
-    assert registry.applicable_methods("tokens", True) == ("mean_received", "gradcam")
+                                                            "attnlrp", "legrad", "gradcam")
+    assert registry.applicable_methods("tokens", True) == ("mean_received", "attnlrp", "legrad",
+                                                           "gradcam")
     assert registry.applicable_methods("cnn", False) == ("gradcam",)
     assert registry.applicable_methods("cnn", True) == ("gradcam", "xrai")
     with registry.METHODS.registered(CLS_MAX):
