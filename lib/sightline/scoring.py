@@ -26,8 +26,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import cache, data, metrics
-from .registry import METRICS
 from .geometry import Geometry
+from .registry import METRICS
 
 COLUMNS = [
     "image_id",
@@ -176,11 +176,8 @@ def score_store(store: cache.MapStore, targets: Targets, *, model: str, variant:
     frames = []
     for (method, _), maps_by_layer in tqdm(groups.items(), desc=f"scores {model}",
                                            disable=not progress, mininterval=1.0):
-        frame = score_maps(maps_by_layer, targets, percentiles, resolution)
-        frame.insert(1, "model", model)
-        frame.insert(2, "variant", variant)
-        frame.insert(3, "method", method)
-        frames.append(frame)
+        frames.append(score_maps(maps_by_layer, targets, percentiles, resolution)
+                      .assign(model=model, variant=variant, method=method))
     return tidy(pd.concat(frames, ignore_index=True))
 
 
@@ -212,11 +209,8 @@ def score_store_common(store: cache.MapStore, targets: Targets, geometry: Geomet
                       for i, (w, h) in enumerate(part.sizes)]
             by_method.setdefault(method, {})[layer] = np.stack(placed)
         for method, maps_by_layer in by_method.items():
-            frame = score_maps(maps_by_layer, part, percentiles, resolution)
-            frame.insert(1, "model", model)
-            frame.insert(2, "variant", variant)
-            frame.insert(3, "method", method)
-            frames.append(frame)
+            frames.append(score_maps(maps_by_layer, part, percentiles, resolution)
+                          .assign(model=model, variant=variant, method=method))
     return tidy(pd.concat(frames, ignore_index=True))
 
 
