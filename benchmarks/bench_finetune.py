@@ -25,8 +25,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from torch import nn
 
-from sightline import data, finetune
-from sightline.config import MODEL_KEYS, Finetune, ModelChoice
+from sightline import data, finetune, models
+from sightline.config import Finetune, ModelChoice
 from sightline.data import synthetic
 
 QUICK_MODELS = ("clip", "resnet50")
@@ -75,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    keys = QUICK_MODELS if args.quick else MODEL_KEYS  # the WikiChurches models (Q2)
+    keys = QUICK_MODELS if args.quick else models.preset_keys("wikichurches")  # Q2's models
     with tempfile.TemporaryDirectory() as tmp:
         root = synthetic.make_synthetic(Path(tmp) / "data", n_annotated=4,
                                         n_pool=round(args.images / 0.8 / 0.8) + 8)

@@ -2,6 +2,10 @@
 resume to the same weights, and the linear probe leaves every map as it was."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -307,3 +311,47 @@ def test_timm_vit_trains_fused_and_is_read_unfused():
     assert not any(b.attn.fused_attn for b in net.blocks)
     arch.for_training(net)
     assert all(b.attn.fused_attn for b in net.blocks)
+
+
+SAVE_ADAPTER = """
+import sys
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model
+from torch import nn
+
+from sightline import variants
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q_proj, self.v_proj = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.q_proj(x) + self.v_proj(x)
+
+
+torch.manual_seed(0)
+folder = Path(sys.argv[1])
+model = get_peft_model(Attention(), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+model.save_pretrained(folder / variants.ADAPTER_DIR)
+print(variants.checkpoint_hash(folder))
+"""
+
+
+def test_a_lora_runs_hash_is_the_same_under_any_hash_seed(tmp_path):
+    """peft writes target_modules (a set) in hash-seed order: seeds 0 and 3 order
+    {q_proj, v_proj} differently, the adapter weights are the same to the bit."""
+    lib = Path(__file__).resolve().parents[1] / "lib"
+    hashes, configs = [], []
+    for seed in ("0", "3"):
+        folder = tmp_path / seed
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(lib)}
+        out = subprocess.run([sys.executable, "-c", SAVE_ADAPTER, str(folder)], env=env,
+                             capture_output=True, text=True, check=True)
+        hashes.append(out.stdout.split()[-1])
+        configs.append(json.loads((folder / "adapter" / "adapter_config.json").read_text()))
+    assert configs[0]["target_modules"] != configs[1]["target_modules"]  # the planted order
+    assert hashes[0] == hashes[1]

@@ -348,12 +348,9 @@ def _params(tmp_path, models_list, **extra):
     ({"key": "m", "source": "timm", "nmae": "resnet18"}, "Did you mean 'name'?"),
     ({"key": "m", "source": "timm", "name": "resnet18", "input": {"sise": 3}},
      "unknown key 'models.0.input.sise'. Did you mean 'size'?"),
-    ({"key": "m", "source": "timm", "name": "resnet181"}, "is not a timm model; close: resnet18"),
-    ({"key": "m", "source": "torchvision", "name": "resnet50", "weights": "IMAGENET1K_V3"},
-     "Did you mean 'IMAGENET1K_V2'?"),
-    ({"key": "dinov2", "source": "timm", "name": "resnet18"}, "is a preset key"),
     ({"key": "clip", "target_layer": "x"}, "target_layer describe a spec: add 'source'"),
-    ({"key": "m", "name": "resnet18"}, "'models.0.key' is 'm'; allowed: 'dinov2'"),
+    ({"key": "m", "source": "timm", "name": "resnet18", "weights": "IMAGENET1K_V2"},
+     "'models.0.weights' is 'IMAGENET1K_V2'; allowed: 'pretrained' or 'random'"),
     ({"key": "m", "source": "python", "factory": "pkg:build", "size": "tiny"},
      "'size' applies to presets"),
     ({"key": "m", "source": "timm", "name": "resnet18", "checkpoint": "nowhere.pth"},
@@ -364,6 +361,29 @@ def test_bad_specs_are_params_errors_naming_the_key(tmp_path, entry, expected):
         config.load_params(_params(tmp_path, [entry]), base=tmp_path)
     assert expected in str(error.value)
     assert "models" in str(error.value) or "'m'" in str(error.value)
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ({"key": "m", "source": "timm", "name": "resnet181"},
+     "model 'm': 'resnet181' is not a timm model; close: resnet18"),
+    ({"key": "m", "source": "torchvision", "name": "resnet5"},
+     "model 'm': 'resnet5' is not a torchvision model; close: resnet50"),
+    ({"key": "m", "source": "torchvision", "name": "resnet50", "weights": "IMAGENET1K_V3"},
+     "model 'm': weights 'IMAGENET1K_V3' are not torchvision resnet50's; allowed: pretrained, "
+     "random, IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT. Did you mean 'IMAGENET1K_V2'?"),
+    ({"key": "dinov2", "source": "timm", "name": "resnet18"},
+     "'models.0.key': 'dinov2' is a preset key; name your spec with a new key"),
+    ({"key": "dinov22"}, "'models.0.key' is 'dinov22'; allowed: dinov2, dinov2_reg, dinov3, "
+                         "mae, clip, siglip, siglip2, resnet50, resnet50_tv (or a spec with a "
+                         "'source'). Did you mean 'dinov2'?"),
+    ({"key": "swin_t"}, "'models.0.key' is 'swin_t'; allowed: dinov2"),
+])
+def test_keys_and_names_the_registry_rejects_stop_the_build_naming_the_entry(
+        tmp_path, entry, expected):
+    params = config.load_params(_params(tmp_path, [entry]), base=tmp_path)
+    with pytest.raises(pipeline.UsageError) as error:
+        pipeline.check_models(params)
+    assert str(error.value).startswith(expected)
 
 
 def test_missing_checkpoint_is_named_with_its_resolved_path(tmp_path):

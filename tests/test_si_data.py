@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sightline import config, data
+from sightline import config, data, pipeline
 from sightline.data import synthetic
 from sightline.geometry import Geometry
 
@@ -116,8 +116,9 @@ def test_params_profiles_and_errors(tmp_path):
     bad = tmp_path / "p.yaml"
     bad.write_text("profile: x\nshared_interest:\n  dataset: {kind: human_attention, root: d}\n"
                    "  models: [{key: dinov2}]\n")
-    with pytest.raises(config.ParamsError, match="shared_interest.models.0.key"):
-        config.load_params(bad)
+    with pytest.raises(pipeline.UsageError, match="'shared_interest.models.0.key' is 'dinov2'; "
+                                                  "allowed: swin_t, cait_s, resnet101"):
+        pipeline.check_models(config.load_params(bad))
     bad.write_text("profile: x\n")
     with pytest.raises(config.ParamsError, match="'shared_interest' and / or 'photos'"):
         config.load_params(bad)

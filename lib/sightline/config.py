@@ -33,12 +33,7 @@ from pydantic_core import PydanticCustomError
 
 from . import registry
 
-# Presets of sightline.models.REGISTRY a WikiChurches profile can list (a test keeps them
-# in step with the registry), and those of the Shared Interest study.
-MODEL_KEYS = ("dinov2", "dinov2_reg", "dinov3", "mae", "clip", "siglip", "siglip2", "resnet50",
-              "resnet50_tv")
 BASELINE_NAMES = ("random", "centre_gaussian", "spectral_residual", "sobel")
-SI_MODEL_KEYS = ("swin_t", "cait_s", "resnet101", "efficientnet_b6")
 SI_SUBJECTS = (
     "ant", "ball", "bird", "book", "car", "cat", "chair", "computer", "dog", "elephant",
     "flower", "house", "man", "phone", "plane", "shark", "ship", "tree", "woman", "zebra",
@@ -60,12 +55,8 @@ class SyntheticDataset(_Section):
     root: Path = Path("data/synthetic")
     n_annotated: Annotated[int, Field(ge=4, le=2000)] = 24
     n_pool: Annotated[int, Field(ge=0, le=20000)] = 96
-    image_size: tuple[
-        Annotated[int, Field(ge=64, le=4096)], Annotated[int, Field(ge=64, le=4096)]
-    ] = (
-        320,
-        256,
-    )
+    image_size: tuple[Annotated[int, Field(ge=64, le=4096)],
+                      Annotated[int, Field(ge=64, le=4096)]] = (320, 256)
     strict: bool = True
 
 
@@ -121,6 +112,7 @@ Dataset = Annotated[
 Side = Annotated[int, Field(ge=16, le=4096)]
 Normalisation = Literal["imagenet", "clip", "half"] | tuple[float, float, float]
 SOURCES = ("hf", "timm", "torchvision", "python")
+ModelKey = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
 _SPEC_FIELDS = ("name", "factory", "checkpoint", "target_layer", "target_layout", "input")
 
 
@@ -159,12 +151,15 @@ class InputSpec(_Section):
 class ModelChoice(_Section):
     """A ``models:`` entry: a preset ``key`` (``weights`` / ``size`` as ever), or a spec: a
     new ``key`` naming it, a ``source`` and what that source needs (see
-    `sightline.models.SOURCES`, ``python build.py models``)."""
+    `sightline.models.SOURCES`, ``python build.py models``). Which keys are presets, and
+    whether a spec names a model its source has, the build checks against the model
+    registry before any work (`sightline.models.check_choices`); ``STUDY`` is the study
+    whose presets the entry may name."""
 
-    PRESETS: ClassVar[tuple[str, ...]] = MODEL_KEYS
+    STUDY: ClassVar[str] = "wikichurches"
 
     source: Literal[SOURCES] | None = None  # type: ignore[valid-type]
-    key: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
+    key: ModelKey
     name: Annotated[str, Field(min_length=1)] | None = None
     factory: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
     weights: str = "pretrained"
@@ -174,22 +169,12 @@ class ModelChoice(_Section):
     target_layout: Literal["nchw", "nhwc", "tokens"] | None = None
     input: InputSpec | None = None
 
-    @field_validator("key")
-    @classmethod
-    def _preset_or_new(cls, value: str, info: ValidationInfo) -> str:
-        if info.data.get("source") is None and value not in cls.PRESETS:
-            raise _literal_error(cls.PRESETS, " (or a spec with a 'source')")
-        if info.data.get("source") is not None and value in _all_presets():
-            raise ValueError(f"{value!r} is a preset key; name your spec with a new key")
-        return value
-
     @field_validator("weights")
     @classmethod
     def _known_weights(cls, value: str, info: ValidationInfo) -> str:
-        allowed: tuple[str, ...] = ("pretrained", "random")
-        if info.data.get("source") == "torchvision" and info.data.get("name"):
-            allowed += _torchvision_weights(info.data["name"])
-        if value not in allowed:
+        """pretrained or random; a torchvision spec may name a weights enum instead."""
+        allowed = ("pretrained", "random")
+        if value not in allowed and info.data.get("source") != "torchvision":
             raise _literal_error(allowed)
         return value
 
@@ -212,58 +197,18 @@ class ModelChoice(_Section):
         elif self.name is None or self.factory is not None:
             raise ValueError(f"model {self.key!r}: source {self.source} needs 'name' (and takes "
                              "no 'factory')")
-        if self.source == "timm":
-            _check_timm_name(self.key, self.name)
-        if self.source == "torchvision":
-            _check_torchvision_name(self.key, self.name)
         if self.checkpoint is not None and self.weights == "random":
             raise ValueError(f"model {self.key!r}: 'checkpoint' gives the weights; drop "
                              "'weights: random'")
         return self
 
 
-def _literal_error(allowed: tuple[str, ...], extra: str = "") -> PydanticCustomError:
+def _literal_error(allowed: tuple[str, ...]) -> PydanticCustomError:
     """A literal_error as pydantic words it, so `_explain` lists the values and a close one."""
     quoted = [f"'{a}'" for a in allowed]
     expected = ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
     return PydanticCustomError("literal_error", "Input should be {expected}",
-                               {"expected": expected + extra})
-
-
-def _all_presets() -> set[str]:
-    from sightline.models import REGISTRY
-
-    return set(REGISTRY)
-
-
-def _check_timm_name(key: str, name: str) -> None:
-    import timm
-
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=3)
-        hint = f"; close: {', '.join(close)}" if close else ""
-        raise ValueError(f"model {key!r}: {name!r} is not a timm model{hint} "
-                         "(timm.list_models() lists them)")
-
-
-def _check_torchvision_name(key: str, name: str) -> None:
-    from torchvision.models import list_models
-
-    names = list_models()
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f"; close: {', '.join(close)}" if close else ""
-        raise ValueError(f"model {key!r}: {name!r} is not a torchvision model{hint}")
-
-
-def _torchvision_weights(name: str) -> tuple[str, ...]:
-    """The weights enum names of a torchvision builder (none for an unknown name)."""
-    from torchvision.models import get_model_weights
-
-    try:
-        return ("DEFAULT", *get_model_weights(name).__members__)
-    except (KeyError, ValueError):
-        return ()
+                               {"expected": expected})
 
 
 class Extraction(_Section):
@@ -274,16 +219,8 @@ class Extraction(_Section):
 
 class Metrics(_Section):
     resolution: Annotated[int, Field(ge=16, le=1024)] = 224
-    percentiles: tuple[Annotated[float, Field(ge=0, lt=100)], ...] = (
-        50,
-        60,
-        70,
-        75,
-        80,
-        85,
-        90,
-        95,
-    )
+    percentiles: tuple[Annotated[float, Field(ge=0, lt=100)], ...] = (50, 60, 70, 75, 80, 85,
+                                                                      90, 95)
     headline_percentile: Annotated[float, Field(ge=0, lt=100)] = 90
     baselines: tuple[Literal[BASELINE_NAMES], ...] = BASELINE_NAMES  # type: ignore[valid-type]
     # frame of Q1's comparisons between models: each model's own (crop) frame, the common
@@ -351,9 +288,8 @@ class SyntheticHumanAttentionDataset(_Section):
     root: Path = Path("data/synthetic-human-attention")
     subjects: tuple[Literal[SI_SUBJECTS], ...] = ("dog", "car")  # type: ignore[valid-type]
     per_subject: Annotated[int, Field(ge=1, le=5)] = 5
-    image_size: tuple[
-        Annotated[int, Field(ge=64, le=4096)], Annotated[int, Field(ge=64, le=4096)]
-    ] = (320, 256)
+    image_size: tuple[Annotated[int, Field(ge=64, le=4096)],
+                      Annotated[int, Field(ge=64, le=4096)]] = (320, 256)
     strict: bool = True
 
 
@@ -365,7 +301,7 @@ HumanAttentionData = Annotated[
 class SIModelChoice(ModelChoice):
     """A Shared Interest model: one of the study's presets, or a spec of an ImageNet classifier."""
 
-    PRESETS: ClassVar[tuple[str, ...]] = SI_MODEL_KEYS
+    STUDY: ClassVar[str] = "shared_interest"
 
 
 class Xrai(_Section):
@@ -579,10 +515,8 @@ class Finetune(_Section):
     weight_decay: Annotated[float, Field(ge=0)] = 0.01
     warmup: Annotated[float, Field(ge=0, lt=1)] = 0.1
     clip_norm: Annotated[float, Field(gt=0)] = 1.0
-    crop_scale: tuple[Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(gt=0, le=1)]] = (
-        0.8,
-        1.0,
-    )
+    crop_scale: tuple[Annotated[float, Field(gt=0, le=1)],
+                      Annotated[float, Field(gt=0, le=1)]] = (0.8, 1.0)
     hflip: bool = True
     color_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
@@ -603,10 +537,11 @@ class Finetune(_Section):
 
 
 class SanityModel(_Section):
-    """One model of the randomisation test: its key and which weights (``frozen``: the
-    model as loaded, with its linear probe as the head; a strategy: that run, seed ``seed``)."""
+    """One model of the randomisation test: its key in ``models`` (a preset or a spec) and
+    which weights (``frozen``: the model as loaded, with its linear probe as the head; a
+    strategy: that run, seed ``seed``)."""
 
-    key: Literal[MODEL_KEYS]  # type: ignore[valid-type]
+    key: ModelKey
     variant: Literal["frozen", "linear_probe", "lora", "full"] = "frozen"
 
 
@@ -694,30 +629,23 @@ class Params(_Section):
         """Relative paths in the file are relative to the project root ``base``."""
         update: dict[str, Any] = {
             "extraction": self.extraction.model_copy(
-                update={"cache_dir": _resolve(self.extraction.cache_dir, base)}
-            )
+                update={"cache_dir": _resolve(self.extraction.cache_dir, base)}),
+            "models": tuple(_resolve_checkpoint(m, base) for m in self.models),
+            "finetune": self.finetune.model_copy(
+                update={"checkpoint_dir": _resolve(self.finetune.checkpoint_dir, base)}),
         }
         if self.dataset is not None:
             update["dataset"] = self.dataset.model_copy(
-                update={"root": _resolve(self.dataset.root, base)}
-            )
+                update={"root": _resolve(self.dataset.root, base)})
         if self.shared_interest is not None:
-            si_data = self.shared_interest.dataset
-            update["shared_interest"] = self.shared_interest.model_copy(
-                update={"dataset": si_data.model_copy(
-                    update={"root": _resolve(si_data.root, base)})}
-            )
-        update["models"] = tuple(_resolve_checkpoint(m, base) for m in self.models)
-        if self.shared_interest is not None:
-            update["shared_interest"] = update["shared_interest"].model_copy(update={
-                "models": tuple(_resolve_checkpoint(m, base) for m in self.shared_interest.models)
-            })
+            study = self.shared_interest
+            update["shared_interest"] = study.model_copy(update={
+                "dataset": study.dataset.model_copy(
+                    update={"root": _resolve(study.dataset.root, base)}),
+                "models": tuple(_resolve_checkpoint(m, base) for m in study.models)})
         if self.photos is not None:
             update["photos"] = self.photos.model_copy(
                 update={"root": _resolve(self.photos.root, base)})
-        update["finetune"] = self.finetune.model_copy(
-            update={"checkpoint_dir": _resolve(self.finetune.checkpoint_dir, base)}
-        )
         return self.model_copy(update=update)
 
 
@@ -767,8 +695,6 @@ def load_params(path: str | Path, base: str | Path | None = None) -> Params:
         raise ParamsError(f"{path}: {error}") from None
 
 
-_DATASET_KINDS = ("synthetic", "wikichurches", "coco", "masks", "human_attention",
-                  "synthetic_human_attention")
 _DATASET_CLASSES = {
     "synthetic": SyntheticDataset,
     "wikichurches": WikiChurchesDataset,
@@ -782,7 +708,7 @@ _DATASET_CLASSES = {
 def _explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
     """One readable line per pydantic error: dotted key, problem, allowed values or a close key."""
     loc = [str(part) for part in error["loc"]]
-    key = ".".join(p for p in loc if p not in _DATASET_KINDS) or "(top level)"
+    key = ".".join(p for p in loc if p not in _DATASET_CLASSES) or "(top level)"
     if error["type"] == "extra_forbidden":
         parent_model = _model_at(loc[:-1], raw)
         allowed = sorted(parent_model.model_fields) if parent_model else []
@@ -815,7 +741,7 @@ def _model_at(loc: list[str], raw: dict[str, Any]) -> type[BaseModel] | None:
             node = node[int(part)]
         if part.isdigit():
             continue
-        if part in _DATASET_KINDS:
+        if part in _DATASET_CLASSES:
             model = _DATASET_CLASSES[part]
             continue
         field = model.model_fields.get(part) if model else None

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
@@ -33,12 +34,18 @@ BASELINE_GRID = 56
 STYLES = tuple(data.MAIN_STYLES.values())  # a style head's classes, in order (finetune.STYLES)
 
 
-def code_version() -> str:
-    """Hash of the code that decides what a map is (the models package's files, sorted,
-    and four modules); part of every store's key."""
-    files = [*sorted(Path(models.__file__).parent.glob("*.py")),
-             *(Path(m.__file__) for m in (geometry, variants, saliency, baselines))]
+def code_hash(*modules: ModuleType) -> str:
+    """Hash of the modules' source files, a package's every file (sorted), so a change
+    anywhere in it counts."""
+    files = [file for m in modules for file in (
+        sorted(Path(m.__file__).parent.rglob("*.py")) if Path(m.__file__).name == "__init__.py"
+        else [Path(m.__file__)])]
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
+
+
+def code_version() -> str:
+    """Hash of the code that decides what a map is; part of every store's key."""
+    return code_hash(geometry, models, variants, saliency, baselines)
 
 
 def model_name(choice: ModelChoice) -> str:

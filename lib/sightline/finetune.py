@@ -216,8 +216,7 @@ def _check_strategy(choice: ModelChoice, strategy: str) -> None:
 
 def code_version() -> str:
     """Hash of the code that decides what a run learns; part of every run's key."""
-    sources = [Path(m.__file__).read_bytes() for m in (geometry, models, variants, data)]
-    return hashlib.sha256(b"".join([*sources, Path(__file__).read_bytes()])).hexdigest()[:12]
+    return extract.code_hash(geometry, models, variants, data, sys.modules[__name__])
 
 
 def recipe(finetune: Finetune, choice: ModelChoice, strategy: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from papermill.exceptions import PapermillExecutionError
 from traitlets import CaselessStrEnum
 
 from . import config, data, execution, models, photos, registry
+from .config import ModelChoice, SIModelChoice
 from .data import synthetic
 
 # Every notebook's Jupytext header names this kernel, so papermill, nbconvert --execute and
@@ -195,15 +196,14 @@ class BuildResult:
 
 
 def check_models(params: config.Params) -> None:
-    """Read every spec's layout off a random-weight build before any work: a model whose
-    maps cannot be read stops the build here with one line naming it and what to set."""
-    from . import models
-
-    listed = [*params.models, *(params.shared_interest.models if params.shared_interest else ())]
+    """Check every models list against the registry before any work (preset keys of its
+    study; each spec's source names a model, and its layout reads off a random-weight
+    build): a model that cannot be used stops the build here with one line naming it."""
+    study = params.shared_interest
     try:
-        for choice in listed:
-            if choice.source is not None:
-                models.spec_for(choice)
+        models.check_choices(params.models, ModelChoice.STUDY, "models")
+        if study is not None:
+            models.check_choices(study.models, SIModelChoice.STUDY, "shared_interest.models")
     except models.ModelError as error:
         raise UsageError(str(error)) from None
 

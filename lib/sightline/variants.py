@@ -100,12 +100,19 @@ def read_manifest(folder: str | Path) -> dict:
 
 
 def checkpoint_hash(folder: Path) -> str:
-    """sha256 over the run's weight files (names and bytes)."""
+    """sha256 over what determines a run's behaviour, in a canonical order: its weight files
+    (names and bytes) and its LoRA adapter's config as peft reads it, with sorted keys and
+    sorted sets (peft writes ``target_modules`` in hash-seed order); not the model card."""
     digest = hashlib.sha256()
-    files = [folder / HEAD_FILE, folder / BACKBONE_FILE,
-             *sorted((folder / ADAPTER_DIR).glob("*"))]
-    for path in files:
+    adapter = folder / ADAPTER_DIR
+    weights = sorted(p for p in adapter.glob("*") if p.suffix not in (".json", ".md"))
+    for path in [folder / HEAD_FILE, folder / BACKBONE_FILE, *weights]:
         if path.is_file():
             digest.update(str(path.relative_to(folder)).encode())
             digest.update(path.read_bytes())
+    if (adapter / "adapter_config.json").is_file():
+        from peft import PeftConfig
+
+        config = PeftConfig.from_pretrained(adapter).to_dict()
+        digest.update(json.dumps(config, sort_keys=True, default=sorted).encode())
     return digest.hexdigest()

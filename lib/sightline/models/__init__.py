@@ -27,17 +27,17 @@ archs of modules that return one tensor), `presets` (`REGISTRY`), `choices` (spe
 params entries), `loading` (built models and local checkpoints).
 """
 
-from sightline.models.choices import CHECKPOINT_HELP, SOURCES, spec_for
+from sightline.models.choices import CHECKPOINT_HELP, SOURCES, check_choices, spec_for
 from sightline.models.from_hf import HFVision, pooling_heads
 from sightline.models.loading import LoadedModel, load_checkpoint, load_choice, load_model
 from sightline.models.preprocessing import CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD
-from sightline.models.presets import REGISTRY, preset_table
+from sightline.models.presets import REGISTRY, preset_keys, preset_table
 from sightline.models.spec import Layout, ModelError, ModelSpec
 from sightline.models.tensor_archs import TimmClassifier, TimmCNN, TimmViT
 
 __all__ = [
     "CHECKPOINT_HELP", "CLIP_MEAN", "CLIP_STD", "HALF", "IMAGENET_MEAN", "IMAGENET_STD",
     "REGISTRY", "SOURCES", "HFVision", "Layout", "LoadedModel", "ModelError", "ModelSpec",
-    "TimmCNN", "TimmClassifier", "TimmViT", "load_checkpoint",
-    "load_choice", "load_model", "pooling_heads", "preset_table", "spec_for",
+    "TimmCNN", "TimmClassifier", "TimmViT", "check_choices", "load_checkpoint",
+    "load_choice", "load_model", "pooling_heads", "preset_keys", "preset_table", "spec_for",
 ]  # fmt: skip

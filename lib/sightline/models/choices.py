@@ -5,24 +5,25 @@ config and the entry's ``input`` over it."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from sightline.models import from_hf
+from sightline.models import from_hf, from_timm, from_torchvision
 from sightline.models.from_python import FactoryBuilder
 from sightline.models.from_timm import TimmBuilder, timm_preprocessing
 from sightline.models.from_torchvision import TorchvisionBuilder
 from sightline.models.preprocessing import Preprocessing, resolve_preprocessing
-from sightline.models.presets import REGISTRY
-from sightline.models.spec import Builder, ModelError, ModelSpec, lora_defaults
+from sightline.models.presets import REGISTRY, preset_keys
+from sightline.models.spec import Arch, Builder, ModelError, ModelSpec, Study, lora_defaults
 from sightline.models.tensor_archs import tensor_arch
 
 if TYPE_CHECKING:
     from sightline.config import ModelChoice
-    from sightline.models.spec import Arch
 
 # What each source needs in a params `models:` entry (`python build.py models` lists it).
 SOURCES: dict[str, str] = {
@@ -42,6 +43,25 @@ CHECKPOINT_HELP = (
 )
 
 
+def check_choices(choices: Sequence[ModelChoice], study: Study, section: str) -> None:
+    """A params ``models`` list of ``study`` against the registry before any work: each
+    entry a preset of the study, or a spec under a new key whose layout can be read; else a
+    one-line ModelError naming the entry (``section.index``) and what is allowed."""
+    presets = preset_keys(study)
+    for index, choice in enumerate(choices):
+        where = f"'{section}.{index}.key'"
+        if choice.source is None and choice.key not in presets:
+            close = difflib.get_close_matches(choice.key, presets, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ModelError(f"{where} is {choice.key!r}; allowed: {', '.join(presets)} (or a "
+                             f"spec with a 'source').{hint}")
+        if choice.source is not None and choice.key in REGISTRY:
+            raise ModelError(f"{where}: {choice.key!r} is a preset key; name your spec with a "
+                             "new key")
+        if choice.source is not None:
+            spec_for(choice)
+
+
 def spec_for(choice: ModelChoice) -> ModelSpec:
     """The spec of a params ``models:`` entry: the preset of its key, or its own spec."""
     if choice.source is None:
@@ -56,6 +76,10 @@ def _spec_from_choice(choice: ModelChoice) -> ModelSpec:
     """Build the architecture once (random weights) and read off it what it is."""
     key, source = choice.key, choice.source
     name = choice.factory if source == "python" else choice.name
+    if source == "timm":
+        from_timm.check_name(key, name)
+    if source == "torchvision":
+        from_torchvision.check_name(key, name, choice.weights)
     if source == "hf":
         # a local checkpoint directory carries its own config and processor config
         where = str(choice.checkpoint) if choice.checkpoint and choice.checkpoint.is_dir() \

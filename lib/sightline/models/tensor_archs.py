@@ -58,9 +58,8 @@ class _TensorModel:
         """Nothing to switch (channels-last convolutions: a 14-epoch tiny ResNet-50 run measured no
         faster on a 2-core CPU)."""
 
-    def forward(
-        self, module: nn.Module, pixel_values: torch.Tensor, grid: tuple[int, int], **kwargs: Any
-    ) -> torch.Tensor:
+    def forward(self, module: nn.Module, pixel_values: torch.Tensor, grid: tuple[int, int],
+                **kwargs: Any) -> torch.Tensor:
         return module(pixel_values)
 
     def features(self, output: torch.Tensor) -> torch.Tensor:
@@ -103,18 +102,14 @@ class TimmViT(_TensorModel):
     def describe(self, module: nn.Module, geometry: Geometry, key: str) -> Layout:
         layers, heads, grid = self.layout(module, geometry)
         if grid[0] != grid[1]:
-            raise ModelError(
-                f"model {key!r}: its patch grid is {grid[0]}x{grid[1]} (img_size "
-                f"{tuple(module.patch_embed.img_size)}); sightline's input frame is square "
-                "(geometry.Geometry): build it for a square input and set input.size"
-            )
+            raise ModelError(f"model {key!r}: its patch grid is {grid[0]}x{grid[1]} (img_size "
+                             f"{tuple(module.patch_embed.img_size)}); sightline's input frame is square "
+                             "(geometry.Geometry): build it for a square input and set input.size")
         patch = module.patch_embed.patch_size[0]
         if not getattr(module.patch_embed, "dynamic_img_size", False) and \
                 grid[0] * patch != geometry.size:
-            raise ModelError(
-                f"model {key!r}: built for {grid[0] * patch}-px input, but its input frame is "
-                f"{geometry.size} px; set input.size: {grid[0] * patch}"
-            )
+            raise ModelError(f"model {key!r}: built for {grid[0] * patch}-px input, but its input frame is "
+                             f"{geometry.size} px; set input.size: {grid[0] * patch}")
         readout = "cls" if getattr(module, "cls_token", None) is not None else "tokens"
         return Layout(readout, layers, heads, int(module.num_prefix_tokens), grid,
                       applicable_methods(readout, self.classifier))
@@ -148,12 +143,10 @@ def is_timm_vit(module: nn.Module) -> bool:
     """A timm-style ViT: ``blocks`` with ``attn.num_heads``, ``patch_embed.grid_size``,
     ``num_prefix_tokens``."""
     blocks = getattr(module, "blocks", None)
-    return (
-        isinstance(blocks, nn.Sequential | nn.ModuleList) and len(blocks) > 0
-        and hasattr(getattr(blocks[0], "attn", None), "num_heads")
-        and hasattr(getattr(module, "patch_embed", None), "grid_size")
-        and hasattr(module, "num_prefix_tokens")
-    )
+    return (isinstance(blocks, nn.Sequential | nn.ModuleList) and len(blocks) > 0
+            and hasattr(getattr(blocks[0], "attn", None), "num_heads")
+            and hasattr(getattr(module, "patch_embed", None), "grid_size")
+            and hasattr(module, "num_prefix_tokens"))
 
 
 def attention_capturable(module: nn.Module) -> bool:
@@ -176,9 +169,7 @@ class TimmCNN(_TensorModel):
     classifier = True
 
     def random(self, checkpoint: str, size: Size) -> nn.Module:
-        return timm.create_model(
-            checkpoint, pretrained=False, **(self.tiny if size == "tiny" else {})
-        )
+        return timm.create_model(checkpoint, pretrained=False, **(self.tiny if size == "tiny" else {}))
 
     def layout(self, module: nn.Module, geometry: Geometry) -> tuple[int, int, tuple[int, int]]:
         side = geometry.size // self.stride
@@ -293,11 +284,9 @@ def tensor_arch(key: str, module: nn.Module, builder: Builder, choice: ModelChoi
     classifier = getattr(module, "num_classes", 1) != 0
     if choice.target_layer is None and is_timm_vit(module):
         if not attention_capturable(module):
-            raise ModelError(
-                f"model {key!r}: its attention ({type(module.blocks[0].attn).__name__}) has no "
-                "fused_attn switch to turn off, so attention weights cannot be captured; set "
-                "target_layer to explain it by Grad-CAM"
-            )
+            raise ModelError(f"model {key!r}: its attention ({type(module.blocks[0].attn).__name__}) has no "
+                             "fused_attn switch to turn off, so attention weights cannot be captured; set "
+                             "target_layer to explain it by Grad-CAM")
         return TimmViT(builder=builder, lora=lora, classifier=classifier)
     target = choice.target_layer or _default_target(key, module, geometry.size)
     try:
@@ -306,11 +295,9 @@ def tensor_arch(key: str, module: nn.Module, builder: Builder, choice: ModelChoi
         names = [n for n, _ in module.named_modules() if n]
         close = difflib.get_close_matches(target, names, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ModelError(
-            f"model {key!r}: target_layer {target!r} is not a module of "
-            f"{type(module).__name__}{hint} (its top-level modules: "
-            f"{', '.join(n for n, _ in module.named_children())})"
-        ) from None
+        raise ModelError(f"model {key!r}: target_layer {target!r} is not a module of "
+                         f"{type(module).__name__}{hint} (its top-level modules: "
+                         f"{', '.join(n for n, _ in module.named_children())})") from None
     output = choice.target_layout or _infer_layout(module, layer, geometry.size)
     return TimmClassifier(target=target, output=output, builder=builder, lora=lora,
                           classifier=classifier)
@@ -335,11 +322,9 @@ def _default_target(key: str, module: nn.Module, size: int) -> str:
             handle.remove()
     spatial = [n for n, s in shapes.items() if len(s) == 4 and s[2] * s[3] > 1]
     if not spatial:
-        raise ModelError(
-            f"model {key!r}: no top-level module of {type(module).__name__} outputs a spatial "
-            "map (B, C, h, w) for Grad-CAM; set target_layer (a dotted module name, e.g. "
-            "'features.7')"
-        )
+        raise ModelError(f"model {key!r}: no top-level module of {type(module).__name__} outputs a spatial "
+                         "map (B, C, h, w) for Grad-CAM; set target_layer (a dotted module name, e.g. "
+                         "'features.7')")
     return spatial[-1]
 
 
