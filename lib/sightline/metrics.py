@@ -694,8 +694,9 @@ def mse(maps: ArrayLike, targets: ArrayLike) -> np.ndarray:
 
 
 def kl(maps: ArrayLike, targets: ArrayLike, eps: float = KL_EPS) -> np.ndarray:
-    """KL(target || map) in nats: ``(N,)`` (maps first, as every metric takes them). Each
-    (``>= 0`` by validation) is normalised to sum 1 first, then ``eps`` is added to every pixel and it is renormalised, so a map and
+    """KL(target || map) in nats: ``(N,)``, maps first as every metric takes them. Each
+    (``>= 0`` by validation) is normalised to sum 1 first, then ``eps`` is added to every
+    pixel and it is renormalised, so a map and
     the same map times any positive factor score the same; an all-zero map or target gives
     NaN. (Adding eps before normalising, as the reference study does, makes a map with a
     small peak, e.g. a ViT Grad-CAM map at 1e-9, score like a uniform map.)"""

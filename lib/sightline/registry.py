@@ -30,8 +30,14 @@ def _resolve(function: str | Callable) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
+class _Entry:
+    def __call__(self, *args, **kwargs):
+        """Call the entry's function."""
+        return _resolve(self.function)(*args, **kwargs)
+
+
 @dataclass(frozen=True)
-class Method:
+class Method(_Entry):
     """A saliency method: what it needs of a model and how extraction runs it.
 
     ``readouts``: the model readouts it applies to. ``runs``: ``attention`` reads the shared
@@ -58,12 +64,9 @@ class Method:
     cost: Literal["forward", "backward", "many"] = "forward"
     help: str = ""
 
-    def __call__(self, *args, **kwargs):
-        return _resolve(self.function)(*args, **kwargs)
-
 
 @dataclass(frozen=True)
-class Metric:
+class Metric(_Entry):
     """A score of a map against an annotation.
 
     ``higher_is_better``: its better direction (Q2's enhanced / degraded). ``thresholded``:
@@ -85,9 +88,6 @@ class Metric:
     target: Literal["mask", "soft"] = "mask"
     swept: bool = False
     help: str = ""
-
-    def __call__(self, *args, **kwargs):
-        return _resolve(self.function)(*args, **kwargs)
 
 
 Entry = TypeVar("Entry", Method, Metric)

@@ -200,11 +200,8 @@ def score_store(store: cache.MapStore, targets: Targets, *, model: str, variant:
     frames = []
     for (method, _), maps_by_layer in tqdm(groups.items(), desc=f"scores {model}",
                                            disable=not progress, mininterval=1.0):
-        frame = score_maps(maps_by_layer, targets, percentiles, resolution, rules)
-        frame.insert(1, "model", model)
-        frame.insert(2, "variant", variant)
-        frame.insert(3, "method", method)
-        frames.append(frame)
+        frames.append(score_maps(maps_by_layer, targets, percentiles, resolution, rules)
+                      .assign(model=model, variant=variant, method=method))
     return tidy(pd.concat(frames, ignore_index=True))
 
 
@@ -236,11 +233,8 @@ def score_store_common(store: cache.MapStore, targets: Targets, geometry: Geomet
                       for i, (w, h) in enumerate(part.sizes)]
             by_method.setdefault(method, {})[layer] = np.stack(placed)
         for method, maps_by_layer in by_method.items():
-            frame = score_maps(maps_by_layer, part, percentiles, resolution, rules)
-            frame.insert(1, "model", model)
-            frame.insert(2, "variant", variant)
-            frame.insert(3, "method", method)
-            frames.append(frame)
+            frames.append(score_maps(maps_by_layer, part, percentiles, resolution, rules)
+                          .assign(model=model, variant=variant, method=method))
     return tidy(pd.concat(frames, ignore_index=True))
 
 

@@ -41,6 +41,5 @@ __all__ = [
     "REGISTRY", "SOURCES", "HFVision", "Layout", "LoadedModel", "ModelError", "ModelSpec",
     "TimmCNN", "TimmClassifier", "TimmViT", "check_choices",
     "load_checkpoint", "load_choice", "load_model", "packaged_efficientnet_lite0",
-    "pooling_heads", "preset_keys",
-    "preset_table", "spec_for",
+    "pooling_heads", "preset_keys", "preset_table", "spec_for",
 ]  # fmt: skip
