@@ -271,13 +271,12 @@ class Replication:
 
     def timing(self) -> pd.DataFrame:
         """Seconds per image of each method and model (`method_cost`, on the first image)."""
-        return pd.DataFrame([
-            {"model": self.names[c.key], **{f"{method} s/image": seconds for method, seconds in
-                                            method_cost(c, self.stores[c.key], self.samples[0],
-                                                        self.section.methods, self.xrai,
-                                                        seed=self.seed,
-                                                        device=self.extraction.device).items()}}
-            for c in self.section.models]).set_index("model")
+        seconds = {self.names[c.key]: method_cost(c, self.stores[c.key], self.samples[0],
+                                                  self.section.methods, self.xrai, seed=self.seed,
+                                                  device=self.extraction.device)
+                   for c in self.section.models}
+        return (pd.DataFrame.from_dict(seconds, orient="index").add_suffix(" s/image")
+                .rename_axis("model"))
 
     @cached_property
     def masks(self) -> dict[str, np.ndarray]:
