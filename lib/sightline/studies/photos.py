@@ -1,15 +1,8 @@
 """The real-photo study (notebook 01_photos): EfficientNet-Lite0 with its ImageNet weights on
-the packaged photographs (`photo_album`). Each step returns a data frame, and each sentence
-the report prints about it is generated here:
-
-- what the model predicts (`predictions`), maps of its top-1 class scored against the
-  predicted object beside random weights and the centre baseline (`PhotoStudy.scores`,
-  `summary`, `versus_centre`);
-- two class-discriminative tests: the grid pointing game (Böhle et al., CVPR 2021: on an
-  n x n composite of images of different classes, the fraction of a class's positive
-  attribution mass inside that class's cell; `grid_pointing_game`) and objects A vs B in one
-  photo (`class_contrast`), summarised by `discriminative`;
-- the randomisation sanity check of the real weights (`PhotoStudy.randomisation`).
+the packaged photographs (`photo_album`): its predictions, maps of its top-1 class scored
+against the predicted object beside random weights and the centre baseline, the
+class-discriminative tests (`discriminative`) and the randomisation check of the real weights.
+Each step returns data frames; each sentence the report prints about them is generated here.
 """
 
 from __future__ import annotations
@@ -30,15 +23,7 @@ from .. import baselines, config, data, metrics, plots, saliency, sanity
 from .. import cache as maps_cache
 from .. import stats as st
 from ..models import LoadedModel, load_model
-from .discriminative import (
-    at_input_size,
-    composite,
-    contrast_test,
-    explain,
-    grid_pointing_game,
-    grid_test,
-    object_classes,
-)
+from . import discriminative as dt
 from .photo_album import Photo, PhotoReport, Region, fingerprint, prepare_photos, read_photos
 from .study import Study
 
@@ -133,8 +118,8 @@ class PhotoStudy:
         weights, the random twin (explaining the same class) and the centre baseline."""
         images, classes = list(self.images.values()), [int(top.loc[f, "class"]) for f in self.files]
         R, methods = self.section.resolution, self.section.methods
-        maps = {"pretrained": explain(self.model, images, classes, methods, self.xrai, R),
-                "random weights": explain(self.random_model, images, classes,
+        maps = {"pretrained": dt.explain(self.model, images, classes, methods, self.xrai, R),
+                "random weights": dt.explain(self.random_model, images, classes,
                                           self.section.random_methods, self.xrai, R)}
         frames = np.stack([np.asarray(self.frame(f).resize((R, R))) for f in self.files])
         maps["centre baseline"] = {
@@ -161,7 +146,7 @@ class PhotoStudy:
                                   else "two photos share a top-1 class"))
                 continue
             for source, net, methods in self._nets():
-                rows.append(grid_test(net, self.images, labels, group, methods, self.xrai,
+                rows.append(dt.grid_test(net, self.images, labels, group, methods, self.xrai,
                                       self.section.rotate).assign(composite=number, source=source))
         grid = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
         if len(grid):
@@ -172,9 +157,9 @@ class PhotoStudy:
         """`contrast_test` on every photo with two or more objects, both models."""
         rows = []
         for index, photo in enumerate(self.album):
-            labels = object_classes(photo, self.probs[index])
+            labels = dt.object_classes(photo, self.probs[index])
             for source, net, methods in self._nets():
-                table = contrast_test(net, photo, labels, methods, self.xrai,
+                table = dt.contrast_test(net, photo, labels, methods, self.xrai,
                                       self.section.resolution)
                 if len(table):
                     rows.append(table.assign(source=source))
@@ -213,12 +198,11 @@ class PhotoStudy:
 
     def maps_figure(self, top: pd.DataFrame, maps: dict[str, dict[str, np.ndarray]],
                     per_row: int = 2) -> plt.Figure:
-        """Each photo with its annotations and the real weights' maps, the predicted object
-        highlighted."""
-        columns, methods = 1 + len(self.section.methods), self.section.methods
-        fig, axes = plt.subplots(-(-len(self.album) // per_row), per_row * columns, squeeze=False,
-                                 figsize=(2.0 * per_row * columns,
-                                          2.1 * -(-len(self.album) // per_row)))
+        """Each photo with its annotations and the real weights' maps, its predicted object lit."""
+        methods, rows = self.section.methods, -(-len(self.album) // per_row)
+        columns = 1 + len(methods)
+        fig, axes = plt.subplots(rows, per_row * columns, squeeze=False,
+                                 figsize=(2.0 * per_row * columns, 2.1 * rows))
         for ax in axes.flat:
             ax.set_axis_off()
         for index, photo in enumerate(self.album):
@@ -239,16 +223,16 @@ class PhotoStudy:
     def grid_figure(self, grid: pd.DataFrame, top: pd.DataFrame) -> plt.Figure:
         """The first composite of the grid test and each cell's class's Grad-CAM over it."""
         group = self.section.composites[int(grid["composite"].iloc[0])]
-        picture = composite([self.images[n] for n in group], self.model.spec.geometry.size)
+        picture = dt.composite([self.images[n] for n in group], self.model.spec.geometry.size)
         labels = [int(top.loc[n, "class"]) for n in group]
-        cams = explain(at_input_size(self.model, picture.size[0]), [picture] * len(group), labels,
-                       ["gradcam"], self.xrai, picture.size[0])["gradcam"]
+        cams = dt.explain(dt.at_input_size(self.model, picture.size[0]), [picture] * len(group),
+                          labels, ["gradcam"], self.xrai, picture.size[0])["gradcam"]
         cells = [[(k % 2) / 2, (k // 2) / 2, (k % 2 + 1) / 2, (k // 2 + 1) / 2]
                  for k in range(len(group))]
         fig, axes = plt.subplots(1, 1 + len(group), figsize=(2.6 * (1 + len(group)), 3.1))
         plots.show_image(axes[0], picture, "composite")
         for k in range(len(group)):
-            share = grid_pointing_game(cams[k:k + 1], 2, [k])[0]
+            share = dt.grid_pointing_game(cams[k:k + 1], 2, [k])[0]
             plots.overlay(axes[k + 1], picture, cams[k], np.array(cells), highlight=k,
                           title=f"Grad-CAM: {class_name(labels[k])}\n{share:.0%} in its cell")
         fig.tight_layout()
@@ -257,10 +241,10 @@ class PhotoStudy:
     def objects_figure(self, file: str) -> plt.Figure:
         """Grad-CAM of each annotated object's class on one photo, with its mass in its box."""
         index, photo = self.files.index(file), self.album[self.files.index(file)]
-        labels = object_classes(photo, self.probs[index])
+        labels = dt.object_classes(photo, self.probs[index])
         names, R = list(labels), self.section.resolution
-        cams = explain(self.model, [self.images[file]] * len(names), [labels[n] for n in names],
-                       ["gradcam"], self.xrai, R)["gradcam"]
+        cams = dt.explain(self.model, [self.images[file]] * len(names),
+                          [labels[n] for n in names], ["gradcam"], self.xrai, R)["gradcam"]
         objects = [r for r in photo.regions if r.imagenet]
         fig, axes = plt.subplots(1, len(names), figsize=(2.8 * len(names), 2.6))
         for k, name in enumerate(names):
