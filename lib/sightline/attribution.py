@@ -163,6 +163,13 @@ def attnlrp_maps(model: LoadedModel, pixel_values: torch.Tensor,
              for layer, r in enumerate(relevance)}, logits)
 
 
+def _fresh_leaf(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """A block's hidden states as a new leaf that requires grad (positional or keyword)."""
+    if args:
+        return (args[0].detach().requires_grad_(True), *args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": kwargs["hidden_states"].detach().requires_grad_(True)}
+
+
 def legrad_layers(attentions: Sequence[torch.Tensor], scores: Sequence[torch.Tensor],
                   num_prefix_tokens: int) -> torch.Tensor:
     """``(B, L, keys - prefix)``: per block, ``mean over heads and queries of (∂ s^l / ∂ A^l)⁺``
@@ -181,7 +188,9 @@ def legrad_maps(model: LoadedModel, pixel_values: torch.Tensor,
 
     One forward pass: the last block's output is replaced by every block's output stacked
     along the batch, so the model's own tail (final norm, readout, classifier) scores each
-    block; the last block's slice is the model's output.
+    block; the last block's slice is the model's output. Each block starts from a fresh leaf
+    of its input (same values), so ``s^l`` reaches only ``A^l`` and no backward pass runs
+    through earlier blocks.
     """
     blocks = model.spec.arch.blocks(model.module, model.num_layers)
     outputs: list[torch.Tensor] = []
@@ -196,12 +205,12 @@ def legrad_maps(model: LoadedModel, pixel_values: torch.Tensor,
     with ExitStack() as stack:
         stack.enter_context(_gradients_on(model))
         for block in blocks:
+            stack.callback(block.register_forward_pre_hook(_fresh_leaf, with_kwargs=True).remove)
             stack.callback(block.register_forward_hook(stack_blocks).remove)
-        pixels = pixel_values.detach().clone().requires_grad_(True)
-        output, attentions = model.attentions(pixels)
+        output, attentions = model.attentions(pixel_values.detach())
         features = model.spec.arch.features(output)
         all_logits = features if model.head is None else model.head(features)
-        per_block = all_logits.reshape(len(blocks), len(pixels), -1)
+        per_block = all_logits.reshape(len(blocks), len(pixel_values), -1)
         logits = per_block[-1]
         targets = _targets(logits, classes)[None, :, None].expand(len(blocks), -1, 1)
         scores = per_block.gather(2, targets)[..., 0]

@@ -30,13 +30,16 @@ def _flat(maps: ArrayLike) -> tuple[np.ndarray, tuple[int, ...]]:
     return x.reshape(len(x), -1).astype(np.float64), x.shape
 
 
-def _top_of_order(x: np.ndarray, k: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Masks keeping the first ``k[i]`` pixels of each row in the top-k order: descending
-    values, equal values by ascending row-major index (the IoU@p contract)."""
-    order = np.argsort(-x, axis=1, kind="stable")
-    keep = np.arange(x.shape[1]) < k[:, None]
-    masks = np.zeros(x.shape, bool)
-    np.put_along_axis(masks, order, keep, axis=1)
+def _top_order(x: np.ndarray) -> np.ndarray:
+    """Each row's pixels in the top-k order: descending values, equal values by ascending
+    row-major index (the IoU@p contract)."""
+    return np.argsort(-x, axis=1, kind="stable")
+
+
+def _first_k(order: np.ndarray, k: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Masks keeping the first ``k[i]`` pixels of each row's ``order``."""
+    masks = np.zeros(order.shape, bool)
+    np.put_along_axis(masks, order, np.arange(order.shape[1]) < k[:, None], axis=1)
     return masks.reshape(shape)
 
 
@@ -44,7 +47,7 @@ def top_k(maps: ArrayLike, percentile: float) -> np.ndarray:
     """The percentile rule: exactly ``round(n (100 - p) / 100)`` highest pixels (IoU@p's set)."""
     x, shape = _flat(maps)
     k = metrics.top_k_size(x.shape[1], [percentile])
-    return _top_of_order(x, np.full(len(x), k[0]), shape)
+    return _first_k(_top_order(x), np.full(len(x), k[0]), shape)
 
 
 def mass(maps: ArrayLike, percent: float = 60.0) -> np.ndarray:
@@ -53,10 +56,11 @@ def mass(maps: ArrayLike, percent: float = 60.0) -> np.ndarray:
     if not 0 < percent <= 100:
         raise ValueError(f"percent must lie in (0, 100], got {percent}")
     x, shape = _flat(maps)
-    held = np.cumsum(-np.sort(-x, axis=1), axis=1)
+    order = _top_order(x)
+    held = np.cumsum(np.take_along_axis(x, order, axis=1), axis=1)
     total = held[:, -1:]
     k = np.minimum((held < total * percent / 100).sum(axis=1) + 1, x.shape[1])
-    return _top_of_order(x, np.where(total[:, 0] > 0, k, 0), shape)
+    return _first_k(order, np.where(total[:, 0] > 0, k, 0), shape)
 
 
 def max_box(maps: ArrayLike, percent: float = 15.0) -> np.ndarray:
