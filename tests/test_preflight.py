@@ -136,6 +136,18 @@ def test_q2_needs_labels_and_a_training_pool():
         "the dataset has no labelled training pool (nothing to fine-tune on)"]
 
 
+def test_a_model_with_no_class_to_explain_is_said_once():
+    dinov2 = {"key": "dinov2", "weights": "random", "size": "tiny"}
+    cnn = {"key": "resnet50", "weights": "random", "size": "tiny"}  # an ImageNet classifier
+    assert preflight.class_target_notes(_params([dinov2, cnn]), _offer()) == [
+        "models[0] (key dinov2) is no classifier and has no linear probe (set "
+        "finetune.strategies.dinov2: [linear_probe], on a dataset with a labelled training "
+        "pool): chefer, gradcam do not run for it; it keeps cls, rollout"]
+    probed = _params([dinov2, cnn], finetune={"strategies": {"dinov2": ["linear_probe"]}})
+    assert preflight.class_target_notes(probed, _offer()) == []
+    assert len(preflight.class_target_notes(probed, _offer(has_pool=False))) == 1
+
+
 def _coco(root: Path, boxes: dict[str, int]) -> Path:
     """A COCO folder of one 32-px image with ``boxes[name]`` boxes of each category."""
     (root / "images").mkdir(parents=True)

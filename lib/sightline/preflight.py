@@ -21,7 +21,7 @@ import huggingface_hub
 import timm
 import torch
 
-from . import config, data, models
+from . import config, data, models, saliency
 
 HEAD_METHODS = ("cls", "probe")
 HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -82,6 +82,25 @@ REQUIREMENTS: dict[str, Callable[[config.Params, Offer], str | None]] = {
 def unmet(requirements: list[str], params: config.Params, offer: Offer) -> list[str]:
     """The lines of the ``requirements`` the profile does not meet (empty: all met)."""
     return [line for name in requirements if (line := REQUIREMENTS[name](params, offer))]
+
+
+def class_target_notes(params: config.Params, offer: Offer) -> list[str]:
+    """One line per model whose class-target methods (Grad-CAM, Chefer, XRAI) have no class
+    to explain: not a classifier, and no linear probe to lend it one (`finetune.map_jobs`)."""
+    notes = []
+    for index, choice in enumerate(params.models):
+        spec = models.spec_for(choice)
+        probed = offer.has_pool and "linear_probe" in params.finetune.strategies.get(choice.key, ())
+        dropped = [m for m in spec.methods if m in saliency.CLASS_METHODS]
+        if spec.arch.classifier or probed or not dropped:
+            continue
+        kept = [m for m in spec.methods if m not in dropped]
+        notes.append(
+            f"models[{index}] (key {choice.key}) is no classifier and has no linear probe (set "
+            f"finetune.strategies.{choice.key}: [linear_probe], on a dataset with a labelled "
+            f"training pool): {', '.join(dropped)} do not run for it; "
+            + (f"it keeps {', '.join(kept)}" if kept else "it gets no map at all"))
+    return notes
 
 
 def check_checkpoints(params: config.Params) -> None:
