@@ -95,6 +95,9 @@ def test_hf_presets_need_config_and_weights_and_torchvision_its_file(offline, tm
     torch_file.parent.mkdir(parents=True)
     torch_file.write_bytes(b"weights")
     assert [p.split(":")[0] for p in _problems(params)] == ["models[0] (key dinov2)"]
+    gated = _problems(_params([{"key": "dinov3"}]))
+    assert "`hf download facebook/dinov3-vitb16-pretrain-lvd1689m` (gated: accept its licence" \
+        in gated[0]
     _plant_hub(offline, "facebook/dinov2-base", "model.safetensors")
     assert _problems(params) == []
 

@@ -154,9 +154,11 @@ def _missing(where: str, choice: config.ModelChoice) -> str | None:
         return (f"{name}: weights {repo} are not in the torch hub cache and cannot be "
                 f"downloaded here; on a machine with network download them to {target} "
                 f"(or set TORCH_HOME), or set {where}.checkpoint to the file")
+    gated = " (gated: accept its licence on huggingface.co, then `hf auth login`)" \
+        if spec.gated else ""
     return (f"{name}: checkpoint {repo} is not in the Hugging Face cache "
             f"({huggingface_hub.constants.HF_HUB_CACHE}) and cannot be downloaded here; on a "
-            f"machine with network run `hf download {repo}`, copy the cache here (or set "
+            f"machine with network run `hf download {repo}`{gated}, copy the cache here (or set "
             "HF_HUB_CACHE), or set weights: random")
 
 
