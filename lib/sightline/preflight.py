@@ -122,12 +122,8 @@ def _listed_models(params: config.Params) -> Iterator[tuple[str, config.ModelCho
 def _missing(where: str, choice: config.ModelChoice) -> str | None:
     """One line naming the model and the remedy when its weights cannot be had; else None."""
     name = f"{where} (key {choice.key})"
-    if choice.checkpoint is not None:
-        return None if choice.checkpoint.exists() else (
-            f"{name}: checkpoint {choice.checkpoint} does not exist; set {where}.checkpoint to "
-            "the weights file (or a save_pretrained folder)")
-    if choice.weights == "random" or choice.size != "base":
-        return None
+    if choice.checkpoint is not None or choice.weights == "random" or choice.size != "base":
+        return None  # a local checkpoint (config checked it exists), or no weights to load
     spec = models.spec_for(choice)
     hub_id = spec.arch.hub_id(spec.checkpoint)
     if spec.source == "hf" and not Path(spec.checkpoint).is_dir():
