@@ -366,8 +366,9 @@ def extract_baselines(
     todo = [s for s in samples if s.image_id not in done]
     if not todo or not names:
         return 0
-    with store.writer() as writer:
-        for batch in tqdm(_batches(todo, batch_size), desc="maps baselines", disable=not progress):
+    with store.writer() as writer, ImageProgress("maps baselines", len(todo), device="cpu",
+                                                 enabled=progress) as meter:
+        for batch in _batches(todo, batch_size):
             frames = np.stack(
                 [np.asarray(BASELINE_GEOMETRY.frame_image(data.load_image(s.path))) for s in batch]
             )
@@ -378,4 +379,5 @@ def extract_baselines(
                 coarse = F.adaptive_avg_pool2d(full[:, None].float(), BASELINE_GRID)
                 maps[(name, 0)] = coarse.numpy().astype(np.float32)
             writer.put(ids, maps)
+            meter.tick(len(batch))
     return len(todo)
