@@ -254,7 +254,7 @@ class ImageProgress:
     def __init__(self, stage: str, total: int, *, device: str, note: str = "",
                  enabled: bool = True):
         self.stage, self.total, self.device, self.note = stage, total, device, note
-        self.enabled, self.count, self._said = enabled, 0, not enabled
+        self.count, self._said = 0, not enabled
         self._bar = tqdm(total=total, desc=stage, unit="img", disable=not enabled,
                          mininterval=1.0)
         self._started = time.perf_counter()
