@@ -632,3 +632,38 @@ def test_browser_gallery_filters_on_right_and_wrong_predictions(browser, server,
     Select(browser.find_element(By.ID, "gallery-sort")).select_by_value("siglip-tiny-random")
     note = wait.until(lambda d: d.find_element(By.ID, "correct-note").text)
     assert "no prediction to be right or wrong" in note
+
+
+def test_browser_names_boxes_by_feature_offers_heads_only_where_there_are_and_a_way_back(
+        browser, server, study):
+    """The box list numbers boxes from 1 and names them by feature (no 0-based label index);
+    the head selector is there for a map with heads and gone for one without (a baseline,
+    like a CNN); an unknown image is an error with links back."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
+    image = study.image_ids[0]
+    boxes = study.samples[image].boxes
+    browser.get(f"{server}/#/gallery")
+    browser.get(f"{server}/#/image/{image}?model=dinov2-tiny-random&method=cls&layer=1")
+    wait.until(lambda d: d.find_element(By.ID, "view").get_attribute("data-ready"))
+    assert [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#box-list th")] == [
+        "#", "feature", "area"]
+    rows = [[td.text for td in row.find_elements(By.TAG_NAME, "td")]
+            for row in browser.find_elements(By.CSS_SELECTOR, "#box-list tr[data-index]")]
+    assert [row[:2] for row in rows] == [
+        [str(i + 1), f"{b.feature} (mask)" if b.is_mask else b.feature] for i, b in enumerate(boxes)]
+    heads = [o.text for o in Select(browser.find_element(By.ID, "sel-head")).options]
+    assert heads == ["mean of heads", "0", "1", "2", "3"]
+
+    Select(browser.find_element(By.ID, "sel-model")).select_by_value("baseline")
+    wait.until(lambda d: "model=baseline" in d.find_element(By.ID, "view").get_attribute(
+        "data-ready"))
+    assert not browser.find_elements(By.ID, "sel-head")
+
+    browser.get(f"{server}/#/image/no-such-image.jpg")
+    error = wait.until(lambda d: d.find_elements(By.ID, "view-error"))[0]
+    assert "no-such-image.jpg" in error.text
+    browser.find_element(By.ID, "back-gallery").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".card"))

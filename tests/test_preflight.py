@@ -95,20 +95,22 @@ def test_hf_presets_need_config_and_weights_and_torchvision_its_file(offline, tm
     torch_file.parent.mkdir(parents=True)
     torch_file.write_bytes(b"weights")
     assert [p.split(":")[0] for p in _problems(params)] == ["models[0] (key dinov2)"]
+    gated = _problems(_params([{"key": "dinov3"}]))
+    assert "`hf download facebook/dinov3-vitb16-pretrain-lvd1689m` (gated: accept its licence" \
+        in gated[0]
     _plant_hub(offline, "facebook/dinov2-base", "model.safetensors")
     assert _problems(params) == []
 
 
-def test_packaged_weights_and_local_files_need_no_hub(offline, tmp_path):
+def test_packaged_weights_and_local_files_need_no_hub_and_shared_interest_models_do(offline,
+                                                                                     tmp_path):
     params = _params(
         [{"key": "lite0", "source": "python", "factory": "sightline.models:packaged_efficientnet_lite0"},
          {"key": "mine", "source": "timm", "name": "resnet18", "checkpoint": str(tmp_path / "w.pth")}],
         shared_interest={"dataset": {"kind": "synthetic_human_attention"},
                          "models": [{"key": "resnet101"}]})
-    assert [p.split(" is not")[0].split(" does not")[0] for p in _problems(params)] == [
-        f"models[1] (key mine): checkpoint {tmp_path / 'w.pth'}",
+    assert [p.split(" is not")[0] for p in _problems(params)] == [
         "shared_interest.models[0] (key resnet101): checkpoint timm/resnet101.tv_in1k"]
-    assert "set models[1].checkpoint to the weights file" in _problems(params)[0]
 
 
 def _offer(**kwargs) -> preflight.Offer:
@@ -134,6 +136,18 @@ def test_q2_needs_labels_and_a_training_pool():
         "the dataset has no image labels (nothing to fine-tune on or to be right about)"]
     assert preflight.unmet(["training_pool"], params, _offer(has_pool=False)) == [
         "the dataset has no labelled training pool (nothing to fine-tune on)"]
+
+
+def test_a_model_with_no_class_to_explain_is_said_once():
+    dinov2 = {"key": "dinov2", "weights": "random", "size": "tiny"}
+    cnn = {"key": "resnet50", "weights": "random", "size": "tiny"}  # an ImageNet classifier
+    assert preflight.class_target_notes(_params([dinov2, cnn]), _offer()) == [
+        "models[0] (key dinov2) is no classifier and has no linear probe (set "
+        "finetune.strategies.dinov2: [linear_probe], on a dataset with a labelled training "
+        "pool): chefer, gradcam do not run for it; it keeps cls, rollout"]
+    probed = _params([dinov2, cnn], finetune={"strategies": {"dinov2": ["linear_probe"]}})
+    assert preflight.class_target_notes(probed, _offer()) == []
+    assert len(preflight.class_target_notes(probed, _offer(has_pool=False))) == 1
 
 
 def _coco(root: Path, boxes: dict[str, int]) -> Path:

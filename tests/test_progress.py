@@ -66,3 +66,10 @@ def test_an_executed_notebook_keeps_no_estimate_line():
     cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=f"{line}\nUserWarning: x\n")]
     saved = pipeline.reproducible(nbformat.v4.new_notebook(cells=[cell]), "q1")
     assert saved.cells[0].outputs[0].text == "UserWarning: x\n"
+
+
+def test_baselines_count_images_not_batches(samples, tmp_path, capsys):
+    store = extract.store_for(tmp_path, "ds", "baseline", "baseline")
+    assert extract.extract_baselines(samples, ["centre_gaussian"], store, batch_size=2) == 3
+    err = capsys.readouterr().err
+    assert "maps baselines: 100%" in err and "3/3 [" in err and "img/s" in err

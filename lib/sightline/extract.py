@@ -262,7 +262,7 @@ class ImageProgress:
     def __init__(self, stage: str, total: int, *, device: str, note: str = "",
                  enabled: bool = True):
         self.stage, self.total, self.device, self.note = stage, total, device, note
-        self.enabled, self.count, self._said = enabled, 0, not enabled
+        self.count, self._said = 0, not enabled
         self._bar = tqdm(total=total, desc=stage, unit="img", disable=not enabled,
                          mininterval=1.0)
         self._started = time.perf_counter()
@@ -374,8 +374,9 @@ def extract_baselines(
     todo = [s for s in samples if s.image_id not in done]
     if not todo or not names:
         return 0
-    with store.writer() as writer:
-        for batch in tqdm(_batches(todo, batch_size), desc="maps baselines", disable=not progress):
+    with store.writer() as writer, ImageProgress("maps baselines", len(todo), device="cpu",
+                                                 enabled=progress) as meter:
+        for batch in _batches(todo, batch_size):
             frames = np.stack(
                 [np.asarray(BASELINE_GEOMETRY.frame_image(data.load_image(s.path))) for s in batch]
             )
@@ -386,4 +387,5 @@ def extract_baselines(
                 coarse = F.adaptive_avg_pool2d(full[:, None].float(), BASELINE_GRID)
                 maps[(name, 0)] = coarse.numpy().astype(np.float32)
             writer.put(ids, maps)
+            meter.tick(len(batch))
     return len(todo)

@@ -232,6 +232,8 @@ def build(
     prepared = prepare_dataset(params)
     data_digest = prepared.digest
     print(f"[build] data ready ({time.perf_counter() - started:.1f} s)", flush=True)
+    for note in preflight.class_target_notes(params, prepared.offer):
+        print(f"[build] note: {note}", flush=True)
     (profile_dir / "tables").mkdir(parents=True, exist_ok=True)
     (profile_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     stamps_path = profile_dir / "stamps.json"

@@ -84,6 +84,25 @@ def unmet(requirements: list[str], params: config.Params, offer: Offer) -> list[
     return [line for name in requirements if (line := REQUIREMENTS[name](params, offer))]
 
 
+def class_target_notes(params: config.Params, offer: Offer) -> list[str]:
+    """One line per model whose class-target methods (Grad-CAM, Chefer, XRAI) have no class
+    to explain: not a classifier, and no linear probe to lend it one (`finetune.map_jobs`)."""
+    notes = []
+    for index, choice in enumerate(params.models):
+        spec = models.spec_for(choice)
+        probed = offer.has_pool and "linear_probe" in params.finetune.strategies.get(choice.key, ())
+        dropped = [m for m in spec.methods if m in registry.METHODS.names(explains_class=True)]
+        if spec.arch.classifier or probed or not dropped:
+            continue
+        kept = [m for m in spec.methods if m not in dropped]
+        notes.append(
+            f"models[{index}] (key {choice.key}) is no classifier and has no linear probe (set "
+            f"finetune.strategies.{choice.key}: [linear_probe], on a dataset with a labelled "
+            f"training pool): {', '.join(dropped)} do not run for it; "
+            + (f"it keeps {', '.join(kept)}" if kept else "it gets no map at all"))
+    return notes
+
+
 def check_checkpoints(params: config.Params) -> None:
     """Every pretrained checkpoint the profile loads is in the local cache, or the network
     can fetch it; otherwise a PreflightError listing each missing one with its download."""
@@ -103,12 +122,8 @@ def _listed_models(params: config.Params) -> Iterator[tuple[str, config.ModelCho
 def _missing(where: str, choice: config.ModelChoice) -> str | None:
     """One line naming the model and the remedy when its weights cannot be had; else None."""
     name = f"{where} (key {choice.key})"
-    if choice.checkpoint is not None:
-        return None if choice.checkpoint.exists() else (
-            f"{name}: checkpoint {choice.checkpoint} does not exist; set {where}.checkpoint to "
-            "the weights file (or a save_pretrained folder)")
-    if choice.weights == "random" or choice.size != "base":
-        return None
+    if choice.checkpoint is not None or choice.weights == "random" or choice.size != "base":
+        return None  # a local checkpoint (config checked it exists), or no weights to load
     spec = models.spec_for(choice)
     hub_id = spec.arch.hub_id(spec.checkpoint)
     if spec.source == "hf" and not Path(spec.checkpoint).is_dir():
@@ -135,9 +150,11 @@ def _missing(where: str, choice: config.ModelChoice) -> str | None:
         return (f"{name}: weights {repo} are not in the torch hub cache and cannot be "
                 f"downloaded here; on a machine with network download them to {target} "
                 f"(or set TORCH_HOME), or set {where}.checkpoint to the file")
+    gated = " (gated: accept its licence on huggingface.co, then `hf auth login`)" \
+        if spec.gated else ""
     return (f"{name}: checkpoint {repo} is not in the Hugging Face cache "
             f"({huggingface_hub.constants.HF_HUB_CACHE}) and cannot be downloaded here; on a "
-            f"machine with network run `hf download {repo}`, copy the cache here (or set "
+            f"machine with network run `hf download {repo}`{gated}, copy the cache here (or set "
             "HF_HUB_CACHE), or set weights: random")
 
 

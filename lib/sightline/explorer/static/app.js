@@ -24,8 +24,11 @@ async function route() {
     document.getElementById("profile-name").textContent = `profile ${p.profile}`;
     main.replaceChildren();
     cleanup = (await (VIEWS[view] || galleryView)(main, { id, query, profile: p })) || null;
-  } catch (error) {
-    main.replaceChildren(el("p", { class: "error" }, String(error.message || error)));
+  } catch (error) {  // a dead end (an unknown image, model or table) has a way back
+    const back = el("a", { href: "#", id: "back-previous", onclick: (event) => { event.preventDefault(); history.back(); } },
+                    "back to the previous page");
+    main.replaceChildren(el("p", { class: "error", id: "view-error" }, String(error.message || error)),
+      el("p", {}, el("a", { href: "#/gallery", id: "back-gallery" }, "← the gallery"), " · ", back));
   }
 }
 

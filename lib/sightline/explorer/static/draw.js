@@ -128,7 +128,7 @@ export function stage(imageUrl, boxes, { onBox } = {}) {
       rect.addEventListener("click", (event) => { event.stopPropagation(); onBox(box.bbox_index); });
     }
     rect.append(Object.assign(document.createElementNS("http://www.w3.org/2000/svg", "title"),
-                              { textContent: `box ${box.bbox_index}: ${box.feature}` }));
+                              { textContent: `box ${box.bbox_index + 1}: ${box.feature}` }));
     svg.append(rect);
     return rect;
   });

@@ -119,7 +119,8 @@ export function selectors(profile, initial, onChange, prefix = "sel") {
       ...select("variant", model.variants.map((v) => [v.variant, v.variant]), sel.variant),
       ...select("method", variant.methods.map((m) => [m.method, m.label]), sel.method),
       ...select("layer", method.layers.map((l) => [l, l === method.best_layer ? `${l} (best)` : l]), sel.layer),
-      ...select("head", [[-1, "mean of heads"], ...Array.from({ length: heads }, (_, h) => [h, h])], sel.head),
+      // a map without heads (a CNN's, a baseline's, rollout) gets no head selector
+      ...(heads ? select("head", [[-1, "mean of heads"], ...Array.from({ length: heads }, (_, h) => [h, h])], sel.head) : []),
       el("label", { for: `${prefix}-percentile` }, "percentile"), el("span", {}, slider, " ", shown),
     );
   }

@@ -40,13 +40,14 @@ export async function detailView(main, { id, query, profile }) {
   const metrics = metricsTable(profile.metrics);
   const topk = el("p", { class: "hint", id: "topk-info" });
   const error = el("p", { class: "error", hidden: true });
+  // a box is named by its feature and numbered from 1 (the API's bbox_index is 0-based)
   const rows = boxes.map((box) => el("tr", { class: "pick", "data-index": box.bbox_index, onclick: () => pick(box.bbox_index) },
-    el("td", {}, String(box.bbox_index)),
+    el("td", {}, String(box.bbox_index + 1)),
     el("td", { title: box.mask ? "a mask region: its bounding box is drawn, its mask is scored" : "" },
-      box.mask ? `${box.feature} (mask)` : box.feature), el("td", {}, String(box.label)),
+      box.mask ? `${box.feature} (mask)` : box.feature),
     el("td", {}, `${(box.area * 100).toFixed(1)}%`)));
   const unionRow = el("tr", { class: "pick", id: "union-row", onclick: () => pick(null) },
-    el("td", {}, "–"), el("td", {}, `union of ${boxes.length} boxes`), el("td", {}), el("td", {}));
+    el("td", {}, "–"), el("td", {}, `union of ${boxes.length} boxes`), el("td", {}));
 
   const remember = () => setHash("image", imageId, { ...selectionQuery(sel), cmap: state.cmap, opacity: state.opacity });
   const widget = selectors(profile, sel, async (next, { live }) => {
@@ -67,7 +68,7 @@ export async function detailView(main, { id, query, profile }) {
   function showMetrics() {
     const shown = state.box === null ? state.union : state.box.values;
     const box = state.box === null ? null : boxes[state.box.index];
-    title.textContent = box ? `box ${box.bbox_index}: ${box.feature}` : `union of ${boxes.length} boxes`;
+    title.textContent = box ? `box ${box.bbox_index + 1}: ${box.feature}` : `union of ${boxes.length} boxes`;
     title.dataset.target = box ? box.bbox_index : "union";
     if (shown) metrics.show(shown);
     view.highlight(box ? box.bbox_index : null);
@@ -154,7 +155,7 @@ export async function detailView(main, { id, query, profile }) {
       el("div", { class: "panel" }, title, metrics.table, error),
       el("div", { class: "panel" }, el("h3", {}, "Expert boxes"),
         el("table", { class: "data", id: "box-list" },
-          el("tr", {}, el("th", {}, "#"), el("th", {}, "feature"), el("th", {}, "label"), el("th", {}, "area")),
+          el("tr", {}, el("th", {}, "#"), el("th", {}, "feature"), el("th", {}, "area")),
           unionRow, rows)))));
   await view.loaded;
   await load();
