@@ -144,7 +144,7 @@ def test_a_model_with_no_class_to_explain_is_said_once():
     assert preflight.class_target_notes(_params([dinov2, cnn]), _offer()) == [
         "models[0] (key dinov2) is no classifier and has no linear probe (set "
         "finetune.strategies.dinov2: [linear_probe], on a dataset with a labelled training "
-        "pool): chefer, gradcam do not run for it; it keeps cls, rollout"]
+        "pool): chefer, attnlrp, legrad, gradcam do not run for it; it keeps cls, rollout"]
     probed = _params([dinov2, cnn], finetune={"strategies": {"dinov2": ["linear_probe"]}})
     assert preflight.class_target_notes(probed, _offer()) == []
     assert len(preflight.class_target_notes(probed, _offer(has_pool=False))) == 1
