@@ -164,9 +164,12 @@ def test_legrad_layers_equal_torchcam_on_a_torchvision_vit():
         scores = vit(pixels)
         classes = [1, 3]
         per_layer = [s.gather(1, torch.tensor(classes)[:, None])[:, 0] for s in extractor.hook_a]
-        ours = attribution.legrad_layers(extractor.hook_attn, per_layer, 1)
+        gradients = [torch.autograd.grad(s.sum(), a, retain_graph=True)[0]
+                     for s, a in zip(per_layer, extractor.hook_attn, strict=True)]
+        ours = attribution.legrad_heads(gradients, 1)
         (cam,) = extractor(classes, scores)
-    mean = ours.mean(dim=1).reshape(2, 4, 4)
+    assert ours.shape == (2, 3, 2, 16)
+    mean = ours.mean(dim=(1, 2)).reshape(2, 4, 4)
     low = mean.amin(dim=(1, 2), keepdim=True)
     expected = (mean - low) / ((mean - low).amax(dim=(1, 2), keepdim=True) + 1e-8)
     torch.testing.assert_close(cam, expected)
@@ -181,7 +184,9 @@ def test_legrad_scores_each_block_with_the_models_own_tail(headed, timm_vit, key
         torch.testing.assert_close(logits, model.score(pixels), rtol=1e-4, atol=1e-5)
     assert sorted(maps) == [("legrad", layer) for layer in range(model.num_layers)]
     last = maps[("legrad", model.num_layers - 1)]
-    assert last.shape == (2, 1, *model.grid) and (last >= 0).all() and last.any()
+    assert last.shape == (2, model.num_heads + 1, *model.grid) and (last >= 0).all()
+    assert last.any()
+    np.testing.assert_allclose(last[:, -1], last[:, :-1].mean(axis=1), rtol=1e-5, atol=1e-12)
 
 
 @pytest.mark.parametrize("method", ["attnlrp", "legrad"])

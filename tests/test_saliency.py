@@ -81,9 +81,9 @@ def test_extract_shapes_for_every_method(tiny, pixels, key):
     heads, layers, grid = model.num_heads, model.num_layers, model.grid
     expected = {}
     for method in model.spec.methods:
-        if method in ("cls", "mean_received"):
+        if method in ("cls", "mean_received", "legrad"):
             expected |= {(method, layer): (2, heads + 1, *grid) for layer in range(layers)}
-        elif method in ("rollout", "chefer"):
+        elif method in ("rollout", "chefer", "attnlrp"):
             expected |= {(method, layer): (2, 1, *grid) for layer in range(layers)}
         elif method == "probe":
             expected[(method, layers)] = (2, heads + 1, *grid)

@@ -12,7 +12,8 @@
   to the block's output tokens, and the gradient of that class score ``s^l`` with respect to
   the block's post-softmax attention ``A^l`` is taken; its positive part averaged over heads and
   query tokens, prefix keys dropped. Layer ``l`` is the mean of blocks ``l..L-1`` (layer 0 is
-  the paper's map over all layers), not min-max normalised.
+  the paper's map over all layers), not min-max normalised; per head (before the head mean),
+  with the head mean last as for CLS attention.
 
 The target is the class logit of a classifier (the model's, or a backbone's style head), the
 predicted class by default.
@@ -108,8 +109,8 @@ def _targets(logits: torch.Tensor, classes: Sequence[int] | None) -> torch.Tenso
 
 
 def _on_grid(model: LoadedModel, patches: torch.Tensor) -> np.ndarray:
-    """``(B, patches)`` values -> ``(B, 1, gh, gw)`` float32 maps."""
-    return patches.float().reshape(len(patches), 1, *model.grid).detach().cpu().numpy()
+    """``(B, [K,] patches)`` values -> ``(B, K or 1, gh, gw)`` float32 maps."""
+    return patches.float().reshape(len(patches), -1, *model.grid).detach().cpu().numpy()
 
 
 @contextmanager
@@ -170,27 +171,24 @@ def _fresh_leaf(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, d
     return args, {**kwargs, "hidden_states": kwargs["hidden_states"].detach().requires_grad_(True)}
 
 
-def legrad_layers(attentions: Sequence[torch.Tensor], scores: Sequence[torch.Tensor],
-                  num_prefix_tokens: int) -> torch.Tensor:
-    """``(B, L, keys - prefix)``: per block, ``mean over heads and queries of (∂ s^l / ∂ A^l)⁺``
-    for the block's attention ``(B, H, Q, T)`` and class scores ``(B,)`` (LeGrad)."""
-    layers = []
-    for attention, score in zip(attentions, scores, strict=True):
-        gradient = torch.autograd.grad(score.sum(), attention, retain_graph=True)[0]
-        layers.append(gradient.clamp(min=0).mean(dim=(1, 2))[:, num_prefix_tokens:])
-    return torch.stack(layers, dim=1)
+def legrad_heads(gradients: Sequence[torch.Tensor], num_prefix_tokens: int) -> torch.Tensor:
+    """``(B, L, H, keys - prefix)``: per block and head, the mean over queries of
+    ``(∂ s^l / ∂ A^l)⁺``, from each block's ``(B, H, Q, T)`` attention gradient (LeGrad)."""
+    return torch.stack([g.clamp(min=0).mean(dim=2)[..., num_prefix_tokens:] for g in gradients],
+                       dim=1)
 
 
 def legrad_maps(model: LoadedModel, pixel_values: torch.Tensor,
                 classes: Sequence[int] | None = None, **settings: Any
                 ) -> tuple[dict[tuple[str, int], np.ndarray], torch.Tensor]:
-    """``("legrad", l) -> (B, 1, gh, gw)`` (blocks ``l..L-1``), and the class logits.
+    """``("legrad", l) -> (B, H + 1, gh, gw)`` (blocks ``l..L-1``; per head, the head mean
+    last), and the class logits.
 
     One forward pass: the last block's output is replaced by every block's output stacked
     along the batch, so the model's own tail (final norm, readout, classifier) scores each
     block; the last block's slice is the model's output. Each block starts from a fresh leaf
-    of its input (same values), so ``s^l`` reaches only ``A^l`` and no backward pass runs
-    through earlier blocks.
+    of its input (same values), so ``s^l`` reaches only ``A^l``: one backward pass of their
+    sum gives every ``∂s^l/∂A^l``.
     """
     blocks = model.spec.arch.blocks(model.module, model.num_layers)
     outputs: list[torch.Tensor] = []
@@ -214,8 +212,10 @@ def legrad_maps(model: LoadedModel, pixel_values: torch.Tensor,
         logits = per_block[-1]
         targets = _targets(logits, classes)[None, :, None].expand(len(blocks), -1, 1)
         scores = per_block.gather(2, targets)[..., 0]
-        layers = legrad_layers(attentions, list(scores), model.num_prefix_tokens)
+        gradients = torch.autograd.grad(scores.sum(), list(attentions))
+    layers = legrad_heads(gradients, model.num_prefix_tokens)
     from_top = layers.flip(1).cumsum(dim=1).flip(1) / torch.arange(
-        len(blocks), 0, -1, device=layers.device)[:, None]
-    return ({("legrad", layer): _on_grid(model, from_top[:, layer]) for layer in range(len(blocks))},
-            logits.detach())
+        len(blocks), 0, -1, device=layers.device)[:, None, None]
+    return ({("legrad", layer): _on_grid(model, torch.cat(
+        [from_top[:, layer], from_top[:, layer].mean(dim=1, keepdim=True)], dim=1))
+        for layer in range(len(blocks))}, logits.detach())

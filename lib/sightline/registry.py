@@ -154,7 +154,8 @@ METHODS: Registry[Method] = Registry("method", [
            help="AttnLRP (Achtibat et al. 2024): LRP relevance of a class logit through "
                 "attention and LayerNorm, entering each block"),
     Method("legrad", "LeGrad", frozenset({"cls", "probe", "tokens"}), "own",
-           "sightline.attribution:legrad_maps", explains_class=True, cost="backward",
+           "sightline.attribution:legrad_maps", per_head=True, readout_heads=True,
+           explains_class=True, cost="backward",
            help="LeGrad (Bousselham et al. 2024): gradient of the logit read at each block "
                 "with respect to its attention, layers l..L-1"),
     Method("gradcam", "Grad-CAM", frozenset(READOUTS), "own", _S + "gradcam_maps",

@@ -33,8 +33,8 @@ methods have ``K = num_heads + 1`` (the last slot is the mean over heads); the o
   out of the methods, and asked for explicitly it is an error.
   Classifiers explained at one layer (the Shared Interest models, specs with a
   ``target_layer``): that layer (layer 0), its token / NHWC layout reshaped by the spec.
-- ``attnlrp`` and ``legrad``: AttnLRP and LeGrad relevance per layer for a class logit,
-  with Chefer's target and head requirement (`sightline.attribution`);
+- ``attnlrp`` and ``legrad``: AttnLRP and LeGrad relevance per layer for a class logit
+  (LeGrad per head too), with Chefer's target and head requirement (`sightline.attribution`);
 - ``xrai``: XRAI (Kapishnikov et al. 2019) from PAIR's ``saliency`` package on the model's
   input frame, for classifiers, explaining the predicted (or a given) class; integrated
   gradients steps, batch size and the full / fast algorithm are `XraiSettings`. The
