@@ -64,7 +64,7 @@ def _attention_heads(params: config.Params, offer: Offer) -> str | None:
     if not offer.head_models:
         return "no model has per-head attention maps (CLS or pooling-probe attention)"
     need = params.heads.min_boxes
-    feature, most = max(offer.feature_boxes.items(), key=lambda item: item[1], default=("", 0))
+    feature, most = (offer.feature_boxes.most_common(1) or [("", 0)])[0]
     if most < need:
         return (f"no feature type has heads.min_boxes: {need} boxes to rank heads on (most: "
                 f"{most}, '{feature}'); set heads.min_boxes: {most} to rank them on fewer")
