@@ -63,6 +63,15 @@ def test_the_readout_decides_the_methods():
         assert registry.applicable_methods("cls", False)[-1] == "cls_max"
 
 
+def test_a_registered_method_gets_stores_of_its_own():
+    """A cache built before the method was registered holds every image already: the new
+    method's maps go to new stores, not to none."""
+    before = extract.code_version()
+    with registry.METHODS.registered(CLS_MAX):
+        assert extract.code_version() != before
+    assert extract.code_version() == before
+
+
 def test_a_planted_classifier_method_passes_config(tmp_path):
     raw = {"profile": "t", "photos": {"methods": ["gradcam", "occlusion"]}}
     path = tmp_path / "p.yaml"

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import baselines, cache, data, geometry, models, saliency, variants
+from . import baselines, cache, data, geometry, models, registry, saliency, variants
 from . import execution as engine
 from .config import Execution, ModelChoice
 from .geometry import Geometry
@@ -46,8 +46,10 @@ def code_hash(*modules: ModuleType) -> str:
 
 
 def code_version() -> str:
-    """Hash of the code that decides what a map is; part of every store's key."""
-    return code_hash(geometry, models, variants, saliency, baselines)
+    """Hash of the code that decides what a map is and of the methods registered (a method
+    registered from outside these modules gets stores of its own); part of every store's key."""
+    code = code_hash(geometry, models, variants, saliency, baselines, registry)
+    return hashlib.sha256(f"{code} {' '.join(registry.METHODS.names())}".encode()).hexdigest()[:12]
 
 
 def model_name(choice: ModelChoice) -> str:

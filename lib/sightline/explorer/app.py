@@ -29,6 +29,8 @@ STATIC = Path(__file__).parent / "static"
 Percentile = Annotated[float | None, Query(ge=0, lt=100, description="top (100 - p)% of pixels "
                                            "kept; default: the profile's headline percentile")]
 Head = Annotated[int | None, Query(description="head index; -1 = mean over heads (default)")]
+
+
 def _metric(request: Request,
             metric: Annotated[str, Query(description="a metric of /profile's list")] = "iou") -> str:
     """The metric asked for, if the study's table has it (422 naming the ones it has if not)."""
