@@ -39,7 +39,7 @@ PEAK_SHARE = registry.Metric("peak_share", "peak share", True, False, peak_share
 
 
 def test_a_registry_names_what_it_has():
-    assert registry.METHODS.names(readout_heads=True) == ("cls", "probe")
+    assert registry.METHODS.names(readout_heads=True) == ("cls", "probe", "legrad")
     assert registry.METRICS.names(target="soft") == ("mse", "kl", "emd")
     with pytest.raises(KeyError, match="unknown metric 'dice'; registered: iou, gtc"):
         registry.METRICS["dice"]

@@ -251,7 +251,7 @@ def test_too_few_boxes_skips_the_feature_part_and_says_why():
 
 def test_a_table_without_heads_gives_empty_results_and_no_figures():
     empty = make_scores(9).iloc[:0]
-    assert heads.summary(empty).startswith("No model has per-head maps (`cls` or `probe`)")
+    assert heads.summary(empty).startswith("No model has per-head maps (`cls` or `probe`")
     ranking = heads.head_ranking(empty)
     table = heads.concentration_table(empty, ranking, percentile=90, n_permutations=20, seed=0)
     assert ranking.empty and table.empty and "best_cross_fit" in table
