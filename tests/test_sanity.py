@@ -340,7 +340,7 @@ def test_gradcam_of_a_trained_cnn_loses_its_similarity_as_the_network_is_randomi
     images, labels = _squares(64, 64, seed=1)
     pixels, targets = model.preprocess(images), torch.tensor(labels)
     optimiser = torch.optim.Adam(module.parameters(), lr=1e-2)
-    for step in range(60):
+    for step in range(120):  # 60 reached 0.875 on this machine's CPU (0.9+ elsewhere)
         batch = torch.arange(32) + (step * 32) % 64
         loss = nn.functional.cross_entropy(module(pixels[batch]), targets[batch])
         optimiser.zero_grad()
