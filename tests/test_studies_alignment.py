@@ -211,3 +211,24 @@ def test_randomisation_sentence_counts_fresh_steps():
         "the cache).")
     assert q1.randomisation_sentence(flags.iloc[:0], steps.iloc[:0]).startswith(
         "Randomisation test: 0 model(s), 0 of 0 steps")
+
+
+def test_reference_comparison_reads_each_models_headline_map(tmp_path):
+    from sightline.studies import Study
+
+    models = [{"key": "dinov2", "weights": "random", "size": "tiny"},
+              {"key": "resnet50", "weights": "random", "size": "tiny"}]
+    study = Study.from_sections(tmp_path / "tables", models=models,
+                                dataset={"kind": "synthetic", "root": str(tmp_path / "data")})
+    names = [study.names["dinov2"], study.names["resnet50"]]
+    maps = pd.DataFrame({"model": [names[1], names[0], "baseline"],
+                         "method": ["gradcam", "cls", "centre"], "layer": [4, 2, 0],
+                         "iou": [0.3, 0.2, 0.1], "cross_fit": [0.25, 0.15, 0.1]})
+    table = q1.reference_comparison(study, maps, 90)
+    assert table.to_dict("list") == {
+        "model": names, "weights": ["random", "random"],
+        "ours: best method · layer": ["cls · 2", "gradcam · 4"],
+        "ours: IoU@90 in-sample": [0.2, 0.3], "ours: IoU@90 cross-fitted": [0.15, 0.25],
+        "reference study IoU@90": [0.082, 0.090]}
+    assert not q1.comparable(study)  # random weights on synthetic data
+    assert q1.reference_note(study).startswith("Not shown: this profile scores random-weight")

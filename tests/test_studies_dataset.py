@@ -75,3 +75,16 @@ def test_examples_take_the_first_images_of_each_label():
     assert data_study.examples(images, "style", 4) == ["a", "b", "c"]
     unlabelled = data_study.images(_planted(labels=False))
     assert data_study.examples(unlabelled, "style", 2) == ["a", "b"]
+
+
+def test_the_tables_are_written_through_one_place_without_an_index(tmp_path):
+    from sightline.studies import write_table
+
+    summary = data_study.summarise(_planted(), generated=False)
+    for name, table in summary.tables().items():
+        write_table(tmp_path / "tables", name, table)
+    styles = pd.read_csv(tmp_path / "tables" / "styles.csv")
+    assert styles.to_dict("list") == {"style": ["Baroque", "Gothic"], "images": [1, 2],
+                                      "boxes": [1, 3], "boxes_per_image": [1.0, 1.5]}
+    path = write_table(tmp_path / "tables", "regions.parquet", summary.regions)
+    pd.testing.assert_frame_equal(pd.read_parquet(path), summary.regions)
