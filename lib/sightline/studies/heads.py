@@ -322,9 +322,8 @@ def _cross_fit(rows: pd.DataFrame, by: list[str], unit: list[str], seed: int) ->
 
 def concentration_table(scores: pd.DataFrame, ranking: pd.DataFrame, *, percentile: float,
                         n_permutations: int, seed: int) -> pd.DataFrame:
-    """``head_concentration.csv``: per model / variant / readout, `concentration` of the
-    ``ranking``, the `concentration_test` (columns ``*_test`` where they clash) and the best
-    head cross-fitted over halvings of the images (``best_cross_fit``, ``head_stability``)."""
+    """``head_concentration.csv``: `concentration`, `concentration_test` (``*_test`` where
+    columns clash) and the best head cross-fitted (``best_cross_fit``, ``head_stability``)."""
     tested = concentration_test(scores, metric="iou", threshold=percentile,
                                 n_permutations=n_permutations, seed=seed)
     out = concentration(ranking).merge(tested, on=GROUP, how="left", suffixes=("", "_test"))
@@ -335,8 +334,7 @@ def concentration_table(scores: pd.DataFrame, ranking: pd.DataFrame, *, percenti
 
 
 def concentration_view(table: pd.DataFrame) -> formatting.Table:
-    """The concentration table as the report shows it; ``top5_share`` is blank for a model
-    with 5 heads or fewer (a share of 1 by construction), said in the caption."""
+    """The concentration table as shown; ``top5_share`` blank for <= 5 heads (1 by construction)."""
     few = table["n_heads"] <= 5
     caption = ("top5_share: – for a model with 5 heads or fewer (" + ", ".join(
         table.loc[few, "model"]) + "), whose top 5 heads are all its heads (a share of 1 by "
@@ -359,8 +357,7 @@ def resolution_note(n_tests: int, family: str, *, n_permutations: int, alpha: fl
 
 
 def random_weight_note(table: pd.DataFrame, untrained: Collection[str], alpha: float) -> str | None:
-    """How many random-weight models reject exchangeable heads, and why that is no finding;
-    None when no random-weight model was tested."""
+    """How many random-weight models reject exchangeable heads, and why that is no finding."""
     if not untrained or not len(table):
         return None
     rejected = table[table["model"].isin(untrained) & (table["p_holm"] < alpha)]
@@ -373,8 +370,7 @@ def random_weight_note(table: pd.DataFrame, untrained: Collection[str], alpha: f
 
 @dataclass
 class FeatureHeads:
-    """Heads x feature types: the matrix, the best head per type (``best_head_per_feature.csv``)
-    and the specialisation test, over the types with >= ``min_boxes`` scored boxes."""
+    """Heads x feature types with >= ``min_boxes`` boxes: matrix, best heads, specialists."""
 
     matrix: pd.DataFrame
     best: pd.DataFrame
@@ -406,9 +402,8 @@ class FeatureHeads:
 
 def feature_heads(scores: pd.DataFrame, *, percentile: float, min_boxes: int,
                   n_permutations: int, seed: int) -> FeatureHeads:
-    """`head_feature_matrix`, `best_head_per_feature` with the `specialisation_test` beside it
-    (``*_test`` where columns clash) and the best head per type cross-fitted over halvings of
-    the images (``best_cross_fit``); empty frames when no type has ``min_boxes`` boxes."""
+    """Matrix; best head per type (``best_head_per_feature.csv``) beside its specialisation test
+    (``*_test`` where columns clash), cross-fitted; empty when no type has ``min_boxes``."""
     matrix = head_feature_matrix(scores, metric="iou", threshold=percentile, min_boxes=min_boxes)
     specialists = specialisation_test(scores, metric="iou", threshold=percentile,
                                       min_boxes=min_boxes, n_permutations=n_permutations,
@@ -458,8 +453,7 @@ def ranking_heatmaps(ranking: pd.DataFrame, percentile: float) -> plt.Figure | N
 
 
 def feature_heatmaps(matrix: pd.DataFrame, percentile: float, most: int = 16) -> list[plt.Figure]:
-    """Per model, IoU per feature type of its ``most`` best heads (ticks ``layer-head``), on one
-    colour scale shared by every model."""
+    """Per model, IoU per feature type of its ``most`` best heads (``layer-head``), one scale."""
     scale = {"vmin": 0, "vmax": float(matrix["mean"].max())}
     figures = []
     for name, own in matrix.groupby("model", sort=False, observed=True):
@@ -481,8 +475,7 @@ def feature_heatmaps(matrix: pd.DataFrame, percentile: float, most: int = 16) ->
 
 def gallery_picks(scores: pd.DataFrame, table: pd.DataFrame, *, percentile: float,
                   size: int) -> pd.DataFrame:
-    """Per model of the concentration ``table``: its best head's union IoU on the ``size``
-    images it wins most (best first) and the ``size`` it fails most (worst first)."""
+    """Per model, its best head's ``size`` best images (best first), then worst (worst first)."""
     rows = select(scores, metric="iou", threshold=percentile)
     rows = rows[rows["target"] == "union"]
     picks = []
@@ -501,8 +494,7 @@ def gallery_picks(scores: pd.DataFrame, table: pd.DataFrame, *, percentile: floa
 
 def best_head_gallery(picks: pd.DataFrame, *, samples: Collection[data.Sample],
                       stores: Mapping[tuple[str, str], str], geometries: Mapping) -> plt.Figure | None:
-    """One row per model of `gallery_picks`: its best head's map on each picked image, with
-    the boxes and the IoU in the title (None: nothing picked)."""
+    """One row per model of `gallery_picks`: its best head's map and the boxes on each image."""
     if picks.empty:
         return None
     by_id = {s.image_id: s for s in samples}

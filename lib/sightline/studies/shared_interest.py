@@ -183,8 +183,7 @@ def cases(iou: np.ndarray, gtc: np.ndarray, sc: np.ndarray, correct: np.ndarray,
 # --- the SI report: a profile's replication, its tables, tests, sentences and figures ---------
 @dataclass
 class Replication:
-    """The Shared Interest study of one profile: its params section, where its maps go, and
-    the benchmark, models, stores and human masks every analysis below reads."""
+    """One profile's Shared Interest study: benchmark, models, stores, masks the analyses read."""
 
     section: config.SharedInterest
     extraction: config.Extraction
@@ -255,9 +254,8 @@ class Replication:
                 for key, name in self.names.items()}
 
     def predictions(self) -> pd.DataFrame:
-        """Fill every model's maps and return its predictions per image (``si_predictions.csv``):
-        ``correct`` (the class is one of the subject's) and ``all_agree`` (every model predicts
-        the same class on the image)."""
+        """Fill every model's maps; its predictions per image (``si_predictions.csv``), whether
+        ``correct`` (one of the subject's classes) and whether ``all_agree`` (every model's)."""
         found = pd.concat([extract_study(
             self.samples, choice, self.stores[choice.key], self.bench.subjects,
             methods=self.section.methods, target=self.section.target, xrai=self.xrai,
@@ -286,8 +284,7 @@ class Replication:
         return {key: by_geometry[geometry] for key, geometry in self.geometries.items()}
 
     def scores(self, predictions: pd.DataFrame) -> pd.DataFrame:
-        """Every map scored (`score`) in the scores schema (``si_scores.parquet``), with
-        ``correct`` from the predictions."""
+        """Every map scored (`score`, ``si_scores.parquet``), with ``correct`` marked."""
         (rule, _), (mask_rule, mask_threshold) = self.rule, self.mask_rule
         correct_of = {k: rows.set_index("image_id")["correct"]
                       for k, rows in predictions.groupby("key")}
@@ -301,8 +298,7 @@ class Replication:
             ignore_index=True)
 
     def headline(self, scores: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
-        """One row per (image, model, method) at the headline threshold: its IoU / GTC / SC
-        (and coverage), model key, ``correct`` and ``all_agree``."""
+        """Per (image, model, method) its scores at the headline threshold, key and prediction."""
         wide = (scores[np.isclose(scores["threshold"], self.rule[1])]
                 .pivot_table(index=["image_id", "model", "method"], columns="metric",
                              values="value", observed=True).reset_index())
@@ -356,8 +352,7 @@ def missing_note(scores: pd.DataFrame, wide: pd.DataFrame) -> str:
 
 
 def table1(wide: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
-    """Mean IoU / SC / GTC per method and model beside the paper's Table 1 and the differences
-    (``si_table1.csv`` holds it rounded to 3 decimals)."""
+    """Mean IoU / SC / GTC per method and model beside the paper's Table 1, and differences."""
     ours = (wide.groupby(["method", "key"])[["iou", "sc", "gtc"]].mean().reset_index()
             .merge(PAPER_TABLE1, on=["method", "key"], suffixes=("", "_paper"), how="left"))
     for metric in ("iou", "sc", "gtc"):
@@ -368,8 +363,7 @@ def table1(wide: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
 
 
 def table1_by_correct(wide: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
-    """Table 1's means on the images each model classifies right and wrong, with the
-    Mann-Whitney U test of IoU between the two (`stats.split_comparison`)."""
+    """Table 1's means on each model's right and wrong images; Mann-Whitney U of their IoU."""
     rows = []
     for (method, key), own in wide.groupby(["method", "key"]):
         right, wrong = own[own["correct"] == 1], own[own["correct"] == 0]
@@ -384,8 +378,7 @@ def table1_by_correct(wide: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFr
 
 
 def _tests_on(frame: pd.DataFrame, subset: str) -> list[dict]:
-    """Technique (paired and Welch t), model per technique (ANOVA, Tukey HSD) and technique x
-    model (two-way ANOVA) on the IoU of ``frame``, as rows labelled ``subset``."""
+    """IoU tests of technique (t), model per technique (ANOVA, Tukey) and both (two-way)."""
     rows = []
     pairs = frame.pivot_table(index=["image_id", "model"], columns="method", values="iou",
                               observed=True)
@@ -426,8 +419,7 @@ def _tests_on(frame: pd.DataFrame, subset: str) -> list[dict]:
 
 
 def tests(wide: pd.DataFrame) -> pd.DataFrame:
-    """``si_tests.csv``: the tests of `_tests_on` on all images, then on the images where all
-    models agree."""
+    """``si_tests.csv``: `_tests_on` all images, then the images where all models agree."""
     return pd.DataFrame([*_tests_on(wide, "all images"),
                          *_tests_on(wide[wide["all_agree"]], "all models agree")])
 
@@ -442,8 +434,7 @@ def case_table(wide: pd.DataFrame) -> pd.DataFrame:
 
 def paper_summary(ours: pd.DataFrame, wide: pd.DataFrame, tested: pd.DataFrame,
                   replication: Replication) -> str:
-    """The Markdown list that sets ours beside the paper: mean IoU per technique and the
-    paired test, the largest difference from Table 1, random weights, the binarisation."""
+    """The Markdown list that sets ours beside the paper's headline, Table 1 and rule."""
     means = wide.groupby("method")["iou"].mean()
     first = tested[tested["subset"] == "all images"]
     paired, welch = first[first["test"] == "paired t"], first[first["test"] == "Welch t"]
@@ -503,8 +494,7 @@ def threshold_sweep(scores: pd.DataFrame, rule: str) -> sns.FacetGrid:
 
 
 def best_and_worst(replication: Replication, wide: pd.DataFrame) -> plt.Figure:
-    """Per model (one row) its best and worst image by IoU (mean of the techniques): the
-    image with the human mask, then each technique's map with the mask outlined."""
+    """Per model its best and worst image by mean IoU: human mask, then each technique's map."""
     mean_iou = wide.groupby(["model", "image_id"])["iou"].mean().dropna().reset_index()
     methods = replication.section.methods
     width = 1 + len(methods)
