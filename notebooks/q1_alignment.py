@@ -223,6 +223,24 @@ ax.set_ylabel("IoU against the union")
 plt.show()
 
 # %% [markdown]
+# ## Other binarisation conventions
+# Papers threshold maps differently: DINO keeps the smallest set of pixels holding 60 % of a
+# map's mass, Grad-CAM boxes the largest component above 15 % of the maximum, others use
+# Otsu's threshold or Shared Interest's mean + 1 std (`metrics.rules`; definitions in
+# docs/methods.md). Each rule's IoU is in `tables/scores.parquet` (`iou_mass`, `iou_max`,
+# `iou_otsu`, `iou_std`); here each map's best layer under each, and how far the rankings
+# agree (`tables/conventions.csv`, `tables/conventions_tau.csv`).
+
+# %%
+conventions, taus, sentence = q1.conventions(scores, P)
+study.write_table("conventions.csv", conventions)
+study.write_table("conventions_tau.csv", taus)
+display(Markdown(sentence))
+if len(taus):
+    display(formatting.table(conventions, digits=3))
+    display(formatting.table(taus, digits=3))
+
+# %% [markdown]
 # ## By image label and by feature type
 # Headline maps only. Per image label (WikiChurches: the style; only where the dataset
 # has labels): IoU against the union; per feature type: each region on its own as the

@@ -46,6 +46,7 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
 
     result = pipeline.build(path, root=ROOT, report_root=tmp_path / "report")
     out = result.profile_dir
+    _readme_snippet_reads_the_build(path, out / "tables")
     assert result.executed == ["00_data", "q1_alignment", "q2_finetuning", "q3_heads",
                                "q4_sanity", "si_shared_interest"]
     for name in result.executed:
@@ -123,3 +124,25 @@ def test_minimal_profile_builds_report_notebooks_and_tables(tmp_path):
 
     again = pipeline.build(path, root=ROOT, report_root=tmp_path / "report")
     assert again.executed == []
+
+
+def _readme_snippet_reads_the_build(params: Path, tables: Path) -> None:
+    """The README's "own notebook" code, as written but for this build's params and tables,
+    gives the leaderboard the build wrote and a figure."""
+    import matplotlib
+
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("## Use it from your own notebook", 1)[1].split("```python\n", 1)[1]
+    code = code.split("```", 1)[0]
+    opened = 'Study.open("params/demo.yaml")'
+    assert code.count(opened) == 1
+    code = code.replace(opened, f"Study.open({str(params)!r}, tables={str(tables)!r})")
+    namespace: dict = {}
+    matplotlib.use("Agg")
+    exec(compile(code.replace("print(board.table)", "board.table"), "README.md", "exec"),
+         namespace)
+    ci = ["CI low", "CI high"]  # the README's n_boot is not this build's
+    built = pd.read_csv(tables / "leaderboard.csv").drop(columns=ci)
+    pd.testing.assert_frame_equal(namespace["board"].table.drop(columns=ci), built,
+                                  check_dtype=False, check_exact=False)
+

@@ -232,3 +232,22 @@ def test_reference_comparison_reads_each_models_headline_map(tmp_path):
         "reference study IoU@90": [0.082, 0.090]}
     assert not q1.comparable(study)  # random weights on synthetic data
     assert q1.reference_note(study).startswith("Not shown: this profile scores random-weight")
+
+
+def test_conventions_name_the_rules_and_how_far_the_rankings_agree():
+    """Three maps ranked a > b > baseline by IoU@90 and the reverse by the mass rule: τ = -1."""
+    ones = np.ones(len(IMAGES))
+    frames = []
+    for model, method, iou, mass in (("a", "attn", 0.5, 0.1), ("b", "cam", 0.3, 0.2),
+                                     ("baseline", "centre", 0.1, 0.3)):
+        frames += [_rows(model, method, 0, "iou", iou * ones),
+                   _rows(model, method, 0, "iou_mass", mass * ones, threshold=60.0)]
+    table, taus, sentence = q1.conventions(_scores(frames), 90.0)
+    assert table.set_index("model")["mass"].to_dict() == pytest.approx(
+        {"a": 0.1, "b": 0.2, "baseline": 0.3})
+    assert taus[["rule_a", "rule_b", "n"]].values.tolist() == [["percentile", "mass", 3]]
+    assert taus["tau"].iloc[0] == pytest.approx(-1.0)
+    assert "*mass*: smallest top set holding 60 % of the mass (DINO)" in sentence
+    assert "from -1.00 (percentile vs mass)" in sentence and "n = 3 maps" in sentence
+    only = q1.conventions(_scores(frames[::2]), 90.0)
+    assert only[2].startswith("Only the percentile rule was scored")

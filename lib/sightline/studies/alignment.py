@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import extract, scoring, selection
+from .. import binarize, extract, scoring, selection
 from .. import finetune as ft
 from .. import stats as st
 from .study import Study
@@ -121,7 +121,7 @@ def score(study: Study, correct: Mapping[tuple[str, str], Mapping[str, bool | No
             targets[geometry] = scoring.build_targets(samples, geometry, m.resolution)
         parts.append(scoring.mark_correct(scoring.score_store(
             store, targets[geometry], model=name, variant=variant, percentiles=m.percentiles,
-            resolution=m.resolution), correct.get((name, variant))))
+            resolution=m.resolution, rules=m.rules), correct.get((name, variant))))
     every = scoring.tidy(pd.concat(parts, ignore_index=True))
     frozen = {n: s for (n, v), s in study.stores.items() if v == VARIANT}
     scores = Scores(every, {"model": every[every["variant"].isin([VARIANT, BASELINE])]},
@@ -134,10 +134,43 @@ def score(study: Study, correct: Mapping[tuple[str, str], Mapping[str, bool | No
         whole = scoring.build_targets(samples, scoring.COMMON_FRAME, m.resolution)
         common += [scoring.mark_correct(scoring.score_store_common(
             store, whole, study.geometries[n], model=n, variant=VARIANT, percentiles=m.percentiles,
-            resolution=m.resolution), correct.get((n, VARIANT)))
+            resolution=m.resolution, rules=m.rules), correct.get((n, VARIANT)))
             for n, store in frozen.items() if mode[n] == "crop"]
         scores.by_frame["common"] = scoring.tidy(pd.concat(common, ignore_index=True))
     return scores
+
+
+def read_scores(study: Study) -> Scores:
+    """The scores a build of ``study`` wrote (``scores.parquet``, and ``scores_common.parquet``
+    when that frame was scored), as `score` returns them: nothing is recomputed."""
+    every = study.read_table("scores.parquet")
+    scores = Scores(every, {"model": every[every["variant"].isin([VARIANT, BASELINE])]},
+                    FRAMES[study.params.metrics.frame], len(study.samples),
+                    sum(len(s.boxes) for s in study.samples))
+    if "common" in scores.frames:
+        scores.by_frame["common"] = study.read_table("scores_common.parquet")
+    return scores
+
+
+def conventions(scores: Scores, percentile: float) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Each map's best-layer IoU under every binarisation rule the profile scored
+    (`binarize.conventions_table`, frozen models and baselines), Kendall's τ between the
+    rankings, and the sentence naming the rules and how far the rankings agree."""
+    table, taus = binarize.conventions_table(scores.model, percentile)
+    rules = [r for r in binarize.RULES if r in table.columns]
+    if len(rules) < 2:
+        return table, taus, ("Only the percentile rule was scored (`metrics.rules`), so there "
+                             "is no other convention to rank the maps by.")
+    named = "; ".join(f"*{r}*: {binarize.RULES[r].label}" for r in rules)
+    agree = taus.dropna(subset=["tau"]).sort_values("tau")
+    spread = (f"Kendall's τ between two rules' rankings runs from {agree['tau'].iloc[0]:.2f} "
+              f"({agree['rule_a'].iloc[0]} vs {agree['rule_b'].iloc[0]}) to "
+              f"{agree['tau'].iloc[-1]:.2f} ({agree['rule_a'].iloc[-1]} vs "
+              f"{agree['rule_b'].iloc[-1]}), over n = {int(agree['n'].max())} maps"
+              if len(agree) else "Too few maps to compare rankings")
+    return table, taus, (f"IoU against the union under each rule ({named}); each map's best "
+                         f"layer is chosen in-sample under each rule, so the values are "
+                         f"optimistic, the rankings comparable. {spread}.")
 
 
 def frame_modes(study: Study) -> pd.DataFrame:
