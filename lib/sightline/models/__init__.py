@@ -29,6 +29,7 @@ params entries), `loading` (built models and local checkpoints).
 
 from sightline.models.choices import CHECKPOINT_HELP, SOURCES, check_choices, spec_for
 from sightline.models.from_hf import HFVision, pooling_heads
+from sightline.models.from_timm import packaged_efficientnet_lite0
 from sightline.models.loading import LoadedModel, load_checkpoint, load_choice, load_model
 from sightline.models.preprocessing import CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD
 from sightline.models.presets import REGISTRY, preset_keys, preset_table
@@ -39,6 +40,6 @@ __all__ = [
     "CHECKPOINT_HELP", "CLIP_MEAN", "CLIP_STD", "HALF", "IMAGENET_MEAN", "IMAGENET_STD",
     "REGISTRY", "SOURCES", "HFVision", "Layout", "LoadedModel", "ModelError", "ModelSpec",
     "TimmCNN", "TimmClassifier", "TimmViT", "applicable_methods", "check_choices",
-    "load_checkpoint", "load_choice", "load_model", "pooling_heads", "preset_keys",
-    "preset_table", "spec_for",
+    "load_checkpoint", "load_choice", "load_model", "packaged_efficientnet_lite0",
+    "pooling_heads", "preset_keys", "preset_table", "spec_for",
 ]  # fmt: skip
