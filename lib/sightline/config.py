@@ -166,9 +166,8 @@ class ModelChoice(_Section):
     @classmethod
     def _known_weights(cls, value: str, info: ValidationInfo) -> str:
         """pretrained or random; a torchvision spec may name a weights enum instead."""
-        allowed = ("pretrained", "random")
-        if value not in allowed and info.data.get("source") != "torchvision":
-            raise _literal_error(allowed)
+        if value not in ("pretrained", "random") and info.data.get("source") != "torchvision":
+            raise _literal_error(("pretrained", "random"))
         return value
 
     @model_validator(mode="after")
