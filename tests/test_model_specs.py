@@ -387,6 +387,13 @@ def test_keys_and_names_the_registry_rejects_stop_the_build_naming_the_entry(
     assert str(error.value).startswith(expected)
 
 
+@pytest.mark.parametrize("name", ["demo", "wikichurches", "shared_interest", "photos",
+                                  "own_data"])
+def test_shipped_profiles_pass_the_builds_model_check(name):
+    root = Path(__file__).resolve().parents[1]
+    pipeline.check_models(config.load_params(root / "params" / f"{name}.yaml", base=root))
+
+
 def test_missing_checkpoint_is_named_with_its_resolved_path(tmp_path):
     entry = {"key": "m", "source": "timm", "name": "resnet18", "checkpoint": "runs/best.pth"}
     with pytest.raises(config.ParamsError, match=r"model 'm': checkpoint .*runs/best.pth does "

@@ -105,10 +105,8 @@ class MasksDataset(_Section):
     strict: bool = True
 
 
-Dataset = Annotated[
-    SyntheticDataset | WikiChurchesDataset | CocoDataset | MasksDataset,
-    Field(discriminator="kind"),
-]
+Dataset = Annotated[SyntheticDataset | WikiChurchesDataset | CocoDataset | MasksDataset,
+                    Field(discriminator="kind")]
 
 
 Side = Annotated[int, Field(ge=16, le=4096)]
@@ -136,10 +134,8 @@ class InputSpec(_Section):
     def _square(cls, value: int | tuple[int, int] | None) -> int | None:
         if isinstance(value, tuple):
             if value[0] != value[1]:
-                raise ValueError(
-                    f"{value[0]}x{value[1]}: sightline's input frame is square "
-                    "(geometry.Geometry); give one side, e.g. size: " f"{max(value)}"
-                )
+                raise ValueError(f"{value[0]}x{value[1]}: sightline's input frame is square "
+                                 f"(geometry.Geometry); give one side, e.g. size: {max(value)}")
             return value[0]
         return value
 
@@ -175,9 +171,8 @@ class ModelChoice(_Section):
     @classmethod
     def _known_weights(cls, value: str, info: ValidationInfo) -> str:
         """pretrained or random; a torchvision spec may name a weights enum instead."""
-        allowed = ("pretrained", "random")
-        if value not in allowed and info.data.get("source") != "torchvision":
-            raise _literal_error(allowed)
+        if value not in ("pretrained", "random") and info.data.get("source") != "torchvision":
+            raise _literal_error(("pretrained", "random"))
         return value
 
     @model_validator(mode="after")
@@ -305,9 +300,8 @@ class SyntheticHumanAttentionDataset(_Section):
     strict: bool = True
 
 
-HumanAttentionData = Annotated[
-    HumanAttentionDataset | SyntheticHumanAttentionDataset, Field(discriminator="kind")
-]
+HumanAttentionData = Annotated[HumanAttentionDataset | SyntheticHumanAttentionDataset,
+                               Field(discriminator="kind")]
 
 
 class SIModelChoice(ModelChoice):
@@ -602,10 +596,8 @@ class Params(_Section):
         listed = {m.key for m in info.data.get("models", ())}
         unlisted = sorted(set(value.strategies) - listed)
         if unlisted:
-            raise ValueError(
-                f"finetune.strategies names {unlisted}, not in the models list "
-                f"({sorted(listed)}); add them to models or drop them here"
-            )
+            raise ValueError(f"finetune.strategies names {unlisted}, not in the models list "
+                             f"({sorted(listed)}); add them to models or drop them here")
         return value
 
     @model_validator(mode="after")
@@ -631,10 +623,8 @@ class Params(_Section):
                         f"finetune.strategies.{m.key} is {list(strategies)}; add it there")
         metrics = self.metrics
         if metrics.headline_percentile not in metrics.percentiles:
-            raise ValueError(
-                f"metrics.headline_percentile ({metrics.headline_percentile:g}) must be one of "
-                f"metrics.percentiles ({', '.join(f'{p:g}' for p in metrics.percentiles)})"
-            )
+            raise ValueError(f"metrics.headline_percentile ({metrics.headline_percentile:g}) must be one of "
+                             f"metrics.percentiles ({', '.join(f'{p:g}' for p in metrics.percentiles)})")
         return self
 
     def resolve_paths(self, base: Path) -> Params:
@@ -680,9 +670,7 @@ def load_params(path: str | Path, base: str | Path | None = None) -> Params:
     """Read and validate a params file; relative paths resolve against ``base`` (default: cwd)."""
     path = Path(path)
     if not path.is_file():
-        available = (
-            sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
-        )
+        available = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
         hint = f" Profiles in {path.parent}/: {', '.join(available)}." if available else ""
         raise ParamsError(f"{path}: no such params file.{hint}")
     try:
@@ -690,9 +678,7 @@ def load_params(path: str | Path, base: str | Path | None = None) -> Params:
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
-        raise ParamsError(
-            f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}"
-        )
+        raise ParamsError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
     try:
         params = Params.model_validate(raw)
     except ValidationError as error:

@@ -62,10 +62,8 @@ def load_run(run: str | Path | dict, device: str = "cpu") -> models.LoadedModel:
     manifest = run if isinstance(run, dict) else read_manifest(run)
     folder = Path(manifest["dir"])
     if checkpoint_hash(folder) != manifest["checkpoint_hash"]:
-        raise FinetuneError(
-            f"{folder}: the checkpoint files do not match the manifest's hash; delete the "
-            "folder and train the run again"
-        )
+        raise FinetuneError(f"{folder}: the checkpoint files do not match the manifest's hash; "
+                            "delete the folder and train the run again")
     choice = ModelChoice(**manifest["model"]["choice"])
     loaded = backbone(choice, manifest["model_seed"], device)
     module = loaded.module

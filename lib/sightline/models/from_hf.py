@@ -176,10 +176,9 @@ def checkpoint_arch(key: str, name: str) -> HFVision:
         config = AutoConfig.from_pretrained(
             name, local_files_only=huggingface_hub.constants.is_offline_mode())
     except (OSError, ValueError) as error:
-        raise ModelError(
-            f"model {key!r}: no Hugging Face config for {name!r} (a local directory with "
-            f"config.json, or an id in the hub cache: `hf download {name}`). Cause: {error}"
-        ) from error
+        raise ModelError(f"model {key!r}: no Hugging Face config for {name!r} (a local directory "
+                         f"with config.json, or an id in the hub cache: `hf download {name}`). "
+                         f"Cause: {error}") from error
     config = getattr(config, "vision_config", None) or config
     model_cls = MODEL_MAPPING.get(type(config), None)
     if model_cls is None:

@@ -5,7 +5,6 @@ arguments) that returns an ``nn.Module``; preprocessing from the module's timm
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,17 +18,17 @@ class FactoryBuilder:
     """A user function ``package.module:function`` that returns the module."""
 
     def random(self, name: str, size: Size) -> nn.Module:
-        return import_factory(name)()
+        return build_from_factory(name)
 
     def pretrained(self, name: str, cache_dir: Path | None) -> nn.Module:
-        return import_factory(name)()
+        return build_from_factory(name)
 
     def hub_id(self, name: str) -> str:
         return name
 
 
-def import_factory(path: str) -> Callable[[], nn.Module]:
-    """``package.module:function`` -> the function, or a ModelError naming what is missing."""
+def build_from_factory(path: str) -> nn.Module:
+    """The module ``package.module:function`` returns, or a ModelError naming what is missing."""
     module_name, _, attribute = path.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -39,11 +38,7 @@ def import_factory(path: str) -> Callable[[], nn.Module]:
     factory = getattr(module, attribute, None)
     if not callable(factory):
         raise ModelError(f"factory {path!r}: {module_name} has no function {attribute!r}")
-
-    def build() -> nn.Module:
-        built = factory()
-        if not isinstance(built, nn.Module):
-            raise ModelError(f"factory {path!r} returned {type(built).__name__}, not an nn.Module")
-        return built
-
-    return build
+    built = factory()
+    if not isinstance(built, nn.Module):
+        raise ModelError(f"factory {path!r} returned {type(built).__name__}, not an nn.Module")
+    return built

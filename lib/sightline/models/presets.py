@@ -8,21 +8,8 @@ from __future__ import annotations
 
 import math
 
+import transformers as hf
 from torch import nn
-from transformers import (
-    CLIPVisionConfig,
-    CLIPVisionModel,
-    Dinov2Config,
-    Dinov2Model,
-    Dinov2WithRegistersConfig,
-    Dinov2WithRegistersModel,
-    DINOv3ViTConfig,
-    DINOv3ViTModel,
-    SiglipVisionConfig,
-    SiglipVisionModel,
-    ViTMAEConfig,
-    ViTMAEModel,
-)
 
 from sightline.geometry import Geometry
 from sightline.models.from_hf import HF_FAMILIES, HFVision
@@ -47,12 +34,11 @@ def _tiny_efficientnet(name: str) -> nn.Module:
     """
     from timm.models.efficientnet import _gen_efficientnet
 
-    return _gen_efficientnet(
-        name, channel_multiplier=0.25, depth_multiplier=0.1, bn_eps=1e-3, pad_type="same"
-    )
+    return _gen_efficientnet(name, channel_multiplier=0.25, depth_multiplier=0.1, bn_eps=1e-3,
+                             pad_type="same")
 
 
-_SIGLIP = HFVision(SiglipVisionModel, SiglipVisionConfig, base=VIT_B16, tiny=TINY_VIT)
+_SIGLIP = HFVision(hf.SiglipVisionModel, hf.SiglipVisionConfig, base=VIT_B16, tiny=TINY_VIT)
 _DINOV2_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, mlp_ratio=4,
                     patch_size=14, image_size=518)
 _DINOV2_TINY = dict(hidden_size=64, mlp_ratio=2, num_hidden_layers=4, num_attention_heads=4,
@@ -66,13 +52,13 @@ _IMAGENET = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD)
 REGISTRY: dict[str, ModelSpec] = {spec.key: spec for spec in [
     ModelSpec(
         key="dinov2", study="wikichurches", checkpoint="facebook/dinov2-base",
-        arch=HFVision(Dinov2Model, Dinov2Config, base=_DINOV2_BASE, tiny=_DINOV2_TINY),
+        arch=HFVision(hf.Dinov2Model, hf.Dinov2Config, base=_DINOV2_BASE, tiny=_DINOV2_TINY),
         geometry=_DINOV2_GEOMETRY, **_IMAGENET,
         notes="patch 14: 16x16 grid at 224; position embeddings (518 px) interpolated",
     ),
     ModelSpec(
         key="dinov2_reg", study="wikichurches", checkpoint="facebook/dinov2-with-registers-base",
-        arch=HFVision(Dinov2WithRegistersModel, Dinov2WithRegistersConfig,
+        arch=HFVision(hf.Dinov2WithRegistersModel, hf.Dinov2WithRegistersConfig,
                       base={**_DINOV2_BASE, "num_register_tokens": 4}, tiny=_DINOV2_TINY),
         geometry=_DINOV2_GEOMETRY, **_IMAGENET,
         notes="the reference study's DINOv2: CLS + 4 registers before the patches; "
@@ -80,21 +66,21 @@ REGISTRY: dict[str, ModelSpec] = {spec.key: spec for spec in [
     ),
     ModelSpec(
         key="dinov3", study="wikichurches", checkpoint="facebook/dinov3-vitb16-pretrain-lvd1689m",
-        arch=HFVision(DINOv3ViTModel, DINOv3ViTConfig, base={**VIT_B16, "num_register_tokens": 4},
+        arch=HFVision(hf.DINOv3ViTModel, hf.DINOv3ViTConfig, base={**VIT_B16, "num_register_tokens": 4},
                       tiny=TINY_VIT),
         geometry=Geometry(size=224, interpolation="bilinear"), **_IMAGENET, gated=True,
         notes="RoPE; CLS + 4 registers before the patches; eval() stops position jitter",
     ),
     ModelSpec(
         key="mae", study="wikichurches", checkpoint="facebook/vit-mae-base",
-        arch=HFVision(ViTMAEModel, ViTMAEConfig, base=VIT_B16, tiny=TINY_VIT,
+        arch=HFVision(hf.ViTMAEModel, hf.ViTMAEConfig, base=VIT_B16, tiny=TINY_VIT,
                       **HF_FAMILIES["vit_mae"]),
         geometry=Geometry(size=224, interpolation="bilinear"), **_IMAGENET,
         notes="mask_ratio=0 and identity noise, so tokens stay in spatial order",
     ),
     ModelSpec(
         key="clip", study="wikichurches", checkpoint="openai/clip-vit-base-patch16",
-        arch=HFVision(CLIPVisionModel, CLIPVisionConfig, base=VIT_B16, tiny=TINY_VIT),
+        arch=HFVision(hf.CLIPVisionModel, hf.CLIPVisionConfig, base=VIT_B16, tiny=TINY_VIT),
         geometry=Geometry(size=224, resize=224, interpolation="bicubic"), mean=CLIP_MEAN,
         std=CLIP_STD, notes="vision tower only (CLIPVisionModel)",
     ),

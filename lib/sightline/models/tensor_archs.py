@@ -222,7 +222,7 @@ class TimmClassifier(_TensorModel):
 
     def layout(self, module: nn.Module, geometry: Geometry) -> tuple[int, int, tuple[int, int]]:
         """One explained layer, no heads, and the target's grid from a dry forward pass."""
-        shape = _output_shape(module, self.target_layer(module), geometry.size)
+        shape = _output_shapes(module, {"target": self.target_layer(module)}, geometry.size)["target"]
         if self.output == "tokens":
             prefix = getattr(module, "num_prefix_tokens", 0)
             for patches in (shape[1], shape[1] - prefix):
@@ -258,24 +258,20 @@ def resolve_layer(module: nn.Module, path: str) -> nn.Module:
     return layer
 
 
-def _output_shape(module: nn.Module, layer: nn.Module, size: int) -> tuple[int, ...]:
-    """The shape of ``layer``'s output in a dry forward pass at ``size`` px."""
-    seen: dict[str, tuple[int, ...]] = {}
-
-    def record(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-        seen["shape"] = tuple(output.shape)
-
-    handle = layer.register_forward_hook(record)
+def _output_shapes(module: nn.Module, layers: Mapping[str, nn.Module],
+                  size: int) -> dict[str, tuple[int, ...]]:
+    """The shapes of the tensors ``layers`` output in a dry forward pass at ``size`` px."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = [layer.register_forward_hook(
+        lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape))
+        if isinstance(out, torch.Tensor) else None) for name, layer in layers.items()]
     try:
         with torch.inference_mode():
-            module(torch.zeros(1, 3, size, size, device=_device(module)))
+            module(torch.zeros(1, 3, size, size, device=next(module.parameters()).device))
     finally:
-        handle.remove()
-    return seen["shape"]
-
-
-def _device(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
+        for handle in handles:
+            handle.remove()
+    return shapes
 
 
 def tensor_arch(key: str, module: nn.Module, builder: Builder, choice: ModelChoice,
@@ -311,17 +307,7 @@ def _default_target(key: str, module: nn.Module, size: int) -> str:
     info = getattr(module, "feature_info", None)
     if info:
         return info[-1]["module"]
-    shapes: dict[str, tuple[int, ...]] = {}
-    handles = [child.register_forward_hook(
-        lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape))
-        if isinstance(out, torch.Tensor) else None)
-        for name, child in module.named_children()]
-    try:
-        with torch.inference_mode():
-            module(torch.zeros(1, 3, size, size, device=_device(module)))
-    finally:
-        for handle in handles:
-            handle.remove()
+    shapes = _output_shapes(module, dict(module.named_children()), size)
     spatial = [n for n, s in shapes.items() if len(s) == 4 and s[2] * s[3] > 1]
     if not spatial:
         raise ModelError(f"model {key!r}: no top-level module of {type(module).__name__} outputs a spatial "
@@ -333,7 +319,7 @@ def _default_target(key: str, module: nn.Module, size: int) -> str:
 def _infer_layout(module: nn.Module, layer: nn.Module, size: int) -> TokenLayout:
     """tokens for (B, T, C); NHWC where the module says so (timm ``output_fmt``) or the
     shape does (B, h, h, C), else NCHW."""
-    shape = _output_shape(module, layer, size)
+    shape = _output_shapes(module, {"layer": layer}, size)["layer"]
     if len(shape) == 3:
         return "tokens"
     fmt = getattr(module, "output_fmt", None)
