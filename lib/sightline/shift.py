@@ -27,28 +27,9 @@ from .finetune import strategy_of
 
 METRICS = ("iou", "coverage", "mse", "kl", "emd")
 LOWER_IS_BETTER = frozenset({"mse", "kl", "emd"})
-COLUMNS = [
-    "model",
-    "strategy",
-    "method",
-    "layer",
-    "metric",
-    "threshold",
-    "n",
-    "n_seeds",
-    "mean_frozen",
-    "mean_finetuned",
-    "delta",
-    "ci_low",
-    "ci_high",
-    "p_wilcoxon",
-    "p_ttest",
-    "p_holm",
-    "margin",
-    "p_tost",
-    "d_z",
-    "verdict",
-]
+COLUMNS = ["model", "strategy", "method", "layer", "metric", "threshold", "n", "n_seeds",
+           "mean_frozen", "mean_finetuned", "delta", "ci_low", "ci_high", "p_wilcoxon", "p_ttest",
+           "p_holm", "margin", "p_tost", "d_z", "verdict"]
 FROZEN = "frozen"
 
 
