@@ -50,8 +50,7 @@ from sightline.studies import shift as q2
 
 plots.setup()
 study = Study.from_sections(tables_dir, dataset=dataset, models=models, extraction=extraction,
-                            metrics=metrics, stats=stats, finetune=finetune, report=report,
-                            seed=seed)
+                            metrics=metrics, stats=stats, finetune=finetune, seed=seed)
 P = float(metrics["headline_percentile"])
 manifests = study.train(progress=False)  # all cached (Q1)
 scores = study.read_table("scores.parquet")

@@ -61,7 +61,7 @@ from sightline.studies import Study
 from sightline.studies import sanity as q4
 
 plots.setup()
-study = Study.from_sections(tables_dir, dataset=dataset, models=models, sanity=sanity, seed=seed)
+study = Study.from_sections(tables_dir, dataset=dataset, models=models, seed=seed)
 tables = q4.SanityTables.read(study)
 if not tables.tested:
     display(Markdown("**No model in `sanity.models`: the randomisation test did not run.**"))

@@ -6,8 +6,11 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats as sps
 
+from sightline import extract, pipeline, scoring
+from sightline.studies import Study
 from sightline.studies import positive_control as pc
 
 IMAGES = [f"img{i:02d}" for i in range(20)]
@@ -136,3 +139,39 @@ def test_chosen_layers_and_signed_differences():
     assert result.chosen_layers("iou@90") == {("vit", "full.s0", "cls"): 2}
     assert (pc.signed(0.01234), pc.signed(-0.0001234), pc.signed(0.0)) == (
         "+0.012", "-1.2e-04", "+0.0e+00")
+
+
+@pytest.mark.slow
+def test_the_whole_control_runs_on_a_tiny_study(tmp_path, demo_params):
+    """Twin data set, training, extraction, scoring, gate and verdicts on 8 images: the
+    twin is the full run's null control, every table and line is there."""
+    params = demo_params(["resnet50"], probes={"resnet50": ["linear_probe", "full"]})
+    params["dataset"].update(root=str(tmp_path / "data"), n_annotated=8, n_pool=24)
+    params["extraction"].update(batch_size=4, cache_dir=str(tmp_path / "cache"))
+    params["finetune"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
+    params["metrics"]["percentiles"] = [50, 90]
+    params["stats"] = {"n_boot": 100}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(params))
+    study = Study.open(path, root=tmp_path, tables=tmp_path / "tables")
+    pipeline.prepare_dataset(study.params)
+    extract.extract_models(study.samples, list(study.jobs.values()), batch_size=4, device="cpu",
+                           seed=0, progress=False)
+    extract.extract_baselines(study.samples, ["centre_gaussian"], study.baseline_store, seed=0)
+    scores = pd.concat([scoring.score_store(
+        store, scoring.build_targets(study.samples, extract.BASELINE_GEOMETRY if name == "baseline"
+                                     else study.geometries[name], 224),
+        model=name, variant=variant, percentiles=[50, 90], resolution=224, progress=False)
+        for (name, variant), store in [*study.stores.items(),
+                                       (("baseline", "baseline"), study.baseline_store)]])
+    result = pc.run(study, scores)
+    assert result.accuracy["variant"].tolist() == ["full.s0", "full.s0 (parts removed)"]
+    assert result.accuracy["images"].tolist() == ["with the parts", "parts removed"]
+    assert "full.s0 (parts removed)" in set(result.scores["variant"])
+    ends = result.endpoints
+    assert ends["variant"].tolist() == ["full.s0", "full.s0 (parts removed)"]
+    assert ends["method"].tolist() == ["gradcam", "gradcam"]
+    assert (ends["role"] == ends["variant"].map(result.accuracy.set_index("variant")[
+        "learned (gate)"]).map({True: "primary", False: "null control"})).all()
+    assert result.summary().startswith("**The positive control**")
+    assert "(8 annotated images, 1 seed per run)" in result.summary()

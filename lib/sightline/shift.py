@@ -25,29 +25,10 @@ import pandas as pd
 from . import registry, stats
 from .finetune import strategy_of
 
-METRICS = ("iou", "coverage", "mse", "kl", "emd")
-COLUMNS = [
-    "model",
-    "strategy",
-    "method",
-    "layer",
-    "metric",
-    "threshold",
-    "n",
-    "n_seeds",
-    "mean_frozen",
-    "mean_finetuned",
-    "delta",
-    "ci_low",
-    "ci_high",
-    "p_wilcoxon",
-    "p_ttest",
-    "p_holm",
-    "margin",
-    "p_tost",
-    "d_z",
-    "verdict",
-]
+METRICS = tuple(registry.sesoi_defaults())  # Q2's metrics: those with a margin
+COLUMNS = ["model", "strategy", "method", "layer", "metric", "threshold", "n", "n_seeds",
+           "mean_frozen", "mean_finetuned", "delta", "ci_low", "ci_high", "p_wilcoxon", "p_ttest",
+           "p_holm", "margin", "p_tost", "d_z", "verdict"]
 FROZEN = "frozen"
 
 

@@ -33,10 +33,6 @@ def own_method(spec) -> str:
     return HEADLINE_METHOD[spec.readout]
 
 
-def _ipercentile(frame: pd.DataFrame, column: str, value: float) -> pd.Series:
-    return np.isclose(frame[column], value)
-
-
 # --- training ----------------------------------------------------------------------------
 def split_table(splits: Mapping[int, ft.Split]) -> pd.DataFrame:
     """Per seed: the split's id and its train / val sizes."""
@@ -101,7 +97,7 @@ def headline_rows(table: pd.DataFrame, specs: Mapping) -> pd.DataFrame:
 def headline(deltas: pd.DataFrame, specs: Mapping, percentile: float) -> pd.DataFrame:
     """The headline rows at the headline percentile (and the threshold-free metrics)."""
     rows = headline_rows(deltas, specs)
-    return rows[_ipercentile(rows, "threshold", percentile) | rows["threshold"].isna()]
+    return rows[np.isclose(rows["threshold"], percentile) | rows["threshold"].isna()]
 
 
 def fine_tuned(table: pd.DataFrame) -> pd.DataFrame:
@@ -221,7 +217,7 @@ def by_feature(per_box: pd.DataFrame, percentile: float, *,
 def _union_iou(scores: pd.DataFrame, percentile: float, heads: bool) -> pd.DataFrame:
     rows = scores[(scores["target"] == "union") & ((scores["head"] >= 0) if heads
                                                     else (scores["head"] == -1))
-                  & (scores["metric"] == "iou") & _ipercentile(scores, "threshold", percentile)]
+                  & (scores["metric"] == "iou") & np.isclose(scores["threshold"], percentile)]
     return rows.assign(strategy=rows["variant"].astype(str).map(ft.strategy_of))
 
 
@@ -273,7 +269,7 @@ def held_out_accuracy(manifests: Sequence[dict], dataset: data.WikiChurches,
 
 def accuracy_points(deltas: pd.DataFrame, accuracy: pd.Series, percentile: float) -> pd.DataFrame:
     """ΔIoU@p of every map kind at its last layer per fine-tuned run, with the run's accuracy."""
-    points = deltas[(deltas["metric"] == "iou") & _ipercentile(deltas, "threshold", percentile)
+    points = deltas[(deltas["metric"] == "iou") & np.isclose(deltas["threshold"], percentile)
                     & (deltas["strategy"] != "linear_probe")]
     points = points[points["layer"] == points.groupby(["model", "method"])["layer"]
                     .transform("max")]
