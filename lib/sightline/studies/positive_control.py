@@ -273,7 +273,7 @@ def run(study: Study, scores: pd.DataFrame) -> PositiveControl | None:
     own = {name: own_method(spec) for name, spec in study.specs.items()}
     table = endpoint_table(scores, gate, own, images,
                            percentile=float(study.params.metrics.headline_percentile),
-                           sesoi=stats.sesoi.model_dump(), n_boot=stats.n_boot,
+                           sesoi=dict(stats.sesoi), n_boot=stats.n_boot,
                            seed=study.params.seed, alpha=stats.alpha)
     return PositiveControl(gate, judge(table, stats.alpha), scores, images,
                            study.params.finetune.seeds, stats.alpha, evaluations)
