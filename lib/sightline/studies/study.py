@@ -11,7 +11,7 @@ through `read_table` / `write_table`, in one folder (`tables`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ class Study:
 
     params: config.Params
     tables: Path
+    _manifests: list[dict] | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, params: str | Path = "params/demo.yaml", *, root: str | Path | None = None,
@@ -95,11 +96,11 @@ class Study:
 
     def train(self, *, progress: bool = True) -> list[dict]:
         """Train (or read from their checkpoints) every planned run; their manifests."""
-        if "manifests" not in self.__dict__:
-            self.__dict__["manifests"] = ft.train_all(
+        if self._manifests is None:
+            self._manifests = ft.train_all(
                 self.runs, self.splits, self.params.finetune, model_seed=self.params.seed,
                 execution=self.params.execution, progress=progress)
-        return self.__dict__["manifests"]
+        return self._manifests
 
     @property
     def manifests(self) -> list[dict]:
