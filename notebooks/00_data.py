@@ -22,7 +22,7 @@
 # build injects its own profile's values after this cell. Run here, the notebook writes its
 # tables to report/demo/interactive/tables/ (set tables_dir to change it): the build's
 # report/demo/tables/, which the report and the explorer read, stays as the build made it.
-from sightline.project import default
+from sightline.notebook_defaults import default
 
 dataset = default("dataset")
 report = default("report")

@@ -23,7 +23,8 @@ import pytest
 import yaml
 from nbclient import NotebookClient
 
-from sightline import config, data, pipeline, project
+from sightline import config, data, pipeline
+from sightline import notebook_defaults as defaults
 from sightline.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,13 +93,13 @@ def test_defaults_come_from_the_demo_params_resolved_against_the_project_root(
 ):
     monkeypatch.chdir(demo_project / "notebooks")
     demo = config.load_params(demo_project / "params" / "demo.yaml", base=demo_project)
-    assert project.project_root() == demo_project.resolve()
-    assert project.default("dataset") == demo.model_dump(mode="json")["dataset"]
-    assert project.default("dataset")["root"] == str(demo_project.resolve() / "data/synthetic-demo")
+    assert defaults.project_root() == demo_project.resolve()
+    assert defaults.default("dataset") == demo.model_dump(mode="json")["dataset"]
+    assert defaults.default("dataset")["root"] == str(demo_project.resolve() / "data/synthetic-demo")
     monkeypatch.setenv("SIGHTLINE_BUILD", "1")  # a build's own value (it injects it anyway)
-    assert project.default("tables_dir") == str(demo_project.resolve() / "report/demo/tables")
+    assert defaults.default("tables_dir") == str(demo_project.resolve() / "report/demo/tables")
     monkeypatch.delenv("SIGHTLINE_BUILD")
-    assert project.default("models") == [m.model_dump(mode="json") for m in demo.models]
+    assert defaults.default("models") == [m.model_dump(mode="json") for m in demo.models]
 
 
 def test_an_interactive_run_writes_beside_the_builds_tables_and_says_where(
@@ -109,13 +110,13 @@ def test_an_interactive_run_writes_beside_the_builds_tables_and_says_where(
     build = demo_project / "report" / "demo" / "tables"
     build.mkdir(parents=True, exist_ok=True)
     (build / "scores.csv").write_text("made by the build\n")
-    folder = Path(project.default("tables_dir"))
+    folder = Path(defaults.default("tables_dir"))
     assert folder == demo_project.resolve() / "report" / "demo" / "interactive" / "tables"
     line = capsys.readouterr().out
     assert str(folder) in line and str(build.resolve()) in line and "left as the build" in line
     assert (folder / "scores.csv").read_text() == "made by the build\n"  # inputs it may read
     (folder / "scores.csv").write_text("an interactive run\n")
-    project.default("tables_dir")  # a second notebook: what the first wrote stays
+    defaults.default("tables_dir")  # a second notebook: what the first wrote stays
     assert (folder / "scores.csv").read_text() == "an interactive run\n"
     assert (build / "scores.csv").read_text() == "made by the build\n"
 
@@ -150,7 +151,7 @@ def test_notebook_before_the_build_says_to_run_the_build(tmp_path, monkeypatch, 
     root = _new_project(tmp_path / "fresh", _small_demo(demo_params))
     monkeypatch.chdir(root / "notebooks")
     with pytest.raises(data.DataError) as error:
-        data.load_dataset(project.default("dataset"))
+        data.load_dataset(defaults.default("dataset"))
     assert "run `python build.py` first" in str(error.value)
     assert "zenodo" not in str(error.value).lower() and "download" not in str(error.value)
 
@@ -164,7 +165,7 @@ def test_damaged_generated_data_is_not_used_and_never_points_at_zenodo(tmp_path,
     image.write_bytes(image.read_bytes()[:400])  # truncated, as a broken copy leaves it
     monkeypatch.chdir(root)
     with pytest.raises(data.DataError) as error:
-        data.load_dataset(project.default("dataset"))
+        data.load_dataset(defaults.default("dataset"))
     message = str(error.value)
     assert image.name in message and "run `python build.py` first" in message
     assert "zenodo" not in message.lower()

@@ -36,7 +36,7 @@ class Study:
              tables: str | Path | None = None) -> Study:
         """Open a params file (relative paths in it resolve against ``root``, default: the
         project root). Tables default to the build's ``report/<profile>/tables``."""
-        from ..project import project_root
+        from ..notebook_defaults import project_root
 
         root = Path(root) if root is not None else project_root()
         path = Path(params)
