@@ -25,9 +25,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from torch import nn
 
-from sightline import data, finetune, models
+from sightline import data, finetune, models, synthetic
 from sightline.config import Finetune, ModelChoice
-from sightline.data import synthetic
 
 QUICK_MODELS = ("clip", "resnet50")
 

@@ -21,9 +21,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from sightline import data, execution, extract
+from sightline import data, execution, extract, synthetic
 from sightline.config import Execution, ModelChoice
-from sightline.data import synthetic
 
 ENGINES = {
     "local": Execution(),

@@ -14,8 +14,7 @@ import time
 
 import numpy as np
 
-from sightline import data, models, scoring
-from sightline.data import synthetic
+from sightline import data, models, scoring, synthetic
 
 PERCENTILES = [50, 60, 70, 75, 80, 85, 90, 95]
 

@@ -36,9 +36,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from sightline import config, data, extract, frames, saliency, sanity, scoring
+from sightline import config, data, extract, frames, saliency, sanity, scoring, synthetic
 from sightline import finetune as ft
-from sightline.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "params" / "wikichurches.yaml"

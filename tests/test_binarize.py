@@ -142,8 +142,7 @@ def test_conventions_table_on_a_planted_frame():
 
 
 def test_scoring_adds_each_rules_iou_of_the_head_mean_maps(tmp_path):
-    from sightline import data, scoring
-    from sightline.data import synthetic
+    from sightline import data, scoring, synthetic
     from sightline.geometry import Geometry
 
     root = synthetic.make_synthetic(tmp_path, n_annotated=3, n_pool=0, seed=4)

@@ -11,9 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from sightline import cache, data, extract
+from sightline import cache, data, extract, synthetic
 from sightline.config import ModelChoice
-from sightline.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 

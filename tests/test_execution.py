@@ -13,9 +13,8 @@ import pytest
 import torch
 import yaml
 
-from sightline import config, data, execution, extract, pipeline
+from sightline import config, data, execution, extract, pipeline, synthetic
 from sightline.config import Execution, ModelChoice
-from sightline.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY2 = Execution(engine="ray", workers=2)

@@ -363,7 +363,7 @@ def test_explore_on_an_unbuilt_profile_names_the_build_command(tmp_path, capsys)
                                             "n_annotated": 4, "n_pool": 0})
     path = tmp_path / "never.yaml"
     path.write_text(yaml.safe_dump(params))
-    from sightline.data import synthetic
+    from sightline import synthetic
 
     synthetic.make_synthetic(tmp_path / "d", n_annotated=4, n_pool=0, seed=0)
     code = cli.main(["explore", "--params", str(path), "--report-dir", str(tmp_path / "r"),

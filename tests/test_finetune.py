@@ -13,9 +13,8 @@ import torch
 from safetensors.torch import load_file
 from sklearn.metrics import f1_score
 
-from sightline import data, extract, finetune, models, saliency
+from sightline import data, extract, finetune, models, saliency, synthetic
 from sightline.config import Finetune, ModelChoice
-from sightline.data import synthetic
 
 TINY = {"weights": "random", "size": "tiny"}
 RECIPE = Finetune(epochs=2, batch_size=8, head_lr=1e-2, backbone_lr_full=1e-3,

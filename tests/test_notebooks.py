@@ -25,7 +25,6 @@ from nbclient import NotebookClient
 
 from sightline import config, data, pipeline
 from sightline import notebook_defaults as defaults
-from sightline.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [p.stem for p in sorted((ROOT / "notebooks").glob("*.py"))]
@@ -173,7 +172,7 @@ def test_damaged_generated_data_is_not_used_and_never_points_at_zenodo(tmp_path,
         data.load_image(image)
     assert "zenodo" not in str(error.value).lower() and "python build.py" in str(error.value)
     pipeline.prepare_dataset(params)  # the build regenerates it
-    assert synthetic.verify(params.dataset.root) is None
+    assert data.verify_generated(params.dataset.root) is None
 
 
 _SUMMARY = re.compile(r"<table class='summary'>.*?</table>|report made [0-9: -]+", re.S)

@@ -7,9 +7,8 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
-from sightline import data, extract, pipeline, saliency
+from sightline import data, extract, pipeline, saliency, synthetic
 from sightline.config import SIModelChoice
-from sightline.data import synthetic
 
 CNN = SIModelChoice(key="resnet101", weights="random", size="tiny")
 CHEAP_XRAI = saliency.XraiSettings(steps=2, batch_size=4, algorithm="fast")

@@ -4,8 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sightline import cache, data, metrics, scoring
-from sightline.data import synthetic
+from sightline import cache, data, metrics, scoring, synthetic
 from sightline.geometry import Geometry
 
 R = 32

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sightline import config, data, pipeline
-from sightline.data import synthetic
+from sightline import config, data, pipeline, synthetic
 from sightline.geometry import Geometry
 
 

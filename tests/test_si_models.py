@@ -173,9 +173,8 @@ def test_xrai_rejects_bad_settings_and_heads(tiny):
 
 
 def test_method_cost_is_timed_once_and_kept_beside_the_store(tmp_path, monkeypatch):
-    from sightline import cache, data
+    from sightline import cache, data, synthetic
     from sightline.config import SIModelChoice
-    from sightline.data import synthetic
     from sightline.models import loading
     from sightline.studies import shared_interest as si
 

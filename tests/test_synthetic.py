@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sightline.data import MAIN_STYLES, DataError, church_of, load_image, load_wikichurches
-from sightline.data.synthetic import FEATURES, MANIFEST, STYLE_PARTS, make_synthetic
+from sightline.data import MAIN_STYLES, MANIFEST, DataError, church_of, load_image, load_wikichurches
+from sightline.synthetic import FEATURES, STYLE_PARTS, make_synthetic
 
 SMALL = {"n_annotated": 10, "n_pool": 14, "image_size": (96, 80)}
 

@@ -30,9 +30,8 @@ from jupyter_client.manager import AsyncKernelManager
 from papermill.exceptions import PapermillExecutionError
 from traitlets import CaselessStrEnum
 
-from . import config, data, execution, models, preflight
+from . import config, data, execution, models, preflight, synthetic
 from .config import ModelChoice, SIModelChoice
-from .data import synthetic
 from .studies import photo_album
 
 # Every notebook's Jupytext header names this kernel, so papermill, nbconvert --execute and
@@ -134,7 +133,7 @@ def prepare_dataset(params: config.Params) -> PreparedData:
     if ds is None:
         return PreparedData(_digest(fingerprints), preflight.Offer())
     if isinstance(ds, config.SyntheticDataset):
-        problem = synthetic.verify(ds.root)
+        problem = data.verify_generated(ds.root)
         if problem is not None:
             print(f"[build] generating the synthetic data in {ds.root} ({problem})", flush=True)
         synthetic.make_synthetic(

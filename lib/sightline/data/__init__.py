@@ -5,7 +5,7 @@
 samples, regions and labels look the same whatever the format; ``dataset_fingerprint``
 hashes what that reader reads. The ML Interpretability Benchmark (human-attention masks,
 the Shared Interest study) has its reader in ``human_attention``; the demo generators
-(both formats) are in ``synthetic``.
+(both formats) are apart, in `sightline.synthetic`; ``verify_generated`` checks their output.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sightline.data import synthetic
 from sightline.data.coco import coco_files, load_coco
 from sightline.data.contract import (
     MANIFEST,
@@ -33,6 +32,7 @@ from sightline.data.contract import (
     load_image,
     region_masks,
     union_mask,
+    verify_generated,
 )
 from sightline.data.human_attention import (
     BENCHMARK_REPO,
@@ -66,7 +66,7 @@ __all__ = [
     "bounding_box", "box_masks", "church_of", "dataset_fingerprint", "human_attention_fingerprint",
     "human_mask", "image_size", "imagenet_subjects", "load_attention_mask", "load_coco",
     "load_dataset", "load_human_attention", "load_image", "load_masks", "load_wikichurches",
-    "main_style", "read_mask", "region_masks", "synthetic", "union_mask",
+    "main_style", "read_mask", "region_masks", "union_mask", "verify_generated",
 ]  # fmt: skip
 
 
@@ -90,7 +90,7 @@ def load_dataset(dataset: Mapping[str, Any]) -> Dataset:
                           rule=rule.get("rule", "std"), num_std=rule.get("num_std", 1.0),
                           percentile=rule.get("percentile", 90.0), strict=strict)
     if kind == "synthetic":
-        problem = synthetic.verify(root)
+        problem = verify_generated(root)
         if problem is not None:
             raise DataError(
                 f"the generated data in {root} cannot be used ({problem}): run `python build.py` "

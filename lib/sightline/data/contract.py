@@ -21,6 +21,7 @@ Conventions shared by the readers:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -39,7 +40,7 @@ MAX_IMAGE_PIXELS = 300_000_000
 if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_IMAGE_PIXELS:
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
-MANIFEST = "synthetic.json"  # written by the generators (sightline.data.synthetic)
+MANIFEST = "synthetic.json"  # written by the generators (sightline.synthetic)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 POOL_COLUMNS = ["image_id", "church_id", "path", "style", "split"]
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
@@ -195,6 +196,30 @@ def decode_upright(path: Path, remedy: str = "replace the file") -> Image.Image:
             f"{path}: cannot decode the image ({error}); the file is corrupt or truncated — "
             f"{remedy}."
         ) from error
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def verify_generated(root: str | Path) -> str | None:
+    """Why the generated folder ``root`` cannot be used as it is, or None if it is complete and
+    every file it lists has the SHA-256 recorded in its manifest."""
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        return "not generated yet"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return f"{MANIFEST} is unreadable"
+    if not manifest.get("complete") or not isinstance(manifest.get("files"), dict):
+        return "an earlier generation did not finish"
+    for name, expected in manifest["files"].items():
+        if not (path.parent / name).is_file():
+            return f"{name} is missing"
+        if file_sha256(path.parent / name) != expected:
+            return f"{name} does not match the hash in {MANIFEST}"
+    return None
 
 
 def remedy(root: Path, real: str) -> str:

@@ -15,11 +15,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .. import data, extract, plots, scoring, selection
+from .. import data, extract, plots, scoring, selection, synthetic
 from .. import finetune as ft
 from .. import stats as st
 from ..config import ModelChoice
-from ..data import synthetic
 from .shift import CHANCE, own_method
 from .study import Study
 
