@@ -27,6 +27,7 @@ from torch import nn
 
 from sightline import data, finetune, models, synthetic
 from sightline.config import Finetune, ModelChoice
+from sightline.finetune.checkpoints import backbone, feature_dim
 
 QUICK_MODELS = ("clip", "resnet50")
 
@@ -39,9 +40,9 @@ def _peak_mib(device: str) -> float:
 
 def bare_loop(key: str, n_images: int, batch: int, device: str) -> float:
     """Seconds for one epoch of the plainest loop: forward, CE, backward, AdamW step."""
-    loaded = finetune._backbone(ModelChoice(key=key, weights="random", size="base"), 0, device)
+    loaded = backbone(ModelChoice(key=key, weights="random", size="base"), 0, device)
     module = loaded.module.train()
-    head = nn.Linear(finetune._feature_dim(loaded), 4).to(device)
+    head = nn.Linear(feature_dim(loaded), 4).to(device)
     optimiser = torch.optim.AdamW([*module.parameters(), *head.parameters()], lr=1e-5)
     size = loaded.spec.geometry.size
     pixels = torch.randn(n_images, 3, size, size, device=device)

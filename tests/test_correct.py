@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from sightline import data, extract, scoring, shift, stats, variants
+from sightline import data, extract, scoring, shift, stats
 from sightline.config import ModelChoice
+from sightline.finetune import checkpoints
 from sightline.studies import photos as ph
 
 
@@ -79,7 +80,7 @@ def test_a_store_without_predictions_gets_them_from_the_head_once(tmp_path, monk
     samples = _samples(tmp_path, [0, 1, 2, 3, 0],
                        [styles[0], styles[2], styles[2], "Other", styles[3]])
     loads = []
-    monkeypatch.setattr(variants, "load_run", lambda run, device: loads.append(run)
+    monkeypatch.setattr(checkpoints, "load_run", lambda run, device: loads.append(run)
                         or _PlantedHead())
     store = _mapped_store(tmp_path, samples)
     job = extract.MapJob(None, store, None, tmp_path / "run")
@@ -118,11 +119,11 @@ def test_the_extraction_records_the_heads_prediction_of_its_own_forward_pass(
     """A planted style head on a tiny backbone: the classes the extraction stores equal the
     head's argmax in a separate forward pass, and ``correct`` then loads no model."""
     choice = ModelChoice(key=key, size="tiny", weights="random")
-    backbone = variants.backbone(choice, 0, "cpu")
+    backbone = checkpoints.backbone(choice, 0, "cpu")
     samples = _noise_samples(tmp_path / "images", 8, list(extract.STYLES))
     pixels = backbone.preprocess([data.load_image(s.path) for s in samples])
     with torch.no_grad():  # class c's weight: image c's centred embedding, so classes differ
-        embedded = variants.embed(backbone, pixels)
+        embedded = checkpoints.embed(backbone, pixels)
         centre = embedded.mean(dim=0)
         head = torch.nn.Linear(embedded.shape[-1], len(extract.STYLES))
         head.weight.copy_(embedded[: len(extract.STYLES)] - centre)
@@ -139,7 +140,7 @@ def test_the_extraction_records_the_heads_prediction_of_its_own_forward_pass(
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded for predictions the store holds")
 
-    monkeypatch.setattr(variants, "load_run", no_model)
+    monkeypatch.setattr(checkpoints, "load_run", no_model)
     correct = extract.style_correct(extract.MapJob(choice, store, methods, tmp_path / "run"),
                                     samples)
     assert correct == {s.image_id: extract.STYLES[c] == s.label

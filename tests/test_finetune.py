@@ -15,6 +15,7 @@ from sklearn.metrics import f1_score
 
 from sightline import data, extract, finetune, models, saliency, synthetic
 from sightline.config import Finetune, ModelChoice
+from sightline.finetune import training
 
 TINY = {"weights": "random", "size": "tiny"}
 RECIPE = Finetune(epochs=2, batch_size=8, head_lr=1e-2, backbone_lr_full=1e-3,
@@ -97,7 +98,7 @@ def test_manifest_records_the_run(trained, split):
 
 def test_finished_runs_are_reused_not_retrained(trained, split, monkeypatch):
     out, runs = trained
-    monkeypatch.setattr(finetune, "_backbone", lambda *a: pytest.fail("retrained"))
+    monkeypatch.setattr(training.checkpoints, "backbone", lambda *a: pytest.fail("retrained"))
     again = finetune.train_run(ModelChoice(key="dinov2", **TINY), "lora", 0, split, RECIPE, out)
     assert again == runs[("dinov2", "lora")]
 
@@ -156,16 +157,16 @@ def test_a_killed_run_resumes_to_the_same_weights(split, tmp_path, monkeypatch):
     recipe = RECIPE.model_copy(update={"epochs": 3})
     whole = finetune.train_run(choice, "full", 0, split, recipe, tmp_path / "a", progress=False)
 
-    save = finetune._save_state
+    save = training._save_state
 
     def save_then_die(path, state):
         save(path, state)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(finetune, "_save_state", save_then_die)
+    monkeypatch.setattr(training, "_save_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         finetune.train_run(choice, "full", 0, split, recipe, tmp_path / "b", progress=False)
-    monkeypatch.setattr(finetune, "_save_state", save)
+    monkeypatch.setattr(training, "_save_state", save)
     folder = finetune.run_dir(tmp_path / "b", finetune.Run(choice, "full", 0), split, recipe, 0)
     assert (folder / "state.pt").exists() and not (folder / "manifest.json").exists()
     resumed = finetune.train_run(choice, "full", 0, split, recipe, tmp_path / "b", progress=False)
@@ -320,7 +321,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from sightline import variants
+from sightline.finetune import checkpoints
 
 
 class Attention(nn.Module):
@@ -335,8 +336,8 @@ class Attention(nn.Module):
 torch.manual_seed(0)
 folder = Path(sys.argv[1])
 model = get_peft_model(Attention(), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
-model.save_pretrained(folder / variants.ADAPTER_DIR)
-print(variants.checkpoint_hash(folder))
+model.save_pretrained(folder / checkpoints.ADAPTER_DIR)
+print(checkpoints.checkpoint_hash(folder))
 """
 
 
@@ -354,3 +355,17 @@ def test_a_lora_runs_hash_is_the_same_under_any_hash_seed(tmp_path):
         configs.append(json.loads((folder / "adapter" / "adapter_config.json").read_text()))
     assert configs[0]["target_modules"] != configs[1]["target_modules"]  # the planted order
     assert hashes[0] == hashes[1]
+
+
+def test_code_version_covers_every_module_of_the_package(tmp_path, monkeypatch):
+    package = tmp_path / "finetune"
+    package.mkdir()
+    for source in Path(finetune.__file__).parent.glob("*.py"):
+        (package / source.name).write_bytes(source.read_bytes())
+    monkeypatch.setattr(finetune, "__file__", str(package / "__init__.py"))
+    before = finetune.code_version()
+    for name in ("training.py", "checkpoints.py"):
+        with (package / name).open("a") as module:
+            module.write("# a change\n")
+        assert finetune.code_version() != before
+        before = finetune.code_version()

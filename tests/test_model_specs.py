@@ -21,8 +21,9 @@ from torchvision.models import ResNet18_Weights, ResNet50_Weights
 from torchvision.transforms import InterpolationMode
 from transformers import BitImageProcessor, CLIPConfig, CLIPModel, SiglipImageProcessor
 
-from sightline import config, extract, models, pipeline, saliency, variants
+from sightline import config, extract, models, pipeline, saliency
 from sightline.config import ModelChoice
+from sightline.finetune import checkpoints
 from sightline.geometry import Geometry
 
 PIXELS = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
@@ -429,8 +430,8 @@ def test_build_stops_before_any_work_on_a_spec_that_cannot_be_read(tmp_path):
 
 def test_a_spec_fine_tunes_through_the_shared_variant_loader():
     choice = _choice(key="tvit", source="timm", name="vit_tiny_patch16_224", weights="random")
-    backbone = variants.backbone(choice, 0, "cpu")
-    assert variants.feature_dim(backbone) == 192  # the classifier head is dropped
+    backbone = checkpoints.backbone(choice, 0, "cpu")
+    assert checkpoints.feature_dim(backbone) == 192  # the classifier head is dropped
     from sightline import finetune
 
     assert finetune.recipe(config.Finetune(), choice, "lora")["lora_targets"] == ["qkv"]

@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import baselines, cache, data, geometry, models, registry, saliency, variants
+from . import baselines, cache, data, geometry, models, registry, saliency
 from . import execution as engine
 from .config import Execution, ModelChoice
+from .finetune import checkpoints
 from .geometry import Geometry
 
 # Baselines see the whole image (squash frame) and are stored on a coarse grid, like a
@@ -48,7 +49,7 @@ def code_hash(*modules: ModuleType) -> str:
 def code_version() -> str:
     """Hash of the code that decides what a map is and of the methods registered (a method
     registered from outside these modules gets stores of its own); part of every store's key."""
-    code = code_hash(geometry, models, variants, saliency, baselines, registry)
+    code = code_hash(geometry, models, checkpoints, saliency, baselines, registry)
     return hashlib.sha256(f"{code} {' '.join(registry.METHODS.names())}".encode()).hexdigest()[:12]
 
 
@@ -306,7 +307,7 @@ def load_for(choice: ModelChoice, run: Path | None, *, seed: int, device: str
              ) -> models.LoadedModel:
     """The model a map job reads: a trained run's weights and head, else the choice's own."""
     if run is not None:
-        return variants.load_run(run, resolve_device(device))
+        return checkpoints.load_run(run, resolve_device(device))
     return models.load_choice(choice, seed=seed, device=resolve_device(device))
 
 
@@ -323,7 +324,7 @@ def style_correct(job: MapJob, samples: Sequence[data.Sample], *, batch_size: in
     if job.run is None:
         return None
     predicted = predicted_classes(job.store, samples,
-                                  lambda: variants.load_run(job.run, resolve_device(device)),
+                                  lambda: checkpoints.load_run(job.run, resolve_device(device)),
                                   batch_size=batch_size)
     return {s.image_id: STYLES[predicted[s.image_id]] == s.label if s.label in STYLES else None
             for s in samples}

@@ -29,7 +29,7 @@ class LoadedModel:
     """A built model in eval mode plus everything needed to read maps off it.
 
     ``head`` (optional) maps the backbone's pooled features to style logits (a linear
-    probe's or a fine-tuned model's head, see `sightline.variants`); Grad-CAM then
+    probe's or a fine-tuned model's head, see `sightline.finetune.checkpoints`); Grad-CAM then
     targets a style logit. ``layout``: what `ModelSpec.describe` read off this module
     (None: read off it when first needed).
     """

@@ -190,14 +190,8 @@ def _choose_kinds(rng: np.random.Generator, styles: list[str], closeup: bool) ->
     return sorted(kinds, key=lambda k: k in _BODY)
 
 
-def _free_spot(
-    rng: np.random.Generator,
-    facade: _Facade,
-    occupied: list[PixelBox],
-    w: float,
-    aspect: float,
-    overhang: int | None = None,
-) -> PixelBox | None:
+def _free_spot(rng: np.random.Generator, facade: _Facade, occupied: list[PixelBox], w: float,
+               aspect: float, overhang: int | None = None) -> PixelBox | None:
     """A ``w`` x ``w * aspect`` box on the wall body overlapping nothing placed, or None.
 
     ``overhang`` 0 / 1 puts the box across the image's left / right edge (a close-up).
@@ -233,21 +227,11 @@ _BODY = {  # kind -> (width as a fraction of the wall, height / width)
     "Rose Window": ((0.2, 0.28), (1.0, 1.0)),
     "Arcade Gallery": ((0.4, 0.75), (0.16, 0.22)),
 }
-_REPEATS = {
-    "Round Arch Window": 3,
-    "Pointed Arch Window": 3,
-    "Rectangular Window": 3,
-    "Oval Window": 2,
-}
+_REPEATS = {"Round Arch Window": 3, "Pointed Arch Window": 3, "Rectangular Window": 3, "Oval Window": 2}
 
 
-def _place(
-    rng: np.random.Generator,
-    kind: str,
-    facade: _Facade,
-    occupied: list[PixelBox],
-    overhang: int | None,
-) -> list[tuple[str, Elements]]:
+def _place(rng: np.random.Generator, kind: str, facade: _Facade, occupied: list[PixelBox],
+           overhang: int | None) -> list[tuple[str, Elements]]:
     """Positions for one kind of part: a list of groups ``(group name, [(feature, box)])``."""
     wx0, wy0, wx1, _ = facade.wall
     ww = min(wx1, facade.width) - max(wx0, 0)
@@ -304,13 +288,8 @@ def _place(
     return [(kind, [(kind, b)]) for b in free]
 
 
-def _plain_door(
-    rng: np.random.Generator,
-    draw: ImageDraw.ImageDraw,
-    facade: _Facade,
-    palette: Palette,
-    occupied: list[PixelBox],
-) -> None:
+def _plain_door(rng: np.random.Generator, draw: ImageDraw.ImageDraw, facade: _Facade,
+                palette: Palette, occupied: list[PixelBox]) -> None:
     """Non-diagnostic clutter: a plain rectangular door, where it fits (marked as occupied)."""
     w = rng.uniform(0.1, 0.16) * _wall_width(facade)
     x0, x1 = max(facade.wall[0], 0), min(facade.wall[2], facade.width)

@@ -13,8 +13,8 @@ from typing import Any
 from sightline.data.contract import MANIFEST, DataError, file_sha256, verify_generated
 
 # The generators' version is their own source: any edit regenerates the demo data.
-VERSION = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py"))
-                                  )).hexdigest()[:16]
+_SOURCES = sorted(Path(__file__).parent.glob("*.py"))
+VERSION = hashlib.sha256(b"".join(p.read_bytes() for p in _SOURCES)).hexdigest()[:16]
 
 
 def write_json(path: Path, obj: Any) -> None:

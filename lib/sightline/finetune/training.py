@@ -1,49 +1,16 @@
-"""Q2 fine-tuning: linear probe, LoRA and full fine-tuning on the style-labelled pool.
-
-A *run* is one (model choice, strategy, seed). `train_run` trains it as a pure function of
-its arguments: it loads the data and the model itself, writes everything under a
-content-keyed folder and returns the run's manifest, so a scheduler can run it in another
-process or on another machine. A finished run is reused (its manifest exists); a killed
-run resumes from its last completed epoch and ends with the same weights as an
-uninterrupted one (each epoch's randomness is seeded by (seed, epoch)).
-
-Strategies (the head is always a linear layer on the backbone's pooled embedding, the
-one `LoadedModel.score` and Grad-CAM use):
-
-- ``linear_probe``: backbone frozen. The embeddings of the train and val images are
-  computed once (eval frame, no augmentation, the usual linear-probe protocol) and only
-  the head is trained; the backbone's maps are bit-identical to the frozen model's.
-- ``lora``: peft LoRA adapters on the registry's target modules (query / value
-  projections) plus the head; the backbone's own weights stay as they were. Saved: the
-  adapter and the head.
-- ``full``: every weight, the backbone at a lower learning rate than the head. From
-  random weights this is training from scratch. Saved: all weights.
-
-Recipe (defaults in `config.Finetune`): AdamW, cosine schedule with linear warm-up,
-gradient clipping, class-weighted cross-entropy (the pool is imbalanced), random resized
-crop + horizontal flip + colour jitter on the model's input frame; mixed precision and
-gradient accumulation on a GPU; the best epoch by validation accuracy (ties: macro-F1)
-is kept, with optional early stopping.
-
-The train/val split (`make_split`) is stratified by style and church-disjoint, one per
-dataset and seed, shared by every model and strategy. The annotated images and every
-image of their churches never enter it (`check_no_leak`).
-"""
+"""Training one run (linear probe, LoRA or full; resumable, seeded per epoch) and scoring a
+trained run's style predictions; `train_all` runs every planned run as a task."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
-import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -53,204 +20,17 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 from tqdm import tqdm
 
-from . import data, extract, frames, geometry, models, saliency, variants
-from . import execution as engine
-from .config import STRATEGIES, Execution, Finetune, ModelChoice
-from .frames import Item
-from .variants import ADAPTER_DIR as _ADAPTER
-from .variants import BACKBONE_FILE as _BACKBONE
-from .variants import HEAD_FILE as _HEAD
-from .variants import MANIFEST, FinetuneError, checkpoint_hash, load_run, read_manifest
-from .variants import backbone as _backbone
-from .variants import embed as _embed
-from .variants import feature_dim as _feature_dim
-from .variants import quiet_peft as _quiet_peft
+from .. import data, extract, frames, models
+from .. import execution as engine
+from ..config import Execution, Finetune, ModelChoice
+from ..frames import Item
+from . import checkpoints
+from .checkpoints import FinetuneError
+from .plan import Run, check_strategy, code_version, recipe, run_dir
+from .splits import STYLES, Split
 
 PROGRESS_PREFIX = "[train] "  # starts each per-epoch line (stderr); builds drop them from notebooks
-
-STYLES: tuple[str, ...] = tuple(data.MAIN_STYLES.values())
 _STATE = "state.pt"
-# settings that change where or how fast a run trains, not what it learns
-_NOT_KEYED = ("device", "num_workers", "checkpoint_dir", "strategies", "seeds")
-
-
-
-# --- the split ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Split:
-    """A stratified, church-disjoint train/val split of one dataset's pool, for one seed."""
-
-    dataset_id: str
-    seed: int
-    val_fraction: float
-    train: tuple[Item, ...]
-    val: tuple[Item, ...]
-
-    @property
-    def id(self) -> str:
-        """Hash of the dataset, seed and the exact (image, label) lists."""
-        payload = [self.dataset_id, self.seed, self.val_fraction, self.train, self.val]
-        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:12]
-
-    def to_json(self) -> dict:
-        return {"id": self.id, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_json(cls, record: dict) -> Split:
-        fields = {k: record[k] for k in ("dataset_id", "seed", "val_fraction")}
-        lists = {k: tuple(tuple(item) for item in record[k]) for k in ("train", "val")}
-        split = cls(**fields, **lists)
-        if "id" in record and record["id"] != split.id:
-            raise FinetuneError(f"split record {record['id']} does not match its contents")
-        return split
-
-    def save(self, folder: Path) -> Path:
-        """Write ``split-s<seed>-<id>.json`` under ``folder`` (the record every run cites)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"split-s{self.seed}-{self.id}.json"
-        if not path.exists():
-            _write_json(path, self.to_json())
-        return path
-
-
-def check_no_leak(image_ids: Sequence[str], annotated: Sequence[str]) -> None:
-    """Raise if any image, or any image of a church, that is annotated is among ``image_ids``."""
-    annotated_churches = {data.church_of(i) for i in annotated}
-    leaks = sorted(i for i in image_ids if data.church_of(i) in annotated_churches)
-    if leaks:
-        raise data.DataError(
-            f"{len(leaks)} training/validation images are annotated or share a church with an "
-            f"annotated image (e.g. {leaks[:3]}); the annotated images are the evaluation set "
-            "and must never be trained on. Fix the split files or the pool."
-        )
-
-
-def make_split(wc: data.WikiChurches, dataset_id: str, seed: int, val_fraction: float) -> Split:
-    """Split the pool's train + val images (the dataset's test split stays out) anew.
-
-    Per style, the style's churches in a seeded random order fill the validation set
-    until it holds ``round(val_fraction * n_style)`` images; the rest train.
-    """
-    pool = wc.pool[wc.pool["split"].isin(["train", "val"])].sort_values("image_id")
-    annotated = [s.image_id for s in wc.samples] + list(wc.report.get("annotated_moved_to_test", []))
-    check_no_leak(list(pool["image_id"]), annotated)
-    rng = np.random.default_rng([seed, 9])
-    church_split: dict[str, str] = {}
-    for style in STYLES:
-        rows = pool[pool["style"] == style]
-        churches = [c for c in sorted(rows["church_id"].unique()) if c not in church_split]
-        per_church = rows.groupby("church_id").size()
-        target, taken = round(val_fraction * len(rows)), 0
-        for church in rng.permutation(np.array(churches, dtype=object)):
-            church_split[church] = "val" if taken < target else "train"
-            taken += int(per_church[church]) if taken < target else 0
-    items = {"train": [], "val": []}
-    for row in pool.itertuples():
-        items[church_split[row.church_id]].append(
-            (row.image_id, str(row.path), STYLES.index(row.style))
-        )
-    for part in ("train", "val"):
-        missing = sorted(set(STYLES) - {STYLES[label] for *_, label in items[part]})
-        if missing:
-            raise FinetuneError(
-                f"the {part} split of {wc.root} (seed {seed}) has no image of {missing}: "
-                "the pool is too small to fine-tune on; add images or lower val_fraction"
-            )
-    return Split(dataset_id, seed, val_fraction, tuple(items["train"]), tuple(items["val"]))
-
-
-def test_items(wc: data.WikiChurches) -> tuple[Item, ...]:
-    """The pool's ``test`` split as ``(image_id, path, label)``: never trained on, never
-    used to pick an epoch, so accuracy on it is an honest held-out number."""
-    pool = wc.pool[wc.pool["split"] == "test"].sort_values("image_id")
-    return tuple((r.image_id, str(r.path), STYLES.index(r.style)) for r in pool.itertuples())
-
-
-# --- runs ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Run:
-    """One planned fine-tuning run."""
-
-    choice: ModelChoice
-    strategy: str
-    seed: int
-
-    @property
-    def variant(self) -> str:
-        return variant_name(self.strategy, self.seed)
-
-
-def variant_name(strategy: str, seed: int) -> str:
-    """How a fine-tuned model is named in the ``variant`` column: ``lora.s0``, ``full.s2``."""
-    return f"{strategy}.s{seed}"
-
-
-def strategy_of(variant: str) -> str:
-    """The strategy of a variant name (``frozen`` / ``baseline`` stay as they are)."""
-    return variant.split(".s", 1)[0]
-
-
-def plan(choices: Sequence[ModelChoice], finetune: Finetune, seed: int) -> list[Run]:
-    """Every (model, strategy, seed) the params ask for, checked against the registry."""
-    runs = []
-    for choice in choices:
-        for strategy in finetune.strategies.get(choice.key, ()):
-            _check_strategy(choice, strategy)
-            runs += [Run(choice, strategy, seed + i) for i in range(finetune.seeds)]
-    return runs
-
-
-def _check_strategy(choice: ModelChoice, strategy: str) -> None:
-    if strategy not in STRATEGIES:
-        raise FinetuneError(f"unknown strategy {strategy!r}; strategies: {list(STRATEGIES)}")
-    if strategy == "lora" and models.spec_for(choice).arch.lora is None:
-        raise FinetuneError(
-            f"model {choice.key!r} has no LoRA defaults in the registry (its family is "
-            "fine-tuned by linear probe or in full); drop 'lora' for it in finetune.strategies"
-        )
-
-
-def code_version() -> str:
-    """Hash of the code that decides what a run learns; part of every run's key."""
-    return extract.code_hash(geometry, models, variants, data, frames, sys.modules[__name__])
-
-
-def recipe(finetune: Finetune, choice: ModelChoice, strategy: str) -> dict[str, Any]:
-    """The settings that determine what a run learns (LoRA defaults filled in)."""
-    settings = finetune.model_dump(mode="json", exclude=set(_NOT_KEYED))
-    lora = models.spec_for(choice).arch.lora
-    if strategy == "lora":
-        settings["lora_targets"] = list(lora.targets)
-        for name in ("rank", "alpha", "dropout"):
-            if settings[f"lora_{name}"] is None:
-                settings[f"lora_{name}"] = getattr(lora, name)
-    else:
-        settings = {k: v for k, v in settings.items() if not k.startswith("lora_")}
-    if strategy != "full":
-        settings.pop("backbone_lr_full")
-    if strategy != "lora":
-        settings.pop("backbone_lr_lora")
-    if strategy == "linear_probe":  # embeddings are computed once, unaugmented
-        for name in ("crop_scale", "hflip", "color_jitter"):
-            settings.pop(name)
-    return settings
-
-
-def run_dir(out_dir: str | Path, run: Run, split: Split, finetune: Finetune, model_seed: int) -> Path:
-    """The run's content-keyed folder: dataset, model, strategy, seed, recipe, split, code."""
-    settings = recipe(finetune, run.choice, run.strategy)
-    payload = [run.choice.model_dump(mode="json", exclude_none=True), run.strategy, run.seed,
-               model_seed, settings, split.id, code_version()]
-    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
-    name = f"{extract.model_name(run.choice)}__{run.variant}__{key}"
-    return Path(out_dir) / split.dataset_id[:16] / name
-
-
-# --- data -----------------------------------------------------------------------------------
 
 
 def _transforms(spec: models.ModelSpec, finetune: Finetune, train: bool) -> T.Compose:
@@ -306,27 +86,13 @@ def _augment_batch(spec: models.ModelSpec, finetune: Finetune) -> Callable:
     return augment
 
 
-# --- models ---------------------------------------------------------------------------------
-
-
-def _lora_config(settings: dict) -> Any:
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=settings["lora_rank"],
-        lora_alpha=settings["lora_alpha"],
-        lora_dropout=settings["lora_dropout"],
-        target_modules=settings["lora_targets"],
-    )
-
-
 def evaluate_run(run: str | Path | dict, items: Sequence[Item], *, batch_size: int = 32,
                  device: str = "cpu") -> dict[str, float]:
     """Accuracy and macro-F1 of a trained run's style predictions on ``items`` (e.g.
     `test_items`), read through the same frame as its maps."""
     if not items:
         raise FinetuneError("no images to evaluate on (the dataset's pool has no test split?)")
-    loaded = load_run(run, device)
+    loaded = checkpoints.load_run(run, device)
     batches = (
         (loaded.preprocess([data.load_image(Path(path)) for _, path, _ in chunk]),
          torch.tensor([label for *_, label in chunk]))
@@ -335,9 +101,6 @@ def evaluate_run(run: str | Path | dict, items: Sequence[Item], *, batch_size: i
     accuracy, f1 = _evaluate(loaded.score, loaded.module, loaded.head, batches, device)
     return {"accuracy": accuracy, "macro_f1": f1, "n": len(items),
             "correct": round(accuracy * len(items))}
-
-
-# --- training -------------------------------------------------------------------------------
 
 
 def macro_f1(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
@@ -378,45 +141,39 @@ def _amp(device: str) -> tuple[torch.autocast | None, torch.amp.GradScaler | Non
     return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
 
 
-def train_run(
-    choice: ModelChoice,
-    strategy: str,
-    seed: int,
-    split: Split,
-    finetune: Finetune,
-    out_dir: str | Path,
-    *,
-    model_seed: int = 0,
-    progress: bool = True,
-) -> dict:
+def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finetune: Finetune,
+              out_dir: str | Path, *, model_seed: int = 0, progress: bool = True) -> dict:
     """Train one run (or reuse / resume it) and return its manifest.
 
     ``model_seed`` builds random-weight backbones exactly as the frozen model is built, so
     the untrained model is the run's starting point.
     """
     run = Run(choice, strategy, seed)
-    _check_strategy(choice, strategy)
+    check_strategy(choice, strategy)
     folder = run_dir(out_dir, run, split, finetune, model_seed)
-    if (folder / MANIFEST).is_file():
-        return read_manifest(folder)
+    if (folder / checkpoints.MANIFEST).is_file():
+        return checkpoints.read_manifest(folder)
     folder.mkdir(parents=True, exist_ok=True)
     split_path = split.save(Path(out_dir) / split.dataset_id[:16] / "splits")
     settings = recipe(finetune, choice, strategy)
     device = extract.resolve_device(finetune.device)
     started = time.perf_counter()
 
-    loaded = _backbone(choice, model_seed, device)
+    loaded = checkpoints.backbone(choice, model_seed, device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        head = nn.Linear(_feature_dim(loaded), len(STYLES)).to(device)
+        head = nn.Linear(checkpoints.feature_dim(loaded), len(STYLES)).to(device)
     module = loaded.module
     if strategy != "linear_probe":  # the probe's embeddings come from the model as extracted
         loaded.spec.arch.for_training(module)
     if strategy == "lora":
-        from peft import get_peft_model
+        from peft import LoraConfig, get_peft_model
 
-        with _quiet_peft():
-            module = get_peft_model(module, _lora_config(settings))
+        lora = LoraConfig(r=settings["lora_rank"], lora_alpha=settings["lora_alpha"],
+                          lora_dropout=settings["lora_dropout"],
+                          target_modules=settings["lora_targets"])
+        with checkpoints.quiet_peft():
+            module = get_peft_model(module, lora)
         loaded = dataclasses.replace(loaded, module=module)
     elif strategy == "linear_probe":
         module.requires_grad_(False)
@@ -447,7 +204,7 @@ def train_run(
         augment = _augment_batch(loaded.spec, finetune)
 
         def forward(pixels: torch.Tensor) -> torch.Tensor:
-            return head(_embed(loaded, pixels))
+            return head(checkpoints.embed(loaded, pixels))
 
     steps_per_epoch = math.ceil(len(loader) / finetune.accumulation)
     total = steps_per_epoch * finetune.epochs
@@ -485,7 +242,7 @@ def train_run(
             inputs, labels = inputs.to(device), labels.to(device)
             if strategy != "linear_probe":
                 inputs = augment(inputs)
-            with autocast or _nothing():
+            with autocast or nullcontext():
                 loss = loss_fn(forward(inputs), labels) / finetune.accumulation
             (scaler.scale(loss) if scaler else loss).backward()
             losses.append(loss.item() * finetune.accumulation)
@@ -524,11 +281,13 @@ def train_run(
 
     module.load_state_dict(best["backbone"], strict=False)
     head.load_state_dict(best["head"])
-    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, folder / _HEAD)
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()},
+              folder / checkpoints.HEAD_FILE)
     if strategy == "full":
-        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, folder / _BACKBONE)
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()},
+                  folder / checkpoints.BACKBONE_FILE)
     elif strategy == "lora":
-        module.save_pretrained(folder / _ADAPTER)
+        module.save_pretrained(folder / checkpoints.ADAPTER_DIR)
     n_params = sum(p.numel() for p in module.parameters()) + sum(
         p.numel() for p in head.parameters())
     manifest = {
@@ -555,20 +314,12 @@ def train_run(
         "wall_time_s": round(elapsed_before + time.perf_counter() - started, 2),
         "versions": _versions(),
         "code_version": code_version(),
-        "checkpoint_hash": checkpoint_hash(folder),
+        "checkpoint_hash": checkpoints.checkpoint_hash(folder),
         "checkpoint_bytes": sum(f.stat().st_size for f in folder.rglob("*.safetensors")),
     }
-    _write_json(folder / MANIFEST, manifest)
+    checkpoints.write_json(folder / checkpoints.MANIFEST, manifest)
     state_path.unlink()
     return manifest
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _trainable(module: nn.Module, strategy: str) -> Callable[[], dict[str, torch.Tensor]]:
@@ -600,7 +351,7 @@ def _embedding_loaders(loaded: models.LoadedModel, split: Split, finetune: Finet
         with torch.inference_mode():
             for pixels, _ in tqdm(batches, desc=f"embeddings {name}", disable=not progress,
                                   leave=False):
-                chunks.append(_embed(loaded, pixels.to(loaded.device)).float().cpu())
+                chunks.append(checkpoints.embed(loaded, pixels.to(loaded.device)).float().cpu())
         labels = torch.tensor([label for *_, label in items])
         dataset = torch.utils.data.TensorDataset(torch.cat(chunks), labels)
         loaders.append(_loader(dataset, finetune, shuffle=name == "train"))
@@ -625,22 +376,7 @@ def _evaluate(forward: Callable, module: nn.Module, head: nn.Module,
 def _versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {name: version(name) for name in ("torch", "torchvision", "transformers", "timm",
-                                             "peft")}
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # runs on Ray may write at once
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    tmp.replace(path)
-
-
-# --- the study: train, then extract every variant through the one map path ----------------
-
-
-def splits_for(wc: data.WikiChurches, dataset_id: str, finetune: Finetune,
-               seeds: Sequence[int]) -> dict[int, Split]:
-    return {s: make_split(wc, dataset_id, s, finetune.val_fraction) for s in sorted(set(seeds))}
+    return {name: version(name) for name in ("torch", "torchvision", "transformers", "timm", "peft")}
 
 
 def train_all(runs: Sequence[Run], splits: dict[int, Split], finetune: Finetune, *,
@@ -666,53 +402,3 @@ def _train_task(choice: ModelChoice, strategy: str, seed: int, split: Split, fin
     return train_run(choice, strategy, seed, split, finetune, out_dir, model_seed=model_seed,
                      progress=progress)
 
-
-def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache_dir: str | Path,
-             dataset_id: str, seed: int) -> dict[tuple[str, str], extract.MapJob]:
-    """The map stores of each frozen model and of each of its trained runs, as extraction
-    jobs ``{(model name, variant): job}`` for `extract.extract_models`.
-
-    The frozen variant's class-target methods (Grad-CAM, Chefer relevance) explain the
-    style logit of its linear probe (the probe run with seed ``seed``); without one, a
-    classifier (an ImageNet model) explains its own predicted class, and a backbone has none
-    of them (no class logit), so a backbone whose only method is Grad-CAM has no frozen job.
-    Stores are keyed by the run, so a retrained run gets new maps; the probe run's own
-    variant shares the frozen store (a linear probe leaves every map as it was).
-    """
-    jobs = {}
-    for choice in choices:
-        name = extract.model_name(choice)
-        own = [m for m in manifests if m["model"]["name"] == name]
-        probe = next((m for m in own if m["strategy"] == "linear_probe" and m["seed"] == seed),
-                     None)
-        for variant, manifest in [("frozen", probe), *((m["variant"], m) for m in own)]:
-            if manifest is probe and variant != "frozen":  # the frozen model's very maps
-                jobs[(name, variant)] = jobs[(name, "frozen")]
-                continue
-            methods = None
-            spec = models.spec_for(choice)
-            if manifest is None and not spec.arch.classifier:
-                methods = tuple(m for m in spec.methods if m not in saliency.CLASS_METHODS)
-                if not methods:
-                    continue
-            key = manifest["key"] if manifest else ""
-            store = extract.store_for(cache_dir, dataset_id, name, variant, key=key)
-            run = Path(manifest["dir"]) if manifest else None
-            jobs[(name, variant)] = extract.MapJob(choice, store, methods, run)
-    return jobs
-
-
-def runs_table(manifests: Sequence[dict]) -> Iterator[dict]:
-    """One flat row per run (for ``finetune_runs.csv``)."""
-    for m in manifests:
-        yield {
-            "model": m["model"]["name"], "strategy": m["strategy"], "variant": m["variant"],
-            "seed": m["seed"], "split_id": m["split"]["id"], "n_train": m["split"]["n_train"],
-            "n_val": m["split"]["n_val"], "best_epoch": m["best_epoch"],
-            "epochs_run": m["epochs_run"], "val_accuracy": m["val_accuracy"],
-            "val_macro_f1": m["val_macro_f1"], "chance_accuracy": m["chance_accuracy"],
-            "trainable_params": m["trainable_params"], "total_params": m["total_params"],
-            "wall_time_s": m["wall_time_s"], "device": m["device"],
-            "checkpoint_mib": round(m["checkpoint_bytes"] / 2**20, 3),
-            "checkpoint_hash": m["checkpoint_hash"][:12], "key": m["key"],
-        }

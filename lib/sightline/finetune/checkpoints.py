@@ -1,10 +1,10 @@
-"""Fine-tuned variants of a model: a backbone plus the weights a run saved in its folder.
+"""A fine-tuned run's checkpoint: a backbone plus the weights the run saved in its folder.
 
-The one place both map extraction (`sightline.extract`) and fine-tuning
-(`sightline.finetune`) build a model for training or load a trained run: the backbone as
-a feature extractor (`backbone`), its pooled embedding (`embed`), and a run's folder
-(``manifest.json``, ``head.safetensors``, ``backbone.safetensors`` for full fine-tuning,
-``adapter/`` for LoRA) as a `LoadedModel` with its head (`load_run`).
+The one place both map extraction (`sightline.extract`) and training build a model for
+training or load a trained run: the backbone as a feature extractor (`backbone`), its pooled
+embedding (`embed`), and a run's folder (``manifest.json``, ``head.safetensors``,
+``backbone.safetensors`` for full fine-tuning, ``adapter/`` for LoRA) as a `LoadedModel` with
+its head (`load_run`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +22,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from . import models
-from .config import ModelChoice
+from .. import models
+from ..config import ModelChoice
 
 MANIFEST = "manifest.json"
 HEAD_FILE = "head.safetensors"
@@ -88,6 +89,13 @@ def quiet_peft() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
                                 category=FutureWarning)
         yield
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Write ``obj`` atomically (runs on Ray may write the same record at once)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    tmp.replace(path)
 
 
 def read_manifest(folder: str | Path) -> dict:
