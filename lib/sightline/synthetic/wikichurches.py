@@ -43,16 +43,16 @@ def make_synthetic(
     annotated = _churches(rng, n_annotated, first_id=1, two_styles=True)
     pool = _churches(rng, n_pool, first_id=len(annotated) + 1, two_styles=False)
     splits = _assign_splits(rng, pool)
+    annotated_images = [(church, k) for church in annotated for k in range(church["n_images"])]
     pool_images = [(church, k, split) for church, split in zip(pool, splits, strict=True)
                    for k in range(church["n_images"])]
-    names = [_image_name(c, k) for c, k in _images(annotated)]
-    names += [_image_name(c, k) for c, k, _ in pool_images]
-    files = [f"images/{name}" for name in names] + ["building_parts.json", "churches.json",
-             "style_names.txt"] + [f"wc4_{split}.txt" for split, _ in POOL_SPLITS]
+    files = [f"images/{_image_name(c, k)}" for c, k, *_ in annotated_images + pool_images]
+    files += ["building_parts.json", "churches.json", "style_names.txt"]
+    files += [f"wc4_{split}.txt" for split, _ in POOL_SPLITS]
     with generation(root, args, files):
         (root / "images").mkdir(exist_ok=True)
         annotations = {}
-        for index, (church, k) in enumerate(_images(annotated)):
+        for index, (church, k) in enumerate(annotated_images):
             groups = _write_image(root, church, k, image_size, [seed, 1, index],
                                   closeup=index == 0, parts=parts)
             annotations[_image_name(church, k)] = {"styles": church["styles"], "bbox_groups": groups}
@@ -102,12 +102,6 @@ def _churches(rng: np.random.Generator, n_images: int, first_id: int, two_styles
         })
         total += n
     return churches
-
-
-def _images(churches: list[dict]):
-    for church in churches:
-        for k in range(church["n_images"]):
-            yield church, k
 
 
 def _image_name(church: dict, k: int) -> str:
