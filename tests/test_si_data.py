@@ -107,6 +107,22 @@ def test_synthetic_stand_in_is_the_benchmark_layout(tmp_path):
     assert [s.image_id for s in data.load_human_attention(root).samples] == ["dog1"]
 
 
+def test_the_stand_in_is_made_again_when_damaged_and_never_over_other_files(tmp_path):
+    root = synthetic.make_human_attention(tmp_path / "si", subjects=("dog",), per_subject=2)
+    assert data.verify_generated(root) is None
+    mask = root / "Image" / "ImageNet" / "human_attention_mask" / "dog2.jpg"
+    whole = mask.read_bytes()
+    mask.write_bytes(whole[:100])  # truncated, as a broken copy leaves it
+    assert data.verify_generated(root) == f"{mask.relative_to(root)} does not match the hash in " \
+        f"{data.MANIFEST}"
+    synthetic.make_human_attention(root, subjects=("dog",), per_subject=2)
+    assert mask.read_bytes() == whole and data.verify_generated(root) is None
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a folder of my own")
+    with pytest.raises(data.DataError, match="not made by make_human_attention"):
+        synthetic.make_human_attention(tmp_path / "mine")
+
+
 def test_params_profiles_and_errors(tmp_path):
     demo = config.load_params("params/demo.yaml")
     assert demo.shared_interest.dataset.kind == "synthetic_human_attention"
