@@ -13,8 +13,8 @@ from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
 from torch import nn
 
 from sightline.models import REGISTRY, load_model
+from sightline.registry import METHODS
 from sightline.saliency import (
-    CLASS_METHODS,
     extract,
     rollout,
     rollout_matrices,
@@ -117,7 +117,8 @@ def test_attention_methods_share_one_forward(tiny, pixels, key):
     calls = []
     handle = model.module.register_forward_hook(lambda *_: calls.append(1))
     try:
-        extract(model, pixels, [m for m in model.spec.methods if m not in CLASS_METHODS])
+        extract(model, pixels, [m for m in model.spec.methods
+                               if not METHODS[m].explains_class])
     finally:
         handle.remove()
     assert len(calls) == 1

@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 from tqdm import tqdm
 
-from . import data, extract, frames, geometry, models, saliency, variants
+from . import data, extract, frames, geometry, models, registry, variants
 from . import execution as engine
 from .config import STRATEGIES, Execution, Finetune, ModelChoice
 from .frames import Item
@@ -692,7 +692,8 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
             methods = None
             spec = models.spec_for(choice)
             if manifest is None and not spec.arch.classifier:
-                methods = tuple(m for m in spec.methods if m not in saliency.CLASS_METHODS)
+                methods = tuple(m for m in spec.methods
+                                if not registry.METHODS[m].explains_class)
                 if not methods:
                     continue
             key = manifest["key"] if manifest else ""

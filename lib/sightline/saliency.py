@@ -70,11 +70,6 @@ from torch import nn
 from sightline import registry
 from sightline.models import LoadedModel, pooling_heads
 
-# the built-in methods by kind, as registered (`registry.METHODS` is the live list)
-METHODS = registry.METHODS.names()
-ATTENTION_METHODS = tuple(m.name for m in registry.METHODS if m.runs != "own")
-CLASS_METHODS = registry.METHODS.names(explains_class=True)
-
 _HEAD_FUSIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mean": lambda a: a.mean(dim=1),
     "max": lambda a: a.amax(dim=1),
