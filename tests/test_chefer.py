@@ -12,10 +12,10 @@ from torch import nn
 from sightline.geometry import Geometry
 from sightline.models import Layout, LoadedModel, ModelSpec, load_model
 from sightline.registry import METHODS
-from sightline.saliency import (
+from sightline.saliency import extract
+from sightline.saliency.attention import (
     chefer_maps,
     chefer_matrices,
-    extract,
     multihead_attention,
     probe_attention,
     rollout_matrices,

@@ -14,12 +14,9 @@ from torch import nn
 
 from sightline.models import REGISTRY, load_model
 from sightline.registry import METHODS
-from sightline.saliency import (
-    extract,
-    rollout,
-    rollout_matrices,
-    token_reshape_transform,
-)
+from sightline.saliency import extract, rollout
+from sightline.saliency.attention import rollout_matrices
+from sightline.saliency.gradcam import token_reshape_transform
 
 
 def _sharpen(module: nn.Module, factor: float = 10.0) -> None:

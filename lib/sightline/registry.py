@@ -135,21 +135,21 @@ class Registry(Generic[Entry]):
         return tuple(e.name for e in self if all(getattr(e, k) == v for k, v in where.items()))
 
 
-_S = "sightline.saliency:"
+_S = "sightline.saliency."
 METHODS: Registry[Method] = Registry("method", [
-    Method("cls", "CLS attention", frozenset({"cls"}), "attention", _S + "cls_maps",
+    Method("cls", "CLS attention", frozenset({"cls"}), "attention", _S + "attention:cls_maps",
            per_head=True, readout_heads=True,
            help="the CLS token's attention row over patch tokens, per layer and head"),
-    Method("rollout", "attention rollout", frozenset({"cls"}), "attention", _S + "rollout_maps",
+    Method("rollout", "attention rollout", frozenset({"cls"}), "attention", _S + "attention:rollout_maps",
            help="attention rollout (Abnar & Zuidema 2020) through layers 0..l, CLS row"),
     Method("probe", "pooling-probe attention", frozenset({"probe"}), "attention",
-           _S + "probe_maps", per_head=True, readout_heads=True,
+           _S + "attention:probe_maps", per_head=True, readout_heads=True,
            help="the pooling head's probe attention over patches (SigLIP family)"),
     Method("mean_received", "attention received", frozenset({"probe", "tokens"}), "attention",
-           _S + "mean_received_maps", per_head=True,
+           _S + "attention:mean_received_maps", per_head=True,
            help="the attention each patch receives, averaged over query rows"),
     Method("chefer", "Chefer relevance", frozenset({"cls", "probe"}), "attention_gradients",
-           _S + "chefer_maps", explains_class=True, cost="backward",
+           _S + "attention:chefer_maps", explains_class=True, cost="backward",
            help="gradient-weighted attention relevance (Chefer et al. 2021) of a class logit"),
     Method("attnlrp", "AttnLRP", frozenset({"cls", "probe", "tokens"}), "own",
            "sightline.attribution:attnlrp_maps", explains_class=True, cost="backward",
@@ -160,10 +160,10 @@ METHODS: Registry[Method] = Registry("method", [
            explains_class=True, cost="backward",
            help="LeGrad (Bousselham et al. 2024): gradient of the logit read at each block "
                 "with respect to its attention, layers l..L-1"),
-    Method("gradcam", "Grad-CAM", frozenset(READOUTS), "own", _S + "gradcam_maps",
+    Method("gradcam", "Grad-CAM", frozenset(READOUTS), "own", _S + "gradcam:gradcam_maps",
            explains_class=True, cost="backward",
            help="pytorch-grad-cam's GradCAM of a class logit at the layer's grid"),
-    Method("xrai", "XRAI", frozenset({"cnn"}), "own", _S + "run_xrai", explains_class=True,
+    Method("xrai", "XRAI", frozenset({"cnn"}), "own", _S + "xrai:xrai_maps", explains_class=True,
            classifier_only=True, cost="many",
            help="XRAI (Kapishnikov et al. 2019) region ranking from integrated gradients"),
 ])
