@@ -111,8 +111,10 @@ def _inside_top_k(x: np.ndarray, m: np.ndarray, ks: np.ndarray) -> np.ndarray:
     return inside
 
 
-def _set_metrics(maps: ArrayLike, masks: ArrayLike, percentiles) -> dict[str, np.ndarray]:
-    """IoU, GTC and SC of (N, H, W) maps against (N, H, W) masks at each percentile."""
+def shared_interest(maps: ArrayLike, masks: ArrayLike, percentiles: Sequence[float]
+                    ) -> dict[str, np.ndarray]:
+    """Shared Interest IoU, GTC = |S∩G|/|G| and SC = |S∩G|/|S| of the top-k set S of each
+    ``(N, H, W)`` map against its mask: each ``(N, P)``."""
     x, m, top = _pairs(maps, masks)
     ks_all = top_k_size(x.shape[1], percentiles)
     ks, back = np.unique(ks_all, return_inverse=True)
@@ -123,29 +125,22 @@ def _set_metrics(maps: ArrayLike, masks: ArrayLike, percentiles) -> dict[str, np
 
 def iou(maps: ArrayLike, masks: ArrayLike, percentiles: Sequence[float]) -> np.ndarray:
     """IoU of each map's top-k set with its mask at each percentile: ``(N, P)``."""
-    return _set_metrics(maps, masks, percentiles)["iou"]
+    return shared_interest(maps, masks, percentiles)["iou"]
 
 
 def gtc(maps: ArrayLike, masks: ArrayLike, percentiles: Sequence[float]) -> np.ndarray:
     """Ground-truth coverage |top-k ∩ mask| / |mask| at each percentile: ``(N, P)``."""
-    return _set_metrics(maps, masks, percentiles)["gtc"]
+    return shared_interest(maps, masks, percentiles)["gtc"]
 
 
 def sc(maps: ArrayLike, masks: ArrayLike, percentiles: Sequence[float]) -> np.ndarray:
     """Saliency coverage |top-k ∩ mask| / |top-k| at each percentile: ``(N, P)``."""
-    return _set_metrics(maps, masks, percentiles)["sc"]
+    return shared_interest(maps, masks, percentiles)["sc"]
 
 
 def iou_rel(maps: ArrayLike, masks: ArrayLike, percentiles: Sequence[float]) -> np.ndarray:
     """IoU over the best any map reaches for the mask's area (`max_iou`): ``(N, P)``."""
     return relative_iou(iou(maps, masks, percentiles), max_iou(masks, percentiles))
-
-
-def shared_interest(
-    maps: ArrayLike, masks: ArrayLike, percentiles: Sequence[float]
-) -> dict[str, np.ndarray]:
-    """Shared Interest IoU, GTC = |S∩G|/|G| and SC = |S∩G|/|S| of the top-k set S: each (N, P)."""
-    return _set_metrics(maps, masks, percentiles)
 
 
 def _mass(x: np.ndarray, m: np.ndarray, spread: bool = False) -> np.ndarray:
