@@ -20,7 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from sightline.models import REGISTRY, LoadedModel, load_model
-from sightline.saliency import ATTENTION_METHODS, extract
+from sightline.registry import METHODS
+from sightline.saliency import extract
 
 QUICK_MODELS = ("dinov2", "siglip", "resnet50")
 
@@ -47,7 +48,7 @@ def bench_model(key: str, batch: int, reps: int) -> dict[str, float | str]:
     """
     model = load_model(key, size="base", seed=0)
     pixels = torch.randn(batch, 3, model.spec.geometry.size, model.spec.geometry.size)
-    attention = [m for m in model.spec.methods if m in ATTENTION_METHODS]
+    attention = [m for m in model.spec.methods if METHODS[m].runs != "own"]
     workloads: dict[str, Callable[[], object]] = {
         "plain": lambda: _plain_forward(model, pixels, "sdpa"),
         "gradcam": lambda: extract(model, pixels, ["gradcam"]),

@@ -48,7 +48,7 @@ def bench_model(key: str, args: argparse.Namespace) -> dict[str, float]:
     target = int(model.score(image).argmax())
     call = saliency.xrai_call_function(model, target)
     batch = np.repeat(image[0].permute(1, 2, 0).numpy()[None], args.batch, axis=0)
-    with saliency._frozen(model.module):
+    with saliency.common._frozen(model.module):
         per_eval = _best(lambda: call(batch), args.reps) / args.batch
     hwc = image[0].permute(1, 2, 0).numpy()
     segments = saliency.xrai_segments(hwc)
@@ -58,7 +58,7 @@ def bench_model(key: str, args: argparse.Namespace) -> dict[str, float]:
     rank_s = _best(lambda: rank(attribution, segments), 1)
     check = saliency.XraiSettings(args.check_steps, min(args.batch, 2 * args.check_steps),
                                   args.algorithm)
-    measured = _best(lambda: saliency.xrai_maps(model, image, settings=check), 1)
+    measured = _best(lambda: saliency.xrai_maps(model, image, xrai=check), 1)
     return {
         "gradcam_s": gradcam,
         "eval_s": per_eval,

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from sightline import config, data, extract, frames, saliency, sanity, scoring, synthetic
+from sightline import config, data, extract, frames, registry, sanity, scoring, synthetic
 from sightline import finetune as ft
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,7 +140,7 @@ def rehearse(args: argparse.Namespace) -> pd.DataFrame:
                              progress=False)
         store = extract.store_for(out / "cache", dataset_id, name, "rehearsal")
         methods = None if model.spec.arch.classifier else tuple(  # no probe: no class logit
-            m for m in model.spec.methods if m not in saliency.CLASS_METHODS)
+            m for m in model.spec.methods if not registry.METHODS[m].explains_class)
         with timer.stage("extract", name, len(samples)):
             extract.extract_model(samples, choice, store, batch_size=batch, device="cpu",
                                   progress=False, methods=methods)

@@ -43,7 +43,8 @@ tables_dir = default("tables_dir")
 # %%
 from IPython.display import Markdown, display
 
-from sightline import formatting, plots, shift
+from sightline import formatting, plots
+from sightline import paired_deltas as shift
 from sightline.studies import Study
 from sightline.studies import positive_control as pc
 from sightline.studies import shift as q2

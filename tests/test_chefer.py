@@ -11,11 +11,11 @@ from torch import nn
 
 from sightline.geometry import Geometry
 from sightline.models import Layout, LoadedModel, ModelSpec, load_model
-from sightline.saliency import (
-    CLASS_METHODS,
+from sightline.registry import METHODS
+from sightline.saliency import extract
+from sightline.saliency.attention import (
     chefer_maps,
     chefer_matrices,
-    extract,
     multihead_attention,
     probe_attention,
     rollout_matrices,
@@ -278,7 +278,7 @@ def test_shares_the_attention_methods_forward_and_leaves_their_maps_unchanged(
     headed, pixels, key
 ):
     model = headed[key]
-    readers = [m for m in model.spec.methods if m not in CLASS_METHODS]
+    readers = [m for m in model.spec.methods if not METHODS[m].explains_class]
     calls = []
     handle = model.module.register_forward_hook(lambda *_: calls.append(1))
     try:

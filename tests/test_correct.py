@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sightline import data, extract, scoring, shift, stats
+from sightline import data, extract, paired_deltas, scoring, stats
 from sightline.config import ModelChoice
 from sightline.finetune import checkpoints
 from sightline.studies import photos as ph
@@ -175,7 +175,7 @@ def _shift_scores(n_right, n_wrong, n_mixed):
 
 
 def test_q2_split_by_the_fine_tuned_prediction():
-    table = shift.deltas_by_correct(_shift_scores(12, 10, 3), headline_percentile=90,
+    table = paired_deltas.deltas_by_correct(_shift_scores(12, 10, 3), headline_percentile=90,
                                     metrics=("iou",))
     row = table.iloc[0]
     assert len(table) == 1 and (row.model, row.strategy, row.method, row.layer) == (
@@ -183,7 +183,7 @@ def test_q2_split_by_the_fine_tuned_prediction():
     assert (row.n_right, row.n_wrong, row.n_mixed) == (12, 10, 3)
     assert row.delta_right == pytest.approx(0.2) and row.delta_wrong == pytest.approx(0.05)
     assert row.p_mwu < 1e-3 and row.note == ""
-    small = shift.deltas_by_correct(_shift_scores(12, 9, 0), headline_percentile=90,
+    small = paired_deltas.deltas_by_correct(_shift_scores(12, 9, 0), headline_percentile=90,
                                     metrics=("iou",)).iloc[0]
     assert small.n_wrong == 9 and small.delta_wrong == pytest.approx(0.05)
     assert math.isnan(small.p_mwu) and small.note.startswith("not tested")

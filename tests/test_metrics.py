@@ -181,11 +181,10 @@ def test_max_iou_is_reached_by_the_mask_itself_and_bounds_iou(rng):
     assert np.isnan(metrics.relative_iou([0.2, 0.1], [0.4, 0.0])[1])
 
 
-def test_coverage_is_the_energy_pointing_game_by_hand():
+def test_coverage_and_pointing_game_by_hand():
     maps = np.array([[[1, 3], [0, 4]]], np.float32)
     masks = np.array([[[0, 1], [0, 1]]], bool)
     assert metrics.coverage(maps, masks).tolist() == [7 / 8]
-    assert metrics.energy_pointing_game(maps, masks).tolist() == [7 / 8]
     assert metrics.pointing_game(maps, masks).tolist() == [1.0]
     assert metrics.pointing_game(maps, ~masks).tolist() == [0.0]
 
@@ -262,7 +261,6 @@ def test_sweep_equals_the_1to1_functions_on_repeated_pairs(rng, grid, resolution
         assert_same(got[name].reshape(-1, len(PERCENTILES)), si[name])
     assert_same(got["pointing_game"].ravel(), metrics.pointing_game(up, pairs))
     np.testing.assert_allclose(got["coverage"].ravel(), metrics.coverage(up, pairs), rtol=1e-6)
-    assert_same(got["energy_pointing_game"], got["coverage"])
     assert_same(got["max_iou"], metrics.max_iou(targets, PERCENTILES))
     assert got["area"].tolist() == targets.reshape(len(targets), -1).sum(axis=1).tolist()
     want = slow_scores(up, pairs, PERCENTILES)

@@ -1,30 +1,17 @@
-"""The model registry: every key builds offline, with the real model's geometry and layout."""
+"""The model registry: every key builds offline, with the real model's geometry and layout
+(pretrained weights from an offline cache: test_preset_loading.py)."""
 
 import time
 
 import numpy as np
 import pytest
-import timm
 import torch
 from PIL import Image
 from timm.data import create_transform, resolve_data_config
 from torchvision.transforms import InterpolationMode
-from transformers import (
-    CLIPConfig,
-    CLIPModel,
-    Dinov2Config,
-    Dinov2Model,
-    DINOv3ViTConfig,
-    DINOv3ViTModel,
-    SiglipConfig,
-    SiglipModel,
-    ViTMAEConfig,
-    ViTMAEForPreTraining,
-)
 
 from sightline.geometry import Geometry
 from sightline.models import IMAGENET_MEAN, IMAGENET_STD, REGISTRY, ModelError, load_model
-from sightline.saliency import extract
 
 # key -> (checkpoint, geometry, readout, prefix tokens, grid) as the real processors define them
 EXPECTED = {
@@ -197,84 +184,3 @@ def test_bad_arguments_name_the_choices():
         load_model("clip", size="large")
     with pytest.raises(ModelError, match="size 'base' only"):
         load_model("clip", weights="pretrained", size="tiny")
-
-
-def _cache_checkpoint(model, repo: str, cache) -> None:
-    """Save ``model`` where the hub cache keeps ``repo`` (what `hf download` leaves)."""
-    repo_dir = cache / f"models--{repo.replace('/', '--')}"
-    model.save_pretrained(repo_dir / "snapshots" / "0123abc")
-    (repo_dir / "refs").mkdir()
-    (repo_dir / "refs" / "main").write_text("0123abc")
-
-
-def test_pretrained_path_loads_cached_checkpoints(tmp_path):
-    """The real checkpoints' classes: full CLIP/SigLIP models (vision tower taken), MAE's
-    pre-training model saved with mask_ratio 0.75 (forced to 0), DINOv2 and DINOv3 (with
-    registers); tiny, in hub-cache layout."""
-    vision = {
-        "hidden_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "intermediate_size": 128,
-        "image_size": 224,
-        "patch_size": 16,
-    }
-    text = {
-        "hidden_size": 32,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-    }
-    decoder = {
-        "decoder_hidden_size": 32,
-        "decoder_num_hidden_layers": 1,
-        "decoder_num_attention_heads": 2,
-        "decoder_intermediate_size": 64,
-    }
-    saved = {
-        "clip": CLIPModel(CLIPConfig(vision_config=vision, text_config=text)),
-        "siglip2": SiglipModel(SiglipConfig(vision_config=vision, text_config=text)),
-        "mae": ViTMAEForPreTraining(ViTMAEConfig(**vision, **decoder, mask_ratio=0.75)),
-        "dinov2": Dinov2Model(Dinov2Config(**{**vision, "patch_size": 14, "image_size": 518})),
-        "dinov3": DINOv3ViTModel(DINOv3ViTConfig(**vision, num_register_tokens=4)),
-    }
-    towers = {
-        "clip": saved["clip"].vision_model,
-        "siglip2": saved["siglip2"].vision_model,
-        "mae": saved["mae"].vit,
-        "dinov2": saved["dinov2"],
-        "dinov3": saved["dinov3"],
-    }
-    for key, model in saved.items():
-        _cache_checkpoint(model, REGISTRY[key].checkpoint, tmp_path)
-        loaded = load_model(key, weights="pretrained", size="base", checkpoint_dir=tmp_path)
-        assert type(loaded.module) is REGISTRY[key].arch.model_cls
-        assert loaded.module.config._attn_implementation == "eager"
-        assert not loaded.module.training and loaded.num_layers == 2
-        expected = towers[key].state_dict()
-        assert loaded.module.state_dict().keys() == expected.keys()
-        assert all(torch.equal(v, expected[k]) for k, v in loaded.module.state_dict().items())
-        if key == "dinov3":
-            assert loaded.num_prefix_tokens == 5
-        if key.startswith("dinov"):  # the loaded model extracts on its grid (patch 14 / 16)
-            maps = extract(loaded, loaded.preprocess([Image.new("RGB", (300, 240))]))
-            grid = (16, 16) if key == "dinov2" else (14, 14)
-            assert maps[("cls", 1)].shape == (1, 5, *grid)
-    assert load_model("mae", weights="pretrained", size="base",
-                      checkpoint_dir=tmp_path).module.config.mask_ratio == 0.0
-
-
-def test_pretrained_resnet50_loads_from_the_timm_hub_cache(tmp_path):
-    """timm's `resnet50.a1_in1k` weights as `hf download timm/resnet50.a1_in1k` leaves them."""
-    from safetensors.torch import save_file
-
-    reference = timm.create_model("resnet50.a1_in1k", pretrained=False)
-    repo = tmp_path / "models--timm--resnet50.a1_in1k"
-    (repo / "snapshots" / "0123abc").mkdir(parents=True)
-    save_file(reference.state_dict(), repo / "snapshots" / "0123abc" / "model.safetensors")
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("0123abc")
-    loaded = load_model("resnet50", weights="pretrained", size="base", checkpoint_dir=tmp_path)
-    expected = reference.state_dict()
-    assert all(torch.equal(v, expected[k]) for k, v in loaded.module.state_dict().items())
-    assert not loaded.module.training

@@ -1,10 +1,11 @@
-"""Every preset the real profiles list loads its pretrained weights from an offline cache.
+"""Every preset the real profiles list, and the demo's, loads its pretrained weights from an
+offline cache.
 
 The cache is written by the test in the layout `hf download` leaves: Hugging Face presets as
 the checkpoint's own class (full CLIP / SigLIP models whose vision tower is taken, MAE's
-pre-training model, DINOv2 with registers ...) at a tiny size, timm presets as the full-size
-architecture's ``model.safetensors``. Loading goes through the profile's own entry, so a
-preset a real profile names cannot lose its pretrained path unnoticed.
+pre-training model saved with mask_ratio 0.75, DINOv2 with registers ...) at a tiny size, timm
+presets as the full-size architecture's ``model.safetensors``. Loading goes through the
+profile's own entry, so a preset a real profile names cannot lose its pretrained path unnoticed.
 """
 
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from PIL import Image
 from transformers import (
     CLIPConfig,
     CLIPModel,
@@ -29,6 +31,7 @@ from transformers import (
 
 from sightline import config
 from sightline.models import REGISTRY, load_choice
+from sightline.saliency import extract
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ("wikichurches.yaml", "shared_interest.yaml")
@@ -70,6 +73,8 @@ def _profile_choices() -> list[config.ModelChoice]:
 
 
 CHOICES = _profile_choices()
+# the profiles' presets and the demo's (dinov2, resnet50), each loaded through its entry
+ENTRIES = CHOICES + [config.ModelChoice(key=key) for key in ("dinov2", "resnet50")]
 
 
 def _snapshot(cache: Path, repo: str) -> Path:
@@ -87,8 +92,8 @@ def test_the_real_profiles_list_every_pretrained_preset_family():
     assert keys <= set(REGISTRY)
 
 
-@pytest.mark.parametrize("choice", CHOICES, ids=lambda c: c.key)
-def test_profile_preset_loads_from_an_offline_cache(choice, tmp_path, monkeypatch):
+@pytest.mark.parametrize("choice", ENTRIES, ids=lambda c: c.key)
+def test_preset_loads_from_an_offline_cache(choice, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     spec = REGISTRY[choice.key]
     if choice.key in HUB_MODELS:
@@ -110,4 +115,13 @@ def test_profile_preset_loads_from_an_offline_cache(choice, tmp_path, monkeypatc
     assert all(torch.equal(v, expected[k]) for k, v in state.items())
     assert not loaded.module.training
     if choice.key in HUB_MODELS:
+        assert type(loaded.module) is spec.arch.model_cls
         assert loaded.module.config._attn_implementation == "eager"
+        assert loaded.num_layers == 2
+    if choice.key == "mae":
+        assert loaded.module.config.mask_ratio == 0.0  # the saved 0.75 forced off
+    if choice.key.startswith("dinov"):  # the loaded model extracts on its grid (patch 14 / 16)
+        assert loaded.num_prefix_tokens == (1 if choice.key == "dinov2" else 5)
+        maps = extract(loaded, loaded.preprocess([Image.new("RGB", (300, 240))]))
+        grid = (14, 14) if choice.key == "dinov3" else (16, 16)
+        assert maps[("cls", 1)].shape == (1, 5, *grid)

@@ -13,13 +13,10 @@ from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
 from torch import nn
 
 from sightline.models import REGISTRY, load_model
-from sightline.saliency import (
-    CLASS_METHODS,
-    extract,
-    rollout,
-    rollout_matrices,
-    token_reshape_transform,
-)
+from sightline.registry import METHODS
+from sightline.saliency import extract, rollout
+from sightline.saliency.attention import rollout_matrices
+from sightline.saliency.gradcam import token_reshape_transform
 
 
 def _sharpen(module: nn.Module, factor: float = 10.0) -> None:
@@ -117,7 +114,8 @@ def test_attention_methods_share_one_forward(tiny, pixels, key):
     calls = []
     handle = model.module.register_forward_hook(lambda *_: calls.append(1))
     try:
-        extract(model, pixels, [m for m in model.spec.methods if m not in CLASS_METHODS])
+        extract(model, pixels, [m for m in model.spec.methods
+                               if not METHODS[m].explains_class])
     finally:
         handle.remove()
     assert len(calls) == 1

@@ -167,7 +167,7 @@ def test_xrai_explains_the_given_class(tiny):
 def test_xrai_rejects_bad_settings_and_heads(tiny):
     with pytest.raises(ValueError, match="'full' or 'fast'"):
         saliency.xrai_maps(tiny["resnet101"], torch.zeros(1, 3, 224, 224),
-                           settings=saliency.XraiSettings(algorithm="quick"))
+                           xrai=saliency.XraiSettings(algorithm="quick"))
     with pytest.raises(ValueError, match="do not apply"):
         saliency.extract(load_model("dinov2"), torch.zeros(1, 3, 224, 224), ["xrai"])
 

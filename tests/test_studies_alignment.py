@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from sightline import scoring
+from sightline import registry, scoring
 from sightline.studies import alignment as q1
 
 IMAGES = [f"img{i}" for i in range(12)]
@@ -184,6 +184,17 @@ def test_breakdowns_by_label_feature_threshold_and_summary():
     assert table.loc["coverage", "b · cam"] == pytest.approx(0.6)
     assert q1.summary_metrics(table, 90) == ["iou@90", "iou_rel@90", "iou@50", "coverage", "auc",
                                              "nss", "pointing_game"]
+
+
+def test_a_planted_metric_joins_the_summary_at_its_rank():
+    table = pd.DataFrame(index=["iou@90", "iou@50", "coverage", "nss", "dice@90", "dice", "spread"])
+    dice = registry.Metric("dice", "Dice", True, True, len, summary_rank=1)  # thresholded
+    spread = registry.Metric("spread", "spread", False, False, len)  # default rank: last
+    with registry.METRICS.registered(dice), registry.METRICS.registered(spread):
+        assert q1.summary_metrics(table, 90) == ["iou@90", "dice@90", "iou@50", "coverage", "nss",
+                                                 "spread"]
+    assert q1.summary_metrics(table, 90) == ["iou@90", "iou@50", "coverage", "nss"]
+    assert q1.summary_metrics(table, 50) == ["iou@50", "coverage", "nss"]
 
 
 def test_paired_tests_and_gallery_selection():

@@ -26,7 +26,7 @@ from .metrics import ArrayLike
 
 def _flat(maps: ArrayLike) -> tuple[np.ndarray, tuple[int, ...]]:
     """Validated float64 ``(N, H * W)`` maps and the ``(N, H, W)`` shape."""
-    x = metrics._maps(maps, "maps", 3)
+    x = metrics.checked_maps(maps, "maps", 3)
     return x.reshape(len(x), -1).astype(np.float64), x.shape
 
 
@@ -67,7 +67,7 @@ def max_box(maps: ArrayLike, percent: float = 15.0) -> np.ndarray:
     """Grad-CAM's localisation rule (Selvaraju et al. 2017): pixels above ``percent`` % of
     the map's maximum, the bounding box of their largest 8-connected component (the first in
     row-major order among equal sizes), filled; nothing for an all-zero map."""
-    x = metrics._maps(maps, "maps", 3)
+    x = metrics.checked_maps(maps, "maps", 3)
     n, h, w = x.shape
     above = x > x.max(axis=(1, 2), keepdims=True) * np.float32(percent / 100)
     structure = np.zeros((3, 3, 3), bool)
@@ -115,7 +115,7 @@ def otsu(maps: ArrayLike, nbins: int = 256) -> np.ndarray:
 
 def std(maps: ArrayLike, k: float = 1.0) -> np.ndarray:
     """Shared Interest's rule (Boggust et al. 2022): min-max scaled, at least mean + k std."""
-    return metrics.binarize_std(metrics._maps(maps, "maps", 3), k)
+    return metrics.binarize_std(metrics.checked_maps(maps, "maps", 3), k)
 
 
 @dataclass(frozen=True)

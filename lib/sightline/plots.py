@@ -198,13 +198,13 @@ def randomisation_curves(summary, flags, mode: str, threshold: float) -> plt.Fig
     a row per (model, variant) of `sanity.sensitivity_flags`, Spearman and SSIM against the
     randomised depth, one line per method at the flag's layer, its 95% CI shaded; left of
     the grey line the original model, dashed red the flag's ``threshold``."""
-    from .saliency import METHODS  # every method keeps its colour in every figure
+    from .registry import METHODS  # every method keeps its colour in every figure
 
     rows = summary[(summary["mode"] == mode) & summary["metric"].isin(["spearman", "ssim"])]
     rows = rows.merge(flags[["model", "variant", "method", "layer"]],
                       on=["model", "variant", "method", "layer"])
     panels = flags[["model", "variant"]].drop_duplicates().to_records(index=False).tolist()
-    colours = palette(METHODS)
+    colours = palette(METHODS.names())
     fig, axes = plt.subplots(len(panels), 2, figsize=(10, 2.9 * len(panels)), squeeze=False)
     for r, (model, variant) in enumerate(panels):
         for c, metric in enumerate(["spearman", "ssim"]):

@@ -76,7 +76,8 @@ class Metric(_Entry):
     explorer, ``soft`` scores the union's soft Gaussian box target (head-mean maps).
     ``function``: ``(maps (N, R, R), targets (N, R, R)[, percentiles]) -> (N[, P])`` on
     upsampled maps. ``swept``: `sightline.metrics.sweep` computes it (every head, one
-    ranking per map); the others are called on head-mean maps.
+    ranking per map); the others are called on head-mean maps. ``summary_rank``: its row's
+    place in Q1's summary table (lower first, ties in registry order).
     """
 
     name: str
@@ -87,6 +88,7 @@ class Metric(_Entry):
     sesoi: float | None = None
     target: Literal["mask", "soft"] = "mask"
     swept: bool = False
+    summary_rank: int = 100
     help: str = ""
 
 
@@ -133,21 +135,21 @@ class Registry(Generic[Entry]):
         return tuple(e.name for e in self if all(getattr(e, k) == v for k, v in where.items()))
 
 
-_S = "sightline.saliency:"
+_S = "sightline.saliency."
 METHODS: Registry[Method] = Registry("method", [
-    Method("cls", "CLS attention", frozenset({"cls"}), "attention", _S + "cls_maps",
+    Method("cls", "CLS attention", frozenset({"cls"}), "attention", _S + "attention:cls_maps",
            per_head=True, readout_heads=True,
            help="the CLS token's attention row over patch tokens, per layer and head"),
-    Method("rollout", "attention rollout", frozenset({"cls"}), "attention", _S + "rollout_maps",
+    Method("rollout", "attention rollout", frozenset({"cls"}), "attention", _S + "attention:rollout_maps",
            help="attention rollout (Abnar & Zuidema 2020) through layers 0..l, CLS row"),
     Method("probe", "pooling-probe attention", frozenset({"probe"}), "attention",
-           _S + "probe_maps", per_head=True, readout_heads=True,
+           _S + "attention:probe_maps", per_head=True, readout_heads=True,
            help="the pooling head's probe attention over patches (SigLIP family)"),
     Method("mean_received", "attention received", frozenset({"probe", "tokens"}), "attention",
-           _S + "mean_received_maps", per_head=True,
+           _S + "attention:mean_received_maps", per_head=True,
            help="the attention each patch receives, averaged over query rows"),
     Method("chefer", "Chefer relevance", frozenset({"cls", "probe"}), "attention_gradients",
-           _S + "chefer_maps", explains_class=True, cost="backward",
+           _S + "attention:chefer_maps", explains_class=True, cost="backward",
            help="gradient-weighted attention relevance (Chefer et al. 2021) of a class logit"),
     Method("attnlrp", "AttnLRP", frozenset({"cls", "probe", "tokens"}), "own",
            "sightline.attribution:attnlrp_maps", explains_class=True, cost="backward",
@@ -158,10 +160,10 @@ METHODS: Registry[Method] = Registry("method", [
            explains_class=True, cost="backward",
            help="LeGrad (Bousselham et al. 2024): gradient of the logit read at each block "
                 "with respect to its attention, layers l..L-1"),
-    Method("gradcam", "Grad-CAM", frozenset(READOUTS), "own", _S + "gradcam_maps",
+    Method("gradcam", "Grad-CAM", frozenset(READOUTS), "own", _S + "gradcam:gradcam_maps",
            explains_class=True, cost="backward",
            help="pytorch-grad-cam's GradCAM of a class logit at the layer's grid"),
-    Method("xrai", "XRAI", frozenset({"cnn"}), "own", _S + "run_xrai", explains_class=True,
+    Method("xrai", "XRAI", frozenset({"cnn"}), "own", _S + "xrai:xrai_maps", explains_class=True,
            classifier_only=True, cost="many",
            help="XRAI (Kapishnikov et al. 2019) region ranking from integrated gradients"),
 ])
@@ -176,27 +178,27 @@ def applicable_methods(readout: Readout, classifier: bool) -> tuple[str, ...]:
 
 _M = "sightline.metrics:"
 METRICS: Registry[Metric] = Registry("metric", [
-    Metric("iou", "IoU", True, True, _M + "iou", sesoi=0.01, swept=True,
+    Metric("iou", "IoU", True, True, _M + "iou", sesoi=0.01, swept=True, summary_rank=0,
            help="IoU of the top-k pixels with the mask"),
-    Metric("gtc", "GTC", True, True, _M + "gtc", swept=True,
+    Metric("gtc", "GTC", True, True, _M + "gtc", swept=True, summary_rank=2,
            help="ground-truth coverage: |top-k ∩ mask| / |mask|"),
-    Metric("sc", "SC", True, True, _M + "sc", swept=True,
+    Metric("sc", "SC", True, True, _M + "sc", swept=True, summary_rank=3,
            help="saliency coverage: |top-k ∩ mask| / |top-k|"),
-    Metric("iou_rel", "relative IoU", True, True, _M + "iou_rel", swept=True,
+    Metric("iou_rel", "relative IoU", True, True, _M + "iou_rel", swept=True, summary_rank=1,
            help="IoU over the best IoU any map reaches for the mask's area"),
-    Metric("coverage", "coverage", True, False, _M + "coverage", sesoi=0.01, swept=True,
+    Metric("coverage", "coverage", True, False, _M + "coverage", sesoi=0.01, swept=True, summary_rank=5,
            help="attention mass inside the mask / total mass (the energy pointing game)"),
-    Metric("pointing_game", "pointing game", True, False, _M + "pointing_game", swept=True,
+    Metric("pointing_game", "pointing game", True, False, _M + "pointing_game", swept=True, summary_rank=8,
            help="1 when the map's maximum lies inside the mask"),
-    Metric("auc", "AUC", True, False, _M + "auc", swept=True,
+    Metric("auc", "AUC", True, False, _M + "auc", swept=True, summary_rank=6,
            help="ROC AUC of the map's values as a classifier of mask pixels (0.5: chance)"),
-    Metric("nss", "NSS", True, False, _M + "nss", swept=True,
+    Metric("nss", "NSS", True, False, _M + "nss", swept=True, summary_rank=7,
            help="mean over the mask of the z-scored map (0: chance)"),
-    Metric("mse", "MSE", False, False, _M + "mse", sesoi=0.01, target="soft",
+    Metric("mse", "MSE", False, False, _M + "mse", sesoi=0.01, target="soft", summary_rank=9,
            help="mean squared error of the min-max scaled map and the soft box target"),
-    Metric("kl", "KL", False, False, _M + "kl", sesoi=0.05, target="soft",
+    Metric("kl", "KL", False, False, _M + "kl", sesoi=0.05, target="soft", summary_rank=10,
            help="KL(soft box target ‖ map) in nats"),
-    Metric("emd", "EMD", False, False, _M + "emd", sesoi=0.01, target="soft",
+    Metric("emd", "EMD", False, False, _M + "emd", sesoi=0.01, target="soft", summary_rank=11,
            help="earth mover's distance to the soft box target, in image sides"),
 ])
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import data, extract, frames, geometry, models, saliency
+from .. import data, extract, frames, geometry, models, registry
 from ..config import STRATEGIES, Finetune, ModelChoice
 from .checkpoints import FinetuneError
 from .splits import Split
@@ -125,7 +125,8 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
             methods = None
             spec = models.spec_for(choice)
             if manifest is None and not spec.arch.classifier:
-                methods = tuple(m for m in spec.methods if m not in saliency.CLASS_METHODS)
+                methods = tuple(m for m in spec.methods
+                                if not registry.METHODS[m].explains_class)
                 if not methods:
                     continue
             key = manifest["key"] if manifest else ""

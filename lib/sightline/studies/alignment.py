@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import binarize, extract, scoring, selection
+from .. import binarize, extract, registry, scoring, selection
 from .. import finetune as ft
 from .. import stats as st
 from .study import Study
@@ -24,8 +24,6 @@ SANITY = "Spearman after full randomisation"
 REFERENCE_IOU90 = {"dinov3": 0.133, "resnet50": 0.090, "dinov2": 0.082, "siglip": 0.074,
                    "mae": 0.070, "clip": 0.049, "siglip2": 0.047,
                    "dinov2_reg": 0.082, "resnet50_tv": 0.090}  # the study's own checkpoints
-SUMMARY_METRICS = ("iou@{p}", "iou_rel@{p}", "gtc@{p}", "sc@{p}", "iou@50", "coverage", "auc",
-                   "nss", "pointing_game", "mse", "kl", "emd")
 
 
 def label(rows: pd.DataFrame) -> pd.Series:
@@ -455,9 +453,12 @@ def summary(scores: Scores, maps: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_metrics(table: pd.DataFrame, percentile: float) -> list[str]:
-    """The rows of ``summary`` the report shows, in order."""
-    names = [m.format(p=f"{percentile:g}") for m in SUMMARY_METRICS]
-    return [m for m in names if m in table.index]
+    """The rows of ``summary`` the report shows: the registry's metrics by `summary_rank`, the
+    thresholded at ``percentile`` and then IoU@50 (the loose threshold), the others after."""
+    ranked = sorted(registry.METRICS, key=lambda m: m.summary_rank)
+    names = [*(f"{m.name}@{percentile:g}" for m in ranked if m.thresholded), "iou@50",
+             *(m.name for m in ranked if not m.thresholded)]
+    return [m for m in dict.fromkeys(names) if m in table.index]
 
 
 def randomisation_sentence(flags: pd.DataFrame, steps: pd.DataFrame) -> str:

@@ -1,7 +1,7 @@
 """Q2, how fine-tuning shifted alignment: the training tables, the shift's headline rows,
 where attention moved (per style, per feature type, best layers, heads) and whether a
 better classifier moved more, with the sentences and figures the report shows. The shift
-statistics themselves are `sightline.shift`."""
+statistics themselves are `sightline.paired_deltas`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from scipy import stats as sps
 
 from .. import data, plots
 from .. import finetune as ft
-from .. import shift as sh
+from .. import paired_deltas as sh
 from .. import stats as st
 from .study import Study
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sightline import registry, shift, stats
+from sightline import paired_deltas, registry, stats
 
 SESOI = registry.sesoi_defaults()
 
@@ -35,8 +35,8 @@ def planted(n=30, seed=0):
 
 def test_planted_shift_is_found_and_null_shift_is_not():
     scores, frozen_iou = planted()
-    table = shift.deltas(scores, headline_percentile=90, sesoi=SESOI, n_boot=500)
-    assert list(table.columns) == shift.COLUMNS
+    table = paired_deltas.deltas(scores, headline_percentile=90, sesoi=SESOI, n_boot=500)
+    assert list(table.columns) == paired_deltas.COLUMNS
     got = table.set_index(["strategy", "metric"])
     assert got.loc[("full", "iou"), "delta"] == pytest.approx(0.06, abs=0.01)
     assert got.loc[("full", "iou"), "mean_frozen"] == pytest.approx(frozen_iou.mean())
@@ -57,12 +57,12 @@ def test_worse_direction_is_degraded_and_zero_shift_equivalent():
     flipped = scores.copy()
     tuned = flipped["variant"].str.startswith("full")
     flipped.loc[tuned & (flipped["metric"] == "iou"), "value"] -= 0.12
-    table = shift.deltas(flipped, headline_percentile=90, sesoi=SESOI, n_boot=200).set_index(
+    table = paired_deltas.deltas(flipped, headline_percentile=90, sesoi=SESOI, n_boot=200).set_index(
         ["strategy", "metric"])
     assert table.loc[("full", "iou"), "verdict"] == "degraded"
     same = scores.copy()
     probe = same[same["variant"] == "frozen"].assign(variant="linear_probe.s0")
-    table = shift.deltas(pd.concat([same, probe]), headline_percentile=90, sesoi=SESOI,
+    table = paired_deltas.deltas(pd.concat([same, probe]), headline_percentile=90, sesoi=SESOI,
                          n_boot=200)
     row = table.set_index(["strategy", "metric"]).loc[("linear_probe", "iou")]
     assert row["delta"] == 0 and np.isnan(row["p_wilcoxon"]) and row["verdict"] == "equivalent"
@@ -77,7 +77,7 @@ def test_significance_alone_is_not_a_verdict():
     tiny = scores.copy()
     key = pd.MultiIndex.from_frame(tiny.loc[tuned, ["image_id", "metric", "target"]])
     tiny.loc[tuned, "value"] = frozen.loc[key, "value"].to_numpy() + 0.003
-    table = shift.deltas(tiny, headline_percentile=90, sesoi=SESOI, n_boot=200).set_index(
+    table = paired_deltas.deltas(tiny, headline_percentile=90, sesoi=SESOI, n_boot=200).set_index(
         ["strategy", "metric"])
     row = table.loc[("full", "iou")]
     assert row["p_holm"] < 1e-4 and row["delta"] == pytest.approx(0.003)
@@ -86,7 +86,7 @@ def test_significance_alone_is_not_a_verdict():
     few = scores[scores["image_id"].isin([f"img{i}" for i in range(6)])].copy()
     noisy = few["variant"].str.startswith("full") & (few["metric"] == "iou")
     few.loc[noisy, "value"] += rng.normal(0, 0.3, noisy.sum())
-    row = shift.deltas(few, headline_percentile=90, sesoi=SESOI, n_boot=200).set_index(
+    row = paired_deltas.deltas(few, headline_percentile=90, sesoi=SESOI, n_boot=200).set_index(
         ["strategy", "metric"]).loc[("full", "iou")]
     assert abs(row["delta"]) >= SESOI["iou"] and row["verdict"] == "inconclusive"
 
@@ -94,16 +94,16 @@ def test_significance_alone_is_not_a_verdict():
 def test_a_metric_without_a_margin_is_an_error():
     scores, _ = planted()
     with pytest.raises(KeyError, match="stats.sesoi"):
-        shift.deltas(scores, headline_percentile=90, sesoi={"iou": 0.01})
+        paired_deltas.deltas(scores, headline_percentile=90, sesoi={"iou": 0.01})
 
 
 def test_target_deltas_pair_each_box_and_image_with_its_frozen_self():
     scores, frozen_iou = planted()
-    boxes = shift.target_deltas(scores, metric="iou", threshold=90)
+    boxes = paired_deltas.target_deltas(scores, metric="iou", threshold=90)
     full = boxes[boxes["strategy"] == "full"]
     assert len(full) == 30 and set(full["feature"]) == {"Portal"}
     assert full["delta"].mean() == pytest.approx(0.03, abs=0.01)
-    images = shift.target_deltas(scores, metric="iou", threshold=90, boxes=False)
+    images = paired_deltas.target_deltas(scores, metric="iou", threshold=90, boxes=False)
     full = images[images["strategy"] == "full"].set_index("image_id")
     tuned = scores[scores["variant"].str.startswith("full") & (scores["target"] == "union")
                    & (scores["metric"] == "iou")].groupby("image_id")["value"].mean()

@@ -1,0 +1,49 @@
+"""The params schema: one validated YAML file per study profile.
+
+Unknown keys and bad values are errors that name the file, the key and what is allowed
+(or the closest valid key), so a typo never runs a study with silent defaults.
+
+Rules between keys, checked up front with the rest (one line naming both keys):
+
+- ``metrics.headline_percentile`` must be one of ``metrics.percentiles``.
+- a profile holds a WikiChurches study (``dataset`` with at least one of ``models``), the
+  ``shared_interest`` study and / or the ``photos`` study; ``models`` without ``dataset`` is an error.
+- every model of ``sanity.models`` is in ``models``, and a variant other than ``frozen``
+  is one of its ``finetune.strategies``.
+
+The package: `inputs` (data sets and model choices, the base of every section),
+`sections` (the study's settings and `Params`, the whole profile) and `loading`
+(`load_params`: YAML, paths, readable errors).
+"""
+
+from .inputs import (
+    SI_SUBJECTS,
+    CocoDataset,
+    InputSpec,
+    MasksDataset,
+    ModelChoice,
+    ParamsError,
+    SIModelChoice,
+    SyntheticDataset,
+    SyntheticHumanAttentionDataset,
+)
+from .loading import load_params
+from .sections import (
+    BASELINE_NAMES,
+    RULES,
+    STRATEGIES,
+    Execution,
+    Extraction,
+    Finetune,
+    Metrics,
+    Params,
+    Photos,
+    PhotosSanity,
+    Sanity,
+    SharedInterest,
+)
+
+__all__ = ["BASELINE_NAMES", "RULES", "SI_SUBJECTS", "STRATEGIES", "CocoDataset", "Execution",
+           "Extraction", "Finetune", "InputSpec", "MasksDataset", "Metrics", "ModelChoice",
+           "Params", "ParamsError", "Photos", "PhotosSanity", "SIModelChoice", "Sanity",
+           "SharedInterest", "SyntheticDataset", "SyntheticHumanAttentionDataset", "load_params"]

@@ -1,0 +1,104 @@
+"""Continuous comparisons with a soft box target (the reference study's definitions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .core import ArrayLike, _array, _ratio, _same_shape, checked_maps
+
+KL_EPS = 1e-8  # added to both normalised distributions before KL (then renormalised)
+
+
+def soft_target(boxes_xyxy: ArrayLike, height: int, width: int) -> np.ndarray:
+    """Soft ``(H, W)`` float32 target of pixel boxes ``(n, 4)`` ``x0, y0, x1, y1``.
+
+    Per box an anisotropic Gaussian centred on the box (pixel centres at ``i + 0.5``) with
+    ``sigma = max(box side / 4, 1)`` px per axis, peak-normalised; the pixelwise max over the
+    boxes, renormalised to peak 1. No boxes give an all-zero target.
+    """
+    boxes = _array(boxes_xyxy, "boxes_xyxy", np.float64)
+    if boxes.size % 4 or (boxes.ndim == 2 and boxes.shape[1] != 4) or boxes.ndim > 2:
+        raise ValueError(f"boxes_xyxy must be (n, 4) x0, y0, x1, y1 pixels, got {boxes.shape}")
+    boxes = boxes.reshape(-1, 4)
+    if not boxes.size:
+        return np.zeros((height, width), np.float32)
+    centre_x = (boxes[:, 0] + boxes[:, 2]) / 2
+    centre_y = (boxes[:, 1] + boxes[:, 3]) / 2
+    sigma_x = np.maximum((boxes[:, 2] - boxes[:, 0]) / 4, 1.0)
+    sigma_y = np.maximum((boxes[:, 3] - boxes[:, 1]) / 4, 1.0)
+    gx = np.exp(-((np.arange(width) + 0.5 - centre_x[:, None]) ** 2) / (2 * sigma_x[:, None] ** 2))
+    gy = np.exp(-((np.arange(height) + 0.5 - centre_y[:, None]) ** 2) / (2 * sigma_y[:, None] ** 2))
+    bumps = gy[:, :, None] * gx[:, None, :]
+    peaks = bumps.max(axis=(1, 2), keepdims=True)
+    target = np.divide(bumps, peaks, out=np.zeros_like(bumps), where=peaks > 0).max(axis=0)
+    top = target.max()
+    return (target / top if top > 0 else target).astype(np.float32)
+
+
+def _continuous_pair(maps: ArrayLike, targets: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Validated float64 ``(N, H, W)`` maps and targets of one shape."""
+    x = checked_maps(maps, "maps", 3).astype(np.float64)
+    t = checked_maps(targets, "targets", 3).astype(np.float64)
+    _same_shape(x, t, "maps and targets")
+    return x, t
+
+
+def _distributions(values: np.ndarray, eps: float = 0.0) -> np.ndarray:
+    """Each map divided by its sum, then ``eps`` added and renormalised (so the smoothing
+    does not depend on the map's scale); NaN rows for maps with no mass."""
+    flat = values.reshape(len(values), -1)
+    total = flat.sum(axis=1, keepdims=True)
+    return (_ratio(flat, np.where(total > 0, total, 0)) + eps) / (1 + eps * flat.shape[1])
+
+
+def mse(maps: ArrayLike, targets: ArrayLike) -> np.ndarray:
+    """Mean squared error of each map, min-max normalised to [0, 1], and its target: ``(N,)``.
+
+    A constant map (including all-zero) has no min-max normalisation and scores NaN.
+    """
+    x, t = _continuous_pair(maps, targets)
+    flat = x.reshape(len(x), -1)
+    low = flat.min(axis=1, keepdims=True)
+    scaled = _ratio(flat - low, flat.max(axis=1, keepdims=True) - low)
+    return ((scaled - t.reshape(len(t), -1)) ** 2).mean(axis=1)
+
+
+def kl(maps: ArrayLike, targets: ArrayLike, eps: float = KL_EPS) -> np.ndarray:
+    """KL(target || map) in nats: ``(N,)``, maps first as every metric takes them. Each
+    (``>= 0`` by validation) is normalised to sum 1 first, then ``eps`` is added to every
+    pixel and it is renormalised, so a map and
+    the same map times any positive factor score the same; an all-zero map or target gives
+    NaN. (Adding eps before normalising, as the reference study does, makes a map with a
+    small peak, e.g. a ViT Grad-CAM map at 1e-9, score like a uniform map.)"""
+    x, t = _continuous_pair(maps, targets)
+    p, q = _distributions(t, eps), _distributions(x, eps)
+    return (p * (np.log(p) - np.log(q))).sum(axis=1)
+
+
+def _emd_grid(values: np.ndarray, grid: int) -> np.ndarray:
+    """Area-average each map onto ``grid x grid`` cells, as distributions ``(N, grid**2)``."""
+    cells = F.adaptive_avg_pool2d(torch.from_numpy(values)[:, None], grid)
+    return _distributions(cells[:, 0].numpy())
+
+
+def emd(maps: ArrayLike, targets: ArrayLike, grid: int = 8) -> np.ndarray:
+    """Exact 2-D Wasserstein-1 distance between each map and its target: ``(N,)``.
+
+    Both are area-averaged onto a ``grid x grid`` grid (mass-preserving; the reference
+    study resized bilinearly), normalised to sum 1 and placed at the cell centres of the
+    unit square; the cost is Euclidean distance, solved exactly with POT's ``ot.emd2``.
+    An all-zero map or target gives NaN.
+    """
+    import ot  # POT takes ~1.5 s to import; only EMD needs it
+
+    x, t = _continuous_pair(maps, targets)
+    a, b = _emd_grid(x, grid), _emd_grid(t, grid)
+    centres = (np.arange(grid) + 0.5) / grid
+    points = np.stack(np.meshgrid(centres, centres, indexing="ij"), axis=-1).reshape(-1, 2)
+    cost = ot.dist(points, points, metric="euclidean")
+    out = np.full(len(x), np.nan)
+    for i in np.flatnonzero(np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)):
+        out[i] = ot.emd2(a[i], b[i], cost)
+    return out

@@ -1,0 +1,46 @@
+"""What the saliency method families share: map keys, the classifier and target-class
+checks, and frozen parameters (backward passes that compute input gradients only)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from sightline.models import LoadedModel
+
+MapKey = tuple[str, int]
+Attentions = Sequence[torch.Tensor]
+
+
+def _require_classifier(model: LoadedModel, method: str) -> None:
+    if not model.is_classifier:
+        raise ValueError(
+            f"model {model.spec.key!r} has no classifier head, so {method} has no class logit "
+            "to explain; train a linear probe (sightline.finetune, strategy 'linear_probe') "
+            "and load it with finetune.load_run"
+        )
+
+
+def _checked_classes(classes: Sequence[int] | None, batch: int) -> list[int] | None:
+    """The target classes as ints, one per image (None: the predicted ones)."""
+    if classes is None:
+        return None
+    if len(classes) != batch:
+        raise ValueError(f"need one class per image: {len(classes)} for {batch}")
+    return [int(c) for c in classes]
+
+
+@contextmanager
+def _frozen(*modules: nn.Module | None) -> Iterator[None]:
+    """Parameters stop requiring gradients, so backward computes input gradients only."""
+    trainable = [p for m in modules if m is not None for p in m.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in trainable:
+            parameter.requires_grad_(True)

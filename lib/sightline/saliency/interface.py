@@ -1,0 +1,108 @@
+"""`extract(model, pixel_values, methods)`: every registered method behind one call,
+dispatched on its registry entry's ``runs``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from sightline import registry
+from sightline.models import LoadedModel
+
+from .attention import _attention_maps
+from .common import MapKey, _require_classifier
+from .xrai import XraiSettings
+
+
+def extract(
+    model: LoadedModel,
+    pixel_values: torch.Tensor,
+    methods: Sequence[str] | None = None,
+    *,
+    classes: Sequence[int] | None = None,
+    xrai: XraiSettings | None = None,
+    segments: Sequence[list[np.ndarray]] | None = None,
+) -> dict[MapKey, np.ndarray]:
+    """Maps ``(method, layer) -> (B, K, gh, gw)`` for ``methods`` (default: all that apply).
+
+    ``classes`` (one per image) sets the Chefer / Grad-CAM / XRAI target class of a
+    classifier; by default it is the predicted class. ``xrai`` sets XRAI's cost (default
+    `XraiSettings()`); ``segments`` (one `xrai_segments` list per image, default: computed)
+    lets a caller reading the same inputs again skip XRAI's segmentation.
+    """
+    return extract_with_logits(model, pixel_values, methods, classes=classes, xrai=xrai,
+                               segments=segments)[0]
+
+
+def extract_with_logits(
+    model: LoadedModel,
+    pixel_values: torch.Tensor,
+    methods: Sequence[str] | None = None,
+    *,
+    classes: Sequence[int] | None = None,
+    xrai: XraiSettings | None = None,
+    segments: Sequence[list[np.ndarray]] | None = None,
+    on_image: Callable[[], None] | None = None,
+) -> tuple[dict[MapKey, np.ndarray], torch.Tensor | None]:
+    """`extract`'s maps and a classifier's class logits ``(B, C)`` (a style head's, an
+    ImageNet model's) on the same images, read from the first forward pass a method ran
+    (XRAI alone, which runs hundreds, gets one more); None for a model with no classifier.
+    ``on_image`` is called as XRAI finishes each image (progress of the slow method)."""
+    methods = _check_methods(model, methods)
+    pixel_values = _check_input(model, pixel_values)
+    class_methods = registry.METHODS.names(explains_class=True)
+    if classes is not None and not set(class_methods) & set(methods):
+        raise ValueError(f"`classes` sets the target class of {list(class_methods)}: pass it "
+                         "only with one of them in methods")
+    maps: dict[MapKey, np.ndarray] = {}
+    passes: list[torch.Tensor | None] = []  # each forward pass's class logits
+    attention_methods = [m for m in methods if registry.METHODS[m].runs != "own"]
+    if attention_methods:
+        found, logits = _attention_maps(model, pixel_values, attention_methods, classes)
+        maps, passes = maps | found, [*passes, logits]
+    for method in registry.METHODS:
+        if method.name in methods and method.runs == "own":
+            if method.explains_class:
+                _require_classifier(model, method.label)
+            found, logits = method(model, pixel_values, classes, xrai=xrai or XraiSettings(),
+                                   segments=segments, on_image=on_image)
+            maps, passes = maps | found, [*passes, logits]
+    if not model.is_classifier:
+        return maps, None
+    passes = [p for p in passes if p is not None]
+    if not passes:  # XRAI alone
+        with torch.inference_mode():
+            passes = [model.score(pixel_values)]
+    return maps, passes[0].detach()
+
+
+def _check_methods(model: LoadedModel, methods: Sequence[str] | None) -> list[str]:
+    allowed = model.methods
+    if methods is None:
+        return [m for m in allowed if not registry.METHODS[m].explains_class or model.is_classifier]
+    if isinstance(methods, str):
+        methods = [methods]
+    wrong = [m for m in methods if m not in allowed]
+    if wrong:
+        raise ValueError(
+            f"method(s) {wrong} do not apply to model {model.spec.key!r}; "
+            f"its methods are {list(allowed)} (all methods: {list(registry.METHODS.names())})"
+        )
+    return list(dict.fromkeys(methods))
+
+
+def _check_input(model: LoadedModel, pixel_values: torch.Tensor) -> torch.Tensor:
+    if model.module.training:
+        raise ValueError(
+            f"model {model.spec.key!r} is in training mode (dropout; DINOv3 jitters its RoPE "
+            "positions): call model.module.eval() before extracting maps"
+        )
+    size = model.spec.geometry.size
+    if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (3, size, size):
+        raise ValueError(
+            f"model {model.spec.key!r} takes pixel_values of shape (B, 3, {size}, {size}) "
+            f"(use model.preprocess), got {tuple(pixel_values.shape)}"
+        )
+    return pixel_values.to(model.device, torch.float32)
