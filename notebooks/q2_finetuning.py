@@ -43,8 +43,7 @@ tables_dir = default("tables_dir")
 # %%
 from IPython.display import Markdown, display
 
-from sightline import formatting, plots
-from sightline import paired_deltas as shift
+from sightline import formatting, paired_deltas, plots
 from sightline.studies import Study
 from sightline.studies import positive_control as pc
 from sightline.studies import shift as q2
@@ -101,8 +100,8 @@ figure = q2.training_curves(manifests)
 plots.random_weights_banner(models)
 
 # %%
-deltas = shift.deltas(scores, headline_percentile=P, sesoi=stats["sesoi"], alpha=stats["alpha"],
-                      n_boot=stats["n_boot"], seed=seed)
+deltas = paired_deltas.deltas(scores, headline_percentile=P, sesoi=stats["sesoi"],
+                              alpha=stats["alpha"], n_boot=stats["n_boot"], seed=seed)
 study.write_table("q2_deltas.csv", deltas)
 display(Markdown(q2.margins_sentence(stats["sesoi"], deltas)))
 headline = q2.headline(deltas, study.specs, P)
@@ -126,7 +125,7 @@ figure = q2.verdict_bars(headline, stats["sesoi"]["iou"], P)
 
 # %%
 if report["split_by_correct"]:
-    by_correct = shift.deltas_by_correct(scores, headline_percentile=P)
+    by_correct = paired_deltas.deltas_by_correct(scores, headline_percentile=P)
     study.write_table("q2_deltas_by_correct.csv", by_correct)
     display(formatting.table(q2.headline_rows(by_correct, study.specs).drop(columns="threshold"),
                              digits=4, caption=q2.BY_CORRECT_CAPTION))
