@@ -146,7 +146,7 @@ def test_the_whole_control_runs_on_a_tiny_study(tmp_path, demo_params):
     """Twin data set, training, extraction, scoring, gate and verdicts on 8 images: the
     twin is the full run's null control, every table and line is there."""
     params = demo_params(["resnet50"], probes={"resnet50": ["linear_probe", "full"]})
-    params["dataset"].update(root=str(tmp_path / "data"), n_annotated=8, n_pool=24)
+    params["dataset"].update(root=str(tmp_path / "data" / "synthetic"), n_annotated=8, n_pool=24)
     params["extraction"].update(batch_size=4, cache_dir=str(tmp_path / "cache"))
     params["finetune"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
     params["metrics"]["percentiles"] = [50, 90]
