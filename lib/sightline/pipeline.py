@@ -13,12 +13,16 @@ import ast
 import hashlib
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ import nbformat
 import papermill
 from jupyter_client.manager import AsyncKernelManager
 from papermill.exceptions import PapermillExecutionError
-from traitlets import CaselessStrEnum
+from traitlets import CaselessStrEnum, default
 
 from . import config, data, execution, models, preflight
 from .config import ModelChoice, SIModelChoice
@@ -207,8 +211,10 @@ def build(
     report_root: Path | None = None,
     only: list[str] | None = None,
     force: bool = False,
+    jobs: int | None = None,
 ) -> BuildResult:
-    """Run the stale notebooks of a profile, then (re)make the report if anything changed."""
+    """Run the stale notebooks of a profile, ``jobs`` at a time (default `default_jobs`), each
+    once the notebooks it needs are done; then (re)make the report if anything changed."""
     from . import report
 
     params = config.load_params(params_path, base=root)
@@ -240,7 +246,7 @@ def build(
     records: dict[str, dict] = json.loads(stamps_path.read_text()) if stamps_path.exists() else {}
     lib_digest = library_digest(root)
     stamps: dict[str, str] = {}
-    executed, cached = [], []
+    todo, cached = {}, []
     for nb in notebooks:
         # e.g. the WikiChurches notebooks in a Shared-Interest-only profile
         absent = [f"no '{name}'" for name in nb.parameters if getattr(params, name, 0) is None]
@@ -269,17 +275,25 @@ def build(
                 print(f"[build] {nb.name}: cached (unchanged)", flush=True)
                 cached.append(nb.name)
             continue
-        print(f"[build] {nb.name}: started", flush=True)
-        seconds = execute(nb, injected, output, root)
-        print(f"[build] {nb.name}: done in {seconds:.1f} s", flush=True)
-        records[nb.name] = {
-            "stamp": stamps[nb.name],
-            "seconds": round(seconds, 1),
-            "executed_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "commit": git_commit(root),
-        }
-        stamps_path.write_text(json.dumps(records, indent=2))
-        executed.append(nb.name)
+        todo[nb.name] = (nb, injected, output)
+
+    jobs = jobs or default_jobs()
+    seconds: dict[str, float] = {}
+    with ProjectKernel(SIGHTLINE_BUILD="1", **kernel_threads(jobs)):
+        for name, took in schedule(
+            [todo[name] for name in longest_first(notebooks, records) if name in todo], jobs,
+            lambda nb, injected, output: execute(nb, injected, output, root),
+        ):
+            print(f"[build] {name}: done in {took:.1f} s", flush=True)
+            seconds[name] = took
+            records[name] = {
+                "stamp": stamps[name],
+                "seconds": round(took, 1),
+                "executed_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "commit": git_commit(root),
+            }
+            stamps_path.write_text(json.dumps(records, indent=2))
+    executed = [nb.name for nb in notebooks if nb.name in seconds]
 
     report_stamp = _digest(
         [records[nb.name]["stamp"] for nb in notebooks if nb.name in records],
@@ -295,8 +309,85 @@ def build(
         leftover.unlink()
     if not executed:
         print("[build] nothing changed: no notebook executed", flush=True)
+    else:
+        path, longest = critical_path(notebooks, seconds)
+        print(f"[build] notebooks: {', '.join(f'{n} {seconds[n]:.0f} s' for n in executed)}; "
+              f"critical path {' -> '.join(path)}: {longest:.0f} s ({jobs} at a time)", flush=True)
     print(f"[build] finished in {time.perf_counter() - started:.1f} s", flush=True)
     return BuildResult(profile_dir, executed, cached, records)
+
+
+def default_jobs() -> int:
+    """Notebooks run at once: two where there are two cores (the demo's tiny models use one
+    core each far better than two: a 2-thread training step costs more CPU than two 1-thread
+    steps, and many times more on a busy machine), else one."""
+    return min(2, _cores())
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def kernel_threads(jobs: int) -> dict[str, str]:
+    """The kernels' thread count: the cores shared by the ``jobs`` notebooks running at once
+    (``OMP_NUM_THREADS`` where the caller set none). Fixed per machine and ``jobs``, since
+    training's last bits depend on it."""
+    return {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, _cores() // jobs))}
+
+
+def longest_first(notebooks: list[Notebook], records: dict[str, dict]) -> list[str]:
+    """Notebook names by the seconds from each to the build's end (its own, as last recorded,
+    else 1, plus its longest chain of dependents): the critical path starts first."""
+    below: dict[str, float] = {}
+    for nb in reversed(notebooks):  # a notebook's dependents come after it
+        after = [below[other.name] for other in notebooks if nb.name in other.needs]
+        below[nb.name] = records.get(nb.name, {}).get("seconds", 1.0) + max(after, default=0.0)
+    return sorted((nb.name for nb in notebooks), key=lambda name: -below[name])
+
+
+def critical_path(notebooks: list[Notebook], seconds: dict[str, float]) -> tuple[list[str], float]:
+    """The chain of needs among the executed notebooks with the most seconds, and its sum."""
+    chain: dict[str, tuple[float, list[str]]] = {}
+    for nb in notebooks:
+        if nb.name in seconds:
+            before = max((chain[n] for n in nb.needs if n in chain), default=(0.0, []))
+            chain[nb.name] = (before[0] + seconds[nb.name], [*before[1], nb.name])
+    longest, path = max(chain.values())
+    return path, longest
+
+
+def schedule(todo: list[tuple[Notebook, dict, Path]], jobs: int,
+             run: Callable[[Notebook, dict, Path], float]) -> Iterator[tuple[str, float]]:
+    """``run`` each notebook of ``todo`` (in that order of preference) once those it needs
+    among them are done, ``jobs`` at a time; yields (name, what ``run`` returned) as each ends.
+    After a failure nothing new starts; the running ones finish, then the failure is raised."""
+    ended: queue.Queue = queue.Queue()
+    waiting, running, failure = list(todo), set(), None
+
+    def work(nb: Notebook, injected: dict, output: Path) -> None:
+        try:
+            ended.put((nb.name, run(nb, injected, output), None))
+        except BaseException as error:  # raised in the caller's thread
+            ended.put((nb.name, None, error))
+
+    while waiting or running:
+        blocked = {nb.name for nb, *_ in waiting} | running
+        ready = [task for task in waiting if not blocked & set(task[0].needs)]
+        for task in ready[:jobs - len(running)]:
+            waiting.remove(task)
+            running.add(task[0].name)
+            print(f"[build] {task[0].name}: started", flush=True)
+            threading.Thread(target=work, args=task, daemon=True).start()
+        name, result, error = ended.get()
+        running.discard(name)
+        if error is None:
+            yield name, result
+            continue
+        failure, waiting = failure or error, []
+        if running:
+            print(f"[build] {name}: failed; waiting for {', '.join(sorted(running))}", flush=True)
+    if failure is not None:
+        raise failure
 
 
 def _upstream(notebooks: list[Notebook], names: list[str]) -> set[str]:
@@ -330,37 +421,37 @@ def _parameters(nb: Notebook, params: config.Params, profile_dir: Path, root: Pa
 
 
 def execute(nb: Notebook, parameters: dict, output: Path, root: Path) -> float:
-    """Execute one notebook; on failure keep the partial notebook and raise BuildError."""
+    """Execute one notebook (inside a `ProjectKernel`); on failure keep the partial notebook
+    and raise BuildError."""
     running = output.with_suffix(".running.ipynb")
     failed = output.with_suffix(".failed.ipynb")
     notebook = jupytext.read(nb.path)
     notebook.metadata["kernelspec"] = dict(KERNEL_SPEC)
     started = time.perf_counter()
-    with ProjectKernel(SIGHTLINE_BUILD="1"):
-        try:
-            papermill.execute_notebook(
-                notebook,
-                str(running),
-                parameters=parameters,
-                kernel_name=KERNEL_NAME,
-                progress_bar=False,
-                stderr_file=sys.stderr,
-                cwd=str(root),
-                kernel_manager_class=_BuildKernelManager,
-                shutdown_kernel="immediate",
-                record_timing=False,
-            )
-        except PapermillExecutionError as error:
+    try:
+        papermill.execute_notebook(
+            notebook,
+            str(running),
+            parameters=parameters,
+            kernel_name=KERNEL_NAME,
+            progress_bar=False,
+            stderr_file=sys.stderr,
+            resources={"metadata": {"path": str(root)}},  # the kernel's cwd (no process chdir)
+            kernel_manager_class=_BuildKernelManager,
+            shutdown_kernel="immediate",
+            record_timing=False,
+        )
+    except PapermillExecutionError as error:
+        os.replace(running, failed)
+        raise BuildError(
+            f"notebook {nb.name} failed in cell {error.exec_count} "
+            f"({error.ename}: {error.evalue}).\nThe partial notebook is kept at {failed}; "
+            "earlier outputs are left as they were."
+        ) from None
+    except BaseException:
+        if running.exists():
             os.replace(running, failed)
-            raise BuildError(
-                f"notebook {nb.name} failed in cell {error.exec_count} "
-                f"({error.ename}: {error.evalue}).\nThe partial notebook is kept at {failed}; "
-                "earlier outputs are left as they were."
-            ) from None
-        except BaseException:
-            if running.exists():
-                os.replace(running, failed)
-            raise
+        raise
     executed = reproducible(nbformat.read(running, as_version=4), nb.name)
     executed.metadata.papermill.update(input_path=str(nb.path), output_path=str(output))
     nbformat.write(executed, running)
@@ -406,7 +497,9 @@ def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.Noteboo
 
 
 class _BuildKernelManager(AsyncKernelManager):
-    """Kernels for a build: IPC sockets (no TCP ports), and no SIGINT at shut-down.
+    """Kernels for a build: IPC sockets (no TCP ports) of their own in the temporary folder
+    (jupyter_client's default names them in the working directory, where two kernels started
+    at once could pick the same), and no SIGINT at shut-down.
 
     jupyter_client interrupts a kernel before shutting it down, which makes an idle kernel
     log "KeyboardInterrupt caught in kernel" now and then; a finished notebook's kernel is
@@ -414,6 +507,10 @@ class _BuildKernelManager(AsyncKernelManager):
     """
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    @default("ip")
+    def _ip_default(self) -> str:
+        return str(Path(tempfile.gettempdir()) / f"sightline-{uuid.uuid4().hex[:12]}-ipc")
 
     async def _async_interrupt_kernel(self) -> None:
         if not self.shutting_down:
