@@ -251,3 +251,35 @@ def test_kernels_share_the_cores(monkeypatch):
     assert pipeline.default_jobs() == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the caller's setting wins
     assert pipeline.kernel_threads(2) == {"OMP_NUM_THREADS": "3"}
+
+
+MEETS = '''# ---
+# jupyter:
+#   sightline:
+#     needs: []
+# ---
+
+# %% tags=["parameters"]
+tables_dir = "."
+
+# %%
+import os, pathlib, time
+tables = pathlib.Path(tables_dir)
+(tables / "{me}.txt").write_text(os.getcwd())
+deadline = time.monotonic() + 120
+while not (tables / "{other}.txt").exists():  # only met if both kernels run at once
+    assert time.monotonic() < deadline, "{other} never ran beside {me}"
+    time.sleep(0.1)
+'''
+
+
+def test_two_notebooks_run_at_once_in_the_project_root(project):
+    root, path, _ = project
+    for name in ("a", "b"):
+        (root / "notebooks" / f"{name}.py").unlink()
+    (root / "notebooks" / "x.py").write_text(MEETS.format(me="x", other="y"))
+    (root / "notebooks" / "y.py").write_text(MEETS.format(me="y", other="x"))
+    result = pipeline.build(path, root=root, jobs=2)
+    assert result.executed == ["x", "y"]
+    assert (result.profile_dir / "tables" / "x.txt").read_text() == str(root)
+    assert not list(root.glob("kernel-ipc-*"))  # the kernels' sockets live elsewhere
