@@ -81,8 +81,7 @@ def discover(notebooks_dir: Path) -> list[Notebook]:
         cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         if len(cells) != 1:
             raise BuildError(
-                f"{path}: needs exactly one cell tagged 'parameters', found {len(cells)}"
-            )
+                f"{path}: needs exactly one cell tagged 'parameters', found {len(cells)}")
         names = [
             target.id
             for node in ast.parse(cells[0].source).body
@@ -103,13 +102,11 @@ def discover(notebooks_dir: Path) -> list[Notebook]:
         for need in nb.needs:
             if need not in known:
                 raise BuildError(
-                    f"{nb.path}: needs unknown notebook '{need}' (have: {sorted(known)})"
-                )
+                    f"{nb.path}: needs unknown notebook '{need}' (have: {sorted(known)})")
             if order.index(need) > order.index(nb.name):
                 raise BuildError(
                     f"{nb.path}: needs '{need}', which runs later (notebooks run in file-name "
-                    "order): rename one of them"
-                )
+                    "order): rename one of them")
     return notebooks
 
 
@@ -141,13 +138,8 @@ def prepare_dataset(params: config.Params) -> PreparedData:
         problem = synthetic.verify(ds.root)
         if problem is not None:
             print(f"[build] generating the synthetic data in {ds.root} ({problem})", flush=True)
-        synthetic.make_synthetic(
-            ds.root,
-            n_annotated=ds.n_annotated,
-            n_pool=ds.n_pool,
-            seed=params.seed,
-            image_size=tuple(ds.image_size),
-        )
+        synthetic.make_synthetic(ds.root, n_annotated=ds.n_annotated, n_pool=ds.n_pool,
+                                 seed=params.seed, image_size=tuple(ds.image_size))
     section = ds.model_dump(mode="json")
     with warnings.catch_warnings(record=True) as caught:  # said once here, not per notebook
         warnings.simplefilter("always", data.DataWarning)
@@ -204,15 +196,9 @@ def check_models(params: config.Params) -> None:
         raise UsageError(str(error)) from None
 
 
-def build(
-    params_path: Path,
-    *,
-    root: Path,
-    report_root: Path | None = None,
-    only: list[str] | None = None,
-    force: bool = False,
-    jobs: int | None = None,
-) -> BuildResult:
+def build(params_path: Path, *, root: Path, report_root: Path | None = None,
+          only: list[str] | None = None, force: bool = False, jobs: int | None = None
+          ) -> BuildResult:
     """Run the stale notebooks of a profile, ``jobs`` at a time (default `default_jobs`), each
     once the notebooks it needs are done; then (re)make the report if anything changed."""
     from . import report
@@ -230,8 +216,7 @@ def build(
         if unknown:
             raise UsageError(
                 f"--only: no notebook named {', '.join(unknown)}; the notebooks are: "
-                f"{', '.join(nb.name for nb in notebooks)}"
-            )
+                f"{', '.join(nb.name for nb in notebooks)}")
     upstream = _upstream(notebooks, only or [])
     print(f"[build] profile '{params.profile}' -> {profile_dir}", flush=True)
     started = time.perf_counter()
@@ -260,12 +245,9 @@ def build(
             continue
         injected = _parameters(nb, params, profile_dir, root)
         stamps[nb.name] = _digest(
-            nb.path.read_bytes(),
-            injected,
-            lib_digest,
+            nb.path.read_bytes(), injected, lib_digest,
             data_digest if {"dataset", "shared_interest", "photos"} & set(nb.parameters) else "",
-            [stamps[n] for n in nb.needs],
-        )
+            [stamps[n] for n in nb.needs])
         output = profile_dir / "notebooks" / f"{nb.name}.ipynb"
         fresh = records.get(nb.name, {}).get("stamp") == stamps[nb.name] and output.exists()
         # --only runs the named notebooks, plus any notebook they need that is stale
@@ -286,12 +268,8 @@ def build(
         ):
             print(f"[build] {name}: done in {took:.1f} s", flush=True)
             seconds[name] = took
-            records[name] = {
-                "stamp": stamps[name],
-                "seconds": round(took, 1),
-                "executed_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "commit": git_commit(root),
-            }
+            records[name] = {"stamp": stamps[name], "seconds": round(took, 1), "commit":
+                             git_commit(root), "executed_at": time.strftime("%Y-%m-%d %H:%M:%S")}
             stamps_path.write_text(json.dumps(records, indent=2))
     executed = [nb.name for nb in notebooks if nb.name in seconds]
 
@@ -415,8 +393,7 @@ def _parameters(nb: Notebook, params: config.Params, profile_dir: Path, root: Pa
         else:
             raise BuildError(
                 f"{nb.path}: parameter '{name}' is neither a params section "
-                f"({', '.join(sections)}) nor provided by the build ({', '.join(provided)})"
-            )
+                f"({', '.join(sections)}) nor provided by the build ({', '.join(provided)})")
     return injected
 
 
@@ -430,24 +407,16 @@ def execute(nb: Notebook, parameters: dict, output: Path, root: Path) -> float:
     started = time.perf_counter()
     try:
         papermill.execute_notebook(
-            notebook,
-            str(running),
-            parameters=parameters,
-            kernel_name=KERNEL_NAME,
-            progress_bar=False,
-            stderr_file=sys.stderr,
+            notebook, str(running), parameters=parameters, kernel_name=KERNEL_NAME,
+            progress_bar=False, stderr_file=sys.stderr, kernel_manager_class=_BuildKernelManager,
             resources={"metadata": {"path": str(root)}},  # the kernel's cwd (no process chdir)
-            kernel_manager_class=_BuildKernelManager,
-            shutdown_kernel="immediate",
-            record_timing=False,
-        )
+            shutdown_kernel="immediate", record_timing=False)
     except PapermillExecutionError as error:
         os.replace(running, failed)
         raise BuildError(
             f"notebook {nb.name} failed in cell {error.exec_count} "
             f"({error.ename}: {error.evalue}).\nThe partial notebook is kept at {failed}; "
-            "earlier outputs are left as they were."
-        ) from None
+            "earlier outputs are left as they were.") from None
     except BaseException:
         if running.exists():
             os.replace(running, failed)
@@ -554,19 +523,10 @@ class ProjectKernel:
 def git_commit(root: Path) -> str:
     """The current commit (with '+dirty' when the work tree differs), or 'unknown'."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
