@@ -55,6 +55,20 @@ def test_mass_equals_dinos_code_on_random_maps():
     np.testing.assert_array_equal(binarize.mass(maps, 60), expected)
 
 
+def test_mass_breaks_ties_by_ascending_index_like_a_stable_sort():
+    maps = np.random.default_rng(2).integers(0, 4, (30, 6, 7)).astype(np.float32)  # many ties
+    maps[0] = 0
+    flat = maps.reshape(30, -1).astype(np.float64)
+    order = np.argsort(-flat, axis=1, kind="stable")  # the top-k order, sorted outright
+    held = np.cumsum(np.take_along_axis(flat, order, axis=1), axis=1)
+    for share in (10, 60, 100):
+        k = np.minimum((held < held[:, -1:] * share / 100).sum(axis=1) + 1, 42)
+        k[0] = 0  # an all-zero map keeps nothing
+        expected = np.zeros(flat.shape, bool)
+        np.put_along_axis(expected, order, np.arange(42) < k[:, None], axis=1)
+        np.testing.assert_array_equal(binarize.mass(maps, share), expected.reshape(maps.shape))
+
+
 def test_max_box_boxes_the_largest_component_by_hand():
     m = np.zeros((2, 6, 8), np.float32)
     m[0, 0, 0] = 10  # a one-pixel peak

@@ -184,3 +184,102 @@ def test_a_profile_without_a_section_skips_the_notebooks_that_read_it(project, t
     assert result.executed == ["c"]
     assert (result.profile_dir / "tables" / "a.csv").read_text() == "n\n1\n"
     assert (tmp_path / "si" / "Image" / "ImageNet" / "human_attention_mask" / "dog1.jpg").exists()
+
+
+def _graph(**needs):
+    return [pipeline.Notebook(name, Path(f"{name}.py"), [], list(deps)) for name, deps in
+            needs.items()]
+
+
+def test_schedule_runs_independent_notebooks_at_once_and_needs_in_order():
+    import threading
+
+    notebooks = _graph(a=[], b=["a"], c=[])
+    both_running = threading.Barrier(2, timeout=20)  # a and c must run at the same time
+    log = []
+
+    def run(nb, injected, output):
+        log.append(f"start {nb.name}")
+        if nb.name in ("a", "c"):
+            both_running.wait()
+        log.append(f"end {nb.name}")
+        return nb.name.upper()
+
+    todo = [(nb, {}, Path()) for nb in notebooks]
+    assert dict(pipeline.schedule(todo, 2, run)) == {"a": "A", "b": "B", "c": "C"}
+    assert log.index("start b") > log.index("end a")
+    both_running = threading.Barrier(2, timeout=1)
+    with pytest.raises(threading.BrokenBarrierError):  # one at a time: c never meets a
+        list(pipeline.schedule(todo, 1, run))
+
+
+def test_schedule_lets_running_notebooks_finish_after_a_failure_then_raises():
+    import threading
+
+    notebooks = _graph(a=[], b=["a"], c=[])
+    failed = threading.Event()
+
+    def run(nb, injected, output):
+        if nb.name == "a":
+            failed.set()
+            raise ValueError("planted")
+        assert failed.wait(20)  # c is still running when a fails
+        return 1.0
+
+    ended = []
+    with pytest.raises(ValueError, match="planted"):
+        for name, _ in pipeline.schedule([(nb, {}, Path()) for nb in notebooks], 2, run):
+            ended.append(name)
+    assert ended == ["c"]  # b (needs a) never started
+
+
+def test_longest_chain_starts_first_and_is_the_critical_path():
+    notebooks = _graph(a=[], b=[], q1=[], q2=["q1"], q3=["q1"])
+    seconds = {"a": 10.0, "b": 50.0, "q1": 30.0, "q2": 5.0, "q3": 15.0}
+    records = {name: {"seconds": s} for name, s in seconds.items()}
+    assert pipeline.longest_first(notebooks, records) == ["b", "q1", "q3", "a", "q2"]
+    assert pipeline.longest_first(notebooks, {}) == ["q1", "a", "b", "q2", "q3"]  # 1 s each
+    assert pipeline.critical_path(notebooks, seconds) == (["b"], 50.0)
+    assert pipeline.critical_path(notebooks, {**seconds, "b": 40.0}) == (["q1", "q3"], 45.0)
+
+
+def test_kernels_share_the_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(pipeline, "_cores", lambda: 4)
+    assert pipeline.kernel_threads(2) == {"OMP_NUM_THREADS": "2"}
+    assert pipeline.kernel_threads(8) == {"OMP_NUM_THREADS": "1"}
+    assert pipeline.default_jobs() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the caller's setting wins
+    assert pipeline.kernel_threads(2) == {"OMP_NUM_THREADS": "3"}
+
+
+MEETS = '''# ---
+# jupyter:
+#   sightline:
+#     needs: []
+# ---
+
+# %% tags=["parameters"]
+tables_dir = "."
+
+# %%
+import os, pathlib, time
+tables = pathlib.Path(tables_dir)
+(tables / "{me}.txt").write_text(os.getcwd())
+deadline = time.monotonic() + 120
+while not (tables / "{other}.txt").exists():  # only met if both kernels run at once
+    assert time.monotonic() < deadline, "{other} never ran beside {me}"
+    time.sleep(0.1)
+'''
+
+
+def test_two_notebooks_run_at_once_in_the_project_root(project):
+    root, path, _ = project
+    for name in ("a", "b"):
+        (root / "notebooks" / f"{name}.py").unlink()
+    (root / "notebooks" / "x.py").write_text(MEETS.format(me="x", other="y"))
+    (root / "notebooks" / "y.py").write_text(MEETS.format(me="y", other="x"))
+    result = pipeline.build(path, root=root, jobs=2)
+    assert result.executed == ["x", "y"]
+    assert (result.profile_dir / "tables" / "x.txt").read_text() == str(root)
+    assert not list(root.glob("kernel-ipc-*"))  # the kernels' sockets live elsewhere

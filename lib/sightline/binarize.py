@@ -56,11 +56,15 @@ def mass(maps: ArrayLike, percent: float = 60.0) -> np.ndarray:
     if not 0 < percent <= 100:
         raise ValueError(f"percent must lie in (0, 100], got {percent}")
     x, shape = _flat(maps)
-    order = _top_order(x)
-    held = np.cumsum(np.take_along_axis(x, order, axis=1), axis=1)
+    ranked = -np.sort(-x, axis=1)  # the values in the top-k order (no index sort needed)
+    held = np.cumsum(ranked, axis=1)
     total = held[:, -1:]
     k = np.minimum((held < total * percent / 100).sum(axis=1) + 1, x.shape[1])
-    return _first_k(order, np.where(total[:, 0] > 0, k, 0), shape)
+    k = np.where(total[:, 0] > 0, k, 0)
+    kth = np.take_along_axis(ranked, np.maximum(k - 1, 0)[:, None], axis=1)
+    above, tied = x > kth, x == kth  # the k-th value's ties go by ascending index
+    room = (k - above.sum(axis=1))[:, None]
+    return ((above | tied & (np.cumsum(tied, axis=1) <= room)) & (k[:, None] > 0)).reshape(shape)
 
 
 def max_box(maps: ArrayLike, percent: float = 15.0) -> np.ndarray:

@@ -49,6 +49,11 @@ def _run(argv: list[str], root: Path) -> int:
     )
     parser.add_argument("--force", action="store_true", help="re-run even unchanged notebooks")
     parser.add_argument(
+        "--jobs", type=int, default=None, metavar="N",
+        help="notebooks run at once, each with its share of the cores (default: 2 where there "
+        "are 2 cores or more, else 1)",
+    )
+    parser.add_argument(
         "--report-dir",
         type=Path,
         default=None,
@@ -57,7 +62,8 @@ def _run(argv: list[str], root: Path) -> int:
     args = parser.parse_args(argv)
     try:
         pipeline.build(
-            args.params, root=root, report_root=args.report_dir, only=args.only, force=args.force
+            args.params, root=root, report_root=args.report_dir, only=args.only, force=args.force,
+            jobs=args.jobs,
         )
     except (config.ParamsError, data.DataError, pipeline.UsageError,
             preflight.PreflightError, execution.ExecutionError) as error:

@@ -13,12 +13,16 @@ import ast
 import hashlib
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ import nbformat
 import papermill
 from jupyter_client.manager import AsyncKernelManager
 from papermill.exceptions import PapermillExecutionError
-from traitlets import CaselessStrEnum
+from traitlets import CaselessStrEnum, default
 
 from . import config, data, execution, models, preflight, synthetic
 from .config import ModelChoice, SIModelChoice
@@ -76,8 +80,7 @@ def discover(notebooks_dir: Path) -> list[Notebook]:
         cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         if len(cells) != 1:
             raise BuildError(
-                f"{path}: needs exactly one cell tagged 'parameters', found {len(cells)}"
-            )
+                f"{path}: needs exactly one cell tagged 'parameters', found {len(cells)}")
         names = [
             target.id
             for node in ast.parse(cells[0].source).body
@@ -98,13 +101,11 @@ def discover(notebooks_dir: Path) -> list[Notebook]:
         for need in nb.needs:
             if need not in known:
                 raise BuildError(
-                    f"{nb.path}: needs unknown notebook '{need}' (have: {sorted(known)})"
-                )
+                    f"{nb.path}: needs unknown notebook '{need}' (have: {sorted(known)})")
             if order.index(need) > order.index(nb.name):
                 raise BuildError(
                     f"{nb.path}: needs '{need}', which runs later (notebooks run in file-name "
-                    "order): rename one of them"
-                )
+                    "order): rename one of them")
     return notebooks
 
 
@@ -136,13 +137,8 @@ def prepare_dataset(params: config.Params) -> PreparedData:
         problem = data.verify_generated(ds.root)
         if problem is not None:
             print(f"[build] generating the synthetic data in {ds.root} ({problem})", flush=True)
-        synthetic.make_synthetic(
-            ds.root,
-            n_annotated=ds.n_annotated,
-            n_pool=ds.n_pool,
-            seed=params.seed,
-            image_size=tuple(ds.image_size),
-        )
+        synthetic.make_synthetic(ds.root, n_annotated=ds.n_annotated, n_pool=ds.n_pool,
+                                 seed=params.seed, image_size=tuple(ds.image_size))
     section = ds.model_dump(mode="json")
     with warnings.catch_warnings(record=True) as caught:  # said once here, not per notebook
         warnings.simplefilter("always", data.DataWarning)
@@ -199,15 +195,11 @@ def check_models(params: config.Params) -> None:
         raise UsageError(str(error)) from None
 
 
-def build(
-    params_path: Path,
-    *,
-    root: Path,
-    report_root: Path | None = None,
-    only: list[str] | None = None,
-    force: bool = False,
-) -> BuildResult:
-    """Run the stale notebooks of a profile, then (re)make the report if anything changed."""
+def build(params_path: Path, *, root: Path, report_root: Path | None = None,
+          only: list[str] | None = None, force: bool = False, jobs: int | None = None
+          ) -> BuildResult:
+    """Run the stale notebooks of a profile, ``jobs`` at a time (default `default_jobs`), each
+    once the notebooks it needs are done; then (re)make the report if anything changed."""
     from . import report
 
     params = config.load_params(params_path, base=root)
@@ -223,8 +215,7 @@ def build(
         if unknown:
             raise UsageError(
                 f"--only: no notebook named {', '.join(unknown)}; the notebooks are: "
-                f"{', '.join(nb.name for nb in notebooks)}"
-            )
+                f"{', '.join(nb.name for nb in notebooks)}")
     upstream = _upstream(notebooks, only or [])
     print(f"[build] profile '{params.profile}' -> {profile_dir}", flush=True)
     started = time.perf_counter()
@@ -239,7 +230,7 @@ def build(
     records: dict[str, dict] = json.loads(stamps_path.read_text()) if stamps_path.exists() else {}
     lib_digest = library_digest(root)
     stamps: dict[str, str] = {}
-    executed, cached = [], []
+    todo, cached = {}, []
     for nb in notebooks:
         # e.g. the WikiChurches notebooks in a Shared-Interest-only profile
         absent = [f"no '{name}'" for name in nb.parameters if getattr(params, name, 0) is None]
@@ -253,12 +244,9 @@ def build(
             continue
         injected = _parameters(nb, params, profile_dir, root)
         stamps[nb.name] = _digest(
-            nb.path.read_bytes(),
-            injected,
-            lib_digest,
+            nb.path.read_bytes(), injected, lib_digest,
             data_digest if {"dataset", "shared_interest", "photos"} & set(nb.parameters) else "",
-            [stamps[n] for n in nb.needs],
-        )
+            [stamps[n] for n in nb.needs])
         output = profile_dir / "notebooks" / f"{nb.name}.ipynb"
         fresh = records.get(nb.name, {}).get("stamp") == stamps[nb.name] and output.exists()
         # --only runs the named notebooks, plus any notebook they need that is stale
@@ -268,17 +256,21 @@ def build(
                 print(f"[build] {nb.name}: cached (unchanged)", flush=True)
                 cached.append(nb.name)
             continue
-        print(f"[build] {nb.name}: started", flush=True)
-        seconds = execute(nb, injected, output, root)
-        print(f"[build] {nb.name}: done in {seconds:.1f} s", flush=True)
-        records[nb.name] = {
-            "stamp": stamps[nb.name],
-            "seconds": round(seconds, 1),
-            "executed_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "commit": git_commit(root),
-        }
-        stamps_path.write_text(json.dumps(records, indent=2))
-        executed.append(nb.name)
+        todo[nb.name] = (nb, injected, output)
+
+    jobs = jobs or default_jobs()
+    seconds: dict[str, float] = {}
+    with ProjectKernel(SIGHTLINE_BUILD="1", **kernel_threads(jobs)):
+        for name, took in schedule(
+            [todo[name] for name in longest_first(notebooks, records) if name in todo], jobs,
+            lambda nb, injected, output: execute(nb, injected, output, root),
+        ):
+            print(f"[build] {name}: done in {took:.1f} s", flush=True)
+            seconds[name] = took
+            records[name] = {"stamp": stamps[name], "seconds": round(took, 1), "commit":
+                             git_commit(root), "executed_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+            stamps_path.write_text(json.dumps(records, indent=2))
+    executed = [nb.name for nb in notebooks if nb.name in seconds]
 
     report_stamp = _digest(
         [records[nb.name]["stamp"] for nb in notebooks if nb.name in records],
@@ -294,8 +286,85 @@ def build(
         leftover.unlink()
     if not executed:
         print("[build] nothing changed: no notebook executed", flush=True)
+    else:
+        path, longest = critical_path(notebooks, seconds)
+        print(f"[build] notebooks: {', '.join(f'{n} {seconds[n]:.0f} s' for n in executed)}; "
+              f"critical path {' -> '.join(path)}: {longest:.0f} s ({jobs} at a time)", flush=True)
     print(f"[build] finished in {time.perf_counter() - started:.1f} s", flush=True)
     return BuildResult(profile_dir, executed, cached, records)
+
+
+def default_jobs() -> int:
+    """Notebooks run at once: two where there are two cores (the demo's tiny models use one
+    core each far better than two: a 2-thread training step costs more CPU than two 1-thread
+    steps, and many times more on a busy machine), else one."""
+    return min(2, _cores())
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def kernel_threads(jobs: int) -> dict[str, str]:
+    """The kernels' thread count: the cores shared by the ``jobs`` notebooks running at once
+    (``OMP_NUM_THREADS`` where the caller set none). Fixed per machine and ``jobs``, since
+    training's last bits depend on it."""
+    return {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, _cores() // jobs))}
+
+
+def longest_first(notebooks: list[Notebook], records: dict[str, dict]) -> list[str]:
+    """Notebook names by the seconds from each to the build's end (its own, as last recorded,
+    else 1, plus its longest chain of dependents): the critical path starts first."""
+    below: dict[str, float] = {}
+    for nb in reversed(notebooks):  # a notebook's dependents come after it
+        after = [below[other.name] for other in notebooks if nb.name in other.needs]
+        below[nb.name] = records.get(nb.name, {}).get("seconds", 1.0) + max(after, default=0.0)
+    return sorted((nb.name for nb in notebooks), key=lambda name: -below[name])
+
+
+def critical_path(notebooks: list[Notebook], seconds: dict[str, float]) -> tuple[list[str], float]:
+    """The chain of needs among the executed notebooks with the most seconds, and its sum."""
+    chain: dict[str, tuple[float, list[str]]] = {}
+    for nb in notebooks:
+        if nb.name in seconds:
+            before = max((chain[n] for n in nb.needs if n in chain), default=(0.0, []))
+            chain[nb.name] = (before[0] + seconds[nb.name], [*before[1], nb.name])
+    longest, path = max(chain.values())
+    return path, longest
+
+
+def schedule(todo: list[tuple[Notebook, dict, Path]], jobs: int,
+             run: Callable[[Notebook, dict, Path], float]) -> Iterator[tuple[str, float]]:
+    """``run`` each notebook of ``todo`` (in that order of preference) once those it needs
+    among them are done, ``jobs`` at a time; yields (name, what ``run`` returned) as each ends.
+    After a failure nothing new starts; the running ones finish, then the failure is raised."""
+    ended: queue.Queue = queue.Queue()
+    waiting, running, failure = list(todo), set(), None
+
+    def work(nb: Notebook, injected: dict, output: Path) -> None:
+        try:
+            ended.put((nb.name, run(nb, injected, output), None))
+        except BaseException as error:  # raised in the caller's thread
+            ended.put((nb.name, None, error))
+
+    while waiting or running:
+        blocked = {nb.name for nb, *_ in waiting} | running
+        ready = [task for task in waiting if not blocked & set(task[0].needs)]
+        for task in ready[:jobs - len(running)]:
+            waiting.remove(task)
+            running.add(task[0].name)
+            print(f"[build] {task[0].name}: started", flush=True)
+            threading.Thread(target=work, args=task, daemon=True).start()
+        name, result, error = ended.get()
+        running.discard(name)
+        if error is None:
+            yield name, result
+            continue
+        failure, waiting = failure or error, []
+        if running:
+            print(f"[build] {name}: failed; waiting for {', '.join(sorted(running))}", flush=True)
+    if failure is not None:
+        raise failure
 
 
 def _upstream(notebooks: list[Notebook], names: list[str]) -> set[str]:
@@ -323,43 +392,34 @@ def _parameters(nb: Notebook, params: config.Params, profile_dir: Path, root: Pa
         else:
             raise BuildError(
                 f"{nb.path}: parameter '{name}' is neither a params section "
-                f"({', '.join(sections)}) nor provided by the build ({', '.join(provided)})"
-            )
+                f"({', '.join(sections)}) nor provided by the build ({', '.join(provided)})")
     return injected
 
 
 def execute(nb: Notebook, parameters: dict, output: Path, root: Path) -> float:
-    """Execute one notebook; on failure keep the partial notebook and raise BuildError."""
+    """Execute one notebook (inside a `ProjectKernel`); on failure keep the partial notebook
+    and raise BuildError."""
     running = output.with_suffix(".running.ipynb")
     failed = output.with_suffix(".failed.ipynb")
     notebook = jupytext.read(nb.path)
     notebook.metadata["kernelspec"] = dict(KERNEL_SPEC)
     started = time.perf_counter()
-    with ProjectKernel(SIGHTLINE_BUILD="1"):
-        try:
-            papermill.execute_notebook(
-                notebook,
-                str(running),
-                parameters=parameters,
-                kernel_name=KERNEL_NAME,
-                progress_bar=False,
-                stderr_file=sys.stderr,
-                cwd=str(root),
-                kernel_manager_class=_BuildKernelManager,
-                shutdown_kernel="immediate",
-                record_timing=False,
-            )
-        except PapermillExecutionError as error:
+    try:
+        papermill.execute_notebook(
+            notebook, str(running), parameters=parameters, kernel_name=KERNEL_NAME,
+            progress_bar=False, stderr_file=sys.stderr, kernel_manager_class=_BuildKernelManager,
+            resources={"metadata": {"path": str(root)}},  # the kernel's cwd (no process chdir)
+            shutdown_kernel="immediate", record_timing=False)
+    except PapermillExecutionError as error:
+        os.replace(running, failed)
+        raise BuildError(
+            f"notebook {nb.name} failed in cell {error.exec_count} "
+            f"({error.ename}: {error.evalue}).\nThe partial notebook is kept at {failed}; "
+            "earlier outputs are left as they were.") from None
+    except BaseException:
+        if running.exists():
             os.replace(running, failed)
-            raise BuildError(
-                f"notebook {nb.name} failed in cell {error.exec_count} "
-                f"({error.ename}: {error.evalue}).\nThe partial notebook is kept at {failed}; "
-                "earlier outputs are left as they were."
-            ) from None
-        except BaseException:
-            if running.exists():
-                os.replace(running, failed)
-            raise
+        raise
     executed = reproducible(nbformat.read(running, as_version=4), nb.name)
     executed.metadata.papermill.update(input_path=str(nb.path), output_path=str(output))
     nbformat.write(executed, running)
@@ -405,7 +465,9 @@ def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.Noteboo
 
 
 class _BuildKernelManager(AsyncKernelManager):
-    """Kernels for a build: IPC sockets (no TCP ports), and no SIGINT at shut-down.
+    """Kernels for a build: IPC sockets (no TCP ports) of their own in the temporary folder
+    (jupyter_client's default names them in the working directory, where two kernels started
+    at once could pick the same), and no SIGINT at shut-down.
 
     jupyter_client interrupts a kernel before shutting it down, which makes an idle kernel
     log "KeyboardInterrupt caught in kernel" now and then; a finished notebook's kernel is
@@ -413,6 +475,10 @@ class _BuildKernelManager(AsyncKernelManager):
     """
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    @default("ip")
+    def _ip_default(self) -> str:
+        return str(Path(tempfile.gettempdir()) / f"sightline-{uuid.uuid4().hex[:12]}-ipc")
 
     async def _async_interrupt_kernel(self) -> None:
         if not self.shutting_down:
@@ -456,19 +522,10 @@ class ProjectKernel:
 def git_commit(root: Path) -> str:
     """The current commit (with '+dirty' when the work tree differs), or 'unknown'."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
