@@ -208,10 +208,22 @@ def _literal_error(allowed: tuple[str, ...]) -> PydanticCustomError:
                                {"expected": expected})
 
 
+class Xrai(_Section):
+    """XRAI's cost: IG steps per baseline (2 baselines), inputs per batch, full / fast ranking."""
+
+    steps: Annotated[int, Field(ge=2, le=1000)] = 100
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = 20
+    algorithm: Literal["full", "fast"] = "full"
+
+
 class Extraction(_Section):
+    """Q1's maps: images per batch, device, the cache folder, and XRAI's cost (its maps are
+    stored apart per setting)."""
+
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 16
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cache_dir: Path = Path("cache")
+    xrai: Xrai = Xrai()
 
 
 class Metrics(_Section):
@@ -308,14 +320,6 @@ class SIModelChoice(ModelChoice):
     """A Shared Interest model: one of the study's presets, or a spec of an ImageNet classifier."""
 
     STUDY: ClassVar[str] = "shared_interest"
-
-
-class Xrai(_Section):
-    """XRAI's cost: IG steps per baseline (2 baselines), inputs per batch, full / fast ranking."""
-
-    steps: Annotated[int, Field(ge=2, le=1000)] = 100
-    batch_size: Annotated[int, Field(ge=1, le=1024)] = 20
-    algorithm: Literal["full", "fast"] = "full"
 
 
 class Binarize(_Section):

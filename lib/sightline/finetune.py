@@ -472,6 +472,10 @@ def train_run(
         history, best = state["history"], state["best"]
         first_epoch, elapsed_before = len(history), state["elapsed"]
 
+    meter = extract.ImageProgress(  # every step left, with an ETA; the cost from the first
+        f"train {extract.model_name(choice)} {run.variant}",
+        len(loader) * (finetune.epochs - first_epoch), device=device, enabled=progress,
+        unit="step", note="fewer finetune.epochs or strategies lower it")
     for epoch in range(first_epoch, finetune.epochs):
         torch.manual_seed(_epoch_seed(seed, epoch))
         if strategy != "linear_probe":
@@ -479,9 +483,7 @@ def train_run(
         head.train()
         losses = []
         epoch_started = time.perf_counter()
-        bar = tqdm(loader, desc=f"{extract.model_name(choice)} {run.variant} epoch {epoch + 1}/"
-                   f"{finetune.epochs}", disable=not progress, leave=False, mininterval=1.0)
-        for step, (inputs, labels) in enumerate(bar):
+        for step, (inputs, labels) in enumerate(loader):
             inputs, labels = inputs.to(device), labels.to(device)
             if strategy != "linear_probe":
                 inputs = augment(inputs)
@@ -501,6 +503,7 @@ def train_run(
                     optimiser.step()
                 optimiser.zero_grad(set_to_none=True)
                 schedule.step()
+            meter.tick()
         train_seconds = time.perf_counter() - epoch_started
         accuracy, f1 = _evaluate(forward, module, head, val_loader, device)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
@@ -521,6 +524,7 @@ def train_run(
         })
         if finetune.patience and epoch + 1 - best["epoch"] >= finetune.patience:
             break
+    meter.close()
 
     module.load_state_dict(best["backbone"], strict=False)
     head.load_state_dict(best["head"])
@@ -668,7 +672,8 @@ def _train_task(choice: ModelChoice, strategy: str, seed: int, split: Split, fin
 
 
 def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache_dir: str | Path,
-             dataset_id: str, seed: int) -> dict[tuple[str, str], extract.MapJob]:
+             dataset_id: str, seed: int, xrai: saliency.XraiSettings | None = None
+             ) -> dict[tuple[str, str], extract.MapJob]:
     """The map stores of each frozen model and of each of its trained runs, as extraction
     jobs ``{(model name, variant): job}`` for `extract.extract_models`.
 
@@ -676,8 +681,9 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
     style logit of its linear probe (the probe run with seed ``seed``); without one, a
     classifier (an ImageNet model) explains its own predicted class, and a backbone has none
     of them (no class logit), so a backbone whose only method is Grad-CAM has no frozen job.
-    Stores are keyed by the run, so a retrained run gets new maps; the probe run's own
-    variant shares the frozen store (a linear probe leaves every map as it was).
+    Stores are keyed by the run, so a retrained run gets new maps, and by ``xrai`` where
+    XRAI is read; the probe run's own variant shares the frozen store (a linear probe leaves
+    every map as it was).
     """
     jobs = {}
     for choice in choices:
@@ -696,9 +702,10 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
                 if not methods:
                     continue
             key = manifest["key"] if manifest else ""
-            store = extract.store_for(cache_dir, dataset_id, name, variant, key=key)
+            reads = xrai if "xrai" in (methods or spec.methods) else None
+            store = extract.store_for(cache_dir, dataset_id, name, variant, key=key, xrai=reads)
             run = Path(manifest["dir"]) if manifest else None
-            jobs[(name, variant)] = extract.MapJob(choice, store, methods, run)
+            jobs[(name, variant)] = extract.MapJob(choice, store, methods, run, reads)
     return jobs
 
 
