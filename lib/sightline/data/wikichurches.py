@@ -247,8 +247,7 @@ def _boxes(
             if clamped:
                 report["clamped_boxes"].append(where | {
                     "record": f"image {image_id}, group {g}",
-                    "given": [left, top, x1 - left, y1 - top],
-                    "clamped": [round(v, 4) for v in box]})
+                    "given": [left, top, x1 - left, y1 - top], "clamped": list(box)})
             boxes.append(Region(*box, label=label, group_label=group_label, group=g,
                                 feature=features[label], record=f"image {image_id}, group {g}"))
     return tuple(boxes)

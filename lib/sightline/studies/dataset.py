@@ -47,7 +47,7 @@ def clamped_boxes(ds: data.Dataset) -> pd.DataFrame:
     """One row per box the reader clamped to its image: its record (annotation), image, and
     ``x, y, width, height`` as given and as clamped, in the file's unit (COCO: pixels)."""
     def ltwh(values: list[float]) -> str:
-        return ", ".join(f"{v:g}" for v in values)
+        return ", ".join(f"{v:.4g}" for v in values)
 
     return pd.DataFrame(
         [{"annotation": c["record"], "image": c["image_id"], "box as given": ltwh(c["given"]),
