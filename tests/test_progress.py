@@ -58,7 +58,8 @@ def test_xrai_moves_the_bar_per_image_and_the_cost_is_said_once(samples, tmp_pat
     assert ticks == [1, 1, 1, 0]  # one batch of 3: XRAI ticks each image, nothing left after
     assert _estimates(capsys) == [
         "[estimate] maps resnet101-tiny-random: ~100 s per image × 3 images ≈ 5.0 min on cpu; "
-        "XRAI (2 steps, fast) is most of it; its xrai.steps or algorithm: fast lowers it"]
+        "XRAI (2 steps, fast) is most of it; fewer steps lower it (extraction.xrai; Shared "
+        "Interest: shared_interest.xrai)"]
 
 
 def test_batched_methods_move_the_bar_per_batch_and_quick_stages_say_no_cost(samples, tmp_path,

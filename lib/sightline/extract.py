@@ -241,8 +241,9 @@ def extract_shard(
     store.shard_dir.mkdir(parents=True, exist_ok=True)
     writer = cache.ShardWriter(store.shard_dir, prefix=f"{task.shard:04d}-")
     xrai = task.xrai or saliency.XraiSettings()
-    note = (f"XRAI ({xrai.steps} steps, {xrai.algorithm}) is most of it; its xrai.steps or "
-            "algorithm: fast lowers it" if "xrai" in (task.methods or loaded.methods) else "")
+    note = (f"XRAI ({xrai.steps} steps, {xrai.algorithm}) is most of it; fewer steps lower it "
+            "(extraction.xrai; Shared Interest: shared_interest.xrai)"
+            if "xrai" in (task.methods or loaded.methods) else "")
     with ImageProgress(f"maps {model_name(choice)}", len(todo), device=device, note=note,
                        enabled=progress) as meter:
         for batch in _batches(todo, task.batch_size):

@@ -92,8 +92,8 @@ def explain(
 ) -> dict[str, np.ndarray]:
     """Each method's maps of ``classes[i]`` on ``images[i]``, upsampled to ``(N, R, R)``;
     ``stage`` names a progress bar per image with the cost said from the first (none: no bar)."""
-    note = (f"XRAI ({xrai.steps} steps, {xrai.algorithm}) is most of it; photos.xrai lowers it"
-            if "xrai" in methods else "")
+    note = (f"XRAI ({xrai.steps} steps, {xrai.algorithm}) is most of it; fewer steps lower it "
+            "(photos.xrai)" if "xrai" in methods else "")
     with extract.ImageProgress(stage, len(images), device=str(model.device), note=note,
                                enabled=bool(stage)) as meter, meter.batch(len(images)) as tick:
         maps = saliency.extract(model, model.preprocess(images), list(methods),
