@@ -54,6 +54,10 @@ for name, table in summary.tables().items():
     write_table(tables_dir, name, table)
 display(Markdown(summary.sentence))
 display(formatting.table(summary.reader))
+if len(summary.clamped):  # each box clamped to its image; the build's console said one line
+    display(Markdown(f"{len(summary.clamped)} boxes lie partly outside their image and were "
+                     "clamped to it (`tables/clamped_boxes.csv`):"))
+    display(formatting.table(summary.clamped))
 
 # %% [markdown]
 # ## Images and regions per label

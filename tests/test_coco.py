@@ -12,6 +12,7 @@ from pycocotools import mask as mask_utils
 from sightline import config, data
 from sightline.data import DataError, DataWarning, load_coco
 from sightline.geometry import Geometry
+from sightline.studies import dataset as data_study
 
 # pycocotools 2.0.11's decode under NumPy 2 (the reader silences it too)
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -157,7 +158,12 @@ def test_a_box_partly_outside_is_clamped_and_a_zero_area_box_dropped_each_with_o
     assert len(clamped) == 1
     assert (clamped[0].left, clamped[0].top, clamped[0].width, clamped[0].height) == pytest.approx(
         (40 / SIZE, 0.0, 8 / SIZE, 6 / SIZE))
-    assert ds.report["clamped_boxes"] == [{"image_id": "a.png", "record": "annotation 1"}]
+    # 00_data's table names it: x 40..60 and y -4..6 on a 48-px image keep x 40..48, y 0..6
+    assert ds.report["clamped_boxes"] == [{"image_id": "a.png", "record": "annotation 1",
+                                           "given": [40, -4, 20, 10], "clamped": [40, 0, 8, 6]}]
+    assert data_study.clamped_boxes(ds).to_dict("records") == [
+        {"annotation": "annotation 1", "image": "a.png", "box as given": "40, -4, 20, 10",
+         "box clamped": "40, 0, 8, 6"}]
     assert ds.report["counts"]["zero_area_boxes"] == 2
 
 

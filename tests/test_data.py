@@ -158,6 +158,7 @@ def test_boxes_are_clamped_and_zero_area_boxes_skipped_each_with_one_warning(wc_
     assert len(wc.samples[0].boxes) == 4
     assert wc.report["zero_area_boxes"] == [{"image_id": "Q1_wd0.jpg", "group": 3, "label": 0}]
     assert [b["group"] for b in wc.report["clamped_boxes"]] == [1]  # group 3 is dropped
+    assert wc.report["clamped_boxes"][0]["clamped"] == pytest.approx([0.0, 0.9, 0.2, 0.1])
     assert wc.report["counts"]["zero_area_boxes"] == 1
 
 

@@ -19,7 +19,14 @@ from timm.utils import AttentionExtract
 from torch import nn
 from torchvision.models import ResNet18_Weights, ResNet50_Weights
 from torchvision.transforms import InterpolationMode
-from transformers import BitImageProcessor, CLIPConfig, CLIPModel, SiglipImageProcessor
+from transformers import (
+    BitImageProcessor,
+    CLIPConfig,
+    CLIPModel,
+    SiglipImageProcessor,
+    ViTConfig,
+    ViTModel,
+)
 
 from sightline import config, extract, models, pipeline, saliency
 from sightline.config import ModelChoice
@@ -149,6 +156,34 @@ def test_a_vit_built_for_another_size_names_input_size():
     with pytest.raises(models.ModelError, match=r"built for 56-px input.*input.size: 56"):
         models.spec_for(_choice(key="reg", source="python",
                                 factory="test_model_specs:vit_registers", input={"size": 224}))
+
+
+def test_a_timm_vit_is_built_for_the_input_size_the_spec_asks():
+    """DINOv2's 518-px ViT at 224 px: timm resamples its position embeddings to 16x16."""
+    model = _load(key="reg", source="timm", name="vit_small_patch14_reg4_dinov2",
+                  weights="random", input={"size": 224})
+    assert tuple(model.module.pos_embed.shape) == (1, 16 * 16, 384)
+    assert (model.grid, model.num_prefix_tokens, model.spec.geometry.size) == ((16, 16), 5, 224)
+    pixels = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    maps = saliency.extract(model, pixels, ["cls"])
+    assert maps[("cls", 11)].shape == (1, 6 + 1, 16, 16)  # each head and their mean
+
+
+def test_a_hf_vit_runs_at_another_size_by_interpolated_position_embeddings(tmp_path):
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, image_size=32, patch_size=8)).save_pretrained(tmp_path)
+    model = _load(key="vit", source="hf", name=str(tmp_path), weights="random",
+                  input={"size": 64, "resize": "squash", "mean": "imagenet"})
+    pixels = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert model.grid == (8, 8)
+    assert saliency.extract(model, pixels, ["cls"])[("cls", 1)].shape == (1, 2 + 1, 8, 8)
+    with pytest.raises(models.ModelError, match=r"built for 32-px input and cannot run at "
+                                                r"16 px \(.*\); set input.size: 32"):
+        ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=64, image_size=32, patch_size=32)
+                 ).save_pretrained(tmp_path / "coarse")
+        models.spec_for(_choice(key="coarse", source="hf", name=str(tmp_path / "coarse"),
+                                input={"size": 16, "resize": "squash", "mean": "imagenet"}))
 
 
 def test_timm_cnn_gradcam_at_its_last_feature_stage_with_xrai():

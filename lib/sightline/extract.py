@@ -9,11 +9,12 @@ Model maps are extracted in tasks (``ShardTask``) that run in-process or on Ray 
 from __future__ import annotations
 
 import hashlib
+import math
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -65,14 +66,16 @@ def model_name(choice: ModelChoice) -> str:
 
 
 def store_for(
-    cache_dir: str | Path, dataset_id: str, name: str, variant: str, key: str = ""
+    cache_dir: str | Path, dataset_id: str, name: str, variant: str, key: str = "",
+    xrai: saliency.XraiSettings | None = None,
 ) -> cache.MapStore:
     """The store of one (dataset, model, variant) at the current code version.
 
     ``key`` names the weights behind a variant (a fine-tuning run's key), so new weights
-    get a new store.
+    get a new store; ``xrai``, the XRAI settings of a model that reads XRAI, likewise.
     """
     tag = f"{variant}-{key}" if key else variant
+    tag += f".xrai{xrai.steps}{xrai.algorithm}" if xrai else ""
     return cache.MapStore(Path(cache_dir) / dataset_id[:16] / f"{name}__{tag}__{code_version()}.h5")
 
 
@@ -112,13 +115,15 @@ class ShardTask:
 
 
 class MapJob(NamedTuple):
-    """One store to fill: the model, its store, (default: every applicable) methods, and
-    the fine-tuning run whose weights to read the maps from (None: the model's own)."""
+    """One store to fill: the model, its store, (default: every applicable) methods, the
+    fine-tuning run whose weights to read the maps from (None: the model's own) and XRAI's
+    settings (None: `saliency.XraiSettings()`)."""
 
     choice: ModelChoice
     store: cache.MapStore
     methods: tuple[str, ...] | None = None
     run: Path | None = None
+    xrai: saliency.XraiSettings | None = None
 
 
 def extract_models(
@@ -130,7 +135,6 @@ def extract_models(
     seed: int = 0,
     execution: Execution | None = None,
     progress: bool = True,
-    xrai: saliency.XraiSettings | None = None,
 ) -> dict[Path, int]:
     """Store the maps of each job (``MapJob`` or a ``(choice, store)`` pair) for the samples
     its store lacks; returns how many images each store (by path) gained.
@@ -157,7 +161,7 @@ def extract_models(
                 task = ShardTask(
                     job.choice, tuple(s for batch in part for s in batch), job.store.path, shard,
                     batch_size, device, seed, code_version(), probes[job.store.path.parent],
-                    tuple(job.methods) if job.methods is not None else None, xrai, job.run,
+                    tuple(job.methods) if job.methods is not None else None, job.xrai, job.run,
                 )
                 tasks.append((task, progress and not on_ray))
         counts = engine.run_tasks(extract_shard, tasks, execution=execution, desc="maps",
@@ -195,9 +199,9 @@ def extract_model(
     """
     if loaded is None and target_classes is None:
         return extract_models(
-            samples, [MapJob(choice, store, tuple(methods) if methods else None)],
+            samples, [MapJob(choice, store, tuple(methods) if methods else None, None, xrai)],
             batch_size=batch_size, device=device, seed=seed, execution=execution,
-            progress=progress, xrai=xrai,
+            progress=progress,
         )[store.path]
     task = ShardTask(choice, tuple(samples), store.path, 0, batch_size, device, seed,
                      code_version(), None, tuple(methods) if methods else None, xrai)
@@ -238,20 +242,20 @@ def extract_shard(
     store.shard_dir.mkdir(parents=True, exist_ok=True)
     writer = cache.ShardWriter(store.shard_dir, prefix=f"{task.shard:04d}-")
     xrai = task.xrai or saliency.XraiSettings()
-    note = (f"XRAI ({xrai.steps} steps, {xrai.algorithm}) is most of it; its xrai.steps or "
-            "algorithm: fast lowers it" if "xrai" in (task.methods or loaded.methods) else "")
+    note = (f"XRAI ({xrai.steps} steps, {xrai.algorithm}) is most of it; fewer steps lower it "
+            "(extraction.xrai; Shared Interest: shared_interest.xrai)"
+            if "xrai" in (task.methods or loaded.methods) else "")
     with ImageProgress(f"maps {model_name(choice)}", len(todo), device=device, note=note,
                        enabled=progress) as meter:
         for batch in _batches(todo, task.batch_size):
             pixels = loaded.preprocess([data.load_image(s.path) for s in batch]).to(device)
             classes = target_classes(batch, pixels) if target_classes else None
-            done = meter.count
-            maps, logits = saliency.extract_with_logits(loaded, pixels, task.methods,
-                                                        classes=classes, xrai=task.xrai,
-                                                        on_image=meter.tick)
+            with meter.batch(len(batch)) as on_image:
+                maps, logits = saliency.extract_with_logits(loaded, pixels, task.methods,
+                                                            classes=classes, xrai=task.xrai,
+                                                            on_image=on_image)
             predicted = logits.argmax(dim=-1).tolist() if logits is not None else None
             writer.put([s.image_id for s in batch], maps, predicted)
-            meter.tick(len(batch) - (meter.count - done))  # images XRAI has not ticked
     return len(todo)
 
 
@@ -259,15 +263,17 @@ ESTIMATE_PREFIX = "[estimate] "  # the build shows these lines; an executed note
 
 
 class ImageProgress:
-    """A stage's progress per image with an ETA (tqdm), and once the first image is timed one
-    line of what the whole stage will cost (``ESTIMATE_PREFIX``; for a stage over a minute)."""
+    """A stage's progress per image (or training step) with an ETA (tqdm), and once its first
+    ``per`` items are timed one line of what the whole stage will cost (``ESTIMATE_PREFIX``;
+    for a stage over a minute), said per ``per`` items as one ``unit`` (a sanity step's images)."""
 
     def __init__(self, stage: str, total: int, *, device: str, note: str = "",
-                 enabled: bool = True):
+                 enabled: bool = True, unit: str = "image", per: int = 1):
         self.stage, self.total, self.device, self.note = stage, total, device, note
+        self.unit, self.per = unit, max(per, 1)
         self.count, self._said = 0, not enabled
-        self._bar = tqdm(total=total, desc=stage, unit="img", disable=not enabled,
-                         mininterval=1.0)
+        self._bar = tqdm(total=total, desc=stage, disable=not enabled, mininterval=1.0,
+                         unit="img" if unit == "image" or per > 1 else unit)
         self._started = time.perf_counter()
 
     def tick(self, images: int = 1) -> None:
@@ -276,30 +282,49 @@ class ImageProgress:
             return
         self.count += images
         self._bar.update(images)
-        if not self._said:
+        if not self._said and self.count >= min(self.per, self.total):
             self._said = True
-            line = estimate_line(self.stage, (time.perf_counter() - self._started) / self.count,
-                                 self.total, self.device, self.note)
+            each = (time.perf_counter() - self._started) * self.per / self.count
+            line = estimate_line(self.stage, each, math.ceil(self.total / self.per), self.device,
+                                 self.note, unit=self.unit)
             if line:
                 tqdm.write(line, file=sys.stderr)
+
+    def cached(self, images: int) -> None:
+        """``images`` were found done (cached): no part of this stage's work."""
+        if images > 0:
+            self.total -= images
+            self._bar.total = self.total
+            self._bar.refresh()
+
+    @contextmanager
+    def batch(self, images: int) -> Iterator[Callable[[], None]]:
+        """A batch of ``images``: yields `tick` for per-image callbacks (XRAI), then ticks
+        the images they did not."""
+        before = self.count
+        yield self.tick
+        self.tick(images - (self.count - before))
+
+    def close(self) -> None:
+        self._bar.close()
 
     def __enter__(self) -> ImageProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._bar.close()
+        self.close()
 
 
-def estimate_line(stage: str, per_image: float, images: int, device: str, note: str = "",
-                  *, at_least: float = 60.0) -> str | None:
-    """``[estimate] XRAI: ~74 s per image x 6 images ≈ 7.4 min on cpu; NOTE``, or None for a
-    stage shorter than ``at_least`` seconds."""
-    total = per_image * images
+def estimate_line(stage: str, each: float, count: int, device: str, note: str = "", *,
+                  unit: str = "image", at_least: float = 60.0) -> str | None:
+    """``[estimate] XRAI: ~74 s per image x 6 images ≈ 7.4 min on cpu; NOTE`` (``unit``:
+    what one ``each`` seconds is spent on), or None for a stage shorter than ``at_least`` s."""
+    total = each * count
     if total < at_least:
         return None
     span = f"{total / 60:.1f} min" if total < 3600 else f"{total / 3600:.1f} h"
-    each = f"{per_image:.0f}" if per_image >= 10 else f"{per_image:.2g}"
-    return (f"{ESTIMATE_PREFIX}{stage}: ~{each} s per image × {images} images ≈ {span} "
+    seconds = f"{each:.0f}" if each >= 10 else f"{each:.2g}"
+    return (f"{ESTIMATE_PREFIX}{stage}: ~{seconds} s per {unit} × {count} {unit}s ≈ {span} "
             f"on {device}" + (f"; {note}" if note else ""))
 
 

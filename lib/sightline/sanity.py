@@ -325,6 +325,7 @@ def randomisation_test(
     batch_size: int = 16,
     xrai: saliency.XraiSettings | None = None,
     section: str = "sanity",
+    progress: bool = True,
 ) -> SanityResult:
     """Run the cascading / independent randomisation test of ``model`` on ``samples``
     (anything with ``image_id`` and ``path``), with maps cached per step.
@@ -333,27 +334,35 @@ def randomisation_test(
     keyed by ``key`` (the weights, e.g. a run's key), XRAI's steps and ranking when XRAI is
     read, and, for randomised steps, the seed. ``methods`` (default: all that apply) and
     ``xrai`` (default `saliency.XraiSettings()`) pass to `saliency.extract`. ``section``
-    names the params section in an error.
+    names the params section in an error. ``progress``: a bar per image over every step, and
+    the cost estimated from the first step.
     """
     if not samples:
         raise SanityError(f"{section}: the randomisation test needs at least one image")
     plan = units(model)
     schedule = steps(plan, depths, modes, section)
     inputs = _Inputs(model, methods)
-    if "xrai" in (model.methods if methods is None else methods):
+    uses_xrai = "xrai" in (model.methods if methods is None else methods)
+    if uses_xrai:
         xrai = xrai or saliency.XraiSettings()
         key = ".".join(part for part in (key, f"xrai{xrai.steps}{xrai.algorithm}") if part)
     stores = {step: _store(cache_dir, dataset_id, name, variant, key, seed, step)
               for step in schedule}
     counts = {}
     original = schedule[0]
-    counts[original] = _fill(stores[original], lambda: model, inputs, samples, methods,
-                             batch_size, xrai)
-    stored = {method for method, _ in stores[original].keys()}
-    methods = [m for m in model.methods if m in stored]
-    for step in schedule[1:]:
-        counts[step] = _fill(stores[step], lambda s=step: randomised(model, plan, s.positions, seed),
-                             inputs, samples, methods, batch_size, xrai)
+    note = (f"XRAI ({xrai.steps} steps, {xrai.algorithm}) is most of it; " if uses_xrai and xrai
+            else "") + f"{section}.depths, modes or max_images lower it"
+    with extract.ImageProgress(f"{section} {name}", len(schedule) * len(samples),
+                               device=str(model.device), note=note, enabled=progress,
+                               unit="step", per=len(samples)) as meter:
+        counts[original] = _fill(stores[original], lambda: model, inputs, samples, methods,
+                                 batch_size, xrai, meter)
+        stored = {method for method, _ in stores[original].keys()}
+        methods = [m for m in model.methods if m in stored]
+        for step in schedule[1:]:
+            counts[step] = _fill(stores[step],
+                                 lambda s=step: randomised(model, plan, s.positions, seed),
+                                 inputs, samples, methods, batch_size, xrai, meter)
     ids = [s.image_id for s in samples]
     frames = [_compare(stores[original], stores[step], ids, resolution, step)
               for step in schedule]
@@ -420,20 +429,22 @@ class _Inputs:
 
 def _fill(store: cache.MapStore, build: Callable[[], LoadedModel], inputs: _Inputs,
           samples: Sequence[data.Sample], methods: Sequence[str] | None, batch_size: int,
-          xrai: saliency.XraiSettings | None) -> int:
-    """Extract the maps ``store`` lacks with the model ``build`` makes (only if needed);
-    returns how many images were extracted."""
+          xrai: saliency.XraiSettings | None, meter: extract.ImageProgress) -> int:
+    """Extract the maps ``store`` lacks with the model ``build`` makes (only if needed),
+    ticking ``meter`` per image; returns how many images were extracted."""
     have_all = methods is None or set(methods) <= {m for m, _ in store.keys()}
     done = store.image_ids() if have_all else set()
     todo = [s for s in samples if s.image_id not in done]
+    meter.cached(len(samples) - len(todo))
     if not todo:
         return 0
     model = build()
     with store.writer() as writer:
         for batch in _batches(todo, batch_size):
             pixels, classes, segments = inputs.batch(batch)
-            maps = saliency.extract(model, pixels, methods, classes=classes, xrai=xrai,
-                                    segments=segments)
+            with meter.batch(len(batch)) as on_image:
+                maps = saliency.extract(model, pixels, methods, classes=classes, xrai=xrai,
+                                        segments=segments, on_image=on_image)
             writer.put([s.image_id for s in batch], maps)
     return len(todo)
 

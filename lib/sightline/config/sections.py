@@ -18,10 +18,22 @@ BASELINE_NAMES = ("random", "centre_gaussian", "spectral_residual", "sobel")
 RULES = ("percentile", "mass", "max", "otsu", "std")
 
 
+class Xrai(_Section):
+    """XRAI's cost: IG steps per baseline (2 baselines), inputs per batch, full / fast ranking."""
+
+    steps: Annotated[int, Field(ge=2, le=1000)] = 100
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = 20
+    algorithm: Literal["full", "fast"] = "full"
+
+
 class Extraction(_Section):
+    """Q1's maps: images per batch, device, the cache folder, and XRAI's cost (its maps are
+    stored apart per setting)."""
+
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 16
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cache_dir: Path = Path("cache")
+    xrai: Xrai = Xrai()
 
 
 class Metrics(_Section):
@@ -88,14 +100,6 @@ class Report(_Section):
     gallery_size: Annotated[int, Field(ge=1, le=20)] = 3
     examples: Annotated[int, Field(ge=1, le=64)] = 8
     split_by_correct: bool = False
-
-
-class Xrai(_Section):
-    """XRAI's cost: IG steps per baseline (2 baselines), inputs per batch, full / fast ranking."""
-
-    steps: Annotated[int, Field(ge=2, le=1000)] = 100
-    batch_size: Annotated[int, Field(ge=1, le=1024)] = 20
-    algorithm: Literal["full", "fast"] = "full"
 
 
 class Binarize(_Section):

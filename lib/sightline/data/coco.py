@@ -273,7 +273,10 @@ def _region(annotation: Any, index: int, images: dict, sizes: dict, label_of: di
         raise _Skip("outside_boxes", f"{where}: bbox {bbox} lies entirely outside the "
                                      f"{width}x{height} image")
     if clamped:
-        report["clamped_boxes"].append({"image_id": name, "record": record})
+        report["clamped_boxes"].append({
+            "image_id": name, "record": record, "given": [x, y, w, h],
+            "clamped": [round(v * side, 2)
+                        for v, side in zip(box, (width, height) * 2, strict=True)]})
     return Region(*box, label=label, group_label=label, group=0, feature=features[label],
                   record=record)
 

@@ -245,7 +245,9 @@ def _boxes(
                 report["zero_area_boxes"].append(where)
                 continue
             if clamped:
-                report["clamped_boxes"].append(where)
+                report["clamped_boxes"].append(where | {
+                    "record": f"image {image_id}, group {g}",
+                    "given": [left, top, x1 - left, y1 - top], "clamped": list(box)})
             boxes.append(Region(*box, label=label, group_label=group_label, group=g,
                                 feature=features[label], record=f"image {image_id}, group {g}"))
     return tuple(boxes)

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import data, extract, frames, geometry, models, registry
 from ..config import STRATEGIES, Finetune, ModelChoice
+from ..saliency import XraiSettings
 from .checkpoints import FinetuneError
 from .splits import Split
 
@@ -101,7 +102,8 @@ def run_dir(out_dir: str | Path, run: Run, split: Split, finetune: Finetune, mod
 
 
 def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache_dir: str | Path,
-             dataset_id: str, seed: int) -> dict[tuple[str, str], extract.MapJob]:
+             dataset_id: str, seed: int, xrai: XraiSettings | None = None
+             ) -> dict[tuple[str, str], extract.MapJob]:
     """The map stores of each frozen model and of each of its trained runs, as extraction
     jobs ``{(model name, variant): job}`` for `extract.extract_models`.
 
@@ -109,8 +111,9 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
     style logit of its linear probe (the probe run with seed ``seed``); without one, a
     classifier (an ImageNet model) explains its own predicted class, and a backbone has none
     of them (no class logit), so a backbone whose only method is Grad-CAM has no frozen job.
-    Stores are keyed by the run, so a retrained run gets new maps; the probe run's own
-    variant shares the frozen store (a linear probe leaves every map as it was).
+    Stores are keyed by the run, so a retrained run gets new maps, and by ``xrai`` where
+    XRAI is read; the probe run's own variant shares the frozen store (a linear probe leaves
+    every map as it was).
     """
     jobs = {}
     for choice in choices:
@@ -130,9 +133,10 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
                 if not methods:
                     continue
             key = manifest["key"] if manifest else ""
-            store = extract.store_for(cache_dir, dataset_id, name, variant, key=key)
+            reads = xrai if "xrai" in (methods or spec.methods) else None
+            store = extract.store_for(cache_dir, dataset_id, name, variant, key=key, xrai=reads)
             run = Path(manifest["dir"]) if manifest else None
-            jobs[(name, variant)] = extract.MapJob(choice, store, methods, run)
+            jobs[(name, variant)] = extract.MapJob(choice, store, methods, run, reads)
     return jobs
 
 

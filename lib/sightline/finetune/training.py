@@ -229,6 +229,10 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
         history, best = state["history"], state["best"]
         first_epoch, elapsed_before = len(history), state["elapsed"]
 
+    meter = extract.ImageProgress(  # every step left, with an ETA; the cost from the first
+        f"train {extract.model_name(choice)} {run.variant}",
+        len(loader) * (finetune.epochs - first_epoch), device=device, enabled=progress,
+        unit="step", note="fewer finetune.epochs or strategies lower it")
     for epoch in range(first_epoch, finetune.epochs):
         torch.manual_seed(_epoch_seed(seed, epoch))
         if strategy != "linear_probe":
@@ -236,9 +240,7 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
         head.train()
         losses = []
         epoch_started = time.perf_counter()
-        bar = tqdm(loader, desc=f"{extract.model_name(choice)} {run.variant} epoch {epoch + 1}/"
-                   f"{finetune.epochs}", disable=not progress, leave=False, mininterval=1.0)
-        for step, (inputs, labels) in enumerate(bar):
+        for step, (inputs, labels) in enumerate(loader):
             inputs, labels = inputs.to(device), labels.to(device)
             if strategy != "linear_probe":
                 inputs = augment(inputs)
@@ -258,6 +260,7 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
                     optimiser.step()
                 optimiser.zero_grad(set_to_none=True)
                 schedule.step()
+            meter.tick()
         train_seconds = time.perf_counter() - epoch_started
         accuracy, f1 = _evaluate(forward, module, head, val_loader, device)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
@@ -278,6 +281,7 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
         })
         if finetune.patience and epoch + 1 - best["epoch"] >= finetune.patience:
             break
+    meter.close()
 
     module.load_state_dict(best["backbone"], strict=False)
     head.load_state_dict(best["head"])

@@ -84,10 +84,11 @@ def _spec_from_choice(choice: ModelChoice) -> ModelSpec:
         # a local checkpoint directory carries its own config and processor config
         where = str(choice.checkpoint) if choice.checkpoint and choice.checkpoint.is_dir() \
             else name
-        arch: Arch = from_hf.checkpoint_arch(key, where)
+        vision = from_hf.checkpoint_arch(key, where)
         derived = from_hf.hf_preprocessing(key, where) or from_hf.hf_preprocessing(key, name)
-        probe = _probe_module(arch, name, key)
-        arch = dataclasses.replace(arch, lora=lora_defaults(probe))
+        probe = _probe_module(vision, name, key)
+        vision.check_frame(probe, resolve_preprocessing(key, derived, choice.input)[0], key)
+        arch: Arch = dataclasses.replace(vision, lora=lora_defaults(probe))
     else:
         builder: Builder = {
             "timm": TimmBuilder,
@@ -97,6 +98,9 @@ def _spec_from_choice(choice: ModelChoice) -> ModelSpec:
         probe = _probe_module(builder, name, key)
         derived = _module_preprocessing(key, name, probe, builder)
         geometry, _, _ = resolve_preprocessing(key, derived, choice.input)
+        if source == "timm" and _built_side(probe) not in (None, geometry.size):
+            builder = TimmBuilder(img_size=geometry.size)
+            probe = _probe_module(builder, name, key)
         arch = tensor_arch(key, probe, builder, choice, geometry)
     geometry, mean, std = resolve_preprocessing(key, derived, choice.input)
     spec = ModelSpec(key=key, checkpoint=name, arch=arch, geometry=geometry, mean=mean, std=std,
@@ -117,6 +121,16 @@ def _probe_module(builder: Builder | Arch, name: str, key: str) -> nn.Module:
     except Exception as error:  # a user factory or a name the library rejects
         raise ModelError(f"model {key!r}: building {name!r} failed: {type(error).__name__}: "
                          f"{error}") from error
+
+
+def _built_side(module: nn.Module) -> int | None:
+    """The square input side a patch-embedding module (timm ViT, Swin, ...) was built for;
+    None for one that takes any size (CNNs, ``dynamic_img_size``)."""
+    embed = getattr(module, "patch_embed", None)
+    if embed is None or getattr(embed, "dynamic_img_size", False) or \
+            getattr(embed, "img_size", None) is None:
+        return None
+    return int(embed.img_size[0])
 
 
 def _module_preprocessing(key: str, name: str, module: nn.Module,

@@ -5,6 +5,7 @@ checkpoint's own ``config.json`` and ``preprocessor_config.json``."""
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -92,6 +93,21 @@ class HFVision:
         side = geometry.size // config.patch_size
         return config.num_hidden_layers, config.num_attention_heads, (side, side)
 
+    def check_frame(self, module: nn.Module, geometry: Geometry, key: str) -> None:
+        """A frame other than the config's ``image_size`` runs (position embeddings
+        interpolated) in one dry forward pass, else the error gives the library's reason."""
+        built = getattr(module.config, "image_size", geometry.size)
+        if built == geometry.size:
+            return
+        try:
+            with torch.inference_mode():
+                self.forward(module, torch.zeros(1, 3, geometry.size, geometry.size),
+                             self.layout(module, geometry)[2])
+        except Exception as error:  # the library's own reason, said with the remedy
+            raise ModelError(f"model {key!r}: {type(module).__name__} is built for {built}-px "
+                             f"input and cannot run at {geometry.size} px ({error}); set "
+                             f"input.size: {built}") from error
+
     def describe(self, module: nn.Module, geometry: Geometry, key: str) -> Layout:
         """CLS from the embeddings' parameters, registers from the config, a MAP head if any."""
         layers, heads, grid = self.layout(module, geometry)
@@ -105,6 +121,9 @@ class HFVision:
     def forward(self, module: nn.Module, pixel_values: torch.Tensor, grid: tuple[int, int],
                 **kwargs: Any) -> Any:
         extra = self.call_kwargs(pixel_values, grid) if self.call_kwargs else {}
+        if getattr(module.config, "image_size", None) != pixel_values.shape[-1] and \
+                "interpolate_pos_encoding" in inspect.signature(module.forward).parameters:
+            extra["interpolate_pos_encoding"] = True
         return module(pixel_values=pixel_values, **extra, **kwargs)
 
     def attentions(self, module: nn.Module, pixel_values: torch.Tensor,

@@ -31,13 +31,18 @@ def check_name(key: str, name: str) -> None:
 
 @dataclass(frozen=True, eq=False)
 class TimmBuilder:
-    """``timm.create_model`` (pretrained weights from the Hugging Face hub cache)."""
+    """``timm.create_model`` (pretrained weights from the Hugging Face hub cache); ``img_size``
+    builds a patch-embedding model for that input side (timm resamples the position
+    embeddings, pretrained ones included)."""
+
+    img_size: int | None = None
 
     def random(self, name: str, size: Size) -> nn.Module:
-        return timm.create_model(name, pretrained=False)
+        return timm.create_model(name, pretrained=False, img_size=self.img_size)
 
     def pretrained(self, name: str, cache_dir: Path | None) -> nn.Module:
-        return timm.create_model(name, pretrained=True, cache_dir=cache_dir)
+        return timm.create_model(name, pretrained=True, cache_dir=cache_dir,
+                                 img_size=self.img_size)
 
     def hub_id(self, name: str) -> str:
         return f"timm/{name}"

@@ -110,8 +110,9 @@ class TimmViT(_TensorModel):
                 grid[0] * patch != geometry.size:
             raise ModelError(
                 f"model {key!r}: built for {grid[0] * patch}-px input, but its input frame is "
-                f"{geometry.size} px; set input.size: {grid[0] * patch}"
-            )
+                f"{geometry.size} px, and a module from a factory cannot be rebuilt here: build "
+                f"it for {geometry.size} px (timm: img_size={geometry.size}) or set input.size: "
+                f"{grid[0] * patch}")
         readout = "cls" if getattr(module, "cls_token", None) is not None else "tokens"
         return Layout(readout, layers, heads, int(module.num_prefix_tokens), grid,
                       applicable_methods(readout, self.classifier))
@@ -209,12 +210,12 @@ class TimmClassifier(_TensorModel):
     token_outputs = False  # Grad-CAM reads the layer through `gradcam_reshape`
 
     def random(self, checkpoint: str, size: Size) -> nn.Module:
-        if not isinstance(self.builder, TimmBuilder):
+        if size != "tiny" or not isinstance(self.builder, TimmBuilder):
             return self.builder.random(checkpoint, size)
         name = checkpoint.split(".")[0]
-        if size == "tiny" and self.build_tiny is not None:
+        if self.build_tiny is not None:
             return self.build_tiny(name)
-        return timm.create_model(name, pretrained=False, **(self.tiny if size == "tiny" else {}))
+        return timm.create_model(name, pretrained=False, **self.tiny)
 
     def target_layer(self, module: nn.Module) -> nn.Module:
         """The Grad-CAM layer named by ``target``."""

@@ -24,16 +24,18 @@ def extract(
     classes: Sequence[int] | None = None,
     xrai: XraiSettings | None = None,
     segments: Sequence[list[np.ndarray]] | None = None,
+    on_image: Callable[[], None] | None = None,
 ) -> dict[MapKey, np.ndarray]:
     """Maps ``(method, layer) -> (B, K, gh, gw)`` for ``methods`` (default: all that apply).
 
     ``classes`` (one per image) sets the Chefer / Grad-CAM / XRAI target class of a
     classifier; by default it is the predicted class. ``xrai`` sets XRAI's cost (default
     `XraiSettings()`); ``segments`` (one `xrai_segments` list per image, default: computed)
-    lets a caller reading the same inputs again skip XRAI's segmentation.
+    lets a caller reading the same inputs again skip XRAI's segmentation; ``on_image`` is
+    called as XRAI finishes each image (a progress bar's tick).
     """
     return extract_with_logits(model, pixel_values, methods, classes=classes, xrai=xrai,
-                               segments=segments)[0]
+                               segments=segments, on_image=on_image)[0]
 
 
 def extract_with_logits(

@@ -19,12 +19,15 @@ class DataSummary:
     per_label: pd.DataFrame | None  # None where the images carry no label
     features: pd.DataFrame
     reader: pd.Series  # the reader's own counts (clamped, skipped, left out)
+    clamped: pd.DataFrame  # each box clamped to its image (`clamped_boxes`)
     sentence: str
 
     def tables(self) -> dict[str, pd.DataFrame]:
         out = {"boxes.csv": self.regions, "images.csv": self.images}
         if self.per_label is not None:
             out["styles.csv"] = self.per_label.reset_index()
+        if len(self.clamped):
+            out["clamped_boxes.csv"] = self.clamped
         return out | {"features.csv": self.features.reset_index()}
 
 
@@ -38,6 +41,18 @@ def regions(ds: data.Dataset) -> pd.DataFrame:
          ds.label_name: s.label,
          "area": float(b.mask().mean()) if b.is_mask else b.width * b.height}
         for s in ds.samples for i, b in enumerate(s.boxes)])
+
+
+def clamped_boxes(ds: data.Dataset) -> pd.DataFrame:
+    """One row per box the reader clamped to its image: its record (annotation), image, and
+    ``x, y, width, height`` as given and as clamped, in the file's unit (COCO: pixels)."""
+    def ltwh(values: list[float]) -> str:
+        return ", ".join(f"{v:.4g}" for v in values)
+
+    return pd.DataFrame(
+        [{"annotation": c["record"], "image": c["image_id"], "box as given": ltwh(c["given"]),
+          "box clamped": ltwh(c["clamped"])} for c in ds.report.get("clamped_boxes", [])],
+        columns=["annotation", "image", "box as given", "box clamped"])
 
 
 def images(ds: data.Dataset) -> pd.DataFrame:
@@ -91,7 +106,7 @@ def summarise(ds: data.Dataset, *, generated: bool) -> DataSummary:
         region_rows, image_rows, per_label(image_rows, ds.label_name) if ds.has_labels else None,
         per_feature(region_rows),
         pd.Series(ds.report.get("counts", {}), name="count").rename_axis("reader report"),
-        sentence(ds, region_rows, image_rows, generated=generated))
+        clamped_boxes(ds), sentence(ds, region_rows, image_rows, generated=generated))
 
 
 def examples(image_rows: pd.DataFrame, label: str, count: int) -> list[str]:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .. import metrics, saliency
+from .. import extract, metrics, saliency
 from ..models import LoadedModel
 from .photo_album import Photo
 
@@ -87,10 +87,17 @@ def explain(
     methods: Sequence[str],
     xrai: saliency.XraiSettings,
     resolution: int,
+    *,
+    stage: str = "",
 ) -> dict[str, np.ndarray]:
-    """Each method's maps of ``classes[i]`` on ``images[i]``, upsampled to ``(N, R, R)``."""
-    maps = saliency.extract(model, model.preprocess(images), list(methods),
-                            classes=[int(c) for c in classes], xrai=xrai)
+    """Each method's maps of ``classes[i]`` on ``images[i]``, upsampled to ``(N, R, R)``;
+    ``stage`` names a progress bar per image with the cost said from the first (none: no bar)."""
+    note = (f"XRAI ({xrai.steps} steps, {xrai.algorithm}) is most of it; fewer steps lower it "
+            "(photos.xrai)" if "xrai" in methods else "")
+    with extract.ImageProgress(stage, len(images), device=str(model.device), note=note,
+                               enabled=bool(stage)) as meter, meter.batch(len(images)) as tick:
+        maps = saliency.extract(model, model.preprocess(images), list(methods),
+                                classes=[int(c) for c in classes], xrai=xrai, on_image=tick)
     return {method: metrics.upsample(maps[(method, 0)][:, 0], resolution) for method in methods}
 
 

@@ -118,9 +118,11 @@ class PhotoStudy:
         weights, the random twin (explaining the same class) and the centre baseline."""
         images, classes = list(self.images.values()), [int(top.loc[f, "class"]) for f in self.files]
         R, methods = self.section.resolution, self.section.methods
-        maps = {"pretrained": dt.explain(self.model, images, classes, methods, self.xrai, R),
+        maps = {"pretrained": dt.explain(self.model, images, classes, methods, self.xrai, R,
+                                         stage="photos pretrained"),
                 "random weights": dt.explain(self.random_model, images, classes,
-                                          self.section.random_methods, self.xrai, R)}
+                                             self.section.random_methods, self.xrai, R,
+                                             stage="photos random weights")}
         frames = np.stack([np.asarray(self.frame(f).resize((R, R))) for f in self.files])
         maps["centre baseline"] = {
             "-": baselines.baseline_maps("centre_gaussian", frames, self.seed, self.files)}

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import config, data, extract
+from .. import config, data, extract, saliency
 from .. import finetune as ft
 from .. import models as registry
 
@@ -110,8 +110,10 @@ class Study:
     @cached_property
     def jobs(self) -> dict[tuple[str, str], extract.MapJob]:
         """``{(model name, variant): job}``: every variant's map store, frozen included."""
-        return ft.map_jobs(self.choices, self.manifests, cache_dir=self.params.extraction.cache_dir,
-                           dataset_id=self.dataset_id, seed=self.params.seed)
+        settings = self.params.extraction
+        return ft.map_jobs(self.choices, self.manifests, cache_dir=settings.cache_dir,
+                           dataset_id=self.dataset_id, seed=self.params.seed,
+                           xrai=saliency.XraiSettings(**settings.xrai.model_dump()))
 
     @property
     def stores(self) -> dict[tuple[str, str], Any]:
