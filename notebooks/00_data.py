@@ -10,9 +10,8 @@
 
 # %% [markdown]
 # # The data: images and expert regions
-# What the study scores against: the annotated images, their labels (WikiChurches: the
-# architectural style) where the dataset has them, and the expert regions (boxes or
-# masks) of each feature type. Everything below is read from the dataset the params
+# What the study scores against: the annotated images, their labels where the dataset
+# has them, and the expert regions (boxes or masks) of each feature type. Everything below is read from the dataset the params
 # point at (`dataset`), with the reader's own account of what it clamped, skipped or
 # left out.
 
@@ -57,8 +56,8 @@ display(formatting.table(summary.reader))
 
 # %% [markdown]
 # ## Images and regions per label
-# Only where the dataset labels its images (WikiChurches: the image's first main style);
-# regions per image shows how crowded the annotation is.
+# Per image label where the dataset has labels; regions per image shows how crowded the
+# annotation is.
 
 # %%
 images = summary.images

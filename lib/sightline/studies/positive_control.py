@@ -252,6 +252,13 @@ class PositiveControl:
         return {(r.model, r.variant, r.method): int(r.layer) for r in rows.itertuples()}
 
 
+def absence(study: Study) -> str:
+    """The one line said where the control did not run, and why."""
+    return ("Not run: the control needs the project's synthetic data, whose expert boxes are "
+            "the parts that carry the label" if study.params.dataset.kind != "synthetic" else
+            "Not run: no LoRA or full fine-tuning run to test") + "."
+
+
 def run(study: Study, scores: pd.DataFrame) -> PositiveControl | None:
     """The whole control on a synthetic study (None on other data or without LoRA / full
     runs): train the twin, extract and score its maps, gate every run, test, judge."""

@@ -31,10 +31,6 @@ class SanityTables:
         steps = study.read_table("sanity_steps.csv") if len(flags) else pd.DataFrame()
         return cls(study.read_table("sanity.csv"), flags, steps)
 
-    @property
-    def tested(self) -> bool:
-        return len(self.flags) > 0
-
 
 def runs(steps: pd.DataFrame) -> pd.DataFrame:
     """One row per model, variant and mode: its steps, images, seed and images extracted now."""
