@@ -11,9 +11,9 @@
 # %% [markdown]
 # # The data: images and expert regions
 # What the study scores against: the annotated images, their labels where the dataset
-# has them, and the expert regions (boxes or masks) of each feature type. Everything below is read from the dataset the params
-# point at (`dataset`), with the reader's own account of what it clamped, skipped or
-# left out.
+# has them, and the expert regions (boxes or masks) of each feature type. Everything below
+# is read from the dataset the params point at (`dataset`), with the reader's own account
+# of what it clamped, skipped or left out.
 
 # %% tags=["parameters"]
 # Defaults: the demo profile (params/demo.yaml), paths from the project root, so this

@@ -66,7 +66,7 @@ plots.random_weights_banner(models)
 
 # %% [markdown]
 # ## Fine-tuning and extraction
-# The `finetune` runs (linear probe, LoRA, full; see Q2) train first, or come from their
+# Any `finetune` runs (linear probe, LoRA, full; see Q2) train first, or come from their
 # checkpoints. Every model's maps — frozen and each fine-tuned variant, through the same
 # code — come from the HDF5 cache; only what it lacks is computed (one forward pass per
 # batch captures every layer's attention), in this process or as Ray tasks (`execution`),
@@ -195,8 +195,8 @@ else:  # numbers side by side would invite a comparison that means nothing
 # per method; dashed lines are the baselines. Model frame.
 
 # %%
-fig = figures.layers(by_layer, P)
 study.write_table("iou_by_layer.csv", by_layer)
+fig = figures.layers(by_layer, P)
 
 # %% [markdown]
 # ## The threshold sweep

@@ -182,7 +182,7 @@ def test_where_the_control_did_not_run_one_line_says_why(tmp_path):
     real = Study.from_sections(tmp_path, models=models, dataset={"kind": "wikichurches",
                                                                  "root": str(tmp_path)})
     assert pc.absence(real) == ("Not run: the control needs the project's synthetic data, whose "
-                                "expert boxes are the parts that carry the label.")
+                                "boxes carry the label.")
     demo = Study.from_sections(tmp_path, models=models, dataset={"kind": "synthetic",
                                                                  "root": str(tmp_path)})
     assert pc.absence(demo) == "Not run: no LoRA or full fine-tuning run to test."

@@ -376,12 +376,11 @@ def reference_note(study: Study) -> str:
     caption of the table when it is."""
     if not comparable(study):
         kind = study.params.dataset.kind
-        data_ = ("synthetic data" if study.synthetic else "the reference study's images" if
-                 kind == "wikichurches" else f"its own images ({kind})")
-        weights = ("random-weight models" if all(c.weights == "random" for c in study.choices)
-                   else "pretrained models")
-        return (f"Not shown: this profile scores {weights} on {data_}, so its numbers are not "
-                "comparable with the reference study's (both are in "
+        return ("Not shown: this profile scores "
+                f"{'random-weight' if all(c.weights == 'random' for c in study.choices) else 'pretrained'} "
+                "models on " + ("synthetic data" if study.synthetic else "the reference study's "
+                                "images" if kind == "wikichurches" else f"its own images ({kind})")
+                + ", so its numbers are not comparable with the reference study's (both are in "
                 "`tables/reference_comparison.csv`).")
     return ("Published frozen best-layer IoU@90 on the 139 real WikiChurches images "
             "(ssl_wikichurches; chosen in-sample, like our in-sample column) beside each model's "

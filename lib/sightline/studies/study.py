@@ -90,15 +90,12 @@ class Study:
 
     @cached_property
     def class_targets(self) -> dict[str, str | None]:
-        """Model name -> what its frozen maps' class-specific methods explain: its linear
-        probe's logit of the image's label, its own predicted class, or None (no class logit)."""
-        def target(choice: config.ModelChoice) -> str | None:
-            if self.dataset.has_pool and "linear_probe" in self.params.finetune.strategies.get(
-                    choice.key, ()):
-                return f"its linear probe's {self.dataset.label_name} logit"
-            return "its own predicted class" if self.specs[self.names[choice.key]].arch.classifier \
-                else None
-        return {self.names[c.key]: target(c) for c in self.choices}
+        """Model name -> what its frozen maps' class-specific methods explain (`ft.map_jobs`):
+        its linear probe's logit of the image's label, its own predicted class, or None."""
+        probed = {r.choice.key for r in self.runs if r.strategy == "linear_probe"}
+        return {self.names[c.key]: f"its linear probe's {self.dataset.label_name} logit"
+                if c.key in probed else "its own predicted class"
+                if self.specs[self.names[c.key]].arch.classifier else None for c in self.choices}
 
     # --- fine-tuning and map stores -----------------------------------------------------
     @cached_property
