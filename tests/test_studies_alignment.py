@@ -244,9 +244,8 @@ LITE0 = {"key": "lite0", "source": "python", "weights": "pretrained",
 
 def test_the_prose_says_what_the_profile_has(tmp_path):
     """Planted profiles: real weights on own photographs, a random ViT beside them, a probe."""
-    from test_coco import _scene
-
     from sightline.studies import Study
+    from test_coco import _scene
 
     _scene(tmp_path / "coco")
     coco = {"kind": "coco", "root": str(tmp_path / "coco")}
