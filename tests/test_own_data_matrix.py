@@ -137,7 +137,8 @@ def _says_nothing_false(profile: str, page: str) -> None:
         assert f"Random-weight models ({', '.join(random)})" in flat
     assert "synthetic" not in flat.lower()
     assert not re.search(r"\bstyles?\b|wikichurches|church", flat, re.I)
-    weights = "random-weight" if len(random) == len(models) else "pretrained"
+    weights = {0: "pretrained", len(models): "random-weight"}.get(len(random),
+                                                                  "pretrained and random-weight")
     assert f"Not shown: this profile scores {weights} models on its own images" in flat
     targets = flat.split("The class each model's class-specific maps explain — ")[1][:400]
     own_class = {"lite0": True, "dinov2-tiny-random": False, "resnet50-tiny-random": True}

@@ -1,6 +1,8 @@
 """Q1's analyses (`sightline.studies.alignment`) on small planted score tables whose answers
 are worked out by hand."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,6 +119,8 @@ def test_leaderboard_optimism_when_the_best_layer_wins_by_chance():
     assert board.optimism() == (f"In-sample selection of the best layer overstates IoU@90 by "
                                 f"{row['optimism']:.3f} on average (up to {row['optimism']:.3f}) "
                                 "on these 12 images.")
+    tiny = board.table.assign(optimism=-1e-6)  # prints as 0.000, never -0.000
+    assert "by 0.000 on average (up to 0.000)" in dataclasses.replace(board, table=tiny).optimism()
 
 
 def test_leaderboard_both_frames_and_the_sanity_columns():
@@ -261,6 +265,8 @@ def test_the_prose_says_what_the_profile_has(tmp_path):
     assert "; **dinov2-tiny-random** (chefer" in q1.class_target_sentence(both)
     assert "): none (no classifier head and no linear probe" in q1.class_target_sentence(both)
     assert "style" not in q1.class_target_sentence(both) + q1.reference_note(both)
+    assert q1.reference_note(both).startswith("Not shown: this profile scores pretrained and "
+                                              "random-weight models on its own images (coco)")
     def probed():
         return Study.from_sections(tmp_path / "t", models=[vit], dataset=coco,
                                    finetune={"strategies": {"dinov2": ["linear_probe"]}})

@@ -13,6 +13,7 @@ import pandas as pd
 from .. import binarize, extract, registry, scoring, selection
 from .. import finetune as ft
 from .. import stats as st
+from ..formatting import format_number
 from .study import Study
 
 VARIANT = "frozen"  # the variant Q1's tables and figures read (Q2 compares them all)
@@ -248,7 +249,8 @@ class Leaderboard:
     def optimism(self) -> str:
         optimism = self.table[self.table["kind"] == "model"]["optimism"]
         return (f"In-sample selection of the best layer overstates IoU@{self.percentile:g} by "
-                f"{optimism.mean():.3f} on average (up to {optimism.max():.3f}) on these "
+                f"{format_number(optimism.mean())} on average (up to "
+                f"{format_number(optimism.max())}) on these "
                 f"{int(self.table['n'].max())} images.")
 
 
@@ -375,12 +377,13 @@ def reference_note(study: Study) -> str:
     """Why the comparison is not shown (what this profile's data and weights are), or the
     caption of the table when it is."""
     if not comparable(study):
-        kind = study.params.dataset.kind
-        return ("Not shown: this profile scores "
-                f"{'random-weight' if all(c.weights == 'random' for c in study.choices) else 'pretrained'} "
-                "models on " + ("synthetic data" if study.synthetic else "the reference study's "
-                                "images" if kind == "wikichurches" else f"its own images ({kind})")
-                + ", so its numbers are not comparable with the reference study's (both are in "
+        kind, random = study.params.dataset.kind, {c.weights == "random" for c in study.choices}
+        weights = ("pretrained and random-weight" if len(random) > 1 else
+                   "random-weight" if random == {True} else "pretrained")
+        data_ = ("synthetic data" if study.synthetic else "the reference study's images"
+                 if kind == "wikichurches" else f"its own images ({kind})")
+        return (f"Not shown: this profile scores {weights} models on {data_}, so its numbers are "
+                "not comparable with the reference study's (both are in "
                 "`tables/reference_comparison.csv`).")
     return ("Published frozen best-layer IoU@90 on the 139 real WikiChurches images "
             "(ssl_wikichurches; chosen in-sample, like our in-sample column) beside each model's "
