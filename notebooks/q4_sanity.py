@@ -100,8 +100,7 @@ for mode in sanity["modes"]:
 verdicts = q4.verdicts(tables.flags)
 display(verdicts.round(3))
 display(Markdown(q4.flagged_sentence(verdicts, sanity["threshold"])))
-rebounds = q4.rebounds_sentence(q4.rebounds(tables.summary, tables.flags, sanity["threshold"]))
-if rebounds:
+if rebounds := q4.rebounds_sentence(q4.rebounds(tables.summary, tables.flags, sanity["threshold"])):
     display(Markdown(rebounds))
 display(Markdown("Every layer, after the whole network is re-initialised (mean Spearman):"))
 display(q4.after_full_randomisation(tables.summary))
