@@ -10,11 +10,10 @@
 
 # %% [markdown]
 # # The data: images and expert regions
-# What the study scores against: the annotated images, their labels (WikiChurches: the
-# architectural style) where the dataset has them, and the expert regions (boxes or
-# masks) of each feature type. Everything below is read from the dataset the params
-# point at (`dataset`), with the reader's own account of what it clamped, skipped or
-# left out.
+# What the study scores against: the annotated images, their labels where the dataset
+# has them, and the expert regions (boxes or masks) of each feature type. Everything below
+# is read from the dataset the params point at (`dataset`), with the reader's own account
+# of what it clamped, skipped or left out.
 
 # %% tags=["parameters"]
 # Defaults: the demo profile (params/demo.yaml), paths from the project root, so this
@@ -61,8 +60,8 @@ if len(summary.clamped):  # each box clamped to its image; the build's console s
 
 # %% [markdown]
 # ## Images and regions per label
-# Only where the dataset labels its images (WikiChurches: the image's first main style);
-# regions per image shows how crowded the annotation is.
+# Per image label where the dataset has labels; regions per image shows how crowded the
+# annotation is.
 
 # %%
 images = summary.images

@@ -66,13 +66,13 @@ plots.random_weights_banner(models)
 
 # %% [markdown]
 # ## Fine-tuning and extraction
-# The `finetune` runs (linear probe, LoRA, full; see Q2) train first, or come from their
+# Any `finetune` runs (linear probe, LoRA, full; see Q2) train first, or come from their
 # checkpoints. Every model's maps — frozen and each fine-tuned variant, through the same
 # code — come from the HDF5 cache; only what it lacks is computed (one forward pass per
 # batch captures every layer's attention), in this process or as Ray tasks (`execution`),
-# with the same maps either way. Grad-CAM and Chefer relevance explain the style logit of
-# a classifier head: the linear probe's for the frozen model, so a model with no linear
-# probe in `finetune.strategies` gets neither (and a CNN then no map at all).
+# with the same maps either way. Class-specific maps (Grad-CAM, Chefer relevance) explain
+# one class logit per model, said below: a linear probe's where the model has one in
+# `finetune.strategies`, else a classifier's own predicted class.
 
 # %%
 maps = q1.extract_maps(study)
@@ -106,10 +106,10 @@ display(Markdown(q1.randomisation_sentence(sanity_flags, sanity_steps)))
 # One vectorised sweep per model and method (all layers together); the long table
 # `tables/scores.parquet` holds every number below (image_id, model, variant, method, layer,
 # head, target, feature, metric, threshold, value; head −1 = mean over heads or a head-less map),
-# and `correct`: whether the variant's style head — the frozen model's linear probe, a
-# fine-tuned run's head — predicts the image's style. It marks every map of that variant,
+# and `correct`: whether the variant's label head — the frozen model's linear probe, a
+# fine-tuned run's head — predicts the image's label. It marks every map of that variant,
 # CLS attention included (the probe reads the embedding the maps come from); it is empty for
-# the baselines, for a model with no probe and for an image whose label is no main style.
+# the baselines, for a model with no probe and for an image whose label the probe lacks.
 
 # %%
 scores = q1.score(study, maps.correct)
@@ -172,16 +172,14 @@ fig = figures.leaderboard(board)
 if report["split_by_correct"]:
     split, no_probe = q1.by_correct(board, maps.correct)
     study.write_table("leaderboard_by_correct.csv", split)
-    display(formatting.table(split, digits=4, caption=q1.by_correct_caption(board, no_probe)))
+    caption = q1.by_correct_caption(board, no_probe)
+    display(formatting.table(split, digits=4, caption=caption) if len(split) else Markdown(caption))
 else:
     display(Markdown("Not split (`report.split_by_correct` is off)."))
 
 # %% [markdown]
 # ### Beside the reference study
-# Published frozen best-layer IoU@90 on the 139 real images (ssl_wikichurches; chosen
-# in-sample, like our in-sample column). Only comparable in the `wikichurches` profile
-# with pretrained weights; on the demo the models are random and the data synthetic.
-# Ours: each model's headline map (best method and layer), model frame.
+# The published numbers beside ours, where they are comparable.
 
 # %%
 comparison = q1.reference_comparison(study, headline, P)
@@ -197,8 +195,8 @@ else:  # numbers side by side would invite a comparison that means nothing
 # per method; dashed lines are the baselines. Model frame.
 
 # %%
-fig = figures.layers(by_layer, P)
 study.write_table("iou_by_layer.csv", by_layer)
+fig = figures.layers(by_layer, P)
 
 # %% [markdown]
 # ## The threshold sweep
@@ -242,8 +240,8 @@ if len(taus):
 
 # %% [markdown]
 # ## By image label and by feature type
-# Headline maps only. Per image label (WikiChurches: the style; only where the dataset
-# has labels): IoU against the union; per feature type: each region on its own as the
+# Headline maps only. Per image label (only where the dataset has labels): IoU against
+# the union; per feature type: each region on its own as the
 # target (feature types with fewer than 3 regions are left out). Model frame.
 
 # %%

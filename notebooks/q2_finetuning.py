@@ -178,6 +178,8 @@ control = pc.run(study, scores)
 if control:
     study.write_table("q2_positive_control_accuracy.csv", control.accuracy)
     display(formatting.table(control.accuracy, digits=4))
+else:
+    display(Markdown(pc.absence(study)))
 
 # %%
 if control:
@@ -196,15 +198,14 @@ if control:
                      "test: a run that learned some styles only moves on those):"))
     display(control.per_style(study.dataset))
 
-# %% [markdown]
-# ### Layer by layer
-# Mean IoU@p against the union per layer, untrained (dashed) and trained (solid), for each
-# trained run's per-layer maps (a ViT's CLS attention and rollout, a CNN's Grad-CAM per
-# stage; a ViT's Grad-CAM has one layer and is in the table above); grey: the centre
-# baseline. In sample: a picture of where things moved, not a test.
-
 # %%
-if control:
+if control:  # a heading only where the control ran: no empty section on other data
+    display(Markdown(
+        "### Layer by layer\nMean IoU@p against the union per layer, untrained (dashed) and "
+        "trained (solid), for each trained run's per-layer maps (a ViT's CLS attention and "
+        "rollout, a CNN's Grad-CAM per stage; a ViT's Grad-CAM has one layer and is in the "
+        "table above); grey: the centre baseline. In sample: a picture of where things moved, "
+        "not a test."))
     figure = pc.layer_figure(scores, pc.trained_runs(manifests), study.specs, P)
 
 # %% [markdown]

@@ -6,6 +6,7 @@
 #     name: python3
 #   sightline:
 #     needs: [q1_alignment]
+#     requires: [randomisation]
 # ---
 
 # %% [markdown]
@@ -63,8 +64,6 @@ from sightline.studies import sanity as q4
 plots.setup()
 study = Study.from_sections(tables_dir, dataset=dataset, models=models, seed=seed)
 tables = q4.SanityTables.read(study)
-if not tables.tested:
-    display(Markdown("**No model in `sanity.models`: the randomisation test did not run.**"))
 
 # %% [markdown]
 # ## What was run
@@ -72,12 +71,11 @@ if not tables.tested:
 # were extracted in the build that made this report (0: read from the cache).
 
 # %%
-if tables.tested:
-    runs = q4.runs(tables.steps)
-    display(runs)
-    display(Markdown(q4.weights_sentence(runs, study.names, study.choices)))
-    display(Markdown(q4.cascade_sentence(tables.steps)))
-    display(Markdown(q4.absolute_gap_sentence(tables.summary)))
+runs = q4.runs(tables.steps)
+display(runs)
+display(Markdown(q4.weights_sentence(runs, study.names, study.choices)))
+display(Markdown(q4.cascade_sentence(tables.steps)))
+display(Markdown(q4.absolute_gap_sentence(tables.summary)))
 
 # %% [markdown]
 # ## The classic figure: similarity against randomised depth
@@ -87,9 +85,8 @@ if tables.tested:
 # (one unit re-initialised at a time, others original). All layers are in `tables/sanity.csv`.
 
 # %%
-if tables.tested:
-    for mode in sanity["modes"]:
-        plots.randomisation_curves(tables.summary, tables.flags, mode, sanity["threshold"])
+for mode in sanity["modes"]:
+    plots.randomisation_curves(tables.summary, tables.flags, mode, sanity["threshold"])
 
 # %% [markdown]
 # ## Which methods pass
@@ -100,15 +97,13 @@ if tables.tested:
 # flag beside each model and method.
 
 # %%
-if tables.tested:
-    verdicts = q4.verdicts(tables.flags)
-    display(verdicts.round(3))
-    display(Markdown(q4.flagged_sentence(verdicts, sanity["threshold"])))
-    rebounds = q4.rebounds_sentence(q4.rebounds(tables.summary, tables.flags, sanity["threshold"]))
-    if rebounds:
-        display(Markdown(rebounds))
-    display(Markdown("Every layer, after the whole network is re-initialised (mean Spearman):"))
-    display(q4.after_full_randomisation(tables.summary))
+verdicts = q4.verdicts(tables.flags)
+display(verdicts.round(3))
+display(Markdown(q4.flagged_sentence(verdicts, sanity["threshold"])))
+if rebounds := q4.rebounds_sentence(q4.rebounds(tables.summary, tables.flags, sanity["threshold"])):
+    display(Markdown(rebounds))
+display(Markdown("Every layer, after the whole network is re-initialised (mean Spearman):"))
+display(q4.after_full_randomisation(tables.summary))
 
 # %% [markdown]
 # ## One image through the cascade
@@ -116,5 +111,4 @@ if tables.tested:
 # frame, for the original model and after each cascade step.
 
 # %%
-if tables.tested:
-    q4.cascade_gallery(study, tables)
+q4.cascade_gallery(study, tables)

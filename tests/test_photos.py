@@ -175,6 +175,10 @@ def test_class_contrast_on_planted_maps():
     assert found["b_mass_in_b"] == pytest.approx(0.9) and found["a_mass_in_b"] == pytest.approx(0.2)
     assert found["discriminative"]
     assert not discriminative.class_contrast(map_a, map_a, left, ~left)["discriminative"]
+    # 0.027 vs 0.0268 (both print 0.027) is a tie, not a class-discriminative map
+    tied = np.where(left, 0.0268 / 50, 0.9732 / 50)
+    near = np.where(left, 0.027 / 50, 0.973 / 50)
+    assert not discriminative.class_contrast(near, tied, left, ~left)["discriminative"]
 
 
 def test_composite_tiles_photos_row_major():

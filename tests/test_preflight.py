@@ -236,3 +236,10 @@ def test_a_missing_dataset_folder_is_said_as_a_missing_folder(tmp_path, kind):
     with pytest.raises(data.DataError, match=f"the dataset folder {tmp_path / 'nowhere'} does "
                                              "not exist; set dataset.root"):
         data.load_dataset({"kind": kind, "root": str(tmp_path / "nowhere")})
+
+
+def test_q4_needs_a_model_to_randomise():
+    assert preflight.unmet(["randomisation"], _params([{"key": "dinov2"}]), _offer()) == [
+        "`sanity.models` lists no model to randomise"]
+    listed = _params([{"key": "dinov2"}], sanity={"models": [{"key": "dinov2"}]})
+    assert preflight.unmet(["randomisation"], listed, _offer()) == []

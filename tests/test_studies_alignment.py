@@ -1,6 +1,8 @@
 """Q1's analyses (`sightline.studies.alignment`) on small planted score tables whose answers
 are worked out by hand."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,6 +119,8 @@ def test_leaderboard_optimism_when_the_best_layer_wins_by_chance():
     assert board.optimism() == (f"In-sample selection of the best layer overstates IoU@90 by "
                                 f"{row['optimism']:.3f} on average (up to {row['optimism']:.3f}) "
                                 "on these 12 images.")
+    tiny = board.table.assign(optimism=-1e-6)  # prints as 0.000, never -0.000
+    assert "by 0.000 on average (up to 0.000)" in dataclasses.replace(board, table=tiny).optimism()
 
 
 def test_leaderboard_both_frames_and_the_sanity_columns():
@@ -144,6 +148,8 @@ def test_by_correct_splits_the_held_out_values_by_the_probes_marks():
     assert split["note"].iloc[0] == "not tested: fewer than 10 images on a side"
     assert no_probe == ["b"]
     assert q1.by_correct_caption(board, no_probe).endswith("No probe, no prediction: b.")
+    assert q1.by_correct_caption(board, ["a", "b"]).startswith("Not split: no model here has a "
+                                                               "linear probe")
 
 
 def test_by_correct_p_value_is_mann_whitney_on_the_two_sides():
@@ -220,8 +226,8 @@ def test_randomisation_sentence_counts_fresh_steps():
     assert q1.randomisation_sentence(flags, steps) == (
         "Randomisation test: 2 model(s), 2 of 4 steps extracted in this run (the others from "
         "the cache).")
-    assert q1.randomisation_sentence(flags.iloc[:0], steps.iloc[:0]).startswith(
-        "Randomisation test: 0 model(s), 0 of 0 steps")
+    assert q1.randomisation_sentence(flags.iloc[:0], steps.iloc[:0]) == (
+        "Not run: `sanity.models` lists no model (the maps are not checked here).")
 
 
 def test_reference_comparison_reads_each_models_headline_map(tmp_path):
@@ -242,7 +248,44 @@ def test_reference_comparison_reads_each_models_headline_map(tmp_path):
         "ours: IoU@90 in-sample": [0.2, 0.3], "ours: IoU@90 cross-fitted": [0.15, 0.25],
         "reference study IoU@90": [0.082, 0.090]}
     assert not q1.comparable(study)  # random weights on synthetic data
-    assert q1.reference_note(study).startswith("Not shown: this profile scores random-weight")
+    assert q1.reference_note(study).startswith("Not shown: this profile scores random-weight "
+                                               "models on synthetic data, so")
+
+
+LITE0 = {"key": "lite0", "source": "python", "weights": "pretrained",
+         "factory": "sightline.models:packaged_efficientnet_lite0", "target_layer": "blocks.-1",
+         "input": {"size": 224, "resize": "squash", "mean": "imagenet"}}
+
+
+def test_the_prose_says_what_the_profile_has(tmp_path):
+    """Planted profiles: real weights on own photographs, a random ViT beside them, a probe."""
+    from sightline.studies import Study
+    from test_coco import _scene
+
+    _scene(tmp_path / "coco")
+    coco = {"kind": "coco", "root": str(tmp_path / "coco")}
+    vit = {"key": "dinov2", "weights": "random", "size": "tiny"}
+    own = Study.from_sections(tmp_path / "t", models=[LITE0], dataset=coco)
+    assert not own.synthetic and own.class_targets == {"lite0": "its own predicted class"}
+    assert q1.reference_note(own).startswith("Not shown: this profile scores pretrained models "
+                                             "on its own images (coco), so")
+    assert q1.class_target_sentence(own) == ("The class each model's class-specific maps explain "
+                                             "— **lite0** (gradcam, xrai): its own predicted class.")
+    both = Study.from_sections(tmp_path / "t", models=[LITE0, vit], dataset=coco)
+    assert both.class_targets == {"lite0": "its own predicted class", "dinov2-tiny-random": None}
+    assert "; **dinov2-tiny-random** (chefer" in q1.class_target_sentence(both)
+    assert "): none (no classifier head and no linear probe" in q1.class_target_sentence(both)
+    assert "style" not in q1.class_target_sentence(both) + q1.reference_note(both)
+    assert q1.reference_note(both).startswith("Not shown: this profile scores pretrained and "
+                                              "random-weight models on its own images (coco)")
+    def probed():
+        return Study.from_sections(tmp_path / "t", models=[vit], dataset=coco,
+                                   finetune={"strategies": {"dinov2": ["linear_probe"]}})
+
+    assert probed().class_targets == {"dinov2-tiny-random": None}  # COCO here has no pool
+    pooled = probed()
+    pooled.__dict__["dataset"] = type("Pooled", (), {"has_pool": True, "label_name": "style"})()
+    assert pooled.class_targets == {"dinov2-tiny-random": "its linear probe's style logit"}
 
 
 def test_conventions_name_the_rules_and_how_far_the_rankings_agree():

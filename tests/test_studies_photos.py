@@ -143,8 +143,8 @@ def test_versus_sentence_names_what_beats_the_centre_and_what_does_not():
     assert ph.versus_sentence(versus.iloc[[0]], photos=10).endswith("(Δ +0.100 [+0.050, +0.150]).")
     assert ph.versus_sentence(versus.iloc[1:], photos=10) == (
         "On these 10 photos, no map of the real weights beats the centre baseline (Wilcoxon "
-        "p < 0.05 with a 95 % CI above 0) on IoU or coverage: a map that marks the middle of the "
-        "frame scores about as well here.")
+        "p < 0.05 with a 95 % CI above 0) on IoU or coverage; no equivalence was tested, so "
+        "this says only that no difference was shown.")
 
 
 def _grid() -> pd.DataFrame:
@@ -193,8 +193,8 @@ def test_grid_and_contrast_sentences():
     assert ph.contrast_sentence(_contrast()) == (
         "Objects A vs B, real weights (gradcam): 2 of 3 pairs (from 2 photos; 2 of them from "
         "dog.jpg, so not independent) are class-discriminative both ways — each class's map "
-        "holds more of its own object than the other class's map does, by any margin (no "
-        "test); random weights: 1 of 3.")
+        "holds more of its own object than the other class's map does, by 1% of its mass or "
+        "more (closer is a tie; no test); random weights: 1 of 3.")
 
 
 def _randomisation() -> ph.Randomisation:

@@ -175,3 +175,14 @@ def test_the_whole_control_runs_on_a_tiny_study(tmp_path, demo_params):
         "learned (gate)"]).map({True: "primary", False: "null control"})).all()
     assert result.summary().startswith("**The positive control**")
     assert "(8 annotated images, 1 seed per run)" in result.summary()
+
+
+def test_where_the_control_did_not_run_one_line_says_why(tmp_path):
+    models = [{"key": "dinov2", "weights": "random", "size": "tiny"}]
+    real = Study.from_sections(tmp_path, models=models, dataset={"kind": "wikichurches",
+                                                                 "root": str(tmp_path)})
+    assert pc.absence(real) == ("Not run: the control needs the project's synthetic data, whose "
+                                "boxes carry the label.")
+    demo = Study.from_sections(tmp_path, models=models, dataset={"kind": "synthetic",
+                                                                 "root": str(tmp_path)})
+    assert pc.absence(demo) == "Not run: no LoRA or full fine-tuning run to test."

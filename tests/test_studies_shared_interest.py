@@ -107,7 +107,8 @@ def test_paper_summary_reads_the_paired_test_and_says_random_weights():
     ours = si.table1(wide, MODELS)
     tested = si.tests(wide)
     replication = SimpleNamespace(
-        section=SimpleNamespace(models=[SimpleNamespace(weights="random")]),
+        section=SimpleNamespace(models=[SimpleNamespace(key="swin_t", weights="random"),
+                                        SimpleNamespace(key="resnet101", weights="pretrained")]),
         rule=("std", 1.0), mask_rule=("std", 1.0))
     text = si.paper_summary(ours, wide, tested, replication)
     means = wide.groupby("method")["iou"].mean()
@@ -117,7 +118,7 @@ def test_paper_summary_reads_the_paired_test_and_says_random_weights():
     assert lines[1].startswith("- Here Grad-CAM's IoU is significantly higher: paired t = ")
     assert "n = 36 pairs" in lines[1]
     assert lines[2].startswith("- Largest IoU difference from Table 1: ")
-    assert lines[3].startswith("- **These models have random weights**")
+    assert lines[3].startswith("- **Random weights** (swin_t): their numbers show the pipeline")
     assert lines[4].startswith("- Binarisation: ours (`std` at 1.0 for the saliency")
     real = SimpleNamespace(section=SimpleNamespace(models=[SimpleNamespace(weights="pretrained")]),
                            rule=("std", 1.0), mask_rule=("std", 1.0))

@@ -71,11 +71,16 @@ def _attention_heads(params: config.Params, offer: Offer) -> str | None:
     return None
 
 
+def _randomisation(params: config.Params, offer: Offer) -> str | None:
+    return None if params.sanity.models else "`sanity.models` lists no model to randomise"
+
+
 # what a notebook may require of the profile (``sightline: requires`` in its header): each
 # check returns the line a build prints when the profile lacks it, or None
 REQUIREMENTS: dict[str, Callable[[config.Params, Offer], str | None]] = {
     "training_pool": _training_pool,
     "attention_heads": _attention_heads,
+    "randomisation": _randomisation,
 }
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 from .. import binarize, extract, registry, scoring, selection
 from .. import finetune as ft
 from .. import stats as st
+from ..formatting import format_number
 from .study import Study
 
 VARIANT = "frozen"  # the variant Q1's tables and figures read (Q2 compares them all)
@@ -57,10 +58,7 @@ def extract_maps(study: Study) -> Extraction:
     correct = {key: extract.style_correct(job, samples, batch_size=p.extraction.batch_size,
                                           device=p.extraction.device)
                for key, job in study.jobs.items()}
-    without = [n for n in study.names.values() if (n, VARIANT) not in study.jobs]
-    if without:
-        notes.append(f"No maps for {', '.join(without)}: Grad-CAM is its only method and it has "
-                     "no linear probe (add `linear_probe` for it under `finetune.strategies`).")
+    notes.append(class_target_sentence(study))
     extract.extract_baselines(samples, p.metrics.baselines, study.baseline_store, seed=p.seed)
     stores = pd.DataFrame([{"model": n, "variant": v, "store": str(s.path)}
                            for (n, v), s in study.stores.items()])
@@ -249,7 +247,8 @@ class Leaderboard:
     def optimism(self) -> str:
         optimism = self.table[self.table["kind"] == "model"]["optimism"]
         return (f"In-sample selection of the best layer overstates IoU@{self.percentile:g} by "
-                f"{optimism.mean():.3f} on average (up to {optimism.max():.3f}) on these "
+                f"{format_number(optimism.mean())} on average (up to "
+                f"{format_number(optimism.max())}) on these "
                 f"{int(self.table['n'].max())} images.")
 
 
@@ -330,10 +329,27 @@ def by_correct(board: Leaderboard, correct: Mapping[tuple[str, str], Mapping | N
 
 
 def by_correct_caption(board: Leaderboard, no_probe: Sequence[str]) -> str:
+    """The split table's caption, or the one line said instead of an empty table."""
+    if set(no_probe) >= set(board.summary["model"]) - {BASELINE}:
+        return ("Not split: no model here has a linear probe, so none predicts the images' "
+                "labels (a classifier's own class is not the image's label).")
     return (f"{board.headline} on the images the probe gets right / wrong (n images per side); "
             "diff: mean right − mean wrong; p: two-sided Mann–Whitney U, only where both sides "
             f"have {st.MIN_SIDE} images or more"
             + (f". No probe, no prediction: {', '.join(no_probe)}" if no_probe else "") + ".")
+
+
+def class_target_sentence(study: Study) -> str:
+    """What each model's class-specific maps (Grad-CAM, Chefer relevance...) explain."""
+    parts = [f"**{name}** ({', '.join(methods)}): "
+             + (study.class_targets[name] or "none (no classifier head and no linear probe, so "
+                "these maps are not made; add `linear_probe` under `finetune.strategies` on a "
+                "dataset with a labelled training pool)")
+             for name, spec in study.specs.items()
+             if (methods := [m for m in spec.methods
+                             if m in registry.METHODS.names(explains_class=True)])]
+    return ("The class each model's class-specific maps explain — " + "; ".join(parts) + "."
+            if parts else "No model here has a class-specific method (Grad-CAM, Chefer).")
 
 
 def reference_comparison(study: Study, maps: pd.DataFrame, percentile: float) -> pd.DataFrame:
@@ -356,12 +372,21 @@ def comparable(study: Study) -> bool:
 
 
 def reference_note(study: Study) -> str:
-    """Why the comparison is not shown, or the caption of the table when it is."""
+    """Why the comparison is not shown (what this profile's data and weights are), or the
+    caption of the table when it is."""
     if not comparable(study):
-        return ("Not shown: this profile scores random-weight models on synthetic data, so its "
-                "numbers are not comparable with the published ones (both are in "
+        kind, random = study.params.dataset.kind, {c.weights == "random" for c in study.choices}
+        weights = ("pretrained and random-weight" if len(random) > 1 else
+                   "random-weight" if random == {True} else "pretrained")
+        data_ = ("synthetic data" if study.synthetic else "the reference study's images"
+                 if kind == "wikichurches" else f"its own images ({kind})")
+        return (f"Not shown: this profile scores {weights} models on {data_}, so its numbers are "
+                "not comparable with the reference study's (both are in "
                 "`tables/reference_comparison.csv`).")
-    return (f"Cross-fitted: each model's method and layer chosen together on one half of the "
+    return ("Published frozen best-layer IoU@90 on the 139 real WikiChurches images "
+            "(ssl_wikichurches; chosen in-sample, like our in-sample column) beside each model's "
+            "headline map (best method and layer, model frame). "
+            f"Cross-fitted: each model's method and layer chosen together on one half of the "
             f"{len(study.samples)} images and scored on the other, over {selection.N_SPLITS} "
             "seeded halvings (the leaderboard chooses only the layer, per method).")
 
@@ -463,6 +488,8 @@ def summary_metrics(table: pd.DataFrame, percentile: float) -> list[str]:
 
 def randomisation_sentence(flags: pd.DataFrame, steps: pd.DataFrame) -> str:
     """How many models the randomisation test covered and how many steps ran in this build."""
+    if not len(flags):
+        return "Not run: `sanity.models` lists no model (the maps are not checked here)."
     fresh = int((steps["extracted"] > 0).sum()) if len(steps) else 0
     return (f"Randomisation test: {flags['model'].nunique()} model(s), {fresh} of {len(steps)} "
             "steps extracted in this run (the others from the cache).")

@@ -5,7 +5,7 @@ image classifier, on the photographs of `photo_album`:
   of different classes, the fraction of a class's positive attribution mass inside that
   class's cell (`grid_pointing_game`, `grid_test`);
 - objects A and B in one photo: A's map must put more of its mass in A's region than B's map
-  does, and B's likewise (`class_contrast`, `contrast_test`).
+  does, and B's likewise, each by at least ``TIE`` (`class_contrast`, `contrast_test`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from PIL import Image
 from .. import extract, metrics, saliency
 from ..models import LoadedModel
 from .photo_album import Photo
+
+TIE = 0.01  # mass shares closer than this (one point of the map's mass) are a tie, not a win
 
 
 def at_input_size(model: LoadedModel, size: int) -> LoadedModel:
@@ -69,14 +71,14 @@ def class_contrast(
 ) -> dict[str, float | bool]:
     """Two classes A and B of one photo, their maps and their objects' masks (one frame):
     each map's mass in each region, and whether each region holds more of its own class's
-    mass than of the other's (``discriminative``: both do)."""
+    mass than of the other's, by at least ``TIE`` (``discriminative``: both do)."""
     maps = np.stack([map_a, map_b, map_a, map_b]).astype(np.float32)
     masks = np.stack([mask_a, mask_a, mask_b, mask_b])
     a_in_a, b_in_a, a_in_b, b_in_b = metrics.coverage(maps, masks)
     return {
         "a_mass_in_a": float(a_in_a), "b_mass_in_a": float(b_in_a),
         "a_mass_in_b": float(a_in_b), "b_mass_in_b": float(b_in_b),
-        "discriminative": bool(a_in_a > b_in_a and b_in_b > a_in_b),
+        "discriminative": bool(a_in_a >= b_in_a + TIE and b_in_b >= a_in_b + TIE),
     }
 
 

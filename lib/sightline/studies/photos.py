@@ -402,8 +402,8 @@ def versus_sentence(versus: pd.DataFrame, photos: int) -> str:
     clear = real[(real["ci_low"] > 0) & (real["p_wilcoxon"] < 0.05)]
     if not len(clear):
         return (f"On these {photos} photos, no map of the real weights beats the centre "
-                "baseline (Wilcoxon p < 0.05 with a 95 % CI above 0) on IoU or coverage: a map "
-                "that marks the middle of the frame scores about as well here.")
+                "baseline (Wilcoxon p < 0.05 with a 95 % CI above 0) on IoU or coverage; no "
+                "equivalence was tested, so this says only that no difference was shown.")
     rest = real.drop(clear.index)
     return (f"On these {photos} photos, the real weights beat the centre baseline (Wilcoxon "
             "p < 0.05, 95 % CI above 0) for "
@@ -482,7 +482,8 @@ def contrast_sentence(contrast: pd.DataFrame) -> str:
             f"{int(real['discriminative'].sum())} of {len(real)} pairs (from {len(busiest)} "
             f"photos; {busiest.iloc[0]} of them from {busiest.index[0]}, so not independent) "
             "are class-discriminative both ways — each class's map holds more of its own object "
-            "than the other class's map does, by any margin (no test); random weights: "
+            f"than the other class's map does, by {dt.TIE:.0%} of its mass or more (closer is a "
+            "tie; no test); random weights: "
             f"{int(rand['discriminative'].sum())} of {len(rand)}.")
 
 

@@ -251,11 +251,17 @@ class PositiveControl:
         return {(r.model, r.variant, r.method): int(r.layer) for r in rows.itertuples()}
 
 
+def absence(study: Study) -> str:
+    """The one line said where the control did not run, and why."""
+    return ("Not run: no LoRA or full fine-tuning run to test" if study.synthetic else "Not run: "
+            "the control needs the project's synthetic data, whose boxes carry the label") + "."
+
+
 def run(study: Study, scores: pd.DataFrame) -> PositiveControl | None:
     """The whole control on a synthetic study (None on other data or without LoRA / full
     runs): train the twin, extract and score its maps, gate every run, test, judge."""
     trained = trained_runs(study.manifests)
-    if study.params.dataset.kind != "synthetic" or not trained:
+    if not study.synthetic or not trained:
         return None
     control = next((m for m in trained if m["strategy"] == "full"), trained[0])
     twin, twin_run = train_twin(study, control)

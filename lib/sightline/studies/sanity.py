@@ -27,13 +27,7 @@ class SanityTables:
 
     @classmethod
     def read(cls, study: Study) -> SanityTables:
-        flags = study.read_table("sanity_flags.csv")
-        steps = study.read_table("sanity_steps.csv") if len(flags) else pd.DataFrame()
-        return cls(study.read_table("sanity.csv"), flags, steps)
-
-    @property
-    def tested(self) -> bool:
-        return len(self.flags) > 0
+        return cls(*(study.read_table(f"sanity{t}.csv") for t in ("", "_flags", "_steps")))
 
 
 def runs(steps: pd.DataFrame) -> pd.DataFrame:
