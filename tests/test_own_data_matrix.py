@@ -112,7 +112,8 @@ def test_an_own_data_profile_builds_and_its_report_says_nothing_false(profile, w
         profile=profile, models=models,
         dataset={"kind": kind, "root": str(workspace / f"{kind}-{labels}"),
                  **({"labels": "labels.csv"} if kind == "masks" and labels else {})},
-        extraction={"batch_size": 4, "device": "cpu", "cache_dir": str(workspace / "cache")},
+        extraction={"batch_size": 4, "device": "cpu", "cache_dir": str(workspace / "cache"),
+                    "xrai": {"steps": 2, "batch_size": 4, "algorithm": "fast"}},
         metrics={"resolution": 32, "percentiles": [50, 90], "frame": "model"},
         stats={"n_boot": 100}, heads={"n_permutations": 20},
         report={"gallery_size": 1, "examples": 2})
