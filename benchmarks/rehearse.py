@@ -52,9 +52,11 @@ REAL = ROOT / "params" / "wikichurches.yaml"
 ANNOTATED, TRAIN, VAL, EPOCHS, SEEDS = 139, 4835, 1209, 10, 3
 CORES = os.cpu_count() or 1
 # Images/s on one GPU for a ViT-B (float32), per stage: assumptions to replace with measured
-# rates (--gpu-rates stage=rate,...), printed as such. Scoring runs on the host's CPU.
+# rates (--gpu-rates stage=rate,...), printed as such. Scoring runs on the host's CPU: unless
+# given, its rate there is the one measured here (CPU time on these cores).
+STAGES = ("decode", "linear_probe", "lora", "full", "extract", "score", "sanity")
 GPU_RATES = {"decode": 800.0, "linear_probe": 1500.0, "lora": 450.0, "full": 300.0,
-             "extract": 100.0, "score": 150.0, "sanity": 100.0}
+             "extract": 100.0, "sanity": 100.0}
 TURN_DOWN = {
     "decode": "the pool (dataset.pool)", "linear_probe": "finetune.seeds, the pool",
     "lora": "finetune.seeds, finetune.epochs (patience stops early), the pool",
@@ -238,7 +240,7 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
                          f"{', '.join(sorted(set(rows['model'])))}'s rates")
         rates = rows.groupby("stage")["images_per_s"].median()
         busy = (rows["images"] / rows["cpu_seconds"] * CORES).groupby(rows["stage"]).median()
-        missing = [stage for stage in GPU_RATES if stage not in rates]
+        missing = [stage for stage in STAGES if stage not in rates]
         if missing:
             notes.append(f"{choice.key}: {', '.join(missing)} not measured for a {kind}: left "
                          "out of its CPU hours")
@@ -262,9 +264,11 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
             if images and stage in rates:
                 total["cpu hours"] += images / rates[stage] / 3600
                 total["cpu hours (busy)"] += images / busy[stage] / 3600
-            total["gpu hours"] += images / gpu_rates[stage] / 3600
+            gpu_rate = gpu_rates.get(stage, busy.get(stage, np.nan))
+            total["gpu hours"] += images / gpu_rate / 3600 if images else 0
     budget = pd.DataFrame(totals.values())
-    budget["gpu rate (img/s, assumed)"] = budget["stage"].map(gpu_rates)
+    budget["gpu rate (img/s, assumed)"] = budget["stage"].map(
+        lambda stage: gpu_rates.get(stage, "host, as measured"))
     budget["turn down"] = budget["stage"].map(TURN_DOWN)
     hours = ["cpu hours", "cpu hours (busy)", "gpu hours"]
     total = {"stage": "total", "work (images)": budget["work (images)"].sum(),
@@ -322,8 +326,10 @@ def report(table: pd.DataFrame, gpu_rates: dict[str, float], commands: Sequence[
         f"{EPOCHS} epochs, {SEEDS} seeds, the strategies of `params/wikichurches.yaml`; "
         "extraction and scoring for the frozen model and each LoRA / full run; the "
         "randomisation test in both modes at every depth. The GPU column multiplies that work "
-        "by assumed rates (`--gpu-rates`), not by anything measured here; scoring runs on the "
-        "host, so its GPU rate is a host rate.\n\n"
+        "by assumed rates (`--gpu-rates`), not by anything measured here, except scoring, "
+        "which runs on the host's CPU: at the rate measured here (`busy`) unless given. "
+        "`cpu hours (busy)` divides each stage's CPU time here by the cores, the wall time "
+        "the work would take with the cores to itself.\n\n"
         + "".join(f"- {note}\n" for note in notes)
         + f"\n{budget.to_markdown(index=False, floatfmt='.2f')}\n\n{verdict}\n")
 
