@@ -166,27 +166,19 @@ def rehearse(args: argparse.Namespace) -> pd.DataFrame:
     split = ft.make_split(wc, dataset_id, 0, recipe.val_fraction)
     short = ft.Split(split.dataset_id, split.seed, split.val_fraction,
                      split.train[: args.steps * recipe.batch_size], split.val[: recipe.batch_size])
-    paths = [p for _, p, _ in (*split.train, *split.val)]
     chosen = {c.key: c for c in params.models}
     for key in args.models or list(chosen):
         choice = chosen[key].model_copy(update={"weights": "random"})
         name, geometry = extract.model_name(choice), models.spec_for(choice).geometry
-        with timer.stage("decode", name, len(paths)):
-            stored = frames.ensure_frames(out / "frames", paths, geometry,
-                                          workers=args.workers, progress=False)
-        crop = T.RandomResizedCrop(geometry.size, scale=tuple(recipe.crop_scale), antialias=True)
-        each = split.train[:args.loader_images]
-        with timer.stage("loader-decode", name, len(each)):
-            epoch(DecodeEach(each, geometry, crop), recipe.batch_size, args.workers)
-        with timer.stage("loader-frames", name, len(split.train)):
-            epoch(frames.FrameSet(stored, paths, split.train, crop), recipe.batch_size,
-                  args.workers)
         runs = {}
-        for strategy in params.finetune.strategies.get(choice.key, ()):
-            items = split if strategy == "linear_probe" else short
-            with timer.stage(strategy, name, len(items.train) + len(items.val)):
-                runs[strategy] = ft.train_run(choice, strategy, 0, items, recipe,
-                                              recipe.checkpoint_dir, progress=False)
+        if "train" in args.stages:
+            train_stages(timer, args, choice, params.finetune.strategies.get(key, ()), split,
+                         short, recipe, out, runs)
+        else:  # a probe of a few images, untimed: the head the frozen maps explain
+            runs["linear_probe"] = ft.train_run(choice, "linear_probe", 0, short, recipe,
+                                                recipe.checkpoint_dir, progress=False)
+        if "maps" not in args.stages:
+            continue
         probe = Path(runs["linear_probe"]["dir"])  # the frozen maps explain its style logit
         store = extract.store_for(out / "cache", dataset_id, name, "rehearsal")
         with timer.stage("extract", name, len(samples)):
@@ -208,6 +200,28 @@ def rehearse(args: argparse.Namespace) -> pd.DataFrame:
             row["units"] = int(result.steps["depth"].max())
         del model
     return pd.DataFrame(timer.rows)
+
+
+def train_stages(timer: Timer, args: argparse.Namespace, choice, strategies: Sequence[str],
+                 split: ft.Split, short: ft.Split, recipe, out: Path, runs: dict) -> None:
+    """Decoding the pool to frames, one epoch of each training loader, and each strategy's
+    run (the probe over the whole split, LoRA and full over ``short``) into ``runs``."""
+    name, geometry = extract.model_name(choice), models.spec_for(choice).geometry
+    paths = [p for _, p, _ in (*split.train, *split.val)]
+    with timer.stage("decode", name, len(paths)):
+        stored = frames.ensure_frames(out / "frames", paths, geometry, workers=args.workers,
+                                      progress=False)
+    crop = T.RandomResizedCrop(geometry.size, scale=tuple(recipe.crop_scale), antialias=True)
+    each = split.train[:args.loader_images]
+    with timer.stage("loader-decode", name, len(each)):
+        epoch(DecodeEach(each, geometry, crop), recipe.batch_size, args.workers)
+    with timer.stage("loader-frames", name, len(split.train)):
+        epoch(frames.FrameSet(stored, paths, split.train, crop), recipe.batch_size, args.workers)
+    for strategy in strategies:
+        items = split if strategy == "linear_probe" else short
+        with timer.stage(strategy, name, len(items.train) + len(items.val)):
+            runs[strategy] = ft.train_run(choice, strategy, 0, items, recipe,
+                                          recipe.checkpoint_dir, progress=False)
 
 
 def _family(spec: models.ModelSpec) -> str:
@@ -326,7 +340,8 @@ def report(table: pd.DataFrame, gpu_rates: dict[str, float], commands: Sequence[
         f"{EPOCHS} epochs, {SEEDS} seeds, the strategies of `params/wikichurches.yaml`; "
         "extraction and scoring for the frozen model and each LoRA / full run; the "
         "randomisation test in both modes at every depth. The GPU column multiplies that work "
-        "by assumed rates (`--gpu-rates`), not by anything measured here, except scoring, "
+        "by assumed rates (`--gpu-rates`; ViT-B in float32, as the code runs: no TF32 or "
+        "mixed precision), not by anything measured here, except scoring, "
         "which runs on the host's CPU: at the rate measured here (`busy`) unless given. "
         "`cpu hours (busy)` divides each stage's CPU time here by the cores, the wall time "
         "the work would take with the cores to itself.\n\n"
@@ -346,6 +361,10 @@ def main() -> None:
     parser.add_argument("--sanity-images", type=int, default=4)
     parser.add_argument("--loader-images", type=int, default=64,
                         help="training images the decode-each loader reads")
+    parser.add_argument("--stages", default="train,maps",
+                        help="train (decode, loaders, probe, LoRA, full) and/or maps "
+                             "(extract, score, sanity; without train, an untimed probe of "
+                             "a few images gives the head)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--gpu-rates", default="")
     parser.add_argument("--out", default=str(ROOT / "rehearsal"))
@@ -359,6 +378,7 @@ def main() -> None:
         args.loader_images = 16
         args.models = args.models or "clip,resnet50_tv"
     args.models = tuple(m for m in args.models.split(",") if m)
+    args.stages = tuple(args.stages.split(","))
     gpu_rates = {**GPU_RATES, **{k: float(v) for k, v in
                                  (kv.split("=") for kv in args.gpu_rates.split(",") if kv)}}
     torch.manual_seed(0)
