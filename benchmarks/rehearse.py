@@ -306,20 +306,36 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
 
 
 def training_rates(table: pd.DataFrame) -> pd.DataFrame:
-    """Per model: the training loader's images/s from frames files and decoding each time,
-    their ratio, and the model's own training rate (full fine-tuning, images/s)."""
-    rate = table[table["model"] != "-"].pivot_table(index="model", columns="stage",
-                                                    values="images_per_s")
-    wanted = [c for c in ("loader-decode", "loader-frames", "lora", "full") if c in rate]
-    rate = rate[wanted]
-    rate["frames / decode"] = rate["loader-frames"] / rate["loader-decode"]
-    return rate.round(2).reset_index()
+    """Per model: each training loader's images per second of wall time and per CPU second
+    (what a loader worker with a core to itself delivers), frames against decoding each
+    time, beside the model's own training rates (images/s of wall time)."""
+    rows = table[table["model"] != "-"].assign(
+        per_cpu_s=lambda t: t["images"] / t["cpu_seconds"])
+    wall = rows.pivot_table(index="model", columns="stage", values="images_per_s")
+    cpu = rows.pivot_table(index="model", columns="stage", values="per_cpu_s")
+    rates = pd.DataFrame({
+        "decode-each img/s": wall.get("loader-decode"), "frames img/s": wall.get("loader-frames"),
+        "decode-each img/CPU s": cpu.get("loader-decode"),
+        "frames img/CPU s": cpu.get("loader-frames"),
+        "lora img/s": wall.get("lora"), "full img/s": wall.get("full")})
+    rates["frames / decode-each (CPU)"] = (rates["frames img/CPU s"]
+                                           / rates["decode-each img/CPU s"])
+    return rates.round(2).reset_index()
 
 
 def report(table: pd.DataFrame, gpu_rates: dict[str, float], commands: Sequence[str]) -> str:
     """The rehearsal's page: what was measured, the training loader, the real profile's
     budget on this machine and on one GPU, and whether that fits in an hour."""
-    budget, notes = project(table, config.load_params(REAL, base=ROOT), gpu_rates)
+    params = config.load_params(REAL, base=ROOT)
+    budget, notes = project(table, params, gpu_rates)
+    loaders = training_rates(table)
+    workers = params.finetune.num_workers
+    feed = (f"With `finetune.num_workers` = {workers}, each worker a core, the frames loader "
+            f"feeds about {workers * loaders['frames img/CPU s'].median():,.0f} images/s and "
+            f"the loader decoding each time about "
+            f"{workers * loaders['decode-each img/CPU s'].median():,.0f}, against the GPU "
+            f"training rates assumed below (LoRA {gpu_rates['lora']:.0f}, full "
+            f"{gpu_rates['full']:.0f} images/s).")
     stages = budget[budget["stage"] != "total"].set_index("stage")
     gpu_total = budget["gpu hours"].iloc[-1]
     per_seed = stages.loc[["linear_probe", "lora", "full"], "gpu hours"].sum() / SEEDS
@@ -339,7 +355,7 @@ def report(table: pd.DataFrame, gpu_rates: dict[str, float], commands: Sequence[
         f"({os.cpu_count()} cores, shared with other work: load average {load} at the end; "
         f"{time.strftime('%Y-%m-%d')}); do not edit by hand. Rates are images (for `sanity`, "
         "image-steps: one image extracted by one randomised model) per second of wall time, "
-        "model building and start-up included, on contended cores, so CPU times are upper "
+        "model building and start-up included, on contended cores, so wall times are upper "
         "bounds. `loader-decode` is the training loader before frames files (each image "
         "decoded, framed and cropped every epoch), `loader-frames` the loader over the frames "
         "file (`sightline.frames`) with the same crop, batch and workers; `decode` writes that "
@@ -347,7 +363,7 @@ def report(table: pd.DataFrame, gpu_rates: dict[str, float], commands: Sequence[
         f"{peak['worker_peak_rss_gib']:.2f} GiB in the largest loader worker.\n\n"
         f"## Measured\n\n{table.to_markdown(index=False)}\n\n"
         f"## Training: loader against model\n\n"
-        f"{training_rates(table).to_markdown(index=False)}\n\n"
+        f"{loaders.to_markdown(index=False)}\n\n{feed}\n\n"
         "## The real profile, projected\n\n"
         f"{ANNOTATED} annotated images; {TRAIN} training + {VAL} validation images per run, "
         f"{EPOCHS} epochs, {SEEDS} seeds, the strategies of `params/wikichurches.yaml`; "
