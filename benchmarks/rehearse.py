@@ -374,7 +374,10 @@ def report(table: pd.DataFrame, gpu_rates: dict[str, float], commands: Sequence[
         "which runs on the host's CPU, one store after another in one process: at the rate "
         "of one core measured here (images per CPU second) unless given. "
         "`cpu hours (busy)` divides each stage's CPU time here by the cores, the wall time "
-        "the work would take with the cores to itself.\n\n"
+        "the work would take with the cores to itself. The randomisation test's rate here "
+        "spreads each step's fixed cost (copying and re-initialising the model, its store) "
+        f"over the few images it ran, in the real profile over {ANNOTATED}: its CPU hours are "
+        "an upper bound.\n\n"
         + "".join(f"- {note}\n" for note in notes)
         + f"\n{budget.to_markdown(index=False, floatfmt='.2f')}\n\n{verdict}\n")
 
