@@ -54,7 +54,6 @@ CORES = os.cpu_count() or 1
 # Images/s on one GPU for a ViT-B (float32), per stage: assumptions to replace with measured
 # rates (--gpu-rates stage=rate,...), printed as such. Scoring runs on the host's CPU in one
 # process: unless given, its rate there is one core's, measured here (images per CPU second).
-STAGES = ("decode", "linear_probe", "lora", "full", "extract", "score", "sanity")
 GPU_RATES = {"decode": 800.0, "linear_probe": 1500.0, "lora": 450.0, "full": 300.0,
              "extract": 100.0, "sanity": 100.0}
 TURN_DOWN = {
@@ -76,7 +75,8 @@ WHY = {  # what makes a stage long, for the page's verdict
     "extract": "computes every method at every layer and head for the frozen model and each run",
     "score": "runs on the host's CPU in one process, one store after another: every map of "
              "every layer, head and method against each image's union and boxes, at every "
-             "percentile and rule (sightline.scoring); it does not use the GPU",
+             "percentile and rule (sightline.scoring); it does not use the GPU, and scoring "
+             "stores in parallel on the host's cores would divide it by their number",
     "sanity": "extracts every method again at every depth in both modes",
 }
 
@@ -269,10 +269,6 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
         rates = rows.groupby("stage")["images_per_s"].median()
         per_core = (rows["images"] / rows["cpu_seconds"]).groupby(rows["stage"]).median()
         busy = per_core * CORES
-        missing = [stage for stage in STAGES if stage not in rates]
-        if missing:
-            notes.append(f"{choice.key}: {', '.join(missing)} not measured for a {kind}: left "
-                         "out of its CPU hours")
         depth = units[units["model"].isin(set(rows["model"]))]["units"].median()
         strategies = params.finetune.strategies.get(choice.key, ())
         trained = sum(s in strategies for s in ("lora", "full")) * SEEDS
@@ -285,6 +281,10 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
             "score": ANNOTATED * (1 + trained),
             "sanity": ANNOTATED * (1 + 2 * (depth if depth == depth else 14)),
         }
+        missing = [stage for stage, images in work.items() if images and stage not in rates]
+        if missing:
+            notes.append(f"{choice.key}: {', '.join(missing)} not measured for a {kind}: left "
+                         "out of its CPU hours")
         for stage, images in work.items():
             total = totals.setdefault(stage, {"stage": stage, "work (images)": 0,
                                               "cpu hours": 0.0, "cpu hours (busy)": 0.0,
@@ -302,7 +302,7 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
     hours = ["cpu hours", "cpu hours (busy)", "gpu hours"]
     total = {"stage": "total", "work (images)": budget["work (images)"].sum(),
              **budget[hours].sum()}
-    return pd.concat([budget, pd.DataFrame([total])], ignore_index=True), notes
+    return pd.concat([budget, pd.DataFrame([total])], ignore_index=True).fillna(""), notes
 
 
 def training_rates(table: pd.DataFrame) -> pd.DataFrame:
