@@ -311,8 +311,10 @@ def training_rates(table: pd.DataFrame) -> pd.DataFrame:
     time, beside the model's own training rates (images/s of wall time)."""
     rows = table[table["model"] != "-"].assign(
         per_cpu_s=lambda t: t["images"] / t["cpu_seconds"])
+    stages = ["loader-decode", "loader-frames", "lora", "full"]
     wall = rows.pivot_table(index="model", columns="stage", values="images_per_s")
     cpu = rows.pivot_table(index="model", columns="stage", values="per_cpu_s")
+    wall, cpu = wall.reindex(columns=stages), cpu.reindex(columns=stages)
     rates = pd.DataFrame({
         "decode-each img/s": wall.get("loader-decode"), "frames img/s": wall.get("loader-frames"),
         "decode-each img/CPU s": cpu.get("loader-decode"),
@@ -330,7 +332,8 @@ def report(table: pd.DataFrame, gpu_rates: dict[str, float], commands: Sequence[
     budget, notes = project(table, params, gpu_rates)
     loaders = training_rates(table)
     workers = params.finetune.num_workers
-    feed = (f"With `finetune.num_workers` = {workers}, each worker a core, the frames loader "
+    feed = "" if loaders["frames img/CPU s"].isna().all() else (
+        f"With `finetune.num_workers` = {workers}, each worker a core, the frames loader "
             f"feeds about {workers * loaders['frames img/CPU s'].median():,.0f} images/s and "
             f"the loader decoding each time about "
             f"{workers * loaders['decode-each img/CPU s'].median():,.0f}, against the GPU "
