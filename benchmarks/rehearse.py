@@ -26,6 +26,7 @@ import resource
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,9 +35,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pandas as pd
 import torch
+import torchvision.transforms.v2 as T
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
-from sightline import config, data, extract, frames, registry, sanity, scoring, synthetic
+from sightline import config, data, extract, frames, models, sanity, scoring, synthetic
 from sightline import finetune as ft
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,14 +49,47 @@ REAL = ROOT / "params" / "wikichurches.yaml"
 # model from its strategies x 3 seeds; randomisation steps per model (its depths + the
 # original), both modes.
 ANNOTATED, TRAIN, VAL, EPOCHS, SEEDS = 139, 4835, 1209, 10, 3
+CORES = os.cpu_count() or 1
 # Images/s on one GPU for a ViT-B (float32), per stage: assumptions to replace with measured
-# rates (--gpu-rates stage=rate,...), printed as such.
-GPU_RATES = {"decode": 800.0, "probe": 1500.0, "lora": 450.0, "full": 300.0, "extract": 400.0,
-             "score": 150.0, "sanity": 400.0}
+# rates (--gpu-rates stage=rate,...), printed as such. Scoring runs on the host's CPU in one
+# process: unless given, its rate there is one core's, measured here (images per CPU second).
+GPU_RATES = {"decode": 800.0, "linear_probe": 1500.0, "lora": 450.0, "full": 300.0,
+             "extract": 100.0, "sanity": 100.0}
+TURN_DOWN = {
+    "decode": "the pool (dataset.pool)", "linear_probe": "finetune.seeds, the pool",
+    "lora": "finetune.seeds, finetune.epochs (patience stops early), the pool",
+    "full": "finetune.seeds, finetune.epochs (patience stops early), the pool",
+    "extract": "models, the methods; Q2's runs (seeds x strategies)",
+    "score": "metrics.rules, metrics.percentiles; Q2's runs",
+    "sanity": "sanity.depths, sanity.modes, sanity.max_images, sanity.models",
+}
+
+WHY = {  # what makes a stage long, for the page's verdict
+    "decode": "decodes each pool image once per model geometry",
+    "linear_probe": "runs every training image through the frozen model once per seed",
+    "lora": f"runs every training image forward and backward once per epoch: {EPOCHS} epochs x "
+            f"{SEEDS} seeds x every ViT",
+    "full": f"runs every training image forward and backward once per epoch: {EPOCHS} epochs x "
+            f"{SEEDS} seeds x every model",
+    "extract": "computes every method at every layer and head for the frozen model and each run",
+    "score": "runs on the host's CPU in one process, one store after another: every map of "
+             "every layer, head and method against each image's union and boxes, at every "
+             "percentile and rule (sightline.scoring); it does not use the GPU, and scoring "
+             "stores in parallel on the host's cores would divide it by their number",
+    "sanity": "extracts every method again at every depth in both modes",
+}
 
 
-def _peak_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+def _peak_gib(who: int) -> float:
+    """Peak resident memory of this process (``RUSAGE_SELF``) or of its largest finished
+    child (``RUSAGE_CHILDREN``: loader workers), in GiB."""
+    return resource.getrusage(who).ru_maxrss / 2**20
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (loader workers), in seconds."""
+    return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (
+        resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 
 
 def write_folder(root: Path, pool: int, seed: int = 0) -> Path:
@@ -81,23 +117,49 @@ def write_folder(root: Path, pool: int, seed: int = 0) -> Path:
 
 
 class Timer:
-    """Rows of (stage, model, images, seconds, images/s, peak GiB), one per timed stage."""
+    """Rows of (stage, model, images, seconds, images/s, peak GiB), one per timed stage,
+    written to ``csv`` as each stage ends (an interrupted run keeps what it measured)."""
 
-    def __init__(self):
+    def __init__(self, csv: Path):
         self.rows: list[dict] = []
+        self.csv = csv
 
     @contextmanager
     def stage(self, stage: str, model: str, images: int):
         """Time the block; it may set ``row["images"]`` when the count is known only after."""
         row = {"stage": stage, "model": model, "images": images}
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_seconds()
         yield row
         seconds = time.perf_counter() - started
         row.update(seconds=round(seconds, 2), images_per_s=round(row["images"] / seconds, 2),
-                   peak_rss_gib=round(_peak_gib(), 2))
+                   cpu_seconds=round(_cpu_seconds() - cpu, 2),
+                   peak_rss_gib=round(_peak_gib(resource.RUSAGE_SELF), 2),
+                   worker_peak_rss_gib=round(_peak_gib(resource.RUSAGE_CHILDREN), 2))
         self.rows.append(row)
-        print(f"[rehearse] {stage:12s} {model:24s} {row['images']:5d} images "
+        pd.DataFrame(self.rows).to_csv(self.csv, index=False)
+        print(f"[rehearse] {stage:14s} {model:24s} {row['images']:5d} images "
               f"{seconds:8.1f} s", flush=True)
+
+
+class DecodeEach(Dataset):
+    """The training loader before frames files: each image decoded, framed and cropped every
+    time it is read."""
+
+    def __init__(self, items: Sequence[frames.Item], geometry, crop):
+        self.items, self.frame, self.crop = list(items), geometry.transform(), crop
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        _, path, label = self.items[index]
+        return self.crop(torch.from_numpy(frames.frame_pixels(path, self.frame))), label
+
+
+def epoch(dataset: Dataset, batch: int, workers: int) -> None:
+    """One shuffled pass of a training loader over ``dataset`` (workers started anew)."""
+    for _ in DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers):
+        pass
 
 
 def rehearse(args: argparse.Namespace) -> pd.DataFrame:
@@ -109,7 +171,7 @@ def rehearse(args: argparse.Namespace) -> pd.DataFrame:
         "epochs": 1, "patience": 0, "device": "cpu", "num_workers": args.workers,
         "checkpoint_dir": out / "checkpoints"})
     resolution, batch = params.metrics.resolution, params.extraction.batch_size
-    timer = Timer()
+    timer = Timer(out / "rehearsal.csv")
     with timer.stage("read", "-", ANNOTATED):
         wc = data.load_dataset(section)
     samples = wc.samples[:args.images]
@@ -117,112 +179,257 @@ def rehearse(args: argparse.Namespace) -> pd.DataFrame:
     split = ft.make_split(wc, dataset_id, 0, recipe.val_fraction)
     short = ft.Split(split.dataset_id, split.seed, split.val_fraction,
                      split.train[: args.steps * recipe.batch_size], split.val[: recipe.batch_size])
-    paths = [p for _, p, _ in (*split.train, *split.val)]
-    for choice in params.models:
-        if args.models and choice.key not in args.models:
+    chosen = {c.key: c for c in params.models}
+    for key in args.models or list(chosen):
+        choice = chosen[key].model_copy(update={"weights": "random"})
+        name, geometry = extract.model_name(choice), models.spec_for(choice).geometry
+        runs = {}
+        if "train" in args.stages:
+            train_stages(timer, args, choice, params.finetune.strategies.get(key, ()), split,
+                         short, recipe, out, runs)
+        else:  # a probe of a few images, untimed: the head the frozen maps explain
+            runs["linear_probe"] = ft.train_run(choice, "linear_probe", 0, short, recipe,
+                                                recipe.checkpoint_dir, progress=False)
+        if "maps" not in args.stages:
             continue
-        choice = choice.model_copy(update={"weights": "random"})
-        name = extract.model_name(choice)
-        model = extract.load_for(choice, None, seed=0, device="cpu")
-        geometry = model.spec.geometry
-        with timer.stage("decode-each", name, min(32, len(paths))):  # the loader before frames
-            [frames.frame_pixels(p, geometry.transform()) for p in paths[:32]]
-        with timer.stage("decode", name, len(paths)):
-            stored = frames.ensure_frames(out / "frames", paths, geometry,
-                                          workers=args.workers, progress=False)
-        frame_set = frames.FrameSet(stored, paths, split.train, lambda x: x)
-        with timer.stage("frames", name, len(frame_set)):  # each later epoch's reading
-            [frame_set[i] for i in range(len(frame_set))]
-        for strategy in params.finetune.strategies.get(choice.key, ()):
-            items = split if strategy == "linear_probe" else short
-            with timer.stage(strategy, name, len(items.train) + len(items.val)):
-                ft.train_run(choice, strategy, 0, items, recipe, recipe.checkpoint_dir,
-                             progress=False)
+        probe = Path(runs["linear_probe"]["dir"])  # the frozen maps explain its style logit
         store = extract.store_for(out / "cache", dataset_id, name, "rehearsal")
-        methods = None if model.spec.arch.classifier else tuple(  # no probe: no class logit
-            m for m in model.spec.methods if not registry.METHODS[m].explains_class)
         with timer.stage("extract", name, len(samples)):
-            extract.extract_model(samples, choice, store, batch_size=batch, device="cpu",
-                                  progress=False, methods=methods)
+            extract.extract_models(samples, [extract.MapJob(choice, store, None, probe)],
+                                   batch_size=batch, device="cpu", progress=False)
         with timer.stage("score", name, len(samples)):
             scoring.score_store(store, scoring.build_targets(samples, geometry, resolution),
                                 model=name, variant="rehearsal",
                                 percentiles=params.metrics.percentiles, resolution=resolution,
-                                progress=False)
+                                rules=params.metrics.rules, progress=False)
+        model = extract.load_for(choice, probe, seed=0, device="cpu")
         with timer.stage("sanity", name, 0) as row:  # image-steps extracted
             result = sanity.randomisation_test(
                 model, samples[: args.sanity_images], cache_dir=out / "cache",
-                dataset_id=dataset_id, name=name, variant="rehearsal", methods=methods,
-                depths="all", modes=("cascade",), seed=0, resolution=resolution,
+                dataset_id=dataset_id, name=name, variant="rehearsal", depths="all",
+                modes=("cascade",), seed=0, resolution=params.sanity.resolution,
                 batch_size=batch)
             row["images"] = int(result.steps["extracted"].sum())
+            row["units"] = int(result.steps["depth"].max())
+        del model
     return pd.DataFrame(timer.rows)
 
 
-def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, float]) -> pd.DataFrame:
-    """The real profile's work per stage (images or image-steps) and its time at the measured
-    CPU rates and the given GPU rates."""
-    rates = table.groupby("stage")["images_per_s"].median()
-    n_models = len(params.models)
-    runs = {s: sum(s in v for v in params.finetune.strategies.values()) * SEEDS
-            for s in ("linear_probe", "lora", "full")}
-    work = {
-        "decode": (TRAIN + VAL) * n_models,
-        "probe": (TRAIN + VAL) * runs["linear_probe"],
-        "lora": (TRAIN + VAL) * EPOCHS * runs["lora"],
-        "full": (TRAIN + VAL) * EPOCHS * runs["full"],
-        "extract": ANNOTATED * (n_models + runs["lora"] + runs["full"]),
-        "score": ANNOTATED * (n_models + runs["lora"] + runs["full"]),
-        "sanity": ANNOTATED * n_models * 2 * 14,
-    }
-    measured = {"probe": "linear_probe"}
-    rows = []
-    for stage, images in work.items():
-        rate = rates.get(measured.get(stage, stage))
-        rows.append({"stage": stage, "work (images)": images,
-                     "cpu rate (img/s)": rate, "cpu hours": images / rate / 3600 if rate else None,
-                     "gpu rate (img/s, assumed)": gpu_rates[stage],
-                     "gpu hours": images / gpu_rates[stage] / 3600})
-    return pd.DataFrame(rows)
+def train_stages(timer: Timer, args: argparse.Namespace, choice, strategies: Sequence[str],
+                 split: ft.Split, short: ft.Split, recipe, out: Path, runs: dict) -> None:
+    """Decoding the pool to frames, one epoch of each training loader, and each strategy's
+    run (the probe over the whole split, LoRA and full over ``short``) into ``runs``."""
+    name, geometry = extract.model_name(choice), models.spec_for(choice).geometry
+    paths = [p for _, p, _ in (*split.train, *split.val)]
+    with timer.stage("decode", name, len(paths)):
+        stored = frames.ensure_frames(out / "frames", paths, geometry, workers=args.workers,
+                                      progress=False)
+    crop = T.RandomResizedCrop(geometry.size, scale=tuple(recipe.crop_scale), antialias=True)
+    each = split.train[:args.loader_images]
+    with timer.stage("loader-decode", name, len(each)):
+        epoch(DecodeEach(each, geometry, crop), recipe.batch_size, args.workers)
+    with timer.stage("loader-frames", name, len(split.train)):
+        epoch(frames.FrameSet(stored, paths, split.train, crop), recipe.batch_size, args.workers)
+    for strategy in strategies:
+        items = split if strategy == "linear_probe" else short
+        with timer.stage(strategy, name, len(items.train) + len(items.val)):
+            runs[strategy] = ft.train_run(choice, strategy, 0, items, recipe,
+                                          recipe.checkpoint_dir, progress=False)
+
+
+def _family(spec: models.ModelSpec) -> str:
+    return "ViT" if hasattr(spec.arch, "blocks") else "CNN"
+
+
+def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, float]
+            ) -> tuple[pd.DataFrame, list[str]]:
+    """The real profile's work per stage (images or image-steps), and its time at the CPU
+    rates measured here and at the given GPU rates, summed over the profile's models. A
+    model the rehearsal did not run takes the median rate of the measured models of its
+    family (ViT-B or CNN); the notes say which."""
+    measured = table[table["model"] != "-"]
+    family = {extract.model_name(c.model_copy(update={"weights": "random"})):
+              _family(models.spec_for(c)) for c in params.models}
+    measured = measured.assign(family=measured["model"].map(family),
+                               units=measured.get("units", np.nan))
+    units = measured.dropna(subset=["units"])
+    totals: dict[str, dict] = {}
+    notes = []
+    for choice in params.models:
+        name = extract.model_name(choice.model_copy(update={"weights": "random"}))
+        kind = _family(models.spec_for(choice))
+        own = measured[measured["model"] == name]
+        rows = own if len(own) else measured[measured["family"] == kind]
+        if not len(own):
+            notes.append(f"{choice.key} ({kind}) not run: projected at the median rates of "
+                         f"{', '.join(sorted(set(rows['model'])))} (same ViT-B cost assumed)"
+                         if kind == "ViT" else f"{choice.key} ({kind}) projected at "
+                         f"{', '.join(sorted(set(rows['model'])))}'s rates")
+        rates = rows.groupby("stage")["images_per_s"].median()
+        per_core = (rows["images"] / rows["cpu_seconds"]).groupby(rows["stage"]).median()
+        busy = per_core * CORES
+        depth = units[units["model"].isin(set(rows["model"]))]["units"].median()
+        strategies = params.finetune.strategies.get(choice.key, ())
+        trained = sum(s in strategies for s in ("lora", "full")) * SEEDS
+        work = {
+            "decode": TRAIN + VAL,
+            "linear_probe": (TRAIN + VAL) * SEEDS * ("linear_probe" in strategies),
+            "lora": (TRAIN + VAL) * EPOCHS * SEEDS * ("lora" in strategies),
+            "full": (TRAIN + VAL) * EPOCHS * SEEDS * ("full" in strategies),
+            "extract": ANNOTATED * (1 + trained),
+            "score": ANNOTATED * (1 + trained),
+            "sanity": ANNOTATED * (1 + 2 * (depth if depth == depth else 14)),
+        }
+        missing = [stage for stage, images in work.items() if images and stage not in rates]
+        if missing:
+            notes.append(f"{choice.key}: {', '.join(missing)} not measured for a {kind}: left "
+                         "out of its CPU hours")
+        for stage, images in work.items():
+            total = totals.setdefault(stage, {"stage": stage, "work (images)": 0,
+                                              "cpu hours": 0.0, "cpu hours (busy)": 0.0,
+                                              "gpu hours": 0.0})
+            total["work (images)"] += int(images)
+            if images and stage in rates:
+                total["cpu hours"] += images / rates[stage] / 3600
+                total["cpu hours (busy)"] += images / busy[stage] / 3600
+            gpu_rate = gpu_rates.get(stage, per_core.get(stage, np.nan))
+            total["gpu hours"] += images / gpu_rate / 3600 if images else 0
+    budget = pd.DataFrame(totals.values())
+    budget["gpu rate (img/s, assumed)"] = budget["stage"].map(
+        lambda stage: gpu_rates.get(stage, "host: one core, as measured"))
+    budget["turn down"] = budget["stage"].map(TURN_DOWN)
+    hours = ["cpu hours", "cpu hours (busy)", "gpu hours"]
+    total = {"stage": "total", "work (images)": budget["work (images)"].sum(),
+             **budget[hours].sum()}
+    return pd.concat([budget, pd.DataFrame([total])], ignore_index=True).fillna(""), notes
+
+
+def training_rates(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model: each training loader's images per second of wall time and per CPU second
+    (what a loader worker with a core to itself delivers), frames against decoding each
+    time, beside the model's own training rates (images/s of wall time)."""
+    rows = table[table["model"] != "-"].assign(
+        per_cpu_s=lambda t: t["images"] / t["cpu_seconds"])
+    stages = ["loader-decode", "loader-frames", "lora", "full"]
+    wall = rows.pivot_table(index="model", columns="stage", values="images_per_s")
+    cpu = rows.pivot_table(index="model", columns="stage", values="per_cpu_s")
+    wall, cpu = wall.reindex(columns=stages), cpu.reindex(columns=stages)
+    rates = pd.DataFrame({
+        "decode-each img/s": wall.get("loader-decode"), "frames img/s": wall.get("loader-frames"),
+        "decode-each img/CPU s": cpu.get("loader-decode"),
+        "frames img/CPU s": cpu.get("loader-frames"),
+        "lora img/s": wall.get("lora"), "full img/s": wall.get("full")})
+    rates["frames / decode-each (CPU)"] = (rates["frames img/CPU s"]
+                                           / rates["decode-each img/CPU s"])
+    return rates.round(2).reset_index()
+
+
+def report(table: pd.DataFrame, gpu_rates: dict[str, float], commands: Sequence[str]) -> str:
+    """The rehearsal's page: what was measured, the training loader, the real profile's
+    budget on this machine and on one GPU, and whether that fits in an hour."""
+    params = config.load_params(REAL, base=ROOT)
+    budget, notes = project(table, params, gpu_rates)
+    loaders = training_rates(table)
+    workers = params.finetune.num_workers
+    feed = "" if loaders["frames img/CPU s"].isna().all() else (
+        f"With `finetune.num_workers` = {workers}, each worker a core, the frames loader "
+            f"feeds about {workers * loaders['frames img/CPU s'].median():,.0f} images/s and "
+            f"the loader decoding each time about "
+            f"{workers * loaders['decode-each img/CPU s'].median():,.0f}, against the GPU "
+            f"training rates assumed below (LoRA {gpu_rates['lora']:.0f}, full "
+            f"{gpu_rates['full']:.0f} images/s).")
+    stages = budget[budget["stage"] != "total"].set_index("stage")
+    gpu_total = budget["gpu hours"].iloc[-1]
+    per_seed = stages.loc[["linear_probe", "lora", "full"], "gpu hours"].sum() / SEEDS
+    ranked = stages["gpu hours"].sort_values(ascending=False)
+    verdict = (f"Projected on one GPU: {gpu_total:.2f} h, "
+               + ("within the hour." if gpu_total <= 1 else
+                  "over the hour. By stage: "
+                  + ", ".join(f"`{stage}` {hours:.2f} h" for stage, hours in ranked.items())
+                  + f". `{ranked.index[0]}` {WHY[ranked.index[0]]}. The training stages scale "
+                  f"with seeds x epochs: one seed gives {gpu_total - (SEEDS - 1) * per_seed:.2f} "
+                  "h in all, and early stopping (patience) cuts epochs further."))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    peak = table[["peak_rss_gib", "worker_peak_rss_gib"]].max()
+    return (
+        f"# Rehearsal of the real profile\n\nGenerated by "
+        f"{' and '.join(f'`{c}`' for c in commands)} on {platform.node()} "
+        f"({os.cpu_count()} cores, shared with other work: load average {load} at the end; "
+        f"{time.strftime('%Y-%m-%d')}); do not edit by hand. Rates are images (for `sanity`, "
+        "image-steps: one image extracted by one randomised model) per second of wall time, "
+        "model building and start-up included, on contended cores, so wall times are upper "
+        "bounds. `loader-decode` is the training loader before frames files (each image "
+        "decoded, framed and cropped every epoch), `loader-frames` the loader over the frames "
+        "file (`sightline.frames`) with the same crop, batch and workers; `decode` writes that "
+        f"file once. Peak resident memory: {peak['peak_rss_gib']:.2f} GiB in the main process, "
+        f"{peak['worker_peak_rss_gib']:.2f} GiB in the largest loader worker.\n\n"
+        f"## Measured\n\n{table.to_markdown(index=False)}\n\n"
+        f"## Training: loader against model\n\n"
+        f"{loaders.to_markdown(index=False)}\n\n{feed}\n\n"
+        "## The real profile, projected\n\n"
+        f"{ANNOTATED} annotated images; {TRAIN} training + {VAL} validation images per run, "
+        f"{EPOCHS} epochs, {SEEDS} seeds, the strategies of `params/wikichurches.yaml`; "
+        "extraction and scoring for the frozen model and each LoRA / full run; the "
+        "randomisation test in both modes at every depth. The GPU column multiplies that work "
+        "by assumed rates (`--gpu-rates`; ViT-B in float32, as the code runs: no TF32 or "
+        "mixed precision), not by anything measured here, except scoring, "
+        "which runs on the host's CPU, one store after another in one process: at the rate "
+        "of one core measured here (images per CPU second) unless given. "
+        "`cpu hours (busy)` divides each stage's CPU time here by the cores, the wall time "
+        "the work would take with the cores to itself. The randomisation test's rate here "
+        "spreads each step's fixed cost (copying and re-initialising the model, its store) "
+        f"over the few images it ran, in the real profile over {ANNOTATED}: its CPU hours are "
+        "an upper bound.\n\n"
+        + "".join(f"- {note}\n" for note in notes)
+        + f"\n{budget.to_markdown(index=False, floatfmt='.2f')}\n\n{verdict}\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 2 models, 12 images, an 80-image pool")
+                        help="a smoke run: 2 models, 4 images, a 60-image pool")
     parser.add_argument("--pool", type=int, default=300)
-    parser.add_argument("--images", type=int, default=ANNOTATED)
+    parser.add_argument("--images", type=int, default=ANNOTATED,
+                        help="annotated images to extract and score")
     parser.add_argument("--models", default="")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--sanity-images", type=int, default=4)
+    parser.add_argument("--loader-images", type=int, default=64,
+                        help="training images the decode-each loader reads")
+    parser.add_argument("--stages", default="train,maps",
+                        help="train (decode, loaders, probe, LoRA, full) and/or maps "
+                             "(extract, score, sanity; without train, an untimed probe of "
+                             "a few images gives the head)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--gpu-rates", default="")
     parser.add_argument("--out", default=str(ROOT / "rehearsal"))
+    parser.add_argument("--table", default="",
+                        help="write the page from these rehearsal.csv files (comma-separated) "
+                             "instead of running")
     parser.add_argument("--docs", default="")
     args = parser.parse_args()
     if args.quick:
-        args.pool, args.images, args.steps, args.sanity_images = 80, 12, 1, 2
+        args.pool, args.images, args.steps, args.sanity_images = 60, 4, 1, 1
+        args.loader_images = 16
         args.models = args.models or "clip,resnet50_tv"
     args.models = tuple(m for m in args.models.split(",") if m)
+    args.stages = tuple(args.stages.split(","))
     gpu_rates = {**GPU_RATES, **{k: float(v) for k, v in
                                  (kv.split("=") for kv in args.gpu_rates.split(",") if kv)}}
     torch.manual_seed(0)
     np.random.seed(0)
-    table = rehearse(args)
     out = Path(args.out)
-    table.to_csv(out / "rehearsal.csv", index=False)
-    budget = project(table, config.load_params(REAL, base=ROOT), gpu_rates)
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    text = (f"# Rehearsal of the real profile\n\nGenerated by `python benchmarks/rehearse.py "
-            f"{' '.join(sys.argv[1:])}` on {platform.node()} ({os.cpu_count()} cores, load "
-            f"average {load} at the end, {time.strftime('%Y-%m-%d')}): do not edit by hand. "
-            "Rates are images (or, for sanity, image-steps) per second of wall time, model "
-            "building included; `decode-each` is the training loader before frames files "
-            "(every image decoded every epoch), `frames` reading a decoded frames file. The "
-            "GPU column multiplies the real profile's work by assumed rates (`--gpu-rates`), "
-            "not by anything measured here.\n\n## Measured\n\n"
-            f"{table.to_markdown(index=False)}\n\n## The real profile, projected\n\n"
-            f"{budget.to_markdown(index=False, floatfmt='.2f')}\n")
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/rehearse.py " + " ".join(sys.argv[1:])
+    if args.table:  # runs made apart (e.g. one per model), read from their tables
+        csvs = [Path(c) for c in args.table.split(",")]
+        table = pd.concat(map(pd.read_csv, csvs), ignore_index=True).drop_duplicates(
+            ["stage", "model"])
+        commands = [(c.parent / "command.txt").read_text().strip() for c in csvs]
+    else:
+        (out / "command.txt").write_text(command)
+        table, commands = rehearse(args), [command]
+    text = report(table, gpu_rates, commands)
     (out / "rehearsal.md").write_text(text)
     if args.docs:
         Path(args.docs).write_text(text)

@@ -59,6 +59,24 @@ def test_ssim_matches_skimage_on_random_and_smooth_maps():
         sanity.ssim(noise[:, :5], noise[:, :5])
 
 
+def test_similarity_reads_signed_maps_by_their_absolute_values_and_matches_scipy():
+    rng = np.random.default_rng(2)
+    signed = np.round(rng.normal(size=(3, 8, 8)) * 2) / 2  # ties, and values of both signs
+    other = rng.random((3, 8, 8))
+    for a, b in [(signed, other), (np.abs(signed), other)]:
+        got = sanity.similarity(a, b, 16)
+        up_a, up_b = (torch.nn.functional.interpolate(torch.tensor(m, dtype=torch.float32)[:, None],
+                                                      size=16, mode="bilinear").numpy()[:, 0]
+                      for m in (a, b))
+        for i in range(3):
+            x, y = up_a[i].ravel(), up_b[i].ravel()
+            assert got["spearman"][i] == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+            assert got["spearman_abs"][i] == pytest.approx(
+                spearmanr(np.abs(x), np.abs(y)).statistic, abs=1e-12)
+    assert not np.allclose(sanity.similarity(signed, other, 16)["spearman"],
+                           sanity.similarity(signed, other, 16)["spearman_abs"])
+
+
 def test_unit_range_scales_each_map_and_zeroes_a_constant_one():
     maps = np.stack([np.arange(12.0).reshape(3, 4) + 5, np.full((3, 4), 2.0)])
     scaled = sanity.unit_range(maps)

@@ -38,7 +38,8 @@ path's bilinear upsampling (`metrics.upsample`): Spearman's rank correlation of 
 and of their absolute values (the same numbers for non-negative maps), and SSIM
 (scikit-image's definition: 7 × 7 uniform window, sample covariance, K1 = 0.01,
 K2 = 0.03) on maps min-max scaled to [0, 1] per map (a constant map becomes all zero),
-data range 1.
+data range 1; all three batched in float64 on the model's device (on a GPU the host keeps
+only reading the stores and upsampling).
 """
 
 from __future__ import annotations
@@ -56,8 +57,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-from scipy.ndimage import uniform_filter
-from scipy.stats import rankdata
 from torch import nn
 
 from . import cache, data, extract, registry, saliency
@@ -238,35 +237,58 @@ def steps(plan: Sequence[Unit], depths: str | Sequence[int] = "all",
 # --- similarity --------------------------------------------------------------------------
 
 
-def _rows(values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    return values.reshape(len(values), -1)
+Device = str | torch.device
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _rows(values: Any, device: Device) -> torch.Tensor:
+    values = torch.as_tensor(np.asarray(values) if not torch.is_tensor(values) else values)
+    return values.to(device, torch.float64).reshape(len(values), -1)
+
+
+def _ranks(rows: torch.Tensor) -> torch.Tensor:
+    """1-based ranks along each row, ties sharing their mean rank (scipy's ``rankdata``), from
+    one sort: a run of equal values at sorted positions ``first..last`` ranks ``(first + last)
+    / 2 + 1``, ``first`` carried forward from each run's start, ``last`` back from its end."""
+    ordered, order = rows.sort(dim=1)
+    size = rows.size(1)
+    position = torch.arange(size, device=rows.device).expand_as(rows)
+    starts = torch.ones_like(rows, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    first = torch.where(starts, position, 0).cummax(dim=1).values
+    last = torch.where(ends, position, size).flip(1).cummin(dim=1).values.flip(1)
+    return torch.empty_like(rows).scatter_(1, order, (first + last + 2).to(rows.dtype) / 2)
+
+
+def spearman(a: Any, b: Any, device: Device = "cpu") -> np.ndarray:
     """Spearman's rank correlation of each pair of maps in two ``(N, ...)`` batches, as
-    `scipy.stats.spearmanr` per pair (average ranks for ties; NaN where a map is constant)."""
-    ranks_a = rankdata(_rows(a), axis=1)
-    ranks_b = rankdata(_rows(b), axis=1)
-    ranks_a -= ranks_a.mean(axis=1, keepdims=True)
-    ranks_b -= ranks_b.mean(axis=1, keepdims=True)
-    scale = np.sqrt((ranks_a**2).sum(axis=1) * (ranks_b**2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (ranks_a * ranks_b).sum(axis=1) / scale
-    return np.where(scale > 0, np.clip(rho, -1, 1), np.nan)
+    `scipy.stats.spearmanr` per pair (average ranks for ties; NaN where a map is constant),
+    batched on ``device``."""
+    ranks_a, ranks_b = _ranks(_rows(a, device)), _ranks(_rows(b, device))
+    ranks_a -= ranks_a.mean(dim=1, keepdim=True)
+    ranks_b -= ranks_b.mean(dim=1, keepdim=True)
+    scale = ((ranks_a**2).sum(dim=1) * (ranks_b**2).sum(dim=1)).sqrt()
+    rho = ((ranks_a * ranks_b).sum(dim=1) / scale).clamp(-1, 1)
+    return torch.where(scale > 0, rho, torch.nan).cpu().numpy()
 
 
-def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> np.ndarray:
-    """Mean SSIM of each pair of ``(N, H, W)`` maps, batched, as
+def ssim(a: Any, b: Any, data_range: float = 1.0, device: Device = "cpu") -> np.ndarray:
+    """Mean SSIM of each pair of ``(N, H, W)`` maps, batched on ``device``, as
     `skimage.metrics.structural_similarity` with its defaults (7 × 7 uniform window,
     sample covariance, reflected borders, the window's half-width cropped before the mean)."""
-    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if x.shape != y.shape or x.ndim != 3 or min(x.shape[1:]) < SSIM_WINDOW:
+    if np.shape(a) != np.shape(b) or len(np.shape(a)) != 3 or min(np.shape(a)[1:]) < SSIM_WINDOW:
         raise ValueError(f"ssim takes two (N, H, W) batches with H, W >= {SSIM_WINDOW}, "
-                         f"got {x.shape} and {y.shape}")
+                         f"got {np.shape(a)} and {np.shape(b)}")
+    x, y = (_rows(v, device).reshape(np.shape(a)) for v in (a, b))
+    pad = (SSIM_WINDOW - 1) // 2
 
-    def mean(values: np.ndarray) -> np.ndarray:
-        return uniform_filter(values, size=(1, SSIM_WINDOW, SSIM_WINDOW), mode="reflect")
+    def mean(values: torch.Tensor) -> torch.Tensor:  # scipy's uniform_filter, mode "reflect"
+        for axis in (1, 2):
+            edge = values.size(axis)
+            values = torch.cat([values.narrow(axis, 0, pad).flip(axis), values,
+                                values.narrow(axis, edge - pad, pad).flip(axis)], dim=axis)
+        return torch.nn.functional.avg_pool2d(values.unsqueeze(1), SSIM_WINDOW, 1).squeeze(1)
 
     norm = SSIM_WINDOW**2 / (SSIM_WINDOW**2 - 1)
     ux, uy = mean(x), mean(y)
@@ -275,27 +297,31 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> np.ndarray:
     vxy = norm * (mean(x * y) - ux * uy)
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
     index = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
-    pad = (SSIM_WINDOW - 1) // 2
-    return index[:, pad:-pad, pad:-pad].mean(axis=(1, 2))
+    return index[:, pad:-pad, pad:-pad].mean(dim=(1, 2)).cpu().numpy()
 
 
-def unit_range(maps: np.ndarray) -> np.ndarray:
+def unit_range(maps: Any, device: Device = "cpu") -> np.ndarray:
     """Min-max scale each ``(N, ...)`` map to [0, 1]; a constant map becomes all zero."""
-    rows = _rows(maps)
-    low, high = rows.min(axis=1, keepdims=True), rows.max(axis=1, keepdims=True)
-    span = np.where(high > low, high - low, 1.0)
-    return ((rows - low) / span * (high > low)).reshape(np.shape(maps))
+    return _unit_range(_rows(maps, device)).reshape(np.shape(maps)).cpu().numpy()
 
 
-def similarity(original: np.ndarray, changed: np.ndarray, resolution: int) -> dict[str, np.ndarray]:
-    """Per-map ``spearman``, ``spearman_abs`` and ``ssim`` of two ``(N, h, w)`` map batches,
-    both upsampled to ``resolution``² first (SSIM on per-map min-max scaled maps)."""
+def _unit_range(rows: torch.Tensor) -> torch.Tensor:
+    low, high = rows.amin(dim=1, keepdim=True), rows.amax(dim=1, keepdim=True)
+    return torch.where(high > low, (rows - low) / (high - low), 0.0)
+
+
+def similarity(original: np.ndarray, changed: np.ndarray, resolution: int,
+               device: Device = "cpu") -> dict[str, np.ndarray]:
+    """Per-map ``spearman``, ``spearman_abs`` and ``ssim`` of two ``(N, h, w)``
+    map batches, both upsampled to ``resolution``² first (SSIM on per-map min-max scaled
+    maps), batched on ``device``. Non-negative maps have ``spearman_abs == spearman``."""
     a, b = upsample(original, resolution), upsample(changed, resolution)
-    return {
-        "spearman": spearman(a, b),
-        "spearman_abs": spearman(np.abs(a), np.abs(b)),
-        "ssim": ssim(unit_range(a), unit_range(b)),
-    }
+    rho = spearman(a, b, device)
+    signed = (a < 0).any() or (b < 0).any()
+    scaled = [_unit_range(_rows(m, device)).reshape(m.shape) for m in (a, b)]
+    return {"spearman": rho,
+            "spearman_abs": spearman(np.abs(a), np.abs(b), device) if signed else rho.copy(),
+            "ssim": ssim(*scaled, device=device)}
 
 
 # --- the test ----------------------------------------------------------------------------
@@ -364,7 +390,7 @@ def randomisation_test(
                                  lambda s=step: randomised(model, plan, s.positions, seed),
                                  inputs, samples, methods, batch_size, xrai, meter)
     ids = [s.image_id for s in samples]
-    frames = [_compare(stores[original], stores[step], ids, resolution, step)
+    frames = [_compare(stores[original], stores[step], ids, resolution, step, model.device)
               for step in schedule]
     similarities = pd.concat(frames, ignore_index=True).assign(model=name, variant=variant)
     step_rows = pd.DataFrame([
@@ -455,13 +481,14 @@ def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
 
 
 def _compare(original: cache.MapStore, changed: cache.MapStore, ids: Sequence[str],
-             resolution: int, step: Step) -> pd.DataFrame:
+             resolution: int, step: Step, device: Device) -> pd.DataFrame:
     """Long rows (mode, depth, unit, method, layer, image_id, metric, value) of one step."""
     frames = []
     for method, layer in original.keys():
         _, before = original.read(method, layer, ids)
         _, after = changed.read(method, layer, ids)
-        for metric, values in similarity(before[:, -1], after[:, -1], resolution).items():
+        for metric, values in similarity(before[:, -1], after[:, -1], resolution,
+                                         device).items():
             frames.append(pd.DataFrame({
                 "mode": step.mode, "depth": step.depth, "unit": step.unit, "method": method,
                 "layer": layer, "image_id": list(ids), "metric": metric, "value": values,
