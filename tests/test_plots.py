@@ -1,12 +1,25 @@
-"""Figure helpers: box labels never overprint one another, and cost no extra drawing."""
+"""Figure helpers: box labels never overprint one another and cost no extra drawing; map
+overlays carry their colour scale; colours tell models and baselines apart; alt text says
+what a figure shows."""
+
+import itertools
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+from skimage.color import deltaE_ciede2000, rgb2lab  # noqa: E402
 
 from sightline import plots  # noqa: E402
+
+PRINTED = 0.75 * 90 / 72  # a point of a 90-dpi figure in the PDF: its pixels are CSS px (0.75 pt)
+
+
+def printed_points(fig, text) -> float:
+    """A text's size in the PDF, in points: figures wider than the page are scaled down."""
+    return text.get_fontsize() * PRINTED * min(1.0, plots.PAGE_WIDTH / fig.get_figwidth())
 
 
 def test_box_labels_move_or_drop_rather_than_overprint():
@@ -86,3 +99,60 @@ def test_a_label_at_the_right_edge_ends_at_its_box():
     assert label.get_horizontalalignment() == "right" and label.get_position()[0] == 95
     assert label.get_window_extent(fig.canvas.get_renderer()).x1 <= ax.bbox.x1 + 0.5
     plt.close(fig)
+
+
+def _overlays():
+    """Two map overlays with labelled boxes and their shared colour scale."""
+    fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH, 3), layout="constrained")
+    frame = Image.fromarray(np.zeros((64, 64, 3), np.uint8))
+    for ax, title in zip(axes, ["frozen cls L3", "lora cls L3"], strict=True):
+        plots.overlay(ax, frame, np.random.default_rng(0).random((4, 4)),
+                      np.array([[0.1, 0.1, 0.6, 0.6]]), title=title)
+        plots.draw_boxes(ax, np.array([[0.1, 0.1, 0.6, 0.6]]), 64, 64, labels=["portal"])
+    plots.map_scale(fig, axes)
+    fig.suptitle("img_001")
+    return fig
+
+
+def test_a_map_overlay_has_its_colour_scale_and_legible_text():
+    fig = _overlays()
+    fig.canvas.draw()
+    bars = [ax for ax in fig.axes if hasattr(ax, "_colorbar")]
+    assert len(bars) == 1 and bars[0].get_ylabel() == plots.MAP_SCALE
+    assert bars[0]._colorbar.cmap.name == plots.MAP_CMAP  # the overlays' own colours
+    assert bars[0]._colorbar.norm.vmin == 0 and bars[0]._colorbar.norm.vmax == 1
+    texts = [ax.title for ax in fig.axes[:2]] + [t for ax in fig.axes[:2] for t in ax.texts]
+    assert len(texts) == 4 and min(printed_points(fig, t) for t in texts) >= 8
+    plt.close(fig)
+
+
+def test_alt_text_names_title_panels_axes_and_scale():
+    fig = _overlays()
+    alt = plots.alt_text(fig)
+    assert alt.startswith("img_001. 2 panels (frozen cls L3; lora cls L3).")
+    assert alt.endswith(f"colour scale: {plots.MAP_SCALE}.")
+    fig.set_label("Two maps of one image")
+    assert plots.alt_text(fig) == "Two maps of one image"
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    for name in ("siglip", "siglip2"):
+        ax.plot([1, 2], [0, 1], label=name)
+    ax.legend()
+    ax.set_xlabel("layer")
+    assert plots.alt_text(fig) == "Figure. 1 panel. x: layer. legend: siglip; siglip2."
+    plt.close(fig)
+
+
+def _distances(colours) -> list[float]:
+    """CIEDE2000 colour differences of every pair (skimage)."""
+    lab = rgb2lab(np.array([colours])).reshape(-1, 3)
+    return [deltaE_ciede2000(a, b) for a, b in itertools.combinations(lab, 2)]
+
+
+def test_models_and_the_four_baselines_get_colours_told_apart():
+    models = ["clip", "dinov2", "dinov3", "mae", "resnet50", "siglip", "siglip2"]
+    baselines = ["random", "centre_gaussian", "spectral_residual", "sobel"]
+    colours = plots.palette(models + baselines)
+    assert min(_distances([colours[m] for m in models])) > 15
+    assert min(_distances([colours[b] for b in baselines])) > 20
+    assert min(_distances([colours["siglip"], colours["siglip2"]])) > 40  # sorted neighbours
