@@ -2,7 +2,9 @@
 overlays carry their colour scale; colours tell models and baselines apart; alt text says
 what a figure shows."""
 
+import ast
 import itertools
+from pathlib import Path
 
 import matplotlib
 
@@ -156,3 +158,23 @@ def test_models_and_the_four_baselines_get_colours_told_apart():
     assert min(_distances([colours[m] for m in models])) > 15
     assert min(_distances([colours[b] for b in baselines])) > 20
     assert min(_distances([colours["siglip"], colours["siglip2"]])) > 40  # sorted neighbours
+
+
+def test_every_figure_with_map_overlays_draws_their_scale():
+    """Each library function that makes a figure and lays maps over images (`plots.overlay`,
+    a study's ``show``, or an image in the maps' colours) draws a colour bar: `map_scale`."""
+    lib = Path(plots.__file__).parent
+    drawing, scaled = [], []
+    for path in sorted(lib.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            calls = {c.func.attr if isinstance(c.func, ast.Attribute) else getattr(c.func, "id", "")
+                     for c in ast.walk(node) if isinstance(c, ast.Call)}
+            names = {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+            if calls & {"subplots", "figure"} and (calls & {"overlay", "show"} or "MAP_CMAP" in names):
+                drawing.append(f"{path.stem}.{node.name}")
+                if "map_scale" in calls:
+                    scaled.append(f"{path.stem}.{node.name}")
+    assert len(drawing) >= 9  # photos (4), Q1's gallery, shift maps, cascades, heads, SI (2)
+    assert drawing == scaled, drawing

@@ -271,7 +271,8 @@ def randomisation_curves(summary, flags, mode: str, threshold: float) -> plt.Fig
                       on=["model", "variant", "method", "layer"])
     panels = flags[["model", "variant"]].drop_duplicates().to_records(index=False).tolist()
     colours = palette(METHODS)
-    fig, axes = plt.subplots(len(panels), 2, figsize=(10, 2.9 * len(panels)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 2, figsize=(PAGE_WIDTH, 2.9 * len(panels)), squeeze=False,
+                             layout="constrained")
     for r, (model, variant) in enumerate(panels):
         for c, metric in enumerate(["spearman", "ssim"]):
             ax = axes[r, c]
@@ -291,10 +292,9 @@ def randomisation_curves(summary, flags, mode: str, threshold: float) -> plt.Fig
                 ax.axhline(threshold, color="#c44e52", ls="--", lw=0.8)
             floor = min(-0.3, sub["ci_low"].min() - 0.05) if metric == "spearman" else 0
             ax.set_ylim(floor, 1.05)
-            ax.set_title(f"{model} · {variant} · {metric}", fontsize=9)
+            ax.set_title(f"{model} · {variant} · {metric}", fontsize=TITLE_PT)
             ax.set_xlabel("re-initialised down to" if mode == "cascade"
                           else "unit re-initialised alone")
             ax.legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"{mode} randomisation (dashed red: the flag's threshold)", y=1.0)
-    fig.tight_layout()
+    fig.suptitle(f"{mode} randomisation (dashed red: the flag's threshold)")
     return fig
