@@ -155,17 +155,9 @@ def draw_boxes(
     placer = _BoxLabels()
     for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes_xyxy).reshape(-1, 4)):
         chosen = highlight is None or i == highlight
-        ax.add_patch(
-            Rectangle(
-                (x0 * width, y0 * height),
-                (x1 - x0) * width,
-                (y1 - y0) * height,
-                fill=False,
-                lw=2 if chosen else 1,
-                ec=colour if chosen else "white",
-                alpha=1.0 if chosen else 0.6,
-            )
-        )
+        ax.add_patch(Rectangle((x0 * width, y0 * height), (x1 - x0) * width, (y1 - y0) * height,
+                               fill=False, lw=2 if chosen else 1, ec=colour if chosen else "white",
+                               alpha=1.0 if chosen else 0.6))
         if labels is None or not chosen:
             continue
         text = ax.text(x0 * width, y0 * height, labels[i], fontsize=TITLE_PT, color="black",
@@ -231,13 +223,8 @@ def overlay(
     minimum to its maximum: `map_scale`) and the boxes."""
     show_image(ax, frame, title)
     size = frame.size
-    ax.imshow(
-        np.asarray(saliency, dtype=np.float32),
-        cmap=MAP_CMAP,
-        alpha=0.55,
-        extent=(0, size[0], size[1], 0),
-        interpolation="bilinear",
-    )
+    ax.imshow(np.asarray(saliency, dtype=np.float32), cmap=MAP_CMAP, alpha=0.55,
+              extent=(0, size[0], size[1], 0), interpolation="bilinear")
     draw_boxes(ax, boxes_xyxy, size[0], size[1], highlight=highlight)
 
 

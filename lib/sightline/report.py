@@ -22,25 +22,9 @@ from pygments.formatters import HtmlFormatter
 
 from . import config
 
-KEY_PACKAGES = (
-    "torch",
-    "torchvision",
-    "transformers",
-    "timm",
-    "peft",
-    "grad-cam",
-    "saliency",
-    "numpy",
-    "scipy",
-    "pandas",
-    "h5py",
-    "pingouin",
-    "seaborn",
-    "matplotlib",
-    "papermill",
-    "nbconvert",
-    "weasyprint",
-)
+KEY_PACKAGES = ("torch", "torchvision", "transformers", "timm", "peft", "grad-cam", "saliency", "numpy",
+                "scipy", "pandas", "h5py", "pingouin", "seaborn", "matplotlib", "papermill", "nbconvert",
+                "weasyprint")
 _HIDDEN_TAGS = {"parameters", "injected-parameters", "remove-cell"}
 
 CSS = """
@@ -92,29 +76,17 @@ def notebook_section(path: Path, anchor: str) -> tuple[str, list[tuple[int, str,
     """One executed notebook as HTML (its own ids prefixed by ``anchor``) and its headings."""
     nb = nbformat.read(path, as_version=4)
     nb.cells = [c for c in nb.cells if not _HIDDEN_TAGS & set(c.metadata.get("tags", []))]
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = [
-                o
-                for o in cell.outputs
-                if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
-            ]
-    exporter = HTMLExporter(
-        template_name="basic",
-        exclude_input_prompt=True,
-        exclude_output_prompt=True,
-        embed_images=True,
-    )
-    body, _ = exporter.from_notebook_node(nb)
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        cell.outputs = [o for o in cell.outputs
+                        if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    body, _ = HTMLExporter(template_name="basic", exclude_input_prompt=True,
+                           exclude_output_prompt=True, embed_images=True).from_notebook_node(nb)
     body = re.sub(r'id="([^"]+)"', lambda m: f'id="{anchor}-{m.group(1)}"', body)
     body = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{anchor}-{m.group(1)}"', body)
     body = re.sub(r'<a class="anchor-link"[^>]*>.*?</a>', "", body)
     body = _alt_text(_landscape(body))
-    headings = [
-        (int(level), ident, re.sub(r"<[^>]+>", "", text).strip())
-        for level, ident, text in re.findall(r'<h([12]) id="([^"]+)"[^>]*>(.*?)</h\1>', body)
-    ]
-    return body, headings
+    return body, [(int(level), ident, re.sub(r"<[^>]+>", "", text).strip())
+                  for level, ident, text in re.findall(r'<h([12]) id="([^"]+)"[^>]*>(.*?)</h\1>', body)]
 
 
 _CELL = '<div class="cell border-box-sizing '
@@ -135,19 +107,11 @@ def _landscape(body: str) -> str:
 
 
 def _summary(params: config.Params, params_path: Path, notebooks: list, records: dict) -> str:
-    rows = []
-    for nb in notebooks:
-        rec = records.get(nb.name, {})
-        rows.append(
-            f"<tr><td>{nb.name}</td><td>{rec.get('seconds', '–')} s</td>"
-            f"<td>{rec.get('executed_at', 'not run')}</td><td>{rec.get('commit', '')}</td></tr>"
-        )
-    versions = []
-    for name in KEY_PACKAGES:
-        try:
-            versions.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
+    rows = [f"<tr><td>{nb.name}</td><td>{rec.get('seconds', '–')} s</td><td>"
+            f"{rec.get('executed_at', 'not run')}</td><td>{rec.get('commit', '')}</td></tr>"
+            for nb, rec in ((nb, records.get(nb.name, {})) for nb in notebooks)]
+    installed = {d.metadata["Name"].lower() for d in metadata.distributions()}
+    versions = [f"{name} {metadata.version(name)}" for name in KEY_PACKAGES if name in installed]
     return (
         "<h2 id='run-summary'>Run summary</h2>"
         f"<p>Profile <b>{params.profile}</b> from <code>{html.escape(str(params_path))}</code>; "
