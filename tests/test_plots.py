@@ -178,3 +178,17 @@ def test_every_figure_with_map_overlays_draws_their_scale():
                     scaled.append(f"{path.stem}.{node.name}")
     assert len(drawing) >= 9  # photos (4), Q1's gallery, shift maps, cascades, heads, SI (2)
     assert drawing == scaled, drawing
+
+
+def test_a_label_of_a_box_at_the_top_stays_off_the_title():
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.imshow(np.zeros((100, 100, 3)))
+    ax.set_title("astronaut.png")
+    plots.draw_boxes(ax, np.array([[0.1, 0.0, 0.5, 0.5]]), 100, 100, labels=["space shuttle"])
+    fig.canvas.draw()
+    (label,) = ax.texts
+    extent = label.get_window_extent(fig.canvas.get_renderer())
+    assert label.get_visible() and label.get_verticalalignment() == "top"  # inside the box
+    assert extent.y1 <= ax.bbox.y1 + 0.5 and not extent.overlaps(
+        ax.title.get_window_extent(fig.canvas.get_renderer()))
+    plt.close(fig)

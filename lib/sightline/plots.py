@@ -149,9 +149,9 @@ def draw_boxes(
     """Outline relative ``(x0, y0, x1, y1)`` boxes on an axis showing a ``width x height`` image.
 
     Each label goes above its box's top-left corner, else inside it at the top, else at its
-    bottom-left, whichever first overlaps no label already placed; a label with no free place
-    is hidden (its outline stays). Placed when the figure is drawn, after its layout, so at
-    the axes' final size (`_BoxLabels`)."""
+    bottom-left, whichever first overlaps no label already placed and stays inside the axis;
+    a label with no free place is hidden (its outline stays). Placed when the figure is
+    drawn, after its layout, so at the axes' final size (`_BoxLabels`)."""
     placer = _BoxLabels()
     for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes_xyxy).reshape(-1, 4)):
         chosen = highlight is None or i == highlight
@@ -173,8 +173,9 @@ def draw_boxes(
 class _BoxLabels(Artist):
     """Draws nothing itself: just before an axis' texts are drawn (a lower zorder, after the
     figure's layout), moves each of its labels to its first place that overlaps no label
-    placed before it, or hides it. A label that would run past the axis' right edge ends at
-    its box's right edge instead (the next axis would cover it)."""
+    placed before it and stays inside the axis (off the title), or hides it. A label that
+    would run past the axis' right edge ends at its box's right edge instead (the next axis
+    would cover it)."""
 
     zorder = 2.5  # after the image and patches, before the texts (zorder 3)
 
@@ -194,8 +195,9 @@ class _BoxLabels(Artist):
             for y, va in places:
                 text.set_y(y)
                 text.set_verticalalignment(va)
-                extent = text.get_window_extent(renderer)
-                if not any(extent.overlaps(other) for other in placed):
+                extent, bounds = text.get_window_extent(renderer), text.axes.bbox
+                inside = bounds.y0 - 0.5 <= extent.y0 and extent.y1 <= bounds.y1 + 0.5  # no title
+                if inside and not any(extent.overlaps(other) for other in placed):
                     placed.append(extent)
                     break
             else:
