@@ -132,7 +132,7 @@ def test_alt_text_names_title_panels_axes_and_scale():
     fig = _overlays()
     alt = plots.alt_text(fig)
     assert alt.startswith("img_001. 2 panels (frozen cls L3; lora cls L3).")
-    assert alt.endswith(f"colour scale: {plots.MAP_SCALE}.")
+    assert alt.endswith(f"colour scale: {plots.MAP_SCALE}.".replace("\n", " "))
     fig.set_label("Two maps of one image")
     assert plots.alt_text(fig) == "Two maps of one image"
     plt.close(fig)

@@ -44,7 +44,7 @@ _DASHES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2
 
 
 MAP_CMAP = "inferno"
-MAP_SCALE = "map value: each map from its minimum (0) to its maximum (1)"
+MAP_SCALE = "map value\n(each map: min 0, max 1)"
 
 
 def setup() -> None:

@@ -336,7 +336,7 @@ def shift_maps(study: Study, runs: Sequence[dict], examples: Sequence[str],
             plots.draw_boxes(axes[r, 2], xyxy, frame.size[0], frame.size[1])
         fig.suptitle(f"{name} · {variant}")
         plots.map_scale(fig, axes[:, :2], location="bottom")
-        plots.map_scale(fig, axes[:, 2], label="shift: fine-tuned − frozen, both min-max scaled",
+        plots.map_scale(fig, axes[:, 2], label="shift: fine-tuned − frozen\n(both min-max scaled)",
                         cmap="RdBu_r", limits=(-1, 1), location="bottom")
         figures.append(fig)
     return figures
