@@ -192,3 +192,23 @@ def test_a_label_of_a_box_at_the_top_stays_off_the_title():
     assert extent.y1 <= ax.bbox.y1 + 0.5 and not extent.overlaps(
         ax.title.get_window_extent(fig.canvas.get_renderer()))
     plt.close(fig)
+
+
+def test_a_notebook_shows_figures_with_alt_text_and_frames_as_tables():
+    """In a kernel (as papermill runs the notebooks), after `plots.setup`: a figure shown by
+    ``plt.show()`` carries its `alt_text`, and a DataFrame displays as its `formatting.table`."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    lib = Path(plots.__file__).parents[1]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in (
+        f"import sys; sys.path.insert(0, {str(lib)!r})\nimport matplotlib\n"  # the build's backend:
+        "matplotlib.use('module://matplotlib_inline.backend_inline')\nimport matplotlib.pyplot as plt\n"
+        "import pandas as pd\nfrom sightline import plots\nplots.setup()",
+        "fig, ax = plt.subplots()\nax.plot([1, 2])\nax.set_xlabel('layer')\nplt.show()",
+        "pd.DataFrame({'iou': [0.1, 0.25]}).iloc[[1]]")])
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    (figure,), (frame,) = nb.cells[1].outputs, nb.cells[2].outputs
+    assert figure.metadata["image/png"]["alt"] == "Figure. 1 panel. x: layer."
+    assert frame.data["text/html"].startswith("<div class='sightline-table narrow short'>")
+    assert "<td>0.250</td>" in frame.data["text/html"] and "<td>1</td>" not in frame.data["text/html"]

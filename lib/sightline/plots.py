@@ -59,6 +59,7 @@ def setup() -> None:
 
     shell = get_ipython()
     if shell is not None:
+        plt.switch_backend(plt.get_backend())  # the inline backend sets its formatters now, not later
         shell.display_formatter.formatters["image/png"].for_type(
             Figure, lambda fig: (print_figure(fig, "png", base64=True), {"alt": alt_text(fig)}))
 
