@@ -33,7 +33,7 @@ body { font-family: 'DejaVu Sans', Helvetica, Arial, sans-serif; max-width: 1100
 h1 { border-bottom: 2px solid #446; padding-bottom: .2em; }
 nav.toc { background: #f5f6fa; border: 1px solid #dde; padding: .6em 1.4em; }
 nav.toc ul { margin: .2em 0; } nav.toc li { margin: .1em 0; }
-pre.params { columns: 2; font-size: .75em; }
+pre.params { columns: 2; font-size: .7em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: .5em 0; }
 th, td { border: 1px solid #ccd; padding: 2px 6px; text-align: right; }
 th { background: #eef; vertical-align: bottom; }
@@ -135,10 +135,18 @@ def _set(value: object) -> object:
     return [_set(v) for v in value] if isinstance(value, list) else value
 
 
+class _ParamsDumper(yaml.SafeDumper):
+    """Block style, a list of plain values on one line."""
+
+
+_ParamsDumper.add_representer(list, lambda dumper, values: dumper.represent_sequence(
+    "tag:yaml.org,2002:seq", values, flow_style=not any(isinstance(v, dict | list) for v in values)))
+
+
 def params_appendix(params: config.Params, params_path: Path) -> str:
     """The parameters this report was built with, as indented YAML without the unset entries."""
-    text = yaml.safe_dump(_set(params.model_dump(mode="json")), sort_keys=False,
-                          default_flow_style=None, width=90)
+    text = yaml.dump(_set(params.model_dump(mode="json")), Dumper=_ParamsDumper, sort_keys=False,
+                     width=44)  # a column of the page
     return ("<section class='notebook' id='parameters'><h1 id='parameters-title'>Appendix: "
             f"parameters</h1><p>The profile's parameters (<code>{html.escape(str(params_path))}"
             "</code> with the defaults filled in; unset entries left out).</p>"
