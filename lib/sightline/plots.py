@@ -71,7 +71,7 @@ def alt_text(fig: FigureBase) -> str:
         return fig.get_label()
     figures = [fig, *fig.subfigs]
     titles = _unique(f.get_suptitle() for f in figures)
-    axes = [ax for f in figures for ax in f.axes]
+    axes = fig.axes  # those of its subfigures, too
     scales = _unique(ax.get_ylabel() or ax.get_xlabel() for ax in axes if hasattr(ax, "_colorbar"))
     plotted = [ax for ax in axes if not hasattr(ax, "_colorbar") and ax.get_visible()
                and ax.axison]

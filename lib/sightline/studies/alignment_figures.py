@@ -90,5 +90,5 @@ def gallery(study: Study, maps: pd.DataFrame, union_iou: pd.DataFrame, kind: str
                                 f"{score[(row.model, row.method, row.layer, image_id)]:.2f}")
         for ax in axes.flat[len(models):]:
             ax.axis("off")
-    plots.map_scale(subfig, axes, location="bottom")
+        plots.map_scale(subfig, axes)
     return fig
