@@ -6,7 +6,7 @@ zero, whole-number floats as integers, NaN as a dash; the index as ordinary colu
 blank header row), unless it only numbers the rows. Tables too wide for a portrait page are
 marked for a landscape page (the report's CSS), and ones too wide even for that are split
 into parts that repeat their key columns; a short one is kept on one page. In the HTML
-report a wide table scrolls in its own box. `display_tables` makes every DataFrame a notebook shows a table.
+report a wide table scrolls in its own box. `display_tables` shows every DataFrame so.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from pygments.formatters import HtmlFormatter
 
 from . import config
 
-KEY_PACKAGES = ("torch", "torchvision", "transformers", "timm", "peft", "grad-cam", "saliency", "numpy",
-                "scipy", "pandas", "h5py", "pingouin", "seaborn", "matplotlib", "papermill", "nbconvert",
-                "weasyprint")
+KEY_PACKAGES = ("torch", "torchvision", "transformers", "timm", "peft", "grad-cam", "saliency",
+                "numpy", "scipy", "pandas", "h5py", "pingouin", "seaborn", "matplotlib", "papermill",
+                "nbconvert", "weasyprint")
 _HIDDEN_TAGS = {"parameters", "injected-parameters", "remove-cell"}
 
 CSS = """
@@ -85,8 +85,9 @@ def notebook_section(path: Path, anchor: str) -> tuple[str, list[tuple[int, str,
     body = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{anchor}-{m.group(1)}"', body)
     body = re.sub(r'<a class="anchor-link"[^>]*>.*?</a>', "", body)
     body = _alt_text(_landscape(body))
+    headings = re.findall(r'<h([12]) id="([^"]+)"[^>]*>(.*?)</h\1>', body)
     return body, [(int(level), ident, re.sub(r"<[^>]+>", "", text).strip())
-                  for level, ident, text in re.findall(r'<h([12]) id="([^"]+)"[^>]*>(.*?)</h\1>', body)]
+                  for level, ident, text in headings]
 
 
 _CELL = '<div class="cell border-box-sizing '
