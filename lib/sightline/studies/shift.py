@@ -63,7 +63,7 @@ def training_curves(manifests: Sequence[dict]) -> plt.Figure | None:
                             "seed": m["seed"]} for m in manifests for h in m["history"]])
     if not len(curves):
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH + 1.5, 3.4), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH, 3.4), layout="constrained")
     curves["run"] = curves["model"] + " · " + curves["strategy"]
     colours = plots.palette(curves["run"])
     sns.lineplot(data=curves, x="epoch", y="train_loss", hue="run", palette=colours, ax=axes[0],
