@@ -41,9 +41,7 @@ TITLE_PT = 9  # panel titles and box labels: 8.4 pt as printed (90 dpi pixels as
 _QUALITATIVE = [sns.color_palette("colorblind", 10)[i] for i in (0, 1, 2, 4, 3, 9, 8, 6, 5)]
 _BASELINE_COLOURS = ["#262626", "#a6a6a6", "#7a4f2a", "#4a6a4a"]  # dark, muted, told apart
 _DASHES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2))]
-
-
-MAP_CMAP = "inferno"
+MAP_CMAP = "inferno"  # every map overlay's colours, and its scale's (`map_scale`)
 MAP_SCALE = "map value\n(each map: min 0, max 1)"
 
 
@@ -73,8 +71,7 @@ def alt_text(fig: FigureBase) -> str:
     titles = _unique(f.get_suptitle() for f in figures)
     axes = fig.axes  # those of its subfigures, too
     scales = _unique(ax.get_ylabel() or ax.get_xlabel() for ax in axes if hasattr(ax, "_colorbar"))
-    plotted = [ax for ax in axes if not hasattr(ax, "_colorbar") and ax.get_visible()
-               and ax.axison]
+    plotted = [ax for ax in axes if not hasattr(ax, "_colorbar") and ax.axison]
     panels = _unique(ax.get_title() for ax in plotted)
     legends = [*(f.legends for f in figures), *([ax.get_legend()] for ax in plotted)]
     entries = _unique(t.get_text() for group in legends for legend in group if legend
