@@ -212,3 +212,38 @@ def test_a_notebook_shows_figures_with_alt_text_and_frames_as_tables():
     assert figure.metadata["image/png"]["alt"] == "Figure. 1 panel. x: layer."
     assert frame.data["text/html"].startswith("<div class='sightline-table narrow short'>")
     assert "<td>0.250</td>" in frame.data["text/html"] and "<td>1</td>" not in frame.data["text/html"]
+
+
+def test_the_best_head_gallery_has_its_colour_scale_and_names_each_model_once(tmp_path):
+    """A real figure function over a real map store: two models, a head's map on two images."""
+    import pandas as pd
+
+    from sightline import cache
+    from sightline.data.contract import Region, Sample
+    from sightline.geometry import Geometry
+    from sightline.studies import heads
+
+    samples = []
+    for name in ("a", "b"):
+        Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(tmp_path / f"{name}.png")
+        samples.append(Sample(name, tmp_path / f"{name}.png", (Region(
+            0.1, 0.1, 0.5, 0.5, label=0, group_label=0, group=0, feature="portal"),), 64, 48))
+    stores, rows = {}, []
+    for model in ("dinov2-tiny-random", "siglip2-tiny-random"):
+        store = cache.MapStore(tmp_path / f"{model}.h5")
+        with store.writer() as writer:
+            writer.put(["a", "b"], {("cls", 1): np.random.default_rng(0).random((2, 4, 7, 7))})
+        stores[(model, "frozen")] = store.path
+        rows += [dict(model=model, variant="frozen", method="cls", layer=1, head=2,
+                      outcome=outcome, image_id=image, value=0.5)
+                 for outcome, image in (("wins", "a"), ("fails", "b"))]
+    fig = heads.best_head_gallery(pd.DataFrame(rows), samples=samples, stores=stores,
+                                  geometries={m: Geometry(size=32) for m, _ in stores})
+    bars = [ax for ax in fig.axes if hasattr(ax, "_colorbar")]
+    assert len(bars) == 1 and bars[0].get_ylabel() == plots.MAP_SCALE
+    panels = [ax for ax in fig.axes if not hasattr(ax, "_colorbar")]
+    assert [ax.get_ylabel() for ax in panels] == ["dinov2-tiny-random", "",
+                                                  "siglip2-tiny-random", ""]
+    assert {ax.get_title() for ax in panels} == {"L1H2\nwins: 0.50", "L1H2\nfails: 0.50"}
+    assert min(printed_points(fig, ax.title) for ax in panels) >= 8
+    plt.close(fig)

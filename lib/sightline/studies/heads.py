@@ -511,7 +511,8 @@ def best_head_gallery(picks: pd.DataFrame, *, samples: Collection[data.Sample],
             sample = by_id[pick.image_id]
             frame = geometry.frame_image(data.load_image(sample.path))
             boxes = geometry.boxes_to_frame(sample.boxes_ltwh(), sample.width, sample.height)
-            plots.overlay(ax, frame, saliency[pick.head], boxes, title=(
-                f"{name} L{pick.layer}H{pick.head}\n{pick.outcome}: {pick.value:.2f}"))
+            plots.overlay(ax, frame, saliency[pick.head], boxes,
+                          title=f"L{pick.layer}H{pick.head}\n{pick.outcome}: {pick.value:.2f}")
+        row[0].set_ylabel(name, fontsize=plots.TITLE_PT)  # the row's model, once
     plots.map_scale(fig, axes)
     return fig
