@@ -98,8 +98,8 @@ display(formatting.table(versus, digits=3, caption=(
 display(Markdown(ph.versus_sentence(versus, photos=scores["photo"].nunique())))
 
 # %%
-album.maps_figure(top1, maps).savefig(study.table_path("photos_maps.png"), dpi=80,
-                                      bbox_inches="tight")
+for page, fig in enumerate(album.maps_figures(top1, maps), start=1):
+    fig.savefig(study.table_path(f"photos_maps_{page}.png"), dpi=80, bbox_inches="tight")
 plt.show()
 
 # %% [markdown]

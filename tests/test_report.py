@@ -110,6 +110,50 @@ def test_a_named_index_becomes_columns_an_unnamed_one_goes():
     assert formatting.table(counts).text.values.tolist() == [["samples", "40"], ["skipped", "0"]]
 
 
+def test_row_numbers_are_no_column_and_row_labels_are_one():
+    frame = pd.DataFrame({"photo": ["a", "b", "c", "d"], "top-2..5": ["x " * 40] * 4})
+    shown = formatting.table(frame.iloc[[0, 2, 3]])  # pandas would print 0, 2, 3
+    assert list(shown.text.columns) == ["photo", "top-2..5"]
+    assert shown.text["top-2..5"].tolist() == ["x " * 40] * 3  # never cut with "…"
+    labelled = formatting.table(pd.DataFrame({"iou": [0.1, 0.2]}, index=["cls", "rollout"]))
+    assert labelled.text.values.tolist() == [["cls", "0.100"], ["rollout", "0.200"]]
+
+
+def test_every_displayed_frame_is_a_table():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    formatting.display_tables()
+    frame = pd.DataFrame({"model": ["a", "b", "c"], "iou": [0.1, 0.2, 0.3]}).iloc[[0, 2]]
+    data, _ = shell.display_formatter.format(frame)
+    assert data["text/html"] == formatting.table(frame)._repr_html_()
+    assert "sightline-table narrow short" in data["text/html"]  # kept on one page
+    InteractiveShell.clear_instance()
+
+
+def test_a_split_table_never_leaves_one_row_alone_on_a_page():
+    """Tables of 10 rows after text of growing height: wherever the page breaks, each page
+    holds at least two of its rows (the report's CSS, rendered by WeasyPrint)."""
+    from weasyprint import HTML
+
+    rows = "".join(f"<tr><td>row{i}</td><td>{i}</td></tr>" for i in range(10))
+    pages_per_height = []
+    for height in np.arange(19.0, 25.6, 0.3):
+        page = (f"<html><head><style>{report.CSS}</style></head><body>"
+                f"<div style='height: {height:.1f}cm'>text</div><table><thead><tr><th>name</th>"
+                f"<th>value</th></tr></thead><tbody>{rows}</tbody></table></body></html>")
+        document = HTML(string=page).render()
+        counts = [sum(f"row{i}" in _text(p._page_box) for i in range(10)) for p in document.pages]
+        pages_per_height.append([c for c in counts if c])
+    assert any(len(c) > 1 for c in pages_per_height)  # the table is split somewhere
+    assert all(min(c) >= 2 for c in pages_per_height), pages_per_height
+
+
+def _text(box) -> str:
+    """The text of a WeasyPrint layout box and its descendants."""
+    return getattr(box, "text", "") + "".join(_text(c) for c in getattr(box, "children", []))
+
+
 def test_a_table_too_wide_for_landscape_is_split_repeating_its_key():
     frame = pd.DataFrame({"model": ["siglip2-tiny-random"], "method": ["probe"],
                           **{f"feature_number_{i}": [0.5] for i in range(30)}})
@@ -122,13 +166,12 @@ def test_a_table_too_wide_for_landscape_is_split_repeating_its_key():
     assert "part 1 of" in shown._repr_html_()
 
 
-def test_the_palette_greys_the_baselines_and_keeps_model_colours_apart():
+def test_the_palette_keeps_baselines_and_models_apart():
     names = ["dinov2", "siglip2", "clip", "centre_gaussian", "random", "baseline · sobel"]
     colours = plots.palette(names)
-    greys = [colours[n] for n in ("centre_gaussian", "random", "baseline · sobel")]
-    assert all(r == g == b for r, g, b in greys)  # baselines: greys only
+    tones = [colours[n] for n in ("centre_gaussian", "random", "baseline · sobel")]
     models = [colours[n] for n in ("dinov2", "siglip2", "clip")]
-    assert len(set(models)) == 3 and all(len(set(c)) > 1 for c in models)  # no grey model
+    assert len(set(models)) == 3 and not set(models) & set(tones)
     assert plots.palette(["clip", "dinov2"])["clip"] == colours["clip"]  # sorted, so stable
     assert len(set(map(str, plots.line_styles(["cls", "rollout", "gradcam"]).values()))) == 3
 
@@ -193,10 +236,10 @@ def _executed_notebook(path: Path, tables: dict[str, pd.DataFrame]) -> None:
             "display_data", data={"text/html": formatting.table(frame)._repr_html_(),
                                   "text/plain": repr(formatting.table(frame))})]
         cells += [nbformat.v4.new_markdown_cell(f"## {title}"), cell]
-    for size in ((7.0, 30.0), (20.0, 3.0)):  # a tall figure (8 gallery rows) and a wide one
+    for size, alt in (((7.0, 30.0), "A tall figure"), ((20.0, 3.0), None)):  # 8 gallery rows
         cell = nbformat.v4.new_code_cell("fig")
-        cell.outputs = [nbformat.v4.new_output("display_data",
-                                               data={"image/png": _png(*size)})]
+        cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": _png(*size)},
+                                               metadata={"image/png": {"alt": alt}} if alt else {})]
         cells.append(cell)
     # a wide table and a tall bar chart from one cell (the leaderboard): a landscape page
     cell = nbformat.v4.new_code_cell("display(table); fig")
@@ -295,6 +338,55 @@ def test_every_figure_is_placed_within_the_page(rendered):
     for width, height, page_width, page_height in placed:
         assert width <= page_width - 2 * MARGIN + 0.01, (width, page_width)
         assert height <= page_height - 2 * MARGIN + 0.01, (height, page_height)
+
+
+def test_pages_are_numbered_and_the_contents_give_them(rendered):
+    index, pdf, _ = rendered
+    assert "counter(page)" in report.CSS and "target-counter(attr(href), page)" in report.CSS
+    pages = [p for p in subprocess.run([_poppler("pdftotext"), "-layout", str(pdf), "-"],
+                                       capture_output=True, text=True, check=True
+                                       ).stdout.split("\f") if p.strip()]
+    for number, text in enumerate(pages, start=1):
+        assert text.strip().splitlines()[-1].strip() == f"{number} / {len(pages)}"
+    contents = dict(re.findall(r"(Run summary|Tables and figures|Appendix: parameters)[ .]+(\d+)",
+                               pages[0]))
+    assert len(contents) == 3
+    for title, number in contents.items():  # each entry's number is the page its heading is on
+        assert re.search(rf"^\s*{title}\s*$", pages[int(number) - 1], re.M), (title, number)
+    assert int(contents["Appendix: parameters"]) > int(contents["Tables and figures"])
+    page = index.read_text()
+    assert page.count("<li><a href=") == 1 + 1 + 5 + 1  # summary, notebook + 5 sections, appendix
+
+
+def test_the_parameters_are_a_formatted_appendix_at_the_end(rendered):
+    index, _, _ = rendered
+    page = index.read_text()
+    appendix = page.index("Appendix: parameters</h1>")
+    assert page.index("<section class=\"notebook\" id=\"wide\">") < appendix
+    assert "profile: demo" in page[appendix:] and "profile: demo" not in page[:appendix]
+    assert "null" not in page[appendix:]  # unset entries left out
+    assert "\n  kind: synthetic\n" in page[appendix:]  # indented YAML, not one flow line
+    assert report._set({"a": None, "b": {"c": None}, "d": [{"e": None, "f": 1}], "g": 0}) == \
+        {"d": [{"f": 1}], "g": 0}
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.alts = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.alts.append(dict(attrs).get("alt"))
+
+
+def test_every_figure_has_alt_text(rendered):
+    index, _, _ = rendered
+    images = _Images()
+    images.feed(index.read_text())
+    assert len(images.alts) == 3 and all(alt and alt.strip() for alt in images.alts)
+    assert images.alts[0] == "A tall figure"  # the figure's own, from its output's metadata
+    assert images.alts[1] == "Figure under the heading “widest”"  # else where it stands
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

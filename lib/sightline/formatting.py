@@ -3,9 +3,10 @@
 `table` turns a DataFrame into what a notebook displays: p-values to two significant
 digits (below 1e-4 as ``< 1e-4``, never ``0.0``), other floats rounded without a signed
 zero, whole-number floats as integers, NaN as a dash; the index as ordinary columns (so no
-blank header row). Tables too wide for a portrait page are marked for a landscape page
-(the report's CSS), and ones too wide even for that are split into parts that repeat
-their key columns. In the HTML report a wide table scrolls in its own box.
+blank header row), unless it only numbers the rows. Tables too wide for a portrait page are
+marked for a landscape page (the report's CSS), and ones too wide even for that are split
+into parts that repeat their key columns; a short one is kept on one page. In the HTML
+report a wide table scrolls in its own box. `display_tables` shows every DataFrame so.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _COUNT_COLUMN = re.compile(r"(^|[ _])(n|layer|head|epoch|seed|images|boxes|dof|k
 PORTRAIT_CHARS = 130
 LANDSCAPE_CHARS = 195
 _PER_COLUMN = 2
+SHORT_ROWS = 20  # a table up to this many rows is never split across pages
 
 
 def format_p(p: float) -> str:
@@ -59,9 +61,10 @@ def _flat(frame: pd.DataFrame | pd.Series) -> pd.DataFrame:
         frame.columns = [" · ".join(str(p) for p in c if str(p)) for c in frame.columns]
     frame.columns = [str(c) for c in frame.columns]
     frame.columns.name = None
-    if any(name is not None for name in frame.index.names):  # a named index is data
-        frame.index.names = [name if name is not None else f"level {i}"
-                             for i, name in enumerate(frame.index.names)]
+    named = any(name is not None for name in frame.index.names)
+    if named or not pd.api.types.is_integer_dtype(frame.index):  # not just row numbers: data
+        frame.index.names = [name if name is not None else "" if frame.index.nlevels == 1
+                             else f"level {i}" for i, name in enumerate(frame.index.names)]
         frame = frame.reset_index()
     return frame.reset_index(drop=True)
 
@@ -131,6 +134,8 @@ class Table:
     def _repr_html_(self) -> str:
         parts = self.parts()
         layout = "wide" if max(self.chars(p) for p in parts) > PORTRAIT_CHARS else "narrow"
+        if len(self.text) <= SHORT_ROWS:
+            layout += " short"
         caption = f"<p class='caption'>{html.escape(self.caption)}</p>" if self.caption else ""
         tables = []
         for i, columns in enumerate(parts):
@@ -177,3 +182,15 @@ def table(
     if unknown:
         raise KeyError(f"table key {unknown} not among the columns {list(flat.columns)}")
     return Table(text, key, caption)
+
+
+def display_tables() -> None:
+    """Every DataFrame or Series the running notebook displays is shown as its `table`: no
+    index column of row numbers, no cell cut short, the report's number format."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None:
+        html_formatter = shell.display_formatter.formatters["text/html"]
+        for kind in (pd.DataFrame, pd.Series):
+            html_formatter.for_type(kind, lambda frame: table(frame)._repr_html_())

@@ -1,8 +1,10 @@
 """Figures shared by several notebooks (matplotlib / seaborn), and their one colour scheme.
 
-Every figure colours by `palette` (baselines in greys, everything else in a colour-blind
-qualitative palette) and draws methods with `line_styles`. A figure up to `PAGE_WIDTH`
-inches wide prints at full size on the report's A4 page; a wider one is scaled down.
+Every figure colours by `palette` (baselines in dark muted tones, everything else in a
+colour-blind qualitative palette) and draws methods with `line_styles`; every map overlay
+has its colour scale (`map_scale`), and every figure a notebook shows carries alt text
+(`alt_text`). A figure up to `PAGE_WIDTH` inches wide prints at full size on the report's
+A4 page (titles and box labels at `TITLE_PT`); a wider one is scaled down.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import seaborn as sns
 from IPython.display import HTML
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
-from matplotlib.colors import to_rgb
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize, to_rgb
+from matplotlib.figure import Figure, FigureBase
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from . import formatting
 from .baselines import BASELINES
 
 STYLE_COLOURS = {
@@ -30,17 +35,73 @@ STYLE_COLOURS = {
     "Baroque": "#9b4f96",
 }
 PAGE_WIDTH = 7.5  # inches at the figures' 90 dpi: the text width of an A4 page (1.5 cm margins)
-# seaborn's colour-blind palette without its grey, which is the baselines' colour
-_QUALITATIVE = [c for i, c in enumerate(sns.color_palette("colorblind", 10)) if i != 7]
-_GREYS = ["#3d3d3d", "#6e6e6e", "#9a9a9a", "#c2c2c2"]
+TITLE_PT = 9  # panel titles and box labels: 8.4 pt as printed (90 dpi pixels as CSS px)
+# seaborn's colour-blind palette without its grey, ordered so that neighbours (in sorted
+# names: siglip, siglip2) are far apart, and the first seven hold no two close ones
+_QUALITATIVE = [sns.color_palette("colorblind", 10)[i] for i in (0, 1, 2, 4, 3, 9, 8, 6, 5)]
+_BASELINE_COLOURS = ["#262626", "#a6a6a6", "#7a4f2a", "#4a6a4a"]  # dark, muted, told apart
 _DASHES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2))]
+MAP_CMAP = "inferno"  # every map overlay's colours, and its scale's (`map_scale`)
+MAP_SCALE = "map value\n(each map: min 0, max 1)"
 
 
 def setup() -> None:
-    """The house style for every figure in the report."""
+    """The house style for every figure and table in the report, and figures shown with
+    their alt text."""
     sns.set_theme(context="notebook", style="whitegrid", palette=_QUALITATIVE)
     plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "figure.autolayout": False,
                          "legend.fontsize": 8, "legend.title_fontsize": 8})
+    formatting.display_tables()
+    from IPython import get_ipython
+    from IPython.core.pylabtools import print_figure
+
+    shell = get_ipython()
+    if shell is not None:
+        plt.switch_backend(plt.get_backend())  # the inline backend sets its formatters now, not later
+        shell.display_formatter.formatters["image/png"].for_type(
+            Figure, lambda fig: (print_figure(fig, "png", base64=True), {"alt": alt_text(fig)}))
+
+
+def alt_text(fig: FigureBase) -> str:
+    """What a figure shows, in its own words: its label (``fig.set_label``) if it has one,
+    else its titles, panel titles, axis labels, legend entries and colour scales."""
+    if fig.get_label():
+        return fig.get_label()
+    figures = [fig, *fig.subfigs]
+    titles = _unique(f.get_suptitle() for f in figures)
+    axes = fig.axes  # those of its subfigures, too
+    scales = _unique(ax.get_ylabel() or ax.get_xlabel() for ax in axes if hasattr(ax, "_colorbar"))
+    plotted = [ax for ax in axes if not hasattr(ax, "_colorbar") and ax.axison]
+    panels = _unique(ax.get_title() for ax in plotted)
+    legends = [*(f.legends for f in figures), *([ax.get_legend()] for ax in plotted)]
+    entries = _unique(t.get_text() for group in legends for legend in group if legend
+                      for t in legend.get_texts())
+    parts = [" / ".join(titles) or "Figure",
+             f"{len(plotted)} panel{'s' * (len(plotted) != 1)}"
+             + (f" ({_few(panels)})" if panels else ""),
+             _few(_unique(f"x: {ax.get_xlabel()}" for ax in plotted if ax.get_xlabel())
+                  + _unique(f"y: {ax.get_ylabel()}" for ax in plotted if ax.get_ylabel())),
+             f"legend: {_few(entries)}" if entries else "",
+             f"colour scale: {_few(scales)}" if scales else ""]
+    return ". ".join(part.replace("\n", " ") for part in parts if part) + "."
+
+
+def _unique(texts: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(t.strip() for t in texts if t and t.strip()))
+
+
+def _few(texts: Sequence[str], most: int = 6) -> str:
+    """Up to ``most`` texts joined, and how many more."""
+    more = f"; and {len(texts) - most} more" if len(texts) > most else ""
+    return "; ".join(texts[:most]) + more
+
+
+def map_scale(owner: FigureBase, axes, label: str = MAP_SCALE, cmap: str = MAP_CMAP,
+              limits: tuple[float, float] = (0, 1), location: str = "right") -> None:
+    """The colour bar of the map overlays on ``axes`` (one for all of them), drawn in
+    ``owner`` (the figure or subfigure holding them)."""
+    owner.colorbar(ScalarMappable(Normalize(*limits), cmap=cmap), ax=axes, label=label,
+                   location=location, shrink=0.8, aspect=30)
 
 
 def is_baseline(name: str) -> bool:
@@ -49,15 +110,17 @@ def is_baseline(name: str) -> bool:
 
 
 def palette(names: Iterable[str]) -> dict[str, tuple]:
-    """One colour per name, the same scheme in every figure: baselines in greys, the rest
-    (models, runs, methods) in a colour-blind qualitative palette, both in sorted order."""
+    """One colour per name, the same scheme in every figure: baselines in dark muted tones,
+    the rest (models, runs, methods) in a colour-blind qualitative palette, both in sorted
+    order."""
     names = sorted({str(n) for n in names})
     baselines = [n for n in names if is_baseline(n)]
     others = [n for n in names if not is_baseline(n)]
     qualitative = _QUALITATIVE if len(others) <= len(_QUALITATIVE) else sns.color_palette(
         "husl", len(others))
-    greys = _GREYS if len(baselines) <= len(_GREYS) else sns.color_palette("Greys_r", len(baselines))
-    colours = {n: to_rgb(greys[i]) for i, n in enumerate(baselines)}
+    tones = (_BASELINE_COLOURS if len(baselines) <= len(_BASELINE_COLOURS)
+             else sns.color_palette("Greys_r", len(baselines)))
+    colours = {n: to_rgb(tones[i]) for i, n in enumerate(baselines)}
     colours.update({n: tuple(qualitative[i]) for i, n in enumerate(others)})
     return colours
 
@@ -84,26 +147,18 @@ def draw_boxes(
     """Outline relative ``(x0, y0, x1, y1)`` boxes on an axis showing a ``width x height`` image.
 
     Each label goes above its box's top-left corner, else inside it at the top, else at its
-    bottom-left, whichever first overlaps no label already placed; a label with no free place
-    is hidden (its outline stays). Placed when the figure is drawn, after its layout, so at
-    the axes' final size (`_BoxLabels`)."""
+    bottom-left, whichever first overlaps no label already placed and stays inside the axis;
+    a label with no free place is hidden (its outline stays). Placed when the figure is
+    drawn, after its layout, so at the axes' final size (`_BoxLabels`)."""
     placer = _BoxLabels()
     for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes_xyxy).reshape(-1, 4)):
         chosen = highlight is None or i == highlight
-        ax.add_patch(
-            Rectangle(
-                (x0 * width, y0 * height),
-                (x1 - x0) * width,
-                (y1 - y0) * height,
-                fill=False,
-                lw=2 if chosen else 1,
-                ec=colour if chosen else "white",
-                alpha=1.0 if chosen else 0.6,
-            )
-        )
+        ax.add_patch(Rectangle((x0 * width, y0 * height), (x1 - x0) * width, (y1 - y0) * height,
+                               fill=False, lw=2 if chosen else 1, ec=colour if chosen else "white",
+                               alpha=1.0 if chosen else 0.6))
         if labels is None or not chosen:
             continue
-        text = ax.text(x0 * width, y0 * height, labels[i], fontsize=7, color="black",
+        text = ax.text(x0 * width, y0 * height, labels[i], fontsize=TITLE_PT, color="black",
                        bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "lw": 0}, va="bottom")
         text.set_in_layout(False)  # the layout does not move for a label
         placer.labels.append((text, (x0 * width, x1 * width),
@@ -116,8 +171,9 @@ def draw_boxes(
 class _BoxLabels(Artist):
     """Draws nothing itself: just before an axis' texts are drawn (a lower zorder, after the
     figure's layout), moves each of its labels to its first place that overlaps no label
-    placed before it, or hides it. A label that would run past the axis' right edge ends at
-    its box's right edge instead (the next axis would cover it)."""
+    placed before it and stays inside the axis (off the title), or hides it. A label that
+    would run past the axis' right edge ends at its box's right edge instead (the next axis
+    would cover it)."""
 
     zorder = 2.5  # after the image and patches, before the texts (zorder 3)
 
@@ -137,8 +193,9 @@ class _BoxLabels(Artist):
             for y, va in places:
                 text.set_y(y)
                 text.set_verticalalignment(va)
-                extent = text.get_window_extent(renderer)
-                if not any(extent.overlaps(other) for other in placed):
+                extent, bounds = text.get_window_extent(renderer), text.axes.bbox
+                inside = bounds.y0 - 0.5 <= extent.y0 and extent.y1 <= bounds.y1 + 0.5  # no title
+                if inside and not any(extent.overlaps(other) for other in placed):
                     placed.append(extent)
                     break
             else:
@@ -151,7 +208,7 @@ def show_image(ax: Axes, image: Image.Image | np.ndarray, title: str | None = No
     ax.set_yticks([])
     ax.grid(False)
     if title:
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=TITLE_PT)
 
 
 def overlay(
@@ -162,16 +219,12 @@ def overlay(
     title: str | None = None,
     highlight: int | None = None,
 ) -> None:
-    """A model-frame image with a saliency map (any grid, upsampled smoothly) and the boxes."""
+    """A model-frame image with a saliency map (any grid, upsampled smoothly, coloured from its
+    minimum to its maximum: `map_scale`) and the boxes."""
     show_image(ax, frame, title)
     size = frame.size
-    ax.imshow(
-        np.asarray(saliency, dtype=np.float32),
-        cmap="inferno",
-        alpha=0.55,
-        extent=(0, size[0], size[1], 0),
-        interpolation="bilinear",
-    )
+    ax.imshow(np.asarray(saliency, dtype=np.float32), cmap=MAP_CMAP, alpha=0.55,
+              extent=(0, size[0], size[1], 0), interpolation="bilinear")
     draw_boxes(ax, boxes_xyxy, size[0], size[1], highlight=highlight)
 
 
@@ -205,7 +258,8 @@ def randomisation_curves(summary, flags, mode: str, threshold: float) -> plt.Fig
                       on=["model", "variant", "method", "layer"])
     panels = flags[["model", "variant"]].drop_duplicates().to_records(index=False).tolist()
     colours = palette(METHODS.names())
-    fig, axes = plt.subplots(len(panels), 2, figsize=(10, 2.9 * len(panels)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 2, figsize=(PAGE_WIDTH, 2.9 * len(panels)), squeeze=False,
+                             layout="constrained")
     for r, (model, variant) in enumerate(panels):
         for c, metric in enumerate(["spearman", "ssim"]):
             ax = axes[r, c]
@@ -225,10 +279,9 @@ def randomisation_curves(summary, flags, mode: str, threshold: float) -> plt.Fig
                 ax.axhline(threshold, color="#c44e52", ls="--", lw=0.8)
             floor = min(-0.3, sub["ci_low"].min() - 0.05) if metric == "spearman" else 0
             ax.set_ylim(floor, 1.05)
-            ax.set_title(f"{model} · {variant} · {metric}", fontsize=9)
+            ax.set_title(f"{model} · {variant} · {metric}", fontsize=TITLE_PT)
             ax.set_xlabel("re-initialised down to" if mode == "cascade"
                           else "unit re-initialised alone")
             ax.legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"{mode} randomisation (dashed red: the flag's threshold)", y=1.0)
-    fig.tight_layout()
+    fig.suptitle(f"{mode} randomisation (dashed red: the flag's threshold)")
     return fig

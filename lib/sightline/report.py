@@ -1,9 +1,10 @@
 """Stitch the executed notebooks into one self-contained HTML page and a PDF.
 
-The page has a run summary (params, package versions, commit, per-notebook timing),
-a table of contents, each notebook as a section with code hidden by default (a button
-shows it), and figures embedded. The PDF is the same page rendered by WeasyPrint
-(a registry package; no browser is downloaded).
+The page has a table of contents (with page numbers in the PDF), a run summary (package
+versions, commit, per-notebook timing), each notebook as a section with code hidden by
+default (a button shows it), figures embedded, each with alt text, and the parameters as an
+appendix. The PDF is the same page rendered by WeasyPrint (a registry package; no browser is
+downloaded), its pages numbered.
 """
 
 from __future__ import annotations
@@ -21,25 +22,9 @@ from pygments.formatters import HtmlFormatter
 
 from . import config
 
-KEY_PACKAGES = (
-    "torch",
-    "torchvision",
-    "transformers",
-    "timm",
-    "peft",
-    "grad-cam",
-    "saliency",
-    "numpy",
-    "scipy",
-    "pandas",
-    "h5py",
-    "pingouin",
-    "seaborn",
-    "matplotlib",
-    "papermill",
-    "nbconvert",
-    "weasyprint",
-)
+KEY_PACKAGES = ("torch", "torchvision", "transformers", "timm", "peft", "grad-cam", "saliency",
+                "numpy", "scipy", "pandas", "h5py", "pingouin", "seaborn", "matplotlib", "papermill",
+                "nbconvert", "weasyprint")
 _HIDDEN_TAGS = {"parameters", "injected-parameters", "remove-cell"}
 
 CSS = """
@@ -48,6 +33,7 @@ body { font-family: 'DejaVu Sans', Helvetica, Arial, sans-serif; max-width: 1100
 h1 { border-bottom: 2px solid #446; padding-bottom: .2em; }
 nav.toc { background: #f5f6fa; border: 1px solid #dde; padding: .6em 1.4em; }
 nav.toc ul { margin: .2em 0; } nav.toc li { margin: .1em 0; }
+pre.params { columns: 2; font-size: .7em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: .5em 0; }
 th, td { border: 1px solid #ccd; padding: 2px 6px; text-align: right; }
 th { background: #eef; vertical-align: bottom; }
@@ -65,7 +51,9 @@ body.show-code .input { display: block; }
 section.notebook { border-top: 1px solid #bbc; margin-top: 2.5em; }
 #toggle-code { position: fixed; top: 1em; right: 1em; padding: .3em .8em; }
 .summary td, .summary th { text-align: left; }
-@page { size: A4; margin: 1.5cm; }
+@page { size: A4; margin: 1.5cm;
+        @bottom-center { content: counter(page) " / " counter(pages); font-size: 8pt;
+                         color: #555; } }
 @page wide { size: A4 landscape; margin: 1.5cm; }
 @media print {
   #toggle-code { display: none; } .input { display: none !important; }
@@ -73,7 +61,10 @@ section.notebook { border-top: 1px solid #bbc; margin-top: 2.5em; }
   table { font-size: 7pt; } th, td { padding: 1px 3px; }
   .sightline-table, .output_subarea { overflow: visible; }
   .landscape, .sightline-table.wide { page: wide; }
-  tr, img, .sightline-banner { break-inside: avoid; }
+  tr, img, .sightline-banner, .sightline-table.short table { break-inside: avoid; }
+  tbody tr:first-child:not(:last-child) { break-after: avoid; }
+  tbody tr:last-child:not(:first-child) { break-before: avoid; }
+  nav.toc a::after { content: leader('. ') target-counter(attr(href), page); }
   thead { display: table-header-group; } p.caption, p.part { break-after: avoid; }
   h1, h2, h3, h4 { break-after: avoid; }
   img { max-height: 24.5cm; } .landscape img { max-height: 16.5cm; }
@@ -85,29 +76,18 @@ def notebook_section(path: Path, anchor: str) -> tuple[str, list[tuple[int, str,
     """One executed notebook as HTML (its own ids prefixed by ``anchor``) and its headings."""
     nb = nbformat.read(path, as_version=4)
     nb.cells = [c for c in nb.cells if not _HIDDEN_TAGS & set(c.metadata.get("tags", []))]
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = [
-                o
-                for o in cell.outputs
-                if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
-            ]
-    exporter = HTMLExporter(
-        template_name="basic",
-        exclude_input_prompt=True,
-        exclude_output_prompt=True,
-        embed_images=True,
-    )
-    body, _ = exporter.from_notebook_node(nb)
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        cell.outputs = [o for o in cell.outputs
+                        if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    body, _ = HTMLExporter(template_name="basic", exclude_input_prompt=True,
+                           exclude_output_prompt=True, embed_images=True).from_notebook_node(nb)
     body = re.sub(r'id="([^"]+)"', lambda m: f'id="{anchor}-{m.group(1)}"', body)
     body = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{anchor}-{m.group(1)}"', body)
     body = re.sub(r'<a class="anchor-link"[^>]*>.*?</a>', "", body)
-    body = _landscape(body)
-    headings = [
-        (int(level), ident, re.sub(r"<[^>]+>", "", text).strip())
-        for level, ident, text in re.findall(r'<h([12]) id="([^"]+)"[^>]*>(.*?)</h\1>', body)
-    ]
-    return body, headings
+    body = _alt_text(_landscape(body))
+    headings = re.findall(r'<h([12]) id="([^"]+)"[^>]*>(.*?)</h\1>', body)
+    return body, [(int(level), ident, re.sub(r"<[^>]+>", "", text).strip())
+                  for level, ident, text in headings]
 
 
 _CELL = '<div class="cell border-box-sizing '
@@ -128,21 +108,11 @@ def _landscape(body: str) -> str:
 
 
 def _summary(params: config.Params, params_path: Path, notebooks: list, records: dict) -> str:
-    rows = []
-    for nb in notebooks:
-        rec = records.get(nb.name, {})
-        rows.append(
-            f"<tr><td>{nb.name}</td><td>{rec.get('seconds', '–')} s</td>"
-            f"<td>{rec.get('executed_at', 'not run')}</td><td>{rec.get('commit', '')}</td></tr>"
-        )
-    versions = []
-    for name in KEY_PACKAGES:
-        try:
-            versions.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
-    params_yaml = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False,
-                                 default_flow_style=None, width=100)
+    rows = [f"<tr><td>{nb.name}</td><td>{rec.get('seconds', '–')} s</td><td>"
+            f"{rec.get('executed_at', 'not run')}</td><td>{rec.get('commit', '')}</td></tr>"
+            for nb, rec in ((nb, records.get(nb.name, {})) for nb in notebooks)]
+    installed = {d.metadata["Name"].lower() for d in metadata.distributions()}
+    versions = [f"{name} {metadata.version(name)}" for name in KEY_PACKAGES if name in installed]
     return (
         "<h2 id='run-summary'>Run summary</h2>"
         f"<p>Profile <b>{params.profile}</b> from <code>{html.escape(str(params_path))}</code>; "
@@ -150,13 +120,54 @@ def _summary(params: config.Params, params_path: Path, notebooks: list, records:
         "<table class='summary'><tr><th>notebook</th><th>duration</th><th>executed</th>"
         f"<th>commit</th></tr>{''.join(rows)}</table>"
         f"<p><b>Packages:</b> {html.escape(', '.join(versions))}</p>"
-        f"<details><summary>Parameters</summary><pre>{html.escape(params_yaml)}</pre></details>"
         "<p>Every number in this report comes from a table in <code>tables/</code> next to "
         "this page.</p>"
         "<p><b>Explore it interactively</b> (each image, model, layer, head and expert box): "
         f"<code>python build.py explore --params {html.escape(str(params_path))}</code> serves "
         "the explorer on <code>http://127.0.0.1:8765/</code> and opens it in a browser.</p>"
     )
+
+
+def _set(value: object) -> object:
+    """``value`` without its unset entries: no null, no empty mapping or list, at any depth."""
+    if isinstance(value, dict):
+        value = {k: _set(v) for k, v in value.items()}
+        return {k: v for k, v in value.items() if v not in (None, {}, [])}
+    return [_set(v) for v in value] if isinstance(value, list) else value
+
+
+class _ParamsDumper(yaml.SafeDumper):
+    """Block style, a list of plain values on one line."""
+
+
+_ParamsDumper.add_representer(list, lambda dumper, values: dumper.represent_sequence(
+    "tag:yaml.org,2002:seq", values, flow_style=not any(isinstance(v, dict | list) for v in values)))
+
+
+def params_appendix(params: config.Params, params_path: Path) -> str:
+    """The parameters this report was built with, as indented YAML without the unset entries."""
+    text = yaml.dump(_set(params.model_dump(mode="json")), Dumper=_ParamsDumper, sort_keys=False,
+                     width=44)  # a column of the page
+    return ("<section class='notebook' id='parameters'><h1 id='parameters-title'>Appendix: "
+            f"parameters</h1><p>The profile's parameters (<code>{html.escape(str(params_path))}"
+            "</code> with the defaults filled in; unset entries left out).</p>"
+            f"<pre class='params'>{html.escape(text)}</pre></section>")
+
+
+_NO_ALT = re.compile(r'\salt="(No description has been provided for this image)?"')  # nbconvert's
+
+
+def _alt_text(body: str) -> str:
+    """Every figure without alt text of its own gets one naming the heading it sits under."""
+    heading, pieces = "this section", []
+    for piece in re.split(r"(<h[1-4][^>]*>.*?</h[1-4]>|<img\b[^>]*>)", body, flags=re.S):
+        if re.match(r"<h[1-4]", piece):
+            heading = html.unescape(re.sub(r"<[^>]+>", "", piece).strip())
+        elif piece.startswith("<img") and (_NO_ALT.search(piece) or " alt=" not in piece):
+            alt = html.escape(f"Figure under the heading “{heading}”", quote=True)
+            piece = _NO_ALT.sub("", piece).replace("<img", f'<img alt="{alt}"', 1)
+        pieces.append(piece)
+    return "".join(pieces)
 
 
 def build_report(
@@ -192,9 +203,10 @@ def build_report(
         "<button id='toggle-code' onclick=\"document.body.classList.toggle('show-code')\">"
         "show / hide code</button>"
         f"<h1>sightline: do vision models look where experts look?</h1>"
+        "<nav class='toc'><b>Contents</b><ul><li><a href='#run-summary'>Run summary</a></li>"
+        f"{''.join(toc)}<li><a href='#parameters-title'>Appendix: parameters</a></li></ul></nav>"
         f"{_summary(params, params_path, notebooks, records)}"
-        f"<nav class='toc'><b>Contents</b><ul>{''.join(toc)}</ul></nav>"
-        f"{''.join(sections)}</body></html>"
+        f"{''.join(sections)}{params_appendix(params, params_path)}</body></html>"
     )
     index = profile_dir / "index.html"
     index.write_text(page, encoding="utf-8")

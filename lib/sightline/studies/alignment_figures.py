@@ -48,7 +48,7 @@ def layers(by_layer: pd.DataFrame, percentile: float) -> plt.Figure:
             ax.plot(rows["layer"], rows["iou"], marker="o", ms=3, color=colours[model], label=model)
         for b in baselines.itertuples():
             ax.axhline(b.iou, ls=dashes[b.method], lw=1, color=colours[b.method])
-        ax.set_title(method, fontsize=9)
+        ax.set_title(method, fontsize=plots.TITLE_PT)
         ax.set_xlabel("layer", fontsize=8)
         ax.set_xticks(sorted(sub["layer"].unique()))
         ax.tick_params(labelsize=7)
@@ -90,4 +90,5 @@ def gallery(study: Study, maps: pd.DataFrame, union_iou: pd.DataFrame, kind: str
                                 f"{score[(row.model, row.method, row.layer, image_id)]:.2f}")
         for ax in axes.flat[len(models):]:
             ax.axis("off")
+        plots.map_scale(subfig, axes)
     return fig

@@ -443,8 +443,8 @@ def ranking_heatmaps(ranking: pd.DataFrame, percentile: float) -> plt.Figure | N
         grid = own.pivot_table(index="layer", columns="head", values="mean", observed=True)
         sns.heatmap(grid, cmap="viridis", ax=ax, cbar=False, **scale)
         ax.set(xlabel="head", ylabel="layer")
-        ax.set_title(f"{name} ({own['method'].iloc[0]})", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.set_title(f"{name} ({own['method'].iloc[0]})", fontsize=plots.TITLE_PT)
+        ax.tick_params(labelsize=8)
     fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(**scale), cmap="viridis"), ax=axes,
                  shrink=0.8, label=f"mean IoU@{percentile:g}")
     fig.suptitle(f"mean IoU@{percentile:g} per layer × head (union), one colour scale",
@@ -467,8 +467,8 @@ def feature_heatmaps(matrix: pd.DataFrame, percentile: float, most: int = 16) ->
         every = len(top) == own.groupby(HEAD).ngroups
         ax.set_title(f"{name}: IoU@{percentile:g} per feature type, "
                      f"{f'all {len(top)} heads' if every else f'the {len(top)} best heads'}",
-                     fontsize=9)
-        ax.tick_params(labelsize=7)
+                     fontsize=plots.TITLE_PT)
+        ax.tick_params(labelsize=8)
         figures.append(fig)
     return figures
 
@@ -511,6 +511,8 @@ def best_head_gallery(picks: pd.DataFrame, *, samples: Collection[data.Sample],
             sample = by_id[pick.image_id]
             frame = geometry.frame_image(data.load_image(sample.path))
             boxes = geometry.boxes_to_frame(sample.boxes_ltwh(), sample.width, sample.height)
-            plots.overlay(ax, frame, saliency[pick.head], boxes, title=(
-                f"{name} L{pick.layer}H{pick.head}\n{pick.outcome}: {pick.value:.2f}"))
+            plots.overlay(ax, frame, saliency[pick.head], boxes,
+                          title=f"L{pick.layer}H{pick.head}\n{pick.outcome}: {pick.value:.2f}")
+        row[0].set_ylabel(name, fontsize=plots.TITLE_PT)  # the row's model, once
+    plots.map_scale(fig, axes)
     return fig

@@ -198,29 +198,31 @@ class PhotoStudy:
         """A photo as the model sees it (the squash frame at its input size)."""
         return self.model.spec.geometry.frame_image(self.images[file])
 
-    def maps_figure(self, top: pd.DataFrame, maps: dict[str, dict[str, np.ndarray]],
-                    per_row: int = 2) -> plt.Figure:
-        """Each photo with its annotations and the real weights' maps, its predicted object lit."""
-        methods, rows = self.section.methods, -(-len(self.album) // per_row)
-        columns = 1 + len(methods)
-        fig, axes = plt.subplots(rows, per_row * columns, squeeze=False,
-                                 figsize=(2.0 * per_row * columns, 2.1 * rows))
-        for ax in axes.flat:
-            ax.set_axis_off()
-        for index, photo in enumerate(self.album):
-            f, row, first = photo.file, index // per_row, (index % per_row) * columns
-            frame, boxes, box = self.frame(f), _boxes(photo, photo.regions), top.loc[f, "box"]
-            chosen = [k for k, r in enumerate(photo.regions) if r.category == box]
-            unscored = "" if pd.notna(box) else " (no box: not scored)"
-            plots.show_image(axes[row, first], frame,
-                             f"{f}{unscored}\n{top.loc[f, 'name']} {top.loc[f, 'probability']:.2f}")
-            plots.draw_boxes(axes[row, first], boxes, *frame.size,
-                             labels=[r.category for r in photo.regions])
-            for col, method in enumerate(methods, start=1):
-                plots.overlay(axes[row, first + col], frame, maps["pretrained"][method][index],
-                              boxes, title=method, highlight=chosen[0] if chosen else -1)
-        fig.tight_layout()
-        return fig
+    def maps_figures(self, top: pd.DataFrame, maps: dict[str, dict[str, np.ndarray]],
+                     per_figure: int = 4) -> list[plt.Figure]:
+        """Each photo with its annotations and the real weights' maps, its predicted object lit,
+        ``per_figure`` photos a figure (a page)."""
+        methods, figures = self.section.methods, []
+        for start in range(0, len(self.album), per_figure):
+            album = self.album[start:start + per_figure]
+            fig, axes = plt.subplots(len(album), 1 + len(methods), squeeze=False,
+                                     layout="constrained", figsize=(plots.PAGE_WIDTH,
+                                                                    2.2 * len(album) + 0.3))
+            for row, (index, photo) in zip(axes, enumerate(album, start=start), strict=True):
+                f, frame = photo.file, self.frame(photo.file)
+                boxes, box = _boxes(photo, photo.regions), top.loc[f, "box"]
+                chosen = [k for k, r in enumerate(photo.regions) if r.category == box]
+                unscored = "" if pd.notna(box) else " (no box: not scored)"
+                plots.show_image(row[0], frame, f"{f}{unscored}\n{top.loc[f, 'name']} "
+                                 f"{top.loc[f, 'probability']:.2f}")
+                plots.draw_boxes(row[0], boxes, *frame.size,
+                                 labels=[r.category for r in photo.regions])
+                for ax, method in zip(row[1:], methods, strict=True):
+                    plots.overlay(ax, frame, maps["pretrained"][method][index], boxes,
+                                  title=method, highlight=chosen[0] if chosen else -1)
+            plots.map_scale(fig, axes[:, 1:])
+            figures.append(fig)
+        return figures
 
     def grid_figure(self, grid: pd.DataFrame, top: pd.DataFrame) -> plt.Figure:
         """The first composite of the grid test and each cell's class's Grad-CAM over it."""
@@ -231,13 +233,15 @@ class PhotoStudy:
                           labels, ["gradcam"], self.xrai, picture.size[0])["gradcam"]
         cells = [[(k % 2) / 2, (k // 2) / 2, (k % 2 + 1) / 2, (k // 2 + 1) / 2]
                  for k in range(len(group))]
-        fig, axes = plt.subplots(1, 1 + len(group), figsize=(2.6 * (1 + len(group)), 3.1))
-        plots.show_image(axes[0], picture, "composite")
-        for k in range(len(group)):
+        fig, axes = plt.subplots(2, 1 + len(group) // 2, figsize=(plots.PAGE_WIDTH, 5.2),
+                                 layout="constrained")
+        plots.show_image(axes[0, 0], picture, "composite")
+        axes[1, 0].set_axis_off()
+        for k, ax in enumerate(np.delete(axes.ravel(), [0, axes.shape[1]])):
             share = dt.grid_pointing_game(cams[k:k + 1], 2, [k])[0]
-            plots.overlay(axes[k + 1], picture, cams[k], np.array(cells), highlight=k,
+            plots.overlay(ax, picture, cams[k], np.array(cells), highlight=k,
                           title=f"Grad-CAM: {class_name(labels[k])}\n{share:.0%} in its cell")
-        fig.tight_layout()
+        plots.map_scale(fig, axes)
         return fig
 
     def objects_figure(self, file: str) -> plt.Figure:
@@ -248,13 +252,14 @@ class PhotoStudy:
         cams = dt.explain(self.model, [self.images[file]] * len(names),
                           [labels[n] for n in names], ["gradcam"], self.xrai, R)["gradcam"]
         objects = [r for r in photo.regions if r.imagenet]
-        fig, axes = plt.subplots(1, len(names), figsize=(2.8 * len(names), 2.6))
+        fig, axes = plt.subplots(1, len(names), figsize=(plots.PAGE_WIDTH, 3.0), squeeze=False,
+                                 layout="constrained")
         for k, name in enumerate(names):
             mass = float((cams[k] * photo.union(name, R)).sum() / cams[k].sum())
-            plots.overlay(axes[k], self.frame(file), cams[k], _boxes(photo, objects),
+            plots.overlay(axes[0, k], self.frame(file), cams[k], _boxes(photo, objects),
                           highlight=[r.category for r in objects].index(name),
                           title=f"{class_name(labels[name])}\n{mass:.0%} in the {name} box")
-        fig.tight_layout()
+        plots.map_scale(fig, axes)
         return fig
 
     def cascade_figure(self, result: Randomisation) -> plt.Figure:
@@ -262,17 +267,17 @@ class PhotoStudy:
         step (read from the steps' stores)."""
         shown = result.steps[result.steps["mode"].isin(["original", "cascade"])].sort_values("depth")
         first, methods = result.photos[0], result.check.methods
-        fig, axes = plt.subplots(len(methods), len(shown), squeeze=False,
-                                 figsize=(1.8 * len(shown), 1.9 * len(methods)))
+        fig, axes = plt.subplots(len(methods), len(shown), squeeze=False, layout="constrained",
+                                 figsize=(plots.PAGE_WIDTH, 1.45 * len(methods) + 0.6))
         for r, method in enumerate(methods):
             for c, step in enumerate(shown.itertuples()):
                 grid = maps_cache.MapStore(step.store).read_image(method, 0, first)[-1]
                 plots.overlay(axes[r, c], self.frame(first), grid, np.zeros((0, 4)),
                               title=step.unit if r == 0 else None)
                 if c == 0:
-                    axes[r, c].set_ylabel(method, fontsize=8)
-        fig.suptitle(f"{first}: cascade →", y=1.0, fontsize=9)
-        fig.tight_layout()
+                    axes[r, c].set_ylabel(method, fontsize=plots.TITLE_PT)
+        fig.suptitle(f"{first}: cascade →", fontsize=plots.TITLE_PT)
+        plots.map_scale(fig, axes)
         return fig
 
 

@@ -291,7 +291,7 @@ def layer_figure(scores: pd.DataFrame, trained: Sequence[dict], specs: Mapping,
     union_iou = scores[(scores["target"] == "union") & (scores["head"] == -1)
                        & (scores["metric"] == "iou") & np.isclose(scores["threshold"], percentile)]
     centre_iou = union_iou.loc[union_iou["method"] == "centre_gaussian", "value"].mean()
-    fig, axes = plt.subplots(1, len(trained), figsize=(plots.PAGE_WIDTH + 1, 3.6),
+    fig, axes = plt.subplots(1, len(trained), figsize=(plots.PAGE_WIDTH, 3.6),
                              squeeze=False, layout="constrained")
     colours = plots.palette(union_iou.loc[union_iou["model"].isin(
         [m["model"]["name"] for m in trained]), "method"].unique())
@@ -307,7 +307,7 @@ def layer_figure(scores: pd.DataFrame, trained: Sequence[dict], specs: Mapping,
                     label=f"{method} · {'untrained' if variant == 'frozen' else variant}")
         ax.axhline(centre_iou, color=plots.palette(["centre_gaussian"])["centre_gaussian"], lw=1,
                    ls=":", label="centre baseline")
-        ax.set_title(f"{name} · {m['variant']}", fontsize=9)
+        ax.set_title(f"{name} · {m['variant']}", fontsize=plots.TITLE_PT)
         ax.set_xlabel("layer", fontsize=8)
         ax.set_ylabel(f"IoU@{percentile:g} (union)", fontsize=8)
         ax.set_xticks(sorted(rows["layer"].unique()))  # whole layers only

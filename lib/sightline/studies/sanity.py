@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .. import cache, data
+from .. import cache, data, plots
 from .. import config as cfg
 from .study import Study
 
@@ -132,23 +132,23 @@ def cascade_gallery(study: Study, tables: SanityTables) -> list[plt.Figure]:
         frame = study.specs[study.names[rows["key"].iloc[0]]].geometry.frame_image(
             data.load_image(by_id[image_id].path))
         side = frame.size[0]
-        fig, axes = plt.subplots(len(picked), len(rows), squeeze=False,
-                                 figsize=(1.8 * len(rows), 1.9 * len(picked)))
+        fig, axes = plt.subplots(len(picked), len(rows), squeeze=False, layout="constrained",
+                                 figsize=(plots.PAGE_WIDTH, 1.45 * len(picked) + 0.6))
         for r, flag in enumerate(picked.itertuples()):
             for c, step in enumerate(rows.itertuples()):
                 grid = cache.MapStore(step.store).read_image(flag.method, int(flag.layer),
                                                              image_id)[-1]
                 ax = axes[r, c]
                 ax.imshow(frame)
-                ax.imshow(grid, cmap="inferno", alpha=0.6, extent=(0, side, side, 0),
+                ax.imshow(grid, cmap=plots.MAP_CMAP, alpha=0.6, extent=(0, side, side, 0),
                           interpolation="bilinear")
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if r == 0:
-                    ax.set_title(step.unit, fontsize=8)
+                    ax.set_title(step.unit, fontsize=plots.TITLE_PT)
                 if c == 0:
-                    ax.set_ylabel(f"{flag.method} L{flag.layer}", fontsize=8)
-        fig.suptitle(f"{model} · {variant}: image {image_id}, cascade →", y=1.0, fontsize=9)
-        fig.tight_layout()
+                    ax.set_ylabel(f"{flag.method} L{flag.layer}", fontsize=plots.TITLE_PT)
+        fig.suptitle(f"{model} · {variant}: image {image_id}, cascade →", fontsize=plots.TITLE_PT)
+        plots.map_scale(fig, axes)
         figures.append(fig)
     return figures

@@ -515,7 +515,8 @@ def best_and_worst(replication: Replication, wide: pd.DataFrame) -> plt.Figure:
                 value = wide.loc[(wide["model"] == model) & (wide["image_id"] == pick["image_id"])
                                  & (wide["method"] == method), "iou"].iloc[0]
                 replication.show(ax, key, pick["image_id"], method, f"{method}\nIoU {value:.2f}")
-        row_axes[0].set_ylabel(model, fontsize=8)
+        row_axes[0].set_ylabel(model, fontsize=plots.TITLE_PT)
+    plots.map_scale(fig, axes, label=f"{plots.MAP_SCALE};\nhuman mask: grey (white: most)")
     return fig
 
 
@@ -534,4 +535,5 @@ def case_examples(replication: Replication, wide: pd.DataFrame, most: int = 8) -
     for ax, row in zip(axes.flat, examples.itertuples(), strict=False):
         replication.show(ax, row.key, row.image_id, row.method,
                          f"{row.case}\n{row.model} {row.method}\n{row.image_id}")
+    plots.map_scale(fig, axes, label=f"{plots.MAP_SCALE};\nwhite line: binarised human mask")
     return fig

@@ -63,7 +63,7 @@ def training_curves(manifests: Sequence[dict]) -> plt.Figure | None:
                             "seed": m["seed"]} for m in manifests for h in m["history"]])
     if not len(curves):
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH + 1.5, 3.4), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH, 3.4), layout="constrained")
     curves["run"] = curves["model"] + " · " + curves["strategy"]
     colours = plots.palette(curves["run"])
     sns.lineplot(data=curves, x="epoch", y="train_loss", hue="run", palette=colours, ax=axes[0],
@@ -320,8 +320,8 @@ def shift_maps(study: Study, runs: Sequence[dict], examples: Sequence[str],
         layer = (layers or {}).get((name, variant, method), last)
         _, before = before_store.read(method, layer, examples)
         _, after = after_store.read(method, layer, examples)
-        fig, axes = plt.subplots(len(examples), 3, figsize=(7.5, 2.6 * len(examples)),
-                                 squeeze=False)
+        fig, axes = plt.subplots(len(examples), 3, figsize=(plots.PAGE_WIDTH, 2.4 * len(examples)),
+                                 squeeze=False, layout="constrained")
         for r, image_id in enumerate(examples):
             sample = by_id[image_id]
             frame = spec.geometry.frame_image(data.load_image(sample.path))
@@ -334,7 +334,9 @@ def shift_maps(study: Study, runs: Sequence[dict], examples: Sequence[str],
             axes[r, 2].imshow(scale[1] - scale[0], cmap="RdBu_r", vmin=-1, vmax=1, alpha=0.7,
                               extent=(0, frame.size[0], frame.size[1], 0), interpolation="bilinear")
             plots.draw_boxes(axes[r, 2], xyxy, frame.size[0], frame.size[1])
-        fig.suptitle(f"{name} · {variant}", y=1.0)
-        fig.tight_layout()
+        fig.suptitle(f"{name} · {variant}")
+        plots.map_scale(fig, axes[:, :2], location="bottom")
+        plots.map_scale(fig, axes[:, 2], label="shift: fine-tuned − frozen\n(both min-max scaled)",
+                        cmap="RdBu_r", limits=(-1, 1), location="bottom")
         figures.append(fig)
     return figures
