@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import binarize, extract, registry, scoring, selection
+from .. import execution as engine
 from .. import finetune as ft
 from .. import stats as st
 from ..formatting import format_number
@@ -109,16 +110,21 @@ def score(study: Study, correct: Mapping[tuple[str, str], Mapping[str, bool | No
     the frozen head-mean maps on the whole image too (a squashing model's rows are copied)."""
     m, samples = study.params.metrics, study.samples
     targets: dict = {}
-    parts = []
+    tasks = []
     for (name, variant), store in [*study.stores.items(), ((BASELINE, BASELINE),
                                                            study.baseline_store)]:
         geometry = extract.BASELINE_GEOMETRY if name == BASELINE else study.geometries[name]
         if geometry not in targets:
             targets[geometry] = scoring.build_targets(samples, geometry, m.resolution)
-        parts.append(scoring.mark_correct(scoring.score_store(
-            store, targets[geometry], model=name, variant=variant, percentiles=m.percentiles,
-            resolution=m.resolution, rules=m.rules), correct.get((name, variant))))
-    every = scoring.tidy(pd.concat(parts, ignore_index=True))
+        tasks.append((store, targets[geometry], name, variant, m.percentiles, m.resolution,
+                      m.rules))
+    # one task per store: Ray's workers score stores side by side (scoring needs no GPU)
+    parts = engine.run_tasks(_score_store, tasks, desc="scoring", unit="store",
+                             execution=study.params.execution.model_copy(
+                                 update={"gpus_per_task": 0}))
+    every = scoring.tidy(pd.concat([scoring.mark_correct(part, correct.get((t[2], t[3])))
+                                    for part, t in zip(parts, tasks, strict=True)],
+                                   ignore_index=True))
     frozen = {n: s for (n, v), s in study.stores.items() if v == VARIANT}
     scores = Scores(every, {"model": every[every["variant"].isin([VARIANT, BASELINE])]},
                     FRAMES[m.frame], len(samples), sum(len(s.boxes) for s in samples))
@@ -134,6 +140,13 @@ def score(study: Study, correct: Mapping[tuple[str, str], Mapping[str, bool | No
             for n, store in frozen.items() if mode[n] == "crop"]
         scores.by_frame["common"] = scoring.tidy(pd.concat(common, ignore_index=True))
     return scores
+
+
+def _score_store(store, targets, name, variant, percentiles, resolution, rules) -> pd.DataFrame:
+    """`scoring.score_store` as a task of `execution.run_tasks` (positional arguments)."""
+    return scoring.score_store(store, targets, model=name, variant=variant,
+                               percentiles=percentiles, resolution=resolution, rules=rules,
+                               progress=False)
 
 
 def read_scores(study: Study) -> Scores:
