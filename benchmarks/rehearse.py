@@ -51,8 +51,10 @@ REAL = ROOT / "params" / "wikichurches.yaml"
 ANNOTATED, TRAIN, VAL, EPOCHS, SEEDS = 139, 4835, 1209, 10, 3
 CORES = os.cpu_count() or 1
 # Images/s on one GPU for a ViT-B (float32), per stage: assumptions to replace with measured
-# rates (--gpu-rates stage=rate,...), printed as such. Scoring runs on the host's CPU in one
-# process: unless given, its rate there is one core's, measured here (images per CPU second).
+# rates (--gpu-rates stage=rate,...), printed as such. Scoring runs on the host's CPU, one
+# store per Ray worker (execution.engine: ray): unless given, its rate there is one core's,
+# measured here (images per CPU second), times the host's cores (--host-cores; 16 on the
+# lent H100 machine).
 GPU_RATES = {"decode": 800.0, "linear_probe": 1500.0, "lora": 450.0, "full": 300.0,
              "extract": 100.0, "sanity": 100.0}
 TURN_DOWN = {
@@ -72,10 +74,10 @@ WHY = {  # what makes a stage long, for the page's verdict
     "full": f"runs every training image forward and backward once per epoch: {EPOCHS} epochs x "
             f"{SEEDS} seeds x every model",
     "extract": "computes every method at every layer and head for the frozen model and each run",
-    "score": "runs on the host's CPU in one process, one store after another: every map of "
-             "every layer, head and method against each image's union and boxes, at every "
-             "percentile and rule (sightline.scoring); it does not use the GPU, and scoring "
-             "stores in parallel on the host's cores would divide it by their number",
+    "score": "runs on the host's CPU, one store per worker: every map of every layer, head "
+             "and method against each image's union and boxes, at every percentile and rule "
+             "(sightline.scoring); it does not use the GPU, so more host cores (Ray workers) "
+             "or fewer rules shorten it",
     "sanity": "extracts every method again at every depth in both modes",
 }
 
@@ -241,8 +243,8 @@ def _family(spec: models.ModelSpec) -> str:
     return "ViT" if hasattr(spec.arch, "blocks") else "CNN"
 
 
-def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, float]
-            ) -> tuple[pd.DataFrame, list[str]]:
+def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, float],
+            host_cores: int) -> tuple[pd.DataFrame, list[str]]:
     """The real profile's work per stage (images or image-steps), and its time at the CPU
     rates measured here and at the given GPU rates, summed over the profile's models. A
     model the rehearsal did not run takes the median rate of the measured models of its
@@ -292,11 +294,11 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
             if images and stage in rates:
                 total["cpu hours"] += images / rates[stage] / 3600
                 total["cpu hours (busy)"] += images / busy[stage] / 3600
-            gpu_rate = gpu_rates.get(stage, per_core.get(stage, np.nan))
+            gpu_rate = gpu_rates.get(stage, per_core.get(stage, np.nan) * host_cores)
             total["gpu hours"] += images / gpu_rate / 3600 if images else 0
     budget = pd.DataFrame(totals.values())
     budget["gpu rate (img/s, assumed)"] = budget["stage"].map(
-        lambda stage: gpu_rates.get(stage, "host: one core, as measured"))
+        lambda stage: gpu_rates.get(stage, f"host: {host_cores} cores at the rate measured"))
     budget["turn down"] = budget["stage"].map(TURN_DOWN)
     hours = ["cpu hours", "cpu hours (busy)", "gpu hours"]
     total = {"stage": "total", "work (images)": budget["work (images)"].sum(),
@@ -324,11 +326,12 @@ def training_rates(table: pd.DataFrame) -> pd.DataFrame:
     return rates.round(2).reset_index()
 
 
-def report(table: pd.DataFrame, gpu_rates: dict[str, float], commands: Sequence[str]) -> str:
+def report(table: pd.DataFrame, gpu_rates: dict[str, float], commands: Sequence[str],
+           host_cores: int) -> str:
     """The rehearsal's page: what was measured, the training loader, the real profile's
     budget on this machine and on one GPU, and whether that fits in an hour."""
     params = config.load_params(REAL, base=ROOT)
-    budget, notes = project(table, params, gpu_rates)
+    budget, notes = project(table, params, gpu_rates, host_cores)
     loaders = training_rates(table)
     workers = params.finetune.num_workers
     feed = "" if loaders["frames img/CPU s"].isna().all() else (
@@ -373,8 +376,9 @@ def report(table: pd.DataFrame, gpu_rates: dict[str, float], commands: Sequence[
         "randomisation test in both modes at every depth. The GPU column multiplies that work "
         "by assumed rates (`--gpu-rates`; ViT-B in float32, as the code runs: no TF32 or "
         "mixed precision), not by anything measured here, except scoring, "
-        "which runs on the host's CPU, one store after another in one process: at the rate "
-        "of one core measured here (images per CPU second) unless given. "
+        "which runs on the host's CPU, one store per Ray worker (`execution.engine: ray`): at "
+        f"the rate of one core measured here (images per CPU second) times {host_cores} "
+        "host cores (`--host-cores`) unless given. "
         "`cpu hours (busy)` divides each stage's CPU time here by the cores, the wall time "
         "the work would take with the cores to itself. The randomisation test's rate here "
         "spreads each step's fixed cost (copying and re-initialising the model, its store) "
@@ -402,6 +406,8 @@ def main() -> None:
                              "a few images gives the head)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--gpu-rates", default="")
+    parser.add_argument("--host-cores", type=int, default=16,
+                        help="the GPU machine's CPU cores, scoring's Ray workers")
     parser.add_argument("--out", default=str(ROOT / "rehearsal"))
     parser.add_argument("--table", default="",
                         help="write the page from these rehearsal.csv files (comma-separated) "
@@ -429,7 +435,7 @@ def main() -> None:
     else:
         (out / "command.txt").write_text(command)
         table, commands = rehearse(args), [command]
-    text = report(table, gpu_rates, commands)
+    text = report(table, gpu_rates, commands, args.host_cores)
     (out / "rehearsal.md").write_text(text)
     if args.docs:
         Path(args.docs).write_text(text)
