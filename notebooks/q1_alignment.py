@@ -66,9 +66,9 @@ plots.random_weights_banner(models)
 
 # %% [markdown]
 # ## Fine-tuning and extraction
-# Any `finetune` runs (linear probe, LoRA, full; see Q2) train first, or come from their
-# checkpoints. Every model's maps — frozen and each fine-tuned variant, through the same
-# code — come from the HDF5 cache; only what it lacks is computed (one forward pass per
+# Where the profile has `finetune` runs (linear probe, LoRA, full; see Q2), they train first
+# or come from their checkpoints. Every model's maps — frozen and each fine-tuned variant,
+# through the same code — come from the HDF5 cache; only what it lacks is computed (one forward pass per
 # batch captures every layer's attention), in this process or as Ray tasks (`execution`),
 # with the same maps either way. Class-specific maps (Grad-CAM, Chefer relevance) explain
 # one class logit per model, said below: a linear probe's where the model has one in
@@ -84,12 +84,6 @@ display(formatting.table(maps.sizes, digits=1))
 
 # %% [markdown]
 # ## Is the map about the model? The randomisation sanity check
-# For the models in `sanity.models`, the weights are re-initialised from the top down
-# (head, last block, ..., first block, stem) and every map is extracted again after each
-# step, cached like every other map (Adebayo et al. 2018; `sightline.sanity`, notebook Q4).
-# A method whose maps keep a mean Spearman correlation above `sanity.threshold` with the
-# original after the whole network is re-initialised is flagged *not model-sensitive*
-# beside the leaderboard below.
 
 # %%
 sanity_summary, sanity_flags, sanity_steps = run_study(
@@ -161,15 +155,10 @@ fig = figures.leaderboard(board)
 
 # %% [markdown]
 # ### Right and wrong predictions
-# With `report.split_by_correct`: each model's leaderboard maps on the images its linear
-# probe classifies right and on those it gets wrong (the cross-fitted per-image IoU of the
-# headline column), with the Mann–Whitney U test between the two sets of images. A side with
-# fewer than 10 images is reported (its mean) but not tested. Models with no probe, and the
-# baselines, have no prediction and are left out. The p-values are per row and uncorrected
-# for the number of rows: read them as a screen, not as findings.
 
 # %%
 if report["split_by_correct"]:
+    display(Markdown(q1.BY_CORRECT_INTRO))
     split, no_probe = q1.by_correct(board, maps.correct)
     study.write_table("leaderboard_by_correct.csv", split)
     caption = q1.by_correct_caption(board, no_probe)

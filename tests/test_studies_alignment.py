@@ -223,9 +223,10 @@ def test_paired_tests_and_gallery_selection():
 def test_randomisation_sentence_counts_fresh_steps():
     flags = pd.DataFrame({"model": ["a", "a", "b"]})
     steps = pd.DataFrame({"extracted": [0, 3, 1, 0]})
-    assert q1.randomisation_sentence(flags, steps) == (
-        "Randomisation test: 2 model(s), 2 of 4 steps extracted in this run (the others from "
-        "the cache).")
+    ran = q1.randomisation_sentence(flags, steps)
+    assert ran.startswith("For the models in `sanity.models`")
+    assert ran.endswith("\n\nRandomisation test: 2 model(s), 2 of 4 steps extracted in this run "
+                        "(the others from the cache).")
     assert q1.randomisation_sentence(flags.iloc[:0], steps.iloc[:0]) == (
         "Not run: `sanity.models` lists no model (the maps are not checked here).")
 

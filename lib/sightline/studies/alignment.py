@@ -499,10 +499,26 @@ def summary_metrics(table: pd.DataFrame, percentile: float) -> list[str]:
     return [m for m in dict.fromkeys(names) if m in table.index]
 
 
+BY_CORRECT_INTRO = (
+    "Each model's leaderboard maps on the images its linear probe classifies right and on "
+    "those it gets wrong (the cross-fitted per-image IoU of the headline column), with the "
+    "Mann–Whitney U test between the two sets of images (`report.split_by_correct`). A side "
+    "with fewer than 10 images is reported (its mean) but not tested. Models with no probe, "
+    "and the baselines, have no prediction and are left out. The p-values are per row and "
+    "uncorrected for the number of rows: read them as a screen, not as findings.")
+
+
 def randomisation_sentence(flags: pd.DataFrame, steps: pd.DataFrame) -> str:
-    """How many models the randomisation test covered and how many steps ran in this build."""
+    """What the randomisation test is and how many models and steps it covered in this build;
+    one line when it did not run."""
     if not len(flags):
         return "Not run: `sanity.models` lists no model (the maps are not checked here)."
     fresh = int((steps["extracted"] > 0).sum()) if len(steps) else 0
-    return (f"Randomisation test: {flags['model'].nunique()} model(s), {fresh} of {len(steps)} "
+    return ("For the models in `sanity.models`, the weights are re-initialised from the top "
+            "down (head, last block, ..., first block, stem) and every map is extracted again "
+            "after each step, cached like every other map (Adebayo et al. 2018; "
+            "`sightline.sanity`, notebook Q4). A method whose maps keep a mean Spearman "
+            "correlation above `sanity.threshold` with the original after the whole network is "
+            "re-initialised is flagged *not model-sensitive* beside the leaderboard below.\n\n"
+            f"Randomisation test: {flags['model'].nunique()} model(s), {fresh} of {len(steps)} "
             "steps extracted in this run (the others from the cache).")
