@@ -366,6 +366,8 @@ def test_the_parameters_are_a_formatted_appendix_at_the_end(rendered):
     assert "profile: demo" in page[appendix:] and "profile: demo" not in page[:appendix]
     assert "null" not in page[appendix:]  # unset entries left out
     assert "\n  kind: synthetic\n" in page[appendix:]  # indented YAML, not one flow line
+    assert str(ROOT) not in page[appendix:]  # paths as a params file writes them
+    assert "\n  root: data/synthetic-demo\n" in page[appendix:]
     assert report._set({"a": None, "b": {"c": None}, "d": [{"e": None, "f": 1}], "g": 0}) == \
         {"d": [{"f": 1}], "g": 0}
 

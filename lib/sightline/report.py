@@ -21,6 +21,7 @@ from nbconvert import HTMLExporter
 from pygments.formatters import HtmlFormatter
 
 from . import config
+from .notebook_defaults import project_root
 
 KEY_PACKAGES = ("torch", "torchvision", "transformers", "timm", "peft", "grad-cam", "saliency",
                 "numpy", "scipy", "pandas", "h5py", "pingouin", "seaborn", "matplotlib", "papermill",
@@ -145,12 +146,15 @@ _ParamsDumper.add_representer(list, lambda dumper, values: dumper.represent_sequ
 
 
 def params_appendix(params: config.Params, params_path: Path) -> str:
-    """The parameters this report was built with, as indented YAML without the unset entries."""
+    """The parameters this report was built with, as indented YAML without the unset entries;
+    paths inside the project are shown relative to its root (as a params file writes them)."""
+    root = f"{project_root(Path(params_path).parent)}/"
     text = yaml.dump(_set(params.model_dump(mode="json")), Dumper=_ParamsDumper, sort_keys=False,
-                     width=44)  # a column of the page
+                     width=44).replace(root, "")  # width: a column of the page
     return ("<section class='notebook' id='parameters'><h1 id='parameters-title'>Appendix: "
-            f"parameters</h1><p>The profile's parameters (<code>{html.escape(str(params_path))}"
-            "</code> with the defaults filled in; unset entries left out).</p>"
+            "parameters</h1><p>The profile's parameters (<code>"
+            f"{html.escape(str(params_path).removeprefix(root))}</code> with the defaults filled "
+            "in; unset entries left out; paths relative to the project root).</p>"
             f"<pre class='params'>{html.escape(text)}</pre></section>")
 
 
