@@ -1,10 +1,11 @@
-"""Scale-out: tasks in-process or on a local Ray runtime give the same results, bit for bit.
+"""Scale-out: tasks in-process, in local processes or on a local Ray runtime give the same results, bit for bit.
 
 Ray is an optional extra: the ``ray`` fixture installs the pinned version on first use,
 exactly as ``engine: ray`` does in a build (CI reaches PyPI).
 """
 
 import filecmp
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,20 @@ def test_local_tasks_run_in_order_with_the_asked_threads():
     assert execution.run_tasks(pow, [(2, 3), (3, 2), (5, 0)], execution=local, desc="t") == [8, 9, 1]
     assert execution.run_tasks(torch.get_num_threads, [()], execution=local, desc="t") == [1]
     assert torch.get_num_threads() == before
+
+
+def test_process_tasks_run_in_order_with_the_asked_threads_and_errors_surface(tmp_path):
+    processes = Execution(engine="processes", workers=2, cpus_per_task=1)
+    tasks = [(2, 3), (3, 2), (5, 0)]
+    assert execution.run_tasks(pow, tasks, execution=processes, desc="t") == [8, 9, 1]
+    assert execution.run_tasks(torch.get_num_threads, [(), ()], execution=processes,
+                               desc="t") == [1, 1]
+    missing = tmp_path / "cache" / ".sightline-probe-gone"
+    with pytest.raises(execution.ExecutionError, match=r"extraction.cache_dir .*not visible"):
+        execution.run_tasks(execution.require_shared, [(missing, "extraction.cache_dir")] * 2,
+                            execution=processes, desc="t")
+    with pytest.raises(execution.ExecutionError, match=r"worker process died during 'dying'"):
+        execution.run_tasks(os._exit, [(1,), (1,)], execution=processes, desc="dying")
 
 
 def test_ray_tasks_match_local_and_task_errors_surface_as_themselves(ray, tmp_path):
@@ -116,7 +131,7 @@ def test_a_killed_worker_is_retried_and_the_maps_are_identical(ray, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_ray_build_gives_byte_identical_scores_and_maps(ray, tmp_path, demo_params):
+def test_process_and_ray_builds_give_byte_identical_scores_and_maps(ray, tmp_path, demo_params):
     params = demo_params(["dinov2", "resnet50"], probes={"resnet50": ["linear_probe"]})
     params.update(
         profile="scaleout",
@@ -127,6 +142,7 @@ def test_a_ray_build_gives_byte_identical_scores_and_maps(ray, tmp_path, demo_pa
     params["metrics"].update(percentiles=[50, 90], baselines=["centre_gaussian"])
     outputs = {}
     for engine, section in [("local", {"engine": "local"}),
+                            ("processes", {"engine": "processes", "workers": 2}),
                             ("ray", {"engine": "ray", "workers": 2})]:
         run = {**params, "execution": section,
                "extraction": {"batch_size": 2, "device": "cpu",
@@ -138,12 +154,13 @@ def test_a_ray_build_gives_byte_identical_scores_and_maps(ray, tmp_path, demo_pa
         assert result.executed == ["q1_alignment"]
         maps = sorted((tmp_path / engine / "cache").rglob("*.h5"))
         outputs[engine] = (result.profile_dir / "tables" / "scores.parquet", maps)
-    (local_scores, local_maps), (ray_scores, ray_maps) = outputs["local"], outputs["ray"]
+    local_scores, local_maps = outputs.pop("local")
     assert len(local_maps) == 3  # two models (the linear probe shares ResNet-50's frozen store), baselines
-    assert [p.name for p in ray_maps] == [p.name for p in local_maps]
-    for a, b in zip(local_maps, ray_maps, strict=True):
-        assert filecmp.cmp(a, b, shallow=False), a.name
-    assert filecmp.cmp(local_scores, ray_scores, shallow=False)
+    for engine, (scores, maps) in outputs.items():
+        assert [p.name for p in maps] == [p.name for p in local_maps], engine
+        for a, b in zip(local_maps, maps, strict=True):
+            assert filecmp.cmp(a, b, shallow=False), (engine, a.name)
+        assert filecmp.cmp(local_scores, scores, shallow=False), engine
     leftovers = [p for p in (tmp_path / "ray" / "cache").rglob("*") if p.is_file()]
     assert sorted(leftovers) == ray_maps  # no shards or probe files left behind
 

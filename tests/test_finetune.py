@@ -369,3 +369,19 @@ def test_code_version_covers_every_module_of_the_package(tmp_path, monkeypatch):
             module.write("# a change\n")
         assert finetune.code_version() != before
         before = finetune.code_version()
+
+
+def test_runs_train_longest_first_and_come_back_in_plan_order(split, monkeypatch):
+    started = []
+
+    def fake(choice, strategy, seed, *rest):
+        started.append(strategy)
+        return {"strategy": strategy, "seed": seed}
+
+    monkeypatch.setattr(training, "_train_task", fake)
+    choice = ModelChoice(key="clip", **TINY)
+    plan = [finetune.Run(choice, s, seed) for seed in (0, 1)
+            for s in ("linear_probe", "lora", "full")]
+    manifests = training.train_all(plan, {0: split, 1: split}, RECIPE, model_seed=0)
+    assert started == ["full", "full", "lora", "lora", "linear_probe", "linear_probe"]
+    assert [(m["strategy"], m["seed"]) for m in manifests] == [(r.strategy, r.seed) for r in plan]

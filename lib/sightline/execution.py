@@ -1,7 +1,10 @@
-"""Where the heavy steps run: in this process (default) or as Ray tasks, with the same results.
+"""Where the heavy steps run: in this process (default), in local worker processes or as Ray
+tasks, with the same results.
 
 ``run_tasks(fn, tasks, execution=..., desc=...)`` calls ``fn(*task)`` for every task and
 returns the results in task order. ``engine: local`` runs them here, one after the other;
+``engine: processes`` in ``workers`` spawned processes of this machine (no Ray needed; a
+script that uses it guards its top level with ``if __name__ == "__main__":``);
 ``engine: ray`` runs each as a Ray task (a local runtime of ``workers`` processes, or an
 existing cluster at ``address``) asking for ``cpus_per_task`` CPUs and ``gpus_per_task``
 GPUs; a task whose worker process dies is retried by Ray (``MAX_RETRIES``). Task functions
@@ -16,6 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -23,7 +27,9 @@ import sys
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, wait
 from contextlib import contextmanager
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -118,6 +124,8 @@ def run_tasks(
         ]
     if not tasks:
         return []
+    if execution.engine == "processes":
+        return _in_processes(fn, tasks, execution.workers, threads, desc, unit)
     with ray_runtime(execution, threads) as ray:
         remote = ray.remote(_call).options(
             num_cpus=threads, num_gpus=execution.gpus_per_task, max_retries=MAX_RETRIES
@@ -135,6 +143,38 @@ def run_tasks(
                     raise _unwrap(ray, error) from None
                 bar.update()
     return results
+
+
+def _in_processes(fn: Callable[..., Any], tasks: list[tuple], workers: int, threads: int,
+                  desc: str, unit: str) -> list[Any]:
+    """The tasks in ``workers`` spawned processes of ``threads`` torch threads each; the first
+    task error is raised as it is, once the tasks already running have finished."""
+    from concurrent.futures import as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = _pool(workers)
+    results: list[Any] = [None] * len(tasks)
+    pending = {pool.submit(_call, fn, threads, task): i for i, task in enumerate(tasks)}
+    try:
+        for done in tqdm(as_completed(pending), total=len(tasks), desc=desc, unit=unit):
+            results[pending[done]] = done.result()
+    except BrokenProcessPool:
+        _pool.cache_clear()
+        raise ExecutionError(f"a worker process died during {desc!r} (out of memory?): use "
+                             "fewer execution.workers or smaller batches") from None
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        wait(pending)
+        raise
+    return results
+
+
+@lru_cache(maxsize=1)
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """One pool of spawned workers for the session (fork would copy torch's thread pools);
+    kept, so the next steps' tasks skip the workers' start (importing torch)."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _call(fn: Callable[..., Any], threads: int | None, task: tuple) -> Any:

@@ -163,7 +163,7 @@ def extract_models(
                     batch_size, device, seed, code_version(), probes[job.store.path.parent],
                     tuple(job.methods) if job.methods is not None else None, job.xrai, job.run,
                 )
-                tasks.append((task, progress and not on_ray))
+                tasks.append((task, progress and execution.engine == "local"))
         counts = engine.run_tasks(extract_shard, tasks, execution=execution, desc="maps",
                                   unit="shard")
     extracted = {job.store.path: 0 for job in jobs}

@@ -252,6 +252,7 @@ class Photos(_Section):
 class Execution(_Section):
     """Where the heavy steps (map extraction, fine-tuning runs) run: see ``sightline.execution``.
 
+    ``engine: processes`` runs them in ``workers`` local processes (no Ray);
     ``engine: ray`` with no ``address`` starts a local Ray runtime running ``workers``
     tasks at once; ``auto`` joins the cluster started on this node with ``ray start``;
     ``ray://HOST:PORT`` (Ray Client) or ``HOST:PORT`` (the head's GCS) joins a remote one.
@@ -259,7 +260,7 @@ class Execution(_Section):
     maps bit-identical between engines: float reductions depend on the thread count.
     """
 
-    engine: Literal["local", "ray"] = "local"
+    engine: Literal["local", "processes", "ray"] = "local"
     address: Annotated[str, Field(pattern=r"^(auto|(ray://)?[A-Za-z0-9._\-]+:[0-9]{1,5})$")] | None = None
     workers: Annotated[int, Field(ge=1, le=4096)] = 2
     gpus_per_task: Annotated[int, Field(ge=0, le=8)] = 0

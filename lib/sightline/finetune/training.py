@@ -386,16 +386,23 @@ def _versions() -> dict[str, str]:
 def train_all(runs: Sequence[Run], splits: dict[int, Split], finetune: Finetune, *,
               model_seed: int, execution: Execution | None = None,
               progress: bool = True) -> list[dict]:
-    """Train (or reuse) every planned run, one task each (in turn here, or in parallel on
-    Ray with ``execution.gpus_per_task`` GPUs each); the manifests in plan order."""
+    """Train (or reuse) every planned run, one task each (in turn here, or in parallel in
+    local processes or on Ray with ``execution.gpus_per_task`` GPUs each); the manifests in
+    plan order."""
     execution = execution or Execution()
     on_ray = execution.engine == "ray"
     todo = [(r.choice, r.strategy, r.seed, splits[r.seed], finetune, finetune.checkpoint_dir)
             for r in runs]
     with engine.shared_dir(Path(finetune.checkpoint_dir)) if on_ray else nullcontext() as probe:
-        tasks = [(*task, model_seed, progress and not on_ray, probe) for task in todo]
-        return engine.run_tasks(_train_task, tasks, execution=execution, desc="fine-tuning",
-                                unit="run")
+        tasks = [(*task, model_seed, progress and execution.engine == "local", probe) for task in todo]
+        # the longest runs first, so that parallel workers finish together
+        order = sorted(range(len(tasks)), key=lambda i: _LONGEST_FIRST.index(runs[i].strategy))
+        done = engine.run_tasks(_train_task, [tasks[i] for i in order], execution=execution,
+                                desc="fine-tuning", unit="run")
+    return [manifest for _, manifest in sorted(zip(order, done, strict=True))]
+
+
+_LONGEST_FIRST = ("full", "lora", "linear_probe")
 
 
 def _train_task(choice: ModelChoice, strategy: str, seed: int, split: Split, finetune: Finetune,
