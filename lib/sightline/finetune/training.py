@@ -199,8 +199,8 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
         forward = head
     else:
         train_set, val_set = frame_set(split.train, True), frame_set(split.val, False)
-        loader = _loader(train_set, finetune, shuffle=True)
-        val_loader = _loader(val_set, finetune, shuffle=False)
+        loader = _loader(train_set, finetune, shuffle=True, device=device)
+        val_loader = _loader(val_set, finetune, shuffle=False, device=device)
         augment = _augment_batch(loaded.spec, finetune)
 
         def forward(pixels: torch.Tensor) -> torch.Tensor:
@@ -241,7 +241,8 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
         losses = []
         epoch_started = time.perf_counter()
         for step, (inputs, labels) in enumerate(loader):
-            inputs, labels = inputs.to(device), labels.to(device)
+            inputs = inputs.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
             if strategy != "linear_probe":
                 inputs = augment(inputs)
             with autocast or nullcontext():
@@ -338,9 +339,13 @@ def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in state.items()}
 
 
-def _loader(dataset: Dataset, finetune: Finetune, shuffle: bool) -> DataLoader:
+def _loader(dataset: Dataset, finetune: Finetune, shuffle: bool, device: str = "cpu"
+            ) -> DataLoader:
+    """Batches in page-locked memory for a GPU (copied without blocking). Workers start anew
+    each epoch: their crops draw from the epoch's seed, so a resumed run is the same run
+    (kept workers would go on with their streams; a fork costs milliseconds an epoch)."""
     return DataLoader(dataset, batch_size=finetune.batch_size, shuffle=shuffle,
-                      num_workers=finetune.num_workers, persistent_workers=False)
+                      num_workers=finetune.num_workers, pin_memory=device == "cuda")
 
 
 def _embedding_loaders(loaded: models.LoadedModel, split: Split, finetune: Finetune,
@@ -350,12 +355,14 @@ def _embedding_loaders(loaded: models.LoadedModel, split: Split, finetune: Finet
     loaders = []
     for name, items in (("train", split.train), ("val", split.val)):
         batches = DataLoader(frame_set(items, False), batch_size=finetune.batch_size,
-                             num_workers=finetune.num_workers)
+                             num_workers=finetune.num_workers,
+                             pin_memory=loaded.device == "cuda")
         chunks = []
         with torch.inference_mode():
             for pixels, _ in tqdm(batches, desc=f"embeddings {name}", disable=not progress,
                                   leave=False):
-                chunks.append(checkpoints.embed(loaded, pixels.to(loaded.device)).float().cpu())
+                pixels = pixels.to(loaded.device, non_blocking=True)
+                chunks.append(checkpoints.embed(loaded, pixels).float().cpu())
         labels = torch.tensor([label for *_, label in items])
         dataset = torch.utils.data.TensorDataset(torch.cat(chunks), labels)
         loaders.append(_loader(dataset, finetune, shuffle=name == "train"))
@@ -371,7 +378,7 @@ def _evaluate(forward: Callable, module: nn.Module, head: nn.Module,
     truth, predicted = [], []
     with torch.inference_mode():
         for inputs, labels in loader:
-            predicted.append(forward(inputs.to(device)).argmax(dim=1).cpu())
+            predicted.append(forward(inputs.to(device, non_blocking=True)).argmax(dim=1).cpu())
             truth.append(labels)
     y, p = torch.cat(truth).numpy(), torch.cat(predicted).numpy()
     return float(np.mean(y == p)), macro_f1(y, p, len(STYLES))
