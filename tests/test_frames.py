@@ -65,3 +65,27 @@ def test_frame_set_reads_items_through_their_transform_in_workers(photos, tmp_pa
     assert labels.tolist() == [3, 1]
     expected = [frames.frame_pixels(p, geometry.transform()) for _, p, _ in items]
     assert torch.equal(pixels, torch.from_numpy(np.stack(expected)).float() / 255)
+
+
+def test_a_run_waiting_on_the_lock_takes_the_file_another_process_finished(photos, tmp_path,
+                                                                           monkeypatch):
+    import fcntl
+    import threading
+
+    geometry = Geometry(32, None, "bilinear")
+    folder = tmp_path / "frames"
+    made = frames.ensure_frames(tmp_path / "elsewhere", photos, geometry, progress=False)
+    path = frames.frames_path(folder, photos, geometry)
+    folder.mkdir()
+    monkeypatch.setattr(frames, "frame_pixels", lambda p, t: pytest.fail("decoded twice"))
+    with open(path.with_suffix(".lock"), "w") as lock:  # another process is decoding
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = []
+        waiting = threading.Thread(target=lambda: result.append(
+            frames.ensure_frames(folder, photos, geometry, progress=False)))
+        waiting.start()
+        waiting.join(timeout=0.5)
+        assert waiting.is_alive() and not result  # blocked on the lock
+        made.rename(path)  # the other process finishes
+    waiting.join(timeout=10)
+    assert result == [path]

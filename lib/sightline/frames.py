@@ -11,6 +11,7 @@ worker then reads through a memory map: the very pixels decoding each time would
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -58,25 +59,30 @@ def ensure_frames(folder: str | Path, paths: Sequence[str], geometry: Geometry, 
     """Decode ``paths`` into their frames file unless it exists; its path.
 
     Written to a ``.partial.npy`` first and renamed when complete, so an interrupted decode
-    leaves no file that looks finished (it starts again).
+    leaves no file that looks finished (it starts again); under a lock, so runs training
+    side by side (``execution.engine: processes``) decode it once.
     """
     path = frames_path(folder, paths, geometry)
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    order = sorted(set(paths))
-    partial = path.with_suffix(".partial.npy")
-    size = geometry.size
-    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
-                                    shape=(len(order), 3, size, size))
-    decode = DataLoader(_Decode(order, geometry.transform()), batch_size=None,
-                        num_workers=workers)
-    for index, pixels in tqdm(decode, total=len(order), desc=f"decoding frames ({size} px)",
-                              unit="image", disable=not progress, leave=False):
-        out[index] = pixels
-    out.flush()
-    del out
-    partial.rename(path)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its process dies
+        if path.is_file():  # another process decoded it meanwhile
+            return path
+        order = sorted(set(paths))
+        partial = path.with_suffix(".partial.npy")
+        size = geometry.size
+        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
+                                        shape=(len(order), 3, size, size))
+        decode = DataLoader(_Decode(order, geometry.transform()), batch_size=None,
+                            num_workers=workers)
+        for index, pixels in tqdm(decode, total=len(order), unit="image", leave=False,
+                                  desc=f"decoding frames ({size} px)", disable=not progress):
+            out[index] = pixels
+        out.flush()
+        del out
+        partial.rename(path)
     return path
 
 

@@ -43,15 +43,19 @@ def _paired_frames(
     tuned = rows[rows["strategy"] != FROZEN]
     index = ["model", *keys]
     before = {k: g.set_index("image_id")["value"] for k, g in frozen.groupby(index, observed=True)}
+    groups = ["model", "strategy", *keys]
+    # one reshape for all groups (a pivot per group costs 15 ms each), mean as pivot_table's
+    wide = tuned.groupby([*groups, "image_id", "variant"], observed=True)["value"].mean()
+    wide = wide.unstack("variant")
+    seeds = tuned.groupby(groups, observed=True)["variant"].unique()
     out = {}
-    for (model, strategy, *rest), group in tuned.groupby(["model", "strategy", *keys],
-                                                         observed=True):
+    for (model, strategy, *rest), group in wide.groupby(level=list(range(len(groups)))):
         reference = before.get((model, *rest))
         if reference is None:
             continue
-        wide = group.pivot_table(index="image_id", columns="variant", values="value",
-                                 observed=True, dropna=False)
-        out[(model, strategy, *rest)] = (reference, wide.reindex(reference.index))
+        variants = sorted(seeds[(model, strategy, *rest)])
+        group = group.droplevel(list(range(len(groups))))[variants]
+        out[(model, strategy, *rest)] = (reference, group.reindex(reference.index))
     return out
 
 

@@ -108,6 +108,8 @@ def endpoint_table(scores: pd.DataFrame, gate: pd.DataFrame, own_methods: Mappin
     *null control* (the same, the run did not learn) or *secondary*; no verdicts yet."""
     first = selection.halvings(len(images), seed=seed)
     endpoints = (("coverage", None), ("iou", percentile))  # (metric, threshold) per map
+    scores = scores[(scores["target"] == "union") & (scores["head"] == -1)
+                    & scores["metric"].isin([metric for metric, _ in endpoints])]
     centre = {metric: union_layers(scores, "baseline", "baseline", "centre_gaussian", metric,
                                    threshold, images).iloc[:, 0].to_numpy()
               for metric, threshold in endpoints}
