@@ -385,3 +385,14 @@ def test_runs_train_longest_first_and_come_back_in_plan_order(split, monkeypatch
     manifests = training.train_all(plan, {0: split, 1: split}, RECIPE, model_seed=0)
     assert started == ["full", "full", "lora", "lora", "linear_probe", "linear_probe"]
     assert [(m["strategy"], m["seed"]) for m in manifests] == [(r.strategy, r.seed) for r in plan]
+
+
+def test_a_lora_run_is_the_same_whatever_ran_before_it_in_the_process(trained, split, tmp_path):
+    _, runs = trained
+    torch.manual_seed(12345)  # another history of the global generator than the fixture's
+    again = finetune.train_run(ModelChoice(key="dinov2", **TINY), "lora", 0, split, RECIPE,
+                               tmp_path, progress=False)
+    first = load_file(f"{runs[('dinov2', 'lora')]['dir']}/adapter/adapter_model.safetensors")
+    second = load_file(f"{again['dir']}/adapter/adapter_model.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)

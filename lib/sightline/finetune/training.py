@@ -172,7 +172,9 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
         lora = LoraConfig(r=settings["lora_rank"], lora_alpha=settings["lora_alpha"],
                           lora_dropout=settings["lora_dropout"],
                           target_modules=settings["lora_targets"])
-        with checkpoints.quiet_peft():
+        # the adapters' random init from the run's seed, not from whatever ran before it here
+        with checkpoints.quiet_peft(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
             module = get_peft_model(module, lora)
         loaded = dataclasses.replace(loaded, module=module)
     elif strategy == "linear_probe":
