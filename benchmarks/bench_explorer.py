@@ -1,12 +1,10 @@
 """Explorer latency: per-box metric requests against a running server, and first render.
 
-Serves a built profile with ``python build.py explore`` in its own process on 127.0.0.1
-(a small two-model profile is built in a temp dir unless ``--params`` names a built one),
-then sends 1,000 sequential and 1,000 8-way concurrent ``GET /metrics/{image}/bbox/{i}``
-requests over random images, boxes, models, layers, heads and percentiles, and reports
-p50 / p95 / max latency and errors (goal: p95 < 20 ms sequential, no errors). With
-Chromium installed, also the time from opening the image detail to its first complete
-render. Run: ``python build.py bench`` or ``PYTHONPATH=lib python benchmarks/bench_explorer.py``.
+Serves a profile with ``python build.py explore`` (a small one built in a temp dir unless
+``--params`` names a built one), sends 1,000 sequential and 1,000 8-way concurrent
+``GET /metrics/{image}/bbox/{i}`` requests over random selections, and reports p50 / p95 / max
+latency and errors (goal: p95 < 20 ms sequential); with Chromium, the image detail's first render.
+See docs/benchmarks.md. Run: ``PYTHONPATH=lib python benchmarks/bench_explorer.py [--quick]``.
 """
 
 from __future__ import annotations

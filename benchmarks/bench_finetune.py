@@ -1,12 +1,8 @@
 """Training throughput of `finetune.train_run` at base size (random weights), on this machine.
 
-For each model: images/s of one epoch of `train_run` (strategy ``full``: data from disk
-through the model frame and the augmentation, class-weighted loss, AdamW with two
-learning rates, cosine schedule, gradient clipping, per-epoch state for resuming)
-against a bare PyTorch loop over the same model, batch size, optimiser and number of
-images on tensors already in memory, in the same process. The ratio is the loop's
-overhead (goal: at most 1.1x). Peak memory: the process's peak resident set on CPU, the
-peak allocated GPU memory on a GPU.
+Per model: images/s of one ``full`` epoch of `train_run` (from disk, augmented, the whole
+recipe) against a bare PyTorch loop on in-memory tensors in the same process; the ratio is
+the loop's overhead (goal: at most 1.1x). Peak memory: resident set on CPU, allocated on a GPU.
 
     python benchmarks/bench_finetune.py [--quick] [--images 32] [--batch 8] [--threads N]
 """

@@ -1,16 +1,9 @@
 """How fast is ``metrics.sweep``, and how long would the full study's scoring take?
 
-The study: 139 images with 631 boxes (1-10 each), 7 models x 13 layers x 13 maps (12 heads
-+ their mean) per image, six models on a 14x14 grid and one on 16x16, each map scored at
-224 x 224 against its image's union mask and each of its boxes, at 8 thresholds.
-
-Times the sweep (set scores, coverage, pointing game, AUC and NSS together) on random maps
-and boxes (seeded) for one model's layers on a share of the images per grid, extrapolates
-to the study, and compares with a straightforward loop (one np.argsort per map, target and
-threshold) on a few maps of the same inputs. Then each 1:1 function on its own (iou,
-shared_interest, coverage, pointing_game, auc, nss) against a per-map loop of the same
-score, in wall and CPU time (``--only-1to1`` runs only this part); ``iou`` also against the
-per-map ``torch.topk`` loop its goal was first stated against.
+Times the sweep on seeded random maps and boxes for a share of the study (139 images, 631
+boxes, 7 models x 13 layers x 13 maps, 8 thresholds at 224²), projects the study, and checks
+it against a straightforward per-map loop; then each 1:1 function against its per-map loop
+in wall and CPU time (``--only-1to1`` runs only this part). See docs/benchmarks.md.
 
     PYTHONPATH=lib python benchmarks/bench_metrics.py [--quick] [--only-1to1]
 """

@@ -1,9 +1,8 @@
 """End-to-end scoring cost at the real study's size: cached maps -> the tidy table.
 
-Times ``scoring.score_maps`` (the sweep, relative IoU, continuous metrics against the soft
-box target, and building the long table) for one CLS model's 12 layers x 13 head maps and
-its 12 rollout maps on 139 synthetic images with ~4.5 boxes each, and projects the 7
-models. Run: ``PYTHONPATH=lib python benchmarks/bench_scoring.py [--quick]``.
+Times ``scoring.score_maps`` for one CLS model's 12 layers x 13 head maps and its 12 rollout
+maps on 139 synthetic images, and projects the 7 models.
+Run: ``PYTHONPATH=lib python benchmarks/bench_scoring.py [--quick]``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Cost of the Shared Interest study's maps at full size (random weights), on this machine.
 
-Per model (Swin-T, CaiT-S, ResNet-101, EfficientNet-B6 at their real input sizes):
-Grad-CAM images/s, and XRAI seconds per image split into its parts: the model gradient
-evaluations of integrated gradients (2 baselines x ``--steps``, in batches of ``--batch``),
-the Felzenszwalb segmentation, and the region ranking (``--algorithm``). A real XRAI call
-at ``--check-steps`` checks the split; the projection at ``--steps`` gives the time of the
-100-image, 4-model study.
+Per model (Swin-T, CaiT-S, ResNet-101, EfficientNet-B6): Grad-CAM seconds per image, and XRAI
+split into its gradient evaluations (2 baselines x ``--steps``), segmentation and ranking,
+checked by a real call at ``--check-steps``; projected to the 100-image, 4-model study.
 
     python benchmarks/bench_shared_interest.py [--quick] [--steps 100] [--batch 20]
         [--algorithm full] [--threads N]
