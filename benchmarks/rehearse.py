@@ -310,14 +310,12 @@ def training_rates(table: pd.DataFrame) -> pd.DataFrame:
     rows = table[table["model"] != "-"].assign(
         per_cpu_s=lambda t: t["images"] / t["cpu_seconds"])
     stages = ["loader-decode", "loader-frames", "lora", "full"]
-    wall = rows.pivot_table(index="model", columns="stage", values="images_per_s")
-    cpu = rows.pivot_table(index="model", columns="stage", values="per_cpu_s")
-    wall, cpu = wall.reindex(columns=stages), cpu.reindex(columns=stages)
+    wall, cpu = (rows.pivot_table(index="model", columns="stage", values=rate).reindex(columns=stages)
+                 for rate in ("images_per_s", "per_cpu_s"))
     rates = pd.DataFrame({
-        "decode-each img/s": wall.get("loader-decode"), "frames img/s": wall.get("loader-frames"),
-        "decode-each img/CPU s": cpu.get("loader-decode"),
-        "frames img/CPU s": cpu.get("loader-frames"),
-        "lora img/s": wall.get("lora"), "full img/s": wall.get("full")})
+        "decode-each img/s": wall["loader-decode"], "frames img/s": wall["loader-frames"],
+        "decode-each img/CPU s": cpu["loader-decode"], "frames img/CPU s": cpu["loader-frames"],
+        "lora img/s": wall["lora"], "full img/s": wall["full"]})
     rates["frames / decode-each (CPU)"] = (rates["frames img/CPU s"]
                                            / rates["decode-each img/CPU s"])
     return rates.round(2).reset_index()
