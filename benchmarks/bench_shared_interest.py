@@ -45,15 +45,10 @@ def bench_model(key: str, args: argparse.Namespace) -> dict[str, float]:
     check = saliency.XraiSettings(args.check_steps, min(args.batch, 2 * args.check_steps),
                                   args.algorithm)
     measured, _ = harness.best(lambda: saliency.xrai_maps(model, image, xrai=check), 1, warm_up=False)
-    return {
-        "gradcam_s": gradcam,
-        "eval_s": per_eval,
-        "segment_s": segment_s,
-        "rank_s": rank_s,
-        "check_measured": measured,
-        "check_projected": 2 * args.check_steps * per_eval + segment_s + rank_s,
-        "xrai_s": 2 * args.steps * per_eval + segment_s + rank_s,
-    }
+    return {"gradcam_s": gradcam, "eval_s": per_eval, "segment_s": segment_s, "rank_s": rank_s,
+            "check_measured": measured,
+            "check_projected": 2 * args.check_steps * per_eval + segment_s + rank_s,
+            "xrai_s": 2 * args.steps * per_eval + segment_s + rank_s}
 
 
 def main() -> None:
