@@ -397,8 +397,7 @@ def execute(nb: Notebook, parameters: dict, output: Path, root: Path) -> float:
     executed.metadata.papermill.update(input_path=str(nb.path), output_path=str(output))
     nbformat.write(executed, running)
     os.replace(running, output)
-    if failed.exists():
-        failed.unlink()
+    failed.unlink(missing_ok=True)
     return time.perf_counter() - started
 
 
@@ -412,12 +411,11 @@ def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.Noteboo
     """An executed notebook without what differs between identical runs: random cell ids
     (now ``<name>-<index>``), papermill's timings, and stderr's progress bars, per-epoch
     training lines and cost estimates (the build's console shows them)."""
-    for key in _TIMING_KEYS:
-        notebook.metadata.get("papermill", {}).pop(key, None)
+    for holder in (notebook, *notebook.cells):
+        for key in _TIMING_KEYS:
+            holder.metadata.get("papermill", {}).pop(key, None)
     for index, cell in enumerate(notebook.cells):
         cell.id = f"{name}-{index}"[-64:]
-        for key in _TIMING_KEYS:
-            cell.metadata.get("papermill", {}).pop(key, None)
         if cell.cell_type != "code":
             continue
         outputs = []
