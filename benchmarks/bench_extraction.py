@@ -10,11 +10,13 @@ extract / plain is the cost of capturing attention (goal: at most 1.3x).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
 import harness
 import torch
+from torch import nn
 
 from sightline.models import REGISTRY, LoadedModel, load_model
 from sightline.registry import METHODS
@@ -36,6 +38,9 @@ def bench_model(key: str, batch: int, reps: int) -> dict[str, float | str]:
     """Images/s of each workload: best of ``reps`` interleaved runs after a warm-up."""
     model = load_model(key, size="base", seed=0)
     pixels = torch.randn(batch, 3, model.spec.geometry.size, model.spec.geometry.size)
+    if not model.spec.arch.classifier:  # Grad-CAM explains a class: a 4-style linear head, as a probe
+        with torch.no_grad():
+            model = dataclasses.replace(model, head=nn.Linear(model.score(pixels).shape[-1], 4))
     attention = [m for m in model.spec.methods if METHODS[m].runs != "own"]
     workloads: dict[str, Callable[[], object]] = {
         "plain": lambda: _plain_forward(model, pixels, "sdpa"),
