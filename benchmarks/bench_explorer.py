@@ -39,6 +39,8 @@ def small_profile(tmp: Path) -> tuple[Path, Path]:
         models=[{"key": "dinov2", "weights": "random", "size": "tiny"},
                 {"key": "siglip", "weights": "random", "size": "tiny"}],
         extraction={"batch_size": 8, "device": "cpu", "cache_dir": str(tmp / "cache")},
+        finetune={**params["finetune"], "strategies": {}},  # no pool to train on
+        sanity={**params["sanity"], "models": []},
     )
     path = tmp / "bench.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -136,11 +138,13 @@ def main() -> None:
             stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             with httpx2.Client(base_url=url, timeout=30) as client:
-                for _ in range(300):
+                for _ in range(3000):  # up to 5 min: the server imports torch, reads the profile
                     try:
                         client.get("/profile")
                         break
                     except httpx2.ConnectError:
+                        if server.poll() is not None:
+                            raise SystemExit(f"the explorer exited ({server.returncode}) first") from None
                         time.sleep(0.1)
                 todo = requests_to_send(client, n)
                 for url_, query in todo[:20]:  # warm-up: first imports, first file opens
