@@ -30,24 +30,16 @@ MARKER = VENV / ".sightline-lock"
 
 
 def _pins(path: Path) -> dict[str, str]:
-    pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if "==" in line:
-            name, version = line.split("==", 1)
-            pins[name.strip()] = version.strip()
-    return pins
+    lines = (line.split("#", 1)[0] for line in path.read_text().splitlines())
+    return dict((part.strip() for part in line.split("==", 1)) for line in lines if "==" in line)
 
 
 def _has_pins() -> bool:
     """True when this interpreter already has every top-level pin at its version."""
-    for name, version in _pins(REQUIREMENTS).items():
-        try:
-            if metadata.version(name) != version:
-                return False
-        except metadata.PackageNotFoundError:
-            return False
-    return True
+    try:
+        return all(metadata.version(name) == version for name, version in _pins(REQUIREMENTS).items())
+    except metadata.PackageNotFoundError:
+        return False
 
 
 def _venv_python() -> Path:
@@ -84,11 +76,8 @@ def _pip_settings(listing: str) -> dict[str, str]:
 
 def _uv_install(uv: str, python: str, settings: dict[str, str]) -> tuple[list[str], dict] | str:
     """The uv command (and environment) installing the lock from pip's sources, or why not.
-
-    Indexes come in pip's order ahead of PyPI, and for a version found on several uv takes
-    the first (so a wheel on the local disk is never downloaded); among versions it takes the
-    best match across all indexes, as pip does.
-    """
+    Indexes come in pip's order ahead of PyPI; among versions uv takes the best match across
+    all indexes, as pip does, and a version found on several from the first."""
     command = [uv, "pip", "install", "--no-config", "--python", python, "--index-strategy",
                "unsafe-best-match", "--compile-bytecode", "-r", str(LOCK)]
     env = dict(os.environ)
@@ -163,10 +152,8 @@ def _with_pip(python: str, out, n: int) -> int:
 
 
 def _make_venv() -> None:
-    """Create .venv with the locked set (torch comes from the machine's local wheels).
-
-    Prints a few progress lines; the installers' full log goes to .venv/setup.log.
-    """
+    """Create .venv with the locked set (torch comes from the machine's local wheels); a few
+    progress lines here, the installers' full log in .venv/setup.log."""
     n = len(_pins(LOCK))
     print(f"[setup] creating {VENV.relative_to(ROOT)}/ with the {n} pinned packages of "
           f"{LOCK.name} (first run only; a few minutes)", flush=True)
@@ -184,10 +171,8 @@ def _make_venv() -> None:
             "create the environment yourself from environment.yml (conda env create -f "
             "environment.yml) and run build.py with it."
         )
-    site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
     Path(site, "sightline-lib.pth").write_text(str(ROOT / "lib") + "\n")
     MARKER.write_text(_lock_digest())
     print(f"[setup] done (the installers' log: {log.relative_to(ROOT)})", flush=True)
@@ -200,9 +185,7 @@ def ensure_environment() -> None:
         lib = str(ROOT / "lib")
         if lib not in sys.path:
             sys.path.insert(0, lib)
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (lib, os.environ.get("PYTHONPATH", "")) if p
-        )
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (lib, os.environ.get("PYTHONPATH")) if p)
         return
     if inside_venv and not _stale_venv():
         sys.exit(f"[setup] {VENV} does not satisfy {REQUIREMENTS.name}; delete it and re-run.")

@@ -1,18 +1,14 @@
 """CPU seconds per image of the class-relevance methods at ViT-B size (random weights, a
 linear style head), and maps/s of each binarisation rule on 224² maps, on this machine.
 
-    python benchmarks/bench_attribution.py [--quick] [--batch 2] [--reps 2]
+    python benchmarks/bench_attribution.py [--quick] [--batch 2] [--reps 2] [--threads N]
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
-import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+import harness
 import numpy as np
 import torch
 from torch import nn
@@ -24,17 +20,6 @@ from sightline.saliency import extract
 METHODS = ("chefer", "attnlrp", "legrad", "gradcam")
 
 
-def _best(fn, reps: int) -> tuple[float, float]:
-    """Best (wall, CPU) seconds of ``reps`` runs after a warm-up."""
-    fn()
-    runs = []
-    for _ in range(reps):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        runs.append((time.perf_counter() - wall, time.process_time() - cpu))
-    return min(runs)
-
-
 def bench_methods(key: str, batch: int, reps: int) -> None:
     model = load_model(key, size="base", seed=0)
     size = model.spec.geometry.size
@@ -43,7 +28,7 @@ def bench_methods(key: str, batch: int, reps: int) -> None:
         width = model.score(pixels).shape[-1]
     model = dataclasses.replace(model, head=nn.Linear(width, 4))
     for method in METHODS:
-        wall, cpu = _best(lambda m=method: extract(model, pixels, [m]), reps)
+        wall, cpu = harness.best(lambda m=method: extract(model, pixels, [m]), reps)
         print(f"{key:8s} {method:8s} {wall / batch:6.2f} s/image wall {cpu / batch:6.2f} CPU s/image")
 
 
@@ -51,16 +36,15 @@ def bench_rules(n: int, reps: int) -> None:
     maps = np.random.default_rng(0).random((n, 224, 224), dtype=np.float32) ** 4
     for name, rule in binarize.RULES.items():
         masks = rule.masks or (lambda m: binarize.top_k(m, 90))
-        wall, _ = _best(lambda f=masks: f(maps), reps)
+        wall, _ = harness.best(lambda f=masks: f(maps), reps)
         print(f"rule {name:10s} {n / wall:8.0f} maps/s (224²)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="dinov2 only, fewer maps")
+    parser = harness.parser(__doc__, "dinov2 only, fewer maps")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--reps", type=int, default=2)
-    args = parser.parse_args()
+    args = harness.parse(parser)
     print(f"torch threads: {torch.get_num_threads()}")
     for key in ("dinov2",) if args.quick else ("dinov2", "siglip"):
         bench_methods(key, args.batch, args.reps)

@@ -10,26 +10,19 @@ extract / plain is the cost of capturing attention (goal: at most 1.3x).
 
 from __future__ import annotations
 
-import argparse
-import os
+import dataclasses
 import time
 from collections.abc import Callable
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+import harness
 import torch
+from torch import nn
 
 from sightline.models import REGISTRY, LoadedModel, load_model
 from sightline.registry import METHODS
 from sightline.saliency import extract
 
 QUICK_MODELS = ("dinov2", "siglip", "resnet50")
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def _plain_forward(model: LoadedModel, pixels: torch.Tensor, implementation: str) -> None:
@@ -42,12 +35,12 @@ def _plain_forward(model: LoadedModel, pixels: torch.Tensor, implementation: str
 
 
 def bench_model(key: str, batch: int, reps: int) -> dict[str, float | str]:
-    """Images/s of each workload: best of ``reps`` interleaved runs after a warm-up.
-
-    The best run is the least disturbed by other load on shared cores.
-    """
+    """Images/s of each workload: best of ``reps`` interleaved runs after a warm-up."""
     model = load_model(key, size="base", seed=0)
     pixels = torch.randn(batch, 3, model.spec.geometry.size, model.spec.geometry.size)
+    if not model.spec.arch.classifier:  # Grad-CAM explains a class: a 4-style linear head, as a probe
+        with torch.no_grad():
+            model = dataclasses.replace(model, head=nn.Linear(model.score(pixels).shape[-1], 4))
     attention = [m for m in model.spec.methods if METHODS[m].runs != "own"]
     workloads: dict[str, Callable[[], object]] = {
         "plain": lambda: _plain_forward(model, pixels, "sdpa"),
@@ -61,36 +54,25 @@ def bench_model(key: str, batch: int, reps: int) -> dict[str, float | str]:
     times: dict[str, list[float]] = {name: [] for name in workloads}
     for _ in range(reps):
         for name, fn in workloads.items():
-            times[name].append(_timed(fn))
+            times[name].append(harness.best(fn, 1, warm_up=False)[0])
     result: dict[str, float | str] = {"methods": "+".join(attention) or "-"}
     result |= {name: batch / min(ts) for name, ts in times.items()}
     return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help=f"only {', '.join(QUICK_MODELS)}, 1 rep"
-    )
+    parser = harness.parser(__doc__, f"only {', '.join(QUICK_MODELS)}, 1 rep")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = harness.parse(parser)
     # the Shared Interest classifiers have their own benchmark (bench_shared_interest.py)
     keys = QUICK_MODELS if args.quick else tuple(k for k in REGISTRY if "xrai" not in REGISTRY[k].methods)
     reps = 1 if args.quick else args.reps
 
-    print(
-        f"batch {args.batch}, best of {reps} rep(s) after warm-up, {args.threads} threads, "
-        f"torch {torch.__version__}; images/s (higher is better)"
-    )
-    header = (
-        f"{'model':<9} {'attention methods':<24} {'plain':>7} {'eager':>7} {'extract':>8} "
-        f"{'ratio':>6} {'gradcam':>8}"
-    )
-    print(header)
-    print("-" * len(header))
+    print(f"batch {args.batch}, best of {reps} rep(s) after warm-up, {args.threads} threads, "
+          f"torch {torch.__version__}; images/s (higher is better)")
+    harness.header(f"{'model':<9} {'attention methods':<24} {'plain':>7} {'eager':>7} "
+                   f"{'extract':>8} {'ratio':>6} {'gradcam':>8}")
     start = time.perf_counter()
     for key in keys:
         row = bench_model(key, args.batch, reps)

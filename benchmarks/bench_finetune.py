@@ -1,27 +1,20 @@
 """Training throughput of `finetune.train_run` at base size (random weights), on this machine.
 
-For each model: images/s of one epoch of `train_run` (strategy ``full``: data from disk
-through the model frame and the augmentation, class-weighted loss, AdamW with two
-learning rates, cosine schedule, gradient clipping, per-epoch state for resuming)
-against a bare PyTorch loop over the same model, batch size, optimiser and number of
-images on tensors already in memory, in the same process. The ratio is the loop's
-overhead (goal: at most 1.1x). Peak memory: the process's peak resident set on CPU, the
-peak allocated GPU memory on a GPU.
+Per model: images/s of one ``full`` epoch of `train_run` (from disk, augmented, the whole
+recipe) against a bare PyTorch loop on in-memory tensors in the same process; the ratio is
+the loop's overhead (goal: at most 1.1x). Peak memory: resident set on CPU, allocated on a GPU.
 
     python benchmarks/bench_finetune.py [--quick] [--images 32] [--batch 8] [--threads N]
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import resource
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+import harness
 import torch
 from torch import nn
 
@@ -67,13 +60,10 @@ def ours(key: str, split: finetune.Split, batch: int, device: str, out: Path) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_MODELS)}")
+    parser = harness.parser(__doc__, f"only {', '.join(QUICK_MODELS)}")
     parser.add_argument("--images", type=int, default=32, help="training images per epoch")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = harness.parse(parser)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     keys = QUICK_MODELS if args.quick else models.preset_keys("wikichurches")  # Q2's models
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,9 +75,7 @@ def main() -> None:
         n = len(split.train)
         print(f"{n} images per epoch, batch {args.batch}, {args.threads} threads, {device}, "
               f"torch {torch.__version__}; images/s (higher is better)")
-        header = f"{'model':<9} {'bare':>7} {'ours':>7} {'ratio':>6} {'peak MiB':>9}"
-        print(header)
-        print("-" * len(header))
+        harness.header(f"{'model':<9} {'bare':>7} {'ours':>7} {'ratio':>6} {'peak MiB':>9}")
         for key in keys:
             bare_loop(key, args.batch, args.batch, device)  # warm-up
             bare = bare_loop(key, n, args.batch, device)

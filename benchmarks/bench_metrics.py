@@ -1,26 +1,19 @@
 """How fast is ``metrics.sweep``, and how long would the full study's scoring take?
 
-The study: 139 images with 631 boxes (1-10 each), 7 models x 13 layers x 13 maps (12 heads
-+ their mean) per image, six models on a 14x14 grid and one on 16x16, each map scored at
-224 x 224 against its image's union mask and each of its boxes, at 8 thresholds.
-
-Times the sweep (set scores, coverage, pointing game, AUC and NSS together) on random maps
-and boxes (seeded) for one model's layers on a share of the images per grid, extrapolates
-to the study, and compares with a straightforward loop (one np.argsort per map, target and
-threshold) on a few maps of the same inputs. Then each 1:1 function on its own (iou,
-shared_interest, coverage, pointing_game, auc, nss) against a per-map loop of the same
-score, in wall and CPU time (``--only-1to1`` runs only this part); ``iou`` also against the
-per-map ``torch.topk`` loop its goal was first stated against.
+Times the sweep on seeded random maps and boxes for a share of the study (139 images, 631
+boxes, 7 models x 13 layers x 13 maps, 8 thresholds at 224²), projects the study, and checks
+it against a straightforward per-map loop; then each 1:1 function against its per-map loop
+in wall and CPU time (``--only-1to1`` runs only this part). See docs/benchmarks.md.
 
     PYTHONPATH=lib python benchmarks/bench_metrics.py [--quick] [--only-1to1]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
+import harness
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -201,26 +194,20 @@ def time_one_to_one(count: int, repeat: int, rng: np.random.Generator) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer images (about 10 s)")
+    parser = harness.parser(__doc__, "fewer images (about 10 s)")
     parser.add_argument("--only-1to1", action="store_true", help="time only the 1:1 functions")
     parser.add_argument("--repeat", type=int, default=3,
                         help="timed runs per 1:1 function and loop (the median is shown)")
-    args = parser.parse_args()
+    args = harness.parse(parser)
     rng = np.random.default_rng(0)
     share = (12, 6) if args.quick else (IMAGES, 40)  # images timed on the 14x14 and 16x16 grids
     targets, owner = study_targets(rng)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
-    print(
-        f"sightline metrics benchmark: {os.cpu_count()} CPUs, load average before "
-        f"{os.getloadavg()[0]:.2f} (other work on the machine slows every number here; the "
-        f"CPU-time ratios are the steadier reading on a loaded machine)"
-    )
-    print(
-        f"study: {IMAGES} images, {len(targets)} targets ({BOXES} boxes + unions), "
-        f"{MODELS_14 + MODELS_16} models x {LAYERS} layers x {MAPS_PER_LAYER} maps, "
-        f"{len(PERCENTILES)} thresholds, R = {RESOLUTION}\n"
-    )
+    print(f"sightline metrics benchmark: {os.cpu_count()} CPUs, load average before "
+          f"{os.getloadavg()[0]:.2f} (other work on the machine slows every number here; the "
+          f"CPU-time ratios are the steadier reading on a loaded machine)")
+    print(f"study: {IMAGES} images, {len(targets)} targets ({BOXES} boxes + unions), "
+          f"{MODELS_14 + MODELS_16} models x {LAYERS} layers x {MAPS_PER_LAYER} maps, "
+          f"{len(PERCENTILES)} thresholds, R = {RESOLUTION}\n")
 
     if args.only_1to1:
         time_one_to_one(128 if args.quick else 600, args.repeat, rng)
@@ -231,19 +218,15 @@ def main() -> None:
         per_map = wall / maps
         study_maps = IMAGES * LAYERS * MAPS_PER_LAYER * models
         projected += per_map * study_maps
-        print(
-            f"sweep {grid}x{grid}: {maps} maps / {pairs} map-target pairs on {images} images "
-            f"in {wall:.2f} s wall ({cpu:.2f} s CPU): {maps / wall:,.0f} maps/s, "
-            f"{pairs / wall:,.0f} pairs/s -> its {study_maps} study maps: "
-            f"{per_map * study_maps:.0f} s"
-        )
+        print(f"sweep {grid}x{grid}: {maps} maps / {pairs} map-target pairs on {images} images "
+              f"in {wall:.2f} s wall ({cpu:.2f} s CPU): {maps / wall:,.0f} maps/s, "
+              f"{pairs / wall:,.0f} pairs/s -> its {study_maps} study maps: "
+              f"{per_map * study_maps:.0f} s")
     study_pairs = LAYERS * MAPS_PER_LAYER * (MODELS_14 + MODELS_16) * len(targets)
-    print(
-        f"\nprojected full study: {projected:.0f} s for "
-        f"{IMAGES * LAYERS * MAPS_PER_LAYER * (MODELS_14 + MODELS_16):,} maps / "
-        f"{study_pairs:,} map-target pairs x {len(PERCENTILES)} thresholds "
-        f"(goal: under 120 s)"
-    )
+    print(f"\nprojected full study: {projected:.0f} s for "
+          f"{IMAGES * LAYERS * MAPS_PER_LAYER * (MODELS_14 + MODELS_16):,} maps / "
+          f"{study_pairs:,} map-target pairs x {len(PERCENTILES)} thresholds "
+          f"(goal: under 120 s)")
 
     few = 3 if args.quick else 8
     maps = (rng.random((1, few, 14, 14)) ** 3).astype(np.float32)
@@ -256,16 +239,12 @@ def main() -> None:
     fast_wall = time.perf_counter() - wall
     assert np.array_equal(slow, fast["iou"]), "the loop and the sweep disagree"
     loop_rate = few / loop_wall
-    print(
-        f"\nloop (np.argsort per map, target and threshold), {few} maps x {keep.sum()} targets "
-        f"of one image: {loop_rate:.2f} maps/s ({fast_wall:.3f} s for the sweep on the "
-        f"same maps; equal IoU)"
-    )
+    print(f"\nloop (np.argsort per map, target and threshold), {few} maps x {keep.sum()} targets "
+          f"of one image: {loop_rate:.2f} maps/s ({fast_wall:.3f} s for the sweep on the "
+          f"same maps; equal IoU)")
     rate = IMAGES * LAYERS * MAPS_PER_LAYER * (MODELS_14 + MODELS_16) / projected
-    print(
-        f"speed-up of the sweep (study-wide maps/s {rate:,.0f}) over the loop: "
-        f"{rate / loop_rate:,.0f}x"
-    )
+    print(f"speed-up of the sweep (study-wide maps/s {rate:,.0f}) over the loop: "
+          f"{rate / loop_rate:,.0f}x")
     time_one_to_one(128 if args.quick else 600, args.repeat, rng)
 
 

@@ -10,15 +10,13 @@ runtime, and the overhead of one (empty) task in a running one.
 
 from __future__ import annotations
 
-import argparse
 import filecmp
 import os
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+import harness
 import torch
 
 from sightline import data, execution, extract, synthetic
@@ -60,15 +58,13 @@ def ray_overhead(n_tasks: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny model, 12 images")
+    parser = harness.parser(__doc__, "tiny model, 12 images")
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--size", choices=("base", "tiny"), default="base")
     parser.add_argument("--model", default="dinov2")
     parser.add_argument("--batch", type=int, default=4)
-    args = parser.parse_args()
+    args = harness.parse(parser)
     size, n = ("tiny", 12) if args.quick else (args.size, args.images)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
     execution.ensure_ray()
     choice = ModelChoice(key=args.model, weights="random", size=size)
     with tempfile.TemporaryDirectory(prefix="sightline-scaleout-") as tmp:

@@ -1,17 +1,16 @@
 """End-to-end scoring cost at the real study's size: cached maps -> the tidy table.
 
-Times ``scoring.score_maps`` (the sweep, relative IoU, continuous metrics against the soft
-box target, and building the long table) for one CLS model's 12 layers x 13 head maps and
-its 12 rollout maps on 139 synthetic images with ~4.5 boxes each, and projects the 7
-models. Run: ``PYTHONPATH=lib python benchmarks/bench_scoring.py [--quick]``.
+Times ``scoring.score_maps`` for one CLS model's 12 layers x 13 head maps and its 12 rollout
+maps on 139 synthetic images, and projects the 7 models.
+Run: ``PYTHONPATH=lib python benchmarks/bench_scoring.py [--quick]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 
+import harness
 import numpy as np
 
 from sightline import data, models, scoring, synthetic
@@ -20,9 +19,7 @@ PERCENTILES = [50, 60, 70, 75, 80, 85, 90, 95]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="4 layers instead of 12")
-    layers = 4 if parser.parse_args().quick else 12
+    layers = 4 if harness.parse(harness.parser(__doc__, "4 layers instead of 12")).quick else 12
     with tempfile.TemporaryDirectory() as tmp:
         root = synthetic.make_synthetic(tmp, n_annotated=139, n_pool=0, seed=1)
         samples = data.load_wikichurches(root).samples

@@ -1,11 +1,8 @@
 """Cost of the Shared Interest study's maps at full size (random weights), on this machine.
 
-Per model (Swin-T, CaiT-S, ResNet-101, EfficientNet-B6 at their real input sizes):
-Grad-CAM images/s, and XRAI seconds per image split into its parts: the model gradient
-evaluations of integrated gradients (2 baselines x ``--steps``, in batches of ``--batch``),
-the Felzenszwalb segmentation, and the region ranking (``--algorithm``). A real XRAI call
-at ``--check-steps`` checks the split; the projection at ``--steps`` gives the time of the
-100-image, 4-model study.
+Per model (Swin-T, CaiT-S, ResNet-101, EfficientNet-B6): Grad-CAM seconds per image, and XRAI
+split into its gradient evaluations (2 baselines x ``--steps``), segmentation and ranking,
+checked by a real call at ``--check-steps``; projected to the 100-image, 4-model study.
 
     python benchmarks/bench_shared_interest.py [--quick] [--steps 100] [--batch 20]
         [--algorithm full] [--threads N]
@@ -14,11 +11,8 @@ at ``--check-steps`` checks the split; the projection at ``--steps`` gives the t
 from __future__ import annotations
 
 import argparse
-import os
-import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+import harness
 import numpy as np
 import torch
 from saliency.core import XRAI
@@ -30,66 +24,48 @@ MODELS = ("swin_t", "cait_s", "resnet101", "efficientnet_b6")
 STUDY_IMAGES = 100
 
 
-def _best(fn, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def bench_model(key: str, args: argparse.Namespace) -> dict[str, float]:
     model = load_model(key, size="base", seed=0)
     size = model.spec.geometry.size
     torch.manual_seed(0)
     image = torch.randn(1, 3, size, size)
-    gradcam = _best(lambda: saliency.extract(model, image, ["gradcam"]), args.reps)
+    gradcam, _ = harness.best(lambda: saliency.extract(model, image, ["gradcam"]), args.reps,
+                              warm_up=False)
     target = int(model.score(image).argmax())
     call = saliency.xrai_call_function(model, target)
     batch = np.repeat(image[0].permute(1, 2, 0).numpy()[None], args.batch, axis=0)
     with saliency.common._frozen(model.module):
-        per_eval = _best(lambda: call(batch), args.reps) / args.batch
+        per_eval = harness.best(lambda: call(batch), args.reps, warm_up=False)[0] / args.batch
     hwc = image[0].permute(1, 2, 0).numpy()
     segments = saliency.xrai_segments(hwc)
-    segment_s = _best(lambda: saliency.xrai_segments(hwc), args.reps)
+    segment_s, _ = harness.best(lambda: saliency.xrai_segments(hwc), args.reps, warm_up=False)
     attribution = np.random.default_rng(0).normal(size=(size, size))
     rank = XRAI._xrai if args.algorithm == "full" else XRAI._xrai_fast
-    rank_s = _best(lambda: rank(attribution, segments), 1)
+    rank_s, _ = harness.best(lambda: rank(attribution, segments), 1, warm_up=False)
     check = saliency.XraiSettings(args.check_steps, min(args.batch, 2 * args.check_steps),
                                   args.algorithm)
-    measured = _best(lambda: saliency.xrai_maps(model, image, xrai=check), 1)
-    return {
-        "gradcam_s": gradcam,
-        "eval_s": per_eval,
-        "segment_s": segment_s,
-        "rank_s": rank_s,
-        "check_measured": measured,
-        "check_projected": 2 * args.check_steps * per_eval + segment_s + rank_s,
-        "xrai_s": 2 * args.steps * per_eval + segment_s + rank_s,
-    }
+    measured, _ = harness.best(lambda: saliency.xrai_maps(model, image, xrai=check), 1, warm_up=False)
+    return {"gradcam_s": gradcam, "eval_s": per_eval, "segment_s": segment_s, "rank_s": rank_s,
+            "check_measured": measured,
+            "check_projected": 2 * args.check_steps * per_eval + segment_s + rank_s,
+            "xrai_s": 2 * args.steps * per_eval + segment_s + rank_s}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="ResNet-101 and CaiT-S, 1 rep")
+    parser = harness.parser(__doc__, "ResNet-101 and CaiT-S, 1 rep")
     parser.add_argument("--steps", type=int, default=100, help="IG steps to project to")
     parser.add_argument("--batch", type=int, default=20, help="IG inputs per model call")
     parser.add_argument("--algorithm", choices=("full", "fast"), default="full")
     parser.add_argument("--check-steps", type=int, default=4)
     parser.add_argument("--reps", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    args = parser.parse_args()
+    args = harness.parse(parser)
     if args.quick:
         args.reps, args.batch = 1, min(args.batch, 8)
-    torch.set_num_threads(args.threads)
     keys = ("resnet101", "cait_s") if args.quick else MODELS
     print(f"{args.threads} threads, torch {torch.__version__}; XRAI at {args.steps} steps x 2 "
           f"baselines, batch {args.batch}, {args.algorithm} ranking; seconds per image")
-    header = (f"{'model':<16} {'gradcam':>8} {'grad eval':>9} {'segment':>8} {'rank':>6} "
-              f"{f'xrai@{args.check_steps} meas/proj':>20} {f'xrai@{args.steps}':>9}")
-    print(header)
-    print("-" * len(header))
+    harness.header(f"{'model':<16} {'gradcam':>8} {'grad eval':>9} {'segment':>8} {'rank':>6} "
+                   f"{f'xrai@{args.check_steps} meas/proj':>20} {f'xrai@{args.steps}':>9}")
     total = 0.0
     for key in keys:
         r = bench_model(key, args)

@@ -1,16 +1,12 @@
 """A rehearsal of the real WikiChurches profile at its real size, on this machine.
 
-Writes a folder in WikiChurches' on-disk format at the annotated scale (139 photo-sized
-images, 1280-1920 px wide, with EXIF-rotated JPEGs, PNGs and the wc4 split files; the pool
-size is ``--pool``), then runs each stage of `params/wikichurches.yaml` on it with the presets'
-full-size architectures and random weights (offline) and times it per model: reading the
-data, decoding the pool to training frames (against decoding each image every epoch, the
-loader before frames files), the linear probe, a LoRA and a full fine-tuning run of
-``--steps`` steps, map extraction (every method, layer and head), scoring, and the
-randomisation test over ``--sanity-images`` images. It writes `rehearsal.csv` (stage, model,
-images, seconds, images/s, peak resident memory) and `rehearsal.md`: that table and the real
-profile's budget projected from these rates on this machine, and on one GPU at the rates given
-by ``--gpu-rates`` (assumed, not measured, unless you measured them there).
+Writes a folder in WikiChurches' on-disk format (139 photo-sized annotated images with
+EXIF-rotated JPEGs and PNGs, a pool of ``--pool``), runs each stage of
+`params/wikichurches.yaml` on it with the presets' full-size architectures and random weights,
+and times it per model: reading, decoding the pool to frames (against decoding each image
+every epoch), probe / LoRA / full training of ``--steps`` steps, extraction, scoring and the
+randomisation test. Writes `rehearsal.csv` and `rehearsal.md`: the table and the real profile's
+budget projected on this machine and on one GPU at the rates of ``--gpu-rates`` (assumed).
 
     python benchmarks/rehearse.py [--quick] [--pool 300] [--models clip,resnet50_tv]
         [--steps 4] [--sanity-images 4] [--out rehearsal] [--docs docs/rehearsal.md]
@@ -28,6 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -122,13 +119,13 @@ def write_folder(root: Path, pool: int, seed: int = 0) -> Path:
     return root
 
 
+@dataclass
 class Timer:
     """Rows of (stage, model, images, seconds, images/s, peak GiB), one per timed stage,
     written to ``csv`` as each stage ends (an interrupted run keeps what it measured)."""
 
-    def __init__(self, csv: Path):
-        self.rows: list[dict] = []
-        self.csv = csv
+    csv: Path
+    rows: list[dict] = field(default_factory=list)
 
     @contextmanager
     def stage(self, stage: str, model: str, images: int):
@@ -317,14 +314,12 @@ def training_rates(table: pd.DataFrame) -> pd.DataFrame:
     rows = table[table["model"] != "-"].assign(
         per_cpu_s=lambda t: t["images"] / t["cpu_seconds"])
     stages = ["loader-decode", "loader-frames", "lora", "full"]
-    wall = rows.pivot_table(index="model", columns="stage", values="images_per_s")
-    cpu = rows.pivot_table(index="model", columns="stage", values="per_cpu_s")
-    wall, cpu = wall.reindex(columns=stages), cpu.reindex(columns=stages)
+    wall, cpu = (rows.pivot_table(index="model", columns="stage", values=rate).reindex(columns=stages)
+                 for rate in ("images_per_s", "per_cpu_s"))
     rates = pd.DataFrame({
-        "decode-each img/s": wall.get("loader-decode"), "frames img/s": wall.get("loader-frames"),
-        "decode-each img/CPU s": cpu.get("loader-decode"),
-        "frames img/CPU s": cpu.get("loader-frames"),
-        "lora img/s": wall.get("lora"), "full img/s": wall.get("full")})
+        "decode-each img/s": wall["loader-decode"], "frames img/s": wall["loader-frames"],
+        "decode-each img/CPU s": cpu["loader-decode"], "frames img/CPU s": cpu["loader-frames"],
+        "lora img/s": wall["lora"], "full img/s": wall["full"]})
     rates["frames / decode-each (CPU)"] = (rates["frames img/CPU s"]
                                            / rates["decode-each img/CPU s"])
     return rates.round(2).reset_index()
@@ -427,8 +422,7 @@ def main() -> None:
     parser.add_argument("--docs", default="")
     args = parser.parse_args()
     if args.quick:
-        args.pool, args.images, args.steps, args.sanity_images = 60, 4, 1, 1
-        args.loader_images = 16
+        args.pool, args.images, args.steps, args.sanity_images, args.loader_images = 60, 4, 1, 1, 16
         args.models = args.models or "clip,resnet50_tv"
     args.models = tuple(m for m in args.models.split(",") if m)
     args.stages = tuple(args.stages.split(","))

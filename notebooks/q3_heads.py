@@ -21,11 +21,8 @@
 # CLS heads. All scores are in each model's own input frame (`tables/scores.parquet`).
 
 # %% tags=["parameters"]
-# Defaults: the demo profile (params/demo.yaml), paths from the project root, so this
-# notebook runs as is in JupyterLab once `python build.py` has made the demo data; a
-# build injects its own profile's values after this cell. Run here, the notebook writes its
-# tables to report/demo/interactive/tables/ (set tables_dir to change it): the build's
-# report/demo/tables/, which the report and the explorer read, stays as the build made it.
+# Defaults: the demo profile's values (a build injects its own after this cell); run here,
+# tables go to report/demo/interactive/tables/ (set tables_dir), not to the build's.
 from sightline.notebook_defaults import default
 
 dataset = default("dataset")

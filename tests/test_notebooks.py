@@ -68,7 +68,7 @@ def _run_as_is(notebook: Path, cwd: Path, cells: int | None = None) -> None:
     nb = jupytext.read(notebook)
     if cells is not None:
         nb.cells = nb.cells[:cells]
-    with pipeline.ProjectKernel():
+    with pipeline.project_kernel():
         NotebookClient(nb, kernel_name=pipeline.KERNEL_NAME, timeout=600,
                        resources={"metadata": {"path": str(cwd)}}).execute()
 
@@ -126,7 +126,7 @@ def test_every_notebook_names_a_kernel_jupyter_resolves_outside_a_build():
     for name in NOTEBOOKS:
         assert jupytext.read(ROOT / "notebooks" / f"{name}.py").metadata["kernelspec"] == \
             pipeline.KERNEL_SPEC, name
-    spec = KernelSpecManager().get_kernel_spec(pipeline.KERNEL_NAME)  # no ProjectKernel here
+    spec = KernelSpecManager().get_kernel_spec(pipeline.KERNEL_NAME)  # no project_kernel here
     assert spec.language == "python"
 
 

@@ -18,10 +18,9 @@ JUPYTERLAB = "jupyterlab==4.6.6"
 
 def main(argv: list[str], *, root: Path) -> int:
     """Dispatch ``build.py [COMMAND] ARGS``; with no command, ``run``."""
-    command = argv[0] if argv and argv[0] in COMMANDS else "run"
-    rest = argv[1:] if argv and argv[0] in COMMANDS else argv
-    handler, _ = COMMANDS[command]
-    return handler(rest, root)
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]][0](argv[1:], root)
+    return _run(argv, root)
 
 
 def _commands_help() -> str:
@@ -32,39 +31,24 @@ def _commands_help() -> str:
 
 def _run(argv: list[str], root: Path) -> int:
     parser = argparse.ArgumentParser(
-        prog="python build.py [run]",
+        prog="python build.py [run]", epilog=_commands_help(),
         description="Build the report of a study profile: execute the stale notebooks with the "
         "profile's params, then stitch report/<profile>/index.html and report.pdf.",
-        epilog=_commands_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--params",
-        type=Path,
-        default=root / "params" / "demo.yaml",
-        help="params file of the study profile (default: params/demo.yaml)",
-    )
-    parser.add_argument(
-        "--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks (names without .py)"
-    )
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=root / "params" / "demo.yaml",
+                        help="params file of the study profile (default: params/demo.yaml)")
+    parser.add_argument("--only", nargs="+", metavar="NOTEBOOK",
+                        help="run only these notebooks (names without .py)")
     parser.add_argument("--force", action="store_true", help="re-run even unchanged notebooks")
-    parser.add_argument(
-        "--jobs", type=int, default=None, metavar="N",
-        help="notebooks run at once, each with its share of the cores (default: 2 where there "
-        "are 2 cores or more, else 1)",
-    )
-    parser.add_argument(
-        "--report-dir",
-        type=Path,
-        default=None,
-        help="where profiles' reports go (default: report/)",
-    )
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="notebooks run at once, each with its share of the cores (default: 2 "
+                        "where there are 2 cores or more, else 1)")
+    parser.add_argument("--report-dir", type=Path, default=None,
+                        help="where profiles' reports go (default: report/)")
     args = parser.parse_args(argv)
     try:
-        pipeline.build(
-            args.params, root=root, report_root=args.report_dir, only=args.only, force=args.force,
-            jobs=args.jobs,
-        )
+        pipeline.build(args.params, root=root, report_root=args.report_dir, only=args.only,
+                       force=args.force, jobs=args.jobs)
     except (config.ParamsError, data.DataError, pipeline.UsageError,
             preflight.PreflightError, execution.ExecutionError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -108,19 +92,14 @@ def _lab(argv: list[str], root: Path) -> int:
         import jupyterlab  # noqa: F401
     except ImportError:
         print(f"[lab] installing {JUPYTERLAB} into this environment (first use only)", flush=True)
-        subprocess.check_call(
-            [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
-             JUPYTERLAB, "-c", str(root / "requirements-lock.txt")]
-        )
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
+                               "--quiet", JUPYTERLAB, "-c", str(root / "requirements-lock.txt")])
     command = lab_command(argv, root)
     if "--allow-root" in command:
         print("[lab] running as root: passing --allow-root to JupyterLab", flush=True)
-    print(
-        "[lab] JupyterLab on notebooks/ at 127.0.0.1 (open the URL with its token printed below); "
-        "Ctrl-C stops it",
-        flush=True,
-    )
-    with pipeline.ProjectKernel():
+    print("[lab] JupyterLab on notebooks/ at 127.0.0.1 (open the URL with its token printed "
+          "below); Ctrl-C stops it", flush=True)
+    with pipeline.project_kernel():
         try:
             return subprocess.call(command, cwd=root / "notebooks")
         except KeyboardInterrupt:
@@ -129,16 +108,10 @@ def _lab(argv: list[str], root: Path) -> int:
 
 def _lock(argv: list[str], root: Path) -> int:
     needed = _needed_distributions(root / "requirements.txt")
-    frozen = subprocess.run(
-        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    lines = [
-        line for line in frozen.splitlines()
-        if "==" in line and _canonical(line.split("==", 1)[0]) in needed
-    ]
+    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
+                            capture_output=True, text=True, check=True).stdout
+    lines = [line for line in frozen.splitlines()
+             if "==" in line and _canonical(line.split("==", 1)[0]) in needed]
     (root / "requirements-lock.txt").write_text("\n".join(lines) + "\n")
     print(f"wrote requirements-lock.txt ({len(lines)} packages)")
     return 0
@@ -221,11 +194,8 @@ def _needed_distributions(requirements: Path) -> set[str]:
     """
     from packaging.requirements import Requirement
 
-    todo = [
-        Requirement(line.split("#", 1)[0].strip())
-        for line in requirements.read_text().splitlines()
-        if line.split("#", 1)[0].strip()
-    ]
+    lines = (line.split("#", 1)[0].strip() for line in requirements.read_text().splitlines())
+    todo = [Requirement(line) for line in lines if line]
     seen: set[tuple[str, frozenset[str]]] = set()
     needed: set[str] = set()
     while todo:
@@ -240,12 +210,9 @@ def _needed_distributions(requirements: Path) -> set[str]:
         except metadata.PackageNotFoundError:
             continue
         needed.add(name)
-        for spec in distribution.requires or []:
-            dependency = Requirement(spec)
-            extras = requirement.extras or {""}
-            if dependency.marker is None or any(
-                dependency.marker.evaluate({"extra": extra}) for extra in extras
-            ):
+        for dependency in map(Requirement, distribution.requires or []):
+            if dependency.marker is None or any(dependency.marker.evaluate({"extra": extra})
+                                                for extra in requirement.extras or {""}):
                 todo.append(dependency)
     return needed
 

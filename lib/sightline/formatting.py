@@ -15,6 +15,7 @@ import html
 import math
 import re
 from collections.abc import Mapping, Sequence
+from itertools import takewhile
 
 import numpy as np
 import pandas as pd
@@ -143,7 +144,7 @@ class Table:
                      f"{', '.join(html.escape(c) for c in columns if c not in self.key)})</p>"
                      if len(parts) > 1 else "")
             tables.append(f"{label}{self._html_table(columns)}")
-        return (f"<div class='sightline-table {layout}'>{caption}{''.join(tables)}</div>")
+        return f"<div class='sightline-table {layout}'>{caption}{''.join(tables)}</div>"
 
     def __repr__(self) -> str:
         text = self.text.to_string(index=False)
@@ -155,29 +156,18 @@ def _header(name: str) -> str:
     return html.escape(name).replace("_", "_<wbr>")
 
 
-def table(
-    frame: pd.DataFrame | pd.Series,
-    *,
-    digits: int = 3,
-    digits_for: Mapping[str, int] | None = None,
-    key: Sequence[str] | None = None,
-    caption: str | None = None,
-) -> Table:
-    """``frame`` as the report shows it (see the module docstring).
-
-    ``digits_for`` sets decimals per column; ``key`` names the columns a split table repeats
-    (default: the leading text columns, up to three).
-    """
+def table(frame: pd.DataFrame | pd.Series, *, digits: int = 3,
+          digits_for: Mapping[str, int] | None = None, key: Sequence[str] | None = None,
+          caption: str | None = None) -> Table:
+    """``frame`` as the report shows it (see the module docstring). ``digits_for`` sets decimals
+    per column; ``key`` names the columns a split table repeats (default: the leading text
+    columns, up to three)."""
     flat = _flat(frame)
-    digits_for = dict(digits_for or {})
+    digits_for = digits_for or {}
     text = pd.DataFrame({c: _column_text(flat[c], c, digits_for.get(c, digits))
                          for c in flat.columns}, columns=flat.columns)
     if key is None:
-        key = []
-        for column in flat.columns:
-            if pd.api.types.is_numeric_dtype(flat[column]) or len(key) == 3:
-                break
-            key.append(column)
+        key = list(takewhile(lambda c: not pd.api.types.is_numeric_dtype(flat[c]), flat.columns))[:3]
     unknown = sorted(set(key) - set(flat.columns))
     if unknown:
         raise KeyError(f"table key {unknown} not among the columns {list(flat.columns)}")

@@ -1,13 +1,9 @@
 """The project's root, and the demo profile's values for a notebook run on its own.
 
-A notebook's ``parameters`` cell takes its defaults from here, so the notebook runs as is
-in JupyterLab (kernel working directory ``notebooks/``) or from the project root: paths
-come from ``params/demo.yaml`` (the one source of truth for the demo) and resolve against
-the project root, never the working directory. A build injects its profile's values in a
-cell after the defaults, so these apply only to interactive runs.
-
-An interactive run writes its tables to ``report/<profile>/interactive/tables/``, never into
-the build's ``report/<profile>/tables/`` that the report and the explorer read.
+A notebook's ``parameters`` cell takes its defaults from here (``params/demo.yaml``, paths
+against the project root, never the working directory), so it runs as is in JupyterLab; a
+build injects its profile's values after them. An interactive run writes its tables to
+``report/<profile>/interactive/tables/``, never into the build's ``report/<profile>/tables/``.
 """
 
 from __future__ import annotations
@@ -25,10 +21,8 @@ INTERACTIVE = "interactive"  # report/<profile>/interactive/tables: an interacti
 
 
 def project_root(start: str | Path | None = None) -> Path:
-    """The nearest folder at or above ``start`` (default: cwd) holding the demo params file.
-
-    Falls back to the folder this library lives in, for a kernel started elsewhere.
-    """
+    """The nearest folder at or above ``start`` (default: cwd) holding the demo params file,
+    else the one this library lives in (a kernel started elsewhere)."""
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / DEMO).is_file() and (folder / "notebooks").is_dir():
@@ -46,10 +40,8 @@ def _demo_values(root: Path) -> dict[str, Any]:
 
 
 def default(name: str) -> Any:
-    """The demo profile's value of a notebook parameter (a params section, or ``tables_dir``).
-
-    Outside a build, ``tables_dir`` is the interactive folder (see `interactive_tables`).
-    """
+    """The demo profile's value of a notebook parameter (a params section, or ``tables_dir``:
+    outside a build, the interactive folder of `interactive_tables`)."""
     values = _demo_values(project_root())
     if name not in values:
         raise KeyError(f"'{name}' is neither a section of {DEMO} nor a build-provided value "
@@ -60,20 +52,15 @@ def default(name: str) -> Any:
 
 
 def interactive_tables(build_tables: Path) -> Path:
-    """The tables folder of an interactive run, beside the build's, which it leaves as it is.
-
-    Tables the build made and this folder lacks are copied in first, so a notebook that reads
-    another's output (Q2 reads Q1's scores) finds it; one printed line says where it writes.
-    """
+    """The tables folder of an interactive run, beside the build's, which it leaves as it is;
+    the build's tables it lacks are copied in first (Q2 reads Q1's scores)."""
     folder = build_tables.parent / INTERACTIVE / build_tables.name
     folder.mkdir(parents=True, exist_ok=True)
-    copied = 0
-    if build_tables.is_dir():
-        for table in sorted(build_tables.iterdir()):
-            if table.is_file() and not (folder / table.name).exists():
-                shutil.copy2(table, folder / table.name)
-                copied += 1
-    note = f"; {copied} of the build's tables copied in as inputs" if copied else ""
+    missing = [table for table in sorted(build_tables.glob("*"))
+               if table.is_file() and not (folder / table.name).exists()]
+    for table in missing:
+        shutil.copy2(table, folder / table.name)
+    note = f"; {len(missing)} of the build's tables copied in as inputs" if missing else ""
     print(f"Interactive run: tables go to {folder} (the build's {build_tables} is left as the "
           f"build made it{note}). Set tables_dir in the parameters cell to write elsewhere.")
     return folder

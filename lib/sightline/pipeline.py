@@ -23,6 +23,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,9 @@ from .config import ModelChoice, SIModelChoice
 from .studies import photo_album
 
 # Every notebook's Jupytext header names this kernel, so papermill, nbconvert --execute and
-# JupyterLab run a notebook (or a build's executed copy) with no kernel argument: ``python3``
-# resolves to the interpreter Jupyter runs in (the project's .venv), and inside a build or
-# ``build.py lab`` to ProjectKernel's spec for this very interpreter.
+# JupyterLab run a notebook with no kernel argument: ``python3`` resolves to the interpreter
+# Jupyter runs in (the project's .venv), and inside a build or ``build.py lab`` to
+# `project_kernel`'s spec for this very interpreter.
 KERNEL_SPEC = {"name": "python3", "display_name": "Python 3 (sightline)", "language": "python"}
 KERNEL_NAME = KERNEL_SPEC["name"]
 _SKIPPED = "not in this profile"
@@ -54,14 +55,6 @@ class Notebook:
     parameters: list[str]
     needs: list[str] = field(default_factory=list)
     requires: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    """The data a build's notebooks read: its fingerprint, and what it and the models offer."""
-
-    digest: str
-    offer: preflight.Offer
 
 
 class BuildError(Exception):
@@ -79,15 +72,9 @@ def discover(notebooks_dir: Path) -> list[Notebook]:
         nb = jupytext.read(path)
         cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         if len(cells) != 1:
-            raise BuildError(
-                f"{path}: needs exactly one cell tagged 'parameters', found {len(cells)}")
-        names = [
-            target.id
-            for node in ast.parse(cells[0].source).body
-            if isinstance(node, ast.Assign)
-            for target in node.targets
-            if isinstance(target, ast.Name)
-        ]
+            raise BuildError(f"{path}: needs exactly one cell tagged 'parameters', found {len(cells)}")
+        names = [target.id for node in ast.parse(cells[0].source).body if isinstance(node, ast.Assign)
+                 for target in node.targets if isinstance(target, ast.Name)]
         header = nb.metadata.get("sightline", {})
         needs, requires = list(header.get("needs", [])), list(header.get("requires", []))
         unknown = sorted(set(requires) - set(preflight.REQUIREMENTS))
@@ -95,17 +82,14 @@ def discover(notebooks_dir: Path) -> list[Notebook]:
             raise BuildError(f"{path}: requires unknown {unknown} "
                              f"(known: {sorted(preflight.REQUIREMENTS)})")
         notebooks.append(Notebook(path.stem, path, names, needs, requires))
-    known = {nb.name for nb in notebooks}
     order = [nb.name for nb in notebooks]
     for nb in notebooks:
         for need in nb.needs:
-            if need not in known:
-                raise BuildError(
-                    f"{nb.path}: needs unknown notebook '{need}' (have: {sorted(known)})")
+            if need not in order:
+                raise BuildError(f"{nb.path}: needs unknown notebook '{need}' (have: {sorted(order)})")
             if order.index(need) > order.index(nb.name):
-                raise BuildError(
-                    f"{nb.path}: needs '{need}', which runs later (notebooks run in file-name "
-                    "order): rename one of them")
+                raise BuildError(f"{nb.path}: needs '{need}', which runs later (notebooks run in "
+                                 "file-name order): rename one of them")
     return notebooks
 
 
@@ -123,16 +107,17 @@ def library_digest(root: Path) -> str:
     return _digest(*(f.read_bytes() for f in files), lock.read_bytes() if lock.exists() else b"")
 
 
-def prepare_dataset(params: config.Params) -> PreparedData:
+def prepare_dataset(params: config.Params) -> tuple[str, preflight.Offer]:
     """Generate the synthetic data if the profile uses it and read the dataset once (so a bad
-    file stops the build here, naming it); fingerprint what the notebooks read."""
+    file stops the build here, naming it): the fingerprint of what the notebooks read, and
+    what the data and the models offer them."""
     ds = params.dataset
     study = params.shared_interest
     fingerprints = [prepare_human_attention(study)] if study else []
     if params.photos is not None:
         fingerprints.append(prepare_photos(params.photos))
     if ds is None:
-        return PreparedData(_digest(fingerprints), preflight.Offer())
+        return _digest(fingerprints), preflight.Offer()
     if isinstance(ds, config.SyntheticDataset):
         problem = data.verify_generated(ds.root)
         if problem is not None:
@@ -150,8 +135,8 @@ def prepare_dataset(params: config.Params) -> PreparedData:
             warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                    warning.lineno)
     fingerprint = data.dataset_fingerprint(section)
-    return PreparedData(_digest([fingerprint, *fingerprints]) if fingerprints else fingerprint,
-                        preflight.offer(params, dataset))
+    return (_digest([fingerprint, *fingerprints]) if fingerprints else fingerprint,
+            preflight.offer(params, dataset))
 
 
 def prepare_human_attention(study: config.SharedInterest) -> str:
@@ -213,16 +198,14 @@ def build(params_path: Path, *, root: Path, report_root: Path | None = None,
     if only:
         unknown = sorted(set(only) - {nb.name for nb in notebooks})
         if unknown:
-            raise UsageError(
-                f"--only: no notebook named {', '.join(unknown)}; the notebooks are: "
-                f"{', '.join(nb.name for nb in notebooks)}")
+            raise UsageError(f"--only: no notebook named {', '.join(unknown)}; the notebooks are: "
+                             f"{', '.join(nb.name for nb in notebooks)}")
     upstream = _upstream(notebooks, only or [])
     print(f"[build] profile '{params.profile}' -> {profile_dir}", flush=True)
     started = time.perf_counter()
-    prepared = prepare_dataset(params)
-    data_digest = prepared.digest
+    data_digest, offer = prepare_dataset(params)
     print(f"[build] data ready ({time.perf_counter() - started:.1f} s)", flush=True)
-    for note in preflight.class_target_notes(params, prepared.offer):
+    for note in preflight.class_target_notes(params, offer):
         print(f"[build] note: {note}", flush=True)
     (profile_dir / "tables").mkdir(parents=True, exist_ok=True)
     (profile_dir / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -236,7 +219,7 @@ def build(params_path: Path, *, root: Path, report_root: Path | None = None,
         absent = [f"no '{name}'" for name in nb.parameters if getattr(params, name, 0) is None]
         absent += [f"'{n}' is skipped" for n in nb.needs if stamps[n] == _SKIPPED]
         if params.dataset:
-            absent += preflight.unmet(nb.requires, params, prepared.offer)
+            absent += preflight.unmet(nb.requires, params, offer)
         if absent:
             stamps[nb.name] = _SKIPPED
             if only is None or nb.name in only:
@@ -260,7 +243,7 @@ def build(params_path: Path, *, root: Path, report_root: Path | None = None,
 
     jobs = jobs or default_jobs()
     seconds: dict[str, float] = {}
-    with ProjectKernel(SIGHTLINE_BUILD="1", **kernel_threads(jobs)):
+    with project_kernel(SIGHTLINE_BUILD="1", **kernel_threads(jobs)):
         for name, took in schedule(
             [todo[name] for name in longest_first(notebooks, records) if name in todo], jobs,
             lambda nb, injected, output: execute(nb, injected, output, root),
@@ -272,10 +255,8 @@ def build(params_path: Path, *, root: Path, report_root: Path | None = None,
             stamps_path.write_text(json.dumps(records, indent=2))
     executed = [nb.name for nb in notebooks if nb.name in seconds]
 
-    report_stamp = _digest(
-        [records[nb.name]["stamp"] for nb in notebooks if nb.name in records],
-        Path(report.__file__).read_bytes(),
-    )
+    report_stamp = _digest([records[nb.name]["stamp"] for nb in notebooks if nb.name in records],
+                           Path(report.__file__).read_bytes())
     index = profile_dir / "index.html"
     if executed or force or not index.exists() or records.get("_report") != report_stamp:
         report.build_report(params, params_path, profile_dir, notebooks, records)
@@ -369,35 +350,27 @@ def schedule(todo: list[tuple[Notebook, dict, Path]], jobs: int,
 
 def _upstream(notebooks: list[Notebook], names: list[str]) -> set[str]:
     """Every notebook the named ones need, directly or not."""
-    needs = {nb.name: nb.needs for nb in notebooks}
     found: set[str] = set()
-    stack = [n for name in names for n in needs[name]]
-    while stack:
-        name = stack.pop()
-        if name not in found:
-            found.add(name)
-            stack.extend(needs[name])
+    for nb in reversed(notebooks):  # a notebook's needs run before it (`discover` checks)
+        if nb.name in names or nb.name in found:
+            found.update(nb.needs)
     return found
 
 
 def _parameters(nb: Notebook, params: config.Params, profile_dir: Path, root: Path) -> dict:
     sections = params.model_dump(mode="json")
     provided = {"tables_dir": str(profile_dir / "tables"), "project_root": str(root)}
-    injected = {}
-    for name in nb.parameters:
-        if name in sections:
-            injected[name] = sections[name]
-        elif name in provided:
-            injected[name] = provided[name]
-        else:
-            raise BuildError(
-                f"{nb.path}: parameter '{name}' is neither a params section "
-                f"({', '.join(sections)}) nor provided by the build ({', '.join(provided)})")
-    return injected
+    available = {**provided, **sections}
+    unknown = [name for name in nb.parameters if name not in available]
+    if unknown:
+        raise BuildError(
+            f"{nb.path}: parameter '{unknown[0]}' is neither a params section "
+            f"({', '.join(sections)}) nor provided by the build ({', '.join(provided)})")
+    return {name: available[name] for name in nb.parameters}
 
 
 def execute(nb: Notebook, parameters: dict, output: Path, root: Path) -> float:
-    """Execute one notebook (inside a `ProjectKernel`); on failure keep the partial notebook
+    """Execute one notebook (inside a `project_kernel`); on failure keep the partial notebook
     and raise BuildError."""
     running = output.with_suffix(".running.ipynb")
     failed = output.with_suffix(".failed.ipynb")
@@ -424,8 +397,7 @@ def execute(nb: Notebook, parameters: dict, output: Path, root: Path) -> float:
     executed.metadata.papermill.update(input_path=str(nb.path), output_path=str(output))
     nbformat.write(executed, running)
     os.replace(running, output)
-    if failed.exists():
-        failed.unlink()
+    failed.unlink(missing_ok=True)
     return time.perf_counter() - started
 
 
@@ -436,19 +408,14 @@ _TIMING_KEYS = ("start_time", "end_time", "duration")
 
 
 def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
-    """An executed notebook with what differs between identical runs taken out.
-
-    Cell ids become ``<name>-<index>`` (Jupytext and papermill draw random ones), papermill's
-    timestamps and durations go (the run summary keeps them), and progress bars (whose rates
-    vary), per-epoch training lines and cost estimates (the build's console shows them; the
-    notebook keeps its summary table) are dropped from the stderr text; other stderr text stays.
-    """
-    for key in _TIMING_KEYS:
-        notebook.metadata.get("papermill", {}).pop(key, None)
+    """An executed notebook without what differs between identical runs: random cell ids
+    (now ``<name>-<index>``), papermill's timings, and stderr's progress bars, per-epoch
+    training lines and cost estimates (the build's console shows them)."""
+    for holder in (notebook, *notebook.cells):
+        for key in _TIMING_KEYS:
+            holder.metadata.get("papermill", {}).pop(key, None)
     for index, cell in enumerate(notebook.cells):
         cell.id = f"{name}-{index}"[-64:]
-        for key in _TIMING_KEYS:
-            cell.metadata.get("papermill", {}).pop(key, None)
         if cell.cell_type != "code":
             continue
         outputs = []
@@ -465,14 +432,9 @@ def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.Noteboo
 
 
 class _BuildKernelManager(AsyncKernelManager):
-    """Kernels for a build: IPC sockets (no TCP ports) of their own in the temporary folder
-    (jupyter_client's default names them in the working directory, where two kernels started
-    at once could pick the same), and no SIGINT at shut-down.
-
-    jupyter_client interrupts a kernel before shutting it down, which makes an idle kernel
-    log "KeyboardInterrupt caught in kernel" now and then; a finished notebook's kernel is
-    simply stopped.
-    """
+    """Kernels for a build: IPC sockets of their own in the temporary folder (by default two
+    kernels started at once could pick the same name in the working directory), and no SIGINT
+    at shut-down (an idle kernel would log "KeyboardInterrupt caught in kernel")."""
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
@@ -485,38 +447,31 @@ class _BuildKernelManager(AsyncKernelManager):
             await super()._async_interrupt_kernel()
 
 
-class ProjectKernel:
-    """A kernelspec for this very interpreter, so notebooks run in the project environment.
-
-    Inside the ``with`` block, Jupyter (papermill, JupyterLab started from it) finds the
-    kernel ``python3`` here, ahead of any other; ``env`` adds variables to the kernel's
-    environment.
-    """
-
-    def __init__(self, **env: str):
-        self.env = env
-
-    def __enter__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="sightline-kernel-")
-        spec_dir = Path(self._dir.name) / "kernels" / KERNEL_NAME
+@contextmanager
+def project_kernel(**env: str) -> Iterator[None]:
+    """A kernelspec for this very interpreter, so notebooks run in the project environment:
+    inside the block, Jupyter (papermill, JupyterLab started from it) finds the kernel
+    ``python3`` here, ahead of any other; ``env`` adds variables to the kernel's environment."""
+    old = os.environ.get("JUPYTER_PATH")
+    with tempfile.TemporaryDirectory(prefix="sightline-kernel-") as folder:
+        spec_dir = Path(folder) / "kernels" / KERNEL_NAME
         spec_dir.mkdir(parents=True)
         spec = {
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": KERNEL_SPEC["display_name"],
             "language": KERNEL_SPEC["language"],
             "env": {"PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-                    "MPLBACKEND": "module://matplotlib_inline.backend_inline", **self.env},
+                    "MPLBACKEND": "module://matplotlib_inline.backend_inline", **env},
         }
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
-        self._old = os.environ.get("JUPYTER_PATH")
-        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (self._dir.name, self._old) if p)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._old is None:
-            os.environ.pop("JUPYTER_PATH", None)
-        else:
-            os.environ["JUPYTER_PATH"] = self._old
-        self._dir.cleanup()
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (folder, old) if p)
+        try:
+            yield
+        finally:
+            if old is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = old
 
 
 def git_commit(root: Path) -> str:

@@ -135,21 +135,11 @@ def integer_ticks(ax: Axes, axis: str = "x") -> None:
     (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
 
 
-def draw_boxes(
-    ax: Axes,
-    boxes_xyxy: np.ndarray,
-    width: float,
-    height: float,
-    labels: Sequence[str] | None = None,
-    colour: str = "#ffdd00",
-    highlight: int | None = None,
-) -> None:
-    """Outline relative ``(x0, y0, x1, y1)`` boxes on an axis showing a ``width x height`` image.
-
-    Each label goes above its box's top-left corner, else inside it at the top, else at its
-    bottom-left, whichever first overlaps no label already placed and stays inside the axis;
-    a label with no free place is hidden (its outline stays). Placed when the figure is
-    drawn, after its layout, so at the axes' final size (`_BoxLabels`)."""
+def draw_boxes(ax: Axes, boxes_xyxy: np.ndarray, width: float, height: float,
+               labels: Sequence[str] | None = None, colour: str = "#ffdd00",
+               highlight: int | None = None) -> None:
+    """Outline relative ``(x0, y0, x1, y1)`` boxes on an axis showing a ``width x height`` image,
+    each label placed where it overlaps no other when the figure is drawn (`_BoxLabels`)."""
     placer = _BoxLabels()
     for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes_xyxy).reshape(-1, 4)):
         chosen = highlight is None or i == highlight
@@ -169,11 +159,10 @@ def draw_boxes(
 
 
 class _BoxLabels(Artist):
-    """Draws nothing itself: just before an axis' texts are drawn (a lower zorder, after the
-    figure's layout), moves each of its labels to its first place that overlaps no label
-    placed before it and stays inside the axis (off the title), or hides it. A label that
-    would run past the axis' right edge ends at its box's right edge instead (the next axis
-    would cover it)."""
+    """Draws nothing itself: after the figure's layout, just before the axis' texts, moves each
+    label to its first place (above its box's top-left corner, inside it at the top, at its
+    bottom-left) that overlaps no label placed before and stays inside the axis, or hides it.
+    A label that would run past the axis' right edge ends at its box's right edge instead."""
 
     zorder = 2.5  # after the image and patches, before the texts (zorder 3)
 
@@ -211,14 +200,8 @@ def show_image(ax: Axes, image: Image.Image | np.ndarray, title: str | None = No
         ax.set_title(title, fontsize=TITLE_PT)
 
 
-def overlay(
-    ax: Axes,
-    frame: Image.Image,
-    saliency: np.ndarray,
-    boxes_xyxy: np.ndarray,
-    title: str | None = None,
-    highlight: int | None = None,
-) -> None:
+def overlay(ax: Axes, frame: Image.Image, saliency: np.ndarray, boxes_xyxy: np.ndarray,
+            title: str | None = None, highlight: int | None = None) -> None:
     """A model-frame image with a saliency map (any grid, upsampled smoothly, coloured from its
     minimum to its maximum: `map_scale`) and the boxes."""
     show_image(ax, frame, title)
@@ -226,7 +209,6 @@ def overlay(
     ax.imshow(np.asarray(saliency, dtype=np.float32), cmap=MAP_CMAP, alpha=0.55,
               extent=(0, size[0], size[1], 0), interpolation="bilinear")
     draw_boxes(ax, boxes_xyxy, size[0], size[1], highlight=highlight)
-
 
 
 BANNER_STYLE = ("border: 2px solid #b8860b; background: #fff4d6; color: #3d2e00; "

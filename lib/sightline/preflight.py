@@ -55,9 +55,7 @@ def offer(params: config.Params, dataset: data.Dataset) -> Offer:
 def _training_pool(params: config.Params, offer: Offer) -> str | None:
     if not offer.has_labels:
         return "the dataset has no image labels (nothing to fine-tune on or to be right about)"
-    if not offer.has_pool:
-        return "the dataset has no labelled training pool (nothing to fine-tune on)"
-    return None
+    return None if offer.has_pool else "the dataset has no labelled training pool (nothing to fine-tune on)"
 
 
 def _attention_heads(params: config.Params, offer: Offer) -> str | None:
@@ -117,11 +115,9 @@ def check_checkpoints(params: config.Params) -> None:
 
 
 def _listed_models(params: config.Params) -> Iterator[tuple[str, config.ModelChoice]]:
-    for index, choice in enumerate(params.models):
-        yield f"models[{index}]", choice
-    for index, choice in enumerate(params.shared_interest.models if params.shared_interest
-                                   else ()):
-        yield f"shared_interest.models[{index}]", choice
+    yield from ((f"models[{i}]", choice) for i, choice in enumerate(params.models))
+    study = params.shared_interest.models if params.shared_interest else ()
+    yield from ((f"shared_interest.models[{i}]", choice) for i, choice in enumerate(study))
 
 
 def _missing(where: str, choice: config.ModelChoice) -> str | None:
@@ -184,6 +180,6 @@ def _reachable(host: str | None) -> bool:
         return False
     try:
         socket.create_connection((host, 443), timeout=3).close()
+        return True
     except OSError:
         return False
-    return True

@@ -1,10 +1,8 @@
 """Stitch the executed notebooks into one self-contained HTML page and a PDF.
 
-The page has a table of contents (with page numbers in the PDF), a run summary (package
-versions, commit, per-notebook timing), each notebook as a section with code hidden by
-default (a button shows it), figures embedded, each with alt text, and the parameters as an
-appendix. The PDF is the same page rendered by WeasyPrint (a registry package; no browser is
-downloaded), its pages numbered.
+The page: a table of contents, a run summary (package versions, commit, per-notebook timing),
+each notebook as a section (code hidden behind a button; figures embedded, with alt text), and
+the parameters as an appendix. The PDF is the same page rendered by WeasyPrint, pages numbered.
 """
 
 from __future__ import annotations
@@ -82,8 +80,7 @@ def notebook_section(path: Path, anchor: str) -> tuple[str, list[tuple[int, str,
                         if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
     body, _ = HTMLExporter(template_name="basic", exclude_input_prompt=True,
                            exclude_output_prompt=True, embed_images=True).from_notebook_node(nb)
-    body = re.sub(r'id="([^"]+)"', lambda m: f'id="{anchor}-{m.group(1)}"', body)
-    body = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{anchor}-{m.group(1)}"', body)
+    body = re.sub(r'(id="|href="#)([^"]+)"', lambda m: f'{m.group(1)}{anchor}-{m.group(2)}"', body)
     body = re.sub(r'<a class="anchor-link"[^>]*>.*?</a>', "", body)
     body = _alt_text(_landscape(body))
     headings = re.findall(r'<h([12]) id="([^"]+)"[^>]*>(.*?)</h\1>', body)
@@ -174,13 +171,8 @@ def _alt_text(body: str) -> str:
     return "".join(pieces)
 
 
-def build_report(
-    params: config.Params,
-    params_path: Path,
-    profile_dir: Path,
-    notebooks: list,
-    records: dict,
-) -> Path:
+def build_report(params: config.Params, params_path: Path, profile_dir: Path, notebooks: list,
+                 records: dict) -> Path:
     """Write ``index.html`` and ``report.pdf`` for a profile; returns the HTML path."""
     from weasyprint import HTML
 
@@ -191,11 +183,8 @@ def build_report(
             continue
         body, headings = notebook_section(path, nb.name)
         sections.append(f'<section class="notebook" id="{nb.name}">{body}</section>')
-        items = "".join(
-            f'<li><a href="#{i}">{html.escape(t)}</a></li>'
-            for level, i, t in headings
-            if level == 2
-        )
+        items = "".join(f'<li><a href="#{i}">{html.escape(t)}</a></li>'
+                        for level, i, t in headings if level == 2)
         title = next((t for level, _, t in headings if level == 1), nb.name)
         first = next((i for level, i, _ in headings if level == 1), nb.name)
         toc.append(f'<li><a href="#{first}">{html.escape(title)}</a><ul>{items}</ul></li>')

@@ -1,9 +1,7 @@
 """The explorer's HTTP API (FastAPI; OpenAPI at /docs) and the static page that uses it.
 
-Read-only over one built profile (``Study``): nothing here writes to the cache or the
-tables. Files are reached only through ids the study knows (an image id, a table name
-listed in the tables folder) or the package's own static folder, so no request can
-name a path.
+Read-only over one built profile (``Study``). Files are reached only through ids the study
+knows (an image id, a listed table name) or the static folder, so no request names a path.
 """
 
 from __future__ import annotations
@@ -42,7 +40,17 @@ def _metric(request: Request,
     return metric
 
 
+def _selection(request: Request, model: str | None = None, variant: str | None = None,
+               method: str | None = None, layer: int | None = None, head: Head = None,
+               percentile: Percentile = None) -> Selection:
+    """One map: the query's values, the profile's defaults for the rest (404 naming a value
+    the table lacks)."""
+    return request.app.state.study.resolve(model=model, variant=variant, method=method,
+                                           layer=layer, head=head, percentile=percentile)
+
+
 Metric = Annotated[str, Depends(_metric)]
+Chosen = Annotated[Selection, Depends(_selection)]
 Correct = Annotated[Literal[CORRECT], Query(  # type: ignore[valid-type]
     description="all images, or those the classifier behind the maps predicted right / wrong")]
 
@@ -67,11 +75,6 @@ def create_app(study: Study) -> FastAPI:
             "detail": "; ".join(problems),
             "fields": [str(e["loc"][-1]) for e in error.errors()],
             "errors": jsonable_encoder(error.errors())})
-
-    def selection(model: str | None, variant: str | None, method: str | None, layer: int | None,
-                  head: int | None, percentile: float | None) -> Selection:
-        return study.resolve(model=model, variant=variant, method=method, layer=layer, head=head,
-                             percentile=percentile)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -111,37 +114,23 @@ def create_app(study: Study) -> FastAPI:
                         headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/maps/{image_id}")
-    def map_grid(image_id: str, model: str | None = None, variant: str | None = None,
-                 method: str | None = None, layer: int | None = None, head: Head = None,
-                 percentile: Percentile = None) -> dict:
-        """The selected map on its grid (floats), and the image region its frame covers.
-
-        A grid, not a PNG: a few hundred floats, so the page upsamples, colours and
-        thresholds it itself at any percentile and opacity without another request.
-        """
-        sel = selection(model, variant, method, layer, head, percentile)
+    def map_grid(image_id: str, sel: Chosen) -> dict:
+        """The selected map on its grid (floats), and the image region its frame covers: a few
+        hundred floats the page upsamples, colours and thresholds itself, at any percentile."""
         grid = study.grid(sel, image_id)
         return {"image_id": image_id, "selection": sel.__dict__, "grid": grid.tolist(),
                 "frame": study.frame(sel.model, image_id), "resolution": study.resolution}
 
     @app.get("/metrics/{image_id}")
-    def union_metrics(image_id: str, model: str | None = None, variant: str | None = None,
-                      method: str | None = None, layer: int | None = None, head: Head = None,
-                      percentile: Percentile = None) -> dict:
+    def union_metrics(image_id: str, sel: Chosen) -> dict:
         """Every metric of one map against the union of the image's boxes."""
-        return study.scores(selection(model, variant, method, layer, head, percentile), image_id)
+        return study.scores(sel, image_id)
 
     @app.get("/metrics/{image_id}/bbox/{bbox_index}")
-    def box_metrics(image_id: str, bbox_index: int, model: str | None = None,
-                    variant: str | None = None, method: str | None = None,
-                    layer: int | None = None, head: Head = None,
-                    percentile: Percentile = None) -> dict:
-        """Every metric of one map against one expert box, computed from the cached map.
-
-        Defaults: the profile's first model, ``frozen``, its first method, its best layer,
-        the head mean, the headline percentile. Equal to the rows of scores.parquet.
-        """
-        sel = selection(model, variant, method, layer, head, percentile)
+    def box_metrics(image_id: str, bbox_index: int, sel: Chosen) -> dict:
+        """Every metric of one map against one expert box, computed from the cached map (equal
+        to the rows of scores.parquet); defaults: the profile's first model, ``frozen``, its
+        first method, its best layer, the head mean, the headline percentile."""
         return study.scores(sel, image_id, bbox_index)
 
     @app.get("/layers")

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from .. import config, data, extract, metrics, registry
 from .. import models as presets
@@ -61,12 +60,9 @@ class Study:
         self.tables_dir = self.profile_dir / "tables"
         scores_path = self.tables_dir / "scores.parquet"
         if not scores_path.is_file():
-            raise NotBuilt(
-                f"profile '{self.params.profile}' has not been built: {scores_path} is missing. "
-                f"Build it first: python build.py --params {params_path}"
-            )
-        ds = self.params.dataset
-        section = ds.model_dump(mode="json")
+            raise NotBuilt(f"profile '{self.params.profile}' has not been built: {scores_path} is "
+                           f"missing. Build it first: python build.py --params {params_path}")
+        section = self.params.dataset.model_dump(mode="json")
         self.samples = {s.image_id: s for s in data.load_dataset(section).samples}
         self.image_ids = sorted(self.samples)
         self.resolution = self.params.metrics.resolution
@@ -79,18 +75,12 @@ class Study:
         self._stores = {} if not listing.is_file() else {
             (r.model, r.variant): self.cache_dir / Path(r.store).name
             for r in pd.read_csv(listing).itertuples(index=False)}
-        columns = ["image_id", "model", "variant", "method", "layer", "head", "metric",
-                   "threshold", "value", "correct"]
-        present = pq.read_schema(scores_path).names  # a table built before `correct` lacks it
-        union = pd.read_parquet(
-            scores_path, columns=[c for c in columns if c in present],
+        self.union = pd.read_parquet(
+            scores_path, columns=["image_id", "model", "variant", "method", "layer", "head",
+                                  "metric", "threshold", "value", "correct"],
             filters=[("target", "==", "union"),
                      ("metric", "in", list(registry.METRICS.names(target="mask")))],
-        )
-        if "correct" not in union:
-            union["correct"] = pd.array([pd.NA] * len(union), dtype="boolean")
-        self.union = union.astype({c: str for c in ("image_id", "model", "variant", "method",
-                                                    "metric")})
+        ).astype({c: str for c in ("image_id", "model", "variant", "method", "metric")})
         self.kinds = (self.union[["model", "variant", "method", "layer", "head"]]
                       .drop_duplicates().sort_values(["model", "variant", "method", "layer", "head"]))
         self.thresholds = sorted(float(t) for t in self.union["threshold"].dropna().unique())
@@ -225,10 +215,8 @@ class Study:
         return self.samples[image_id]
 
     def boxes(self, image_id: str) -> list[dict]:
-        """The expert regions of an image: index, label, feature, relative ltwh and area.
-
-        A mask region gives its mask's bounding box (``mask: true``): the explorer draws
-        boxes, while scores use the mask itself."""
+        """The expert regions of an image: index, label, feature, relative ltwh and area (a mask
+        region's bounding box, ``mask: true``: the page draws boxes, scores use the mask)."""
         sample = self.sample(image_id)
         return [{"bbox_index": i, "label": b.label, "feature": b.feature, "left": b.left,
                  "top": b.top, "width": b.width, "height": b.height, "area": b.width * b.height,
@@ -237,11 +225,9 @@ class Study:
 
     def images(self, correct: str = "all", model: str | None = None,
                variant: str | None = None) -> list[dict]:
-        """Every annotated image with its label, tags, regions, each model's headline union
-        IoU (the leaderboard's headline map, the model's default) and whether that model's
-        classifier predicted the image's class (None: no classifier). ``correct`` ``right`` /
-        ``wrong`` keeps the images ``model`` (default: the first; ``variant``: its default)
-        gets right / wrong."""
+        """Every annotated image with its label, tags, regions, each model's headline union IoU
+        (its default map) and whether its classifier got the image's class (None: none);
+        ``correct`` right / wrong keeps the images ``model`` (default: the first) gets so."""
         headline, marks = {}, {}
         for name in self.models:
             sel = self.default(name)
@@ -286,7 +272,7 @@ class Study:
         choice = next((c for c in self.params.models if extract.model_name(c) == model), None)
         if choice is not None:
             return presets.spec_for(choice)
-        return presets.REGISTRY.get(_registry_key(model))
+        return presets.REGISTRY.get(model.split("-", 1)[0])  # dinov2-tiny-random: its preset
 
     def store(self, model: str, variant: str) -> MapStore:
         """The cache file of (model, variant): the one the build recorded in ``stores.csv``,
@@ -399,17 +385,9 @@ class Study:
         return _jpeg(self.sample(image_id).path, max_side)
 
 
-def _registry_key(model: str) -> str:
-    """``dinov2-tiny-random`` -> ``dinov2`` (see ``extract.model_name``)."""
-    return model.split("-", 1)[0]
-
-
 def _number(value) -> float | None:
     """A JSON-safe float: NaN / None / missing -> None."""
-    if value is None:
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value
+    return None if value is None or math.isnan(float(value)) else float(value)
 
 
 @functools.lru_cache(maxsize=512)
