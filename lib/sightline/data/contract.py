@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -95,8 +96,6 @@ class Region:
     def is_mask(self) -> bool:
         return self.mask is not None
 
-
-Box = Region  # WikiChurches' name for its regions, which are all boxes
 
 
 @dataclass(frozen=True)
@@ -253,8 +252,6 @@ def box_masks(sample: Sample, geometry: Geometry, resolution: int) -> np.ndarray
     return masks
 
 
-region_masks = box_masks
-
 
 def union_mask(masks: np.ndarray) -> np.ndarray:
     """Pixels inside any region: ``(n, R, R)`` -> ``(R, R)``."""
@@ -270,6 +267,30 @@ def bounding_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     height, width = mask.shape
     return (cols[0] / width, rows[0] / height, (cols[-1] + 1 - cols[0]) / width,
             (rows[-1] + 1 - rows[0]) / height)
+
+
+def skipper(report: dict, strict: bool) -> Callable[[str, str], None]:
+    """A record's problem: a DataError (``strict``), else counted under its reason in ``report``."""
+    report.update(skipped=Counter(), skipped_records=[])
+
+    def skip(reason: str, message: str) -> None:
+        if strict:
+            raise DataError(f"{message} (or set dataset.strict: false to skip it).")
+        report["skipped"][reason] += 1
+        report["skipped_records"].append(message)
+
+    return skip
+
+
+def close_report(report: dict, skipped_what: str, counts: dict) -> None:
+    """Warn once about the skipped ``skipped_what``; add ``counts`` and the tallies."""
+    if report["skipped"]:
+        warn(f"dataset.strict: false: skipped {sum(report['skipped'].values())} {skipped_what} "
+             f"({', '.join(f'{k} {v}' for k, v in report['skipped'].items())}); "
+             "see report['skipped_records'].")
+    report["skipped"] = dict(report["skipped"])
+    report["counts"] = {**counts, **report["skipped"], **{
+        k: len(v) for k, v in report.items() if isinstance(v, list) and k != "skipped_records"}}
 
 
 def warn_clamped(path: Path, named: list[str]) -> None:
