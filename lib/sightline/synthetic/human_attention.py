@@ -25,14 +25,9 @@ _ANNOTATORS = 10
 _FOLDERS = HUMAN_ATTENTION_FOLDERS[0]  # the spelling the benchmark ships
 
 
-def make_human_attention(
-    root: str | Path,
-    *,
-    subjects: tuple[str, ...] = ("dog", "car"),
-    per_subject: int = 5,
-    seed: int = 0,
-    image_size: tuple[int, int] = (320, 256),
-) -> Path:
+def make_human_attention(root: str | Path, *, subjects: tuple[str, ...] = ("dog", "car"),
+                         per_subject: int = 5, seed: int = 0,
+                         image_size: tuple[int, int] = (320, 256)) -> Path:
     """Write a deterministic stand-in of the ML Interpretability Benchmark into ``root``.
 
     ``Image/ImageNet/original_images/<subject><k>.jpg``: a body (an ellipse, its colour by
