@@ -1,12 +1,10 @@
 """Training images decoded once: a pool's images in a model's input frame, kept on disk.
 
-Fine-tuning reads every training image every epoch. Decoding a multi-megapixel photograph
-and resizing it to the model's frame costs tens of milliseconds per image on one core —
-more than a GPU's training step — and a loader's workers lose what they decoded when the
-epoch ends. So the frames of one set of images at one geometry are decoded once (in
-parallel, with a per-image progress bar) into a ``.npy`` file that every run, seed, epoch and
-worker then reads through a memory map: the very pixels decoding each time would give (uint8,
-``round(255 · frame)``), at memory speed.
+Decoding and resizing a multi-megapixel photograph costs tens of milliseconds on one core,
+more than a GPU's training step, and fine-tuning reads every image every epoch. So the frames
+of one set of images at one geometry are decoded once into a ``.npy`` file that every run,
+seed, epoch and worker reads through a memory map: the very pixels decoding would give
+(uint8, ``round(255 · frame)``), at memory speed.
 """
 
 from __future__ import annotations

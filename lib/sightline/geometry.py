@@ -45,12 +45,7 @@ class Geometry:
         new_w, new_h = _resized_size(width, height, self.resize)
         left = int(round((new_w - self.size) / 2.0))
         top = int(round((new_h - self.size) / 2.0))
-        return (
-            left / new_w,
-            top / new_h,
-            (left + self.size) / new_w,
-            (top + self.size) / new_h,
-        )
+        return left / new_w, top / new_h, (left + self.size) / new_w, (top + self.size) / new_h
 
     def boxes_to_frame(self, boxes_ltwh: np.ndarray, width: int, height: int) -> np.ndarray:
         """Relative ``(left, top, width, height)`` image boxes -> ``(x0, y0, x1, y1)`` in the frame.
@@ -92,14 +87,12 @@ class Geometry:
         return out
 
     def to_image(self, maps: np.ndarray, width: int, height: int, resolution: int) -> np.ndarray:
-        """``(..., h, w)`` maps over this frame -> ``(..., R, R)`` float32 over the whole image.
+        """``(..., h, w)`` maps over this frame -> ``(..., R, R)`` float32 over the whole image
+        squashed to ``R x R`` (the common frame, in which uncropped boxes are scored).
 
-        The common frame: the whole image squashed to ``R x R`` (the baselines' frame, in
-        which uncropped boxes are scored). Inside the part of the image the frame shows,
-        each pixel is sampled bilinearly from the grid as ``metrics.upsample`` does
-        (``align_corners=False``, edges clamped); outside it the map is 0: the model never
-        saw those pixels, so it gives them no attention (a cropped-away box part counts
-        as missed). A squash frame gives ``metrics.upsample`` up to float rounding.
+        Inside the part of the image the frame shows, pixels are sampled bilinearly as
+        ``metrics.upsample`` does (``align_corners=False``, edges clamped); outside it the map
+        is 0: the model never saw those pixels (a cropped-away box part counts as missed).
         """
         grid = np.asarray(maps, dtype=np.float32)
         *lead, h, w = grid.shape
@@ -121,10 +114,7 @@ class Geometry:
         if self.resize is None:
             spatial = [T.Resize((self.size, self.size), interpolation=mode, antialias=True)]
         else:
-            spatial = [
-                T.Resize(self.resize, interpolation=mode, antialias=True),
-                T.CenterCrop(self.size),
-            ]
+            spatial = [T.Resize(self.resize, interpolation=mode, antialias=True), T.CenterCrop(self.size)]
         return T.Compose([T.ToImage(), *spatial, T.ToDtype(torch.float32, scale=True)])
 
     def frame_image(self, image: Image.Image) -> Image.Image:
