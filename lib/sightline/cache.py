@@ -67,9 +67,8 @@ class MapStore:
                     keys.update((method, int(layer)) for layer in layers)
         return sorted(keys)
 
-    def read(
-        self, method: str, layer: int, image_ids: Iterable[str] | None = None
-    ) -> tuple[list[str], np.ndarray]:
+    def read(self, method: str, layer: int, image_ids: Iterable[str] | None = None
+             ) -> tuple[list[str], np.ndarray]:
         """Maps of one kind for the given images (default: all), ordered as asked or by id."""
         rows: dict[str, np.ndarray] = {}
         for file in self._files():
@@ -83,10 +82,8 @@ class MapStore:
         wanted = sorted(rows) if image_ids is None else list(image_ids)
         missing = [i for i in wanted if i not in rows]
         if missing:
-            raise KeyError(
-                f"{self.path}: no maps {method}/{layer} for {len(missing)} image(s), e.g. "
-                f"{missing[:3]}; run the extraction for this model first"
-            )
+            raise KeyError(f"{self.path}: no maps {method}/{layer} for {len(missing)} image(s), e.g. "
+                           f"{missing[:3]}; run the extraction for this model first")
         if not wanted:
             return [], np.zeros((0, 0, 0, 0), dtype=np.float32)
         return wanted, np.stack([rows[i] for i in wanted])
@@ -128,9 +125,8 @@ class MapStore:
                     [predicted.get(i, -1) for i in ids], dtype=np.int32))
             for method, layer in self.keys():
                 _, data = self.read(method, layer, ids)
-                out.create_dataset(
-                    f"maps/{method}/{layer}", data=data, chunks=(1, *data.shape[1:]), **_COMPRESSION
-                )
+                out.create_dataset(f"maps/{method}/{layer}", data=data, chunks=(1, *data.shape[1:]),
+                                   **_COMPRESSION)
         os.replace(tmp, self.path)
         for shard in shards:
             shard.unlink()
@@ -172,9 +168,7 @@ class ShardWriter:
             raise ValueError(f"{len(predicted)} predicted classes for {len(image_ids)} image ids")
         for key, value in maps.items():
             if value.shape[0] != len(image_ids):
-                raise ValueError(
-                    f"maps {key} hold {value.shape[0]} rows for {len(image_ids)} image ids"
-                )
+                raise ValueError(f"maps {key} hold {value.shape[0]} rows for {len(image_ids)} image ids")
         final = self.shard_dir / f"{self.prefix}{self._next:06d}.h5"
         tmp = final.with_name(final.name + ".tmp")
         with h5py.File(tmp, "w") as h5:

@@ -9,6 +9,7 @@ seed, epoch and worker reads through a memory map: the very pixels decoding woul
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -40,15 +41,9 @@ def frame_pixels(path: str | Path, transform: Callable) -> np.ndarray:
     return transform(data.load_image(Path(path))).mul(255).round().to(torch.uint8).numpy()
 
 
-class _Decode(Dataset):
-    def __init__(self, paths: Sequence[str], transform: Callable):
-        self.paths, self.transform = list(paths), transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[int, np.ndarray]:
-        return index, frame_pixels(self.paths[index], self.transform)
+def _decode(item: tuple[int, str], transform: Callable) -> tuple[int, np.ndarray]:
+    """A loader's item ``(row, path)`` decoded (in the loader's worker) to ``(row, pixels)``."""
+    return item[0], frame_pixels(item[1], transform)
 
 
 def ensure_frames(folder: str | Path, paths: Sequence[str], geometry: Geometry, *,
@@ -67,8 +62,8 @@ def ensure_frames(folder: str | Path, paths: Sequence[str], geometry: Geometry, 
     size = geometry.size
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
                                     shape=(len(order), 3, size, size))
-    decode = DataLoader(_Decode(order, geometry.transform()), batch_size=None,
-                        num_workers=workers)
+    decode = DataLoader(list(enumerate(order)), batch_size=None, num_workers=workers,
+                        collate_fn=functools.partial(_decode, transform=geometry.transform()))
     for index, pixels in tqdm(decode, total=len(order), desc=f"decoding frames ({size} px)",
                               unit="image", disable=not progress, leave=False):
         out[index] = pixels

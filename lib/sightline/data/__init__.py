@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sightline.data.coco import coco_files, load_coco
-from sightline.data.contract import (
+from .coco import coco_files, load_coco
+from .contract import (
     MANIFEST,
     DataError,
     Dataset,
@@ -27,16 +27,16 @@ from sightline.data.contract import (
     union_mask,
     verify_generated,
 )
-from sightline.data.human_attention import (
+from .human_attention import (
     AttentionSample,
     HumanAttention,
     human_attention_fingerprint,
     human_mask,
     load_human_attention,
 )
-from sightline.data.masks import load_masks, mask_files
-from sightline.data.wikichurches import MAIN_STYLES, church_of, load_wikichurches
-from sightline.data.wikichurches import dataset_fingerprint as wikichurches_fingerprint
+from .masks import load_masks, mask_files
+from .wikichurches import MAIN_STYLES, church_of, load_wikichurches
+from .wikichurches import dataset_fingerprint as wikichurches_fingerprint
 
 __all__ = [
     "MAIN_STYLES", "MANIFEST", "AttentionSample", "DataError", "DataWarning", "Dataset",

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from sightline.data.contract import (
+from .contract import (
     DataError,
     Dataset,
     Region,
@@ -52,14 +52,9 @@ class _Skip(Exception):
         self.reason = reason
 
 
-def load_coco(
-    root: str | Path,
-    *,
-    annotations: str | Path = "annotations.json",
-    images: str | Path = "images",
-    labels: str | Path | None = None,
-    strict: bool = True,
-) -> Dataset:
+def load_coco(root: str | Path, *, annotations: str | Path = "annotations.json",
+              images: str | Path = "images", labels: str | Path | None = None,
+              strict: bool = True) -> Dataset:
     """Read a COCO dataset: ``annotations`` and ``images`` relative to ``root`` (or absolute),
     ``labels`` an optional CSV ``image,label``. ``strict=False`` skips and counts bad records."""
     root = dataset_root(root)

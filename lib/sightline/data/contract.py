@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageFile, ImageOps
 
-from sightline.geometry import Geometry, rasterise
+from ..geometry import Geometry, rasterise
 
 # Real datasets hold large photos; PIL's default bomb guard (~89 MP) would reject some.
 MAX_IMAGE_PIXELS = 300_000_000
@@ -191,10 +191,8 @@ def decode_upright(path: Path, remedy: str = "replace the file") -> Image.Image:
             image.load()
             return ImageOps.exif_transpose(image)
     except UNREADABLE as error:
-        raise DataError(
-            f"{path}: cannot decode the image ({error}); the file is corrupt or truncated — "
-            f"{remedy}."
-        ) from error
+        raise DataError(f"{path}: cannot decode the image ({error}); the file is corrupt or "
+                        f"truncated — {remedy}.") from error
 
 
 def file_sha256(path: Path) -> str:

@@ -18,8 +18,8 @@ import pandas as pd
 from PIL import Image
 from torchvision.transforms import v2 as T
 
-from sightline.data.contract import DataError, decode_upright, image_size
-from sightline.geometry import Geometry
+from ..geometry import Geometry
+from .contract import DataError, decode_upright, image_size
 
 BENCHMARK_REPO = "https://github.com/SinaMohseni/ML-Interpretability-Evaluation-Benchmark"
 # (image folder, mask folder) under Image/ImageNet/, current spelling first, then older commits'

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sightline import metrics
-from sightline.data.contract import (
+from .. import metrics
+from .contract import (
     DataError,
     Dataset,
     Region,
@@ -41,17 +41,9 @@ from sightline.data.contract import (
 SINGLE_FEATURE = "mask"
 
 
-def load_masks(
-    root: str | Path,
-    *,
-    images: str | Path = "images",
-    masks: str | Path = "masks",
-    labels: str | Path | None = None,
-    rule: Literal["std", "percentile"] = "std",
-    num_std: float = 1.0,
-    percentile: float = 90.0,
-    strict: bool = True,
-) -> Dataset:
+def load_masks(root: str | Path, *, images: str | Path = "images", masks: str | Path = "masks",
+               labels: str | Path | None = None, rule: Literal["std", "percentile"] = "std",
+               num_std: float = 1.0, percentile: float = 90.0, strict: bool = True) -> Dataset:
     """Read an image folder and its mask folder (relative to ``root`` or absolute); soft masks
     are binarised by ``rule`` at ``num_std`` / ``percentile``."""
     root = dataset_root(root)

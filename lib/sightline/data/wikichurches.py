@@ -26,17 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sightline.data.contract import (
-    DataError,
-    Dataset,
-    Region,
-    Sample,
-    clamp_box,
-    image_size,
-    remedy,
-    warn,
-    warn_clamped,
-)
+from .contract import DataError, Dataset, Region, Sample, clamp_box, image_size, remedy, warn, warn_clamped
 
 MAIN_STYLES: dict[str, str] = {
     "Q46261": "Romanesque",

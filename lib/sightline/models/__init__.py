@@ -11,14 +11,14 @@ layers, heads, patch grid), the saliency methods that apply, and the preprocessi
 attention off, so every layer's softmax weights exist (`LoadedModel.attentions`).
 """
 
-from sightline.models.choices import CHECKPOINT_HELP, SOURCES, check_choices, spec_for
-from sightline.models.from_hf import HFVision, pooling_heads
-from sightline.models.from_timm import packaged_efficientnet_lite0  # params' factory path
-from sightline.models.loading import LoadedModel, load_checkpoint, load_choice, load_model
-from sightline.models.preprocessing import CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
-from sightline.models.presets import REGISTRY, preset_keys, preset_table
-from sightline.models.spec import Layout, ModelError, ModelSpec
-from sightline.models.tensor_archs import TimmClassifier, TimmCNN, TimmViT
+from .choices import CHECKPOINT_HELP, SOURCES, check_choices, spec_for
+from .from_hf import HFVision, pooling_heads
+from .from_timm import packaged_efficientnet_lite0  # params' factory path
+from .loading import LoadedModel, load_checkpoint, load_choice, load_model
+from .preprocessing import CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+from .presets import REGISTRY, preset_keys, preset_table
+from .spec import Layout, ModelError, ModelSpec
+from .tensor_archs import TimmClassifier, TimmCNN, TimmViT
 
 __all__ = [
     "CHECKPOINT_HELP", "CLIP_STD", "IMAGENET_MEAN", "IMAGENET_STD", "REGISTRY", "SOURCES", "HFVision",

@@ -16,9 +16,9 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import v2 as T
 
-from sightline.models.choices import spec_for
-from sightline.models.presets import REGISTRY
-from sightline.models.spec import Layout, ModelError, ModelSpec, Readout, Size, Weights
+from .choices import spec_for
+from .presets import REGISTRY
+from .spec import Layout, ModelError, ModelSpec, Readout, Size, Weights
 
 if TYPE_CHECKING:
     from sightline.config import ModelChoice

@@ -7,8 +7,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from sightline.geometry import Geometry
-from sightline.models.spec import ModelError, Triple
+from ..geometry import Geometry
+from .spec import ModelError, Triple
 
 if TYPE_CHECKING:
     from sightline.config import InputSpec

@@ -11,12 +11,12 @@ import math
 import transformers as hf
 from torch import nn
 
-from sightline.geometry import Geometry
-from sightline.models.from_hf import HF_FAMILIES, HFVision
-from sightline.models.from_timm import PackagedLite0Builder
-from sightline.models.preprocessing import CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD
-from sightline.models.spec import ModelSpec, Study
-from sightline.models.tensor_archs import TimmClassifier, TimmCNN
+from ..geometry import Geometry
+from .from_hf import HF_FAMILIES, HFVision
+from .from_timm import PackagedLite0Builder
+from .preprocessing import CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD
+from .spec import ModelSpec, Study
+from .tensor_archs import TimmClassifier, TimmCNN
 
 # ViT-B/16 at 224 (the real checkpoints' shape) and a tiny shape with the same input frame
 # and patch grid, for tests and the demo.

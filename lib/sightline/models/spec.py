@@ -12,8 +12,8 @@ from typing import Any, ClassVar, Literal, Protocol
 import torch
 from torch import nn
 
-from sightline.geometry import Geometry
-from sightline.registry import Readout
+from ..geometry import Geometry
+from ..registry import Readout
 
 Weights = Literal["pretrained", "random"]
 Size = Literal["base", "tiny"]

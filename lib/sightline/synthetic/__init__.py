@@ -9,8 +9,8 @@ readers in `sightline.data` then read like any other copy).
 Each folder carries a manifest (`manifest`): it is reused while every file matches it.
 """
 
-from sightline.synthetic.facades import FEATURES, STYLE_PARTS
-from sightline.synthetic.human_attention import make_human_attention
-from sightline.synthetic.wikichurches import make_synthetic
+from .facades import FEATURES, STYLE_PARTS
+from .human_attention import make_human_attention
+from .wikichurches import make_synthetic
 
 __all__ = ["FEATURES", "STYLE_PARTS", "make_human_attention", "make_synthetic"]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sightline.synthetic.parts import Elements, Palette, PixelBox, draw_door, draw_parts
+from .parts import Elements, Palette, PixelBox, draw_door, draw_parts
 
 FEATURES = ["Round Arch Window", "Arcade Gallery", "Round Arch", "Pointed Arch Window",
             "Rose Window", "Pinnacle", "Pointed Arch", "Triangular Pediment", "Rectangular Window",

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from sightline.data.human_attention import HUMAN_ATTENTION_FOLDERS
-from sightline.synthetic.manifest import generation, reuse
+from ..data.human_attention import HUMAN_ATTENTION_FOLDERS
+from .manifest import generation, reuse
 
 # Per subject: the body's colour and where its salient parts sit, relative to the body box
 # (x, y, radius as fractions of the body width); annotators mark those parts.

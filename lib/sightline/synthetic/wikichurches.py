@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sightline.data.wikichurches import MAIN_STYLES
-from sightline.synthetic.facades import FEATURES, render
-from sightline.synthetic.manifest import generation, reuse, write_json
+from ..data.wikichurches import MAIN_STYLES
+from .facades import FEATURES, render
+from .manifest import generation, reuse, write_json
 
 POOL_SPLITS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
 _COUNTRIES = (("Q183", "Germany"), ("Q142", "France"), ("Q38", "Italy"), ("Q29", "Spain"))
