@@ -39,46 +39,38 @@ class MapStore:
         shards = sorted(self.shard_dir.glob("*.h5")) if self.shard_dir.is_dir() else []
         return ([self.path] if self.path.exists() else []) + shards
 
-    def image_ids(self) -> set[str]:
-        """Ids of the images whose maps are stored (a shard is written whole or not at all)."""
-        ids: set[str] = set()
+    def _opened(self) -> Iterator[tuple[h5py.File, list[str]]]:
+        """Each file, main first, then the shards in the order written (a later one wins), with
+        its image ids."""
         for file in self._files():
             with h5py.File(file, "r") as h5:
-                ids.update(_decode(h5["image_ids"][()]))
-        return ids
+                yield h5, _decode(h5["image_ids"][()])
+
+    def image_ids(self) -> set[str]:
+        """Ids of the images whose maps are stored (a shard is written whole or not at all)."""
+        return {image_id for _, ids in self._opened() for image_id in ids}
 
     def predicted(self) -> dict[str, int]:
         """The recorded predicted class of each image that has one."""
         found: dict[str, int] = {}
-        for file in self._files():  # a shard written later wins, as in ``read``
-            with h5py.File(file, "r") as h5:
-                if "predicted" in h5:
-                    pairs = zip(_decode(h5["image_ids"][()]), h5["predicted"][()].tolist(),
-                                strict=True)
-                    found.update((image_id, c) for image_id, c in pairs if c >= 0)
+        for h5, ids in self._opened():
+            if "predicted" in h5:
+                found.update((i, c) for i, c in zip(ids, h5["predicted"][()].tolist(), strict=True)
+                             if c >= 0)
         return found
 
     def keys(self) -> list[MapKey]:
         """The (method, layer) map kinds held, sorted."""
-        keys: set[MapKey] = set()
-        for file in self._files():
-            with h5py.File(file, "r") as h5:
-                for method, layers in h5.get("maps", {}).items():  # none: predictions only
-                    keys.update((method, int(layer)) for layer in layers)
-        return sorted(keys)
+        return sorted({(method, int(layer)) for h5, _ in self._opened()
+                       for method, layers in h5.get("maps", {}).items() for layer in layers})
 
     def read(self, method: str, layer: int, image_ids: Iterable[str] | None = None
              ) -> tuple[list[str], np.ndarray]:
         """Maps of one kind for the given images (default: all), ordered as asked or by id."""
         rows: dict[str, np.ndarray] = {}
-        for file in self._files():
-            with h5py.File(file, "r") as h5:
-                name = f"maps/{method}/{layer}"
-                if name not in h5:
-                    continue
-                ids = _decode(h5["image_ids"][()])
-                data = h5[name][()]
-                rows.update(zip(ids, data, strict=True))
+        for h5, ids in self._opened():
+            if f"maps/{method}/{layer}" in h5:
+                rows.update(zip(ids, h5[f"maps/{method}/{layer}"][()], strict=True))
         wanted = sorted(rows) if image_ids is None else list(image_ids)
         missing = [i for i in wanted if i not in rows]
         if missing:

@@ -69,8 +69,6 @@ def load_coco(root: str | Path, *, annotations: str | Path = "annotations.json",
     records = _records(coco, ann_path, "images")
     report: dict[str, Any] = {"clamped_boxes": [], "zero_area_boxes": [], "images_without_boxes": []}
     problem = skipper(report, strict)
-    csv_labels = {} if labels is None else read_labels(
-        root / labels, f"the image's file_name in {ann_path.name}")
     images_by_id: dict[Any, dict] = {}
     names: dict[str, Any] = {}
     for index, record in enumerate(records):
@@ -84,10 +82,8 @@ def load_coco(root: str | Path, *, annotations: str | Path = "annotations.json",
                             f"(ids {names[record['file_name']]} and {record['id']}).")
         images_by_id[record["id"]] = record
         names[record["file_name"]] = record["id"]
-    unknown = sorted(set(csv_labels) - set(names))
-    if unknown:
-        raise DataError(f"{root / labels}: labels for images not in {ann_path.name}: "
-                        f"{', '.join(unknown[:5])}; remove those rows or fix the names.")
+    csv_path = root / labels if labels else None
+    csv_labels = read_labels(csv_path, f"the image's file_name in {ann_path.name}", names, ann_path.name)
 
     sizes: dict[Any, tuple[int, int]] = {}
     for image_id, record in images_by_id.items():
@@ -115,7 +111,7 @@ def load_coco(root: str | Path, *, annotations: str | Path = "annotations.json",
         if not found:
             report["images_without_boxes"].append(name)
             continue
-        label = _label(record, csv_labels.get(name), ann_path, root / labels if labels else None)
+        label = _label(record, csv_labels.get(name), ann_path, csv_path)
         boxes = tuple(Region(r.left, r.top, r.width, r.height, label=r.label, group_label=r.label,
                              group=g, feature=r.feature, record=r.record, mask=r.mask)
                       for g, r in enumerate(found))

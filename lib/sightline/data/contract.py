@@ -335,9 +335,12 @@ def fingerprint_files(contents: Iterable[Path], listed: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
-def read_labels(path: Path, image_column: str) -> dict[str, str]:
-    """An image-level labels CSV with columns ``image`` (``image_column`` says what it holds)
-    and ``label``: image -> label."""
+def read_labels(path: Path | None, image_column: str, images: Iterable[str], listing: str | Path
+                ) -> dict[str, str]:
+    """An image-level labels CSV (none: no labels) with columns ``image`` (``image_column`` says
+    what it holds) and ``label``, each of ``images`` (those ``listing`` holds): image -> label."""
+    if path is None:
+        return {}
     if not path.is_file():
         raise DataError(f"{path}: no labels CSV there (dataset.labels, relative to dataset.root).")
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -347,4 +350,8 @@ def read_labels(path: Path, image_column: str) -> dict[str, str]:
     repeated = table["image"][table["image"].duplicated()].tolist()
     if repeated:
         raise DataError(f"{path}: images listed twice: {', '.join(repeated[:5])}.")
+    unknown = sorted(set(table["image"]) - set(images))
+    if unknown:
+        raise DataError(f"{path}: labels for images not in {listing}: {', '.join(unknown[:5])}; "
+                        "remove those rows or fix the names.")
     return dict(zip(table["image"], table["label"], strict=True))

@@ -60,12 +60,8 @@ def load_masks(root: str | Path, *, images: str | Path = "images", masks: str | 
     for files in layout.values():
         for stem in sorted(set(files) - set(by_stem)):
             problem("masks_without_image", f"{files[stem]}: no image {stem}.* in {image_dir}")
-    csv_labels = {} if labels is None else read_labels(
-        root / labels, f"an image file name in {image_dir}")
-    unknown = sorted(set(csv_labels) - {p.name for p in by_stem.values()})
-    if unknown:
-        raise DataError(f"{root / labels}: labels for images not in {image_dir}: "
-                        f"{', '.join(unknown[:5])}; remove those rows or fix the names.")
+    csv_labels = read_labels(root / labels if labels else None, f"an image file name in {image_dir}",
+                             [p.name for p in by_stem.values()], image_dir)
     binarise = functools.partial(read_mask, rule=rule, num_std=num_std, percentile=percentile)
     samples = []
     for stem, path in sorted(by_stem.items()):
