@@ -55,11 +55,9 @@ class Geometry:
         """
         boxes = np.asarray(boxes_ltwh, dtype=np.float64).reshape(-1, 4)
         fx0, fy0, fx1, fy1 = self.frame_in_image(width, height)
-        x0 = (boxes[:, 0] - fx0) / (fx1 - fx0)
-        y0 = (boxes[:, 1] - fy0) / (fy1 - fy0)
-        x1 = (boxes[:, 0] + boxes[:, 2] - fx0) / (fx1 - fx0)
-        y1 = (boxes[:, 1] + boxes[:, 3] - fy0) / (fy1 - fy0)
-        return np.clip(np.stack([x0, y0, x1, y1], axis=1), 0.0, 1.0)
+        corners = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+        origin, extent = np.tile([fx0, fy0], 2), np.tile([fx1 - fx0, fy1 - fy0], 2)
+        return np.clip((corners - origin) / extent, 0.0, 1.0)
 
     def mask_to_frame(self, mask: np.ndarray, resolution: int) -> np.ndarray:
         """A boolean ``(H, W)`` image mask -> ``(R, R)`` boolean mask in the frame.
