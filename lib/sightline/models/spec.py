@@ -138,10 +138,6 @@ class ModelSpec:
     def methods(self) -> tuple[str, ...]:
         return self.layout.methods
 
-    @property
-    def num_prefix_tokens(self) -> int:
-        return self.layout.num_prefix_tokens
-
 
 @functools.cache
 def _reference_layout(spec: ModelSpec) -> Layout:
