@@ -10,8 +10,8 @@ from PIL import Image, ImageFile
 
 from sightline.data import (
     MAIN_STYLES,
-    Box,
     DataError,
+    Region,
     Sample,
     box_masks,
     church_of,
@@ -127,7 +127,7 @@ def test_reads_samples_boxes_and_styles(wc_root: Path) -> None:
     first = wc.samples[0]
     assert (church_of(first.image_id), first.width, first.height) == ("Q1", 40, 20)
     assert first.path == wc_root / "images" / "Q1_wd0.jpg"
-    assert first.boxes[0] == Box(
+    assert first.boxes[0] == Region(
         0.25, 0.5, 0.5, 0.25, label=0, group_label=0, group=0, feature="Apse"
     )
     arch, door = first.boxes[2:4]
@@ -333,7 +333,7 @@ def test_pool_derived_from_churches_json_without_split_files(wc_root: Path) -> N
 
 
 def test_box_masks_squash_geometry() -> None:
-    sample = _sample(Box(0.25, 0.5, 0.5, 0.25, 0, 0, 0, "Apse"), width=400, height=200)
+    sample = _sample(Region(0.25, 0.5, 0.5, 0.25, 0, 0, 0, "Apse"), width=400, height=200)
     masks = box_masks(sample, Geometry(size=224), 16)
     expected = np.zeros((16, 16), bool)
     expected[8:12, 4:12] = True
@@ -343,11 +343,11 @@ def test_box_masks_squash_geometry() -> None:
 
 def test_box_masks_crop_geometry_by_hand() -> None:
     # 400 x 200 -> Resize(256) gives 512 x 256; CenterCrop(224) keeps x 144..368, y 16..240.
-    inside = Box(
+    inside = Region(
         0.5, 0.25, 0.125, 0.25, 0, 0, 0, "Apse"
     )  # x 256..320, y 64..128 -> 112..176, 48..112
-    partial = Box(0.2, 0.0, 0.2, 0.5, 0, 0, 1, "Apse")  # x 102.4..204.8 -> 0..60.8, y 0..112
-    outside = Box(0.0, 0.0, 0.2, 1.0, 0, 0, 2, "Apse")  # x 0..102.4: left of the crop
+    partial = Region(0.2, 0.0, 0.2, 0.5, 0, 0, 1, "Apse")  # x 102.4..204.8 -> 0..60.8, y 0..112
+    outside = Region(0.0, 0.0, 0.2, 1.0, 0, 0, 2, "Apse")  # x 0..102.4: left of the crop
     masks = box_masks(_sample(inside, partial, outside, width=400, height=200),
                       Geometry(size=224, resize=256), 224)  # fmt: skip
     expected = np.zeros((3, 224, 224), bool)
@@ -376,5 +376,5 @@ def test_dataset_fingerprint_follows_what_the_reader_reads(wc_root: Path) -> Non
     assert dataset_fingerprint(wc_root) != second
 
 
-def _sample(*boxes: Box, width: int, height: int) -> Sample:
+def _sample(*boxes: Region, width: int, height: int) -> Sample:
     return Sample("Q0_wd0.jpg", Path("Q0_wd0.jpg"), boxes, width, height, label="Gothic")

@@ -69,7 +69,7 @@ def test_registry_keys_and_entries():
             geometry,
             readout,
         )
-        assert spec.num_prefix_tokens == prefix
+        assert spec.layout.num_prefix_tokens == prefix
     assert len(set(REGISTRY.values())) == len(REGISTRY)  # specs hash (usable as keys)
 
 

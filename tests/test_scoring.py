@@ -95,7 +95,7 @@ def test_common_frame_planted_map_scores_as_worked_out_in_both_frames(tmp_path):
     quarter) is cropped away; box B (x in [0.5, 0.75]) is the right half of the crop. The
     map is 1 on the crop's right half: in the model frame it is exactly the union (IoU 1);
     in the common frame (16 x 16) it covers box B only, 64 of the union's 128 pixels."""
-    boxes = (data.Box(0.0, 0.0, 0.25, 1.0, 1, 1, 1, "A"), data.Box(0.5, 0.0, 0.25, 1.0, 2, 2, 2, "B"))
+    boxes = (data.Region(0.0, 0.0, 0.25, 1.0, 1, 1, 1, "A"), data.Region(0.5, 0.0, 0.25, 1.0, 2, 2, 2, "B"))
     sample = data.Sample("im", tmp_path / "im.jpg", boxes, 16, 8)
     crop = Geometry(size=8, resize=8)
     assert crop.frame_in_image(16, 8) == (0.25, 0.0, 0.75, 1.0)

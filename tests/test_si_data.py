@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from sightline import config, data, pipeline, synthetic
+from sightline.data import human_attention
 from sightline.geometry import Geometry
 
 
@@ -21,7 +22,7 @@ def _write(root, images="original_images", masks="human_attention_mask", names=(
     return base
 
 
-@pytest.mark.parametrize("spelling", data.HUMAN_ATTENTION_FOLDERS)
+@pytest.mark.parametrize("spelling", human_attention.HUMAN_ATTENTION_FOLDERS)
 def test_reads_both_folder_spellings(tmp_path, spelling):
     _write(tmp_path, *spelling)
     found = data.load_human_attention(tmp_path)
@@ -80,7 +81,7 @@ def test_grayscale_and_rgb_masks_read_alike_in_the_model_frame(tmp_path, mode):
 
 
 def test_subject_mapping_covers_the_twenty_subjects():
-    mapping = data.imagenet_subjects()
+    mapping = human_attention.imagenet_subjects()
     assert sorted(mapping) == sorted(config.SI_SUBJECTS)
     assert mapping["dog"] == tuple(range(151, 269))  # the 118 dog breeds
     assert mapping["zebra"] == (340,) and mapping["ant"] == (310,)
@@ -92,14 +93,14 @@ def test_subject_mapping_rejects_bad_classes(tmp_path):
     csv = tmp_path / "subjects.csv"
     csv.write_text("subject,imagenet_classes,note\ndog,990-1005,\n")
     with pytest.raises(data.DataError, match="outside 0..999"):
-        data.imagenet_subjects(csv)
+        human_attention.imagenet_subjects(csv)
 
 
 def test_synthetic_stand_in_is_the_benchmark_layout(tmp_path):
     root = synthetic.make_human_attention(tmp_path / "si", subjects=("dog", "car"), per_subject=2)
     found = data.load_human_attention(root)
     assert [s.image_id for s in found.samples] == ["car1", "car2", "dog1", "dog2"]
-    mask = np.asarray(data.load_attention_mask(found.samples[0].mask_path), float) / 255
+    mask = np.asarray(human_attention.load_attention_mask(found.samples[0].mask_path), float) / 255
     assert mask.max() > 0.8 and (mask > 0.5).mean() < 0.3  # soft blobs on the parts
     again = synthetic.make_human_attention(tmp_path / "si", subjects=("dog", "car"), per_subject=2)
     assert again == root

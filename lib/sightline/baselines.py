@@ -76,12 +76,7 @@ def _sobel(image: np.ndarray, seed: int, image_id: str) -> np.ndarray:
     return _peak_one(np.hypot(ndimage.sobel(grey, axis=0), ndimage.sobel(grey, axis=1)))
 
 
-_MAKERS = {
-    "random": _random,
-    "centre_gaussian": _centre_gaussian,
-    "spectral_residual": _spectral_residual,
-    "sobel": _sobel,
-}
+_MAKERS = {maker.__name__[1:]: maker for maker in (_random, _centre_gaussian, _spectral_residual, _sobel)}
 
 
 def baseline_map(name: str, image: np.ndarray, seed: int, image_id: str) -> np.ndarray:

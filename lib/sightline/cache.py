@@ -39,54 +39,43 @@ class MapStore:
         shards = sorted(self.shard_dir.glob("*.h5")) if self.shard_dir.is_dir() else []
         return ([self.path] if self.path.exists() else []) + shards
 
-    def image_ids(self) -> set[str]:
-        """Ids of the images whose maps are stored (a shard is written whole or not at all)."""
-        ids: set[str] = set()
+    def _opened(self) -> Iterator[tuple[h5py.File, list[str]]]:
+        """Each file, main first, then the shards in the order written (a later one wins), with
+        its image ids."""
         for file in self._files():
             with h5py.File(file, "r") as h5:
-                ids.update(_decode(h5["image_ids"][()]))
-        return ids
+                yield h5, _decode(h5["image_ids"][()])
+
+    def image_ids(self) -> set[str]:
+        """Ids of the images whose maps are stored (a shard is written whole or not at all)."""
+        return {image_id for _, ids in self._opened() for image_id in ids}
 
     def predicted(self) -> dict[str, int]:
         """The recorded predicted class of each image that has one."""
         found: dict[str, int] = {}
-        for file in self._files():  # a shard written later wins, as in ``read``
-            with h5py.File(file, "r") as h5:
-                if "predicted" in h5:
-                    pairs = zip(_decode(h5["image_ids"][()]), h5["predicted"][()].tolist(),
-                                strict=True)
-                    found.update((image_id, c) for image_id, c in pairs if c >= 0)
+        for h5, ids in self._opened():
+            if "predicted" in h5:
+                found.update((i, c) for i, c in zip(ids, h5["predicted"][()].tolist(), strict=True)
+                             if c >= 0)
         return found
 
     def keys(self) -> list[MapKey]:
         """The (method, layer) map kinds held, sorted."""
-        keys: set[MapKey] = set()
-        for file in self._files():
-            with h5py.File(file, "r") as h5:
-                for method, layers in h5.get("maps", {}).items():  # none: predictions only
-                    keys.update((method, int(layer)) for layer in layers)
-        return sorted(keys)
+        return sorted({(method, int(layer)) for h5, _ in self._opened()
+                       for method, layers in h5.get("maps", {}).items() for layer in layers})
 
-    def read(
-        self, method: str, layer: int, image_ids: Iterable[str] | None = None
-    ) -> tuple[list[str], np.ndarray]:
+    def read(self, method: str, layer: int, image_ids: Iterable[str] | None = None
+             ) -> tuple[list[str], np.ndarray]:
         """Maps of one kind for the given images (default: all), ordered as asked or by id."""
         rows: dict[str, np.ndarray] = {}
-        for file in self._files():
-            with h5py.File(file, "r") as h5:
-                name = f"maps/{method}/{layer}"
-                if name not in h5:
-                    continue
-                ids = _decode(h5["image_ids"][()])
-                data = h5[name][()]
-                rows.update(zip(ids, data, strict=True))
+        for h5, ids in self._opened():
+            if f"maps/{method}/{layer}" in h5:
+                rows.update(zip(ids, h5[f"maps/{method}/{layer}"][()], strict=True))
         wanted = sorted(rows) if image_ids is None else list(image_ids)
         missing = [i for i in wanted if i not in rows]
         if missing:
-            raise KeyError(
-                f"{self.path}: no maps {method}/{layer} for {len(missing)} image(s), e.g. "
-                f"{missing[:3]}; run the extraction for this model first"
-            )
+            raise KeyError(f"{self.path}: no maps {method}/{layer} for {len(missing)} image(s), e.g. "
+                           f"{missing[:3]}; run the extraction for this model first")
         if not wanted:
             return [], np.zeros((0, 0, 0, 0), dtype=np.float32)
         return wanted, np.stack([rows[i] for i in wanted])
@@ -128,9 +117,8 @@ class MapStore:
                     [predicted.get(i, -1) for i in ids], dtype=np.int32))
             for method, layer in self.keys():
                 _, data = self.read(method, layer, ids)
-                out.create_dataset(
-                    f"maps/{method}/{layer}", data=data, chunks=(1, *data.shape[1:]), **_COMPRESSION
-                )
+                out.create_dataset(f"maps/{method}/{layer}", data=data, chunks=(1, *data.shape[1:]),
+                                   **_COMPRESSION)
         os.replace(tmp, self.path)
         for shard in shards:
             shard.unlink()
@@ -172,9 +160,7 @@ class ShardWriter:
             raise ValueError(f"{len(predicted)} predicted classes for {len(image_ids)} image ids")
         for key, value in maps.items():
             if value.shape[0] != len(image_ids):
-                raise ValueError(
-                    f"maps {key} hold {value.shape[0]} rows for {len(image_ids)} image ids"
-                )
+                raise ValueError(f"maps {key} hold {value.shape[0]} rows for {len(image_ids)} image ids")
         final = self.shard_dir / f"{self.prefix}{self._next:06d}.h5"
         tmp = final.with_name(final.name + ".tmp")
         with h5py.File(tmp, "w") as h5:

@@ -1,17 +1,16 @@
 """Training images decoded once: a pool's images in a model's input frame, kept on disk.
 
-Fine-tuning reads every training image every epoch. Decoding a multi-megapixel photograph
-and resizing it to the model's frame costs tens of milliseconds per image on one core —
-more than a GPU's training step — and a loader's workers lose what they decoded when the
-epoch ends. So the frames of one set of images at one geometry are decoded once (in
-parallel, with a per-image progress bar) into a ``.npy`` file that every run, seed, epoch and
-worker then reads through a memory map: the very pixels decoding each time would give (uint8,
-``round(255 · frame)``), at memory speed.
+Decoding and resizing a multi-megapixel photograph costs tens of milliseconds on one core,
+more than a GPU's training step, and fine-tuning reads every image every epoch. So the frames
+of one set of images at one geometry are decoded once into a ``.npy`` file that every run,
+seed, epoch and worker reads through a memory map: the very pixels decoding would give
+(uint8, ``round(255 · frame)``), at memory speed.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -43,15 +42,9 @@ def frame_pixels(path: str | Path, transform: Callable) -> np.ndarray:
     return transform(data.load_image(Path(path))).mul(255).round().to(torch.uint8).numpy()
 
 
-class _Decode(Dataset):
-    def __init__(self, paths: Sequence[str], transform: Callable):
-        self.paths, self.transform = list(paths), transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[int, np.ndarray]:
-        return index, frame_pixels(self.paths[index], self.transform)
+def _decode(item: tuple[int, str], transform: Callable) -> tuple[int, np.ndarray]:
+    """A loader's item ``(row, path)`` decoded (in the loader's worker) to ``(row, pixels)``."""
+    return item[0], frame_pixels(item[1], transform)
 
 
 def ensure_frames(folder: str | Path, paths: Sequence[str], geometry: Geometry, *,
@@ -75,8 +68,8 @@ def ensure_frames(folder: str | Path, paths: Sequence[str], geometry: Geometry, 
         size = geometry.size
         out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
                                         shape=(len(order), 3, size, size))
-        decode = DataLoader(_Decode(order, geometry.transform()), batch_size=None,
-                            num_workers=workers)
+        decode = DataLoader(list(enumerate(order)), batch_size=None, num_workers=workers,
+                            collate_fn=functools.partial(_decode, transform=geometry.transform()))
         for index, pixels in tqdm(decode, total=len(order), unit="image", leave=False,
                                   desc=f"decoding frames ({size} px)", disable=not progress):
             out[index] = pixels

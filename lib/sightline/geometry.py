@@ -45,12 +45,7 @@ class Geometry:
         new_w, new_h = _resized_size(width, height, self.resize)
         left = int(round((new_w - self.size) / 2.0))
         top = int(round((new_h - self.size) / 2.0))
-        return (
-            left / new_w,
-            top / new_h,
-            (left + self.size) / new_w,
-            (top + self.size) / new_h,
-        )
+        return left / new_w, top / new_h, (left + self.size) / new_w, (top + self.size) / new_h
 
     def boxes_to_frame(self, boxes_ltwh: np.ndarray, width: int, height: int) -> np.ndarray:
         """Relative ``(left, top, width, height)`` image boxes -> ``(x0, y0, x1, y1)`` in the frame.
@@ -60,11 +55,9 @@ class Geometry:
         """
         boxes = np.asarray(boxes_ltwh, dtype=np.float64).reshape(-1, 4)
         fx0, fy0, fx1, fy1 = self.frame_in_image(width, height)
-        x0 = (boxes[:, 0] - fx0) / (fx1 - fx0)
-        y0 = (boxes[:, 1] - fy0) / (fy1 - fy0)
-        x1 = (boxes[:, 0] + boxes[:, 2] - fx0) / (fx1 - fx0)
-        y1 = (boxes[:, 1] + boxes[:, 3] - fy0) / (fy1 - fy0)
-        return np.clip(np.stack([x0, y0, x1, y1], axis=1), 0.0, 1.0)
+        corners = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+        origin, extent = np.tile([fx0, fy0], 2), np.tile([fx1 - fx0, fy1 - fy0], 2)
+        return np.clip((corners - origin) / extent, 0.0, 1.0)
 
     def mask_to_frame(self, mask: np.ndarray, resolution: int) -> np.ndarray:
         """A boolean ``(H, W)`` image mask -> ``(R, R)`` boolean mask in the frame.
@@ -92,14 +85,12 @@ class Geometry:
         return out
 
     def to_image(self, maps: np.ndarray, width: int, height: int, resolution: int) -> np.ndarray:
-        """``(..., h, w)`` maps over this frame -> ``(..., R, R)`` float32 over the whole image.
+        """``(..., h, w)`` maps over this frame -> ``(..., R, R)`` float32 over the whole image
+        squashed to ``R x R`` (the common frame, in which uncropped boxes are scored).
 
-        The common frame: the whole image squashed to ``R x R`` (the baselines' frame, in
-        which uncropped boxes are scored). Inside the part of the image the frame shows,
-        each pixel is sampled bilinearly from the grid as ``metrics.upsample`` does
-        (``align_corners=False``, edges clamped); outside it the map is 0: the model never
-        saw those pixels, so it gives them no attention (a cropped-away box part counts
-        as missed). A squash frame gives ``metrics.upsample`` up to float rounding.
+        Inside the part of the image the frame shows, pixels are sampled bilinearly as
+        ``metrics.upsample`` does (``align_corners=False``, edges clamped); outside it the map
+        is 0: the model never saw those pixels (a cropped-away box part counts as missed).
         """
         grid = np.asarray(maps, dtype=np.float32)
         *lead, h, w = grid.shape
@@ -121,10 +112,7 @@ class Geometry:
         if self.resize is None:
             spatial = [T.Resize((self.size, self.size), interpolation=mode, antialias=True)]
         else:
-            spatial = [
-                T.Resize(self.resize, interpolation=mode, antialias=True),
-                T.CenterCrop(self.size),
-            ]
+            spatial = [T.Resize(self.resize, interpolation=mode, antialias=True), T.CenterCrop(self.size)]
         return T.Compose([T.ToImage(), *spatial, T.ToDtype(torch.float32, scale=True)])
 
     def frame_image(self, image: Image.Image) -> Image.Image:

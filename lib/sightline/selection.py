@@ -78,17 +78,9 @@ def read_at_choices(values: np.ndarray, chosen: np.ndarray, first: np.ndarray) -
     return _nanmean(held_out, axis=1)
 
 
-def cross_fit(
-    rows: pd.DataFrame,
-    *,
-    by: Sequence[str],
-    candidate: Sequence[str],
-    unit: Sequence[str] = ("image_id",),
-    split_by: str = "image_id",
-    value: str = "value",
-    n_splits: int = N_SPLITS,
-    seed: int = 0,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def cross_fit(rows: pd.DataFrame, *, by: Sequence[str], candidate: Sequence[str],
+              unit: Sequence[str] = ("image_id",), split_by: str = "image_id", value: str = "value",
+              n_splits: int = N_SPLITS, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Best candidate per group, in-sample and cross-fitted (see the module docstring).
 
     ``rows`` holds one ``value`` per group (``by``), ``unit`` and ``candidate``. Units are
@@ -109,10 +101,8 @@ def cross_fit(
         raise ValueError(f"split_by={split_by!r} must be one of the unit columns {unit}")
     if rows.duplicated(by + unit + candidate).any():
         first_dup = rows[rows.duplicated(by + unit + candidate)].iloc[0][by + unit + candidate]
-        raise ValueError(
-            f"more than one {value!r} per group, unit and candidate, e.g. {first_dup.to_dict()}:"
-            " select one metric, threshold and target first"
-        )
+        raise ValueError(f"more than one {value!r} per group, unit and candidate, e.g. "
+                         f"{first_dup.to_dict()}: select one metric, threshold and target first")
     table = rows.set_index(by + unit + candidate)[value].astype(np.float64)
     wide = table.unstack(candidate)  # (groups x units) x candidates
     groups = wide.index.droplevel(unit).unique()
@@ -140,9 +130,8 @@ def cross_fit(
     summary["optimism"] = summary["in_sample"] - summary["cross_fit"]
     summary["stability"] = (chosen == best[:, None, None]).mean(axis=(1, 2))
     summary["n"] = (~np.isnan(per_unit)).sum(axis=1)
-    long = pd.DataFrame(
-        [(*_tuple(g), *_tuple(u)) for g in groups for u in units], columns=by + unit
-    ).assign(**{value: per_unit.reshape(-1)})
+    long = pd.DataFrame([(*_tuple(g), *_tuple(u)) for g in groups for u in units],
+                        columns=by + unit).assign(**{value: per_unit.reshape(-1)})
     return summary, long.dropna(subset=[value]).reset_index(drop=True)
 
 

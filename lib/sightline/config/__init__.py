@@ -10,10 +10,6 @@ Rules between keys, checked up front with the rest (one line naming both keys):
   ``shared_interest`` study and / or the ``photos`` study; ``models`` without ``dataset`` is an error.
 - every model of ``sanity.models`` is in ``models``, and a variant other than ``frozen``
   is one of its ``finetune.strategies``.
-
-The package: `inputs` (data sets and model choices, the base of every section),
-`sections` (the study's settings and `Params`, the whole profile) and `loading`
-(`load_params`: YAML, paths, readable errors).
 """
 
 from .inputs import (

@@ -15,6 +15,9 @@ SI_SUBJECTS = (
 )  # fmt: skip
 
 
+ImageSize = tuple[Annotated[int, Field(ge=64, le=4096)], Annotated[int, Field(ge=64, le=4096)]]
+
+
 class ParamsError(Exception):
     """A params file that cannot be used; the message says which file, which key, what to do."""
 
@@ -30,8 +33,7 @@ class SyntheticDataset(_Section):
     root: Path = Path("data/synthetic")
     n_annotated: Annotated[int, Field(ge=4, le=2000)] = 24
     n_pool: Annotated[int, Field(ge=0, le=20000)] = 96
-    image_size: tuple[Annotated[int, Field(ge=64, le=4096)],
-                      Annotated[int, Field(ge=64, le=4096)]] = (320, 256)
+    image_size: ImageSize = (320, 256)
     strict: bool = True
 
 
@@ -97,8 +99,7 @@ class SyntheticHumanAttentionDataset(_Section):
     root: Path = Path("data/synthetic-human-attention")
     subjects: tuple[Literal[SI_SUBJECTS], ...] = ("dog", "car")  # type: ignore[valid-type]
     per_subject: Annotated[int, Field(ge=1, le=5)] = 5
-    image_size: tuple[Annotated[int, Field(ge=64, le=4096)],
-                      Annotated[int, Field(ge=64, le=4096)]] = (320, 256)
+    image_size: ImageSize = (320, 256)
     strict: bool = True
 
 
@@ -144,12 +145,10 @@ class InputSpec(_Section):
 
 
 class ModelChoice(_Section):
-    """A ``models:`` entry: a preset ``key`` (``weights`` / ``size`` as ever), or a spec: a
-    new ``key`` naming it, a ``source`` and what that source needs (see
-    `sightline.models.SOURCES`, ``python build.py models``). Which keys are presets, and
-    whether a spec names a model its source has, the build checks against the model
-    registry before any work (`sightline.models.check_choices`); ``STUDY`` is the study
-    whose presets the entry may name."""
+    """A ``models:`` entry: a preset ``key``, or a spec: a new ``key``, a ``source`` and what
+    that source needs (`sightline.models.SOURCES`). The build checks the keys and specs
+    against the model registry before any work (`sightline.models.check_choices`);
+    ``STUDY`` is the study whose presets the entry may name."""
 
     STUDY: ClassVar[str] = "wikichurches"
 

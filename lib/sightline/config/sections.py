@@ -103,12 +103,9 @@ class Report(_Section):
 
 
 class Binarize(_Section):
-    """How continuous maps become the binary sets Shared Interest scores.
-
-    ``std`` (the Shared Interest code's ``binarize_std``): per-map min-max, keep values
-    >= mean + ``num_std`` std; ``percentile``: keep the top (100 - ``percentile``)% pixels.
-    ``sweep`` lists saliency thresholds in the saliency rule's unit (num_std or percentile);
-    the human mask stays at its rule's threshold.
+    """How continuous maps become the binary sets Shared Interest scores: ``std`` (per-map
+    min-max, keep >= mean + ``num_std`` std) or ``percentile`` (the top (100 - p) % pixels).
+    ``sweep``: saliency thresholds in the saliency rule's unit; the human mask stays at its own.
     """
 
     saliency: Literal["std", "percentile"] = "std"
@@ -170,11 +167,10 @@ class SharedInterest(_Section):
 class Randomisation(_Section):
     """The settings every randomisation test shares (`sightline.sanity`).
 
-    ``depths``: ``all`` or the 1-based steps of the cascade order (1 = the head) to run in
-    each mode (the whole network is always run: the flag reads it). ``max_images``: a seeded
-    subsample of the images (none: all). ``resolution``: the side at which maps are
-    compared. ``threshold``: a method whose mean Spearman after the whole network is
-    re-initialised exceeds it is flagged *not model-sensitive*.
+    ``depths``: ``all`` or the 1-based steps of the cascade order (1 = the head) run in each
+    mode (the whole network always runs: the flag reads it). ``max_images``: a seeded
+    subsample (none: all). ``threshold``: a method whose mean Spearman after the whole
+    network is re-initialised exceeds it is flagged *not model-sensitive*.
     """
 
     depths: Literal["all"] | tuple[Annotated[int, Field(ge=1, le=1000)], ...] = "all"
@@ -191,12 +187,9 @@ class Randomisation(_Section):
 
 
 class PhotosSanity(Randomisation):
-    """The randomisation test of the real-weight classifier on the photographs (notebook
-    01_photos): one depth is one unit of `sightline.sanity`'s cascade order (the head, each
-    of the CNN's stages, the stem). ``methods`` are read on every step, each explaining the
-    class the original model predicts; ``xrai`` is XRAI's cost here. The other keys:
-    `Randomisation`.
-    """
+    """The randomisation test of the real-weight classifier on the photographs: a depth is one
+    unit of `sightline.sanity`'s cascade order (the head, each CNN stage, the stem);
+    ``methods`` each explain the class the original model predicts."""
 
     methods: ClassifierMethods = ("gradcam", "xrai")
     xrai: Xrai = Xrai(steps=16, batch_size=16, algorithm="fast")
@@ -324,10 +317,7 @@ class SanityModel(_Section):
 
 class Sanity(Randomisation):
     """The model-parameter randomisation test of the study's models (notebook Q4).
-
-    ``models``: ``all`` (every model's frozen variant) or a list; none by default. The
-    other keys: `Randomisation`.
-    """
+    ``models``: ``all`` (every model's frozen variant) or a list; none by default."""
 
     models: Literal["all"] | tuple[SanityModel, ...] = ()
 

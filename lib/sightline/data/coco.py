@@ -22,27 +22,26 @@ from __future__ import annotations
 import functools
 import json
 import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from sightline.data.contract import (
+from .contract import (
     DataError,
     Dataset,
     Region,
     Sample,
     clamp_box,
+    close_report,
     dataset_root,
     image_size,
     read_labels,
+    skipper,
     warn,
     warn_clamped,
 )
-
-SKIP_HINT = "or set dataset.strict: false to skip it"
 
 
 class _Skip(Exception):
@@ -53,14 +52,9 @@ class _Skip(Exception):
         self.reason = reason
 
 
-def load_coco(
-    root: str | Path,
-    *,
-    annotations: str | Path = "annotations.json",
-    images: str | Path = "images",
-    labels: str | Path | None = None,
-    strict: bool = True,
-) -> Dataset:
+def load_coco(root: str | Path, *, annotations: str | Path = "annotations.json",
+              images: str | Path = "images", labels: str | Path | None = None,
+              strict: bool = True) -> Dataset:
     """Read a COCO dataset: ``annotations`` and ``images`` relative to ``root`` (or absolute),
     ``labels`` an optional CSV ``image,label``. ``strict=False`` skips and counts bad records."""
     root = dataset_root(root)
@@ -73,17 +67,8 @@ def load_coco(
     features = [c["name"] for c in categories]
     label_of = {c["id"]: i for i, c in enumerate(categories)}
     records = _records(coco, ann_path, "images")
-    report: dict[str, Any] = {"skipped": Counter(), "skipped_records": [], "clamped_boxes": [],
-                              "zero_area_boxes": [], "images_without_boxes": []}
-
-    def problem(reason: str, message: str) -> None:
-        if strict:
-            raise DataError(f"{message} ({SKIP_HINT}).")
-        report["skipped"][reason] += 1
-        report["skipped_records"].append(message)
-
-    csv_labels = {} if labels is None else read_labels(
-        root / labels, f"the image's file_name in {ann_path.name}")
+    report: dict[str, Any] = {"clamped_boxes": [], "zero_area_boxes": [], "images_without_boxes": []}
+    problem = skipper(report, strict)
     images_by_id: dict[Any, dict] = {}
     names: dict[str, Any] = {}
     for index, record in enumerate(records):
@@ -97,10 +82,8 @@ def load_coco(
                             f"(ids {names[record['file_name']]} and {record['id']}).")
         images_by_id[record["id"]] = record
         names[record["file_name"]] = record["id"]
-    unknown = sorted(set(csv_labels) - set(names))
-    if unknown:
-        raise DataError(f"{root / labels}: labels for images not in {ann_path.name}: "
-                        f"{', '.join(unknown[:5])}; remove those rows or fix the names.")
+    csv_path = root / labels if labels else None
+    csv_labels = read_labels(csv_path, f"the image's file_name in {ann_path.name}", names, ann_path.name)
 
     sizes: dict[Any, tuple[int, int]] = {}
     for image_id, record in images_by_id.items():
@@ -118,8 +101,7 @@ def load_coco(
             problem(skip.reason, str(skip))
             continue
         if region is not None:
-            image_regions = regions[annotation["image_id"]]
-            image_regions.append(region)
+            regions[annotation["image_id"]].append(region)
 
     samples = []
     for image_id, (width, height) in sizes.items():
@@ -129,7 +111,7 @@ def load_coco(
         if not found:
             report["images_without_boxes"].append(name)
             continue
-        label = _label(record, csv_labels.get(name), ann_path, root / labels if labels else None)
+        label = _label(record, csv_labels.get(name), ann_path, csv_path)
         boxes = tuple(Region(r.left, r.top, r.width, r.height, label=r.label, group_label=r.label,
                              group=g, feature=r.feature, record=r.record, mask=r.mask)
                       for g, r in enumerate(found))
@@ -139,28 +121,21 @@ def load_coco(
         raise DataError(f"{ann_path}: no image with a usable annotation "
                         f"({len(images_by_id)} images, {len(coco.get('annotations', []))} "
                         "annotations listed); the dataset is empty.")
-    if report["skipped"]:
-        warn(f"dataset.strict: false: skipped {sum(report['skipped'].values())} records of "
-             f"{ann_path} ({', '.join(f'{k} {v}' for k, v in report['skipped'].items())}); "
-             "see report['skipped_records'].")
+    close_report(report, f"records of {ann_path}", {
+        "images_listed": len(images_by_id), "samples": len(samples),
+        "regions": sum(len(s.boxes) for s in samples),
+        "mask_regions": sum(r.is_mask for s in samples for r in s.boxes)})
     warn_clamped(ann_path, [f"{c['record']} (image {c['image_id']})"
                             for c in report["clamped_boxes"]])
     if report["zero_area_boxes"]:
         warn(f"{len(report['zero_area_boxes'])} boxes in {ann_path} have zero width or height "
              "and were skipped; see report['zero_area_boxes'].")
-    report["skipped"] = dict(report["skipped"])
-    report["counts"] = {"images_listed": len(images_by_id), "samples": len(samples),
-                        "regions": sum(len(s.boxes) for s in samples),
-                        "mask_regions": sum(r.is_mask for s in samples for r in s.boxes),
-                        **report["skipped"],
-                        **{k: len(v) for k, v in report.items()
-                           if isinstance(v, list) and k != "skipped_records"}}
     return Dataset(root=root, samples=sorted(samples, key=lambda s: s.image_id),
                    features=features, report=report, kind="coco", categories=categories)
 
 
-def coco_files(root: Path, annotations: str | Path, images: str | Path,
-               labels: str | Path | None) -> tuple[list[Path], list[Path]]:
+def coco_files(root: Path, annotations: str | Path = "annotations.json", images: str | Path = "images",
+               labels: str | Path | None = None) -> tuple[list[Path], list[Path]]:
     """What ``load_coco`` reads: the files read whole, and the image folder."""
     contents = [root / annotations] + ([root / labels] if labels is not None else [])
     return contents, [root / images]

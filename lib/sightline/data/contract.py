@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageFile, ImageOps
 
-from sightline.geometry import Geometry, rasterise
+from ..geometry import Geometry, rasterise
 
 # Real datasets hold large photos; PIL's default bomb guard (~89 MP) would reject some.
 MAX_IMAGE_PIXELS = 300_000_000
@@ -95,8 +96,6 @@ class Region:
     def is_mask(self) -> bool:
         return self.mask is not None
 
-
-Box = Region  # WikiChurches' name for its regions, which are all boxes
 
 
 @dataclass(frozen=True)
@@ -192,10 +191,8 @@ def decode_upright(path: Path, remedy: str = "replace the file") -> Image.Image:
             image.load()
             return ImageOps.exif_transpose(image)
     except UNREADABLE as error:
-        raise DataError(
-            f"{path}: cannot decode the image ({error}); the file is corrupt or truncated — "
-            f"{remedy}."
-        ) from error
+        raise DataError(f"{path}: cannot decode the image ({error}); the file is corrupt or "
+                        f"truncated — {remedy}.") from error
 
 
 def file_sha256(path: Path) -> str:
@@ -253,8 +250,6 @@ def box_masks(sample: Sample, geometry: Geometry, resolution: int) -> np.ndarray
     return masks
 
 
-region_masks = box_masks
-
 
 def union_mask(masks: np.ndarray) -> np.ndarray:
     """Pixels inside any region: ``(n, R, R)`` -> ``(R, R)``."""
@@ -270,6 +265,30 @@ def bounding_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     height, width = mask.shape
     return (cols[0] / width, rows[0] / height, (cols[-1] + 1 - cols[0]) / width,
             (rows[-1] + 1 - rows[0]) / height)
+
+
+def skipper(report: dict, strict: bool) -> Callable[[str, str], None]:
+    """A record's problem: a DataError (``strict``), else counted under its reason in ``report``."""
+    report.update(skipped=Counter(), skipped_records=[])
+
+    def skip(reason: str, message: str) -> None:
+        if strict:
+            raise DataError(f"{message} (or set dataset.strict: false to skip it).")
+        report["skipped"][reason] += 1
+        report["skipped_records"].append(message)
+
+    return skip
+
+
+def close_report(report: dict, skipped_what: str, counts: dict) -> None:
+    """Warn once about the skipped ``skipped_what``; add ``counts`` and the tallies."""
+    if report["skipped"]:
+        warn(f"dataset.strict: false: skipped {sum(report['skipped'].values())} {skipped_what} "
+             f"({', '.join(f'{k} {v}' for k, v in report['skipped'].items())}); "
+             "see report['skipped_records'].")
+    report["skipped"] = dict(report["skipped"])
+    report["counts"] = {**counts, **report["skipped"], **{
+        k: len(v) for k, v in report.items() if isinstance(v, list) and k != "skipped_records"}}
 
 
 def warn_clamped(path: Path, named: list[str]) -> None:
@@ -316,9 +335,12 @@ def fingerprint_files(contents: Iterable[Path], listed: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
-def read_labels(path: Path, image_column: str) -> dict[str, str]:
-    """An image-level labels CSV with columns ``image`` (``image_column`` says what it holds)
-    and ``label``: image -> label."""
+def read_labels(path: Path | None, image_column: str, images: Iterable[str], listing: str | Path
+                ) -> dict[str, str]:
+    """An image-level labels CSV (none: no labels) with columns ``image`` (``image_column`` says
+    what it holds) and ``label``, each of ``images`` (those ``listing`` holds): image -> label."""
+    if path is None:
+        return {}
     if not path.is_file():
         raise DataError(f"{path}: no labels CSV there (dataset.labels, relative to dataset.root).")
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -328,4 +350,8 @@ def read_labels(path: Path, image_column: str) -> dict[str, str]:
     repeated = table["image"][table["image"].duplicated()].tolist()
     if repeated:
         raise DataError(f"{path}: images listed twice: {', '.join(repeated[:5])}.")
+    unknown = sorted(set(table["image"]) - set(images))
+    if unknown:
+        raise DataError(f"{path}: labels for images not in {listing}: {', '.join(unknown[:5])}; "
+                        "remove those rows or fix the names.")
     return dict(zip(table["image"], table["label"], strict=True))

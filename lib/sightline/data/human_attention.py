@@ -18,8 +18,8 @@ import pandas as pd
 from PIL import Image
 from torchvision.transforms import v2 as T
 
-from sightline.data.contract import DataError, decode_upright, image_size
-from sightline.geometry import Geometry
+from ..geometry import Geometry
+from .contract import DataError, decode_upright, image_size
 
 BENCHMARK_REPO = "https://github.com/SinaMohseni/ML-Interpretability-Evaluation-Benchmark"
 # (image folder, mask folder) under Image/ImageNet/, current spelling first, then older commits'
@@ -78,18 +78,15 @@ def _benchmark_folders(root: Path) -> tuple[Path, Path] | None:
 
 
 def _benchmark_hint(root: Path, problem: str) -> str:
-    return (
-        f"{problem}. Get the ML Interpretability Benchmark: `git clone {BENCHMARK_REPO} "
-        f"{root}` (about 2 GB), or download it as a ZIP from that page and unpack it there. "
-        f"The reader expects {root}/Image/ImageNet/original_images/<subject><k>.jpg and "
-        f"{root}/Image/ImageNet/human_attention_mask/<subject><k>.jpg (older commits' "
-        "'original images/' and 'human attention mask/' are accepted too)."
-    )
+    return (f"{problem}. Get the ML Interpretability Benchmark: `git clone {BENCHMARK_REPO} "
+            f"{root}` (about 2 GB), or download it as a ZIP from that page and unpack it there. "
+            f"The reader expects {root}/Image/ImageNet/original_images/<subject><k>.jpg and "
+            f"{root}/Image/ImageNet/human_attention_mask/<subject><k>.jpg (older commits' "
+            "'original images/' and 'human attention mask/' are accepted too).")
 
 
-def load_human_attention(
-    root: str | Path, *, strict: bool = True, subjects_csv: str | Path = SUBJECTS_CSV
-) -> HumanAttention:
+def load_human_attention(root: str | Path, *, strict: bool = True,
+                         subjects_csv: str | Path = SUBJECTS_CSV) -> HumanAttention:
     """Pair each benchmark image with its mask. ``strict=False`` skips (and counts) images
     whose mask is missing or of another size, and files named after no known subject."""
     root = Path(root)
@@ -122,10 +119,8 @@ def load_human_attention(
             size, mask_size = image_size(path), image_size(mask_path)
             if size != mask_size:
                 report["size_mismatches"].append(image_id)
-                raise DataError(
-                    f"{mask_path}: mask is {mask_size[0]}x{mask_size[1]} but its image {path} "
-                    f"is {size[0]}x{size[1]}"
-                )
+                raise DataError(f"{mask_path}: mask is {mask_size[0]}x{mask_size[1]} but its "
+                                f"image {path} is {size[0]}x{size[1]}")
         except DataError as error:
             if strict:
                 raise DataError(f"{error}; fix the file from {BENCHMARK_REPO} or pass "
@@ -160,11 +155,8 @@ def load_attention_mask(path: Path) -> Image.Image:
 
 
 def human_mask(sample: AttentionSample, geometry: Geometry, resolution: int) -> np.ndarray:
-    """The continuous mask in the model's input frame at ``resolution``: float32 in [0, 1].
-
-    The mask goes through the very resize / crop the image goes through, then is
-    area-resized to the working resolution.
-    """
+    """The continuous mask in the model's input frame at ``resolution``: float32 in [0, 1];
+    through the very resize / crop its image goes through, then area-resized."""
     frame = geometry.transform()(load_attention_mask(sample.mask_path))  # (1, S, S) in [0, 1]
     frame = T.functional.resize(frame, [resolution, resolution], antialias=True)
     return frame[0].clamp(0, 1).numpy().astype(np.float32)

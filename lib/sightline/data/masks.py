@@ -16,42 +16,34 @@ a mask with no pixel left is dropped with one warning, an image without masks is
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from sightline import metrics
-from sightline.data.contract import (
+from .. import metrics
+from .contract import (
     DataError,
     Dataset,
     Region,
     Sample,
     bounding_box,
+    close_report,
     dataset_root,
     decode_upright,
     image_files,
     image_size,
     read_labels,
+    skipper,
     warn,
 )
 
 SINGLE_FEATURE = "mask"
-SKIP_HINT = "or set dataset.strict: false to skip it"
 
 
-def load_masks(
-    root: str | Path,
-    *,
-    images: str | Path = "images",
-    masks: str | Path = "masks",
-    labels: str | Path | None = None,
-    rule: Literal["std", "percentile"] = "std",
-    num_std: float = 1.0,
-    percentile: float = 90.0,
-    strict: bool = True,
-) -> Dataset:
+def load_masks(root: str | Path, *, images: str | Path = "images", masks: str | Path = "masks",
+               labels: str | Path | None = None, rule: Literal["std", "percentile"] = "std",
+               num_std: float = 1.0, percentile: float = 90.0, strict: bool = True) -> Dataset:
     """Read an image folder and its mask folder (relative to ``root`` or absolute); soft masks
     are binarised by ``rule`` at ``num_std`` / ``percentile``."""
     root = dataset_root(root)
@@ -63,24 +55,13 @@ def load_masks(
     by_stem = {p.stem: p for p in image_files(image_dir)}
     layout = _layout(mask_dir)
     features = sorted(layout)
-    report: dict[str, Any] = {"skipped": Counter(), "skipped_records": [], "empty_masks": [],
-                              "images_without_masks": []}
-
-    def problem(reason: str, message: str) -> None:
-        if strict:
-            raise DataError(f"{message} ({SKIP_HINT}).")
-        report["skipped"][reason] += 1
-        report["skipped_records"].append(message)
-
+    report: dict[str, Any] = {"empty_masks": [], "images_without_masks": []}
+    problem = skipper(report, strict)
     for files in layout.values():
         for stem in sorted(set(files) - set(by_stem)):
             problem("masks_without_image", f"{files[stem]}: no image {stem}.* in {image_dir}")
-    csv_labels = {} if labels is None else read_labels(
-        root / labels, f"an image file name in {image_dir}")
-    unknown = sorted(set(csv_labels) - {p.name for p in by_stem.values()})
-    if unknown:
-        raise DataError(f"{root / labels}: labels for images not in {image_dir}: "
-                        f"{', '.join(unknown[:5])}; remove those rows or fix the names.")
+    csv_labels = read_labels(root / labels if labels else None, f"an image file name in {image_dir}",
+                             [p.name for p in by_stem.values()], image_dir)
     binarise = functools.partial(read_mask, rule=rule, num_std=num_std, percentile=percentile)
     samples = []
     for stem, path in sorted(by_stem.items()):
@@ -115,18 +96,11 @@ def load_masks(
     if not samples:
         raise DataError(f"{mask_dir}: no image of {image_dir} has a usable mask; the dataset is "
                         "empty (masks/<image stem>.png or masks/<feature>/<image stem>.png).")
-    if report["skipped"]:
-        warn(f"dataset.strict: false: skipped {sum(report['skipped'].values())} files under "
-             f"{root} ({', '.join(f'{k} {v}' for k, v in report['skipped'].items())}); "
-             "see report['skipped_records'].")
+    close_report(report, f"files under {root}", {
+        "images": len(by_stem), "samples": len(samples), "regions": sum(len(s.boxes) for s in samples)})
     if report["empty_masks"]:
         warn(f"{len(report['empty_masks'])} masks under {mask_dir} keep no pixel after "
              "binarisation and were skipped; see report['empty_masks'].")
-    report["skipped"] = dict(report["skipped"])
-    report["counts"] = {"images": len(by_stem), "samples": len(samples),
-                        "regions": sum(len(s.boxes) for s in samples), **report["skipped"],
-                        **{k: len(v) for k, v in report.items()
-                           if isinstance(v, list) and k != "skipped_records"}}
     categories = [{"id": i, "name": f} for i, f in enumerate(features)]
     return Dataset(root=root, samples=samples, features=features, report=report, kind="masks",
                    categories=categories)
@@ -147,8 +121,8 @@ def read_mask(path: Path, *, size: tuple[int, int], image: Path, rule: str = "st
     return metrics.binarize_percentile(grey[None], percentile)[0]
 
 
-def mask_files(root: Path, images: str | Path, masks: str | Path,
-               labels: str | Path | None) -> tuple[list[Path], list[Path]]:
+def mask_files(root: Path, images: str | Path = "images", masks: str | Path = "masks",
+               labels: str | Path | None = None) -> tuple[list[Path], list[Path]]:
     """What ``load_masks`` reads: the files read whole, and the folders."""
     return ([root / labels] if labels is not None else []), [root / images, root / masks]
 

@@ -6,12 +6,9 @@ split files ``wc4_{train,val,test}.txt`` and ``images/``.
 
 Conventions (besides the readers' shared ones, ``sightline.data.contract``):
 
-- **Orientation.** The annotators drew the boxes in a web browser, and browsers display
-  JPEGs with their EXIF orientation applied (the CSS default since 2020), so the upright
-  orientation is the one the boxes refer to. This is an assumption about the annotation
-  tool, unverified.
-- **Labels.** A sample's ``label`` is its first main style (Romanesque, Gothic,
-  Renaissance, Baroque), else ``"Other"``; its ``tags`` are all its style names.
+- **Orientation.** The boxes refer to the upright image: the annotators drew them in a web
+  browser, which applies the EXIF orientation (CSS default since 2020; an assumption).
+- **Labels.** ``label``: the first main style, else ``"Other"``; ``tags``: all style names.
 - **Fine-tuning pool.** The annotated images are the evaluation set, so nothing of their
   churches may be trained on: every train/val image of a church that has an annotated
   image is dropped from the pool, and annotated images listed in train/val move to
@@ -29,17 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sightline.data.contract import (
-    DataError,
-    Dataset,
-    Region,
-    Sample,
-    clamp_box,
-    image_size,
-    remedy,
-    warn,
-    warn_clamped,
-)
+from .contract import DataError, Dataset, Region, Sample, clamp_box, image_size, remedy, warn, warn_clamped
 
 MAIN_STYLES: dict[str, str] = {
     "Q46261": "Romanesque",
@@ -74,13 +61,8 @@ def load_wikichurches(root: str | Path, *, strict: bool = True) -> Dataset:
     churches = _read_json(churches_path) if churches_path.is_file() else None
     listing = _image_listing(root)
     split_dir = _split_dir(root)
-    report: dict = {
-        "clamped_boxes": [],
-        "zero_area_boxes": [],
-        "images_without_boxes": [],
-        "unreadable_reasons": {},
-    }
-
+    report: dict = {"clamped_boxes": [], "zero_area_boxes": [], "images_without_boxes": [],
+                    "unreadable_reasons": {}}
     if split_dir is not None:
         pool = _pool_from_split_files(root, split_dir)
         report["pool_source"] = f"split files in {split_dir}"
@@ -94,18 +76,15 @@ def load_wikichurches(root: str | Path, *, strict: bool = True) -> Dataset:
     if missing:
         if strict:
             raise DataError(_missing_message(root, missing))
-        warn(
-            f"dataset.strict: false: {len(missing)} image files are missing from "
-            f"{root / 'images'} and were skipped (e.g. {missing[0]}); "
-            f"{remedy(root, f'download images.zip from {ZENODO} to get them')}."
-        )
+        warn(f"dataset.strict: false: {len(missing)} image files are missing from {root / 'images'} "
+             f"and were skipped (e.g. {missing[0]}); "
+             f"{remedy(root, f'download images.zip from {ZENODO} to get them')}.")
 
     samples, unreadable = [], []
     for image_id in sorted(set(annotations) - set(missing)):
         path = listing[image_id]
         try:
-            width, height = image_size(
-                path, remedy(root, f"replace the file from images.zip ({ZENODO})"))
+            width, height = image_size(path, remedy(root, f"replace the file from images.zip ({ZENODO})"))
         except DataError as error:
             if strict:
                 raise
@@ -121,26 +100,18 @@ def load_wikichurches(root: str | Path, *, strict: bool = True) -> Dataset:
                               height=height, label=main_style(styles), tags=styles))
     report["unreadable_images"] = unreadable
     if unreadable:
-        warn(
-            f"dataset.strict: false: {len(unreadable)} annotated images could not be read and "
-            f"were skipped (e.g. {unreadable[0]}); see report['unreadable_reasons']."
-        )
+        warn(f"dataset.strict: false: {len(unreadable)} annotated images could not be read and "
+             f"were skipped (e.g. {unreadable[0]}); see report['unreadable_reasons'].")
     warn_clamped(parts_path, [f"image {c['image_id']}, group {c['group']}"
                               for c in report["clamped_boxes"]])
     if report["zero_area_boxes"]:
-        warn(
-            f"{len(report['zero_area_boxes'])} boxes in {parts_path} have no area inside their "
-            "image after clamping and were skipped; see report['zero_area_boxes']."
-        )
-
+        warn(f"{len(report['zero_area_boxes'])} boxes in {parts_path} have no area inside their "
+             "image after clamping and were skipped; see report['zero_area_boxes'].")
     pool = pool[~pool["image_id"].isin(missing)]
     pool = _prevent_leakage(pool, set(annotations), report)
     report["pool_splits"] = {s: int((pool["split"] == s).sum()) for s in SPLITS}
-    report["counts"] = {
-        "annotated_images": len(annotations),
-        "samples": len(samples),
-        **{k: len(v) for k, v in report.items() if isinstance(v, list)},
-    }
+    report["counts"] = {"annotated_images": len(annotations), "samples": len(samples),
+                        **{k: len(v) for k, v in report.items() if isinstance(v, list)}}
     categories = [{"id": i, **m} for i, m in enumerate(parts["meta"])]
     return Dataset(root=root, samples=samples, features=features, pool=pool, report=report,
                    kind="wikichurches", categories=categories, label_name="style")
@@ -169,32 +140,24 @@ def dataset_fingerprint(root: str | Path) -> str:
 
 
 def _download_hint(root: Path, problem: str) -> str:
-    return (
-        f"{problem}. Download building_parts.json, churches.json, images.zip and labels.zip "
-        f"from {ZENODO}, put the two JSON files in {root}/, unzip images.zip into "
-        f"{root}/images/ and labels.zip into {root}/labels/."
-    )
+    return (f"{problem}. Download building_parts.json, churches.json, images.zip and labels.zip "
+            f"from {ZENODO}, put the two JSON files in {root}/, unzip images.zip into "
+            f"{root}/images/ and labels.zip into {root}/labels/.")
 
 
 def _missing_message(root: Path, missing: list[str]) -> str:
-    shown = ", ".join(missing[:10])
-    if len(missing) > 10:
-        shown += f" and {len(missing) - 10} more"
+    shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
     fix = remedy(root, f"download images.zip from {ZENODO} and unzip it into {root / 'images'}/")
-    return (
-        f"{len(missing)} image files are missing from {root / 'images'}: {shown}. "
-        f"{fix[0].upper()}{fix[1:]} (or set dataset.strict: false in the params file to skip them)."
-    )
+    return (f"{len(missing)} image files are missing from {root / 'images'}: {shown}. "
+            f"{fix[0].upper()}{fix[1:]} (or set dataset.strict: false in the params file to skip them).")
 
 
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(
-            f"{path}: not readable JSON ({error}); "
-            f"{remedy(path.parent, f'download it again from {ZENODO}')}."
-        ) from error
+        raise DataError(f"{path}: not readable JSON ({error}); "
+                        f"{remedy(path.parent, f'download it again from {ZENODO}')}.") from error
 
 
 def _features(parts: dict, path: Path) -> list[str]:
@@ -211,9 +174,8 @@ def _style_names(annotation: dict, image_id: str, path: Path) -> tuple[str, ...]
     return tuple(MAIN_STYLES.get(qid, qid) for qid in styles)
 
 
-def _boxes(
-    annotation: dict, image_id: str, features: list[str], path: Path, report: dict
-) -> tuple[Region, ...]:
+def _boxes(annotation: dict, image_id: str, features: list[str], path: Path, report: dict
+           ) -> tuple[Region, ...]:
     """Parse, validate and clamp one image's ``bbox_groups``."""
     groups = annotation.get("bbox_groups")
     if not isinstance(groups, list):
@@ -230,15 +192,12 @@ def _boxes(
                 left, top = float(element["left"]), float(element["top"])
                 x1, y1 = left + float(element["width"]), top + float(element["height"])
             except (KeyError, TypeError, ValueError) as error:
-                raise DataError(
-                    f"{path}: image {image_id}, group {g}: malformed box {element} ({error})."
-                ) from error
+                raise DataError(f"{path}: image {image_id}, group {g}: malformed box {element} "
+                                f"({error}).") from error
             for name, value in (("label", label), ("group_label", group_label)):
                 if not 0 <= value < len(features):
-                    raise DataError(
-                        f"{path}: image {image_id}, group {g}: unknown {name} {value} "
-                        f"('meta' has {len(features)} feature types)."
-                    )
+                    raise DataError(f"{path}: image {image_id}, group {g}: unknown {name} {value} "
+                                    f"('meta' has {len(features)} feature types).")
             where = {"image_id": image_id, "group": g, "label": label}
             box, clamped = clamp_box(left, top, x1 - left, y1 - top)
             if box is None:
@@ -268,10 +227,8 @@ def _split_dir(root: Path) -> Path | None:
             return folder
         if any(present):
             absent = [f"wc4_{s}.txt" for s, p in zip(SPLITS, present, strict=True) if not p]
-            raise DataError(
-                f"{folder} holds only some split files ({', '.join(absent)} missing); "
-                f"unzip labels.zip from {ZENODO} into {root / 'labels'}/ again."
-            )
+            raise DataError(f"{folder} holds only some split files ({', '.join(absent)} missing); "
+                            f"unzip labels.zip from {ZENODO} into {root / 'labels'}/ again.")
     return None
 
 
@@ -294,10 +251,8 @@ def _pool_from_split_files(root: Path, folder: Path) -> pd.DataFrame:
                 continue
             fields = line.split()
             if len(fields) != 2 or fields[1] not in MAIN_STYLES:
-                raise DataError(
-                    f"{path}, line {number}: expected '<image file> <main style QID>' with a "
-                    f"QID among {sorted(MAIN_STYLES)}, got {line!r}."
-                )
+                raise DataError(f"{path}, line {number}: expected '<image file> <main style QID>' "
+                                f"with a QID among {sorted(MAIN_STYLES)}, got {line!r}.")
             if fields[0] in seen:
                 raise DataError(f"{path}, line {number}: {fields[0]} is also in {seen[fields[0]]}.")
             seen[fields[0]] = path.name

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from sightline.models import from_hf, from_timm, from_torchvision
-from sightline.models.from_python import FactoryBuilder
-from sightline.models.from_timm import TimmBuilder, timm_preprocessing
-from sightline.models.from_torchvision import TorchvisionBuilder
-from sightline.models.preprocessing import Preprocessing, resolve_preprocessing
-from sightline.models.presets import REGISTRY, preset_keys
-from sightline.models.spec import Arch, Builder, ModelError, ModelSpec, Study, lora_defaults
-from sightline.models.tensor_archs import tensor_arch
+from . import from_hf, from_timm, from_torchvision
+from .from_python import FactoryBuilder
+from .from_timm import TimmBuilder, timm_preprocessing
+from .from_torchvision import TorchvisionBuilder
+from .preprocessing import Preprocessing, resolve_preprocessing
+from .presets import REGISTRY, preset_keys
+from .spec import Arch, Builder, ModelError, ModelSpec, Study, lora_defaults
+from .tensor_archs import tensor_arch
 
 if TYPE_CHECKING:
     from sightline.config import ModelChoice
@@ -82,27 +82,23 @@ def _spec_from_choice(choice: ModelChoice) -> ModelSpec:
         from_torchvision.check_name(key, name, choice.weights)
     if source == "hf":
         # a local checkpoint directory carries its own config and processor config
-        where = str(choice.checkpoint) if choice.checkpoint and choice.checkpoint.is_dir() \
-            else name
+        where = str(choice.checkpoint) if choice.checkpoint and choice.checkpoint.is_dir() else name
         vision = from_hf.checkpoint_arch(key, where)
         derived = from_hf.hf_preprocessing(key, where) or from_hf.hf_preprocessing(key, name)
         probe = _probe_module(vision, name, key)
-        vision.check_frame(probe, resolve_preprocessing(key, derived, choice.input)[0], key)
+        geometry, mean, std = resolve_preprocessing(key, derived, choice.input)
+        vision.check_frame(probe, geometry, key)
         arch: Arch = dataclasses.replace(vision, lora=lora_defaults(probe))
     else:
-        builder: Builder = {
-            "timm": TimmBuilder,
-            "torchvision": lambda: TorchvisionBuilder.for_weights(choice.weights),
-            "python": FactoryBuilder,
-        }[source]()
+        builder: Builder = {"timm": TimmBuilder, "python": FactoryBuilder,
+                            "torchvision": lambda: TorchvisionBuilder.for_weights(choice.weights)}[source]()
         probe = _probe_module(builder, name, key)
         derived = _module_preprocessing(key, name, probe, builder)
-        geometry, _, _ = resolve_preprocessing(key, derived, choice.input)
+        geometry, mean, std = resolve_preprocessing(key, derived, choice.input)
         if source == "timm" and _built_side(probe) not in (None, geometry.size):
             builder = TimmBuilder(img_size=geometry.size)
             probe = _probe_module(builder, name, key)
         arch = tensor_arch(key, probe, builder, choice, geometry)
-    geometry, mean, std = resolve_preprocessing(key, derived, choice.input)
     spec = ModelSpec(key=key, checkpoint=name, arch=arch, geometry=geometry, mean=mean, std=std,
                      source=source, weights_file=choice.checkpoint,
                      notes=f"spec: source {source}, {name}")

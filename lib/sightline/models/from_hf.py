@@ -17,17 +17,10 @@ import torch
 from torch import nn
 from transformers import MODEL_MAPPING, AutoConfig, PretrainedConfig, PreTrainedModel
 
-from sightline.geometry import Geometry
-from sightline.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, square_side
-from sightline.models.spec import (
-    QV_PROJECTIONS,
-    Layout,
-    LoraDefaults,
-    ModelError,
-    Readout,
-    Size,
-)
-from sightline.registry import applicable_methods
+from ..geometry import Geometry
+from ..registry import applicable_methods
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, square_side
+from .spec import QV_PROJECTIONS, Layout, LoraDefaults, ModelError, Readout, Size
 
 _PIL_RESAMPLE = {2: "bilinear", 3: "bicubic"}
 

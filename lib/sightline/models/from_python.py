@@ -10,7 +10,7 @@ from pathlib import Path
 
 from torch import nn
 
-from sightline.models.spec import ModelError, Size
+from .spec import ModelError, Size
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,9 +15,9 @@ import timm
 import torch
 from torch import nn
 
-from sightline.geometry import Geometry
-from sightline.models.preprocessing import Preprocessing, interpolation_name, square_side
-from sightline.models.spec import ModelError, Size
+from ..geometry import Geometry
+from .preprocessing import Preprocessing, interpolation_name, square_side
+from .spec import ModelError, Size
 
 
 def check_name(key: str, name: str) -> None:

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from torchvision.models import get_model, get_model_weights, list_models
 
-from sightline.geometry import Geometry
-from sightline.models.preprocessing import Preprocessing, interpolation_name
-from sightline.models.spec import ModelError, Size
+from ..geometry import Geometry
+from .preprocessing import Preprocessing, interpolation_name
+from .spec import ModelError, Size
 
 
 def check_name(key: str, name: str, weights: str) -> None:

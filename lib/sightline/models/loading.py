@@ -16,9 +16,9 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import v2 as T
 
-from sightline.models.choices import spec_for
-from sightline.models.presets import REGISTRY
-from sightline.models.spec import Layout, ModelError, ModelSpec, Readout, Size, Weights
+from .choices import spec_for
+from .presets import REGISTRY
+from .spec import Layout, ModelError, ModelSpec, Readout, Size, Weights
 
 if TYPE_CHECKING:
     from sightline.config import ModelChoice
@@ -28,10 +28,9 @@ if TYPE_CHECKING:
 class LoadedModel:
     """A built model in eval mode plus everything needed to read maps off it.
 
-    ``head`` (optional) maps the backbone's pooled features to style logits (a linear
-    probe's or a fine-tuned model's head, see `sightline.finetune.checkpoints`); Grad-CAM then
-    targets a style logit. ``layout``: what `ModelSpec.describe` read off this module
-    (None: read off it when first needed).
+    ``head`` (optional) maps the backbone's pooled features to style logits (a linear probe's
+    or a fine-tuned model's head); Grad-CAM then targets a style logit. ``layout``: what
+    `ModelSpec.describe` read off this module (None: read off it when first needed).
     """
 
     spec: ModelSpec
@@ -105,10 +104,10 @@ def load_model(key: str | ModelSpec, *, weights: str = "random", size: str = "ti
     spec = key if isinstance(key, ModelSpec) else REGISTRY.get(key)
     if spec is None:
         raise ModelError(f"unknown model key {key!r}; registered keys: {sorted(REGISTRY)}")
-    if weights not in ("pretrained", "random"):
-        raise ModelError(f"weights must be 'pretrained' or 'random', got {weights!r}")
-    if size not in ("base", "tiny"):
-        raise ModelError(f"size must be 'base' or 'tiny', got {size!r}")
+    for name, value, allowed in (("weights", weights, ("pretrained", "random")),
+                                 ("size", size, ("base", "tiny"))):
+        if value not in allowed:
+            raise ModelError(f"{name} must be {allowed[0]!r} or {allowed[1]!r}, got {value!r}")
     cache_dir = Path(checkpoint_dir) if checkpoint_dir else None
     if spec.weights_file is not None and spec.weights_file.is_dir():
         module = _load_pretrained(spec, cache_dir, str(spec.weights_file))
@@ -145,8 +144,7 @@ def _load_pretrained(spec: ModelSpec, cache_dir: Path | None, checkpoint: str) -
         return spec.arch.pretrained(checkpoint, cache_dir)
     except (OSError, HfHubHTTPError) as error:
         hub_id = spec.arch.hub_id(checkpoint)
-        hint = spec.arch.download_hint(checkpoint) if hasattr(spec.arch, "download_hint") \
-            else None
+        hint = getattr(spec.arch, "download_hint", lambda _: None)(checkpoint)
         cause = f" Cause: {type(error).__name__}: {error}"
         if hint:
             raise ModelError(f"model {spec.key!r}: weights {hub_id!r} are not in the local "
@@ -190,15 +188,12 @@ def load_checkpoint(module: nn.Module, path: Path, key: str) -> None:
         raise ModelError(f"model {key!r}: checkpoint file {path} does not exist")
     state = read_state_dict(path)
     own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
               for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        problems = [f"{len(items)} {what} (e.g. {', '.join(items[:3])})"
-                    for what, items in (("missing keys", missing), ("unexpected keys",
-                                        unexpected), ("shape mismatches (file vs model)", shapes))
-                    if items]
+    problems = [f"{len(items)} {what} (e.g. {', '.join(items[:3])})" for what, items in (
+        ("missing keys", sorted(set(own) - set(state))), ("unexpected keys", sorted(set(state) - set(own))),
+        ("shape mismatches (file vs model)", shapes)) if items]
+    if problems:
         raise ModelError(f"model {key!r}: {path} does not fit {type(module).__name__}: "
                          + "; ".join(problems))
     module.load_state_dict(state)

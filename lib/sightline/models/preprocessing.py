@@ -7,8 +7,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from sightline.geometry import Geometry
-from sightline.models.spec import ModelError, Triple
+from ..geometry import Geometry
+from .spec import ModelError, Triple
 
 if TYPE_CHECKING:
     from sightline.config import InputSpec
@@ -51,25 +51,20 @@ def resolve_preprocessing(key: str, derived: Preprocessing | None,
     """The checkpoint's own preprocessing with the spec's ``input`` fields over it."""
     if given is None:
         if derived is None:
-            raise ModelError(
-                f"model {key!r}: no preprocessing config found with the checkpoint; set input "
-                "(size, resize: squash or the shortest edge, interpolation, mean, std)")
+            raise ModelError(f"model {key!r}: no preprocessing config found with the checkpoint; set "
+                             "input (size, resize: squash or the shortest edge, interpolation, mean, std)")
         return derived
     base, base_mean, base_std = derived or (None, None, None)
     size = given.size if given.size is not None else (base.size if base else None)
     if size is None:
         raise ModelError(f"model {key!r}: set input.size (its checkpoint has no preprocessing "
                          "config to read it from)")
-    if given.resize == "squash":
-        resize = None
-    elif given.resize is not None:
-        resize = int(given.resize)
+    if given.resize is not None:
+        resize = None if given.resize == "squash" else int(given.resize)
     elif given.crop_pct is not None:
         resize = math.floor(size / given.crop_pct)
-    elif base is not None and base.resize is not None:
-        resize = math.floor(size * base.resize / base.size)
-    else:
-        resize = None
+    else:  # the checkpoint's crop ratio kept at the given size
+        resize = math.floor(size * base.resize / base.size) if base and base.resize else None
     interpolation = given.interpolation or (base.interpolation if base else "bicubic")
     mean = _normalisation(given.mean, 0) or base_mean
     std = _normalisation(given.std, 1) or (

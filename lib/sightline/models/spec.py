@@ -12,8 +12,8 @@ from typing import Any, ClassVar, Literal, Protocol
 import torch
 from torch import nn
 
-from sightline.geometry import Geometry
-from sightline.registry import Readout
+from ..geometry import Geometry
+from ..registry import Readout
 
 Weights = Literal["pretrained", "random"]
 Size = Literal["base", "tiny"]
@@ -29,11 +29,8 @@ class ModelError(Exception):
 
 @dataclass(frozen=True)
 class LoraDefaults:
-    """LoRA defaults of a model family (peft): the modules adapted and the adapter's shape.
-
-    The seed study's values: rank 8, alpha 32, dropout 0.1 on the attention's query and
-    value projections.
-    """
+    """LoRA defaults of a model family (peft): the modules adapted and the adapter's shape
+    (the seed study's: rank 8, alpha 32, dropout 0.1 on the query and value projections)."""
 
     targets: tuple[str, ...]
     rank: int = 8
@@ -102,12 +99,10 @@ class Arch(Builder, Protocol):
 class ModelSpec:
     """A model: its source and name, how it is built, and its input frame.
 
-    ``checkpoint`` is the source's name for it (hub id or local directory, timm /
-    torchvision name, factory path); ``weights_file`` a local checkpoint loaded instead of
-    the source's pretrained weights. ``geometry`` / ``mean`` / ``std`` are the resolved
-    preprocessing. ``only_methods`` (presets) keeps a subset of the derived methods;
-    ``study`` (presets) is the study whose profiles may list it. The readout, token layout
-    and methods are derived from a built module (`describe`).
+    ``checkpoint`` is the source's name for it (hub id or local directory, timm / torchvision
+    name, factory path); ``weights_file`` a local checkpoint loaded instead of the source's
+    pretrained weights. ``only_methods`` (presets) keeps a subset of the derived methods;
+    ``study`` (presets) is the study whose profiles may list it.
     """
 
     key: str
@@ -142,10 +137,6 @@ class ModelSpec:
     @property
     def methods(self) -> tuple[str, ...]:
         return self.layout.methods
-
-    @property
-    def num_prefix_tokens(self) -> int:
-        return self.layout.num_prefix_tokens
 
 
 @functools.cache

@@ -15,19 +15,10 @@ import timm
 import torch
 from torch import nn
 
-from sightline.geometry import Geometry
-from sightline.models.from_timm import TimmBuilder
-from sightline.models.spec import (
-    TIMM_QKV,
-    Builder,
-    Layout,
-    LoraDefaults,
-    ModelError,
-    Size,
-    TokenLayout,
-    lora_defaults,
-)
-from sightline.registry import applicable_methods
+from ..geometry import Geometry
+from ..registry import applicable_methods
+from .from_timm import TimmBuilder
+from .spec import TIMM_QKV, Builder, Layout, LoraDefaults, ModelError, Size, TokenLayout, lora_defaults
 
 if TYPE_CHECKING:
     from sightline.config import ModelChoice
@@ -122,11 +113,8 @@ class TimmViT(_TensorModel):
         """One forward pass; each block's softmax weights ``(B, heads, T, T)`` as its
         ``attn_drop`` sees them (identity in eval mode)."""
         captured: list[torch.Tensor] = []
-        handles = [
-            block.attn.attn_drop.register_forward_hook(
-                lambda _m, _inputs, output: captured.append(output))
-            for block in module.blocks
-        ]
+        handles = [block.attn.attn_drop.register_forward_hook(lambda _m, _i, output: captured.append(output))
+                   for block in module.blocks]
         try:
             output = module(pixel_values)
         finally:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sightline.synthetic.parts import Elements, Palette, PixelBox, draw_door, draw_parts
+from .parts import Elements, Palette, PixelBox, draw_door, draw_parts
 
 FEATURES = ["Round Arch Window", "Arcade Gallery", "Round Arch", "Pointed Arch Window",
             "Rose Window", "Pinnacle", "Pointed Arch", "Triangular Pediment", "Rectangular Window",
@@ -130,9 +130,7 @@ def _background(rng: np.random.Generator, facade: _Facade, palette: Palette) -> 
         cx, cy, r = rng.uniform(0, w), rng.uniform(0.03, 0.25) * h, rng.uniform(0.04, 0.08) * w
         for dx in rng.uniform(-1.6, 1.6, size=4):
             shade = int(rng.integers(225, 250))
-            draw.ellipse(
-                [cx + dx * r - r, cy - r * 0.6, cx + dx * r + r, cy + r * 0.6], fill=(shade,) * 3
-            )
+            draw.ellipse([cx + dx * r - r, cy - r * 0.6, cx + dx * r + r, cy + r * 0.6], fill=(shade,) * 3)
     pixels = np.asarray(sky, dtype=np.float32).copy()
 
     ground = np.array([96, 122, 70] if rng.random() < 0.6 else [128, 122, 110], dtype=np.float32)
@@ -155,9 +153,7 @@ def _background(rng: np.random.Generator, facade: _Facade, palette: Palette) -> 
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     for x0, y0, x1, _ in walls[1:]:
-        draw.polygon(
-            [(x0 - 3, y0), ((x0 + x1) / 2, y0 - (x1 - x0) * 0.6), (x1 + 3, y0)], fill=(70, 70, 78)
-        )
+        draw.polygon([(x0 - 3, y0), ((x0 + x1) / 2, y0 - (x1 - x0) * 0.6), (x1 + 3, y0)], fill=(70, 70, 78))
     wx0, wy0, wx1, _ = facade.wall
     draw.rectangle([wx0, wy0 - 4, wx1, wy0], fill=palette.dark)
     return image
@@ -241,14 +237,8 @@ def _place(rng: np.random.Generator, kind: str, facade: _Facade, occupied: list[
         (lo, hi), (alo, ahi) = _BODY[kind]
         taken = list(occupied)
         for i in range(int(rng.integers(1, _REPEATS.get(kind, 1) + 1))):
-            box = _free_spot(
-                rng,
-                facade,
-                taken,
-                rng.uniform(lo, hi) * ww,
-                rng.uniform(alo, ahi),
-                overhang if i == 0 else None,
-            )
+            box = _free_spot(rng, facade, taken, rng.uniform(lo, hi) * ww, rng.uniform(alo, ahi),
+                             overhang if i == 0 else None)
             if box is not None:
                 boxes.append(box)
                 taken.append(box)
@@ -275,15 +265,8 @@ def _place(rng: np.random.Generator, kind: str, facade: _Facade, occupied: list[
         arch = kind.removesuffix(" Portal")
         spring = box[1] + w * (0.5 if arch == "Round Arch" else 0.87)
         inset = 0.18 * w
-        return [
-            (
-                "Portal",
-                [
-                    (arch, (box[0], box[1], box[2], spring + 2)),
-                    ("Door", (box[0] + inset, spring, box[2] - inset, box[3])),
-                ],
-            )
-        ]
+        return [("Portal", [(arch, (box[0], box[1], box[2], spring + 2)),
+                            ("Door", (box[0] + inset, spring, box[2] - inset, box[3]))])]
     free = [b for b in boxes if not any(_overlaps(b, other) for other in occupied)]
     return [(kind, [(kind, b)]) for b in free]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from sightline.data.human_attention import HUMAN_ATTENTION_FOLDERS
-from sightline.synthetic.manifest import generation, reuse
+from ..data.human_attention import HUMAN_ATTENTION_FOLDERS
+from .manifest import generation, reuse
 
 # Per subject: the body's colour and where its salient parts sit, relative to the body box
 # (x, y, radius as fractions of the body width); annotators mark those parts.
@@ -25,14 +25,9 @@ _ANNOTATORS = 10
 _FOLDERS = HUMAN_ATTENTION_FOLDERS[0]  # the spelling the benchmark ships
 
 
-def make_human_attention(
-    root: str | Path,
-    *,
-    subjects: tuple[str, ...] = ("dog", "car"),
-    per_subject: int = 5,
-    seed: int = 0,
-    image_size: tuple[int, int] = (320, 256),
-) -> Path:
+def make_human_attention(root: str | Path, *, subjects: tuple[str, ...] = ("dog", "car"),
+                         per_subject: int = 5, seed: int = 0,
+                         image_size: tuple[int, int] = (320, 256)) -> Path:
     """Write a deterministic stand-in of the ML Interpretability Benchmark into ``root``.
 
     ``Image/ImageNet/original_images/<subject><k>.jpg``: a body (an ellipse, its colour by

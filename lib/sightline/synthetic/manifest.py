@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sightline.data.contract import MANIFEST, DataError, file_sha256, verify_generated
+from ..data.contract import MANIFEST, DataError, file_sha256, verify_generated
 
 # The generators' version is their own source: any edit regenerates the demo data.
 _SOURCES = sorted(Path(__file__).parent.glob("*.py"))

@@ -46,20 +46,13 @@ def _arched(x0: float, y0: float, x1: float, y1: float, pointed: bool, n: int = 
     w = x1 - x0
     if pointed:
         spring = y0 + w * math.sqrt(3) / 2
-        left = [
-            (x1 + w * math.cos(t), spring - w * math.sin(t))
-            for t in np.linspace(math.pi, 2 * math.pi / 3, n)
-        ]
-        right = [
-            (x0 + w * math.cos(t), spring - w * math.sin(t)) for t in np.linspace(math.pi / 3, 0, n)
-        ]
+        left = [(x1 + w * math.cos(t), spring - w * math.sin(t))
+                for t in np.linspace(math.pi, 2 * math.pi / 3, n)]
+        right = [(x0 + w * math.cos(t), spring - w * math.sin(t)) for t in np.linspace(math.pi / 3, 0, n)]
         top = left + right
     else:
         spring, r = y0 + w / 2, w / 2
-        top = [
-            (x0 + r + r * math.cos(t), spring - r * math.sin(t))
-            for t in np.linspace(math.pi, 0, 2 * n)
-        ]
+        top = [(x0 + r + r * math.cos(t), spring - r * math.sin(t)) for t in np.linspace(math.pi, 0, 2 * n)]
     return [(x0, y1), *top, (x1, y1)]
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sightline.data.wikichurches import MAIN_STYLES
-from sightline.synthetic.facades import FEATURES, render
-from sightline.synthetic.manifest import generation, reuse, write_json
+from ..data.wikichurches import MAIN_STYLES
+from .facades import FEATURES, render
+from .manifest import generation, reuse, write_json
 
 POOL_SPLITS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
 _COUNTRIES = (("Q183", "Germany"), ("Q142", "France"), ("Q38", "Italy"), ("Q29", "Spain"))
@@ -17,20 +17,11 @@ _SAINTS = ("St. Mary", "St. Peter", "St. Martin", "St. Nicholas", "St. Michael",
 _CHURCH_KEYS = ("id", "name", "built_year", "styles", "country", "location")
 
 
-def make_synthetic(
-    root: str | Path,
-    *,
-    n_annotated: int = 24,
-    n_pool: int = 96,
-    seed: int = 0,
-    image_size: tuple[int, int] = (320, 256),
-    parts: bool = True,
-) -> Path:
-    """Write a deterministic demo WikiChurches folder into ``root``; reuse it if already made.
+def make_synthetic(root: str | Path, *, n_annotated: int = 24, n_pool: int = 96, seed: int = 0,
+                   image_size: tuple[int, int] = (320, 256), parts: bool = True) -> Path:
+    """Write a deterministic demo WikiChurches folder into ``root``, or reuse its manifest's.
 
     ``image_size`` is the nominal ``(width, height)``; each image varies it by up to 20%.
-    A folder is reused only when it was made by this generator with these arguments and
-    every file still matches the SHA-256 in its manifest; otherwise it is made again.
     ``parts=False`` writes the control twin: the same images and boxes with the
     diagnostic parts left undrawn, so nothing in them tells the styles apart.
     """
