@@ -30,6 +30,8 @@ import torch
 from torch import nn
 
 from .models import LoadedModel
+from .saliency.attention import class_logits
+from .saliency.common import _frozen
 
 # children whose output is an attention's queries or keys (HF ViT / MAE / CLIP / SigLIP /
 # DINOv3 projections; timm's q_norm / k_norm, applied to every query and key)
@@ -116,21 +118,12 @@ def _on_grid(model: LoadedModel, patches: torch.Tensor) -> np.ndarray:
 @contextmanager
 def _gradients_on(model: LoadedModel) -> Iterator[None]:
     """Gradient tracking from the input, even under inference mode; weights frozen."""
-    frozen = [p for m in (model.module, model.head) if m is not None for p in m.parameters()
-              if p.requires_grad]
-    with torch.inference_mode(False), torch.enable_grad():
-        for p in frozen:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p in frozen:
-                p.requires_grad_(True)
+    with torch.inference_mode(False), torch.enable_grad(), _frozen(model.module, model.head):
+        yield
 
 
-def attnlrp_relevance(model: LoadedModel, pixel_values: torch.Tensor,
-                      classes: Sequence[int] | None = None) -> tuple[list[torch.Tensor],
-                                                                     torch.Tensor]:
+def attnlrp_relevance(model: LoadedModel, pixel_values: torch.Tensor, classes: Sequence[int] | None = None
+                      ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """AttnLRP relevance ``(B, T)`` of every token entering each block (prefix tokens
     included: with zero biases each layer's relevance sums to the logit), and the logits."""
     blocks = model.spec.arch.blocks(model.module, model.num_layers)
@@ -181,15 +174,10 @@ def legrad_heads(gradients: Sequence[torch.Tensor], num_prefix_tokens: int) -> t
 def legrad_maps(model: LoadedModel, pixel_values: torch.Tensor,
                 classes: Sequence[int] | None = None, **settings: Any
                 ) -> tuple[dict[tuple[str, int], np.ndarray], torch.Tensor]:
-    """``("legrad", l) -> (B, H + 1, gh, gw)`` (blocks ``l..L-1``; per head, the head mean
-    last), and the class logits.
-
-    One forward pass: the last block's output is replaced by every block's output stacked
-    along the batch, so the model's own tail (final norm, readout, classifier) scores each
-    block; the last block's slice is the model's output. Each block starts from a fresh leaf
-    of its input (same values), so ``s^l`` reaches only ``A^l``: one backward pass of their
-    sum gives every ``∂s^l/∂A^l``.
-    """
+    """``("legrad", l) -> (B, H + 1, gh, gw)`` (blocks ``l..L-1``, per head and the head mean),
+    and the class logits. One forward pass: every block's output is stacked along the batch
+    after the last block, so the model's own tail scores each; each block starts from a fresh
+    leaf of its input, so one backward pass of the scores' sum gives every ``∂s^l/∂A^l``."""
     blocks = model.spec.arch.blocks(model.module, model.num_layers)
     outputs: list[torch.Tensor] = []
 
@@ -206,9 +194,7 @@ def legrad_maps(model: LoadedModel, pixel_values: torch.Tensor,
             stack.callback(block.register_forward_pre_hook(_fresh_leaf, with_kwargs=True).remove)
             stack.callback(block.register_forward_hook(stack_blocks).remove)
         output, attentions = model.attentions(pixel_values.detach())
-        features = model.spec.arch.features(output)
-        all_logits = features if model.head is None else model.head(features)
-        per_block = all_logits.reshape(len(blocks), len(pixel_values), -1)
+        per_block = class_logits(model, output).reshape(len(blocks), len(pixel_values), -1)
         logits = per_block[-1]
         targets = _targets(logits, classes)[None, :, None].expand(len(blocks), -1, 1)
         scores = per_block.gather(2, targets)[..., 0]

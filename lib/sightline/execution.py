@@ -1,17 +1,11 @@
 """Where the heavy steps run: in this process (default), in local worker processes or as Ray
 tasks, with the same results.
 
-``run_tasks(fn, tasks, execution=..., desc=...)`` calls ``fn(*task)`` for every task and
-returns the results in task order. ``engine: local`` runs them here, one after the other;
-``engine: processes`` in ``workers`` spawned processes of this machine (no Ray needed; a
-script that uses it guards its top level with ``if __name__ == "__main__":``);
-``engine: ray`` runs each as a Ray task (a local runtime of ``workers`` processes, or an
-existing cluster at ``address``) asking for ``cpus_per_task`` CPUs and ``gpus_per_task``
-GPUs; a task whose worker process dies is retried by Ray (``MAX_RETRIES``). Task functions
-and their arguments must be picklable (module-level functions, plain data, pydantic
-params) and must write their outputs atomically, since a retried task starts again.
-
-Ray is an optional extra: ``ensure_ray`` pip-installs the pinned ``RAY`` on first use.
+``run_tasks(fn, tasks, execution=..., desc=...)`` returns ``[fn(*task) for task in tasks]``:
+``engine: local`` here; ``processes`` in ``workers`` spawned processes (a script guards its
+top level with ``if __name__ == "__main__":``); ``ray`` as Ray tasks (a local runtime or the
+cluster at ``address``), retried when a worker dies (``MAX_RETRIES``). Tasks must be picklable
+and write their outputs atomically. ``ensure_ray`` pip-installs the pinned ``RAY`` on first use.
 """
 
 from __future__ import annotations
@@ -60,11 +54,8 @@ def ensure_ray() -> Any:
     if installed != RAY_VERSION:
         print(f"[ray] installing {RAY} into this environment (first use of engine: ray)", flush=True)
         try:
-            subprocess.run(
-                [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q", RAY],
-                check=True,
-                timeout=INSTALL_TIMEOUT_S,
-            )
+            subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                            RAY], check=True, timeout=INSTALL_TIMEOUT_S)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
             raise ExecutionError(
                 f"execution.engine is 'ray' but pip could not install {RAY} ({error}); install it "
@@ -104,14 +95,8 @@ def check_address(address: str | None) -> None:
         ) from None
 
 
-def run_tasks(
-    fn: Callable[..., Any],
-    tasks: Sequence[tuple],
-    *,
-    execution: Execution,
-    desc: str,
-    unit: str = "task",
-) -> list[Any]:
+def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], *, execution: Execution, desc: str,
+              unit: str = "task") -> list[Any]:
     """``[fn(*task) for task in tasks]``, in this process or as Ray tasks; one bar over tasks."""
     import torch
 
@@ -127,9 +112,8 @@ def run_tasks(
     if execution.engine == "processes":
         return _in_processes(fn, tasks, execution.workers, threads, desc, unit)
     with ray_runtime(execution, threads) as ray:
-        remote = ray.remote(_call).options(
-            num_cpus=threads, num_gpus=execution.gpus_per_task, max_retries=MAX_RETRIES
-        )
+        remote = ray.remote(_call).options(num_cpus=threads, num_gpus=execution.gpus_per_task,
+                                           max_retries=MAX_RETRIES)
         pending = {remote.remote(fn, threads, task): i for i, task in enumerate(tasks)}
         results: list[Any] = [None] * len(tasks)
         with tqdm(total=len(tasks), desc=desc, unit=unit) as bar:
@@ -196,10 +180,8 @@ def _unwrap(ray: Any, error: BaseException) -> BaseException:
     if isinstance(error, ray.exceptions.RayTaskError) and isinstance(error.cause, Exception):
         return error.cause
     if isinstance(error, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError):
-        return ExecutionError(
-            f"a Ray task's worker died {MAX_RETRIES + 1} times ({type(error).__name__}); "
-            "out of memory? Use smaller batches or fewer workers"
-        )
+        return ExecutionError(f"a Ray task's worker died {MAX_RETRIES + 1} times ({type(error).__name__}); "
+                              "out of memory? Use smaller batches or fewer workers")
     return error
 
 
@@ -208,10 +190,8 @@ _QUIET = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashb
 
 @contextmanager
 def ray_runtime(execution: Execution, threads: int) -> Iterator[Any]:
-    """Ray, started (local runtime) or joined (cluster) for the tasks, and shut down after.
-
-    Reuses a runtime the caller already started (and leaves it running).
-    """
+    """Ray, started (local runtime) or joined (cluster) for the tasks, and shut down after;
+    a runtime the caller already started is reused and left running."""
     ray = ensure_ray()
     if ray.is_initialized():
         yield ray
@@ -220,12 +200,8 @@ def ray_runtime(execution: Execution, threads: int) -> Iterator[Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if execution.address is None:
-            ray.init(
-                address="local",
-                num_cpus=execution.workers * threads,
-                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                **_QUIET,
-            )
+            ray.init(address="local", num_cpus=execution.workers * threads,
+                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, **_QUIET)
         else:
             ray.init(address=execution.address, **_QUIET)
     try:

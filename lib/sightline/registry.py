@@ -22,18 +22,14 @@ READOUTS = ("cls", "probe", "tokens", "cnn")
 Readout = Literal["cls", "probe", "tokens", "cnn"]
 
 
-def _resolve(function: str | Callable) -> Callable:
-    """A callable, or the one a ``"module:function"`` string names."""
-    if callable(function):
-        return function
-    module, name = function.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
 class _Entry:
     def __call__(self, *args, **kwargs):
-        """Call the entry's function."""
-        return _resolve(self.function)(*args, **kwargs)
+        """Call the entry's function (a callable, or the one a ``"module:function"`` names)."""
+        function = self.function
+        if isinstance(function, str):
+            module, name = function.split(":")
+            function = getattr(importlib.import_module(module), name)
+        return function(*args, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ dispatched on its registry entry's ``runs``."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,26 +17,11 @@ from .common import MapKey, _require_classifier
 from .xrai import XraiSettings
 
 
-def extract(
-    model: LoadedModel,
-    pixel_values: torch.Tensor,
-    methods: Sequence[str] | None = None,
-    *,
-    classes: Sequence[int] | None = None,
-    xrai: XraiSettings | None = None,
-    segments: Sequence[list[np.ndarray]] | None = None,
-    on_image: Callable[[], None] | None = None,
-) -> dict[MapKey, np.ndarray]:
-    """Maps ``(method, layer) -> (B, K, gh, gw)`` for ``methods`` (default: all that apply).
-
-    ``classes`` (one per image) sets the Chefer / Grad-CAM / XRAI target class of a
-    classifier; by default it is the predicted class. ``xrai`` sets XRAI's cost (default
-    `XraiSettings()`); ``segments`` (one `xrai_segments` list per image, default: computed)
-    lets a caller reading the same inputs again skip XRAI's segmentation; ``on_image`` is
-    called as XRAI finishes each image (a progress bar's tick).
-    """
-    return extract_with_logits(model, pixel_values, methods, classes=classes, xrai=xrai,
-                               segments=segments, on_image=on_image)[0]
+def extract(model: LoadedModel, pixel_values: torch.Tensor, methods: Sequence[str] | None = None,
+            **options: Any) -> dict[MapKey, np.ndarray]:
+    """Maps ``(method, layer) -> (B, K, gh, gw)`` for ``methods`` (default: all that apply);
+    ``options`` as `extract_with_logits` takes them."""
+    return extract_with_logits(model, pixel_values, methods, **options)[0]
 
 
 def extract_with_logits(
@@ -48,10 +34,10 @@ def extract_with_logits(
     segments: Sequence[list[np.ndarray]] | None = None,
     on_image: Callable[[], None] | None = None,
 ) -> tuple[dict[MapKey, np.ndarray], torch.Tensor | None]:
-    """`extract`'s maps and a classifier's class logits ``(B, C)`` (a style head's, an
-    ImageNet model's) on the same images, read from the first forward pass a method ran
-    (XRAI alone, which runs hundreds, gets one more); None for a model with no classifier.
-    ``on_image`` is called as XRAI finishes each image (progress of the slow method)."""
+    """`extract`'s maps and a classifier's class logits ``(B, C)`` from the first forward pass a
+    method ran (None: no classifier). ``classes``: one target class per image (default: the
+    predicted one); ``xrai``: XRAI's cost; ``segments``: each image's `xrai_segments`, to skip
+    recomputing them; ``on_image``: called as XRAI finishes each image."""
     methods = _check_methods(model, methods)
     pixel_values = _check_input(model, pixel_values)
     class_methods = registry.METHODS.names(explains_class=True)
