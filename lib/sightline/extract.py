@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -210,7 +210,7 @@ def extract_shard(task: ShardTask, progress: bool = False, *, loaded: models.Loa
 ESTIMATE_PREFIX = "[estimate] "  # the build shows these lines; an executed notebook drops them
 
 
-class ImageProgress:
+class ImageProgress(AbstractContextManager):
     """A stage's progress per image (or training step) with an ETA (tqdm), and once its first
     ``per`` items are timed one line of what the whole stage will cost (``ESTIMATE_PREFIX``;
     for a stage over a minute), said per ``per`` items as one ``unit`` (a sanity step's images)."""
@@ -256,9 +256,6 @@ class ImageProgress:
     def close(self) -> None:
         self._bar.close()
 
-    def __enter__(self) -> ImageProgress:
-        return self
-
     def __exit__(self, *exc: object) -> None:
         self.close()
 
@@ -276,8 +273,7 @@ def estimate_line(stage: str, each: float, count: int, device: str, note: str = 
             f"on {device}" + (f"; {note}" if note else ""))
 
 
-def load_for(choice: ModelChoice, run: Path | None, *, seed: int, device: str
-             ) -> models.LoadedModel:
+def load_for(choice: ModelChoice, run: Path | None, *, seed: int, device: str) -> models.LoadedModel:
     """The model a map job reads: a trained run's weights and head, else the choice's own."""
     if run is not None:
         return checkpoints.load_run(run, resolve_device(device))

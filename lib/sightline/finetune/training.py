@@ -188,16 +188,14 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
         loader, val_loader = _embedding_loaders(loaded, split, finetune, frame_set, progress)
         forward = head
     else:
-        train_set, val_set = frame_set(split.train, True), frame_set(split.val, False)
-        loader = _loader(train_set, finetune, shuffle=True, device=device)
-        val_loader = _loader(val_set, finetune, shuffle=False, device=device)
+        loader = _loader(frame_set(split.train, True), finetune, shuffle=True, device=device)
+        val_loader = _loader(frame_set(split.val, False), finetune, shuffle=False, device=device)
         augment = _augment_batch(loaded.spec, finetune)
 
         def forward(pixels: torch.Tensor) -> torch.Tensor:
             return head(checkpoints.embed(loaded, pixels))
 
-    steps_per_epoch = math.ceil(len(loader) / finetune.accumulation)
-    total = steps_per_epoch * finetune.epochs
+    total = math.ceil(len(loader) / finetune.accumulation) * finetune.epochs
     from transformers import get_cosine_schedule_with_warmup
 
     schedule = get_cosine_schedule_with_warmup(optimiser, round(finetune.warmup * total), total)

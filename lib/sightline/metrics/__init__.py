@@ -22,13 +22,13 @@ functions give identical set scores and AUC (tested against each other, a per-th
 argsort and scikit-learn). Modules: `core`, `per_map`, `ranking`, `soft`, `binarised`.
 """
 
-from .binarised import binarize_percentile, binarize_std, normalize_unit, shared_interest_scores
+from .binarised import binarize_percentile, binarize_std, shared_interest_scores
 from .core import ArrayLike, checked_maps, relative_iou, top_k_size
 from .per_map import auc, coverage, gtc, iou, iou_rel, max_iou, nss, pointing_game, sc, shared_interest
 from .ranking import sweep, upsample
 from .soft import emd, kl, mse, soft_target
 
 __all__ = ["ArrayLike", "auc", "binarize_percentile", "binarize_std", "checked_maps", "coverage",
-           "emd", "gtc", "iou", "iou_rel", "kl", "max_iou", "mse", "normalize_unit", "nss",
+           "emd", "gtc", "iou", "iou_rel", "kl", "max_iou", "mse", "nss",
            "pointing_game", "relative_iou", "sc", "shared_interest", "shared_interest_scores",
            "soft_target", "sweep", "top_k_size", "upsample"]
