@@ -31,7 +31,7 @@ from torch import nn
 
 from .models import LoadedModel
 from .saliency.attention import class_logits
-from .saliency.common import _frozen
+from .saliency.common import _frozen, _target_classes
 
 # children whose output is an attention's queries or keys (HF ViT / MAE / CLIP / SigLIP /
 # DINOv3 projections; timm's q_norm / k_norm, applied to every query and key)
@@ -101,15 +101,6 @@ def _tokens(value: Any) -> torch.Tensor:
     return value[0] if isinstance(value, tuple | list) else value
 
 
-def _targets(logits: torch.Tensor, classes: Sequence[int] | None) -> torch.Tensor:
-    if classes is None:
-        return logits.argmax(dim=-1)
-    if len(classes) != len(logits) or not all(0 <= c < logits.shape[-1] for c in classes):
-        raise ValueError(f"give one target class per image in [0, {logits.shape[-1]}), "
-                         f"got {list(classes)} for {len(logits)} images")
-    return torch.as_tensor(classes, device=logits.device)
-
-
 def _on_grid(model: LoadedModel, patches: torch.Tensor) -> np.ndarray:
     """``(B, [K,] patches)`` values -> ``(B, K or 1, gh, gw)`` float32 maps."""
     return patches.float().reshape(len(patches), -1, *model.grid).detach().cpu().numpy()
@@ -140,7 +131,7 @@ def attnlrp_relevance(model: LoadedModel, pixel_values: torch.Tensor, classes: S
                 with_kwargs=True).remove)
         pixels = pixel_values.detach().clone().requires_grad_(True)
         logits = model.score(pixels)
-        score = logits.gather(1, _targets(logits, classes)[:, None]).sum()
+        score = logits.gather(1, _target_classes(logits, classes)[:, None]).sum()
         gradients = torch.autograd.grad(score, entering)
     return ([(h * g).sum(dim=-1).detach() for h, g in zip(entering, gradients, strict=True)],
             logits.detach())
@@ -196,7 +187,7 @@ def legrad_maps(model: LoadedModel, pixel_values: torch.Tensor,
         output, attentions = model.attentions(pixel_values.detach())
         per_block = class_logits(model, output).reshape(len(blocks), len(pixel_values), -1)
         logits = per_block[-1]
-        targets = _targets(logits, classes)[None, :, None].expand(len(blocks), -1, 1)
+        targets = _target_classes(logits, classes)[None, :, None].expand(len(blocks), -1, 1)
         scores = per_block.gather(2, targets)[..., 0]
         gradients = torch.autograd.grad(scores.sum(), list(attentions))
     layers = legrad_heads(gradients, model.num_prefix_tokens)

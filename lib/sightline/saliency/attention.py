@@ -28,7 +28,7 @@ from torch import nn
 from sightline import registry
 from sightline.models import LoadedModel, pooling_heads
 
-from .common import Attentions, MapKey, _checked_classes, _frozen, _require_classifier
+from .common import Attentions, MapKey, _checked_classes, _frozen, _require_classifier, _target_classes
 
 _HEAD_FUSIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mean": lambda a: a.mean(dim=1),
@@ -63,11 +63,8 @@ def _attention_maps(
         output, attentions = model.attentions(pixels)
         attentions = _checked_attentions(model, attentions, pixels.shape[0])
         logits = class_logits(model, output)
-        if classes is not None and not all(0 <= c < logits.shape[-1] for c in classes):
-            raise ValueError(f"target classes {classes} out of range for {logits.shape[-1]} logits")
-        targets = logits.argmax(dim=-1) if classes is None else torch.tensor(classes)
         # images are independent in eval mode: one backward of the sum gives each its gradient
-        score = logits.gather(1, targets.to(logits.device)[:, None]).sum()
+        score = logits.gather(1, _target_classes(logits, classes)[:, None]).sum()
         if model.readout == "probe" and not probe:
             raise RuntimeError(f"model {model.spec.key!r}: the pooling head did not run")
         gradients = torch.autograd.grad(score, [*attentions, *probe])

@@ -33,6 +33,16 @@ def _checked_classes(classes: Sequence[int] | None, batch: int) -> list[int] | N
     return [int(c) for c in classes]
 
 
+def _target_classes(logits: torch.Tensor, classes: Sequence[int] | None) -> torch.Tensor:
+    """The class ``(B,)`` each image is explained for: ``classes`` (checked), else the predicted."""
+    classes = _checked_classes(classes, len(logits))
+    if classes is None:
+        return logits.argmax(dim=-1)
+    if not all(0 <= c < logits.shape[-1] for c in classes):
+        raise ValueError(f"target classes {list(classes)} out of range for {logits.shape[-1]} logits")
+    return torch.as_tensor(classes, device=logits.device)
+
+
 @contextmanager
 def _frozen(*modules: nn.Module | None) -> Iterator[None]:
     """Parameters stop requiring gradients, so backward computes input gradients only."""
