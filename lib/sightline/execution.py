@@ -21,7 +21,8 @@ import sys
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from functools import lru_cache
 from importlib import metadata
@@ -133,9 +134,6 @@ def _in_processes(fn: Callable[..., Any], tasks: list[tuple], workers: int, thre
                   desc: str, unit: str) -> list[Any]:
     """The tasks in ``workers`` spawned processes of ``threads`` torch threads each; the first
     task error is raised as it is, once the tasks already running have finished."""
-    from concurrent.futures import as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
     pool = _pool(workers)
     results: list[Any] = [None] * len(tasks)
     pending = {pool.submit(_call, fn, threads, task): i for i, task in enumerate(tasks)}
