@@ -80,10 +80,8 @@ def make_split(wc: data.WikiChurches, dataset_id: str, seed: int, val_fraction: 
     for part in ("train", "val"):
         missing = sorted(set(STYLES) - {STYLES[label] for *_, label in items[part]})
         if missing:
-            raise FinetuneError(
-                f"the {part} split of {wc.root} (seed {seed}) has no image of {missing}: "
-                "the pool is too small to fine-tune on; add images or lower val_fraction"
-            )
+            raise FinetuneError(f"the {part} split of {wc.root} (seed {seed}) has no image of {missing}: "
+                                "the pool is too small to fine-tune on; add images or lower val_fraction")
     return Split(dataset_id, seed, val_fraction, tuple(items["train"]), tuple(items["val"]))
 
 

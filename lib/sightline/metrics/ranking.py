@@ -143,15 +143,11 @@ def sweep(
     owner = _array(target_image, "target_image")
     n_images, n_kinds, h, w = grid.shape
     if masks.shape[1:] != (resolution, resolution):
-        raise ValueError(
-            f"targets must be (T, {resolution}, {resolution}) at resolution={resolution}, "
-            f"got shape {masks.shape}"
-        )
+        raise ValueError(f"targets must be (T, {resolution}, {resolution}) at resolution={resolution}, "
+                         f"got shape {masks.shape}")
     if owner.shape != (len(masks),) or not np.issubdtype(owner.dtype, np.integer):
-        raise ValueError(
-            f"target_image must be ({len(masks)},) integers, one per target; got "
-            f"shape {owner.shape} dtype {owner.dtype}"
-        )
+        raise ValueError(f"target_image must be ({len(masks)},) integers, one per target; got "
+                         f"shape {owner.shape} dtype {owner.dtype}")
     if owner.size and (owner.min() < 0 or owner.max() >= n_images):
         raise ValueError(f"target_image must index the {n_images} images of maps (0..N-1)")
 

@@ -89,17 +89,13 @@ def _checked_attentions(model: LoadedModel, attentions: Attentions, batch: int) 
     tokens = model.num_prefix_tokens + model.grid[0] * model.grid[1]
     expected = (batch, model.num_heads, tokens, tokens)
     if not attentions or len(attentions) != model.num_layers:
-        raise RuntimeError(
-            f"model {model.spec.key!r} returned {len(attentions or ())} attention tensors, "
-            f"expected {model.num_layers}: is attention eager / unfused (not SDPA/flash)?"
-        )
+        raise RuntimeError(f"model {model.spec.key!r} returned {len(attentions or ())} attention tensors, "
+                           f"expected {model.num_layers}: is attention eager / unfused (not SDPA/flash)?")
     for layer, attention in enumerate(attentions):
         if tuple(attention.shape) != expected:
-            raise RuntimeError(
-                f"model {model.spec.key!r} layer {layer}: attention shape "
-                f"{tuple(attention.shape)}, expected {expected} "
-                f"({model.num_prefix_tokens} prefix tokens + {model.grid} patches)"
-            )
+            raise RuntimeError(f"model {model.spec.key!r} layer {layer}: attention shape "
+                               f"{tuple(attention.shape)}, expected {expected} "
+                               f"({model.num_prefix_tokens} prefix tokens + {model.grid} patches)")
     return attentions
 
 
@@ -158,10 +154,8 @@ def _pooling_head(module: nn.Module) -> nn.Module:
     """The one MAP pooling head of a module: a ``probe`` and an nn.MultiheadAttention."""
     heads = pooling_heads(module)
     if len(heads) != 1:
-        raise ValueError(
-            f"{type(module).__name__} has {len(heads)} attention-pooling heads (a module with a "
-            "`probe` and an nn.MultiheadAttention `attention`), expected 1"
-        )
+        raise ValueError(f"{type(module).__name__} has {len(heads)} attention-pooling heads (a module with a "
+                         "`probe` and an nn.MultiheadAttention `attention`), expected 1")
     return heads[0]
 
 
@@ -203,10 +197,8 @@ def rollout(
 def gradient_weighted(attention: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
     """``mean_heads((∇A ⊙ A)⁺)``: ``(B, H, Q, T)`` attention and its gradient -> ``(B, Q, T)``."""
     if attention.shape != gradient.shape or attention.ndim != 4:
-        raise ValueError(
-            f"attention and gradient must both be (B, heads, Q, T), got "
-            f"{tuple(attention.shape)} and {tuple(gradient.shape)}"
-        )
+        raise ValueError(f"attention and gradient must both be (B, heads, Q, T), got "
+                         f"{tuple(attention.shape)} and {tuple(gradient.shape)}")
     return (gradient.float() * attention.float()).clamp(min=0).mean(dim=1)
 
 
@@ -240,10 +232,8 @@ def chefer_maps(
     the probe's gradient-weighted attention row times ``R``; prefix tokens skipped."""
     start = model.num_prefix_tokens
     if probe is None and model.readout != "cls":
-        raise ValueError(
-            f"model {model.spec.key!r} has no CLS token: Chefer relevance reads the pooling "
-            "head's probe, pass its attention and gradient"
-        )
+        raise ValueError(f"model {model.spec.key!r} has no CLS token: Chefer relevance reads the pooling "
+                         "head's probe, pass its attention and gradient")
     readout = gradient_weighted(*probe) if probe is not None else None  # (B, 1, T)
     return {("chefer", layer): _on_grid(model, (relevance[:, :1] if readout is None
                                                 else readout @ relevance)[:, :, start:])

@@ -17,11 +17,9 @@ Attentions = Sequence[torch.Tensor]
 
 def _require_classifier(model: LoadedModel, method: str) -> None:
     if not model.is_classifier:
-        raise ValueError(
-            f"model {model.spec.key!r} has no classifier head, so {method} has no class logit "
-            "to explain; train a linear probe (sightline.finetune, strategy 'linear_probe') "
-            "and load it with finetune.load_run"
-        )
+        raise ValueError(f"model {model.spec.key!r} has no classifier head, so {method} has no class logit "
+                         "to explain; train a linear probe (sightline.finetune, strategy 'linear_probe') "
+                         "and load it with finetune.load_run")
 
 
 def _checked_classes(classes: Sequence[int] | None, batch: int) -> list[int] | None:

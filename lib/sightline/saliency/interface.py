@@ -74,23 +74,17 @@ def _check_methods(model: LoadedModel, methods: Sequence[str] | None) -> list[st
         methods = [methods]
     wrong = [m for m in methods if m not in allowed]
     if wrong:
-        raise ValueError(
-            f"method(s) {wrong} do not apply to model {model.spec.key!r}; "
-            f"its methods are {list(allowed)} (all methods: {list(registry.METHODS.names())})"
-        )
+        raise ValueError(f"method(s) {wrong} do not apply to model {model.spec.key!r}; "
+                         f"its methods are {list(allowed)} (all methods: {list(registry.METHODS.names())})")
     return list(dict.fromkeys(methods))
 
 
 def _check_input(model: LoadedModel, pixel_values: torch.Tensor) -> torch.Tensor:
     if model.module.training:
-        raise ValueError(
-            f"model {model.spec.key!r} is in training mode (dropout; DINOv3 jitters its RoPE "
-            "positions): call model.module.eval() before extracting maps"
-        )
+        raise ValueError(f"model {model.spec.key!r} is in training mode (dropout; DINOv3 jitters its RoPE "
+                         "positions): call model.module.eval() before extracting maps")
     size = model.spec.geometry.size
     if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (3, size, size):
-        raise ValueError(
-            f"model {model.spec.key!r} takes pixel_values of shape (B, 3, {size}, {size}) "
-            f"(use model.preprocess), got {tuple(pixel_values.shape)}"
-        )
+        raise ValueError(f"model {model.spec.key!r} takes pixel_values of shape (B, 3, {size}, {size}) "
+                         f"(use model.preprocess), got {tuple(pixel_values.shape)}")
     return pixel_values.to(model.device, torch.float32)
