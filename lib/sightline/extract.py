@@ -334,9 +334,8 @@ def extract_baselines(samples: Sequence[data.Sample], names: Sequence[str], stor
     with store.writer() as writer, ImageProgress("maps baselines", len(todo), device="cpu",
                                                  enabled=progress) as meter:
         for batch in _batches(todo, batch_size):
-            frames = np.stack(
-                [np.asarray(BASELINE_GEOMETRY.frame_image(data.load_image(s.path))) for s in batch]
-            )
+            frames = np.stack([np.asarray(BASELINE_GEOMETRY.frame_image(data.load_image(s.path)))
+                               for s in batch])
             ids = [s.image_id for s in batch]
             writer.put(ids, {(name, 0): F.adaptive_avg_pool2d(
                 torch.from_numpy(baselines.baseline_maps(name, frames, seed, ids))[:, None].float(),

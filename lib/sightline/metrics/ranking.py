@@ -117,17 +117,9 @@ def _mass_weights(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return np.concatenate([inside, np.outer(ay.sum(axis=0), ax.sum(axis=0))[None]])
 
 
-def sweep(
-    maps: ArrayLike,
-    targets: ArrayLike,
-    target_image: ArrayLike,
-    percentiles: Sequence[float],
-    resolution: int,
-    *,
-    chunk_mb: float = 8.0,
-    workers: int | None = None,
-    progress: bool = False,
-) -> dict[str, np.ndarray]:
+def sweep(maps: ArrayLike, targets: ArrayLike, target_image: ArrayLike, percentiles: Sequence[float],
+          resolution: int, *, chunk_mb: float = 8.0, workers: int | None = None,
+          progress: bool = False) -> dict[str, np.ndarray]:
     """Score ``(N, K, h, w)`` grid maps, upsampled to ``R x R``, against each image's target
     masks (``target_image[t]``: the image of target t), each map ranked once. Returns ``iou``,
     ``iou_rel``, ``gtc``, ``sc`` ``(T, K, P)``; ``max_iou`` ``(T, P)``; ``coverage``,
@@ -193,9 +185,8 @@ def sweep(
     try:
         with ThreadPoolExecutor(workers) as pool:
             results = pool.map(score_image, images)
-            for owned, counts, mass, top, ranks, spread in tqdm(
-                results, total=len(images), desc="sweep", unit="img", disable=not progress
-            ):
+            for owned, counts, mass, top, ranks, spread in tqdm(results, total=len(images), desc="sweep",
+                                                                unit="img", disable=not progress):
                 inside[owned] = counts
                 mass_in[owned], mass_all[owned] = mass[:-1], mass[-1]
                 hit[owned] = top

@@ -37,12 +37,9 @@ _HEAD_FUSIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def _attention_maps(
-    model: LoadedModel,
-    pixel_values: torch.Tensor,
-    methods: Sequence[str],
-    classes: Sequence[int] | None = None,
-) -> tuple[dict[MapKey, np.ndarray], torch.Tensor | None]:
+def _attention_maps(model: LoadedModel, pixel_values: torch.Tensor, methods: Sequence[str],
+                    classes: Sequence[int] | None = None
+                    ) -> tuple[dict[MapKey, np.ndarray], torch.Tensor | None]:
     """One forward pass capturing every layer's attention (with its graph and one backward
     pass for ``chefer``), read by each method; also the class logits (None: no classifier)."""
     relevance = [m for m in methods if registry.METHODS[m].runs == "attention_gradients"]
@@ -144,9 +141,8 @@ def probe_attention(module: nn.Module, last_hidden_state: torch.Tensor) -> torch
     head re-run on its own input with per-head weights returned)."""
     head = _pooling_head(module)
     probe = head.probe.expand(last_hidden_state.shape[0], -1, -1)
-    _, weights = head.attention(
-        probe, last_hidden_state, last_hidden_state, need_weights=True, average_attn_weights=False
-    )
+    _, weights = head.attention(probe, last_hidden_state, last_hidden_state, need_weights=True,
+                                average_attn_weights=False)
     return weights[:, :, 0, :]
 
 
@@ -180,12 +176,8 @@ def rollout_matrices(
         yield joint
 
 
-def rollout(
-    attentions: Sequence[torch.Tensor],
-    num_prefix_tokens: int,
-    head_fusion: str = "mean",
-    start_layer: int = 0,
-) -> torch.Tensor:
+def rollout(attentions: Sequence[torch.Tensor], num_prefix_tokens: int, head_fusion: str = "mean",
+            start_layer: int = 0) -> torch.Tensor:
     """Attention rollout read at the CLS row (token 0) over patch tokens: ``(B, num_patches)``
     (all ``num_prefix_tokens`` leading tokens skipped as columns)."""
     if num_prefix_tokens < 1:
@@ -221,12 +213,8 @@ def chefer_matrices(
         yield relevance
 
 
-def chefer_maps(
-    model: LoadedModel,
-    attentions: Attentions,
-    gradients: Sequence[torch.Tensor],
-    probe: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> dict[MapKey, np.ndarray]:
+def chefer_maps(model: LoadedModel, attentions: Attentions, gradients: Sequence[torch.Tensor],
+                probe: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[MapKey, np.ndarray]:
     """``("chefer", l) -> (B, 1, gh, gw)``: the relevance through blocks ``0..l`` read at the CLS
     row, or (``probe`` = the pooling probe's attention ``(B, H, 1, T)`` and its gradient) at
     the probe's gradient-weighted attention row times ``R``; prefix tokens skipped."""
@@ -260,11 +248,9 @@ def _probe_recorder(model: LoadedModel) -> Iterator[list[torch.Tensor]]:
 
     def hook(module: nn.MultiheadAttention, args: tuple, kwargs: dict, output: Any) -> Any:
         if len(args) != 3 or kwargs or recorded:
-            raise RuntimeError(
-                f"{type(model.module).__name__}'s pooling head must call its attention once per "
-                "forward pass with (probe, tokens, tokens) only, for Chefer relevance to "
-                "recompute it"
-            )
+            raise RuntimeError(f"{type(model.module).__name__}'s pooling head must call its attention "
+                               "once per forward pass with (probe, tokens, tokens) only, for Chefer "
+                               "relevance to recompute it")
         out, weights = multihead_attention(module, *args)
         recorded.append(weights)
         return out, output[1]
@@ -280,20 +266,17 @@ def multihead_attention(
     it is computed from (batch-first, packed projections, no masks / bias_k / zero attention)."""
     if not module.batch_first or module.in_proj_weight is None or module.bias_k is not None \
             or module.add_zero_attn:
-        raise ValueError(
-            "Chefer relevance recomputes the pooling head's attention and supports a batch-first "
-            "nn.MultiheadAttention with packed in-projections, no bias_k and no add_zero_attn"
-        )
+        raise ValueError("Chefer relevance recomputes the pooling head's attention and supports a "
+                         "batch-first nn.MultiheadAttention with packed in-projections, no bias_k and "
+                         "no add_zero_attn")
     heads, width = module.num_heads, module.head_dim
     biases = module.in_proj_bias.chunk(3) if module.in_proj_bias is not None else (None,) * 3
 
     def project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         return nn.functional.linear(x, weight, bias).unflatten(-1, (heads, width)).transpose(1, 2)
 
-    q, k, v = (
-        project(x, w, b)
-        for x, w, b in zip((query, key, value), module.in_proj_weight.chunk(3), biases, strict=True)
-    )
+    q, k, v = (project(x, w, b) for x, w, b in zip((query, key, value), module.in_proj_weight.chunk(3),
+                                                       biases, strict=True))
     weights = (q @ k.transpose(-1, -2) / math.sqrt(width)).softmax(dim=-1)
     out = (weights @ v).transpose(1, 2).flatten(2)
     return module.out_proj(out), weights

@@ -24,16 +24,11 @@ def extract(model: LoadedModel, pixel_values: torch.Tensor, methods: Sequence[st
     return extract_with_logits(model, pixel_values, methods, **options)[0]
 
 
-def extract_with_logits(
-    model: LoadedModel,
-    pixel_values: torch.Tensor,
-    methods: Sequence[str] | None = None,
-    *,
-    classes: Sequence[int] | None = None,
-    xrai: XraiSettings | None = None,
-    segments: Sequence[list[np.ndarray]] | None = None,
-    on_image: Callable[[], None] | None = None,
-) -> tuple[dict[MapKey, np.ndarray], torch.Tensor | None]:
+def extract_with_logits(model: LoadedModel, pixel_values: torch.Tensor, methods: Sequence[str] | None = None,
+                        *, classes: Sequence[int] | None = None, xrai: XraiSettings | None = None,
+                        segments: Sequence[list[np.ndarray]] | None = None,
+                        on_image: Callable[[], None] | None = None
+                        ) -> tuple[dict[MapKey, np.ndarray], torch.Tensor | None]:
     """`extract`'s maps and a classifier's class logits ``(B, C)`` from the first forward pass a
     method ran (None: no classifier). ``classes``: one target class per image (default: the
     predicted one); ``xrai``: XRAI's cost; ``segments``: each image's `xrai_segments`, to skip
