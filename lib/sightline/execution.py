@@ -58,10 +58,9 @@ def ensure_ray() -> Any:
             subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q",
                             RAY], check=True, timeout=INSTALL_TIMEOUT_S)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
-            raise ExecutionError(
-                f"execution.engine is 'ray' but pip could not install {RAY} ({error}); install it "
-                f"yourself (python -m pip install '{RAY}') or use engine: local"
-            ) from None
+            raise ExecutionError(f"execution.engine is 'ray' but pip could not install {RAY} "
+                                 f"({error}); install it yourself (python -m pip install '{RAY}') "
+                                 "or use engine: local") from None
         importlib.invalidate_caches()
     # importing ray in a notebook kernel warns about ipywidgets (rich output we do not use)
     logging.getLogger("ray.widgets.util").setLevel(logging.ERROR)
@@ -79,21 +78,19 @@ def check_address(address: str | None) -> None:
         try:
             ray.init(address="auto", **_QUIET)
         except ConnectionError:
-            raise ExecutionError(
-                "execution.address is 'auto' but no Ray cluster runs on this node; start one with "
-                "`ray start --head` or give its address (ray://HOST:10001 or HOST:6379)"
-            ) from None
+            raise ExecutionError("execution.address is 'auto' but no Ray cluster runs on this "
+                                 "node; start one with `ray start --head` or give its address "
+                                 "(ray://HOST:10001 or HOST:6379)") from None
         ray.shutdown()
         return
     host, port = address.removeprefix("ray://").rsplit(":", 1)
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as error:
-        raise ExecutionError(
-            f"execution.address {address!r}: no Ray cluster reachable there ({error}). Start the "
-            "head with `ray start --head` (Ray Client listens on port 10001, the GCS on 6379), "
-            "check the host and firewall, or remove the address to use a local Ray runtime"
-        ) from None
+        raise ExecutionError(f"execution.address {address!r}: no Ray cluster reachable there "
+                             f"({error}). Start the head with `ray start --head` (Ray Client "
+                             "listens on port 10001, the GCS on 6379), check the host and "
+                             "firewall, or remove the address to use a local Ray runtime") from None
 
 
 def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], *, execution: Execution, desc: str,
@@ -215,12 +212,10 @@ def _check_fits(ray: Any, execution: Execution, threads: int) -> None:
     if any(n.get("CPU", 0) >= threads and n.get("GPU", 0) >= execution.gpus_per_task for n in nodes):
         return
     largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
-    raise ExecutionError(
-        f"a task asks for {threads} CPU(s) (execution.cpus_per_task; default: the driver's torch "
-        f"threads) and {execution.gpus_per_task} GPU(s) (execution.gpus_per_task), but the "
-        f"largest node of the Ray cluster ({execution.address or 'local runtime'}) has "
-        f"{largest.get('CPU', 0):g} CPU(s) and {largest.get('GPU', 0):g} GPU(s)"
-    )
+    raise ExecutionError(f"a task asks for {threads} CPU(s) (execution.cpus_per_task; default: the driver's "
+                         f"torch threads) and {execution.gpus_per_task} GPU(s) (execution.gpus_per_task), "
+                         f"but the largest node of the Ray cluster ({execution.address or 'local runtime'}) "
+                         f"has {largest.get('CPU', 0):g} CPU(s) and {largest.get('GPU', 0):g} GPU(s)")
 
 
 @contextmanager
@@ -238,8 +233,6 @@ def shared_dir(path: Path) -> Iterator[Path]:
 def require_shared(probe: Path, key: str) -> None:
     """In a task: fail, naming the setting, directory and node, if the driver's probe is not seen."""
     if not probe.exists():
-        raise ExecutionError(
-            f"{key} {probe.parent} is not visible from the worker on node {socket.gethostname()}: "
-            "put it on storage every node mounts at the same path (NFS, a cluster file system), "
-            "or use engine: local"
-        )
+        raise ExecutionError(f"{key} {probe.parent} is not visible from the worker on node "
+                             f"{socket.gethostname()}: put it on storage every node mounts at the same path "
+                             "(NFS, a cluster file system), or use engine: local")

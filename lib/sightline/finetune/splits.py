@@ -51,11 +51,9 @@ def check_no_leak(image_ids: Sequence[str], annotated: Sequence[str]) -> None:
     annotated_churches = {data.church_of(i) for i in annotated}
     leaks = sorted(i for i in image_ids if data.church_of(i) in annotated_churches)
     if leaks:
-        raise data.DataError(
-            f"{len(leaks)} training/validation images are annotated or share a church with an "
-            f"annotated image (e.g. {leaks[:3]}); the annotated images are the evaluation set "
-            "and must never be trained on. Fix the split files or the pool."
-        )
+        raise data.DataError(f"{len(leaks)} training/validation images are annotated or share a church with "
+                             f"an annotated image (e.g. {leaks[:3]}); the annotated images are the "
+                             "evaluation set and must never be trained on. Fix the split files or the pool.")
 
 
 def make_split(wc: data.WikiChurches, dataset_id: str, seed: int, val_fraction: float) -> Split:
