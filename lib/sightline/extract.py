@@ -134,11 +134,9 @@ def extract_models(samples: Sequence[data.Sample], jobs: Sequence[MapJob | tuple
             batches = _batches(todo, batch_size)
             n_shards = max(1, min(len(batches), 2 * execution.workers)) if on_ray else 1
             for shard, part in enumerate(_split(batches, n_shards)):
-                task = ShardTask(
-                    job.choice, tuple(s for batch in part for s in batch), job.store.path, shard,
-                    batch_size, device, seed, code_version(), probes[job.store.path.parent],
-                    tuple(job.methods) if job.methods is not None else None, job.xrai, job.run,
-                )
+                task = ShardTask(job.choice, tuple(s for batch in part for s in batch), job.store.path, shard,
+                                 batch_size, device, seed, code_version(), probes[job.store.path.parent],
+                                 tuple(job.methods) if job.methods is not None else None, job.xrai, job.run)
                 tasks.append((task, progress and execution.engine == "local"))
         counts = engine.run_tasks(extract_shard, tasks, execution=execution, desc="maps",
                                   unit="shard")

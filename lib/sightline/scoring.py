@@ -55,15 +55,9 @@ def build_targets(samples: Sequence[data.Sample], geometry: Geometry, resolution
         xyxy = geometry.boxes_to_frame(sample.boxes_ltwh(), sample.width, sample.height)
         visible = xyxy[(xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])] * resolution
         soft.append(metrics.soft_target(visible, resolution, resolution))
-    return Targets(
-        [s.image_id for s in samples],
-        np.concatenate(masks),
-        np.asarray(index),
-        np.asarray(names),
-        np.asarray(features),
-        np.stack(soft),
-        np.array([(s.width, s.height) for s in samples]).reshape(-1, 2),
-    )
+    return Targets([s.image_id for s in samples], np.concatenate(masks), np.asarray(index),
+                   np.asarray(names), np.asarray(features), np.stack(soft),
+                   np.array([(s.width, s.height) for s in samples]).reshape(-1, 2))
 
 
 def _long(values: np.ndarray, targets: Targets, layer: np.ndarray, head: np.ndarray, metric: str,
