@@ -162,7 +162,7 @@ def test_process_and_ray_builds_give_byte_identical_scores_and_maps(ray, tmp_pat
             assert filecmp.cmp(a, b, shallow=False), (engine, a.name)
         assert filecmp.cmp(local_scores, scores, shallow=False), engine
     leftovers = [p for p in (tmp_path / "ray" / "cache").rglob("*") if p.is_file()]
-    assert sorted(leftovers) == ray_maps  # no shards or probe files left behind
+    assert sorted(leftovers) == outputs["ray"][1]  # no shards or probe files left behind
 
 
 def test_an_unreachable_address_is_a_clear_error_and_exit_2(ray, tmp_path):

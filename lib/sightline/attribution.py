@@ -30,6 +30,8 @@ import torch
 from torch import nn
 
 from .models import LoadedModel
+from .saliency.attention import class_logits
+from .saliency.common import _frozen, _target_classes
 
 # children whose output is an attention's queries or keys (HF ViT / MAE / CLIP / SigLIP /
 # DINOv3 projections; timm's q_norm / k_norm, applied to every query and key)
@@ -99,15 +101,6 @@ def _tokens(value: Any) -> torch.Tensor:
     return value[0] if isinstance(value, tuple | list) else value
 
 
-def _targets(logits: torch.Tensor, classes: Sequence[int] | None) -> torch.Tensor:
-    if classes is None:
-        return logits.argmax(dim=-1)
-    if len(classes) != len(logits) or not all(0 <= c < logits.shape[-1] for c in classes):
-        raise ValueError(f"give one target class per image in [0, {logits.shape[-1]}), "
-                         f"got {list(classes)} for {len(logits)} images")
-    return torch.as_tensor(classes, device=logits.device)
-
-
 def _on_grid(model: LoadedModel, patches: torch.Tensor) -> np.ndarray:
     """``(B, [K,] patches)`` values -> ``(B, K or 1, gh, gw)`` float32 maps."""
     return patches.float().reshape(len(patches), -1, *model.grid).detach().cpu().numpy()
@@ -116,21 +109,12 @@ def _on_grid(model: LoadedModel, patches: torch.Tensor) -> np.ndarray:
 @contextmanager
 def _gradients_on(model: LoadedModel) -> Iterator[None]:
     """Gradient tracking from the input, even under inference mode; weights frozen."""
-    frozen = [p for m in (model.module, model.head) if m is not None for p in m.parameters()
-              if p.requires_grad]
-    with torch.inference_mode(False), torch.enable_grad():
-        for p in frozen:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p in frozen:
-                p.requires_grad_(True)
+    with torch.inference_mode(False), torch.enable_grad(), _frozen(model.module, model.head):
+        yield
 
 
-def attnlrp_relevance(model: LoadedModel, pixel_values: torch.Tensor,
-                      classes: Sequence[int] | None = None) -> tuple[list[torch.Tensor],
-                                                                     torch.Tensor]:
+def attnlrp_relevance(model: LoadedModel, pixel_values: torch.Tensor, classes: Sequence[int] | None = None
+                      ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """AttnLRP relevance ``(B, T)`` of every token entering each block (prefix tokens
     included: with zero biases each layer's relevance sums to the logit), and the logits."""
     blocks = model.spec.arch.blocks(model.module, model.num_layers)
@@ -147,7 +131,7 @@ def attnlrp_relevance(model: LoadedModel, pixel_values: torch.Tensor,
                 with_kwargs=True).remove)
         pixels = pixel_values.detach().clone().requires_grad_(True)
         logits = model.score(pixels)
-        score = logits.gather(1, _targets(logits, classes)[:, None]).sum()
+        score = logits.gather(1, _target_classes(logits, classes)[:, None]).sum()
         gradients = torch.autograd.grad(score, entering)
     return ([(h * g).sum(dim=-1).detach() for h, g in zip(entering, gradients, strict=True)],
             logits.detach())
@@ -181,15 +165,10 @@ def legrad_heads(gradients: Sequence[torch.Tensor], num_prefix_tokens: int) -> t
 def legrad_maps(model: LoadedModel, pixel_values: torch.Tensor,
                 classes: Sequence[int] | None = None, **settings: Any
                 ) -> tuple[dict[tuple[str, int], np.ndarray], torch.Tensor]:
-    """``("legrad", l) -> (B, H + 1, gh, gw)`` (blocks ``l..L-1``; per head, the head mean
-    last), and the class logits.
-
-    One forward pass: the last block's output is replaced by every block's output stacked
-    along the batch, so the model's own tail (final norm, readout, classifier) scores each
-    block; the last block's slice is the model's output. Each block starts from a fresh leaf
-    of its input (same values), so ``s^l`` reaches only ``A^l``: one backward pass of their
-    sum gives every ``∂s^l/∂A^l``.
-    """
+    """``("legrad", l) -> (B, H + 1, gh, gw)`` (blocks ``l..L-1``, per head and the head mean),
+    and the class logits. One forward pass: every block's output is stacked along the batch
+    after the last block, so the model's own tail scores each; each block starts from a fresh
+    leaf of its input, so one backward pass of the scores' sum gives every ``∂s^l/∂A^l``."""
     blocks = model.spec.arch.blocks(model.module, model.num_layers)
     outputs: list[torch.Tensor] = []
 
@@ -206,11 +185,9 @@ def legrad_maps(model: LoadedModel, pixel_values: torch.Tensor,
             stack.callback(block.register_forward_pre_hook(_fresh_leaf, with_kwargs=True).remove)
             stack.callback(block.register_forward_hook(stack_blocks).remove)
         output, attentions = model.attentions(pixel_values.detach())
-        features = model.spec.arch.features(output)
-        all_logits = features if model.head is None else model.head(features)
-        per_block = all_logits.reshape(len(blocks), len(pixel_values), -1)
+        per_block = class_logits(model, output).reshape(len(blocks), len(pixel_values), -1)
         logits = per_block[-1]
-        targets = _targets(logits, classes)[None, :, None].expand(len(blocks), -1, 1)
+        targets = _target_classes(logits, classes)[None, :, None].expand(len(blocks), -1, 1)
         scores = per_block.gather(2, targets)[..., 0]
         gradients = torch.autograd.grad(scores.sum(), list(attentions))
     layers = legrad_heads(gradients, model.num_prefix_tokens)

@@ -1,17 +1,11 @@
 """Where the heavy steps run: in this process (default), in local worker processes or as Ray
 tasks, with the same results.
 
-``run_tasks(fn, tasks, execution=..., desc=...)`` calls ``fn(*task)`` for every task and
-returns the results in task order. ``engine: local`` runs them here, one after the other;
-``engine: processes`` in ``workers`` spawned processes of this machine (no Ray needed; a
-script that uses it guards its top level with ``if __name__ == "__main__":``);
-``engine: ray`` runs each as a Ray task (a local runtime of ``workers`` processes, or an
-existing cluster at ``address``) asking for ``cpus_per_task`` CPUs and ``gpus_per_task``
-GPUs; a task whose worker process dies is retried by Ray (``MAX_RETRIES``). Task functions
-and their arguments must be picklable (module-level functions, plain data, pydantic
-params) and must write their outputs atomically, since a retried task starts again.
-
-Ray is an optional extra: ``ensure_ray`` pip-installs the pinned ``RAY`` on first use.
+``run_tasks(fn, tasks, execution=..., desc=...)`` returns ``[fn(*task) for task in tasks]``:
+``engine: local`` here; ``processes`` in ``workers`` spawned processes (a script guards its
+top level with ``if __name__ == "__main__":``); ``ray`` as Ray tasks (a local runtime or the
+cluster at ``address``), retried when a worker dies (``MAX_RETRIES``). Tasks must be picklable
+and write their outputs atomically. ``ensure_ray`` pip-installs the pinned ``RAY`` on first use.
 """
 
 from __future__ import annotations
@@ -27,7 +21,8 @@ import sys
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from functools import lru_cache
 from importlib import metadata
@@ -60,16 +55,12 @@ def ensure_ray() -> Any:
     if installed != RAY_VERSION:
         print(f"[ray] installing {RAY} into this environment (first use of engine: ray)", flush=True)
         try:
-            subprocess.run(
-                [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q", RAY],
-                check=True,
-                timeout=INSTALL_TIMEOUT_S,
-            )
+            subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                            RAY], check=True, timeout=INSTALL_TIMEOUT_S)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
-            raise ExecutionError(
-                f"execution.engine is 'ray' but pip could not install {RAY} ({error}); install it "
-                f"yourself (python -m pip install '{RAY}') or use engine: local"
-            ) from None
+            raise ExecutionError(f"execution.engine is 'ray' but pip could not install {RAY} "
+                                 f"({error}); install it yourself (python -m pip install '{RAY}') "
+                                 "or use engine: local") from None
         importlib.invalidate_caches()
     # importing ray in a notebook kernel warns about ipywidgets (rich output we do not use)
     logging.getLogger("ray.widgets.util").setLevel(logging.ERROR)
@@ -87,31 +78,23 @@ def check_address(address: str | None) -> None:
         try:
             ray.init(address="auto", **_QUIET)
         except ConnectionError:
-            raise ExecutionError(
-                "execution.address is 'auto' but no Ray cluster runs on this node; start one with "
-                "`ray start --head` or give its address (ray://HOST:10001 or HOST:6379)"
-            ) from None
+            raise ExecutionError("execution.address is 'auto' but no Ray cluster runs on this "
+                                 "node; start one with `ray start --head` or give its address "
+                                 "(ray://HOST:10001 or HOST:6379)") from None
         ray.shutdown()
         return
     host, port = address.removeprefix("ray://").rsplit(":", 1)
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as error:
-        raise ExecutionError(
-            f"execution.address {address!r}: no Ray cluster reachable there ({error}). Start the "
-            "head with `ray start --head` (Ray Client listens on port 10001, the GCS on 6379), "
-            "check the host and firewall, or remove the address to use a local Ray runtime"
-        ) from None
+        raise ExecutionError(f"execution.address {address!r}: no Ray cluster reachable there "
+                             f"({error}). Start the head with `ray start --head` (Ray Client "
+                             "listens on port 10001, the GCS on 6379), check the host and "
+                             "firewall, or remove the address to use a local Ray runtime") from None
 
 
-def run_tasks(
-    fn: Callable[..., Any],
-    tasks: Sequence[tuple],
-    *,
-    execution: Execution,
-    desc: str,
-    unit: str = "task",
-) -> list[Any]:
+def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], *, execution: Execution, desc: str,
+              unit: str = "task") -> list[Any]:
     """``[fn(*task) for task in tasks]``, in this process or as Ray tasks; one bar over tasks."""
     import torch
 
@@ -127,9 +110,8 @@ def run_tasks(
     if execution.engine == "processes":
         return _in_processes(fn, tasks, execution.workers, threads, desc, unit)
     with ray_runtime(execution, threads) as ray:
-        remote = ray.remote(_call).options(
-            num_cpus=threads, num_gpus=execution.gpus_per_task, max_retries=MAX_RETRIES
-        )
+        remote = ray.remote(_call).options(num_cpus=threads, num_gpus=execution.gpus_per_task,
+                                           max_retries=MAX_RETRIES)
         pending = {remote.remote(fn, threads, task): i for i, task in enumerate(tasks)}
         results: list[Any] = [None] * len(tasks)
         with tqdm(total=len(tasks), desc=desc, unit=unit) as bar:
@@ -149,9 +131,6 @@ def _in_processes(fn: Callable[..., Any], tasks: list[tuple], workers: int, thre
                   desc: str, unit: str) -> list[Any]:
     """The tasks in ``workers`` spawned processes of ``threads`` torch threads each; the first
     task error is raised as it is, once the tasks already running have finished."""
-    from concurrent.futures import as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
     pool = _pool(workers)
     results: list[Any] = [None] * len(tasks)
     pending = {pool.submit(_call, fn, threads, task): i for i, task in enumerate(tasks)}
@@ -196,10 +175,8 @@ def _unwrap(ray: Any, error: BaseException) -> BaseException:
     if isinstance(error, ray.exceptions.RayTaskError) and isinstance(error.cause, Exception):
         return error.cause
     if isinstance(error, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError):
-        return ExecutionError(
-            f"a Ray task's worker died {MAX_RETRIES + 1} times ({type(error).__name__}); "
-            "out of memory? Use smaller batches or fewer workers"
-        )
+        return ExecutionError(f"a Ray task's worker died {MAX_RETRIES + 1} times ({type(error).__name__}); "
+                              "out of memory? Use smaller batches or fewer workers")
     return error
 
 
@@ -208,10 +185,8 @@ _QUIET = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashb
 
 @contextmanager
 def ray_runtime(execution: Execution, threads: int) -> Iterator[Any]:
-    """Ray, started (local runtime) or joined (cluster) for the tasks, and shut down after.
-
-    Reuses a runtime the caller already started (and leaves it running).
-    """
+    """Ray, started (local runtime) or joined (cluster) for the tasks, and shut down after;
+    a runtime the caller already started is reused and left running."""
     ray = ensure_ray()
     if ray.is_initialized():
         yield ray
@@ -220,12 +195,8 @@ def ray_runtime(execution: Execution, threads: int) -> Iterator[Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if execution.address is None:
-            ray.init(
-                address="local",
-                num_cpus=execution.workers * threads,
-                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                **_QUIET,
-            )
+            ray.init(address="local", num_cpus=execution.workers * threads,
+                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, **_QUIET)
         else:
             ray.init(address=execution.address, **_QUIET)
     try:
@@ -241,12 +212,10 @@ def _check_fits(ray: Any, execution: Execution, threads: int) -> None:
     if any(n.get("CPU", 0) >= threads and n.get("GPU", 0) >= execution.gpus_per_task for n in nodes):
         return
     largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
-    raise ExecutionError(
-        f"a task asks for {threads} CPU(s) (execution.cpus_per_task; default: the driver's torch "
-        f"threads) and {execution.gpus_per_task} GPU(s) (execution.gpus_per_task), but the "
-        f"largest node of the Ray cluster ({execution.address or 'local runtime'}) has "
-        f"{largest.get('CPU', 0):g} CPU(s) and {largest.get('GPU', 0):g} GPU(s)"
-    )
+    raise ExecutionError(f"a task asks for {threads} CPU(s) (execution.cpus_per_task; default: the driver's "
+                         f"torch threads) and {execution.gpus_per_task} GPU(s) (execution.gpus_per_task), "
+                         f"but the largest node of the Ray cluster ({execution.address or 'local runtime'}) "
+                         f"has {largest.get('CPU', 0):g} CPU(s) and {largest.get('GPU', 0):g} GPU(s)")
 
 
 @contextmanager
@@ -264,8 +233,6 @@ def shared_dir(path: Path) -> Iterator[Path]:
 def require_shared(probe: Path, key: str) -> None:
     """In a task: fail, naming the setting, directory and node, if the driver's probe is not seen."""
     if not probe.exists():
-        raise ExecutionError(
-            f"{key} {probe.parent} is not visible from the worker on node {socket.gethostname()}: "
-            "put it on storage every node mounts at the same path (NFS, a cluster file system), "
-            "or use engine: local"
-        )
+        raise ExecutionError(f"{key} {probe.parent} is not visible from the worker on node "
+                             f"{socket.gethostname()}: put it on storage every node mounts at the same path "
+                             "(NFS, a cluster file system), or use engine: local")

@@ -1,10 +1,7 @@
 """Fill the map cache: every model's maps (and the naive baselines') for every sample.
 
-Extraction skips what the cache holds, writes batch by batch (see ``cache``), and so can
-be interrupted at any point and resumed; a model is loaded only if something is missing.
-Model maps are extracted in tasks (``ShardTask``) that run in-process or on Ray workers
-(``params.execution``) with identical results.
-"""
+Extraction skips what the cache holds and writes batch by batch, so it resumes after a kill;
+model maps are extracted in tasks (``ShardTask``) run as ``params.execution`` says."""
 
 from __future__ import annotations
 
@@ -14,7 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -36,11 +33,11 @@ from .geometry import Geometry
 BASELINE_GEOMETRY = Geometry(size=224)
 BASELINE_GRID = 56
 STYLES = tuple(data.MAIN_STYLES.values())  # a style head's classes, in order (finetune.STYLES)
+TargetClasses = Callable[[Sequence, torch.Tensor], list[int] | None]  # (batch, pixels) -> classes
 
 
 def code_hash(*modules: ModuleType) -> str:
-    """Hash of the modules' source files, a package's every file (sorted), so a change
-    anywhere in it counts."""
+    """Hash of the modules' source files (a package's: every file, sorted)."""
     files = [file for m in modules for file in (
         sorted(Path(m.__file__).parent.rglob("*.py")) if Path(m.__file__).name == "__init__.py"
         else [Path(m.__file__)])]
@@ -65,15 +62,10 @@ def model_name(choice: ModelChoice) -> str:
     return f"{choice.key}-{choice.size}-{choice.weights}"
 
 
-def store_for(
-    cache_dir: str | Path, dataset_id: str, name: str, variant: str, key: str = "",
-    xrai: saliency.XraiSettings | None = None,
-) -> cache.MapStore:
-    """The store of one (dataset, model, variant) at the current code version.
-
-    ``key`` names the weights behind a variant (a fine-tuning run's key), so new weights
-    get a new store; ``xrai``, the XRAI settings of a model that reads XRAI, likewise.
-    """
+def store_for(cache_dir: str | Path, dataset_id: str, name: str, variant: str, key: str = "",
+              xrai: saliency.XraiSettings | None = None) -> cache.MapStore:
+    """The store of one (dataset, model, variant) at the current code version; ``key`` (a
+    fine-tuning run's) and ``xrai`` (its settings) give other weights or settings their own."""
     tag = f"{variant}-{key}" if key else variant
     tag += f".xrai{xrai.steps}{xrai.algorithm}" if xrai else ""
     return cache.MapStore(Path(cache_dir) / dataset_id[:16] / f"{name}__{tag}__{code_version()}.h5")
@@ -83,9 +75,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise models.ModelError(
-            "extraction.device is 'cuda' but torch sees no GPU; use 'auto' or 'cpu'"
-        )
+        raise models.ModelError("extraction.device is 'cuda' but torch sees no GPU; use 'auto' or 'cpu'")
     return device
 
 
@@ -95,10 +85,7 @@ def _batches(items: Sequence, size: int) -> list[Sequence]:
 
 @dataclass(frozen=True)
 class ShardTask:
-    """One model's maps for a run of whole batches of images, written as shards of its store.
-
-    ``methods`` (default: all that apply) and ``xrai`` pass to `saliency.extract`.
-    """
+    """One model's maps for a run of whole batches of images, written as shards of its store."""
 
     choice: ModelChoice
     samples: tuple[data.Sample, ...]
@@ -126,23 +113,12 @@ class MapJob(NamedTuple):
     xrai: saliency.XraiSettings | None = None
 
 
-def extract_models(
-    samples: Sequence[data.Sample],
-    jobs: Sequence[MapJob | tuple],
-    *,
-    batch_size: int = 16,
-    device: str = "auto",
-    seed: int = 0,
-    execution: Execution | None = None,
-    progress: bool = True,
-) -> dict[Path, int]:
+def extract_models(samples: Sequence[data.Sample], jobs: Sequence[MapJob | tuple], *,
+                   batch_size: int = 16, device: str = "auto", seed: int = 0,
+                   execution: Execution | None = None, progress: bool = True) -> dict[Path, int]:
     """Store the maps of each job (``MapJob`` or a ``(choice, store)`` pair) for the samples
-    its store lacks; returns how many images each store (by path) gained.
-
-    Locally, one task per job; on Ray, each job's missing images are split into
-    ``2 * workers`` shards of whole batches (so every batch, hence every map, is the same as
-    locally), one task each; the driver then merges.
-    """
+    its store lacks; how many images each store (by path) gained. On Ray, each job's images are
+    split into ``2 * workers`` shards of whole batches (so every map is as locally)."""
     jobs = list({job.store.path: job for job in (MapJob(*j) for j in jobs)}.values())  # once each
     execution = execution or Execution()
     on_ray = execution.engine == "ray"
@@ -158,11 +134,9 @@ def extract_models(
             batches = _batches(todo, batch_size)
             n_shards = max(1, min(len(batches), 2 * execution.workers)) if on_ray else 1
             for shard, part in enumerate(_split(batches, n_shards)):
-                task = ShardTask(
-                    job.choice, tuple(s for batch in part for s in batch), job.store.path, shard,
-                    batch_size, device, seed, code_version(), probes[job.store.path.parent],
-                    tuple(job.methods) if job.methods is not None else None, job.xrai, job.run,
-                )
+                task = ShardTask(job.choice, tuple(s for batch in part for s in batch), job.store.path, shard,
+                                 batch_size, device, seed, code_version(), probes[job.store.path.parent],
+                                 tuple(job.methods) if job.methods is not None else None, job.xrai, job.run)
                 tasks.append((task, progress and execution.engine == "local"))
         counts = engine.run_tasks(extract_shard, tasks, execution=execution, desc="maps",
                                   unit="shard")
@@ -174,34 +148,18 @@ def extract_models(
     return extracted
 
 
-def extract_model(
-    samples: Sequence[data.Sample],
-    choice: ModelChoice,
-    store: cache.MapStore,
-    *,
-    batch_size: int = 16,
-    device: str = "auto",
-    seed: int = 0,
-    progress: bool = True,
-    execution: Execution | None = None,
-    methods: Sequence[str] | None = None,
-    xrai: saliency.XraiSettings | None = None,
-    loaded: models.LoadedModel | None = None,
-    target_classes: Callable[[Sequence, torch.Tensor], list[int] | None] | None = None,
-) -> int:
+def extract_model(samples: Sequence[data.Sample], choice: ModelChoice, store: cache.MapStore, *,
+                  batch_size: int = 16, device: str = "auto", seed: int = 0, progress: bool = True,
+                  execution: Execution | None = None, methods: Sequence[str] | None = None,
+                  xrai: saliency.XraiSettings | None = None, loaded: models.LoadedModel | None = None,
+                  target_classes: TargetClasses | None = None) -> int:
     """Store the maps of one model for the samples not yet cached; returns how many.
-
-    ``methods`` / ``xrai`` pass to `saliency.extract`; ``target_classes(batch, pixels)``
-    gives the class each image is explained for (default: the predicted one). Both change
-    the maps, so a caller varying them uses a store ``variant`` per setting. An already
-    ``loaded`` model or a ``target_classes`` function (neither travels to a Ray worker)
-    runs here in one task.
-    """
+    ``target_classes(batch, pixels)``: the class each image is explained for (default: the
+    predicted one). A ``loaded`` model or ``target_classes`` (neither travels) runs here."""
     if loaded is None and target_classes is None:
         return extract_models(
             samples, [MapJob(choice, store, tuple(methods) if methods else None, None, xrai)],
-            batch_size=batch_size, device=device, seed=seed, execution=execution,
-            progress=progress,
+            batch_size=batch_size, device=device, seed=seed, execution=execution, progress=progress,
         )[store.path]
     task = ShardTask(choice, tuple(samples), store.path, 0, batch_size, device, seed,
                      code_version(), None, tuple(methods) if methods else None, xrai)
@@ -210,42 +168,30 @@ def extract_model(
     return count
 
 
-def extract_shard(
-    task: ShardTask,
-    progress: bool = False,
-    *,
-    loaded: models.LoadedModel | None = None,
-    target_classes: Callable[[Sequence, torch.Tensor], list[int] | None] | None = None,
-) -> int:
-    """Load the model once and store the maps of the task's images the store lacks, with a
-    classifier's predicted class from the same forward pass (`cache.MapStore.predicted`).
-
-    Runs in the driver or in a Ray worker; each batch lands as an atomic shard file named
-    after the task, so a retried task keeps what its killed attempt wrote and goes on.
-    """
+def extract_shard(task: ShardTask, progress: bool = False, *, loaded: models.LoadedModel | None = None,
+                  target_classes: TargetClasses | None = None) -> int:
+    """Store the maps (and a classifier's predicted class) of the task's images the store
+    lacks, each batch an atomic shard file named after the task (a retry goes on from it)."""
     if task.probe is not None:
         engine.require_shared(task.probe, "extraction.cache_dir")
     if code_version() != task.code:
-        raise engine.ExecutionError(
-            f"node {socket.gethostname()} runs other sightline code ({code_version()}) than the "
-            f"driver ({task.code}): run the same checkout of the project on every node"
-        )
+        raise engine.ExecutionError(f"node {socket.gethostname()} runs other sightline code "
+                                    f"({code_version()}) than the driver ({task.code}): run the "
+                                    "same checkout of the project on every node")
     store = cache.MapStore(task.store_path)
     done = store.image_ids()
     todo = [s for s in task.samples if s.image_id not in done]
     if not todo:
         return 0
     device = resolve_device(task.device)
-    choice = task.choice
-    if loaded is None:
-        loaded = load_for(choice, task.run, seed=task.seed, device=device)
+    loaded = loaded or load_for(task.choice, task.run, seed=task.seed, device=device)
     store.shard_dir.mkdir(parents=True, exist_ok=True)
     writer = cache.ShardWriter(store.shard_dir, prefix=f"{task.shard:04d}-")
     xrai = task.xrai or saliency.XraiSettings()
     note = (f"XRAI ({xrai.steps} steps, {xrai.algorithm}) is most of it; fewer steps lower it "
             "(extraction.xrai; Shared Interest: shared_interest.xrai)"
             if "xrai" in (task.methods or loaded.methods) else "")
-    with ImageProgress(f"maps {model_name(choice)}", len(todo), device=device, note=note,
+    with ImageProgress(f"maps {model_name(task.choice)}", len(todo), device=device, note=note,
                        enabled=progress) as meter:
         for batch in _batches(todo, task.batch_size):
             pixels = loaded.preprocess([data.load_image(s.path) for s in batch]).to(device)
@@ -262,7 +208,7 @@ def extract_shard(
 ESTIMATE_PREFIX = "[estimate] "  # the build shows these lines; an executed notebook drops them
 
 
-class ImageProgress:
+class ImageProgress(AbstractContextManager):
     """A stage's progress per image (or training step) with an ETA (tqdm), and once its first
     ``per`` items are timed one line of what the whole stage will cost (``ESTIMATE_PREFIX``;
     for a stage over a minute), said per ``per`` items as one ``unit`` (a sanity step's images)."""
@@ -308,9 +254,6 @@ class ImageProgress:
     def close(self) -> None:
         self._bar.close()
 
-    def __enter__(self) -> ImageProgress:
-        return self
-
     def __exit__(self, *exc: object) -> None:
         self.close()
 
@@ -328,8 +271,7 @@ def estimate_line(stage: str, each: float, count: int, device: str, note: str = 
             f"on {device}" + (f"; {note}" if note else ""))
 
 
-def load_for(choice: ModelChoice, run: Path | None, *, seed: int, device: str
-             ) -> models.LoadedModel:
+def load_for(choice: ModelChoice, run: Path | None, *, seed: int, device: str) -> models.LoadedModel:
     """The model a map job reads: a trained run's weights and head, else the choice's own."""
     if run is not None:
         return checkpoints.load_run(run, resolve_device(device))
@@ -338,14 +280,9 @@ def load_for(choice: ModelChoice, run: Path | None, *, seed: int, device: str
 
 def style_correct(job: MapJob, samples: Sequence[data.Sample], *, batch_size: int = 32,
                   device: str = "cpu") -> dict[str, bool | None] | None:
-    """Whether the style head behind a map job (the frozen variant's linear probe, a
-    fine-tuned run's head: the logit its Grad-CAM and Chefer maps explain) predicts each
-    annotated image's style, ``{image_id: bool}`` (None for an image whose label is no main
-    style); None for a job with no style head (a backbone, or an ImageNet classifier, with
-    no probe: no style prediction to be right about).
-
-    The predictions are those the extraction recorded in the store (`predicted_classes`).
-    """
+    """Whether the style head behind a map job (the logit its class maps explain) predicts
+    each image's style, ``{image_id: bool}`` (None: no main-style label); None for a job with
+    no style head. From the predictions the extraction recorded (`predicted_classes`)."""
     if job.run is None:
         return None
     predicted = predicted_classes(job.store, samples,
@@ -359,11 +296,8 @@ def predicted_classes(store: cache.MapStore, samples: Sequence[data.Sample],
                       load: Callable[[], models.LoadedModel], *, batch_size: int = 32
                       ) -> dict[str, int]:
     """The class the classifier behind a store's maps predicts on each sample, ``{image_id:
-    class}``: as the extraction recorded it from the forward pass of the maps
-    (`extract_shard`), so it costs nothing and a rebuild loads no model. Images whose maps
-    were stored without one (a store from before) are predicted once by ``load()``'s model,
-    and added to the store.
-    """
+    class}``, as the extraction recorded it; images stored without one are predicted once by
+    ``load()``'s model and added to the store."""
     predicted = store.predicted()
     todo = [s for s in samples if s.image_id not in predicted]
     if not todo:
@@ -388,15 +322,8 @@ def _split(items: Sequence, parts: int) -> list[Sequence]:
     return [items[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
-def extract_baselines(
-    samples: Sequence[data.Sample],
-    names: Sequence[str],
-    store: cache.MapStore,
-    *,
-    seed: int = 0,
-    batch_size: int = 32,
-    progress: bool = True,
-) -> int:
+def extract_baselines(samples: Sequence[data.Sample], names: Sequence[str], store: cache.MapStore, *,
+                      seed: int = 0, batch_size: int = 32, progress: bool = True) -> int:
     """Store the naive baseline maps (method = baseline name, layer 0, one map per image)."""
     done = store.image_ids()
     todo = [s for s in samples if s.image_id not in done]
@@ -405,15 +332,11 @@ def extract_baselines(
     with store.writer() as writer, ImageProgress("maps baselines", len(todo), device="cpu",
                                                  enabled=progress) as meter:
         for batch in _batches(todo, batch_size):
-            frames = np.stack(
-                [np.asarray(BASELINE_GEOMETRY.frame_image(data.load_image(s.path))) for s in batch]
-            )
+            frames = np.stack([np.asarray(BASELINE_GEOMETRY.frame_image(data.load_image(s.path)))
+                               for s in batch])
             ids = [s.image_id for s in batch]
-            maps = {}
-            for name in names:
-                full = torch.from_numpy(baselines.baseline_maps(name, frames, seed, ids))
-                coarse = F.adaptive_avg_pool2d(full[:, None].float(), BASELINE_GRID)
-                maps[(name, 0)] = coarse.numpy().astype(np.float32)
-            writer.put(ids, maps)
+            writer.put(ids, {(name, 0): F.adaptive_avg_pool2d(
+                torch.from_numpy(baselines.baseline_maps(name, frames, seed, ids))[:, None].float(),
+                BASELINE_GRID).numpy().astype(np.float32) for name in names})
             meter.tick(len(batch))
     return len(todo)

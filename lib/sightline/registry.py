@@ -1,11 +1,6 @@
-"""The two registries every consumer reads: saliency methods and metrics, by name.
-
-Adding a method or a metric is one `register` call (built-ins: one entry below) and its
-function; extraction, scoring, the shift verdicts, config validation and the explorer's API
-find it here. Functions are named ``"module:function"`` and imported on first use, so this
-module (and `sightline.config`, which validates names against it) imports no model library.
-See docs/extending.md.
-"""
+"""The two registries every consumer reads: saliency methods and metrics, by name. Adding
+one is a `register` call and its function (docs/extending.md); functions are named
+``"module:function"`` and imported on first use, so this module imports no model library."""
 
 from __future__ import annotations
 
@@ -22,18 +17,14 @@ READOUTS = ("cls", "probe", "tokens", "cnn")
 Readout = Literal["cls", "probe", "tokens", "cnn"]
 
 
-def _resolve(function: str | Callable) -> Callable:
-    """A callable, or the one a ``"module:function"`` string names."""
-    if callable(function):
-        return function
-    module, name = function.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
 class _Entry:
     def __call__(self, *args, **kwargs):
-        """Call the entry's function."""
-        return _resolve(self.function)(*args, **kwargs)
+        """Call the entry's function (a callable, or the one a ``"module:function"`` names)."""
+        function = self.function
+        if isinstance(function, str):
+            module, name = function.split(":")
+            function = getattr(importlib.import_module(module), name)
+        return function(*args, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,6 @@
-"""Score cached maps against the expert boxes: the one tidy metrics table.
-
-Targets are built once per preprocessing geometry: for each image the union of its
-regions and each region (a box, or a mask) on its own, as masks in the model's input frame
-at the working resolution (``data.box_masks``). Every stored (method, layer) map kind of a
-model is scored against all of them in one vectorised sweep; the result is long-form, one
-row per image x map x target x metric x threshold; ``correct`` says whether the classifier
-behind the maps (a probe's or fine-tuned head's style prediction, an ImageNet model's class)
-was right on the image, NA where there is none (`mark_correct`).
+"""Score cached maps against the expert boxes: the one tidy metrics table, one row per
+image x map x target x metric x threshold. Targets (each image's union of regions, then each
+region) are masks built once per preprocessing geometry at the working resolution.
 
 Two frames: the *model frame* (``score_store``; the metrics table ``scores.parquet``):
 each model's maps against the boxes as its own preprocessing shows them, so a centre crop
@@ -29,20 +23,8 @@ from . import binarize, cache, data, metrics
 from .geometry import Geometry
 from .registry import METRICS
 
-COLUMNS = [
-    "image_id",
-    "model",
-    "variant",
-    "method",
-    "layer",
-    "head",
-    "target",
-    "feature",
-    "metric",
-    "threshold",
-    "value",
-    "correct",
-]
+COLUMNS = ["image_id", "model", "variant", "method", "layer", "head", "target", "feature", "metric",
+           "threshold", "value", "correct"]
 UNION = "union"
 COMMON_FRAME = Geometry()  # squash: the whole image, boxes uncropped (the baselines' frame)
 
@@ -73,15 +55,9 @@ def build_targets(samples: Sequence[data.Sample], geometry: Geometry, resolution
         xyxy = geometry.boxes_to_frame(sample.boxes_ltwh(), sample.width, sample.height)
         visible = xyxy[(xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])] * resolution
         soft.append(metrics.soft_target(visible, resolution, resolution))
-    return Targets(
-        [s.image_id for s in samples],
-        np.concatenate(masks),
-        np.asarray(index),
-        np.asarray(names),
-        np.asarray(features),
-        np.stack(soft),
-        np.array([(s.width, s.height) for s in samples]).reshape(-1, 2),
-    )
+    return Targets([s.image_id for s in samples], np.concatenate(masks), np.asarray(index),
+                   np.asarray(names), np.asarray(features), np.stack(soft),
+                   np.array([(s.width, s.height) for s in samples]).reshape(-1, 2))
 
 
 def _long(values: np.ndarray, targets: Targets, layer: np.ndarray, head: np.ndarray, metric: str,
@@ -106,13 +82,9 @@ def _long(values: np.ndarray, targets: Targets, layer: np.ndarray, head: np.ndar
 def score_maps(maps_by_layer: Mapping[int, np.ndarray], targets: Targets,
                percentiles: Sequence[float], resolution: int,
                rules: Sequence[str] = ("percentile",)) -> pd.DataFrame:
-    """Every registered metric (`registry.METRICS`) of one method's maps, ``{layer: (N, K,
-    h, w)}`` on one grid (images in ``targets`` order): the swept ones in a single sweep with
-    the layers side by side, the others on each layer's head-mean map (`_head_mean_scores`);
-    ``rules`` other than the percentile rule add the IoU of the head-mean maps under them.
-
-    K > 1 means per-head maps with the head mean last (head -1 in the table).
-    """
+    """Every registered metric of one method's maps, ``{layer: (N, K, h, w)}`` on one grid
+    (K > 1: per head, the head mean last as head -1): the swept ones in one sweep, the others on
+    head-mean maps; ``rules`` other than the percentile rule add the IoU of binarised maps."""
     layers = sorted(maps_by_layer)
     stacked = np.concatenate([maps_by_layer[layer] for layer in layers], axis=1)
     widths = [maps_by_layer[layer].shape[1] for layer in layers]
@@ -187,21 +159,17 @@ def score_store(store: cache.MapStore, targets: Targets, *, model: str, variant:
                 percentiles: Sequence[float], resolution: int,
                 methods: Sequence[str] | None = None, rules: Sequence[str] = ("percentile",),
                 progress: bool = True) -> pd.DataFrame:
-    """Score every stored map kind of one (model, variant); returns the tidy table.
-
-    The layers of a method that share a grid are scored together in one sweep (one
-    ranking pass per image for all of them).
-    """
+    """Score every stored map kind of one (model, variant), a method's layers on one grid in one
+    sweep; the tidy table."""
     groups: dict[tuple[str, tuple[int, int]], dict[int, np.ndarray]] = {}
     for method, layer in store.keys():
         if methods is None or method in methods:
             _, maps = store.read(method, layer, targets.image_ids)
             groups.setdefault((method, maps.shape[-2:]), {})[layer] = maps
-    frames = []
-    for (method, _), maps_by_layer in tqdm(groups.items(), desc=f"scores {model}",
-                                           disable=not progress, mininterval=1.0):
-        frames.append(score_maps(maps_by_layer, targets, percentiles, resolution, rules)
-                      .assign(model=model, variant=variant, method=method))
+    frames = [score_maps(maps_by_layer, targets, percentiles, resolution, rules)
+              .assign(model=model, variant=variant, method=method)
+              for (method, _), maps_by_layer in tqdm(groups.items(), desc=f"scores {model}",
+                                                     disable=not progress, mininterval=1.0)]
     return tidy(pd.concat(frames, ignore_index=True))
 
 
@@ -251,10 +219,6 @@ def tidy(scores: pd.DataFrame) -> pd.DataFrame:
     NA where the rows carry none)."""
     if "correct" not in scores:
         scores = scores.assign(correct=pd.NA)
-    scores = scores[COLUMNS].copy()
-    scores["correct"] = scores["correct"].astype("boolean")
-    for column in ("image_id", "model", "variant", "method", "target", "feature", "metric"):
-        scores[column] = scores[column].astype("category")
-    scores["layer"] = scores["layer"].astype(np.int16)
-    scores["head"] = scores["head"].astype(np.int16)
-    return scores
+    categories = ("image_id", "model", "variant", "method", "target", "feature", "metric")
+    return scores[COLUMNS].astype({"correct": "boolean", "layer": np.int16, "head": np.int16,
+                                   **dict.fromkeys(categories, "category")})

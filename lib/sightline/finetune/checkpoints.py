@@ -1,11 +1,6 @@
-"""A fine-tuned run's checkpoint: a backbone plus the weights the run saved in its folder.
-
-The one place both map extraction (`sightline.extract`) and training build a model for
-training or load a trained run: the backbone as a feature extractor (`backbone`), its pooled
-embedding (`embed`), and a run's folder (``manifest.json``, ``head.safetensors``,
-``backbone.safetensors`` for full fine-tuning, ``adapter/`` for LoRA) as a `LoadedModel` with
-its head (`load_run`).
-"""
+"""A fine-tuned run's checkpoint: the backbone as a feature extractor (`backbone`, `embed`)
+and a run's folder (manifest, head, full weights or LoRA adapter) as a `LoadedModel` with its
+head (`load_run`), for training and map extraction alike."""
 
 from __future__ import annotations
 
@@ -55,11 +50,8 @@ def feature_dim(loaded: models.LoadedModel) -> int:
 
 
 def load_run(run: str | Path | dict, device: str = "cpu") -> models.LoadedModel:
-    """A trained run as a `LoadedModel` in eval mode: its backbone and its style head.
-
-    LoRA adapters are merged into the backbone, so maps are read exactly as from any
-    model of that class. The checkpoint's hash is checked against the manifest.
-    """
+    """A trained run as a `LoadedModel` in eval mode with its style head (LoRA merged into the
+    backbone); the checkpoint's hash is checked against the manifest."""
     manifest = run if isinstance(run, dict) else read_manifest(run)
     folder = Path(manifest["dir"])
     if checkpoint_hash(folder) != manifest["checkpoint_hash"]:
@@ -76,8 +68,7 @@ def load_run(run: str | Path | dict, device: str = "cpu") -> models.LoadedModel:
         with quiet_peft():
             module = PeftModel.from_pretrained(module, folder / ADAPTER_DIR).merge_and_unload()
     state = load_file(folder / HEAD_FILE, device=device)
-    classes, width = state["weight"].shape
-    head = nn.Linear(width, classes).to(device)
+    head = nn.Linear(*state["weight"].shape[::-1]).to(device)
     head.load_state_dict(state)
     return dataclasses.replace(loaded, module=module.eval(), head=head.eval())
 

@@ -104,23 +104,15 @@ def run_dir(out_dir: str | Path, run: Run, split: Split, finetune: Finetune, mod
 def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache_dir: str | Path,
              dataset_id: str, seed: int, xrai: XraiSettings | None = None
              ) -> dict[tuple[str, str], extract.MapJob]:
-    """The map stores of each frozen model and of each of its trained runs, as extraction
-    jobs ``{(model name, variant): job}`` for `extract.extract_models`.
-
-    The frozen variant's class-target methods (Grad-CAM, Chefer relevance) explain the
-    style logit of its linear probe (the probe run with seed ``seed``); without one, a
-    classifier (an ImageNet model) explains its own predicted class, and a backbone has none
-    of them (no class logit), so a backbone whose only method is Grad-CAM has no frozen job.
-    Stores are keyed by the run, so a retrained run gets new maps, and by ``xrai`` where
-    XRAI is read; the probe run's own variant shares the frozen store (a linear probe leaves
-    every map as it was).
-    """
+    """The map stores of each frozen model and its trained runs, as extraction jobs
+    ``{(model name, variant): job}``. The frozen variant's class methods explain its linear
+    probe (seed ``seed``; the probe's variant shares the frozen store), else a classifier's own
+    class; a backbone without a probe has none (and no job if it has no other method)."""
     jobs = {}
     for choice in choices:
         name = extract.model_name(choice)
         own = [m for m in manifests if m["model"]["name"] == name]
-        probe = next((m for m in own if m["strategy"] == "linear_probe" and m["seed"] == seed),
-                     None)
+        probe = next((m for m in own if m["strategy"] == "linear_probe" and m["seed"] == seed), None)
         for variant, manifest in [("frozen", probe), *((m["variant"], m) for m in own)]:
             if manifest is probe and variant != "frozen":  # the frozen model's very maps
                 jobs[(name, variant)] = jobs[(name, "frozen")]
@@ -128,15 +120,14 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
             methods = None
             spec = models.spec_for(choice)
             if manifest is None and not spec.arch.classifier:
-                methods = tuple(m for m in spec.methods
-                                if not registry.METHODS[m].explains_class)
+                methods = tuple(m for m in spec.methods if not registry.METHODS[m].explains_class)
                 if not methods:
                     continue
-            key = manifest["key"] if manifest else ""
             reads = xrai if "xrai" in (methods or spec.methods) else None
-            store = extract.store_for(cache_dir, dataset_id, name, variant, key=key, xrai=reads)
-            run = Path(manifest["dir"]) if manifest else None
-            jobs[(name, variant)] = extract.MapJob(choice, store, methods, run, reads)
+            store = extract.store_for(cache_dir, dataset_id, name, variant,
+                                      key=manifest["key"] if manifest else "", xrai=reads)
+            jobs[(name, variant)] = extract.MapJob(choice, store, methods,
+                                                   Path(manifest["dir"]) if manifest else None, reads)
     return jobs
 
 

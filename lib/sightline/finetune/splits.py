@@ -37,24 +37,12 @@ class Split:
         payload = [self.dataset_id, self.seed, self.val_fraction, self.train, self.val]
         return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:12]
 
-    def to_json(self) -> dict:
-        return {"id": self.id, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_json(cls, record: dict) -> Split:
-        fields = {k: record[k] for k in ("dataset_id", "seed", "val_fraction")}
-        lists = {k: tuple(tuple(item) for item in record[k]) for k in ("train", "val")}
-        split = cls(**fields, **lists)
-        if "id" in record and record["id"] != split.id:
-            raise FinetuneError(f"split record {record['id']} does not match its contents")
-        return split
-
     def save(self, folder: Path) -> Path:
         """Write ``split-s<seed>-<id>.json`` under ``folder`` (the record every run cites)."""
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"split-s{self.seed}-{self.id}.json"
         if not path.exists():
-            write_json(path, self.to_json())
+            write_json(path, {"id": self.id, **dataclasses.asdict(self)})
         return path
 
 
@@ -63,19 +51,14 @@ def check_no_leak(image_ids: Sequence[str], annotated: Sequence[str]) -> None:
     annotated_churches = {data.church_of(i) for i in annotated}
     leaks = sorted(i for i in image_ids if data.church_of(i) in annotated_churches)
     if leaks:
-        raise data.DataError(
-            f"{len(leaks)} training/validation images are annotated or share a church with an "
-            f"annotated image (e.g. {leaks[:3]}); the annotated images are the evaluation set "
-            "and must never be trained on. Fix the split files or the pool."
-        )
+        raise data.DataError(f"{len(leaks)} training/validation images are annotated or share a church with "
+                             f"an annotated image (e.g. {leaks[:3]}); the annotated images are the "
+                             "evaluation set and must never be trained on. Fix the split files or the pool.")
 
 
 def make_split(wc: data.WikiChurches, dataset_id: str, seed: int, val_fraction: float) -> Split:
-    """Split the pool's train + val images (the dataset's test split stays out) anew.
-
-    Per style, the style's churches in a seeded random order fill the validation set
-    until it holds ``round(val_fraction * n_style)`` images; the rest train.
-    """
+    """Split the pool's train + val images anew: per style, its churches in a seeded order fill
+    the validation set until it holds ``round(val_fraction * n_style)`` images; the rest train."""
     pool = wc.pool[wc.pool["split"].isin(["train", "val"])].sort_values("image_id")
     annotated = [s.image_id for s in wc.samples] + list(wc.report.get("annotated_moved_to_test", []))
     check_no_leak(list(pool["image_id"]), annotated)
@@ -91,16 +74,12 @@ def make_split(wc: data.WikiChurches, dataset_id: str, seed: int, val_fraction: 
             taken += int(per_church[church]) if taken < target else 0
     items = {"train": [], "val": []}
     for row in pool.itertuples():
-        items[church_split[row.church_id]].append(
-            (row.image_id, str(row.path), STYLES.index(row.style))
-        )
+        items[church_split[row.church_id]].append((row.image_id, str(row.path), STYLES.index(row.style)))
     for part in ("train", "val"):
         missing = sorted(set(STYLES) - {STYLES[label] for *_, label in items[part]})
         if missing:
-            raise FinetuneError(
-                f"the {part} split of {wc.root} (seed {seed}) has no image of {missing}: "
-                "the pool is too small to fine-tune on; add images or lower val_fraction"
-            )
+            raise FinetuneError(f"the {part} split of {wc.root} (seed {seed}) has no image of {missing}: "
+                                "the pool is too small to fine-tune on; add images or lower val_fraction")
     return Split(dataset_id, seed, val_fraction, tuple(items["train"]), tuple(items["val"]))
 
 
@@ -109,7 +88,6 @@ def test_items(wc: data.WikiChurches) -> tuple[Item, ...]:
     used to pick an epoch, so accuracy on it is an honest held-out number."""
     pool = wc.pool[wc.pool["split"] == "test"].sort_values("image_id")
     return tuple((r.image_id, str(r.path), STYLES.index(r.style)) for r in pool.itertuples())
-
 
 
 def splits_for(wc: data.WikiChurches, dataset_id: str, finetune: Finetune,

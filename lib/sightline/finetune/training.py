@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +35,11 @@ _STATE = "state.pt"
 
 
 def _transforms(spec: models.ModelSpec, finetune: Finetune, train: bool) -> T.Compose:
-    """Per image: the training crop and flip (``train``, uint8 kept: the float conversion,
-    colour jitter and normalisation of a training batch are `_augment_batch`'s, one pass over
-    the whole batch); evaluation frames are converted and normalised here."""
-    size = spec.geometry.size
+    """Per image: the training crop and flip (uint8 kept: `_augment_batch` does the rest per
+    batch); evaluation frames are converted and normalised here."""
     if train:
-        steps: list[Callable] = [T.RandomResizedCrop(size, scale=tuple(finetune.crop_scale),
-                                                     antialias=True)]
-        if finetune.hflip:
-            steps.append(T.RandomHorizontalFlip())
-        return T.Compose(steps)
+        crop = T.RandomResizedCrop(spec.geometry.size, scale=tuple(finetune.crop_scale), antialias=True)
+        return T.Compose([crop, T.RandomHorizontalFlip()] if finetune.hflip else [crop])
     return T.Compose([T.ToDtype(torch.float32, scale=True), T.Normalize(spec.mean, spec.std)])
 
 
@@ -68,9 +64,8 @@ def color_jitter(images: torch.Tensor, brightness: torch.Tensor, contrast: torch
 
 
 def _augment_batch(spec: models.ModelSpec, finetune: Finetune) -> Callable:
-    """A training batch (uint8) to [0, 1] floats, its colour jitter (factors uniform in
-    [1 − c, 1 + c], drawn per image from the epoch's seeded generator) and normalisation,
-    vectorised over the batch."""
+    """A training batch (uint8) to [0, 1] floats, colour-jittered (factors uniform in [1 − c,
+    1 + c] per image, from the epoch's seeded generator) and normalised."""
     mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
     std = torch.tensor(spec.std).view(1, -1, 1, 1)
     c = finetune.color_jitter
@@ -78,9 +73,7 @@ def _augment_batch(spec: models.ModelSpec, finetune: Finetune) -> Callable:
     def augment(images: torch.Tensor) -> torch.Tensor:
         images = images.float().div_(255)
         if c:
-            low, high = max(0.0, 1 - c), 1 + c
-            factors = torch.empty(3, len(images)).uniform_(low, high)
-            images = color_jitter(images, *factors)
+            images = color_jitter(images, *torch.empty(3, len(images)).uniform_(max(0.0, 1 - c), 1 + c))
         return (images - mean.to(images.device)) / std.to(images.device)
 
     return augment
@@ -143,11 +136,8 @@ def _amp(device: str) -> tuple[torch.autocast | None, torch.amp.GradScaler | Non
 
 def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finetune: Finetune,
               out_dir: str | Path, *, model_seed: int = 0, progress: bool = True) -> dict:
-    """Train one run (or reuse / resume it) and return its manifest.
-
-    ``model_seed`` builds random-weight backbones exactly as the frozen model is built, so
-    the untrained model is the run's starting point.
-    """
+    """Train one run (or reuse / resume it) and return its manifest; ``model_seed`` builds a
+    random-weight backbone as the frozen model is built (the untrained model is the start)."""
     run = Run(choice, strategy, seed)
     check_strategy(choice, strategy)
     folder = run_dir(out_dir, run, split, finetune, model_seed)
@@ -200,16 +190,14 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
         loader, val_loader = _embedding_loaders(loaded, split, finetune, frame_set, progress)
         forward = head
     else:
-        train_set, val_set = frame_set(split.train, True), frame_set(split.val, False)
-        loader = _loader(train_set, finetune, shuffle=True, device=device)
-        val_loader = _loader(val_set, finetune, shuffle=False, device=device)
+        loader = _loader(frame_set(split.train, True), finetune, shuffle=True, device=device)
+        val_loader = _loader(frame_set(split.val, False), finetune, shuffle=False, device=device)
         augment = _augment_batch(loaded.spec, finetune)
 
         def forward(pixels: torch.Tensor) -> torch.Tensor:
             return head(checkpoints.embed(loaded, pixels))
 
-    steps_per_epoch = math.ceil(len(loader) / finetune.accumulation)
-    total = steps_per_epoch * finetune.epochs
+    total = math.ceil(len(loader) / finetune.accumulation) * finetune.epochs
     from transformers import get_cosine_schedule_with_warmup
 
     schedule = get_cosine_schedule_with_warmup(optimiser, round(finetune.warmup * total), total)
@@ -219,7 +207,7 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
     state_path = folder / _STATE
     history: list[dict] = []
     best: dict | None = None
-    first_epoch, elapsed_before = 0, 0.0
+    elapsed_before = 0.0
     if state_path.is_file():  # resume after the last completed epoch
         state = torch.load(state_path, map_location=device, weights_only=False)
         module.load_state_dict(state["backbone"], strict=False)
@@ -228,8 +216,8 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
         schedule.load_state_dict(state["schedule"])
         if scaler is not None:
             scaler.load_state_dict(state["scaler"])
-        history, best = state["history"], state["best"]
-        first_epoch, elapsed_before = len(history), state["elapsed"]
+        history, best, elapsed_before = state["history"], state["best"], state["elapsed"]
+    first_epoch = len(history)
 
     meter = extract.ImageProgress(  # every step left, with an ETA; the cost from the first
         f"train {extract.model_name(choice)} {run.variant}",
@@ -288,38 +276,30 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
 
     module.load_state_dict(best["backbone"], strict=False)
     head.load_state_dict(best["head"])
-    save_file({k: v.contiguous() for k, v in head.state_dict().items()},
-              folder / checkpoints.HEAD_FILE)
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, folder / checkpoints.HEAD_FILE)
     if strategy == "full":
         save_file({k: v.contiguous() for k, v in module.state_dict().items()},
                   folder / checkpoints.BACKBONE_FILE)
     elif strategy == "lora":
         module.save_pretrained(folder / checkpoints.ADAPTER_DIR)
-    n_params = sum(p.numel() for p in module.parameters()) + sum(
-        p.numel() for p in head.parameters())
     manifest = {
         "dir": str(folder),
         "key": folder.name.rsplit("__", 1)[-1],
         "model": {"name": extract.model_name(choice),
                   "choice": choice.model_dump(mode="json", exclude_none=True)},
-        "strategy": strategy,
-        "variant": run.variant,
-        "seed": seed,
-        "model_seed": model_seed,
+        "strategy": strategy, "variant": run.variant, "seed": seed, "model_seed": model_seed,
         "params": settings,
         "split": {"id": split.id, "seed": split.seed, "file": str(split_path),
                   "n_train": len(split.train), "n_val": len(split.val)},
-        "best_epoch": best["epoch"],
-        "val_accuracy": best["val_accuracy"],
-        "val_macro_f1": best["val_macro_f1"],
-        "chance_accuracy": 1 / len(STYLES),
-        "epochs_run": len(history),
-        "history": history,
+        "best_epoch": best["epoch"], "val_accuracy": best["val_accuracy"],
+        "val_macro_f1": best["val_macro_f1"], "chance_accuracy": 1 / len(STYLES),
+        "epochs_run": len(history), "history": history,
         "trainable_params": int(sum(p.numel() for g in groups for p in g["params"])),
-        "total_params": int(n_params),
+        "total_params": sum(p.numel() for m in (module, head) for p in m.parameters()),
         "device": device,
         "wall_time_s": round(elapsed_before + time.perf_counter() - started, 2),
-        "versions": _versions(),
+        "versions": {name: version(name) for name in ("torch", "torchvision", "transformers", "timm",
+                                                      "peft")},
         "code_version": code_version(),
         "checkpoint_hash": checkpoints.checkpoint_hash(folder),
         "checkpoint_bytes": sum(f.stat().st_size for f in folder.rglob("*.safetensors")),
@@ -343,9 +323,8 @@ def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _loader(dataset: Dataset, finetune: Finetune, shuffle: bool, device: str = "cpu"
             ) -> DataLoader:
-    """Batches in page-locked memory for a GPU (copied without blocking). Workers start anew
-    each epoch: their crops draw from the epoch's seed, so a resumed run is the same run
-    (kept workers would go on with their streams; a fork costs milliseconds an epoch)."""
+    """Batches in page-locked memory for a GPU. Workers start anew each epoch: their crops draw
+    from the epoch's seed, so a resumed run is the same run."""
     return DataLoader(dataset, batch_size=finetune.batch_size, shuffle=shuffle,
                       num_workers=finetune.num_workers, pin_memory=device == "cuda")
 
@@ -356,9 +335,7 @@ def _embedding_loaders(loaded: models.LoadedModel, split: Split, finetune: Finet
     loaded.module.eval()
     loaders = []
     for name, items in (("train", split.train), ("val", split.val)):
-        batches = DataLoader(frame_set(items, False), batch_size=finetune.batch_size,
-                             num_workers=finetune.num_workers,
-                             pin_memory=loaded.device == "cuda")
+        batches = _loader(frame_set(items, False), finetune, shuffle=False, device=loaded.device)
         chunks = []
         with torch.inference_mode():
             for pixels, _ in tqdm(batches, desc=f"embeddings {name}", disable=not progress,
@@ -386,25 +363,17 @@ def _evaluate(forward: Callable, module: nn.Module, head: nn.Module,
     return float(np.mean(y == p)), macro_f1(y, p, len(STYLES))
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {name: version(name) for name in ("torch", "torchvision", "transformers", "timm", "peft")}
-
-
 def train_all(runs: Sequence[Run], splits: dict[int, Split], finetune: Finetune, *,
               model_seed: int, execution: Execution | None = None,
               progress: bool = True) -> list[dict]:
-    """Train (or reuse) every planned run, one task each (in turn here, or in parallel in
-    local processes or on Ray with ``execution.gpus_per_task`` GPUs each); the manifests in
-    plan order."""
+    """Train (or reuse) every planned run, one task each (see `execution`), the longest first;
+    the manifests in plan order."""
     execution = execution or Execution()
     on_ray = execution.engine == "ray"
     todo = [(r.choice, r.strategy, r.seed, splits[r.seed], finetune, finetune.checkpoint_dir)
             for r in runs]
     with engine.shared_dir(Path(finetune.checkpoint_dir)) if on_ray else nullcontext() as probe:
         tasks = [(*task, model_seed, progress and execution.engine == "local", probe) for task in todo]
-        # the longest runs first, so that parallel workers finish together
         order = sorted(range(len(tasks)), key=lambda i: _LONGEST_FIRST.index(runs[i].strategy))
         done = engine.run_tasks(_train_task, [tasks[i] for i in order], execution=execution,
                                 desc="fine-tuning", unit="run")

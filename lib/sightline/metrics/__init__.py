@@ -17,26 +17,18 @@ Conventions shared by every function here:
   pixels / (n_in * n_out), ties counted half); ``nss`` is the mean over the mask of the map
   z-scored over all its pixels with the population std (ddof = 0).
 
-``sweep`` is the engine for many maps per image (heads, layers): each upsampled map is
-ranked once, exactly, for all percentiles, all targets of its image and AUC (the same
-ranking's tie-averaged ranks). The 1:1 functions (one mask per map) select each map's
-top-k sets by partitioning, with the mask folded into the key (``_inside_top_k``), and
-``auc`` sorts each map once the same way; coverage, NSS and the pointing game need no
-ranking at all. Both paths give identical set scores and AUC (tested against each other,
-a per-threshold argsort and scikit-learn).
-
-The package: `core` (input checks, the top-k size), `per_map` (the 1:1 scores),
-`ranking` (`sweep`, `upsample`), `soft` (the soft box target, MSE / KL / EMD) and
-`binarised` (the Shared Interest code's scores of binarised maps and its rules).
+``sweep`` ranks each upsampled map once for all percentiles, targets and AUC; the 1:1
+functions give identical set scores and AUC (tested against each other, a per-threshold
+argsort and scikit-learn). Modules: `core`, `per_map`, `ranking`, `soft`, `binarised`.
 """
 
-from .binarised import binarize_percentile, binarize_std, normalize_unit, shared_interest_scores
+from .binarised import binarize_percentile, binarize_std, shared_interest_scores
 from .core import ArrayLike, checked_maps, relative_iou, top_k_size
 from .per_map import auc, coverage, gtc, iou, iou_rel, max_iou, nss, pointing_game, sc, shared_interest
 from .ranking import sweep, upsample
 from .soft import emd, kl, mse, soft_target
 
 __all__ = ["ArrayLike", "auc", "binarize_percentile", "binarize_std", "checked_maps", "coverage",
-           "emd", "gtc", "iou", "iou_rel", "kl", "max_iou", "mse", "normalize_unit", "nss",
+           "emd", "gtc", "iou", "iou_rel", "kl", "max_iou", "mse", "nss",
            "pointing_game", "relative_iou", "sc", "shared_interest", "shared_interest_scores",
            "soft_target", "sweep", "top_k_size", "upsample"]

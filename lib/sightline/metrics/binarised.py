@@ -15,11 +15,8 @@ SET_METRICS = ("iou", "gtc", "sc")
 def shared_interest_scores(
     saliency: ArrayLike, ground_truth: ArrayLike, scores: Sequence[str] = SET_METRICS
 ) -> dict[str, np.ndarray]:
-    """Shared Interest scores of already-binarised ``(B, H, W)`` saliency, as mitvis does it.
-
-    Saliency is taken as ``abs(saliency)``; the ground truth must be binary, and so must the
-    saliency unless only ``"sc"`` is asked for (SC of a continuous map is its mass share).
-    """
+    """Shared Interest scores of binarised ``(B, H, W)`` saliency (taken as ``abs``), as mitvis
+    does it; a continuous map is allowed only for ``"sc"`` (its mass share)."""
     unknown = sorted(set(scores) - set(SET_METRICS))
     if unknown:
         raise ValueError(f"unknown scores {unknown}; choose from {list(SET_METRICS)}")
@@ -31,11 +28,8 @@ def shared_interest_scores(
     if set(scores) - {"sc"} and not np.isin(sal, (0, 1)).all():
         raise ValueError("saliency must be binary for 'iou' and 'gtc'; only 'sc' takes a map")
     inside = (gt * sal).sum(axis=(1, 2))
-    totals = {
-        "iou": np.logical_or(gt, sal).sum(axis=(1, 2)),
-        "gtc": gt.sum(axis=(1, 2)),
-        "sc": sal.sum(axis=(1, 2)),
-    }
+    totals = {"iou": np.logical_or(gt, sal).sum(axis=(1, 2)), "gtc": gt.sum(axis=(1, 2)),
+              "sc": sal.sum(axis=(1, 2))}
     return {name: _ratio(inside, totals[name]) for name in scores}
 
 
@@ -54,10 +48,8 @@ def binarize_std(maps: ArrayLike, num_std: float = 1.0) -> np.ndarray:
     std of that map (ties kept): ``(N, H, W)`` bool. A constant map keeps nothing."""
     x = normalize_unit(maps)
     with np.errstate(invalid="ignore"):
-        threshold = np.mean(x, axis=(1, 2), keepdims=True) + num_std * np.std(
-            x, axis=(1, 2), keepdims=True
-        )
-        return x >= threshold
+        return x >= np.mean(x, axis=(1, 2), keepdims=True) + num_std * np.std(x, axis=(1, 2),
+                                                                                keepdims=True)
 
 
 def binarize_percentile(maps: ArrayLike, percentile: float) -> np.ndarray:

@@ -45,11 +45,8 @@ def _nss(mass_in: np.ndarray, area: np.ndarray, mean: np.ndarray, std: np.ndarra
 
 def _pairs(maps: ArrayLike, masks: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validated ``(N, n)`` float32 maps (no -0.0) and bool masks of one ``(N, H, W)`` shape,
-    and the row-major index of each map's first maximum ``(N,)``.
-
-    One pass over the maps: the argmax of their bits read as uint32 (ordered as the values
-    are, for finite values >= +0.0) finds each maximum, and the maxima check the maps.
-    """
+    and each map's first maximum ``(N,)``: one argmax of the bits as uint32 (ordered as the
+    values, for finite values >= +0.0), whose maxima check the maps."""
     x = _float_maps(maps, "maps", 3)
     m = _masks(masks, "masks")
     _same_shape(x, m, "maps and masks")
@@ -169,24 +166,16 @@ def coverage(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
 
 
 def pointing_game(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
-    """Whether each map's maximum lies inside its mask: ``(N,)`` float, 1.0 hit / 0.0 miss.
-
-    Ties go to the lowest row-major index (the top-1 pixel of the top-k rule). Float, not
-    bool, so an empty mask or an all-zero map can be NaN; the mean over maps is the accuracy.
-    """
+    """Whether each map's maximum (the lowest row-major index among ties) lies inside its
+    mask: ``(N,)`` float, 1.0 hit / 0.0 miss, NaN for an empty mask or an all-zero map."""
     x, m, top = _pairs(maps, masks)
     hit = m[np.arange(len(m)), top]
     return np.where(_blank(x, top) | ~m.any(axis=1), np.nan, hit)
 
 
 def auc(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
-    """Area under the ROC curve of each map's values as a classifier of its mask's pixels.
-
-    The Mann-Whitney U of the inside against the outside pixels / ``(n_in * n_out)``, ties
-    counted half (``sklearn.metrics.roc_auc_score``): ``(N,)``. NaN for an empty or full
-    mask (nothing to tell apart) and an all-zero map. One sort per map, mask in the key,
-    in a buffer that stays in cache.
-    """
+    """ROC AUC of each map's values as a classifier of its mask's pixels (the package's
+    definition, ``sklearn.metrics.roc_auc_score``'s): ``(N,)``. One sort per map, mask in the key."""
     x, m, top = _pairs(maps, masks)
     c, n = x.shape
     keys, low = np.empty(n, np.uint32), np.empty(n, np.uint32)
@@ -214,13 +203,8 @@ def auc(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
 
 
 def nss(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
-    """Normalised scanpath saliency: the mean over the mask of the z-scored map, ``(N,)``.
-
-    Each map is z-scored over all its pixels, ``(x - mean) / std`` with the population std
-    (ddof = 0); NaN for an empty or full mask (its mean z is 0 by construction) and for a
-    constant map (no std), all-zero included. Computed from sums, the z-scored map is never
-    formed: ``(mass inside / area - mean) / std``.
-    """
+    """Normalised scanpath saliency, the mean over the mask of the z-scored map (population
+    std): ``(N,)``, from sums, ``(mass inside / area - mean) / std``, never forming the map."""
     x, m, _ = _pairs(maps, masks)
     n = x.shape[1]
     total, inside, spread = _mass(x, m, spread=True).T

@@ -85,11 +85,8 @@ def _signatures(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def upsample(maps: ArrayLike, resolution: int) -> np.ndarray:
-    """``(..., h, w)`` grid maps -> ``(..., R, R)`` float32, bilinear, ``align_corners=False``.
-
-    ``torch.nn.functional.interpolate`` on a ``(B, 1, h, w)`` batch: each map is computed on
-    its own, so its values do not depend on the batch it came in. Same-size maps pass as is.
-    """
+    """``(..., h, w)`` grid maps -> ``(..., R, R)`` float32, torch's bilinear, ``align_corners=False``,
+    each map on its own (values independent of the batch); same-size maps pass as is."""
     grid = _array(maps, "maps", np.float32)
     if grid.ndim < 2:
         raise ValueError(f"maps must have at least 2 dimensions, got shape {grid.shape}")
@@ -120,49 +117,29 @@ def _mass_weights(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return np.concatenate([inside, np.outer(ay.sum(axis=0), ax.sum(axis=0))[None]])
 
 
-def sweep(
-    maps: ArrayLike,
-    targets: ArrayLike,
-    target_image: ArrayLike,
-    percentiles: Sequence[float],
-    resolution: int,
-    *,
-    chunk_mb: float = 8.0,
-    workers: int | None = None,
-    progress: bool = False,
-) -> dict[str, np.ndarray]:
-    """Score ``(N, K, h, w)`` grid maps against each image's ``(T, R, R)`` target masks.
+def sweep(maps: ArrayLike, targets: ArrayLike, target_image: ArrayLike, percentiles: Sequence[float],
+          resolution: int, *, chunk_mb: float = 8.0, workers: int | None = None,
+          progress: bool = False) -> dict[str, np.ndarray]:
+    """Score ``(N, K, h, w)`` grid maps, upsampled to ``R x R``, against each image's target
+    masks (``target_image[t]``: the image of target t), each map ranked once. Returns ``iou``,
+    ``iou_rel``, ``gtc``, ``sc`` ``(T, K, P)``; ``max_iou`` ``(T, P)``; ``coverage``,
+    ``pointing_game``, ``auc``, ``nss`` ``(T, K)``; ``area`` ``(T,)`` pixels per mask.
 
-    Maps are upsampled to ``R x R`` (``upsample``) and each is ranked once for all
-    percentiles and all targets of its image (``target_image[t]`` is the image of target t).
-    Returns ``iou``, ``iou_rel``, ``gtc``, ``sc`` ``(T, K, P)``; ``max_iou`` ``(T, P)`` (it depends on the
-    mask only); ``coverage``, ``pointing_game``, ``auc``
-    and ``nss`` ``(T, K)``; and ``area`` ``(T,)`` pixels per mask.
-
-    Set scores, pointing and AUC equal the 1:1 functions on the repeated pairs exactly (the
-    same exact ranking of the same float32 values); mass comes from the grid map in float64
-    (upsampling is linear), and so do NSS's mean and spread (``up - mean = Ay (grid - mean)
-    Ax^T``, its squares summed through the Gram matrices of the upsampling weights), so
-    coverage and NSS equal them up to the float32 rounding of the upsampled map (~1e-7); a
-    constant grid map has NSS NaN (its upsampling's rounding noise is not z-scored). Each
-    of ``workers`` threads (default: one per core, at most 2) holds ``chunk_mb`` of upsampled
-    float32 maps at a time (small chunks stay in cache); torch runs single-threaded
-    meanwhile, then its setting is restored.
+    Set scores, pointing and AUC equal the 1:1 functions exactly; mass, NSS's mean and spread
+    come from the grid map in float64 (upsampling is linear), equal up to float32 rounding
+    (~1e-7; a constant grid map has NSS NaN). ``workers`` threads (default: cores, at most 2)
+    each hold ``chunk_mb`` of upsampled maps; torch runs single-threaded meanwhile.
     """
     grid = checked_maps(maps, "maps", 4)
     masks = _masks(targets, "targets")
     owner = _array(target_image, "target_image")
     n_images, n_kinds, h, w = grid.shape
     if masks.shape[1:] != (resolution, resolution):
-        raise ValueError(
-            f"targets must be (T, {resolution}, {resolution}) at resolution={resolution}, "
-            f"got shape {masks.shape}"
-        )
+        raise ValueError(f"targets must be (T, {resolution}, {resolution}) at resolution={resolution}, "
+                         f"got shape {masks.shape}")
     if owner.shape != (len(masks),) or not np.issubdtype(owner.dtype, np.integer):
-        raise ValueError(
-            f"target_image must be ({len(masks)},) integers, one per target; got "
-            f"shape {owner.shape} dtype {owner.dtype}"
-        )
+        raise ValueError(f"target_image must be ({len(masks)},) integers, one per target; got "
+                         f"shape {owner.shape} dtype {owner.dtype}")
     if owner.size and (owner.min() < 0 or owner.max() >= n_images):
         raise ValueError(f"target_image must index the {n_images} images of maps (0..N-1)")
 
@@ -208,9 +185,8 @@ def sweep(
     try:
         with ThreadPoolExecutor(workers) as pool:
             results = pool.map(score_image, images)
-            for owned, counts, mass, top, ranks, spread in tqdm(
-                results, total=len(images), desc="sweep", unit="img", disable=not progress
-            ):
+            for owned, counts, mass, top, ranks, spread in tqdm(results, total=len(images), desc="sweep",
+                                                                unit="img", disable=not progress):
                 inside[owned] = counts
                 mass_in[owned], mass_all[owned] = mass[:-1], mass[-1]
                 hit[owned] = top

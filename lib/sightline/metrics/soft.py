@@ -12,12 +12,9 @@ KL_EPS = 1e-8  # added to both normalised distributions before KL (then renormal
 
 
 def soft_target(boxes_xyxy: ArrayLike, height: int, width: int) -> np.ndarray:
-    """Soft ``(H, W)`` float32 target of pixel boxes ``(n, 4)`` ``x0, y0, x1, y1``.
-
-    Per box an anisotropic Gaussian centred on the box (pixel centres at ``i + 0.5``) with
-    ``sigma = max(box side / 4, 1)`` px per axis, peak-normalised; the pixelwise max over the
-    boxes, renormalised to peak 1. No boxes give an all-zero target.
-    """
+    """Soft ``(H, W)`` float32 target of pixel boxes ``(n, 4)`` ``x0, y0, x1, y1``: the pixelwise
+    max of per-box Gaussians centred on the box (pixel centres at ``i + 0.5``), ``sigma = max(box
+    side / 4, 1)`` px per axis, each and the max peak-normalised; no boxes give all zeros."""
     boxes = _array(boxes_xyxy, "boxes_xyxy", np.float64)
     if boxes.size % 4 or (boxes.ndim == 2 and boxes.shape[1] != 4) or boxes.ndim > 2:
         raise ValueError(f"boxes_xyxy must be (n, 4) x0, y0, x1, y1 pixels, got {boxes.shape}")
@@ -54,10 +51,8 @@ def _distributions(values: np.ndarray, eps: float = 0.0) -> np.ndarray:
 
 
 def mse(maps: ArrayLike, targets: ArrayLike) -> np.ndarray:
-    """Mean squared error of each map, min-max normalised to [0, 1], and its target: ``(N,)``.
-
-    A constant map (including all-zero) has no min-max normalisation and scores NaN.
-    """
+    """Mean squared error of each map, min-max normalised to [0, 1], and its target: ``(N,)``
+    (NaN for a constant map, all-zero included)."""
     x, t = _continuous_pair(maps, targets)
     flat = x.reshape(len(x), -1)
     low = flat.min(axis=1, keepdims=True)
@@ -66,12 +61,9 @@ def mse(maps: ArrayLike, targets: ArrayLike) -> np.ndarray:
 
 
 def kl(maps: ArrayLike, targets: ArrayLike, eps: float = KL_EPS) -> np.ndarray:
-    """KL(target || map) in nats: ``(N,)``, maps first as every metric takes them. Each
-    (``>= 0`` by validation) is normalised to sum 1 first, then ``eps`` is added to every
-    pixel and it is renormalised, so a map and
-    the same map times any positive factor score the same; an all-zero map or target gives
-    NaN. (Adding eps before normalising, as the reference study does, makes a map with a
-    small peak, e.g. a ViT Grad-CAM map at 1e-9, score like a uniform map.)"""
+    """KL(target || map) in nats: ``(N,)``. Each is normalised to sum 1, then ``eps`` is added
+    to every pixel and it is renormalised, so a map's scale does not matter (the reference study
+    adds eps first, scoring a map with a small peak like a uniform one); NaN for no mass."""
     x, t = _continuous_pair(maps, targets)
     p, q = _distributions(t, eps), _distributions(x, eps)
     return (p * (np.log(p) - np.log(q))).sum(axis=1)
@@ -84,13 +76,9 @@ def _emd_grid(values: np.ndarray, grid: int) -> np.ndarray:
 
 
 def emd(maps: ArrayLike, targets: ArrayLike, grid: int = 8) -> np.ndarray:
-    """Exact 2-D Wasserstein-1 distance between each map and its target: ``(N,)``.
-
-    Both are area-averaged onto a ``grid x grid`` grid (mass-preserving; the reference
-    study resized bilinearly), normalised to sum 1 and placed at the cell centres of the
-    unit square; the cost is Euclidean distance, solved exactly with POT's ``ot.emd2``.
-    An all-zero map or target gives NaN.
-    """
+    """Exact 2-D Wasserstein-1 distance between each map and its target: ``(N,)``, both
+    area-averaged onto a ``grid x grid`` grid of the unit square and normalised to sum 1;
+    Euclidean cost, solved by POT's ``ot.emd2``. NaN for an all-zero map or target."""
     import ot  # POT takes ~1.5 s to import; only EMD needs it
 
     x, t = _continuous_pair(maps, targets)

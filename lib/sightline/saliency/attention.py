@@ -7,18 +7,11 @@
 - ``probe``: the pooling head's probe attention over patches (SigLIP family), as layer
   ``num_layers`` since the head sits after the last block;
 - ``mean_received``: per layer, the attention each patch receives, averaged over query rows;
-- ``chefer``: gradient-weighted attention relevance (Chefer, Gur & Wolf, "Generic
-  Attention-model Explainability for Interpreting Bi-Modal and Encoder-Decoder
-  Transformers", ICCV 2021) for a class logit: ``R = I``; per block ``l``,
-  ``Ā_l = mean_heads((∇A_l ⊙ A_l)⁺)`` and ``R ← R + Ā_l R``; the map is the CLS row of ``R``
-  over patch tokens. A model with no CLS token (SigLIP) reads the pooling head's probe
-  instead: ``r = ā_probe R`` with ``ā_probe = mean_heads((∇a ⊙ a)⁺)`` of the probe's attention
-  row ``a``, the probe joining as one more query token after the last block. Per end layer
-  ``l`` (layers ``0..L-1``, like rollout): ``R`` through blocks ``0..l``, always weighted by
-  the gradients of the full model's logit, so layer ``L-1`` is the paper's map and an earlier
-  layer is that propagation stopped early (not the relevance of a model cut at ``l``).
-  Target and head requirement as Grad-CAM's; one backward pass per batch, on the forward
-  pass the other attention methods read.
+- ``chefer``: gradient-weighted attention relevance (Chefer, Gur & Wolf, ICCV 2021) of a class
+  logit: ``R = I``; per block ``R ← R + Ā_l R`` with ``Ā_l = mean_heads((∇A_l ⊙ A_l)⁺)``; the
+  map is the CLS row of ``R`` over patches, or with no CLS token (SigLIP) ``ā_probe R``, the
+  pooling probe joining as one more query after the last block. Layer ``l``: ``R`` through
+  blocks ``0..l`` weighted by the full model's logit gradients (layer ``L-1`` is the paper's).
 """
 
 from __future__ import annotations
@@ -35,7 +28,7 @@ from torch import nn
 from sightline import registry
 from sightline.models import LoadedModel, pooling_heads
 
-from .common import Attentions, MapKey, _checked_classes, _frozen, _require_classifier
+from .common import Attentions, MapKey, _checked_classes, _frozen, _require_classifier, _target_classes
 
 _HEAD_FUSIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mean": lambda a: a.mean(dim=1),
@@ -44,19 +37,11 @@ _HEAD_FUSIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def _attention_maps(
-    model: LoadedModel,
-    pixel_values: torch.Tensor,
-    methods: Sequence[str],
-    classes: Sequence[int] | None = None,
-) -> tuple[dict[MapKey, np.ndarray], torch.Tensor | None]:
-    """One forward pass capturing every layer's attention, then each method reads it; also
-    the pass's class logits (`class_logits`; None for a model with no classifier).
-
-    With a method that reads gradients (``chefer``) the forward pass keeps its graph and one
-    backward pass from the target logits gives every attention's gradient; the other methods
-    read the same attentions.
-    """
+def _attention_maps(model: LoadedModel, pixel_values: torch.Tensor, methods: Sequence[str],
+                    classes: Sequence[int] | None = None
+                    ) -> tuple[dict[MapKey, np.ndarray], torch.Tensor | None]:
+    """One forward pass capturing every layer's attention (with its graph and one backward
+    pass for ``chefer``), read by each method; also the class logits (None: no classifier)."""
     relevance = [m for m in methods if registry.METHODS[m].runs == "attention_gradients"]
     readers = [m for m in methods if m not in relevance]
     if not relevance:
@@ -75,11 +60,8 @@ def _attention_maps(
         output, attentions = model.attentions(pixels)
         attentions = _checked_attentions(model, attentions, pixels.shape[0])
         logits = class_logits(model, output)
-        if classes is not None and not all(0 <= c < logits.shape[-1] for c in classes):
-            raise ValueError(f"target classes {classes} out of range for {logits.shape[-1]} logits")
-        targets = logits.argmax(dim=-1) if classes is None else torch.tensor(classes)
         # images are independent in eval mode: one backward of the sum gives each its gradient
-        score = logits.gather(1, targets.to(logits.device)[:, None]).sum()
+        score = logits.gather(1, _target_classes(logits, classes)[:, None]).sum()
         if model.readout == "probe" and not probe:
             raise RuntimeError(f"model {model.spec.key!r}: the pooling head did not run")
         gradients = torch.autograd.grad(score, [*attentions, *probe])
@@ -104,24 +86,19 @@ def _checked_attentions(model: LoadedModel, attentions: Attentions, batch: int) 
     tokens = model.num_prefix_tokens + model.grid[0] * model.grid[1]
     expected = (batch, model.num_heads, tokens, tokens)
     if not attentions or len(attentions) != model.num_layers:
-        raise RuntimeError(
-            f"model {model.spec.key!r} returned {len(attentions or ())} attention tensors, "
-            f"expected {model.num_layers}: is attention eager / unfused (not SDPA/flash)?"
-        )
+        raise RuntimeError(f"model {model.spec.key!r} returned {len(attentions or ())} attention tensors, "
+                           f"expected {model.num_layers}: is attention eager / unfused (not SDPA/flash)?")
     for layer, attention in enumerate(attentions):
         if tuple(attention.shape) != expected:
-            raise RuntimeError(
-                f"model {model.spec.key!r} layer {layer}: attention shape "
-                f"{tuple(attention.shape)}, expected {expected} "
-                f"({model.num_prefix_tokens} prefix tokens + {model.grid} patches)"
-            )
+            raise RuntimeError(f"model {model.spec.key!r} layer {layer}: attention shape "
+                               f"{tuple(attention.shape)}, expected {expected} "
+                               f"({model.num_prefix_tokens} prefix tokens + {model.grid} patches)")
     return attentions
 
 
 def _on_grid(model: LoadedModel, values: torch.Tensor) -> np.ndarray:
     """``(B, K, N)`` patch values -> float32 ``(B, K, gh, gw)``."""
-    grid = values.reshape(*values.shape[:2], *model.grid)
-    return grid.float().cpu().numpy()
+    return values.reshape(*values.shape[:2], *model.grid).float().cpu().numpy()
 
 
 def _with_head_mean(model: LoadedModel, per_head: torch.Tensor) -> np.ndarray:
@@ -160,16 +137,12 @@ def probe_maps(model: LoadedModel, attentions: Attentions, output: Any
 
 
 def probe_attention(module: nn.Module, last_hidden_state: torch.Tensor) -> torch.Tensor:
-    """Per-head attention ``(B, H, T)`` of a MAP pooling head's learned probe over tokens.
-
-    The head (a module with a ``probe`` parameter and an ``nn.MultiheadAttention``
-    ``attention``) is re-run on its own input with per-head weights returned.
-    """
+    """Per-head attention ``(B, H, T)`` of a MAP pooling head's learned probe over tokens (the
+    head re-run on its own input with per-head weights returned)."""
     head = _pooling_head(module)
     probe = head.probe.expand(last_hidden_state.shape[0], -1, -1)
-    _, weights = head.attention(
-        probe, last_hidden_state, last_hidden_state, need_weights=True, average_attn_weights=False
-    )
+    _, weights = head.attention(probe, last_hidden_state, last_hidden_state, need_weights=True,
+                                average_attn_weights=False)
     return weights[:, :, 0, :]
 
 
@@ -177,21 +150,16 @@ def _pooling_head(module: nn.Module) -> nn.Module:
     """The one MAP pooling head of a module: a ``probe`` and an nn.MultiheadAttention."""
     heads = pooling_heads(module)
     if len(heads) != 1:
-        raise ValueError(
-            f"{type(module).__name__} has {len(heads)} attention-pooling heads (a module with a "
-            "`probe` and an nn.MultiheadAttention `attention`), expected 1"
-        )
+        raise ValueError(f"{type(module).__name__} has {len(heads)} attention-pooling heads (a module with a "
+                         "`probe` and an nn.MultiheadAttention `attention`), expected 1")
     return heads[0]
 
 
 def rollout_matrices(
     attentions: Sequence[torch.Tensor], head_fusion: str = "mean", start_layer: int = 0
 ) -> Iterator[torch.Tensor]:
-    """Cumulative rollout ``(B, T, T)`` through layers ``start_layer..l``, for each ``l`` in turn.
-
-    Per layer: fuse heads (mean / max / min), add the identity, renormalise each row to
-    sum 1; then ``A_l @ ... @ A_start``. One matrix product per layer.
-    """
+    """Cumulative rollout ``(B, T, T)`` through layers ``start_layer..l``, for each ``l``: per
+    layer fuse heads, add the identity, renormalise rows to sum 1; ``A_l @ ... @ A_start``."""
     if head_fusion not in _HEAD_FUSIONS:
         raise ValueError(f"head_fusion must be one of {list(_HEAD_FUSIONS)}, got {head_fusion!r}")
     if not 0 <= start_layer < len(attentions):
@@ -208,16 +176,10 @@ def rollout_matrices(
         yield joint
 
 
-def rollout(
-    attentions: Sequence[torch.Tensor],
-    num_prefix_tokens: int,
-    head_fusion: str = "mean",
-    start_layer: int = 0,
-) -> torch.Tensor:
-    """Attention rollout read at the CLS row (token 0) over patch tokens: ``(B, num_patches)``.
-
-    All ``num_prefix_tokens`` leading tokens (CLS, registers) are skipped as columns.
-    """
+def rollout(attentions: Sequence[torch.Tensor], num_prefix_tokens: int, head_fusion: str = "mean",
+            start_layer: int = 0) -> torch.Tensor:
+    """Attention rollout read at the CLS row (token 0) over patch tokens: ``(B, num_patches)``
+    (all ``num_prefix_tokens`` leading tokens skipped as columns)."""
     if num_prefix_tokens < 1:
         raise ValueError("rollout reads the CLS row (token 0): num_prefix_tokens must be >= 1")
     *_, joint = rollout_matrices(attentions, head_fusion, start_layer)
@@ -227,20 +189,16 @@ def rollout(
 def gradient_weighted(attention: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
     """``mean_heads((∇A ⊙ A)⁺)``: ``(B, H, Q, T)`` attention and its gradient -> ``(B, Q, T)``."""
     if attention.shape != gradient.shape or attention.ndim != 4:
-        raise ValueError(
-            f"attention and gradient must both be (B, heads, Q, T), got "
-            f"{tuple(attention.shape)} and {tuple(gradient.shape)}"
-        )
+        raise ValueError(f"attention and gradient must both be (B, heads, Q, T), got "
+                         f"{tuple(attention.shape)} and {tuple(gradient.shape)}")
     return (gradient.float() * attention.float()).clamp(min=0).mean(dim=1)
 
 
 def chefer_matrices(
     attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor]
 ) -> Iterator[torch.Tensor]:
-    """Relevance ``(B, T, T)`` after blocks ``0..l``, for each ``l`` in turn (Chefer et al. 2021).
-
-    ``R = I``; per block ``R ← R + Ā R`` with ``Ā = mean_heads((∇A ⊙ A)⁺)``.
-    """
+    """Relevance ``(B, T, T)`` after blocks ``0..l``, for each ``l`` (Chefer et al. 2021):
+    ``R = I``; per block ``R ← R + Ā R`` with ``Ā = mean_heads((∇A ⊙ A)⁺)``."""
     if len(attentions) != len(gradients):
         raise ValueError(f"{len(attentions)} attentions but {len(gradients)} gradients")
     relevance = None
@@ -255,27 +213,19 @@ def chefer_matrices(
         yield relevance
 
 
-def chefer_maps(
-    model: LoadedModel,
-    attentions: Attentions,
-    gradients: Sequence[torch.Tensor],
-    probe: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> dict[MapKey, np.ndarray]:
+def chefer_maps(model: LoadedModel, attentions: Attentions, gradients: Sequence[torch.Tensor],
+                probe: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[MapKey, np.ndarray]:
     """``("chefer", l) -> (B, 1, gh, gw)``: the relevance through blocks ``0..l`` read at the CLS
     row, or (``probe`` = the pooling probe's attention ``(B, H, 1, T)`` and its gradient) at
     the probe's gradient-weighted attention row times ``R``; prefix tokens skipped."""
     start = model.num_prefix_tokens
     if probe is None and model.readout != "cls":
-        raise ValueError(
-            f"model {model.spec.key!r} has no CLS token: Chefer relevance reads the pooling "
-            "head's probe, pass its attention and gradient"
-        )
+        raise ValueError(f"model {model.spec.key!r} has no CLS token: Chefer relevance reads the pooling "
+                         "head's probe, pass its attention and gradient")
     readout = gradient_weighted(*probe) if probe is not None else None  # (B, 1, T)
-    maps = {}
-    for layer, relevance in enumerate(chefer_matrices(attentions, gradients)):
-        row = relevance[:, :1] if readout is None else readout @ relevance
-        maps[("chefer", layer)] = _on_grid(model, row[:, :, start:])
-    return maps
+    return {("chefer", layer): _on_grid(model, (relevance[:, :1] if readout is None
+                                                else readout @ relevance)[:, :, start:])
+            for layer, relevance in enumerate(chefer_matrices(attentions, gradients))}
 
 
 def class_logits(model: LoadedModel, output: Any) -> torch.Tensor:
@@ -287,13 +237,9 @@ def class_logits(model: LoadedModel, output: Any) -> torch.Tensor:
 
 @contextmanager
 def _probe_recorder(model: LoadedModel) -> Iterator[list[torch.Tensor]]:
-    """For a probe-readout model, the pooling head's per-head probe attention ``(B, H, 1, T)``
-    as used in the forward pass (so it has a gradient), recorded in the yielded list.
-
-    ``nn.MultiheadAttention`` returns its weights averaged or as a copy, never the tensor its
-    output is computed from, so a hook recomputes the head's attention from its own
-    projections and hands that output on (equal to the module's; tested).
-    """
+    """For a probe-readout model, the pooling head's probe attention ``(B, H, 1, T)`` as the
+    forward pass used it (with a gradient), in the yielded list: ``nn.MultiheadAttention``
+    returns only a copy, so a hook recomputes it from the head's projections (tested equal)."""
     recorded: list[torch.Tensor] = []
     if model.readout != "probe":
         yield recorded
@@ -302,20 +248,15 @@ def _probe_recorder(model: LoadedModel) -> Iterator[list[torch.Tensor]]:
 
     def hook(module: nn.MultiheadAttention, args: tuple, kwargs: dict, output: Any) -> Any:
         if len(args) != 3 or kwargs or recorded:
-            raise RuntimeError(
-                f"{type(model.module).__name__}'s pooling head must call its attention once per "
-                "forward pass with (probe, tokens, tokens) only, for Chefer relevance to "
-                "recompute it"
-            )
+            raise RuntimeError(f"{type(model.module).__name__}'s pooling head must call its attention "
+                               "once per forward pass with (probe, tokens, tokens) only, for Chefer "
+                               "relevance to recompute it")
         out, weights = multihead_attention(module, *args)
         recorded.append(weights)
         return out, output[1]
 
-    handle = attention.register_forward_hook(hook, with_kwargs=True)
-    try:
+    with attention.register_forward_hook(hook, with_kwargs=True):
         yield recorded
-    finally:
-        handle.remove()
 
 
 def multihead_attention(
@@ -325,20 +266,17 @@ def multihead_attention(
     it is computed from (batch-first, packed projections, no masks / bias_k / zero attention)."""
     if not module.batch_first or module.in_proj_weight is None or module.bias_k is not None \
             or module.add_zero_attn:
-        raise ValueError(
-            "Chefer relevance recomputes the pooling head's attention and supports a batch-first "
-            "nn.MultiheadAttention with packed in-projections, no bias_k and no add_zero_attn"
-        )
+        raise ValueError("Chefer relevance recomputes the pooling head's attention and supports a "
+                         "batch-first nn.MultiheadAttention with packed in-projections, no bias_k and "
+                         "no add_zero_attn")
     heads, width = module.num_heads, module.head_dim
     biases = module.in_proj_bias.chunk(3) if module.in_proj_bias is not None else (None,) * 3
 
     def project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         return nn.functional.linear(x, weight, bias).unflatten(-1, (heads, width)).transpose(1, 2)
 
-    q, k, v = (
-        project(x, w, b)
-        for x, w, b in zip((query, key, value), module.in_proj_weight.chunk(3), biases, strict=True)
-    )
+    q, k, v = (project(x, w, b) for x, w, b in zip((query, key, value), module.in_proj_weight.chunk(3),
+                                                       biases, strict=True))
     weights = (q @ k.transpose(-1, -2) / math.sqrt(width)).softmax(dim=-1)
     out = (weights @ v).transpose(1, 2).flatten(2)
     return module.out_proj(out), weights

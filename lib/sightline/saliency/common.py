@@ -17,11 +17,9 @@ Attentions = Sequence[torch.Tensor]
 
 def _require_classifier(model: LoadedModel, method: str) -> None:
     if not model.is_classifier:
-        raise ValueError(
-            f"model {model.spec.key!r} has no classifier head, so {method} has no class logit "
-            "to explain; train a linear probe (sightline.finetune, strategy 'linear_probe') "
-            "and load it with finetune.load_run"
-        )
+        raise ValueError(f"model {model.spec.key!r} has no classifier head, so {method} has no class logit "
+                         "to explain; train a linear probe (sightline.finetune, strategy 'linear_probe') "
+                         "and load it with finetune.load_run")
 
 
 def _checked_classes(classes: Sequence[int] | None, batch: int) -> list[int] | None:
@@ -31,6 +29,16 @@ def _checked_classes(classes: Sequence[int] | None, batch: int) -> list[int] | N
     if len(classes) != batch:
         raise ValueError(f"need one class per image: {len(classes)} for {batch}")
     return [int(c) for c in classes]
+
+
+def _target_classes(logits: torch.Tensor, classes: Sequence[int] | None) -> torch.Tensor:
+    """The class ``(B,)`` each image is explained for: ``classes`` (checked), else the predicted."""
+    classes = _checked_classes(classes, len(logits))
+    if classes is None:
+        return logits.argmax(dim=-1)
+    if not all(0 <= c < logits.shape[-1] for c in classes):
+        raise ValueError(f"target classes {list(classes)} out of range for {logits.shape[-1]} logits")
+    return torch.as_tensor(classes, device=logits.device)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ dispatched on its registry entry's ``runs``."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,42 +17,22 @@ from .common import MapKey, _require_classifier
 from .xrai import XraiSettings
 
 
-def extract(
-    model: LoadedModel,
-    pixel_values: torch.Tensor,
-    methods: Sequence[str] | None = None,
-    *,
-    classes: Sequence[int] | None = None,
-    xrai: XraiSettings | None = None,
-    segments: Sequence[list[np.ndarray]] | None = None,
-    on_image: Callable[[], None] | None = None,
-) -> dict[MapKey, np.ndarray]:
-    """Maps ``(method, layer) -> (B, K, gh, gw)`` for ``methods`` (default: all that apply).
-
-    ``classes`` (one per image) sets the Chefer / Grad-CAM / XRAI target class of a
-    classifier; by default it is the predicted class. ``xrai`` sets XRAI's cost (default
-    `XraiSettings()`); ``segments`` (one `xrai_segments` list per image, default: computed)
-    lets a caller reading the same inputs again skip XRAI's segmentation; ``on_image`` is
-    called as XRAI finishes each image (a progress bar's tick).
-    """
-    return extract_with_logits(model, pixel_values, methods, classes=classes, xrai=xrai,
-                               segments=segments, on_image=on_image)[0]
+def extract(model: LoadedModel, pixel_values: torch.Tensor, methods: Sequence[str] | None = None,
+            **options: Any) -> dict[MapKey, np.ndarray]:
+    """Maps ``(method, layer) -> (B, K, gh, gw)`` for ``methods`` (default: all that apply);
+    ``options`` as `extract_with_logits` takes them."""
+    return extract_with_logits(model, pixel_values, methods, **options)[0]
 
 
-def extract_with_logits(
-    model: LoadedModel,
-    pixel_values: torch.Tensor,
-    methods: Sequence[str] | None = None,
-    *,
-    classes: Sequence[int] | None = None,
-    xrai: XraiSettings | None = None,
-    segments: Sequence[list[np.ndarray]] | None = None,
-    on_image: Callable[[], None] | None = None,
-) -> tuple[dict[MapKey, np.ndarray], torch.Tensor | None]:
-    """`extract`'s maps and a classifier's class logits ``(B, C)`` (a style head's, an
-    ImageNet model's) on the same images, read from the first forward pass a method ran
-    (XRAI alone, which runs hundreds, gets one more); None for a model with no classifier.
-    ``on_image`` is called as XRAI finishes each image (progress of the slow method)."""
+def extract_with_logits(model: LoadedModel, pixel_values: torch.Tensor, methods: Sequence[str] | None = None,
+                        *, classes: Sequence[int] | None = None, xrai: XraiSettings | None = None,
+                        segments: Sequence[list[np.ndarray]] | None = None,
+                        on_image: Callable[[], None] | None = None
+                        ) -> tuple[dict[MapKey, np.ndarray], torch.Tensor | None]:
+    """`extract`'s maps and a classifier's class logits ``(B, C)`` from the first forward pass a
+    method ran (None: no classifier). ``classes``: one target class per image (default: the
+    predicted one); ``xrai``: XRAI's cost; ``segments``: each image's `xrai_segments`, to skip
+    recomputing them; ``on_image``: called as XRAI finishes each image."""
     methods = _check_methods(model, methods)
     pixel_values = _check_input(model, pixel_values)
     class_methods = registry.METHODS.names(explains_class=True)
@@ -88,23 +69,17 @@ def _check_methods(model: LoadedModel, methods: Sequence[str] | None) -> list[st
         methods = [methods]
     wrong = [m for m in methods if m not in allowed]
     if wrong:
-        raise ValueError(
-            f"method(s) {wrong} do not apply to model {model.spec.key!r}; "
-            f"its methods are {list(allowed)} (all methods: {list(registry.METHODS.names())})"
-        )
+        raise ValueError(f"method(s) {wrong} do not apply to model {model.spec.key!r}; "
+                         f"its methods are {list(allowed)} (all methods: {list(registry.METHODS.names())})")
     return list(dict.fromkeys(methods))
 
 
 def _check_input(model: LoadedModel, pixel_values: torch.Tensor) -> torch.Tensor:
     if model.module.training:
-        raise ValueError(
-            f"model {model.spec.key!r} is in training mode (dropout; DINOv3 jitters its RoPE "
-            "positions): call model.module.eval() before extracting maps"
-        )
+        raise ValueError(f"model {model.spec.key!r} is in training mode (dropout; DINOv3 jitters its RoPE "
+                         "positions): call model.module.eval() before extracting maps")
     size = model.spec.geometry.size
     if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (3, size, size):
-        raise ValueError(
-            f"model {model.spec.key!r} takes pixel_values of shape (B, 3, {size}, {size}) "
-            f"(use model.preprocess), got {tuple(pixel_values.shape)}"
-        )
+        raise ValueError(f"model {model.spec.key!r} takes pixel_values of shape (B, 3, {size}, {size}) "
+                         f"(use model.preprocess), got {tuple(pixel_values.shape)}")
     return pixel_values.to(model.device, torch.float32)

@@ -1,9 +1,6 @@
 """``xrai``: XRAI (Kapishnikov et al. 2019) from PAIR's ``saliency`` package on the model's
-input frame, for classifiers, explaining the predicted (or a given) class; integrated
-gradients steps, batch size and the full / fast algorithm are `XraiSettings`. The
-region gains are min-max scaled to [0, 1] (order kept): one ``(B, 1, S, S)`` map, layer 0.
-Its segmentation's dilation runs through OpenCV (`xrai_segments`).
-"""
+input frame, for classifiers, explaining the predicted (or a given) class; the region gains
+min-max scaled to [0, 1]: one ``(B, 1, S, S)`` map, layer 0."""
 
 from __future__ import annotations
 
@@ -34,9 +31,7 @@ class XraiSettings:
     algorithm: Literal["full", "fast"] = "full"
 
 
-def _targets(
-    model: LoadedModel, pixel_values: torch.Tensor, classes: Sequence[int] | None
-) -> list[int]:
+def _targets(model: LoadedModel, pixel_values: torch.Tensor, classes: Sequence[int] | None) -> list[int]:
     """The class each image is explained for: the given ones, else the predicted class."""
     _require_classifier(model, "XRAI")
     classes = _checked_classes(classes, pixel_values.shape[0])
@@ -94,19 +89,12 @@ XRAI_DILATION = 5  # saliency 0.2.1's default dilation radius of the Felzenszwal
 
 
 def xrai_segments(image_hwc: np.ndarray) -> list[np.ndarray]:
-    """XRAI's own segments of an image, the same masks ``saliency`` makes by default.
-
-    ``saliency`` 0.2.1 segments with Felzenszwalb at several scales (its private
-    ``_get_segments_felzenszwalb``) and dilates each mask by a disk of radius 5 with
-    scikit-image; the dilation is about two thirds of that time, so it runs here through
-    OpenCV with the same footprint (binary dilation: identical masks, tested).
-    """
-    masks = pair_xrai._get_segments_felzenszwalb(image_hwc, dilation_rad=0)
+    """XRAI's own segments of an image (``saliency``'s Felzenszwalb masks), dilated through
+    OpenCV with scikit-image's disk footprint (identical masks, tested; the dilation was two
+    thirds of the time)."""
     footprint = disk(XRAI_DILATION).astype(np.uint8)
-    return [
-        cv2.dilate(mask.astype(np.uint8), footprint, borderType=cv2.BORDER_CONSTANT).astype(bool)
-        for mask in masks
-    ]
+    return [cv2.dilate(mask.astype(np.uint8), footprint, borderType=cv2.BORDER_CONSTANT).astype(bool)
+            for mask in pair_xrai._get_segments_felzenszwalb(image_hwc, dilation_rad=0)]
 
 
 def _unit_range(values: np.ndarray) -> np.ndarray:
