@@ -28,6 +28,7 @@ def ray():
 
 def test_execution_defaults_to_local_and_names_bad_values(tmp_path):
     params = yaml.safe_load((ROOT / "params" / "demo.yaml").read_text())
+    assert params.pop("execution") == {"engine": "processes", "workers": 2}  # the demo's
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(params))
     assert config.load_params(path).execution == Execution(engine="local", address=None)
