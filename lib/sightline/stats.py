@@ -208,8 +208,7 @@ def anova_tukey(df: pd.DataFrame, value: str, group: str) -> tuple[pd.DataFrame,
 def ttest_ind(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *,
               equal_var: bool = False) -> dict[str, float | str]:
     """Two independent samples, ``a - b``: Welch's t-test by default (``equal_var=True``:
-    Student's), and Cohen's ``d`` on the pooled sd, signed like t
-    (``pingouin.compute_effsize``)."""
+    Student's), and Cohen's ``d`` on the pooled sd, signed like t (``pingouin.compute_effsize``)."""
     x, y = _vector(a, "a"), _vector(b, "b")
     x, y = x[~np.isnan(x)], y[~np.isnan(y)]
     result = sps.ttest_ind(x, y, equal_var=equal_var)
@@ -263,11 +262,10 @@ MIN_SIDE = 10  # images each side of a right / wrong split needs before it is te
 
 def split_comparison(right: Sequence[float] | np.ndarray, wrong: Sequence[float] | np.ndarray,
                      *, min_n: int = MIN_SIDE) -> dict:
-    """The scores of the images a classifier got right against those it got wrong (two
-    independent sets of images, ``right - wrong``): each side's n and mean, their difference
-    and the two-sided Mann-Whitney U p (``scipy.stats.mannwhitneyu``). NaNs are dropped. A
-    side with fewer than ``min_n`` images is reported (its mean) but not tested: p is NaN
-    and ``note`` says why."""
+    """The scores of the images a classifier got right against those it got wrong (two independent
+    sets of images, ``right - wrong``): each side's n and mean, their difference and the two-sided
+    Mann-Whitney U p (``scipy.stats.mannwhitneyu``). NaNs are dropped. A side with fewer than
+    ``min_n`` images is reported (its mean) but not tested: p is NaN and ``note`` says why."""
     a, b = (_vector(v, name) for v, name in ((right, "right"), (wrong, "wrong")))
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
     mean_a, mean_b = (float(v.mean()) if v.size else np.nan for v in (a, b))
