@@ -1,29 +1,16 @@
 """Q3, per-head specialisation: which attention heads align with expert boxes, and with which
-feature types, and is that more than chance? The analyses the Q3 notebook shows, its tables
-(``head_concentration.csv``, ``best_head_per_feature.csv``, ``heads.parquet``), the sentences
-its prose needs and its figures.
+feature types, and is that more than chance? Q3's tables, sentences and figures, read from the
+tidy scores table. A *region* is an image's union (``target == "union"``) or one of its boxes;
+``head == -1`` rows (a layer's head mean) take no part in rankings or tests; NaN scores are
+dropped. Two seeded permutation tests, p = (1 + #{null >= obs}) / (n + 1):
 
-Everything reads the tidy scores table (one row per image x map x metric x threshold; see
-``COLUMNS``). A *region* is one scored target of an image: its union mask (``target ==
-"union"``, ``feature == "union"``) or one of its boxes (``target == "box<i>"``). Rows with
-``head == -1`` (the mean over a layer's heads) never take part in head rankings or tests;
-``heads_table`` keeps them as a reference line. NaN scores (e.g. a box cropped away) are
-dropped, never propagated. ``variant`` is a grouping column everywhere, like model and method.
-
-The two permutation tests (seeded, vectorised over permutations, p = (1 + #{null >= obs}) /
-(n + 1)):
-
-- ``concentration_test``: null = heads exchangeable within each image (each image's scores
-  are shuffled across its (layer, head) pairs). Statistic: best head mean - median head mean,
-  a difference rather than the best/median ratio so that a zero median cannot blow it up.
-- ``specialisation_test``: null = feature labels exchangeable across boxes (each box keeps
-  its whole vector of head scores). For feature f and head h the *lift* is
-  ``L[f, h] = mean of h over f's boxes - mean of h over all boxes``; the statistic is
-  ``max_h L[f, h] - mean_h L[f, h]``. Subtracting the head's own mean over all boxes means a
-  head that is good at everything (a generalist) gains nothing on any one feature, and cannot
-  hide a weaker specialist by winning every max; subtracting the mean lift over heads means a
-  feature type that is easy for every head (e.g. large boxes) is no specialist's doing.
-  Holm's correction runs over the tested feature types of one model / variant / method.
+- ``concentration_test``: heads exchangeable within each image; statistic: best head mean -
+  median head mean (a difference, so that a zero median cannot blow it up).
+- ``specialisation_test``: feature labels exchangeable across boxes (each box keeps its head
+  scores). The *lift* ``L[f, h]`` = mean of head h over f's boxes - its mean over all boxes
+  (a generalist gains nothing on any one feature); the statistic ``max_h L[f, h] - mean_h
+  L[f, h]`` (a type easy for every head is no specialist's doing). Holm over the tested
+  feature types of one model / variant / method.
 """
 
 from __future__ import annotations
@@ -34,12 +21,12 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import pingouin
 import seaborn as sns
 
 from .. import cache, data, formatting, plots, selection
 from ..registry import METHODS
 from ..scoring import COLUMNS
+from ..stats import holm
 
 GROUP = ["model", "variant", "method"]
 HEAD = ["layer", "head"]
@@ -48,9 +35,8 @@ _CHUNK = 4_000_000  # array elements per batch of permutations
 _TIE = 1e-12  # null statistics this close to the observed one count as ">="
 
 
-def select(
-    scores: pd.DataFrame, *, metric: str, threshold: float | None = None, method: str | None = None
-) -> pd.DataFrame:
+def select(scores: pd.DataFrame, *, metric: str, threshold: float | None = None,
+           method: str | None = None) -> pd.DataFrame:
     """Rows of one metric; ``threshold=None`` picks threshold-free rows, ``method=None`` all.
     An empty table (a profile without per-head maps) gives no rows; a table without the
     metric is an error that lists what it has."""
@@ -148,14 +134,6 @@ def best_head_per_feature(matrix: pd.DataFrame) -> pd.DataFrame:
     return out.assign(advantage=out["best_mean"] - out["median_mean"])
 
 
-def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
-    """Mean over ``axis`` ignoring NaN; NaN (no warning) where nothing is left."""
-    valid = ~np.isnan(x)
-    n = valid.sum(axis)
-    return np.divide(np.where(valid, x, 0.0).sum(axis), n, out=np.full(n.shape, np.nan),
-                     where=n > 0)
-
-
 def min_permutations(n_tests: int, alpha: float) -> int:
     """The fewest permutations with which the strongest of ``n_tests`` effects can pass Holm
     at ``alpha``: the smallest n with n_tests / (n + 1) < alpha."""
@@ -185,7 +163,7 @@ def _concentration_null(x: np.ndarray, n_permutations: int,
     scores shuffled across heads."""
 
     def statistic(batch: np.ndarray) -> np.ndarray:  # (P, images, heads) -> (P,)
-        means = _nanmean(batch, axis=1)
+        means = selection._nanmean(batch, axis=1)
         return np.nanmax(means, axis=1) - np.nanmedian(means, axis=1)
 
     def shuffled(n: int) -> np.ndarray:
@@ -209,13 +187,11 @@ def concentration_test(scores: pd.DataFrame, *, metric: str = "iou",
         wide = _wide(group, REGION)
         x = wide.to_numpy(float)
         observed, null = _concentration_null(x, n_permutations, rng)
-        layer, head = wide.columns[np.nanargmax(_nanmean(x, axis=0))]
+        layer, head = wide.columns[np.nanargmax(selection._nanmean(x, axis=0))]
         out.append((*key, layer, head, observed, null.mean(), *x.shape, _p_value(observed, null)))
     table = pd.DataFrame(
         out, columns=GROUP + HEAD + ["statistic", "null_mean", "n_images", "n_heads", "p_value"])
-    table["p_holm"] = (pingouin.multicomp(table["p_value"].to_numpy(), method="holm")[1]
-                       if len(table) else [])
-    return table
+    return table.assign(p_holm=holm(table["p_value"]))
 
 
 def _specialisation_null(x: np.ndarray, codes: np.ndarray, n_features: int, n_permutations: int,
@@ -225,7 +201,7 @@ def _specialisation_null(x: np.ndarray, codes: np.ndarray, n_features: int, n_pe
     features) with the codes shuffled across boxes."""
     valid = (~np.isnan(x)).astype(float)
     filled = np.nan_to_num(x)
-    head_mean = _nanmean(x, axis=0)
+    head_mean = selection._nanmean(x, axis=0)
 
     def lift(labels: np.ndarray) -> np.ndarray:  # (P, boxes) -> (P, features, heads)
         member = (labels[:, None, :] == np.arange(n_features)[None, :, None]).astype(float)
@@ -265,7 +241,7 @@ def specialisation_test(scores: pd.DataFrame, *, metric: str = "iou",
         lifts, observed, null = _specialisation_null(wide.to_numpy(float), codes, len(tested),
                                                      n_permutations, rng)
         p = _p_value(observed, null)
-        p_holm = pingouin.multicomp(p, method="holm")[1]
+        p_holm = holm(p)
         for i, best in enumerate(np.nanargmax(lifts, axis=1)):
             out.append((*key, tested[i], *wide.columns[best], lifts[i, best], observed[i],
                         null[:, i].mean(), counts[tested[i]], p[i], p_holm[i]))
