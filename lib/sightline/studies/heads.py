@@ -35,28 +35,24 @@ _CHUNK = 4_000_000  # array elements per batch of permutations
 _TIE = 1e-12  # null statistics this close to the observed one count as ">="
 
 
-def select(scores: pd.DataFrame, *, metric: str, threshold: float | None = None,
-           method: str | None = None) -> pd.DataFrame:
-    """Rows of one metric; ``threshold=None`` picks threshold-free rows, ``method=None`` all.
-    An empty table (a profile without per-head maps) gives no rows; a table without the
-    metric is an error that lists what it has."""
+def select(scores: pd.DataFrame, *, metric: str, threshold: float | None = None) -> pd.DataFrame:
+    """Rows of one metric; ``threshold=None`` picks threshold-free rows. An empty table (a profile
+    without per-head maps) gives no rows; a table without the metric is an error that lists what
+    it has."""
     needed = [c for c in COLUMNS if c != "correct"]  # heads need no prediction
     missing = [c for c in needed if c not in scores.columns]
     if missing:
         raise ValueError(f"scores table lacks columns {missing}; expected {needed}")
-    keep = scores["metric"] == metric
-    keep &= (scores["threshold"].isna() if threshold is None
-             else np.isclose(scores["threshold"].astype(float), threshold))
-    if method is not None:
-        keep &= scores["method"] == method
-    rows = scores[keep]
+    rows = scores[(scores["metric"] == metric)
+                  & (scores["threshold"].isna() if threshold is None
+                     else np.isclose(scores["threshold"].astype(float), threshold))]
     if rows.empty and len(scores):
         have = (scores[["metric", "threshold", "method"]].drop_duplicates()
                 .sort_values(["metric", "threshold", "method"]).itertuples(index=False, name=None))
         raise ValueError(
-            f"no scores for metric={metric!r}, threshold={threshold}, method={method!r}; available"
-            f" (metric, threshold, method): {list(have)} (threshold-free metrics such as coverage"
-            " need threshold=None)")
+            f"no scores for metric={metric!r}, threshold={threshold}; available (metric, "
+            f"threshold, method): {list(have)} (threshold-free metrics such as coverage need "
+            "threshold=None)")
     duplicated = rows.duplicated(GROUP + REGION + HEAD)
     if duplicated.any():
         first = rows[duplicated].iloc[0].to_dict()
@@ -91,11 +87,11 @@ def _head_stats(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return out.sort_values(by + ["rank"] + HEAD, ignore_index=True)
 
 
-def head_ranking(scores: pd.DataFrame, *, metric: str = "iou", threshold: float | None = 90,
-                 target: str = "union", method: str | None = None) -> pd.DataFrame:
-    """Rank every head of each model / variant / method by its score on ``target`` regions."""
-    rows = select(scores, metric=metric, threshold=threshold, method=method)
-    return _head_stats(rows[rows["target"] == target], GROUP)
+def head_ranking(scores: pd.DataFrame, *, metric: str = "iou",
+                 threshold: float | None = 90) -> pd.DataFrame:
+    """Rank every head of each model / variant / method by its score on the union."""
+    rows = select(scores, metric=metric, threshold=threshold)
+    return _head_stats(rows[rows["target"] == "union"], GROUP)
 
 
 def concentration(ranking: pd.DataFrame) -> pd.DataFrame:
@@ -115,11 +111,10 @@ def concentration(ranking: pd.DataFrame) -> pd.DataFrame:
 
 
 def head_feature_matrix(scores: pd.DataFrame, *, metric: str = "iou",
-                        threshold: float | None = 90, min_boxes: int = 3,
-                        method: str | None = None) -> pd.DataFrame:
+                        threshold: float | None = 90, min_boxes: int = 3) -> pd.DataFrame:
     """Per head and feature type: mean score over that type's boxes (types with at least
     ``min_boxes`` scored boxes), ``n_boxes``, and the per-box rank statistics."""
-    rows = _regions(select(scores, metric=metric, threshold=threshold, method=method), min_boxes)
+    rows = _regions(select(scores, metric=metric, threshold=threshold), min_boxes)
     boxes = rows[rows["target"] != "union"]
     return _head_stats(boxes, GROUP + ["feature"]).rename(columns={"n": "n_boxes"})
 
@@ -172,15 +167,13 @@ def _concentration_null(x: np.ndarray, n_permutations: int,
     return statistic(x[None])[0], _null(statistic, shuffled, n_permutations, x.size)
 
 
-def concentration_test(scores: pd.DataFrame, *, metric: str = "iou",
-                       threshold: float | None = 90, target: str = "union",
-                       method: str | None = None, n_permutations: int = 1000,
-                       seed: int = 0) -> pd.DataFrame:
+def concentration_test(scores: pd.DataFrame, *, metric: str = "iou", threshold: float | None = 90,
+                       n_permutations: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Is the best head better than chance? Statistic: best - median head mean; null: head
     labels shuffled independently within each image. One row per model / variant / method;
     ``p_holm`` adjusts over all of them (the smallest possible is rows / (n_permutations + 1))."""
-    rows = select(scores, metric=metric, threshold=threshold, method=method)
-    rows = rows[(rows["target"] == target) & (rows["head"] >= 0)]
+    rows = select(scores, metric=metric, threshold=threshold)
+    rows = rows[(rows["target"] == "union") & (rows["head"] >= 0)]
     rng = np.random.default_rng(seed)
     out = []
     for key, group in rows.groupby(GROUP, sort=True):
@@ -222,12 +215,11 @@ def _specialisation_null(x: np.ndarray, codes: np.ndarray, n_features: int, n_pe
 
 def specialisation_test(scores: pd.DataFrame, *, metric: str = "iou",
                         threshold: float | None = 90, min_boxes: int = 3,
-                        method: str | None = None, n_permutations: int = 1000,
-                        seed: int = 0) -> pd.DataFrame:
+                        n_permutations: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Does one head stand out on one feature type more than on random box sets of the same
     size? Per feature: the specialist head (largest lift, see the module docstring), its lift,
     the statistic max - mean lift over heads, null mean, p-value and Holm-adjusted p-value."""
-    rows = select(scores, metric=metric, threshold=threshold, method=method)
+    rows = select(scores, metric=metric, threshold=threshold)
     rows = rows[(rows["target"] != "union") & (rows["head"] >= 0)]
     rng = np.random.default_rng(seed)
     out = []
@@ -250,12 +242,12 @@ def specialisation_test(scores: pd.DataFrame, *, metric: str = "iou",
 
 
 def heads_table(scores: pd.DataFrame, *, metric: str = "iou", threshold: float | None = 90,
-                min_boxes: int = 3, method: str | None = None) -> pd.DataFrame:
+                min_boxes: int = 3) -> pd.DataFrame:
     """The tidy Q3 table for one metric: per model / variant / method / head and feature
     ("union" or a feature type with >= ``min_boxes`` boxes), the mean score as ``value``, n
     regions and rank statistics; ``head == -1`` rows (mean over a layer's heads) come along as
     a reference line with NaN ranks."""
-    rows = _regions(select(scores, metric=metric, threshold=threshold, method=method), min_boxes)
+    rows = _regions(select(scores, metric=metric, threshold=threshold), min_boxes)
     by = GROUP + ["feature"]
     reference = (rows[rows["head"] < 0].dropna(subset=["value"]).groupby(by + HEAD)["value"]
                  .agg(mean="mean", median="median", n="size").reset_index())
