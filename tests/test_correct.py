@@ -148,7 +148,7 @@ def test_the_extraction_records_the_heads_prediction_of_its_own_forward_pass(
 
 
 def test_photo_prediction_is_right_when_a_box_class_is_in_the_top_five():
-    region = ph.Region("cat", "animal", (281, 285), (0, 0, 1, 1), np.ones((2, 2), bool))
+    region = ph.Region("cat", (281, 285), (0, 0, 1, 1), np.ones((2, 2), bool))
     photo = ph.Photo("p.jpg", Path("p.jpg"), 2, 2, (region,))
     probs = np.zeros(1000)
     probs[[1, 2, 3, 4, 285]] = [0.5, 0.4, 0.3, 0.2, 0.1]

@@ -17,7 +17,7 @@ from sightline.studies.photo_album import Photo, PhotoReport, Region
 
 def _photo(file: str, *regions: tuple[str, tuple[int, ...], np.ndarray]) -> Photo:
     """A 4 x 4 photo with (category, ImageNet ids, mask) regions."""
-    return Photo(file, Path(file), 4, 4, tuple(Region(c, "", ids, (0, 0, 1, 1), m)
+    return Photo(file, Path(file), 4, 4, tuple(Region(c, ids, (0, 0, 1, 1), m)
                                               for c, ids, m in regions))
 
 

@@ -1,18 +1,11 @@
 """Q2: how far fine-tuning moved each map's alignment, paired on the annotated images.
 
-Read from the one metrics table (`scoring`): the frozen model's rows against the rows
-of its fine-tuned variants (``<strategy>.s<seed>``, see `finetune.variant_name`), same
-image, method, layer, target and threshold. Each image's Δ is its fine-tuned value
-(mean over seeds) minus its frozen value; `stats.paired_shift` gives the tests, the
-two-level bootstrap CI (images and seeds) and Cohen's d_z.
-
-Verdict rule, per row, against the metric's smallest effect size of interest (the margin,
-``stats.sesoi`` in the params; `stats.verdicts`): **enhanced** when the Holm-adjusted
-Wilcoxon p is below alpha *and* |Δ| reaches the margin, Δ pointing the better way (up
-for IoU / coverage, down for the distances MSE / KL / EMD); **degraded** likewise the
-worse way; **equivalent** when two one-sided t-tests (TOST) put Δ inside ±margin (the
-90 % t-interval lies inside it); **inconclusive** otherwise. A linear probe leaves
-attention maps bit-identical: Δ = 0 on every image, equivalent by construction.
+The frozen model's rows of the metrics table against its fine-tuned variants'
+(``<strategy>.s<seed>``), same image, method, layer, target and threshold: each image's Δ is
+its fine-tuned value (mean over seeds) minus its frozen value, tested by `stats.paired_shift`
+and read against the metric's margin (``stats.sesoi``) by `stats.verdicts`, in the direction
+the metric's registry entry calls better. A linear probe leaves attention maps bit-identical:
+Δ = 0 on every image, equivalent by construction.
 """
 
 from __future__ import annotations
@@ -32,9 +25,8 @@ COLUMNS = ["model", "strategy", "method", "layer", "metric", "threshold", "n", "
 FROZEN = "frozen"
 
 
-def _paired_frames(
-    scores: pd.DataFrame, keys: Sequence[str]
-) -> dict[tuple, tuple[pd.Series, pd.DataFrame]]:
+def _paired_frames(scores: pd.DataFrame, keys: Sequence[str]
+                   ) -> dict[tuple, tuple[pd.Series, pd.DataFrame]]:
     """``{(model, strategy, *keys): (frozen per image, fine-tuned image x seed table)}``."""
     rows = scores[scores["variant"].astype(str) != "baseline"]
     variant = rows["variant"].astype(str)
@@ -59,34 +51,27 @@ def _paired_frames(
     return out
 
 
-def deltas(
-    scores: pd.DataFrame,
-    *,
-    headline_percentile: float,
-    sesoi: Mapping[str, float],
-    alpha: float = 0.05,
-    n_boot: int = 2000,
-    seed: int = 0,
-    metrics: Sequence[str] = METRICS,
-) -> pd.DataFrame:
-    """The shift table (``q2_deltas.csv``): one row per model x strategy x method x layer x
-    metric x threshold, on each image's union of boxes (head mean).
+def _union(scores: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """Head-mean rows of ``metrics`` against each image's union; threshold-free rows at -1."""
+    union = scores[(scores["target"].astype(str) == "union") & (scores["head"] == -1)
+                   & scores["metric"].astype(str).isin(metrics)]
+    return union.assign(threshold=union["threshold"].fillna(-1.0))
 
-    ``p_holm`` adjusts the Wilcoxon p over the family model x strategy x metric that
-    shares a method, a layer and a threshold (threshold-free metrics join the headline
-    percentile's family). ``sesoi`` maps each metric to its margin (``stats.sesoi``).
-    """
+
+def deltas(scores: pd.DataFrame, *, headline_percentile: float, sesoi: Mapping[str, float],
+           alpha: float = 0.05, n_boot: int = 2000, seed: int = 0,
+           metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """The shift table (``q2_deltas.csv``): one row per model x strategy x method x layer x
+    metric x threshold, on each image's union of boxes (head mean). ``p_holm`` adjusts the
+    Wilcoxon p over the family model x strategy x metric that shares a method, a layer and a
+    threshold (threshold-free metrics join the headline percentile's family)."""
     missing = sorted(set(metrics) - set(sesoi))
     if missing:
         raise KeyError(f"no smallest effect size of interest for {missing}: set them under "
                        "stats.sesoi in the params file")
-    union = scores[(scores["target"].astype(str) == "union") & (scores["head"] == -1)
-                   & scores["metric"].astype(str).isin(metrics)]
-    union = union.assign(threshold=union["threshold"].fillna(-1.0))
     rows = []
     for (model, strategy, method, layer, metric, threshold), (before, after) in _paired_frames(
-        union, ["method", "layer", "metric", "threshold"]
-    ).items():
+            _union(scores, metrics), ["method", "layer", "metric", "threshold"]).items():
         result = stats.paired_shift(before.to_numpy(), after.to_numpy(), n_boot=n_boot, seed=seed,
                                     margin=sesoi[metric], alpha=alpha)
         rows.append({
@@ -96,8 +81,7 @@ def deltas(
             "mean_finetuned": result["mean_a"], "delta": result["mean_diff"],
             "ci_low": result["ci_low"], "ci_high": result["ci_high"],
             "p_wilcoxon": result["p_wilcoxon"], "p_ttest": result["p_t"],
-            "margin": sesoi[metric], "p_tost": result["p_tost"], "d_z": result["d_z"],
-        })
+            "margin": sesoi[metric], "p_tost": result["p_tost"], "d_z": result["d_z"]})
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("p_holm", "verdict")])
     family = table["threshold"].fillna(headline_percentile)
     table["p_holm"] = np.nan
@@ -124,15 +108,13 @@ def target_deltas(scores: pd.DataFrame, *, metric: str, threshold: float | None,
                          + "/" + boxes["feature"].astype(str))
     frames = []
     for (model, strategy, method, layer), (before, after) in _paired_frames(
-        boxes.drop(columns=["image_id"]).rename(columns={"box": "image_id"}),
-        ["method", "layer"],
-    ).items():
+            boxes.drop(columns=["image_id"]).rename(columns={"box": "image_id"}),
+            ["method", "layer"]).items():
         parts = before.index.str.split("/", n=2)
         frames.append(pd.DataFrame({
             "model": model, "strategy": strategy, "method": method, "layer": layer,
             "image_id": parts.str[0], "feature": parts.str[2],
-            "delta": after.mean(axis=1).to_numpy() - before.to_numpy(),
-        }))
+            "delta": after.mean(axis=1).to_numpy() - before.to_numpy()}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -140,17 +122,12 @@ def deltas_by_correct(scores: pd.DataFrame, *, headline_percentile: float,
                       metrics: Sequence[str] = METRICS, min_n: int = stats.MIN_SIDE
                       ) -> pd.DataFrame:
     """The shift split by the fine-tuned head's style prediction (``q2_deltas_by_correct``):
-    per model x strategy x method x layer x metric (union, head mean; thresholded metrics at
-    the headline percentile), the mean Δ on the images the fine-tuned model classifies right
-    in every seed and on those it gets wrong in every seed, and the Mann-Whitney U test
-    between the two (`stats.split_comparison`: a side with fewer than ``min_n`` images is not
-    tested). Images the seeds disagree on (``n_mixed``) or without a prediction are on
-    neither side. Linear probes are left out: their Δ is 0 by construction."""
-    union = scores[(scores["target"].astype(str) == "union") & (scores["head"] == -1)
-                   & scores["metric"].astype(str).isin(metrics)
-                   & (scores["threshold"].isna()
-                      | np.isclose(scores["threshold"], headline_percentile))]
-    union = union.assign(threshold=union["threshold"].fillna(-1.0))
+    per model x strategy x method x layer x metric (union, head mean, the headline
+    percentile), the mean Δ on the images every seed classifies right and on those every seed
+    gets wrong, and `stats.split_comparison` between the two. Images the seeds disagree on
+    (``n_mixed``) or without a prediction are on neither side; linear probes are left out."""
+    union = _union(scores, metrics)
+    union = union[(union["threshold"] < 0) | np.isclose(union["threshold"], headline_percentile)]
     tuned = union[~union["variant"].astype(str).isin([FROZEN, "baseline"])]
     marks = tuned[["model", "variant", "image_id", "correct"]].drop_duplicates().astype(
         {"model": str, "variant": str, "image_id": str})
@@ -160,8 +137,7 @@ def deltas_by_correct(scores: pd.DataFrame, *, headline_percentile: float,
     agreed = agreed.where(agreed.notna(), None)  # True, False, "mixed" or None
     rows = []
     for (model, strategy, method, layer, metric, threshold), (before, after) in _paired_frames(
-        union, ["method", "layer", "metric", "threshold"]
-    ).items():
+            union, ["method", "layer", "metric", "threshold"]).items():
         if strategy == "linear_probe":
             continue
         delta = after.mean(axis=1) - before
@@ -171,11 +147,9 @@ def deltas_by_correct(scores: pd.DataFrame, *, headline_percentile: float,
             "model": model, "strategy": strategy, "method": method, "layer": int(layer),
             "metric": metric, "threshold": np.nan if threshold < 0 else float(threshold),
             "n_mixed": int(side.eq("mixed").sum()),
-            **stats.split_comparison(delta[side.eq(True)], delta[side.eq(False)], min_n=min_n),
-        })
+            **stats.split_comparison(delta[side.eq(True)], delta[side.eq(False)], min_n=min_n)})
     columns = ["model", "strategy", "method", "layer", "metric", "threshold", "n_mixed",
                "n_right", "n_wrong", "mean_right", "mean_wrong", "diff", "p_mwu", "note"]
     table = pd.DataFrame(rows, columns=columns).rename(
         columns={"mean_right": "delta_right", "mean_wrong": "delta_wrong"})
-    return table.sort_values(
-        ["model", "strategy", "method", "layer", "metric"], ignore_index=True)
+    return table.sort_values(["model", "strategy", "method", "layer", "metric"], ignore_index=True)

@@ -1,45 +1,19 @@
 """The model-parameter randomisation test (Adebayo et al., *Sanity Checks for Saliency
 Maps*, NeurIPS 2018): does a map change when the model's weights are scrambled?
 
-The network is cut into *units*, listed in cascade order from the top:
-
-1. ``head``: the classifier head (``LoadedModel.head``, a probe's or fine-tuned head, or a
-   classifier's own) and every other parameter that runs after the first block starts and
-   lies in no block (final norm, pooler, SigLIP's pooling head);
-2. ``b{L-1}``, ..., ``b0``: the blocks, last first: the transformer layers (the modules
-   carrying the pre-attention LayerNorm Grad-CAM reads, one per attention tensor), a
-   CNN's stages (Grad-CAM's stage list), or a timm classifier's blocks (the children of
-   the container holding its Grad-CAM layer: ``blocks`` / Swin's ``layers``; for
-   EfficientNet those are its stages, each a run of inverted-residual blocks at one width
-   and stride: EfficientNet-Lite0 has 7, and ``conv_head`` + ``bn2`` + ``classifier`` form
-   its head, ``conv_stem`` + ``bn1`` its stem);
-3. ``stem``: every parameter whose module starts its forward before the first block
-   (patch and position embeddings, CLS token, a CNN's stem).
-
-Head or stem is read off one forward pass (module forward pre-hooks); units without
-parameters are dropped. *Cascade* depth ``d`` re-initialises the first ``d`` units (the
-last depth: the whole network); *independent* re-initialises one unit, the others
-original (its depth is the unit's position in the cascade order, 1 = head).
-
-Re-initialisation: each module's own ``reset_parameters()`` where it has one (PyTorch's
-defaults: Kaiming-uniform Linear / Conv weights, ones / zeros for norms, BatchNorm running
-statistics reset), else a truncated normal with std 0.02 (timm's and transformers' ViT
-init) for each of its own parameters. Unit ``k`` is drawn under
-``torch.manual_seed(unit_seed(seed, k))``, so a unit gets the same random weights in both
-modes and at every depth.
-
-After each step every method is extracted again (`saliency.extract`) for the class the
-original model predicted (class-specific targets held fixed, as Quantus does; XRAI's
-segments, which depend on the input alone, computed once per image), into its own map
-store (variant ``<variant>.cascade.d<d>`` / ``<variant>.independent.<unit>``, the seed
-and, with XRAI, its steps and ranking in the store key), so a rebuild recomputes nothing.
-Each map (head mean) is compared with the original's at ``resolution``² after the scoring
-path's bilinear upsampling (`metrics.upsample`): Spearman's rank correlation of the maps
-and of their absolute values (the same numbers for non-negative maps), and SSIM
-(scikit-image's definition: 7 × 7 uniform window, sample covariance, K1 = 0.01,
-K2 = 0.03) on maps min-max scaled to [0, 1] per map (a constant map becomes all zero),
-data range 1; all three batched in float64 on the model's device (on a GPU the host keeps
-only reading the stores and upsampling).
+*Units*, in cascade order: ``head`` (the classifier head and every parameter that runs after
+the first block starts and lies in no block), the blocks last first (``b{L-1}`` ... ``b0``:
+transformer layers, a CNN's Grad-CAM stages, or the children of a timm classifier's Grad-CAM
+container), then ``stem`` (what starts before the first block); head or stem is read off one
+forward pass. *Cascade* depth ``d`` re-initialises the first ``d`` units; *independent* one
+unit. Re-initialisation: a module's own ``reset_parameters()``, else a truncated normal with
+std 0.02; unit ``k`` draws under ``torch.manual_seed(unit_seed(seed, k))`` in both modes.
+After each step every method is extracted again for the original model's predicted class
+(XRAI's segments computed once per image) into its own map store, and each head-mean map is
+compared with the original's at ``resolution``² after bilinear upsampling: Spearman's rank
+correlation of the maps and of their absolute values, and SSIM (scikit-image's definition:
+7 × 7 uniform window, sample covariance, K1 = 0.01, K2 = 0.03) on maps min-max scaled to
+[0, 1] per map, data range 1; batched in float64 on the model's device.
 """
 
 from __future__ import annotations
@@ -76,12 +50,9 @@ class SanityError(ValueError):
 
 
 # --- units and re-initialisation ---------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Unit:
-    """One randomised unit: its name and the modules (paths under `holder`) whose own
-    parameters it holds."""
+    """One randomised unit: its name and the modules (paths under `holder`) it re-initialises."""
 
     name: str
     modules: tuple[str, ...]
@@ -190,13 +161,10 @@ def _reinitialise(module: nn.Module) -> None:
 
 
 # --- steps -------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Step:
-    """One randomised model: ``mode``, ``depth`` (cascade: units re-initialised;
-    independent: the unit's position, 1 = head; original: 0), the deepest / only unit
-    re-initialised (``original`` for the original), and the 0-based positions re-initialised."""
+    """One randomised model: ``mode``, ``depth`` (cascade: units re-initialised; independent:
+    the unit's position, 1 = head; original: 0), the deepest / only ``unit`` and the positions."""
 
     mode: str
     depth: int
@@ -235,8 +203,6 @@ def steps(plan: Sequence[Unit], depths: str | Sequence[int] = "all",
 
 
 # --- similarity --------------------------------------------------------------------------
-
-
 Device = str | torch.device
 
 
@@ -325,8 +291,6 @@ def similarity(original: np.ndarray, changed: np.ndarray, resolution: int,
 
 
 # --- the test ----------------------------------------------------------------------------
-
-
 class SanityResult(NamedTuple):
     """Per-image similarities (long), and one row per step: its store, units and seed."""
 
@@ -334,35 +298,16 @@ class SanityResult(NamedTuple):
     steps: pd.DataFrame
 
 
-def randomisation_test(
-    model: LoadedModel,
-    samples: Sequence[data.Sample],
-    *,
-    cache_dir: str | Path,
-    dataset_id: str,
-    name: str,
-    variant: str,
-    key: str = "",
-    methods: Sequence[str] | None = None,
-    depths: str | Sequence[int] = "all",
-    modes: Sequence[str] = MODES,
-    seed: int = 0,
-    resolution: int = 64,
-    batch_size: int = 16,
-    xrai: saliency.XraiSettings | None = None,
-    section: str = "sanity",
-    progress: bool = True,
-) -> SanityResult:
-    """Run the cascading / independent randomisation test of ``model`` on ``samples``
-    (anything with ``image_id`` and ``path``), with maps cached per step.
-
-    Stores: ``extract.store_for(cache_dir, dataset_id, name, f"{variant}.{step.tag}", ...)``
-    keyed by ``key`` (the weights, e.g. a run's key), XRAI's steps and ranking when XRAI is
-    read, and, for randomised steps, the seed. ``methods`` (default: all that apply) and
-    ``xrai`` (default `saliency.XraiSettings()`) pass to `saliency.extract`. ``section``
-    names the params section in an error. ``progress``: a bar per image over every step, and
-    the cost estimated from the first step.
-    """
+def randomisation_test(model: LoadedModel, samples: Sequence[data.Sample], *, cache_dir: str | Path,
+                       dataset_id: str, name: str, variant: str, key: str = "",
+                       methods: Sequence[str] | None = None, depths: str | Sequence[int] = "all",
+                       modes: Sequence[str] = MODES, seed: int = 0, resolution: int = 64,
+                       batch_size: int = 16, xrai: saliency.XraiSettings | None = None,
+                       section: str = "sanity", progress: bool = True) -> SanityResult:
+    """Run the cascading / independent randomisation test of ``model`` on ``samples``, maps
+    cached per step in ``extract.store_for(cache_dir, dataset_id, name, f"{variant}.{step.tag}")``
+    keyed by ``key`` (the weights), XRAI's settings and, once randomised, the seed. ``methods``
+    and ``xrai`` pass to `saliency.extract`; ``section`` names the params section in an error."""
     if not samples:
         raise SanityError(f"{section}: the randomisation test needs at least one image")
     plan = units(model)
@@ -538,8 +483,6 @@ def sensitivity_flags(summary: pd.DataFrame, *, threshold: float = 0.5,
 
 
 # --- a study's models --------------------------------------------------------------------
-
-
 def subsample(samples: Sequence[data.Sample], count: int | None, seed: int) -> list[data.Sample]:
     """``count`` samples drawn with ``seed`` (all when ``count`` is None), in id order."""
     chosen = list(samples)

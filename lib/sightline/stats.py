@@ -20,19 +20,8 @@ from scipy import stats as sps
 warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.dropna",
                         module="pingouin")
 
-PAIRED_FIELDS = (
-    "mean_a",
-    "mean_b",
-    "mean_diff",
-    "ci_low",
-    "ci_high",
-    "wilcoxon_w",
-    "p_wilcoxon",
-    "rbc",
-    "t",
-    "p_t",
-    "d_z",
-)
+PAIRED_FIELDS = ("mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "wilcoxon_w", "p_wilcoxon",
+                 "rbc", "t", "p_t", "d_z")
 
 
 def _vector(values, name: str) -> np.ndarray:
@@ -42,18 +31,10 @@ def _vector(values, name: str) -> np.ndarray:
     return array
 
 
-def bootstrap_ci(
-    values: Sequence[float] | np.ndarray,
-    *,
-    stat: Callable[..., np.ndarray] = np.mean,
-    n_boot: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``stat`` (called with ``axis=1``); NaNs dropped.
-
-    All resamples are drawn at once: ``n_boot x n`` indices from ``default_rng(seed)``.
-    """
+def bootstrap_ci(values: Sequence[float] | np.ndarray, *, stat: Callable[..., np.ndarray] = np.mean,
+                 n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``stat`` (called with ``axis=1``); NaNs dropped. All
+    resamples are drawn at once: ``n_boot x n`` indices from ``default_rng(seed)``."""
     data = _vector(values, "values")
     data = data[~np.isnan(data)]
     if not 0 < level < 1:
@@ -67,26 +48,14 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
-def paired_comparison(
-    a: Sequence[float] | np.ndarray,
-    b: Sequence[float] | np.ndarray,
-    *,
-    n_boot: int = 2000,
-    seed: int = 0,
-) -> dict[str, float]:
+def paired_comparison(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *,
+                      n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
     """Compare two paired samples (e.g. two models on the same images), ``a - b``.
-
-    Wilcoxon signed-rank via ``pingouin.wilcoxon`` (which also gives the rank-biserial
-    correlation ``rbc``); as run, that is ``scipy.stats.wilcoxon(a, b, zero_method="wilcox",
-    correction=True, method="auto")``: zero differences dropped; an exact p for n <= 50
-    pairs without ties or zeros (exact permutation for n <= 13 with them); otherwise the
-    normal approximation with tie-corrected variance **and a continuity correction** (z moved
-    0.5 towards 0), which pingouin switches on and plain scipy does not — so for n > 50 our
-    p is slightly larger than ``scipy.stats.wilcoxon``'s default (about the 4th digit).
-    Also the paired t-test (``ttest_rel``), Cohen's ``d_z`` = mean / sd of the differences,
-    and a bootstrap CI of the mean difference. With no non-zero difference the Wilcoxon
-    test is undefined (NaN).
-    """
+    Wilcoxon signed-rank via ``pingouin.wilcoxon`` (with the rank-biserial ``rbc``), i.e.
+    ``scipy.stats.wilcoxon(zero_method="wilcox", correction=True, method="auto")``: its normal
+    approximation (n > 50) carries a continuity correction plain scipy does not, so p is
+    slightly larger (about the 4th digit). Also the paired t-test, Cohen's ``d_z`` = mean / sd
+    of the differences and a bootstrap CI of the mean difference; no non-zero difference: NaN."""
     x, y = _vector(a, "a"), _vector(b, "b")
     if x.shape != y.shape:
         raise ValueError(f"a and b must be paired (same length), got {x.size} and {y.size}")
@@ -111,16 +80,13 @@ def paired_comparison(
     return {"n": int(n), "n_dropped": int((~keep).sum()), **floats}
 
 
-def equivalence(
-    differences: Sequence[float] | np.ndarray, margin: float, *, alpha: float = 0.05
-) -> dict[str, float]:
+def equivalence(differences: Sequence[float] | np.ndarray, margin: float, *,
+                alpha: float = 0.05) -> dict[str, float]:
     """Two one-sided tests (TOST, ``pingouin.tost``) that the mean difference lies inside
     ``±margin``; ``p_tost < alpha`` exactly when the ``1 - 2 alpha`` (90 %) t-interval of
     the mean lies inside ``±margin``, which is returned too (``ci_tost_low`` / ``_high``).
-
     Differences that are all equal (sd 0, e.g. bit-identical maps) are known exactly: the
-    interval is that value, p 0 inside the margin and 1 outside. NaNs are dropped.
-    """
+    interval is that value, p 0 inside the margin and 1 outside. NaNs are dropped."""
     if not margin > 0:
         raise ValueError(f"the equivalence margin must be positive, got {margin}")
     diff = _vector(differences, "differences")
@@ -142,23 +108,16 @@ def equivalence(
 VERDICTS = ("enhanced", "degraded", "equivalent", "inconclusive")
 
 
-def verdicts(
-    delta: Sequence[float] | np.ndarray,
-    p_reject: Sequence[float] | np.ndarray,
-    p_tost: Sequence[float] | np.ndarray,
-    margin: float | Sequence[float] | np.ndarray,
-    *,
-    alpha: float = 0.05,
-    lower_is_better: bool | Sequence[bool] | np.ndarray = False,
-) -> np.ndarray:
-    """The three-way reading of a change against its smallest effect size of interest.
-
+def verdicts(delta: Sequence[float] | np.ndarray, p_reject: Sequence[float] | np.ndarray,
+             p_tost: Sequence[float] | np.ndarray, margin: float | Sequence[float] | np.ndarray, *,
+             alpha: float = 0.05, lower_is_better: bool | Sequence[bool] | np.ndarray = False
+             ) -> np.ndarray:
+    """The three-way reading of a change against its smallest effect size of interest:
     **enhanced** / **degraded**: the (adjusted) test rejects no change (``p_reject <
     alpha``) *and* ``|delta|`` reaches ``margin``, in the better / worse direction;
     **equivalent**: the TOST shows the change lies inside ``±margin`` (``p_tost < alpha``);
     **inconclusive**: neither (too noisy to tell, or significant but below the margin with
-    an interval still reaching past it). NaN p-values count as not significant.
-    """
+    an interval still reaching past it). NaN p-values count as not significant."""
     d = _vector(delta, "delta")
     better = np.where(np.broadcast_to(lower_is_better, d.shape), -d, d)
     with np.errstate(invalid="ignore"):
@@ -187,29 +146,17 @@ def _wide(df: pd.DataFrame, value: str, group: str, subject: str) -> pd.DataFram
     repeated = df.duplicated([subject, group])
     if repeated.any():
         row = df.loc[repeated, [subject, group]].iloc[0].to_dict()
-        raise ValueError(
-            f"each ({subject}, {group}) pair must appear once (per family) to pair the "
-            f"groups, but {row} repeats; aggregate first or add a family column"
-        )
+        raise ValueError(f"each ({subject}, {group}) pair must appear once (per family) to pair the "
+                         f"groups, but {row} repeats; aggregate first or add a family column")
     return df.pivot(index=subject, columns=group, values=value)
 
 
-def pairwise_comparisons(
-    df: pd.DataFrame,
-    value: str,
-    group: str,
-    subject: str,
-    *,
-    family: str | Sequence[str] | None = None,
-    n_boot: int = 2000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """``paired_comparison`` of every pair of groups on their shared subjects.
-
-    One row per pair (``a`` < ``b`` in sorted order) and family; ``p_holm`` is the
-    Wilcoxon p Holm-adjusted over the pairs of the family (rows with the same ``family``
-    column values; the whole table if ``family`` is None).
-    """
+def pairwise_comparisons(df: pd.DataFrame, value: str, group: str, subject: str, *,
+                         family: str | Sequence[str] | None = None, n_boot: int = 2000,
+                         seed: int = 0) -> pd.DataFrame:
+    """``paired_comparison`` of every pair of groups on their shared subjects: one row per pair
+    (``a`` < ``b`` in sorted order) and family; ``p_holm`` is the Wilcoxon p Holm-adjusted over
+    the pairs of the family (rows with the same ``family`` values; None: the whole table)."""
     families = [family] if isinstance(family, str) else list(family or [])
     _require_columns(df, [value, group, subject, *families])
     parts = df.groupby(families, observed=True, sort=True) if families else [((), df)]
@@ -217,24 +164,16 @@ def pairwise_comparisons(
     for key, part in parts:
         key = key if isinstance(key, tuple) else (key,)
         wide = _wide(part, value, group, subject)
-        found = []
-        for a, b in itertools.combinations(sorted(wide.columns), 2):
-            found.append(
-                {
-                    **dict(zip(families, key, strict=True)),
-                    "a": a,
-                    "b": b,
-                    **paired_comparison(wide[a], wide[b], n_boot=n_boot, seed=seed),
-                }
-            )
+        found = [{**dict(zip(families, key, strict=True)), "a": a, "b": b,
+                  **paired_comparison(wide[a], wide[b], n_boot=n_boot, seed=seed)}
+                 for a, b in itertools.combinations(sorted(wide.columns), 2)]
         p_holm = holm([row["p_wilcoxon"] for row in found])
         rows += [{**row, "p_holm": p} for row, p in zip(found, p_holm, strict=True)]
     return pd.DataFrame(rows)
 
 
-def omnibus(
-    df: pd.DataFrame, value: str, group: str, subject: str | None = None
-) -> dict[str, float | str]:
+def omnibus(df: pd.DataFrame, value: str, group: str, subject: str | None = None
+            ) -> dict[str, float | str]:
     """Do the groups differ at all? Friedman if paired by ``subject`` (complete subjects
     only; ``pingouin.friedman``, with Kendall's W), else Kruskal-Wallis (``scipy``)."""
     _require_columns(df, [value, group] + ([subject] if subject else []))
@@ -242,27 +181,15 @@ def omnibus(
         data = df[[group, value]].dropna()
         groups = [g[value].to_numpy() for _, g in data.groupby(group, observed=True)]
         h = sps.kruskal(*groups)
-        return {
-            "test": "kruskal",
-            "n": len(data),
-            "n_dropped": len(df) - len(data),
-            "k": len(groups),
-            "statistic": float(h.statistic),
-            "p": float(h.pvalue),
-        }
+        return {"test": "kruskal", "n": len(data), "n_dropped": len(df) - len(data),
+                "k": len(groups), "statistic": float(h.statistic), "p": float(h.pvalue)}
     wide = _wide(df, value, group, subject)
     complete = wide.dropna()
     long = complete.reset_index().melt(id_vars=subject, var_name=group, value_name=value)
     result = pg.friedman(data=long, dv=value, within=group, subject=subject).iloc[0]
-    return {
-        "test": "friedman",
-        "n": len(complete),
-        "n_dropped": len(wide) - len(complete),
-        "k": wide.shape[1],
-        "statistic": float(result["Q"]),
-        "p": float(result["p_unc"]),
-        "kendall_w": float(result["W"]),
-    }
+    return {"test": "friedman", "n": len(complete), "n_dropped": len(wide) - len(complete),
+            "k": wide.shape[1], "statistic": float(result["Q"]), "p": float(result["p_unc"]),
+            "kendall_w": float(result["W"])}
 
 
 def anova_tukey(df: pd.DataFrame, value: str, group: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -278,28 +205,18 @@ def anova_tukey(df: pd.DataFrame, value: str, group: str) -> tuple[pd.DataFrame,
     return anova, tukey
 
 
-def ttest_ind(
-    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *, equal_var: bool = False
-) -> dict[str, float | str]:
+def ttest_ind(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *,
+              equal_var: bool = False) -> dict[str, float | str]:
     """Two independent samples, ``a - b``: Welch's t-test by default (``equal_var=True``:
-    Student's), and Cohen's ``d`` on the pooled sd, signed like t
-    (``pingouin.compute_effsize``)."""
+    Student's), and Cohen's ``d`` on the pooled sd, signed like t (``pingouin.compute_effsize``)."""
     x, y = _vector(a, "a"), _vector(b, "b")
     x, y = x[~np.isnan(x)], y[~np.isnan(y)]
     result = sps.ttest_ind(x, y, equal_var=equal_var)
     d = pg.compute_effsize(x, y, paired=False, eftype="cohen") if min(x.size, y.size) > 1 else np.nan
-    return {
-        "test": "student" if equal_var else "welch",
-        "n": int(x.size + y.size),
-        "n_a": int(x.size),
-        "n_b": int(y.size),
-        "mean_a": float(x.mean()) if x.size else np.nan,
-        "mean_b": float(y.mean()) if y.size else np.nan,
-        "t": float(result.statistic),
-        "dof": float(result.df),
-        "p": float(result.pvalue),
-        "cohen_d": float(d),
-    }
+    return {"test": "student" if equal_var else "welch", "n": int(x.size + y.size),
+            "n_a": int(x.size), "n_b": int(y.size), "mean_a": float(x.mean()) if x.size else np.nan,
+            "mean_b": float(y.mean()) if y.size else np.nan, "t": float(result.statistic),
+            "dof": float(result.df), "p": float(result.pvalue), "cohen_d": float(d)}
 
 
 def anova_two_way(df: pd.DataFrame, value: str, factors: Sequence[str]) -> pd.DataFrame:
@@ -312,23 +229,14 @@ def anova_two_way(df: pd.DataFrame, value: str, factors: Sequence[str]) -> pd.Da
     return pg.anova(data=data, dv=value, between=list(factors), effsize="np2").assign(n=len(data))
 
 
-def paired_shift(
-    before: Sequence[float] | np.ndarray,
-    after: np.ndarray,
-    *,
-    n_boot: int = 2000,
-    seed: int = 0,
-    margin: float | None = None,
-    alpha: float = 0.05,
-) -> dict[str, float]:
-    """How a per-image score moved from ``before`` (n,) to ``after`` (n, seeds): Q2's shift.
-
-    Each image's Δ is its mean over seeds minus its ``before`` value; Wilcoxon signed-rank,
+def paired_shift(before: Sequence[float] | np.ndarray, after: np.ndarray, *, n_boot: int = 2000,
+                 seed: int = 0, margin: float | None = None, alpha: float = 0.05) -> dict[str, float]:
+    """How a per-image score moved from ``before`` (n,) to ``after`` (n, seeds): Q2's shift. Each
+    image's Δ is its mean over seeds minus its ``before`` value; Wilcoxon signed-rank,
     paired t and Cohen's ``d_z`` test those n Δs (as `paired_comparison`). The bootstrap CI
     of the mean Δ resamples images and, independently, seeds (two-level), so seed-to-seed
     spread widens it; with one seed it is the ordinary bootstrap over images. With a
-    ``margin`` (the smallest effect size of interest), `equivalence` adds ``p_tost``.
-    """
+    ``margin`` (the smallest effect size of interest), `equivalence` adds ``p_tost``."""
     x = _vector(before, "before")
     y = np.asarray(after, dtype=np.float64)
     y = y[:, None] if y.ndim == 1 else y
@@ -354,15 +262,13 @@ MIN_SIDE = 10  # images each side of a right / wrong split needs before it is te
 
 def split_comparison(right: Sequence[float] | np.ndarray, wrong: Sequence[float] | np.ndarray,
                      *, min_n: int = MIN_SIDE) -> dict:
-    """The scores of the images a classifier got right against those it got wrong (two
-    independent sets of images, ``right - wrong``): each side's n and mean, their difference
-    and the two-sided Mann-Whitney U p (``scipy.stats.mannwhitneyu``). NaNs are dropped. A
-    side with fewer than ``min_n`` images is reported (its mean) but not tested: p is NaN
-    and ``note`` says why."""
+    """The scores of the images a classifier got right against those it got wrong (two independent
+    sets of images, ``right - wrong``): each side's n and mean, their difference and the two-sided
+    Mann-Whitney U p (``scipy.stats.mannwhitneyu``). NaNs are dropped. A side with fewer than
+    ``min_n`` images is reported (its mean) but not tested: p is NaN and ``note`` says why."""
     a, b = (_vector(v, name) for v, name in ((right, "right"), (wrong, "wrong")))
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    mean_a = float(a.mean()) if a.size else np.nan
-    mean_b = float(b.mean()) if b.size else np.nan
+    mean_a, mean_b = (float(v.mean()) if v.size else np.nan for v in (a, b))
     result = {"n_right": int(a.size), "n_wrong": int(b.size), "mean_right": mean_a,
               "mean_wrong": mean_b, "diff": mean_a - mean_b}
     if min(a.size, b.size) < min_n:

@@ -89,8 +89,7 @@ class Scores:
              frame: str = "model") -> pd.DataFrame:
         """Head-mean (or head-less) rows of one metric against the union, or single regions."""
         if frame not in self._head_mean:
-            rows = self.by_frame[frame]
-            self._head_mean[frame] = rows[rows["head"] == -1]
+            self._head_mean[frame] = self.by_frame[frame].query("head == -1")
         rows = self._head_mean[frame]
         rows = rows[rows["metric"] == metric]
         rows = rows[(rows["target"] != "union") if boxes else (rows["target"] == "union")]

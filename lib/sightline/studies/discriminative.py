@@ -11,6 +11,7 @@ image classifier, on the photographs of `photo_album`:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,10 +48,8 @@ def composite(images: Sequence[Image.Image], cell: int) -> Image.Image:
 
 def grid_pointing_game(maps: np.ndarray, n: int, cells: Sequence[int]) -> np.ndarray:
     """Böhle et al.'s grid pointing game: for each ``(H, W)`` map over an ``n x n`` composite,
-    the fraction of its positive mass inside cell ``cells[i]`` (row-major), ``(N,)``.
-
-    H and W must split into n equal cells; a map with no positive mass scores NaN.
-    """
+    the fraction of its positive mass inside cell ``cells[i]`` (row-major), ``(N,)``; H and W
+    must split into n equal cells; a map with no positive mass scores NaN."""
     maps = np.asarray(maps, dtype=np.float64)
     if maps.ndim != 3 or len(maps) != len(cells):
         raise ValueError(f"need (N, H, W) maps and one cell per map, got {maps.shape} and "
@@ -59,39 +58,29 @@ def grid_pointing_game(maps: np.ndarray, n: int, cells: Sequence[int]) -> np.nda
     if height % n or width % n:
         raise ValueError(f"a {height}x{width} map does not split into {n}x{n} equal cells")
     positive = np.clip(maps, 0, None)
-    per_cell = positive.reshape(len(maps), n, height // n, n, width // n).sum(axis=(2, 4))
-    per_cell = per_cell.reshape(len(maps), n * n)
+    per_cell = positive.reshape(len(maps), n, height // n, n, width // n).sum(axis=(2, 4)).reshape(
+        len(maps), n * n)
     total = per_cell.sum(axis=1)
     inside = per_cell[np.arange(len(maps)), np.asarray(cells, dtype=int)]
     return np.divide(inside, total, out=np.full(len(maps), np.nan), where=total > 0)
 
 
-def class_contrast(
-    map_a: np.ndarray, map_b: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray
-) -> dict[str, float | bool]:
+def class_contrast(map_a: np.ndarray, map_b: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray
+                   ) -> dict[str, float | bool]:
     """Two classes A and B of one photo, their maps and their objects' masks (one frame):
     each map's mass in each region, and whether each region holds more of its own class's
     mass than of the other's, by at least ``TIE`` (``discriminative``: both do)."""
     maps = np.stack([map_a, map_b, map_a, map_b]).astype(np.float32)
     masks = np.stack([mask_a, mask_a, mask_b, mask_b])
     a_in_a, b_in_a, a_in_b, b_in_b = metrics.coverage(maps, masks)
-    return {
-        "a_mass_in_a": float(a_in_a), "b_mass_in_a": float(b_in_a),
-        "a_mass_in_b": float(a_in_b), "b_mass_in_b": float(b_in_b),
-        "discriminative": bool(a_in_a >= b_in_a + TIE and b_in_b >= a_in_b + TIE),
-    }
+    return {"a_mass_in_a": float(a_in_a), "b_mass_in_a": float(b_in_a),
+            "a_mass_in_b": float(a_in_b), "b_mass_in_b": float(b_in_b),
+            "discriminative": bool(a_in_a >= b_in_a + TIE and b_in_b >= a_in_b + TIE)}
 
 
-def explain(
-    model: LoadedModel,
-    images: Sequence[Image.Image],
-    classes: Sequence[int],
-    methods: Sequence[str],
-    xrai: saliency.XraiSettings,
-    resolution: int,
-    *,
-    stage: str = "",
-) -> dict[str, np.ndarray]:
+def explain(model: LoadedModel, images: Sequence[Image.Image], classes: Sequence[int],
+            methods: Sequence[str], xrai: saliency.XraiSettings, resolution: int, *,
+            stage: str = "") -> dict[str, np.ndarray]:
     """Each method's maps of ``classes[i]`` on ``images[i]``, upsampled to ``(N, R, R)``;
     ``stage`` names a progress bar per image with the cost said from the first (none: no bar)."""
     note = (f"XRAI ({xrai.steps} steps, {xrai.algorithm}) is most of it; fewer steps lower it "
@@ -109,15 +98,9 @@ def arrangements(group: Sequence[str], rotate: bool) -> list[list[str]]:
     return [[*group[k:], *group[:k]] for k in shifts]
 
 
-def grid_test(
-    model: LoadedModel,
-    images: dict[str, Image.Image],
-    classes: dict[str, int],
-    group: Sequence[str],
-    methods: Sequence[str],
-    xrai: saliency.XraiSettings,
-    rotate: bool,
-) -> pd.DataFrame:
+def grid_test(model: LoadedModel, images: dict[str, Image.Image], classes: dict[str, int],
+              group: Sequence[str], methods: Sequence[str], xrai: saliency.XraiSettings,
+              rotate: bool) -> pd.DataFrame:
     """The grid pointing game on composites of ``group`` (each photo explained for its class
     ``classes[photo]``): one row per (arrangement, cell, method) with the mass in its cell."""
     n = round(len(group) ** 0.5)
@@ -136,14 +119,8 @@ def grid_test(
     return pd.DataFrame(rows)
 
 
-def contrast_test(
-    model: LoadedModel,
-    photo: Photo,
-    classes: dict[str, int],
-    methods: Sequence[str],
-    xrai: saliency.XraiSettings,
-    resolution: int,
-) -> pd.DataFrame:
+def contrast_test(model: LoadedModel, photo: Photo, classes: dict[str, int], methods: Sequence[str],
+                  xrai: saliency.XraiSettings, resolution: int) -> pd.DataFrame:
     """Every pair (A, B) of the photo's annotated objects, each explained for its class
     ``classes[category]``: one row per (pair, method) from `class_contrast`."""
     names = list(classes)
@@ -152,15 +129,11 @@ def contrast_test(
     maps = explain(model, [photo.image()] * len(names), [classes[c] for c in names], methods,
                    xrai, resolution)
     masks = {name: photo.union(name, resolution) for name in names}
-    rows = []
-    for i, a in enumerate(names):
-        for j in range(i + 1, len(names)):
-            b = names[j]
-            for method, values in maps.items():
-                rows.append({"photo": photo.file, "object_a": a, "class_a": classes[a],
-                             "object_b": b, "class_b": classes[b], "method": method,
-                             **class_contrast(values[i], values[j], masks[a], masks[b])})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"photo": photo.file, "object_a": a, "class_a": classes[a], "object_b": b,
+                          "class_b": classes[b], "method": method,
+                          **class_contrast(values[i], values[j], masks[a], masks[b])}
+                         for (i, a), (j, b) in itertools.combinations(enumerate(names), 2)
+                         for method, values in maps.items()])
 
 
 def object_classes(photo: Photo, probs: np.ndarray) -> dict[str, int]:

@@ -1,29 +1,16 @@
 """Q3, per-head specialisation: which attention heads align with expert boxes, and with which
-feature types, and is that more than chance? The analyses the Q3 notebook shows, its tables
-(``head_concentration.csv``, ``best_head_per_feature.csv``, ``heads.parquet``), the sentences
-its prose needs and its figures.
+feature types, and is that more than chance? Q3's tables, sentences and figures, read from the
+tidy scores table. A *region* is an image's union (``target == "union"``) or one of its boxes;
+``head == -1`` rows (a layer's head mean) take no part in rankings or tests; NaN scores are
+dropped. Two seeded permutation tests, p = (1 + #{null >= obs}) / (n + 1):
 
-Everything reads the tidy scores table (one row per image x map x metric x threshold; see
-``COLUMNS``). A *region* is one scored target of an image: its union mask (``target ==
-"union"``, ``feature == "union"``) or one of its boxes (``target == "box<i>"``). Rows with
-``head == -1`` (the mean over a layer's heads) never take part in head rankings or tests;
-``heads_table`` keeps them as a reference line. NaN scores (e.g. a box cropped away) are
-dropped, never propagated. ``variant`` is a grouping column everywhere, like model and method.
-
-The two permutation tests (seeded, vectorised over permutations, p = (1 + #{null >= obs}) /
-(n + 1)):
-
-- ``concentration_test``: null = heads exchangeable within each image (each image's scores
-  are shuffled across its (layer, head) pairs). Statistic: best head mean - median head mean,
-  a difference rather than the best/median ratio so that a zero median cannot blow it up.
-- ``specialisation_test``: null = feature labels exchangeable across boxes (each box keeps
-  its whole vector of head scores). For feature f and head h the *lift* is
-  ``L[f, h] = mean of h over f's boxes - mean of h over all boxes``; the statistic is
-  ``max_h L[f, h] - mean_h L[f, h]``. Subtracting the head's own mean over all boxes means a
-  head that is good at everything (a generalist) gains nothing on any one feature, and cannot
-  hide a weaker specialist by winning every max; subtracting the mean lift over heads means a
-  feature type that is easy for every head (e.g. large boxes) is no specialist's doing.
-  Holm's correction runs over the tested feature types of one model / variant / method.
+- ``concentration_test``: heads exchangeable within each image; statistic: best head mean -
+  median head mean (a difference, so that a zero median cannot blow it up).
+- ``specialisation_test``: feature labels exchangeable across boxes (each box keeps its head
+  scores). The *lift* ``L[f, h]`` = mean of head h over f's boxes - its mean over all boxes
+  (a generalist gains nothing on any one feature); the statistic ``max_h L[f, h] - mean_h
+  L[f, h]`` (a type easy for every head is no specialist's doing). Holm over the tested
+  feature types of one model / variant / method.
 """
 
 from __future__ import annotations
@@ -34,12 +21,12 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import pingouin
 import seaborn as sns
 
 from .. import cache, data, formatting, plots, selection
 from ..registry import METHODS
 from ..scoring import COLUMNS
+from ..stats import holm
 
 GROUP = ["model", "variant", "method"]
 HEAD = ["layer", "head"]
@@ -48,29 +35,24 @@ _CHUNK = 4_000_000  # array elements per batch of permutations
 _TIE = 1e-12  # null statistics this close to the observed one count as ">="
 
 
-def select(
-    scores: pd.DataFrame, *, metric: str, threshold: float | None = None, method: str | None = None
-) -> pd.DataFrame:
-    """Rows of one metric; ``threshold=None`` picks threshold-free rows, ``method=None`` all.
-    An empty table (a profile without per-head maps) gives no rows; a table without the
-    metric is an error that lists what it has."""
+def select(scores: pd.DataFrame, *, metric: str, threshold: float | None = None) -> pd.DataFrame:
+    """Rows of one metric; ``threshold=None`` picks threshold-free rows. An empty table (a profile
+    without per-head maps) gives no rows; a table without the metric is an error that lists what
+    it has."""
     needed = [c for c in COLUMNS if c != "correct"]  # heads need no prediction
     missing = [c for c in needed if c not in scores.columns]
     if missing:
         raise ValueError(f"scores table lacks columns {missing}; expected {needed}")
-    keep = scores["metric"] == metric
-    keep &= (scores["threshold"].isna() if threshold is None
-             else np.isclose(scores["threshold"].astype(float), threshold))
-    if method is not None:
-        keep &= scores["method"] == method
-    rows = scores[keep]
+    rows = scores[(scores["metric"] == metric)
+                  & (scores["threshold"].isna() if threshold is None
+                     else np.isclose(scores["threshold"].astype(float), threshold))]
     if rows.empty and len(scores):
         have = (scores[["metric", "threshold", "method"]].drop_duplicates()
                 .sort_values(["metric", "threshold", "method"]).itertuples(index=False, name=None))
         raise ValueError(
-            f"no scores for metric={metric!r}, threshold={threshold}, method={method!r}; available"
-            f" (metric, threshold, method): {list(have)} (threshold-free metrics such as coverage"
-            " need threshold=None)")
+            f"no scores for metric={metric!r}, threshold={threshold}; available (metric, "
+            f"threshold, method): {list(have)} (threshold-free metrics such as coverage need "
+            "threshold=None)")
     duplicated = rows.duplicated(GROUP + REGION + HEAD)
     if duplicated.any():
         first = rows[duplicated].iloc[0].to_dict()
@@ -105,11 +87,11 @@ def _head_stats(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return out.sort_values(by + ["rank"] + HEAD, ignore_index=True)
 
 
-def head_ranking(scores: pd.DataFrame, *, metric: str = "iou", threshold: float | None = 90,
-                 target: str = "union", method: str | None = None) -> pd.DataFrame:
-    """Rank every head of each model / variant / method by its score on ``target`` regions."""
-    rows = select(scores, metric=metric, threshold=threshold, method=method)
-    return _head_stats(rows[rows["target"] == target], GROUP)
+def head_ranking(scores: pd.DataFrame, *, metric: str = "iou",
+                 threshold: float | None = 90) -> pd.DataFrame:
+    """Rank every head of each model / variant / method by its score on the union."""
+    rows = select(scores, metric=metric, threshold=threshold)
+    return _head_stats(rows[rows["target"] == "union"], GROUP)
 
 
 def concentration(ranking: pd.DataFrame) -> pd.DataFrame:
@@ -129,11 +111,10 @@ def concentration(ranking: pd.DataFrame) -> pd.DataFrame:
 
 
 def head_feature_matrix(scores: pd.DataFrame, *, metric: str = "iou",
-                        threshold: float | None = 90, min_boxes: int = 3,
-                        method: str | None = None) -> pd.DataFrame:
+                        threshold: float | None = 90, min_boxes: int = 3) -> pd.DataFrame:
     """Per head and feature type: mean score over that type's boxes (types with at least
     ``min_boxes`` scored boxes), ``n_boxes``, and the per-box rank statistics."""
-    rows = _regions(select(scores, metric=metric, threshold=threshold, method=method), min_boxes)
+    rows = _regions(select(scores, metric=metric, threshold=threshold), min_boxes)
     boxes = rows[rows["target"] != "union"]
     return _head_stats(boxes, GROUP + ["feature"]).rename(columns={"n": "n_boxes"})
 
@@ -146,14 +127,6 @@ def best_head_per_feature(matrix: pd.DataFrame) -> pd.DataFrame:
     heads_mean = matrix.groupby(GROUP + ["feature"])["mean"].mean().rename("heads_mean")
     out = out.merge(heads_mean.reset_index(), on=GROUP + ["feature"])
     return out.assign(advantage=out["best_mean"] - out["median_mean"])
-
-
-def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
-    """Mean over ``axis`` ignoring NaN; NaN (no warning) where nothing is left."""
-    valid = ~np.isnan(x)
-    n = valid.sum(axis)
-    return np.divide(np.where(valid, x, 0.0).sum(axis), n, out=np.full(n.shape, np.nan),
-                     where=n > 0)
 
 
 def min_permutations(n_tests: int, alpha: float) -> int:
@@ -185,7 +158,7 @@ def _concentration_null(x: np.ndarray, n_permutations: int,
     scores shuffled across heads."""
 
     def statistic(batch: np.ndarray) -> np.ndarray:  # (P, images, heads) -> (P,)
-        means = _nanmean(batch, axis=1)
+        means = selection._nanmean(batch, axis=1)
         return np.nanmax(means, axis=1) - np.nanmedian(means, axis=1)
 
     def shuffled(n: int) -> np.ndarray:
@@ -194,28 +167,24 @@ def _concentration_null(x: np.ndarray, n_permutations: int,
     return statistic(x[None])[0], _null(statistic, shuffled, n_permutations, x.size)
 
 
-def concentration_test(scores: pd.DataFrame, *, metric: str = "iou",
-                       threshold: float | None = 90, target: str = "union",
-                       method: str | None = None, n_permutations: int = 1000,
-                       seed: int = 0) -> pd.DataFrame:
+def concentration_test(scores: pd.DataFrame, *, metric: str = "iou", threshold: float | None = 90,
+                       n_permutations: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Is the best head better than chance? Statistic: best - median head mean; null: head
     labels shuffled independently within each image. One row per model / variant / method;
     ``p_holm`` adjusts over all of them (the smallest possible is rows / (n_permutations + 1))."""
-    rows = select(scores, metric=metric, threshold=threshold, method=method)
-    rows = rows[(rows["target"] == target) & (rows["head"] >= 0)]
+    rows = select(scores, metric=metric, threshold=threshold)
+    rows = rows[(rows["target"] == "union") & (rows["head"] >= 0)]
     rng = np.random.default_rng(seed)
     out = []
     for key, group in rows.groupby(GROUP, sort=True):
         wide = _wide(group, REGION)
         x = wide.to_numpy(float)
         observed, null = _concentration_null(x, n_permutations, rng)
-        layer, head = wide.columns[np.nanargmax(_nanmean(x, axis=0))]
+        layer, head = wide.columns[np.nanargmax(selection._nanmean(x, axis=0))]
         out.append((*key, layer, head, observed, null.mean(), *x.shape, _p_value(observed, null)))
     table = pd.DataFrame(
         out, columns=GROUP + HEAD + ["statistic", "null_mean", "n_images", "n_heads", "p_value"])
-    table["p_holm"] = (pingouin.multicomp(table["p_value"].to_numpy(), method="holm")[1]
-                       if len(table) else [])
-    return table
+    return table.assign(p_holm=holm(table["p_value"]))
 
 
 def _specialisation_null(x: np.ndarray, codes: np.ndarray, n_features: int, n_permutations: int,
@@ -225,7 +194,7 @@ def _specialisation_null(x: np.ndarray, codes: np.ndarray, n_features: int, n_pe
     features) with the codes shuffled across boxes."""
     valid = (~np.isnan(x)).astype(float)
     filled = np.nan_to_num(x)
-    head_mean = _nanmean(x, axis=0)
+    head_mean = selection._nanmean(x, axis=0)
 
     def lift(labels: np.ndarray) -> np.ndarray:  # (P, boxes) -> (P, features, heads)
         member = (labels[:, None, :] == np.arange(n_features)[None, :, None]).astype(float)
@@ -246,12 +215,11 @@ def _specialisation_null(x: np.ndarray, codes: np.ndarray, n_features: int, n_pe
 
 def specialisation_test(scores: pd.DataFrame, *, metric: str = "iou",
                         threshold: float | None = 90, min_boxes: int = 3,
-                        method: str | None = None, n_permutations: int = 1000,
-                        seed: int = 0) -> pd.DataFrame:
+                        n_permutations: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Does one head stand out on one feature type more than on random box sets of the same
     size? Per feature: the specialist head (largest lift, see the module docstring), its lift,
     the statistic max - mean lift over heads, null mean, p-value and Holm-adjusted p-value."""
-    rows = select(scores, metric=metric, threshold=threshold, method=method)
+    rows = select(scores, metric=metric, threshold=threshold)
     rows = rows[(rows["target"] != "union") & (rows["head"] >= 0)]
     rng = np.random.default_rng(seed)
     out = []
@@ -265,7 +233,7 @@ def specialisation_test(scores: pd.DataFrame, *, metric: str = "iou",
         lifts, observed, null = _specialisation_null(wide.to_numpy(float), codes, len(tested),
                                                      n_permutations, rng)
         p = _p_value(observed, null)
-        p_holm = pingouin.multicomp(p, method="holm")[1]
+        p_holm = holm(p)
         for i, best in enumerate(np.nanargmax(lifts, axis=1)):
             out.append((*key, tested[i], *wide.columns[best], lifts[i, best], observed[i],
                         null[:, i].mean(), counts[tested[i]], p[i], p_holm[i]))
@@ -274,12 +242,12 @@ def specialisation_test(scores: pd.DataFrame, *, metric: str = "iou",
 
 
 def heads_table(scores: pd.DataFrame, *, metric: str = "iou", threshold: float | None = 90,
-                min_boxes: int = 3, method: str | None = None) -> pd.DataFrame:
+                min_boxes: int = 3) -> pd.DataFrame:
     """The tidy Q3 table for one metric: per model / variant / method / head and feature
     ("union" or a feature type with >= ``min_boxes`` boxes), the mean score as ``value``, n
     regions and rank statistics; ``head == -1`` rows (mean over a layer's heads) come along as
     a reference line with NaN ranks."""
-    rows = _regions(select(scores, metric=metric, threshold=threshold, method=method), min_boxes)
+    rows = _regions(select(scores, metric=metric, threshold=threshold), min_boxes)
     by = GROUP + ["feature"]
     reference = (rows[rows["head"] < 0].dropna(subset=["value"]).groupby(by + HEAD)["value"]
                  .agg(mean="mean", median="median", n="size").reset_index())

@@ -1,12 +1,9 @@
 """The photographs shipped inside packages, and the project's annotations of them.
 
-`prepare_photos` copies the photographs from the installed packages (scikit-image,
-scikit-learn, matplotlib, Debian's ``darknet``) into ``<root>/images``, checks each file's
-sha256 and writes ``<root>/annotations.json``: the COCO boxes / polygons the project drew
-(``photos_annotations.json`` in `sightline`) for the photos that are present; a missing source
-is reported once (which package, which command) and the rest is used. `read_photos` reads
-that COCO file (the COCO reader); each category carries the ImageNet class ids it stands for
-(``imagenet``), so a classifier's prediction finds its box.
+`prepare_photos` copies them from the installed packages (scikit-image, scikit-learn,
+matplotlib, Debian's ``darknet``) into ``<root>/images``, hash-checked, and writes the project's
+COCO annotations of those present (a missing source is reported once, with its install
+command); `read_photos` reads them, each category with the ImageNet classes it stands for.
 """
 
 from __future__ import annotations
@@ -71,47 +68,28 @@ class PhotoSource:
 
 
 SOURCES = (
-    PhotoSource(
-        "scikit-image",
-        "pip install scikit-image==0.26.0",
-        {
-            "astronaut.png": "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
-            "camera.png": "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a",
-            "chelsea.png": "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
-            "coffee.png": "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
-            "motorcycle_left.png": "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179",
-            "rocket.jpg": "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
-        },
-        lambda root: [p for p in [_package_dir("skimage", "data")] if p],
-    ),
-    PhotoSource(
-        "scikit-learn",
-        "pip install scikit-learn",
-        {
-            "china.jpg": "8378025ad2519d649d02e32bd98990db4ab572357d9f09841c2fbfbb4fefad29",
-            "flower.jpg": "a77f6ec41e353afdf8bdff2ea981b2955535d8d83294f8cfa49cf4e423dd5638",
-        },
-        lambda root: [p for p in [_package_dir("sklearn", "datasets", "images")] if p],
-    ),
-    PhotoSource(
-        "matplotlib",
-        "pip install matplotlib",
-        {"grace_hopper.jpg": "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130"},
-        lambda root: [p for p in [_package_dir("matplotlib", "mpl-data", "sample_data")] if p],
-    ),
-    PhotoSource(
-        "darknet (Debian)",
-        "apt-get download darknet && dpkg -x darknet_*.deb data/photos/darknet",
-        {
-            "dog.jpg": "5a9522051c3cec2bbd2f6323fccba32e8fbf3ddcc2b3e2fd46b04c720bc6f866",
-            "eagle.jpg": "f95f57297fd51a6c5ddceb5ed6916fa759d1d65f402fee34c05b31a9608755c0",
-            "giraffe.jpg": "00dc48a9b2af8a1fe4c4b79319726591f1033c7e1150f21e7577a79f3b6659f1",
-            "horses.jpg": "c8f0a677a1356569e2ce71d2fa88c1030c0ae57ecf5e14170e02d9a86a20dcb4",
-            "person.jpg": "cdcbab947e46110fc2b77784ac54ddbbab2640f1e44cb5e91fc8984a9793a7d1",
-        },
-        lambda root: [Path("/") / DARKNET_DATA, root / "darknet" / DARKNET_DATA],
-        fetch_darknet,
-    ),
+    PhotoSource("scikit-image", "pip install scikit-image==0.26.0", {
+        "astronaut.png": "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+        "camera.png": "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a",
+        "chelsea.png": "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
+        "coffee.png": "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
+        "motorcycle_left.png": "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179",
+        "rocket.jpg": "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c"},
+        lambda root: [p for p in [_package_dir("skimage", "data")] if p]),
+    PhotoSource("scikit-learn", "pip install scikit-learn", {
+        "china.jpg": "8378025ad2519d649d02e32bd98990db4ab572357d9f09841c2fbfbb4fefad29",
+        "flower.jpg": "a77f6ec41e353afdf8bdff2ea981b2955535d8d83294f8cfa49cf4e423dd5638"},
+        lambda root: [p for p in [_package_dir("sklearn", "datasets", "images")] if p]),
+    PhotoSource("matplotlib", "pip install matplotlib", {
+        "grace_hopper.jpg": "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130"},
+        lambda root: [p for p in [_package_dir("matplotlib", "mpl-data", "sample_data")] if p]),
+    PhotoSource("darknet (Debian)", "apt-get download darknet && dpkg -x darknet_*.deb data/photos/darknet", {
+        "dog.jpg": "5a9522051c3cec2bbd2f6323fccba32e8fbf3ddcc2b3e2fd46b04c720bc6f866",
+        "eagle.jpg": "f95f57297fd51a6c5ddceb5ed6916fa759d1d65f402fee34c05b31a9608755c0",
+        "giraffe.jpg": "00dc48a9b2af8a1fe4c4b79319726591f1033c7e1150f21e7577a79f3b6659f1",
+        "horses.jpg": "c8f0a677a1356569e2ce71d2fa88c1030c0ae57ecf5e14170e02d9a86a20dcb4",
+        "person.jpg": "cdcbab947e46110fc2b77784ac54ddbbab2640f1e44cb5e91fc8984a9793a7d1"},
+        lambda root: [Path("/") / DARKNET_DATA, root / "darknet" / DARKNET_DATA], fetch_darknet),
 )
 
 
@@ -187,15 +165,12 @@ def fingerprint(root: Path) -> str:
 
 
 # --- annotations -------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Region:
     """One annotation: its category, the ImageNet classes the category stands for, the
     pixel box ``(x, y, w, h)`` and the mask pycocotools draws (box or polygon) at ``(H, W)``."""
 
     category: str
-    supercategory: str
     imagenet: tuple[int, ...]
     bbox: tuple[float, float, float, float]
     mask: np.ndarray
@@ -250,8 +225,7 @@ def _region(region: data.Region, category: dict, width: int, height: int) -> Reg
         x0, y0, w, h = bbox
         cols, rows = np.arange(width) + 0.5, np.arange(height) + 0.5
         mask = (((rows >= y0) & (rows < y0 + h))[:, None] & ((cols >= x0) & (cols < x0 + w))[None])
-    return Region(region.feature, category.get("supercategory", ""),
-                  tuple(category.get("imagenet", ())), bbox, mask)
+    return Region(region.feature, tuple(category.get("imagenet", ())), bbox, mask)
 
 
 def frame_mask(mask: np.ndarray, resolution: int) -> np.ndarray:

@@ -20,10 +20,10 @@ from PIL import Image
 from timm.data import ImageNetInfo
 
 from .. import baselines, config, data, metrics, plots, saliency, sanity
-from .. import cache as maps_cache
 from .. import stats as st
 from ..models import LoadedModel, load_model
 from . import discriminative as dt
+from . import sanity as q4
 from .photo_album import Photo, PhotoReport, Region, fingerprint, prepare_photos, read_photos
 from .study import Study
 
@@ -53,8 +53,6 @@ def score(maps: np.ndarray, masks: np.ndarray, percentile: float) -> pd.DataFram
 
 
 # --- the study ---------------------------------------------------------------------------
-
-
 @cache
 def class_name(index: int) -> str:
     """An ImageNet-1k class's first name (timm's table, offline)."""
@@ -265,20 +263,9 @@ class PhotoStudy:
     def cascade_figure(self, result: Randomisation) -> plt.Figure:
         """One photo through the cascade: each method's map on the real model and after each
         step (read from the steps' stores)."""
-        shown = result.steps[result.steps["mode"].isin(["original", "cascade"])].sort_values("depth")
-        first, methods = result.photos[0], result.check.methods
-        fig, axes = plt.subplots(len(methods), len(shown), squeeze=False, layout="constrained",
-                                 figsize=(plots.PAGE_WIDTH, 1.45 * len(methods) + 0.6))
-        for r, method in enumerate(methods):
-            for c, step in enumerate(shown.itertuples()):
-                grid = maps_cache.MapStore(step.store).read_image(method, 0, first)[-1]
-                plots.overlay(axes[r, c], self.frame(first), grid, np.zeros((0, 4)),
-                              title=step.unit if r == 0 else None)
-                if c == 0:
-                    axes[r, c].set_ylabel(method, fontsize=plots.TITLE_PT)
-        fig.suptitle(f"{first}: cascade →", fontsize=plots.TITLE_PT)
-        plots.map_scale(fig, axes)
-        return fig
+        first = result.photos[0]
+        return q4.cascade_figure(result.steps, [(m, m, 0) for m in result.check.methods], first,
+                                 self.frame(first), f"{first}: cascade →")
 
 
 def _boxes(photo: Photo, regions: Sequence[Region]) -> np.ndarray:
@@ -289,8 +276,6 @@ def _boxes(photo: Photo, regions: Sequence[Region]) -> np.ndarray:
 
 
 # --- predictions and scores --------------------------------------------------------------
-
-
 def predictions(album: Sequence[Photo], probs: np.ndarray) -> pd.DataFrame:
     """Top-5 ImageNet classes per photo from its class probabilities; ``box``: the annotated
     object whose category holds the top-1 class (None: none of the photo's objects)."""
@@ -337,19 +322,15 @@ def score_table(album: Sequence[Photo], top: pd.DataFrame, maps: dict[str, dict[
     scored = [i for i, p in enumerate(album) if pd.notna(top.loc[p.file, "box"])]
     objects = [top.loc[album[i].file, "box"] for i in scored]
     masks = np.stack([album[i].union(o, resolution) for i, o in zip(scored, objects, strict=True)])
+    keys = pd.DataFrame({"photo": [album[i].file for i in scored], "object": objects})
     rows = []
     for source, by_method in maps.items():
-        for method, values in by_method.items():
-            table = score(values[scored], masks, percentile)
-            table.insert(0, "photo", [album[i].file for i in scored])
-            table.insert(1, "object", objects)
-            table.insert(2, "source", source)
-            table.insert(3, "method", method)
-            table["object_area"] = masks.mean(axis=(1, 2))
-            table["correct"] = pd.array(
-                [in_top5(album[i], o, probs[source][i]) if source in probs else None
-                 for i, o in zip(scored, objects, strict=True)], dtype="boolean")
-            rows.append(table)
+        correct = pd.array([in_top5(album[i], o, probs[source][i]) if source in probs else None
+                            for i, o in zip(scored, objects, strict=True)], dtype="boolean")
+        rows += [pd.concat([keys.assign(source=source, method=method),
+                            score(values[scored], masks, percentile)], axis=1)
+                 .assign(object_area=masks.mean(axis=(1, 2)), correct=correct)
+                 for method, values in by_method.items()]
     return pd.concat(rows, ignore_index=True).rename(columns={"iou": f"iou@{percentile:g}"})
 
 
@@ -419,7 +400,6 @@ def versus_sentence(versus: pd.DataFrame, photos: int) -> str:
 
 
 # --- class-discriminative tests: summaries and sentences ---------------------------------
-
 DISCRIMINATIVE = ["test", "source", "method", "tests", "own_region_mass", "min_own_region_mass",
                   "other_class_mass", "passed"]
 
@@ -493,8 +473,6 @@ def contrast_sentence(contrast: pd.DataFrame) -> str:
 
 
 # --- the randomisation test of the real weights ------------------------------------------
-
-
 @dataclass
 class Randomisation:
     """The randomisation test's tables (`sightline.sanity`) and what its sentences say: the

@@ -136,8 +136,7 @@ def endpoint_table(scores: pd.DataFrame, gate: pd.DataFrame, own_methods: Mappin
                                         margin=sesoi[metric], alpha=alpha)
                     rows.append({
                         "model": name, "variant": variant, "role": role,
-                        "test_accuracy": run["test accuracy"],
-                        "method": method, "layer": layer,
+                        "test_accuracy": run["test accuracy"], "method": method, "layer": layer,
                         "layer_stability": float((layers == layer).mean()),
                         "metric": metric if threshold is None else f"{metric}@{threshold:g}",
                         "against": against, "reference": r["mean_b"], "fine_tuned": r["mean_a"],

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from .. import cache, data, plots
 from .. import config as cfg
@@ -123,32 +124,33 @@ def cascade_gallery(study: Study, tables: SanityTables) -> list[plt.Figure]:
     """Per tested model: the first tested image's map of each flagged method (at the flag's
     layer), original and after each cascade step, in the model's input frame."""
     by_id = {s.image_id: s for s in study.samples}
-    steps = tables.steps[tables.steps["mode"].isin(["original", "cascade"])].sort_values("depth")
     figures = []
-    for (model, variant), rows in steps.groupby(["model", "variant"]):
+    for (model, variant), rows in tables.steps.groupby(["model", "variant"]):
         picked = tables.flags[(tables.flags["model"] == model)
                               & (tables.flags["variant"] == variant)]
         image_id = sorted(cache.MapStore(rows["store"].iloc[0]).image_ids())[0]
         frame = study.specs[study.names[rows["key"].iloc[0]]].geometry.frame_image(
             data.load_image(by_id[image_id].path))
-        side = frame.size[0]
-        fig, axes = plt.subplots(len(picked), len(rows), squeeze=False, layout="constrained",
-                                 figsize=(plots.PAGE_WIDTH, 1.45 * len(picked) + 0.6))
-        for r, flag in enumerate(picked.itertuples()):
-            for c, step in enumerate(rows.itertuples()):
-                grid = cache.MapStore(step.store).read_image(flag.method, int(flag.layer),
-                                                             image_id)[-1]
-                ax = axes[r, c]
-                ax.imshow(frame)
-                ax.imshow(grid, cmap=plots.MAP_CMAP, alpha=0.6, extent=(0, side, side, 0),
-                          interpolation="bilinear")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if r == 0:
-                    ax.set_title(step.unit, fontsize=plots.TITLE_PT)
-                if c == 0:
-                    ax.set_ylabel(f"{flag.method} L{flag.layer}", fontsize=plots.TITLE_PT)
-        fig.suptitle(f"{model} · {variant}: image {image_id}, cascade →", fontsize=plots.TITLE_PT)
-        plots.map_scale(fig, axes)
-        figures.append(fig)
+        figures.append(cascade_figure(rows, [(f"{f.method} L{f.layer}", f.method, int(f.layer))
+                                             for f in picked.itertuples()], image_id, frame,
+                                      f"{model} · {variant}: image {image_id}, cascade →"))
     return figures
+
+
+def cascade_figure(steps: pd.DataFrame, rows: Sequence[tuple[str, str, int]], image_id: str,
+                   frame: Image.Image, title: str) -> plt.Figure:
+    """One image through the cascade: a row per ``(label, method, layer)``, a column per step
+    (the original first), each map read from its step's store and drawn over ``frame``."""
+    shown = steps[steps["mode"].isin(["original", "cascade"])].sort_values("depth")
+    fig, axes = plt.subplots(len(rows), len(shown), squeeze=False, layout="constrained",
+                             figsize=(plots.PAGE_WIDTH, 1.45 * len(rows) + 0.6))
+    for r, (label, method, layer) in enumerate(rows):
+        for c, step in enumerate(shown.itertuples()):
+            grid = cache.MapStore(step.store).read_image(method, layer, image_id)[-1]
+            plots.overlay(axes[r, c], frame, grid, np.zeros((0, 4)),
+                          title=step.unit if r == 0 else None)
+            if c == 0:
+                axes[r, c].set_ylabel(label, fontsize=plots.TITLE_PT)
+    fig.suptitle(title, fontsize=plots.TITLE_PT)
+    plots.map_scale(fig, axes)
+    return fig

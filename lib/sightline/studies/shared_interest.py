@@ -3,11 +3,9 @@
 "Shared Interest...Sometimes" (Morrison, Mehra & Perer, CVPR Workshops 2023) scores the
 maps of Swin-T, CaiT-S, ResNet-101 and EfficientNet-B6 on 100 images of the ML
 Interpretability Benchmark with the Shared Interest metrics (Boggust et al., CHI 2022):
-IoU, ground-truth coverage (GTC) and saliency coverage (SC) of binarised maps. This
-module holds the study's glue over the shared pieces (registry, `saliency.extract`, the
-map cache, `metrics`): binarisation rules, the tidy score rows, predictions, the case
-taxonomy and the paper's numbers; and the SI notebook's analyses (`Replication` for what a
-profile's study reads and fills, then its tables, tests, sentences and figures).
+IoU, ground-truth coverage (GTC) and saliency coverage (SC) of binarised maps. Here: the
+study's binarisation, score rows, predictions, case taxonomy and the paper's numbers, and the
+SI notebook's analyses (`Replication`, then its tables, tests, sentences and figures).
 """
 
 from __future__ import annotations
@@ -46,11 +44,10 @@ INCORRECT_CASES = ("confuser", "insufficient subset", "context confusion", "dist
 def binarize(maps: np.ndarray, rule: str, threshold: float) -> np.ndarray:
     """``std`` (keep >= mean + threshold std) or ``percentile`` (keep >= the threshold-th
     percentile), both after per-map min-max, as the Shared Interest code does."""
-    if rule == "std":
-        return metrics.binarize_std(maps, threshold)
-    if rule == "percentile":
-        return metrics.binarize_percentile(maps, threshold)
-    raise ValueError(f"binarisation rule must be 'std' or 'percentile', got {rule!r}")
+    rules = {"std": metrics.binarize_std, "percentile": metrics.binarize_percentile}
+    if rule not in rules:
+        raise ValueError(f"binarisation rule must be 'std' or 'percentile', got {rule!r}")
+    return rules[rule](maps, threshold)
 
 
 def human_masks(samples: Sequence[data.AttentionSample], geometry, resolution: int) -> np.ndarray:
@@ -61,27 +58,20 @@ def human_masks(samples: Sequence[data.AttentionSample], geometry, resolution: i
 def score(maps: np.ndarray, masks: np.ndarray, samples: Sequence[data.AttentionSample], *,
           model: str, variant: str, method: str, layer: int, rule: str, mask_rule: str,
           mask_threshold: float, thresholds: Sequence[float], resolution: int) -> pd.DataFrame:
-    """Shared Interest IoU / GTC / SC of ``(N, 1, h, w)`` maps at each saliency threshold,
-    plus the continuous SC (``coverage``: saliency mass inside the mask), as tidy rows.
-
-    The human mask is binarised once (``mask_rule`` at ``mask_threshold``); a map with no
-    variation (nothing attended) or an empty binarised mask (nothing to find) scores NaN.
-    ``feature`` holds the image's subject.
-    """
+    """Shared Interest IoU / GTC / SC of ``(N, 1, h, w)`` maps at each saliency threshold, plus
+    the continuous SC (``coverage``), as tidy rows (``feature``: the image's subject), against
+    the human mask binarised by ``mask_rule``; a flat map or an empty mask scores NaN."""
     up = metrics.upsample(maps[:, 0], resolution)
     truth = binarize(masks, mask_rule, mask_threshold)
     undefined = (np.ptp(up.reshape(len(up), -1), axis=1) == 0) | ~truth.any(axis=(1, 2))
-    frames = []
-    for threshold in thresholds:
-        scores = metrics.shared_interest_scores(binarize(up, rule, threshold), truth)
-        for name, values in scores.items():
-            frames.append(_rows(samples, name, threshold, np.where(undefined, np.nan, values)))
+    frames = [_rows(samples, name, threshold, np.where(undefined, np.nan, values))
+              for threshold in thresholds
+              for name, values in metrics.shared_interest_scores(binarize(up, rule, threshold),
+                                                                 truth).items()]
     coverage = np.where(undefined, np.nan, metrics.coverage(up, truth))
     frames.append(_rows(samples, "coverage", np.nan, coverage))
-    table = pd.concat(frames, ignore_index=True)
-    table = table.assign(model=model, variant=variant, method=method, layer=layer, head=-1,
-                         target=TARGET)
-    return scoring.tidy(table)
+    return scoring.tidy(pd.concat(frames, ignore_index=True).assign(
+        model=model, variant=variant, method=method, layer=layer, head=-1, target=TARGET))
 
 
 def _rows(samples, metric: str, threshold: float, values: np.ndarray) -> pd.DataFrame:
@@ -90,20 +80,17 @@ def _rows(samples, metric: str, threshold: float, values: np.ndarray) -> pd.Data
                          "threshold": threshold, "value": np.asarray(values, np.float64)})
 
 
-def benchmark_classes(
-    loaded: models.LoadedModel, subjects: Mapping[str, tuple[int, ...]]
-) -> Callable[[Sequence[data.AttentionSample], torch.Tensor], list[int]]:
+def benchmark_classes(loaded: models.LoadedModel, subjects: Mapping[str, tuple[int, ...]]
+                      ) -> Callable[[Sequence[data.AttentionSample], torch.Tensor], list[int]]:
     """Explain the benchmark's class: the subject's ImageNet class the model scores
     highest (the predicted class where the subject maps to none, e.g. ``tree``)."""
 
     def classes(batch: Sequence[data.AttentionSample], pixels: torch.Tensor) -> list[int]:
         with torch.inference_mode():
             logits = loaded.score(pixels)
-        chosen = []
-        for sample, row in zip(batch, logits, strict=True):
-            allowed = list(subjects.get(sample.subject, ()))
-            chosen.append(allowed[int(row[allowed].argmax())] if allowed else int(row.argmax()))
-        return chosen
+        allowed = [list(subjects.get(sample.subject, ())) for sample in batch]
+        return [ids[int(row[ids].argmax())] if ids else int(row.argmax())
+                for ids, row in zip(allowed, logits, strict=True)]
 
     return classes
 
@@ -129,10 +116,9 @@ def extract_study(samples: Sequence[data.AttentionSample], choice: SIModelChoice
     return pd.DataFrame({"image_id": ids, "predicted": [predicted[i] for i in ids]})
 
 
-def method_cost(
-    choice: SIModelChoice, store: cache.MapStore, sample: data.AttentionSample,
-    methods: Sequence[str], xrai: saliency.XraiSettings, *, seed: int = 0, device: str = "auto",
-) -> dict[str, float]:
+def method_cost(choice: SIModelChoice, store: cache.MapStore, sample: data.AttentionSample,
+                methods: Sequence[str], xrai: saliency.XraiSettings, *, seed: int = 0,
+                device: str = "auto") -> dict[str, float]:
     """Seconds each method takes on one image, timed once and kept beside the store, so a
     rebuild reports the same measurement (delete the ``.cost.json`` file to time again)."""
     path = store.path.with_name(store.path.stem + ".cost.json")
@@ -162,15 +148,12 @@ def correctness(predictions: pd.DataFrame, samples: Sequence[data.AttentionSampl
 
 def cases(iou: np.ndarray, gtc: np.ndarray, sc: np.ndarray, correct: np.ndarray, *,
           iou_high: float = 0.5, coverage_high: float = 0.5) -> np.ndarray:
-    """Shared Interest's case for each (image, map): by IoU, then the SC / GTC quadrant,
-    named for correct (or unknown) and incorrect predictions.
-
-    Human aligned / confuser: IoU >= ``iou_high`` or both coverages high. Sufficient /
-    insufficient subset: SC high, GTC low (the saliency lies inside the human region but
-    covers only part of it). Sufficient context / context confusion: GTC high, SC low
-    (the human region and more). Context dependent / distractor: both low (mostly
-    elsewhere). NaN scores give no case (None).
-    """
+    """Shared Interest's case for each (image, map): by IoU, then the SC / GTC quadrant, named for
+    correct (or unknown) and incorrect predictions. Human aligned / confuser: IoU >= ``iou_high``
+    or both coverages high. Sufficient / insufficient subset: SC high, GTC low (the saliency lies
+    inside the human region but covers only part of it). Sufficient context / context confusion:
+    GTC high, SC low (the human region and more). Context dependent / distractor: both low (mostly
+    elsewhere). NaN scores give no case (None)."""
     iou, gtc, sc, correct = (np.asarray(a, np.float64) for a in (iou, gtc, sc, correct))
     high_sc, high_gtc = sc >= coverage_high, gtc >= coverage_high
     quadrant = np.select([(iou >= iou_high) | (high_sc & high_gtc), high_sc, high_gtc],
@@ -301,9 +284,8 @@ class Replication:
         """Per (image, model, method) its scores at the headline threshold, key and prediction."""
         wide = (scores[np.isclose(scores["threshold"], self.rule[1])]
                 .pivot_table(index=["image_id", "model", "method"], columns="metric",
-                             values="value", observed=True).reset_index())
-        wide["model"] = wide["model"].astype(str)
-        wide["method"] = wide["method"].astype(str)
+                             values="value", observed=True).reset_index()
+                .astype({"model": str, "method": str}))
         wide["key"] = wide["model"].map({name: key for key, name in self.names.items()})
         return wide.merge(predictions[["image_id", "key", "correct", "all_agree"]],
                           on=["image_id", "key"])

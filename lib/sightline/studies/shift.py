@@ -159,8 +159,7 @@ def sweep_figure(deltas: pd.DataFrame, specs: Mapping) -> plt.Figure | None:
     sns.lineplot(data=sweep, x="threshold", y="delta", hue="run",
                  palette=plots.palette(sweep["run"]), marker="o", ax=ax)
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xlabel("percentile p")
-    ax.set_ylabel("ΔIoU@p")
+    ax.set(xlabel="percentile p", ylabel="ΔIoU@p")
     ax.get_legend().remove()
     fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside right upper")
     return fig
@@ -283,8 +282,7 @@ def accuracy_figure(points: pd.DataFrame, percentile: float) -> plt.Figure:
                     palette=plots.palette(points["run"]), s=70, ax=ax)
     ax.axhline(0, color="black", lw=0.8)
     ax.axvline(CHANCE, color="grey", ls="--", lw=0.8)
-    ax.set_xlabel("held-out test accuracy (dashed: chance)")
-    ax.set_ylabel(f"ΔIoU@{percentile:g}")
+    ax.set(xlabel="held-out test accuracy (dashed: chance)", ylabel=f"ΔIoU@{percentile:g}")
     ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig
