@@ -1,4 +1,5 @@
-"""Scale-out: tasks in-process, in local processes or on a local Ray runtime give the same results, bit for bit.
+"""Scale-out: tasks in-process, in local processes or on a local Ray runtime give the same
+results, bit for bit.
 
 Ray is an optional extra: the ``ray`` fixture installs the pinned version on first use,
 exactly as ``engine: ray`` does in a build (CI reaches PyPI).

@@ -95,7 +95,8 @@ def check_address(address: str | None) -> None:
 
 def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], *, execution: Execution, desc: str,
               unit: str = "task") -> list[Any]:
-    """``[fn(*task) for task in tasks]``, in this process or as Ray tasks; one bar over tasks."""
+    """``[fn(*task) for task in tasks]``, in this process, in worker processes or as Ray tasks;
+    one bar over tasks."""
     import torch
 
     tasks = list(tasks)
@@ -149,7 +150,7 @@ def _in_processes(fn: Callable[..., Any], tasks: list[tuple], workers: int, thre
     return results
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=None)
 def _pool(workers: int) -> ProcessPoolExecutor:
     """One pool of spawned workers for the session (fork would copy torch's thread pools);
     kept, so the next steps' tasks skip the workers' start (importing torch)."""
