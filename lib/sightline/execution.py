@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -150,7 +150,7 @@ def _in_processes(fn: Callable[..., Any], tasks: list[tuple], workers: int, thre
     return results
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pool(workers: int) -> ProcessPoolExecutor:
     """One pool of spawned workers for the session (fork would copy torch's thread pools);
     kept, so the next steps' tasks skip the workers' start (importing torch)."""
