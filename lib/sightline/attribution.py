@@ -1,23 +1,5 @@
-"""AttnLRP and LeGrad: relevance of a ViT's patch tokens for a class logit, per layer.
-
-- ``attnlrp`` (Achtibat et al., ICML 2024, the rules ``lxt`` 2.1 ships for ViTs): the model is
-  patched so that input x gradient of its forward is the LRP relevance, one backward pass:
-  LayerNorm's standard deviation held constant and element-wise activations passed by the
-  identity rule (AttnLRP), queries and keys held constant so no relevance flows through the
-  softmax (CP-LRP inside attention, as lxt 2.1 does for ViTs), LRP-0 on linear layers. Layer
-  ``l`` is the relevance of the tokens entering block ``l`` (``h ⊙ ∂logit/∂h`` summed over
-  channels), patch tokens only, its positive part; layer 0 is the input-level map.
-- ``legrad`` (Bousselham et al. 2024, ``torchcam.methods.LeGrad``): per block ``l`` the model's
-  own readout (CLS, pooling head or token mean, then its final norm and classifier) is applied
-  to the block's output tokens, and the gradient of that class score ``s^l`` with respect to
-  the block's post-softmax attention ``A^l`` is taken; its positive part averaged over heads and
-  query tokens, prefix keys dropped. Layer ``l`` is the mean of blocks ``l..L-1`` (layer 0 is
-  the paper's map over all layers), not min-max normalised; per head (before the head mean),
-  with the head mean last as for CLS attention.
-
-The target is the class logit of a classifier (the model's, or a backbone's style head), the
-predicted class by default.
-"""
+"""AttnLRP and LeGrad: relevance of a ViT's patch tokens for a class logit (the model's, or a
+backbone's style head; the predicted class by default), per layer; definitions in docs/methods.md."""
 
 from __future__ import annotations
 
@@ -31,7 +13,7 @@ from torch import nn
 
 from .models import LoadedModel
 from .saliency.attention import class_logits
-from .saliency.common import _frozen, _target_classes
+from .saliency.common import _gradients_on, _on_grid, _target_classes
 
 # children whose output is an attention's queries or keys (HF ViT / MAE / CLIP / SigLIP /
 # DINOv3 projections; timm's q_norm / k_norm, applied to every query and key)
@@ -99,18 +81,6 @@ def attnlrp_rules(module: nn.Module) -> Iterator[None]:
 def _tokens(value: Any) -> torch.Tensor:
     """A block's hidden states from its input args or its output (HF blocks may return tuples)."""
     return value[0] if isinstance(value, tuple | list) else value
-
-
-def _on_grid(model: LoadedModel, patches: torch.Tensor) -> np.ndarray:
-    """``(B, [K,] patches)`` values -> ``(B, K or 1, gh, gw)`` float32 maps."""
-    return patches.float().reshape(len(patches), -1, *model.grid).detach().cpu().numpy()
-
-
-@contextmanager
-def _gradients_on(model: LoadedModel) -> Iterator[None]:
-    """Gradient tracking from the input, even under inference mode; weights frozen."""
-    with torch.inference_mode(False), torch.enable_grad(), _frozen(model.module, model.head):
-        yield
 
 
 def attnlrp_relevance(model: LoadedModel, pixel_values: torch.Tensor, classes: Sequence[int] | None = None

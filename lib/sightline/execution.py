@@ -1,12 +1,5 @@
 """Where the heavy steps run: in this process (default), in local worker processes or as Ray
-tasks, with the same results.
-
-``run_tasks(fn, tasks, execution=..., desc=...)`` returns ``[fn(*task) for task in tasks]``:
-``engine: local`` here; ``processes`` in ``workers`` spawned processes (a script guards its
-top level with ``if __name__ == "__main__":``); ``ray`` as Ray tasks (a local runtime or the
-cluster at ``address``), retried when a worker dies (``MAX_RETRIES``). Tasks must be picklable
-and write their outputs atomically. ``ensure_ray`` pip-installs the pinned ``RAY`` on first use.
-"""
+tasks, with the same results (docs/scale-out.md); tasks must be picklable and write atomically."""
 
 from __future__ import annotations
 

@@ -8,12 +8,9 @@ import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar, get_args
 
-# What a model's maps are read from (`sightline.models.Layout.readout`): attention weights
-# with a CLS token, attention read out by a pooling head's probe (no CLS), attention with
-# neither, or a conv / target layer (no attention captured).
-READOUTS = ("cls", "probe", "tokens", "cnn")
+# What a model's maps are read from (`sightline.models.Layout.readout`; docs/extending.md)
 Readout = Literal["cls", "probe", "tokens", "cnn"]
 
 
@@ -29,19 +26,8 @@ class _Entry:
 
 @dataclass(frozen=True)
 class Method(_Entry):
-    """A saliency method: what it needs of a model and how extraction runs it.
-
-    ``readouts``: the model readouts it applies to. ``runs``: ``attention`` reads the shared
-    forward pass, ``function(model, attentions, output) -> {(name, layer): (B, K, gh, gw)}``;
-    ``attention_gradients`` also reads each attention's gradient of the target class logit
-    (one backward pass), ``function(model, attentions, gradients, probe)``; ``own`` runs its
-    own passes, ``function(model, pixel_values, classes, **settings) -> (maps, logits | None)``.
-    ``per_head``: K = heads + 1 (the head mean last). ``readout_heads``: its heads are a
-    readout token's attention, ranked by Q3. ``explains_class``: needs a class logit (the
-    model's classifier or a style head); ``classifier_only``: only the model's own classifier.
-    ``cost``: ``forward`` (shares one forward pass), ``backward`` (one backward pass) or
-    ``many`` (hundreds of passes per image).
-    """
+    """A saliency method: what it needs of a model and how extraction runs it (the fields and
+    each ``runs``' function signature: docs/extending.md)."""
 
     name: str
     label: str
@@ -58,18 +44,8 @@ class Method(_Entry):
 
 @dataclass(frozen=True)
 class Metric(_Entry):
-    """A score of a map against an annotation.
-
-    ``higher_is_better``: its better direction (Q2's enhanced / degraded). ``thresholded``:
-    computed on the top-k set at each percentile. ``sesoi``: the smallest effect size of
-    interest in its own unit, the default margin of ``stats.sesoi`` (None: not a Q2 metric).
-    ``target``: ``mask`` scores every target (union and each box) and is listed by the
-    explorer, ``soft`` scores the union's soft Gaussian box target (head-mean maps).
-    ``function``: ``(maps (N, R, R), targets (N, R, R)[, percentiles]) -> (N[, P])`` on
-    upsampled maps. ``swept``: `sightline.metrics.sweep` computes it (every head, one
-    ranking per map); the others are called on head-mean maps. ``summary_rank``: its row's
-    place in Q1's summary table (lower first, ties in registry order).
-    """
+    """A score of a map against an annotation (the fields and the function's signature:
+    docs/extending.md; ``summary_rank``: its row's place in Q1's summary table, lower first)."""
 
     name: str
     label: str
@@ -151,7 +127,7 @@ METHODS: Registry[Method] = Registry("method", [
            explains_class=True, cost="backward",
            help="LeGrad (Bousselham et al. 2024): gradient of the logit read at each block "
                 "with respect to its attention, layers l..L-1"),
-    Method("gradcam", "Grad-CAM", frozenset(READOUTS), "own", _S + "gradcam:gradcam_maps",
+    Method("gradcam", "Grad-CAM", frozenset(get_args(Readout)), "own", _S + "gradcam:gradcam_maps",
            explains_class=True, cost="backward",
            help="pytorch-grad-cam's GradCAM of a class logit at the layer's grid"),
     Method("xrai", "XRAI", frozenset({"cnn"}), "own", _S + "xrai:xrai_maps", explains_class=True,

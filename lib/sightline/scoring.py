@@ -1,14 +1,6 @@
-"""Score cached maps against the expert boxes: the one tidy metrics table, one row per
-image x map x target x metric x threshold. Targets (each image's union of regions, then each
-region) are masks built once per preprocessing geometry at the working resolution.
-
-Two frames: the *model frame* (``score_store``; the metrics table ``scores.parquet``):
-each model's maps against the boxes as its own preprocessing shows them, so a centre crop
-drops box parts. The *common frame* (``score_store_common``): every map placed back on the
-whole image (``Geometry.to_image``; zero where the model saw nothing) and scored against
-the uncropped boxes (targets built in ``COMMON_FRAME``), so all models and the baselines
-face the same masks, as paired comparisons between them need.
-"""
+"""Score cached maps against the expert boxes: the one tidy metrics table, one row per image x
+map x target x metric x threshold, in the model frame (`score_store`) or the common frame
+(`score_store_common`; docs/methods.md). Targets are masks built once per geometry."""
 
 from __future__ import annotations
 

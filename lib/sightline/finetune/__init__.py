@@ -1,17 +1,5 @@
-"""Q2 fine-tuning: linear probe, LoRA and full fine-tuning on the style-labelled pool.
-
-A *run* is one (model choice, strategy, seed). `train_run` trains it as a pure function of
-its arguments: it loads the data and the model itself, writes everything under a
-content-keyed folder and returns the run's manifest, so a scheduler can run it in another
-process or on another machine. A finished run is reused (its manifest exists); a killed
-run resumes from its last completed epoch and ends with the same weights as an
-uninterrupted one (each epoch's randomness is seeded by (seed, epoch)).
-
-Strategies (a linear head on the pooled embedding, the one `LoadedModel.score` and
-Grad-CAM use): ``linear_probe`` (backbone frozen, embeddings computed once), ``lora`` (peft
-adapters on the registry's target modules) and ``full`` (every weight). The recipe's
-defaults are in `config.Finetune`. Modules: `splits`, `plan`, `training`, `checkpoints`.
-"""
+"""Q2 fine-tuning: linear probe, LoRA and full fine-tuning on the style-labelled pool, one
+resumable, content-keyed run per (model choice, strategy, seed) (docs/finetuning.md)."""
 
 from .checkpoints import FinetuneError, checkpoint_hash, load_run, read_manifest
 from .plan import Run, code_version, map_jobs, plan, recipe, run_dir, runs_table, strategy_of, variant_name

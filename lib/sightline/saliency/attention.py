@@ -1,23 +1,11 @@
-"""Maps read from attention weights, all from one forward pass:
-
-- ``cls``: the CLS token's attention row over patch tokens (CLS, registers and any other
-  prefix token skipped), per layer;
-- ``rollout``: attention rollout (Abnar & Zuidema 2020) through layers ``0..l``, read at
-  the CLS row, for every end layer ``l``;
-- ``probe``: the pooling head's probe attention over patches (SigLIP family), as layer
-  ``num_layers`` since the head sits after the last block;
-- ``mean_received``: per layer, the attention each patch receives, averaged over query rows;
-- ``chefer``: gradient-weighted attention relevance (Chefer, Gur & Wolf, ICCV 2021) of a class
-  logit: ``R = I``; per block ``R ← R + Ā_l R`` with ``Ā_l = mean_heads((∇A_l ⊙ A_l)⁺)``; the
-  map is the CLS row of ``R`` over patches, or with no CLS token (SigLIP) ``ā_probe R``, the
-  pooling probe joining as one more query after the last block. Layer ``l``: ``R`` through
-  blocks ``0..l`` weighted by the full model's logit gradients (layer ``L-1`` is the paper's).
-"""
+"""Maps read from attention weights, all from one forward pass (with one backward pass for
+``chefer``): ``cls``, ``rollout``, ``probe``, ``mean_received``, ``chefer``; their definitions are
+in docs/methods.md and each entry's ``help`` in `sightline.registry`."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,13 +16,7 @@ from torch import nn
 from sightline import registry
 from sightline.models import LoadedModel, pooling_heads
 
-from .common import Attentions, MapKey, _checked_classes, _frozen, _require_classifier, _target_classes
-
-_HEAD_FUSIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "mean": lambda a: a.mean(dim=1),
-    "max": lambda a: a.amax(dim=1),
-    "min": lambda a: a.amin(dim=1),
-}
+from .common import Attentions, MapKey, _gradients_on, _on_grid, _require_classifier, _target_classes
 
 
 def _attention_maps(model: LoadedModel, pixel_values: torch.Tensor, methods: Sequence[str],
@@ -51,10 +33,7 @@ def _attention_maps(model: LoadedModel, pixel_values: torch.Tensor, methods: Seq
             return (_read_attentions(model, attentions, output, readers),
                     class_logits(model, output) if model.is_classifier else None)
     _require_classifier(model, registry.METHODS[relevance[0]].label)
-    classes = _checked_classes(classes, pixel_values.shape[0])
-    # gradients are needed even when the caller runs under no_grad / inference_mode
-    with (torch.inference_mode(False), torch.enable_grad(), _frozen(model.module, model.head),
-          _probe_recorder(model) as probe):
+    with _gradients_on(model), _probe_recorder(model) as probe:
         # parameters frozen, so the graph runs from the input and no weight gradient is made
         pixels = pixel_values.clone().requires_grad_(True)
         output, attentions = model.attentions(pixels)
@@ -94,11 +73,6 @@ def _checked_attentions(model: LoadedModel, attentions: Attentions, batch: int) 
                                f"{tuple(attention.shape)}, expected {expected} "
                                f"({model.num_prefix_tokens} prefix tokens + {model.grid} patches)")
     return attentions
-
-
-def _on_grid(model: LoadedModel, values: torch.Tensor) -> np.ndarray:
-    """``(B, K, N)`` patch values -> float32 ``(B, K, gh, gw)``."""
-    return values.reshape(*values.shape[:2], *model.grid).float().cpu().numpy()
 
 
 def _with_head_mean(model: LoadedModel, per_head: torch.Tensor) -> np.ndarray:
@@ -155,34 +129,26 @@ def _pooling_head(module: nn.Module) -> nn.Module:
     return heads[0]
 
 
-def rollout_matrices(
-    attentions: Sequence[torch.Tensor], head_fusion: str = "mean", start_layer: int = 0
-) -> Iterator[torch.Tensor]:
-    """Cumulative rollout ``(B, T, T)`` through layers ``start_layer..l``, for each ``l``: per
-    layer fuse heads, add the identity, renormalise rows to sum 1; ``A_l @ ... @ A_start``."""
-    if head_fusion not in _HEAD_FUSIONS:
-        raise ValueError(f"head_fusion must be one of {list(_HEAD_FUSIONS)}, got {head_fusion!r}")
-    if not 0 <= start_layer < len(attentions):
-        raise ValueError(f"start_layer must be in [0, {len(attentions)}), got {start_layer}")
-    fuse = _HEAD_FUSIONS[head_fusion]
+def rollout_matrices(attentions: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """Cumulative rollout ``(B, T, T)`` through layers ``0..l``, for each ``l``: per layer
+    average the heads, add the identity, renormalise rows to sum 1; ``A_l @ ... @ A_0``."""
     joint = None
-    for attention in attentions[start_layer:]:
+    for attention in attentions:
         if attention.ndim != 4 or attention.shape[-1] != attention.shape[-2]:
             raise ValueError(f"attention must be (B, heads, T, T), got {tuple(attention.shape)}")
-        fused = fuse(attention.float())
+        fused = attention.float().mean(dim=1)
         fused = fused + torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
         fused = fused / fused.sum(dim=-1, keepdim=True)
         joint = fused if joint is None else fused @ joint
         yield joint
 
 
-def rollout(attentions: Sequence[torch.Tensor], num_prefix_tokens: int, head_fusion: str = "mean",
-            start_layer: int = 0) -> torch.Tensor:
+def rollout(attentions: Sequence[torch.Tensor], num_prefix_tokens: int) -> torch.Tensor:
     """Attention rollout read at the CLS row (token 0) over patch tokens: ``(B, num_patches)``
     (all ``num_prefix_tokens`` leading tokens skipped as columns)."""
     if num_prefix_tokens < 1:
         raise ValueError("rollout reads the CLS row (token 0): num_prefix_tokens must be >= 1")
-    *_, joint = rollout_matrices(attentions, head_fusion, start_layer)
+    *_, joint = rollout_matrices(attentions)
     return joint[:, 0, num_prefix_tokens:]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -52,3 +53,15 @@ def _frozen(*modules: nn.Module | None) -> Iterator[None]:
     finally:
         for parameter in trainable:
             parameter.requires_grad_(True)
+
+
+@contextmanager
+def _gradients_on(model: LoadedModel) -> Iterator[None]:
+    """Gradient tracking from the input, even under inference mode; weights frozen."""
+    with torch.inference_mode(False), torch.enable_grad(), _frozen(model.module, model.head):
+        yield
+
+
+def _on_grid(model: LoadedModel, patches: torch.Tensor) -> np.ndarray:
+    """``(B, [K,] patches)`` values -> ``(B, K or 1, gh, gw)`` float32 maps."""
+    return patches.float().reshape(len(patches), -1, *model.grid).detach().cpu().numpy()
