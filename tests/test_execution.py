@@ -116,7 +116,7 @@ def test_a_killed_worker_is_retried_and_the_maps_are_identical(ray, tmp_path):
 
     with execution.shared_dir(store.path.parent) as probe:
         tasks = [
-            extract.ShardTask(choice, tuple(samples[i : i + 2]), store.path, shard, 1, "cpu", 0,
+            extract.ShardTask(extract.MapJob(choice, store), tuple(samples[i : i + 2]), shard, 1, "cpu", 0,
                               extract.code_version(), probe)
             for shard, i in enumerate(range(0, len(samples), 2))
         ]

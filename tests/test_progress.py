@@ -51,8 +51,8 @@ def test_xrai_moves_the_bar_per_image_and_the_cost_is_said_once(samples, tmp_pat
     monkeypatch.setattr(extract.ImageProgress, "tick",
                         lambda self, images=1: (ticks.append(images), real_tick(self, images)))
     store = extract.store_for(tmp_path, "ds", "resnet101-tiny", "frozen")
-    task = extract.ShardTask(CNN, tuple(samples), store.path, 0, 8, "cpu", 0,
-                             extract.code_version(), methods=("gradcam", "xrai"), xrai=CHEAP_XRAI)
+    job = extract.MapJob(CNN, store, ("gradcam", "xrai"), xrai=CHEAP_XRAI)
+    task = extract.ShardTask(job, tuple(samples), 0, 8, "cpu", 0, extract.code_version())
     assert extract.extract_shard(task, progress=True) == 3
     assert ticks == [1, 1, 1, 0]  # one batch of 3: XRAI ticks each image, nothing left after
     assert _estimates(capsys) == [
@@ -64,8 +64,8 @@ def test_xrai_moves_the_bar_per_image_and_the_cost_is_said_once(samples, tmp_pat
 def test_batched_methods_move_the_bar_per_batch_and_quick_stages_say_no_cost(samples, tmp_path,
                                                                             capsys):
     store = extract.store_for(tmp_path, "ds", "resnet101-tiny", "gradcam")
-    task = extract.ShardTask(CNN, tuple(samples), store.path, 0, 2, "cpu", 0,
-                             extract.code_version(), methods=("gradcam",))
+    task = extract.ShardTask(extract.MapJob(CNN, store, ("gradcam",)), tuple(samples), 0, 2, "cpu", 0,
+                             extract.code_version())
     assert extract.extract_shard(task, progress=True) == 3
     err = capsys.readouterr().err
     assert "3/3" in err and extract.ESTIMATE_PREFIX not in err

@@ -33,7 +33,6 @@ from .geometry import Geometry
 BASELINE_GEOMETRY = Geometry(size=224)
 BASELINE_GRID = 56
 STYLES = tuple(data.MAIN_STYLES.values())  # a style head's classes, in order (finetune.STYLES)
-TargetClasses = Callable[[Sequence, torch.Tensor], list[int] | None]  # (batch, pixels) -> classes
 
 
 def code_hash(*modules: ModuleType) -> str:
@@ -83,24 +82,6 @@ def _batches(items: Sequence, size: int) -> list[Sequence]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-@dataclass(frozen=True)
-class ShardTask:
-    """One model's maps for a run of whole batches of images, written as shards of its store."""
-
-    choice: ModelChoice
-    samples: tuple[data.Sample, ...]
-    store_path: Path
-    shard: int
-    batch_size: int
-    device: str
-    seed: int
-    code: str
-    probe: Path | None = None
-    methods: tuple[str, ...] | None = None
-    xrai: saliency.XraiSettings | None = None
-    run: Path | None = None
-
-
 class MapJob(NamedTuple):
     """One store to fill: the model, its store, (default: every applicable) methods, the
     fine-tuning run whose weights to read the maps from (None: the model's own) and XRAI's
@@ -111,6 +92,21 @@ class MapJob(NamedTuple):
     methods: tuple[str, ...] | None = None
     run: Path | None = None
     xrai: saliency.XraiSettings | None = None
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """A map job's maps for a run of whole batches of images, written as shards of its store;
+    ``code``: the driver's `code_version`, ``probe``: its `execution.shared_dir` probe."""
+
+    job: MapJob
+    samples: tuple[data.Sample, ...]
+    shard: int
+    batch_size: int
+    device: str
+    seed: int
+    code: str
+    probe: Path | None = None
 
 
 def extract_models(samples: Sequence[data.Sample], jobs: Sequence[MapJob | tuple], *,
@@ -134,15 +130,14 @@ def extract_models(samples: Sequence[data.Sample], jobs: Sequence[MapJob | tuple
             batches = _batches(todo, batch_size)
             n_shards = max(1, min(len(batches), 2 * execution.workers)) if on_ray else 1
             for shard, part in enumerate(_split(batches, n_shards)):
-                task = ShardTask(job.choice, tuple(s for batch in part for s in batch), job.store.path, shard,
-                                 batch_size, device, seed, code_version(), probes[job.store.path.parent],
-                                 tuple(job.methods) if job.methods is not None else None, job.xrai, job.run)
+                task = ShardTask(job, tuple(s for batch in part for s in batch), shard, batch_size, device,
+                                 seed, code_version(), probes[job.store.path.parent])
                 tasks.append((task, progress and execution.engine == "local"))
         counts = engine.run_tasks(extract_shard, tasks, execution=execution, desc="maps",
                                   unit="shard")
     extracted = {job.store.path: 0 for job in jobs}
     for (task, _), count in zip(tasks, counts, strict=True):
-        extracted[task.store_path] += count
+        extracted[task.job.store.path] += count
     for job in jobs:
         job.store.compact()
     return extracted
@@ -151,25 +146,21 @@ def extract_models(samples: Sequence[data.Sample], jobs: Sequence[MapJob | tuple
 def extract_model(samples: Sequence[data.Sample], choice: ModelChoice, store: cache.MapStore, *,
                   batch_size: int = 16, device: str = "auto", seed: int = 0, progress: bool = True,
                   execution: Execution | None = None, methods: Sequence[str] | None = None,
-                  xrai: saliency.XraiSettings | None = None, loaded: models.LoadedModel | None = None,
-                  target_classes: TargetClasses | None = None) -> int:
-    """Store the maps of one model for the samples not yet cached; returns how many.
-    ``target_classes(batch, pixels)``: the class each image is explained for (default: the
-    predicted one). A ``loaded`` model or ``target_classes`` (neither travels) runs here."""
-    if loaded is None and target_classes is None:
-        return extract_models(
-            samples, [MapJob(choice, store, tuple(methods) if methods else None, None, xrai)],
-            batch_size=batch_size, device=device, seed=seed, execution=execution, progress=progress,
-        )[store.path]
-    task = ShardTask(choice, tuple(samples), store.path, 0, batch_size, device, seed,
-                     code_version(), None, tuple(methods) if methods else None, xrai)
-    count = extract_shard(task, progress, loaded=loaded, target_classes=target_classes)
+                  xrai: saliency.XraiSettings | None = None, loaded: models.LoadedModel | None = None) -> int:
+    """Store the maps of one model for the samples not yet cached; returns how many. A
+    ``loaded`` model (it does not travel) runs here."""
+    job = MapJob(choice, store, tuple(methods) if methods else None, None, xrai)
+    if loaded is None:
+        return extract_models(samples, [job], batch_size=batch_size, device=device, seed=seed,
+                              execution=execution, progress=progress)[store.path]
+    task = ShardTask(job, tuple(samples), 0, batch_size, device, seed, code_version())
+    count = extract_shard(task, progress, loaded=loaded)
     store.compact()
     return count
 
 
-def extract_shard(task: ShardTask, progress: bool = False, *, loaded: models.LoadedModel | None = None,
-                  target_classes: TargetClasses | None = None) -> int:
+def extract_shard(task: ShardTask, progress: bool = False, *,
+                  loaded: models.LoadedModel | None = None) -> int:
     """Store the maps (and a classifier's predicted class) of the task's images the store
     lacks, each batch an atomic shard file named after the task (a retry goes on from it)."""
     if task.probe is not None:
@@ -178,27 +169,25 @@ def extract_shard(task: ShardTask, progress: bool = False, *, loaded: models.Loa
         raise engine.ExecutionError(f"node {socket.gethostname()} runs other sightline code "
                                     f"({code_version()}) than the driver ({task.code}): run the "
                                     "same checkout of the project on every node")
-    store = cache.MapStore(task.store_path)
-    done = store.image_ids()
+    job = task.job
+    done = job.store.image_ids()
     todo = [s for s in task.samples if s.image_id not in done]
     if not todo:
         return 0
     device = resolve_device(task.device)
-    loaded = loaded or load_for(task.choice, task.run, seed=task.seed, device=device)
-    store.shard_dir.mkdir(parents=True, exist_ok=True)
-    writer = cache.ShardWriter(store.shard_dir, prefix=f"{task.shard:04d}-")
-    xrai = task.xrai or saliency.XraiSettings()
+    loaded = loaded or load_for(job.choice, job.run, seed=task.seed, device=device)
+    job.store.shard_dir.mkdir(parents=True, exist_ok=True)
+    writer = cache.ShardWriter(job.store.shard_dir, prefix=f"{task.shard:04d}-")
+    xrai = job.xrai or saliency.XraiSettings()
     note = (f"XRAI ({xrai.steps} steps, {xrai.algorithm}) is most of it; fewer steps lower it "
             "(extraction.xrai; Shared Interest: shared_interest.xrai)"
-            if "xrai" in (task.methods or loaded.methods) else "")
-    with ImageProgress(f"maps {model_name(task.choice)}", len(todo), device=device, note=note,
+            if "xrai" in (job.methods or loaded.methods) else "")
+    with ImageProgress(f"maps {model_name(job.choice)}", len(todo), device=device, note=note,
                        enabled=progress) as meter:
         for batch in _batches(todo, task.batch_size):
             pixels = loaded.preprocess([data.load_image(s.path) for s in batch]).to(device)
-            classes = target_classes(batch, pixels) if target_classes else None
             with meter.batch(len(batch)) as on_image:
-                maps, logits = saliency.extract_with_logits(loaded, pixels, task.methods,
-                                                            classes=classes, xrai=task.xrai,
+                maps, logits = saliency.extract_with_logits(loaded, pixels, job.methods, xrai=job.xrai,
                                                             on_image=on_image)
             predicted = logits.argmax(dim=-1).tolist() if logits is not None else None
             writer.put([s.image_id for s in batch], maps, predicted)
