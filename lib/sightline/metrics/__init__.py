@@ -12,10 +12,7 @@ Conventions shared by every function here:
   empty mask (nothing to find) or of an all-zero map (nothing attended), SC of an empty
   top-k set (k = 0), AUC and NSS of a full mask (nothing outside to tell apart), NSS of a
   constant map (no spread to z-score by).
-- **Threshold-free ranking scores**: ``auc`` is the area under the ROC curve of the map's
-  values as a classifier of the mask's pixels (the Mann-Whitney U over inside x outside
-  pixels / (n_in * n_out), ties counted half); ``nss`` is the mean over the mask of the map
-  z-scored over all its pixels with the population std (ddof = 0).
+- ``auc`` and ``nss``: as docs/methods.md defines them (ties counted half; population std).
 
 ``sweep`` ranks each upsampled map once for all percentiles, targets and AUC; the 1:1
 functions give identical set scores and AUC (tested against each other, a per-threshold

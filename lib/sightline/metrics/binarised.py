@@ -21,9 +21,7 @@ def shared_interest_scores(
     if unknown:
         raise ValueError(f"unknown scores {unknown}; choose from {list(SET_METRICS)}")
     gt = _masks(ground_truth, "ground_truth").astype(np.float64)
-    sal = np.abs(_array(saliency, "saliency", np.float64))
-    if sal.ndim != 3:
-        raise ValueError(f"saliency must have 3 dimensions, got shape {sal.shape}")
+    sal = np.abs(_array(saliency, "saliency", np.float64, 3))
     _same_shape(sal, gt, "saliency and ground_truth")
     if set(scores) - {"sc"} and not np.isin(sal, (0, 1)).all():
         raise ValueError("saliency must be binary for 'iou' and 'gtc'; only 'sc' takes a map")
@@ -35,9 +33,7 @@ def shared_interest_scores(
 
 def normalize_unit(maps: ArrayLike) -> np.ndarray:
     """Each ``(H, W)`` map min-max scaled to [0, 1] (float64); a constant map is all NaN."""
-    x = _array(maps, "maps", np.float64)
-    if x.ndim != 3:
-        raise ValueError(f"maps must have 3 dimensions, got shape {x.shape}")
+    x = _array(maps, "maps", np.float64, 3)
     low = x.min(axis=(1, 2), keepdims=True) if x.size else x
     high = x.max(axis=(1, 2), keepdims=True) if x.size else x
     return _ratio(x - low, np.broadcast_to(high - low, x.shape))

@@ -11,22 +11,17 @@ import torch
 ArrayLike = np.ndarray | torch.Tensor
 
 
-def _array(values: ArrayLike, name: str, dtype=None) -> np.ndarray:
-    """NumPy view of a NumPy array or torch tensor (any device)."""
+def _array(values: ArrayLike, name: str, dtype=None, ndim: int | None = None) -> np.ndarray:
+    """NumPy view of a NumPy array or torch tensor (any device), of ``ndim`` dimensions if given."""
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
     try:
-        return np.asarray(values, dtype=dtype)
+        array = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError) as error:
         raise TypeError(f"{name} must be a numeric array or tensor: {error}") from None
-
-
-def _float_maps(values: ArrayLike, name: str, ndim: int) -> np.ndarray:
-    """C-contiguous float32 maps of the given rank, values not yet checked."""
-    maps = _array(values, name)
-    if maps.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {maps.shape}")
-    return np.ascontiguousarray(maps, dtype=np.float32)
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {array.shape}")
+    return array
 
 
 _INF_BITS = np.uint32(0x7F800000)  # float32 +inf: finite values >= +0.0 lie below it as uint32
@@ -48,7 +43,7 @@ def _checked(maps: np.ndarray, name: str, peak_bits: np.ndarray) -> np.ndarray:
 
 def checked_maps(values: ArrayLike, name: str, ndim: int) -> np.ndarray:
     """Validated float32 maps of the given rank: finite and non-negative, no -0.0."""
-    maps = _float_maps(values, name, ndim)
+    maps = np.ascontiguousarray(_array(values, name, ndim=ndim), dtype=np.float32)
     if not maps.size:
         return maps
     return _checked(maps, name, maps.view(np.uint32).max())
@@ -56,9 +51,7 @@ def checked_maps(values: ArrayLike, name: str, ndim: int) -> np.ndarray:
 
 def _masks(values: ArrayLike, name: str, ndim: int = 3) -> np.ndarray:
     """Validated boolean masks; a numeric mask must hold only 0 and 1."""
-    masks = _array(values, name)
-    if masks.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {masks.shape}")
+    masks = _array(values, name, ndim=ndim)
     if masks.dtype != bool:
         if not np.isin(masks, (0, 1)).all():
             raise ValueError(f"{name} must be binary (0/1 or bool)")
@@ -71,19 +64,14 @@ def _same_shape(a: np.ndarray, b: np.ndarray, names: str) -> None:
         raise ValueError(f"{names} must have the same shape, got {a.shape} and {b.shape}")
 
 
-def _percentiles(percentiles: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Validated 1-D float64 percentiles in [0, 100)."""
+def top_k_size(n: int, percentiles: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Pixels kept at each percentile (non-empty, 1-D, in [0, 100)): ``round(n * (100 - p) / 100)``,
+    halves to even."""
     ps = np.atleast_1d(_array(percentiles, "percentiles", np.float64))
     if ps.ndim != 1 or ps.size == 0:
         raise ValueError(f"percentiles must be a non-empty 1-D sequence, got shape {ps.shape}")
     if not ((ps >= 0) & (ps < 100)).all():
         raise ValueError(f"percentiles must lie in [0, 100), got {ps.tolist()}")
-    return ps
-
-
-def top_k_size(n: int, percentiles: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Pixels kept at each percentile: ``round(n * (100 - p) / 100)``, halves to even."""
-    ps = _percentiles(percentiles)
     return np.round(n * (100.0 - ps) / 100.0).astype(np.int64)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .core import ArrayLike, _checked, _float_maps, _masks, _ratio, _same_shape, relative_iou, top_k_size
+from .core import ArrayLike, _array, _checked, _masks, _ratio, _same_shape, relative_iou, top_k_size
 
 
 def _set_scores(inside: np.ndarray, k: np.ndarray, area: np.ndarray) -> dict[str, np.ndarray]:
@@ -23,11 +23,6 @@ def _set_scores(inside: np.ndarray, k: np.ndarray, area: np.ndarray) -> dict[str
 def _max_iou(area: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Best reachable IoU for mask areas and top-k sizes (broadcast): min / max, NaN if no mask."""
     return _ratio(np.minimum(area, k), np.where(area > 0, np.maximum(area, k), 0))
-
-
-def _blank_to_nan(values: np.ndarray, blank: np.ndarray) -> np.ndarray:
-    """NaN where the map is all zero (``blank`` broadcasts against ``values``)."""
-    return np.where(blank, np.nan, values)
 
 
 def _auc(u: np.ndarray, area: np.ndarray, n: int) -> np.ndarray:
@@ -47,7 +42,7 @@ def _pairs(maps: ArrayLike, masks: ArrayLike) -> tuple[np.ndarray, np.ndarray, n
     """Validated ``(N, n)`` float32 maps (no -0.0) and bool masks of one ``(N, H, W)`` shape,
     and each map's first maximum ``(N,)``: one argmax of the bits as uint32 (ordered as the
     values, for finite values >= +0.0), whose maxima check the maps."""
-    x = _float_maps(maps, "maps", 3)
+    x = np.ascontiguousarray(_array(maps, "maps", ndim=3), dtype=np.float32)
     m = _masks(masks, "masks")
     _same_shape(x, m, "maps and masks")
     n = x.shape[1] * x.shape[2]
@@ -117,7 +112,7 @@ def shared_interest(maps: ArrayLike, masks: ArrayLike, percentiles: Sequence[flo
     ks, back = np.unique(ks_all, return_inverse=True)
     inside = _inside_top_k(x, m, ks)[:, back]
     scores = _set_scores(inside, ks_all, np.count_nonzero(m, axis=1)[:, None])
-    return {name: _blank_to_nan(v, _blank(x, top)[:, None]) for name, v in scores.items()}
+    return {name: np.where(_blank(x, top)[:, None], np.nan, v) for name, v in scores.items()}
 
 
 def iou(maps: ArrayLike, masks: ArrayLike, percentiles: Sequence[float]) -> np.ndarray:
@@ -199,7 +194,7 @@ def auc(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
             u[r] -= (run_inside * (np.bincount(run) - run_inside)).sum() / 2
     area = np.count_nonzero(m, axis=1).astype(np.float64)
     u -= area * (area - 1) / 2
-    return _blank_to_nan(_auc(u, area, n), _blank(x, top))
+    return np.where(_blank(x, top), np.nan, _auc(u, area, n))
 
 
 def nss(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:

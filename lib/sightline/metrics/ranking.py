@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .core import ArrayLike, _array, _masks, _ratio, checked_maps, relative_iou, top_k_size
-from .per_map import _auc, _blank_to_nan, _max_iou, _nss, _set_scores
+from .per_map import _auc, _max_iou, _nss, _set_scores
 
 _WORDS = (0, 1) if sys.byteorder == "little" else (1, 0)  # low and high half of a uint64
 
@@ -197,14 +197,14 @@ def sweep(maps: ArrayLike, targets: ArrayLike, target_image: ArrayLike, percenti
 
     blank = mass_all == 0
     scores = _set_scores(inside[:, :, back], ks_all, area[:, None, None])
-    result = {name: _blank_to_nan(v, blank[:, :, None]) for name, v in scores.items()}
+    result = {name: np.where(blank[:, :, None], np.nan, v) for name, v in scores.items()}
     result["max_iou"] = _max_iou(area[:, None], ks_all)
     result["iou_rel"] = relative_iou(result["iou"], result["max_iou"][:, None, :])
     result["coverage"] = _ratio(mass_in, np.where(area[:, None] > 0, mass_all, 0))
     result["pointing_game"] = np.where(blank | (area[:, None] == 0), np.nan, hit)
     a = area[:, None].astype(np.float64)
     u = rank_sum / 2 - a * (a + 1) / 2  # rank sums are of doubled ranks
-    result["auc"] = _blank_to_nan(_auc(u, a, n), blank)
+    result["auc"] = np.where(blank, np.nan, _auc(u, a, n))
     result["nss"] = _nss(mass_in, a, mass_all / n, np.sqrt(deviation / n), n)
     result["area"] = area
     return result

@@ -69,12 +69,6 @@ def kl(maps: ArrayLike, targets: ArrayLike, eps: float = KL_EPS) -> np.ndarray:
     return (p * (np.log(p) - np.log(q))).sum(axis=1)
 
 
-def _emd_grid(values: np.ndarray, grid: int) -> np.ndarray:
-    """Area-average each map onto ``grid x grid`` cells, as distributions ``(N, grid**2)``."""
-    cells = F.adaptive_avg_pool2d(torch.from_numpy(values)[:, None], grid)
-    return _distributions(cells[:, 0].numpy())
-
-
 def emd(maps: ArrayLike, targets: ArrayLike, grid: int = 8) -> np.ndarray:
     """Exact 2-D Wasserstein-1 distance between each map and its target: ``(N,)``, both
     area-averaged onto a ``grid x grid`` grid of the unit square and normalised to sum 1;
@@ -82,7 +76,8 @@ def emd(maps: ArrayLike, targets: ArrayLike, grid: int = 8) -> np.ndarray:
     import ot  # POT takes ~1.5 s to import; only EMD needs it
 
     x, t = _continuous_pair(maps, targets)
-    a, b = _emd_grid(x, grid), _emd_grid(t, grid)
+    a, b = (_distributions(F.adaptive_avg_pool2d(torch.from_numpy(v)[:, None], grid)[:, 0].numpy())
+            for v in (x, t))
     centres = (np.arange(grid) + 0.5) / grid
     points = np.stack(np.meshgrid(centres, centres, indexing="ij"), axis=-1).reshape(-1, 2)
     cost = ot.dist(points, points, metric="euclidean")
