@@ -73,22 +73,18 @@ def code_version() -> str:
 def recipe(finetune: Finetune, choice: ModelChoice, strategy: str) -> dict[str, Any]:
     """The settings that determine what a run learns (LoRA defaults filled in)."""
     settings = finetune.model_dump(mode="json", exclude=set(_NOT_KEYED))
-    lora = models.spec_for(choice).arch.lora
+    unused = [f"backbone_lr_{other}" for other in ("full", "lora") if other != strategy]
     if strategy == "lora":
+        lora = models.spec_for(choice).arch.lora
         settings["lora_targets"] = list(lora.targets)
         for name in ("rank", "alpha", "dropout"):
             if settings[f"lora_{name}"] is None:
                 settings[f"lora_{name}"] = getattr(lora, name)
     else:
-        settings = {k: v for k, v in settings.items() if not k.startswith("lora_")}
-    if strategy != "full":
-        settings.pop("backbone_lr_full")
-    if strategy != "lora":
-        settings.pop("backbone_lr_lora")
+        unused += [k for k in settings if k.startswith("lora_")]
     if strategy == "linear_probe":  # embeddings are computed once, unaugmented
-        for name in ("crop_scale", "hflip", "color_jitter"):
-            settings.pop(name)
-    return settings
+        unused += ["crop_scale", "hflip", "color_jitter"]
+    return {k: v for k, v in settings.items() if k not in unused}
 
 
 def run_dir(out_dir: str | Path, run: Run, split: Split, finetune: Finetune, model_seed: int) -> Path:
@@ -134,14 +130,11 @@ def map_jobs(choices: Sequence[ModelChoice], manifests: Sequence[dict], *, cache
 def runs_table(manifests: Sequence[dict]) -> Iterator[dict]:
     """One flat row per run (for ``finetune_runs.csv``)."""
     for m in manifests:
-        yield {
-            "model": m["model"]["name"], "strategy": m["strategy"], "variant": m["variant"],
-            "seed": m["seed"], "split_id": m["split"]["id"], "n_train": m["split"]["n_train"],
-            "n_val": m["split"]["n_val"], "best_epoch": m["best_epoch"],
-            "epochs_run": m["epochs_run"], "val_accuracy": m["val_accuracy"],
-            "val_macro_f1": m["val_macro_f1"], "chance_accuracy": m["chance_accuracy"],
-            "trainable_params": m["trainable_params"], "total_params": m["total_params"],
-            "wall_time_s": m["wall_time_s"], "device": m["device"],
-            "checkpoint_mib": round(m["checkpoint_bytes"] / 2**20, 3),
-            "checkpoint_hash": m["checkpoint_hash"][:12], "key": m["key"],
-        }
+        yield {"model": m["model"]["name"], "strategy": m["strategy"], "variant": m["variant"],
+               "seed": m["seed"], "split_id": m["split"]["id"],
+               **{k: m["split"][k] for k in ("n_train", "n_val")},
+               **{k: m[k] for k in ("best_epoch", "epochs_run", "val_accuracy", "val_macro_f1",
+                                    "chance_accuracy", "trainable_params", "total_params", "wall_time_s",
+                                    "device")},
+               "checkpoint_mib": round(m["checkpoint_bytes"] / 2**20, 3),
+               "checkpoint_hash": m["checkpoint_hash"][:12], "key": m["key"]}

@@ -9,7 +9,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from importlib.metadata import version
 from pathlib import Path
 
@@ -100,9 +100,8 @@ def macro_f1(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
     """Unweighted mean over classes of F1 (a class absent from both counts as F1 = 0)."""
     scores = []
     for c in range(n_classes):
-        tp = np.sum((predicted == c) & (truth == c))
         denominator = np.sum(predicted == c) + np.sum(truth == c)
-        scores.append(2 * tp / denominator if denominator else 0.0)
+        scores.append(2 * np.sum((predicted == c) & (truth == c)) / denominator if denominator else 0.0)
     return float(np.mean(scores))
 
 
@@ -125,13 +124,14 @@ def _save_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
-def _amp(device: str) -> tuple[torch.autocast | None, torch.amp.GradScaler | None]:
-    """bf16 autocast where the GPU has it, else fp16 with a gradient scaler; none on CPU."""
+def _amp(device: str) -> tuple[AbstractContextManager, torch.amp.GradScaler]:
+    """bf16 autocast where the GPU has it, else fp16 with a gradient scaler; neither on CPU (a
+    disabled scaler passes everything through)."""
     if device != "cuda":
-        return None, None
-    if torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16), None
-    return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+        return nullcontext(), torch.amp.GradScaler("cuda", enabled=False)
+    bf16 = torch.cuda.is_bf16_supported()
+    return (torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16),
+            torch.amp.GradScaler("cuda", enabled=not bf16))
 
 
 def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finetune: Finetune,
@@ -169,11 +169,10 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
         loaded = dataclasses.replace(loaded, module=module)
     elif strategy == "linear_probe":
         module.requires_grad_(False)
-    backbone_params = [p for p in module.parameters() if p.requires_grad]
-    backbone_lr = {"full": finetune.backbone_lr_full, "lora": finetune.backbone_lr_lora}
     groups = [{"params": list(head.parameters()), "lr": finetune.head_lr}]
-    if backbone_params:
-        groups.append({"params": backbone_params, "lr": backbone_lr[strategy]})
+    if strategy != "linear_probe":
+        lr = finetune.backbone_lr_full if strategy == "full" else finetune.backbone_lr_lora
+        groups.append({"params": [p for p in module.parameters() if p.requires_grad], "lr": lr})
     optimiser = torch.optim.AdamW(groups, weight_decay=finetune.weight_decay)
 
     train_labels = [label for *_, label in split.train]
@@ -214,8 +213,7 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
         head.load_state_dict(state["head"])
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
-        if scaler is not None:
-            scaler.load_state_dict(state["scaler"])
+        scaler.load_state_dict(state["scaler"])
         history, best, elapsed_before = state["history"], state["best"], state["elapsed"]
     first_epoch = len(history)
 
@@ -225,8 +223,7 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
         unit="step", note="fewer finetune.epochs or strategies lower it")
     for epoch in range(first_epoch, finetune.epochs):
         torch.manual_seed(_epoch_seed(seed, epoch))
-        if strategy != "linear_probe":
-            module.train()
+        module.train()  # the probe's backbone is not run here (its embeddings are computed)
         head.train()
         losses = []
         epoch_started = time.perf_counter()
@@ -235,20 +232,15 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
             labels = labels.to(device, non_blocking=True)
             if strategy != "linear_probe":
                 inputs = augment(inputs)
-            with autocast or nullcontext():
+            with autocast:
                 loss = loss_fn(forward(inputs), labels) / finetune.accumulation
-            (scaler.scale(loss) if scaler else loss).backward()
+            scaler.scale(loss).backward()
             losses.append(loss.item() * finetune.accumulation)
             if (step + 1) % finetune.accumulation == 0 or step + 1 == len(loader):
-                if scaler:
-                    scaler.unscale_(optimiser)
-                nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]],
-                                         finetune.clip_norm)
-                if scaler:
-                    scaler.step(optimiser)
-                    scaler.update()
-                else:
-                    optimiser.step()
+                scaler.unscale_(optimiser)
+                nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], finetune.clip_norm)
+                scaler.step(optimiser)
+                scaler.update()
                 optimiser.zero_grad(set_to_none=True)
                 schedule.step()
             meter.tick()
@@ -267,7 +259,7 @@ def train_run(choice: ModelChoice, strategy: str, seed: int, split: Split, finet
         _save_state(state_path, {
             "backbone": trainable(), "head": head.state_dict(),
             "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
-            "scaler": scaler.state_dict() if scaler else None, "history": history,
+            "scaler": scaler.state_dict(), "history": history,
             "best": best, "elapsed": elapsed_before + time.perf_counter() - started,
         })
         if finetune.patience and epoch + 1 - best["epoch"] >= finetune.patience:
@@ -370,10 +362,9 @@ def train_all(runs: Sequence[Run], splits: dict[int, Split], finetune: Finetune,
     the manifests in plan order."""
     execution = execution or Execution()
     on_ray = execution.engine == "ray"
-    todo = [(r.choice, r.strategy, r.seed, splits[r.seed], finetune, finetune.checkpoint_dir)
-            for r in runs]
     with engine.shared_dir(Path(finetune.checkpoint_dir)) if on_ray else nullcontext() as probe:
-        tasks = [(*task, model_seed, progress and execution.engine == "local", probe) for task in todo]
+        tasks = [(r.choice, r.strategy, r.seed, splits[r.seed], finetune, finetune.checkpoint_dir, model_seed,
+                  progress and execution.engine == "local", probe) for r in runs]
         order = sorted(range(len(tasks)), key=lambda i: _LONGEST_FIRST.index(runs[i].strategy))
         done = engine.run_tasks(_train_task, [tasks[i] for i in order], execution=execution,
                                 desc="fine-tuning", unit="run")
