@@ -183,12 +183,12 @@ def test_macro_f1_and_class_weights_match_their_definitions():
     rng = np.random.default_rng(0)
     truth, predicted = rng.integers(0, 4, 50), rng.integers(0, 4, 50)
     predicted[predicted == 3] = 2  # a class never predicted
-    assert finetune.macro_f1(truth, predicted, 4) == pytest.approx(
+    assert training.macro_f1(truth, predicted, 4) == pytest.approx(
         f1_score(truth, predicted, average="macro", labels=range(4), zero_division=0))
-    weights = finetune.class_weights([0, 0, 0, 1, 2, 3], 4)
+    weights = training.class_weights([0, 0, 0, 1, 2, 3], 4)
     assert torch.allclose(weights, torch.tensor([0.5, 1.5, 1.5, 1.5]))
     with pytest.raises(finetune.FinetuneError, match="no training image"):
-        finetune.class_weights([0, 1, 2], 4)
+        training.class_weights([0, 1, 2], 4)
 
 
 @pytest.mark.parametrize("key", [k for k, s in models.REGISTRY.items() if s.arch.lora])
@@ -272,7 +272,7 @@ def test_batched_colour_jitter_equals_torchvision_per_image():
     g = torch.Generator().manual_seed(0)
     images = torch.rand(5, 3, 17, 23, generator=g)
     b, c, s = (torch.rand(5, generator=g) * 1.6 + 0.2 for _ in range(3))
-    got = finetune.color_jitter(images, b, c, s)
+    got = training.color_jitter(images, b, c, s)
     for i in range(5):
         x = F.adjust_brightness(images[i], b[i].item())
         x = F.adjust_contrast(x, c[i].item())

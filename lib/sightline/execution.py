@@ -151,13 +151,11 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _call(fn: Callable[..., Any], threads: int | None, task: tuple) -> Any:
-    """Run one task with a fixed torch thread count (results depend on it)."""
+    """Run one task with a fixed torch thread count (results depend on it; None: as it is)."""
     import torch
 
-    if threads is None:
-        return fn(*task)
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or before)
     try:
         return fn(*task)
     finally:

@@ -33,6 +33,12 @@ class Targets:
     soft: np.ndarray  # (N, R, R) soft Gaussian target of each image's boxes (a mask's: its box)
     sizes: np.ndarray  # (N, 2) width, height of each image in pixels
 
+    def subset(self, keep: np.ndarray, start: int = 0, stop: int | None = None) -> Targets:
+        """The targets ``keep`` (a boolean mask over them) of images ``start:stop``, re-indexed from 0."""
+        images = slice(start, stop)
+        return Targets(self.image_ids[images], self.masks[keep], self.image_index[keep] - start,
+                       self.target[keep], self.feature[keep], self.soft[images], self.sizes[images])
+
 
 def build_targets(samples: Sequence[data.Sample], geometry: Geometry, resolution: int) -> Targets:
     """Masks in the model frame: each image's union first, then its boxes in order."""
@@ -133,10 +139,7 @@ def _head_mean_scores(mean_maps: np.ndarray, targets: Targets, layers: np.ndarra
         }
         for m in called:
             values[m.name].append(m(*pairs[m.target], *([percentiles] if m.thresholded else [])))
-    union = np.flatnonzero(targets.target == UNION)
-    scored = {"mask": targets, "soft": Targets(
-        targets.image_ids, targets.masks[union], targets.image_index[union],
-        targets.target[union], targets.feature[union], targets.soft, targets.sizes)}
+    scored = {"mask": targets, "soft": targets.subset(targets.target == UNION)}
     head = np.full(n_layers, -1)
     frames = []
     for m in called:
@@ -165,14 +168,6 @@ def score_store(store: cache.MapStore, targets: Targets, *, model: str, variant:
     return tidy(pd.concat(frames, ignore_index=True))
 
 
-def _images(targets: Targets, start: int, stop: int) -> Targets:
-    """The targets of images ``start:stop`` (re-indexed from 0)."""
-    keep = (targets.image_index >= start) & (targets.image_index < stop)
-    return Targets(targets.image_ids[start:stop], targets.masks[keep],
-                   targets.image_index[keep] - start, targets.target[keep],
-                   targets.feature[keep], targets.soft[start:stop], targets.sizes[start:stop])
-
-
 def score_store_common(store: cache.MapStore, targets: Targets, geometry: Geometry, *,
                        model: str, variant: str, percentiles: Sequence[float], resolution: int,
                        methods: Sequence[str] | None = None, rules: Sequence[str] = ("percentile",),
@@ -185,7 +180,8 @@ def score_store_common(store: cache.MapStore, targets: Targets, geometry: Geomet
     frames = []
     for start in tqdm(range(0, len(targets.image_ids), images_per_chunk), disable=not progress,
                       desc=f"common frame {model}", mininterval=1.0):
-        part = _images(targets, start, start + images_per_chunk)
+        stop = start + images_per_chunk
+        part = targets.subset((targets.image_index >= start) & (targets.image_index < stop), start, stop)
         by_method: dict[str, dict[int, np.ndarray]] = {}
         for method, layer in kinds:
             _, maps = store.read(method, layer, part.image_ids)

@@ -65,8 +65,6 @@ def _check_methods(model: LoadedModel, methods: Sequence[str] | None) -> list[st
     allowed = model.methods
     if methods is None:
         return [m for m in allowed if not registry.METHODS[m].explains_class or model.is_classifier]
-    if isinstance(methods, str):
-        methods = [methods]
     wrong = [m for m in methods if m not in allowed]
     if wrong:
         raise ValueError(f"method(s) {wrong} do not apply to model {model.spec.key!r}; "
