@@ -240,8 +240,12 @@ def train_stages(timer: Timer, args: argparse.Namespace, choice, strategies: Seq
                                           recipe.checkpoint_dir, progress=False)
 
 
-def _family(spec: models.ModelSpec) -> str:
-    return "ViT" if hasattr(spec.arch, "blocks") else "CNN"
+def _family(choice: config.ModelChoice) -> str:
+    return "ViT" if hasattr(models.spec_for(choice).arch, "blocks") else "CNN"
+
+
+def _random_name(choice: config.ModelChoice) -> str:
+    return extract.model_name(choice.model_copy(update={"weights": "random"}))
 
 
 def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, float],
@@ -251,17 +255,15 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
     model the rehearsal did not run takes the median rate of the measured models of its
     family (ViT-B or CNN); the notes say which."""
     measured = table[table["model"] != "-"]
-    family = {extract.model_name(c.model_copy(update={"weights": "random"})):
-              _family(models.spec_for(c)) for c in params.models}
+    family = {_random_name(c): _family(c) for c in params.models}
     measured = measured.assign(family=measured["model"].map(family),
                                units=measured.get("units", np.nan))
     units = measured.dropna(subset=["units"])
     totals: dict[str, dict] = {}
     notes = []
     for choice in params.models:
-        name = extract.model_name(choice.model_copy(update={"weights": "random"}))
-        kind = _family(models.spec_for(choice))
-        own = measured[measured["model"] == name]
+        kind = _family(choice)
+        own = measured[measured["model"] == _random_name(choice)]
         rows = own if len(own) else measured[measured["family"] == kind]
         if not len(own):
             notes.append(f"{choice.key} ({kind}) not run: projected at the median rates of "
@@ -426,8 +428,11 @@ def main() -> None:
         args.models = args.models or "clip,resnet50_tv"
     args.models = tuple(m for m in args.models.split(",") if m)
     args.stages = tuple(args.stages.split(","))
-    gpu_rates = {**GPU_RATES, **{k: float(v) for k, v in
-                                 (kv.split("=") for kv in args.gpu_rates.split(",") if kv)}}
+    given = {k: float(v) for k, v in (kv.split("=") for kv in args.gpu_rates.split(",") if kv)}
+    if set(given) - set(TURN_DOWN):
+        parser.error(f"--gpu-rates: no stage {', '.join(sorted(set(given) - set(TURN_DOWN)))}; "
+                     f"the stages are {', '.join(TURN_DOWN)}")
+    gpu_rates = {**GPU_RATES, **given}
     torch.manual_seed(0)
     np.random.seed(0)
     out = Path(args.out)

@@ -187,9 +187,7 @@ class Study:
         """The layer with the highest mean IoU at the headline percentile (union, head mean),
         the leaderboard's in-sample rule; the last layer if the headline percentile was not scored."""
         key = (model, variant, method)
-        if key in self._best_layers:
-            return self._best_layers[key]
-        return max(self._heads[key])
+        return self._best_layers[key] if key in self._best_layers else max(self._heads[key])
 
     def resolve(self, *, model: str | None = None, variant: str | None = None,
                 method: str | None = None, layer: int | None = None, head: int | None = None,
@@ -290,7 +288,12 @@ class Study:
     def grid(self, sel: Selection, image_id: str) -> np.ndarray:
         """The selected map of an image on its grid, ``(h, w)`` float32."""
         self.sample(image_id)
-        maps = _read_image(self.store(sel.model, sel.variant), sel.method, sel.layer, image_id)
+        store = self.store(sel.model, sel.variant)
+        try:
+            maps = _read_image(store.path, sel.method, sel.layer, image_id)
+        except KeyError:
+            raise NotFound(f"no cached map {sel.method}/{sel.layer} of image '{image_id}' in "
+                           f"{store.path.name}") from None
         return maps[-1 if sel.head == -1 else sel.head]
 
     def frame(self, model: str, image_id: str) -> tuple[float, float, float, float]:
@@ -312,10 +315,8 @@ class Study:
         mask = data.union_mask(masks) if bbox_index is None else masks[bbox_index]
         up = metrics.upsample(self.grid(sel, image_id)[None], self.resolution)
         box = None if bbox_index is None else sample.boxes[bbox_index]
-        values = {}
-        for metric in map(registry.METRICS.__getitem__, self.metrics):
-            values[metric.name] = (metric(up, mask[None], [sel.percentile])[0, 0]
-                                   if metric.thresholded else metric(up, mask[None])[0])
+        values = {m.name: m(up, mask[None], [sel.percentile])[0, 0] if m.thresholded
+                  else m(up, mask[None])[0] for m in map(registry.METRICS.__getitem__, self.metrics)}
         return {
             "image_id": image_id,
             "bbox_index": bbox_index,
@@ -330,6 +331,8 @@ class Study:
 
     def _rows(self, metric: str, threshold: float | None, **where) -> pd.DataFrame:
         """Union rows of one metric (at one threshold for thresholded metrics)."""
+        if where.get("image_id") is not None:
+            self.sample(where["image_id"])
         rows = self.union[self.union["metric"] == metric]
         if registry.METRICS[metric].thresholded:
             if not any(math.isclose(threshold, t) for t in self.thresholds):
@@ -346,8 +349,6 @@ class Study:
         """Mean head-mean union score per (model, method, layer): the Q1 layer curves;
         ``correct`` ``right`` / ``wrong``: over the images each model's classifier gets right
         / wrong (a model with no classifier drops out)."""
-        if image_id is not None:
-            self.sample(image_id)
         rows = self._rows(metric, percentile, variant=variant, head=-1, image_id=image_id)
         if correct != "all":
             rows = rows[rows["correct"].eq(correct == "right").fillna(False)]
@@ -357,8 +358,6 @@ class Study:
 
     def head_grid(self, sel: Selection, metric: str, image_id: str | None = None) -> dict:
         """Mean union score per layer x head of one (model, variant, method): the Q3 heatmap."""
-        if image_id is not None:
-            self.sample(image_id)
         rows = self._rows(metric, sel.percentile, model=sel.model, variant=sel.variant,
                           method=sel.method, image_id=image_id)
         rows = rows[rows["head"] >= 0]
@@ -391,21 +390,13 @@ def _number(value) -> float | None:
 
 
 @functools.lru_cache(maxsize=512)
-def _read_image_cached(path: Path, method: str, layer: int, image_id: str) -> np.ndarray:
+def _read_image(path: Path, method: str, layer: int, image_id: str) -> np.ndarray:
+    """One image's maps; cached, as a stored map never changes (a build only adds images)."""
     store = MapStore(path)
     try:
         return store.read_image(method, layer, image_id)
     except FileNotFoundError:  # a build compacted the shards away between listing and reading
         return store.read_image(method, layer, image_id)
-
-
-def _read_image(store: MapStore, method: str, layer: int, image_id: str) -> np.ndarray:
-    """One image's maps; cached, as a stored map never changes (a build only adds images)."""
-    try:
-        return _read_image_cached(store.path, method, layer, image_id)
-    except KeyError:
-        raise NotFound(f"no cached map {method}/{layer} of image '{image_id}' in "
-                       f"{store.path.name}") from None
 
 
 @functools.lru_cache(maxsize=1024)
