@@ -1,13 +1,5 @@
-"""How every notebook shows a table: one number format, and a layout that fits the page.
-
-`table` turns a DataFrame into what a notebook displays: p-values to two significant
-digits (below 1e-4 as ``< 1e-4``, never ``0.0``), other floats rounded without a signed
-zero, whole-number floats as integers, NaN as a dash; the index as ordinary columns (so no
-blank header row), unless it only numbers the rows. Tables too wide for a portrait page are
-marked for a landscape page (the report's CSS), and ones too wide even for that are split
-into parts that repeat their key columns; a short one is kept on one page. In the HTML
-report a wide table scrolls in its own box. `display_tables` shows every DataFrame so.
-"""
+"""How every notebook shows a table (`table`): one number format (p-values to two significant
+digits, never ``0.0``; NaN as a dash), and a layout that fits the report's page."""
 
 from __future__ import annotations
 

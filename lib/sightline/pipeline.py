@@ -257,7 +257,7 @@ def build(params_path: Path, *, root: Path, report_root: Path | None = None,
     executed = [nb.name for nb in notebooks if nb.name in seconds]
 
     report_stamp = _digest([records[nb.name]["stamp"] for nb in notebooks if nb.name in records],
-                           Path(report.__file__).read_bytes())
+                           Path(report.__file__).read_bytes(), report.CSS)
     index = profile_dir / "index.html"
     if executed or force or not index.exists() or records.get("_report") != report_stamp:
         report.build_report(params, params_path, profile_dir, notebooks, records)

@@ -1,11 +1,5 @@
-"""Figures shared by several notebooks (matplotlib / seaborn), and their one colour scheme.
-
-Every figure colours by `palette` (baselines in dark muted tones, everything else in a
-colour-blind qualitative palette) and draws methods with `line_styles`; every map overlay
-has its colour scale (`map_scale`), and every figure a notebook shows carries alt text
-(`alt_text`). A figure up to `PAGE_WIDTH` inches wide prints at full size on the report's
-A4 page (titles and box labels at `TITLE_PT`); a wider one is scaled down.
-"""
+"""Figures shared by several notebooks, their one colour scheme (`palette`, `line_styles`) and
+alt text (`alt_text`); a figure up to `PAGE_WIDTH` inches prints at full size on A4."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""What a build checks before any notebook runs: the checkpoints it loads, and each notebook's
-needs against the data and the models.
-
-A pretrained checkpoint that is neither in the local cache nor reachable stops the build
-(`PreflightError`: one line per model naming its key and what to download). A notebook whose
-``sightline: requires`` a profile cannot meet is skipped with one line saying why
-(`REQUIREMENTS`), never left to fail in a cell.
-"""
+"""What a build checks before any notebook runs: the pretrained checkpoints it loads
+(`PreflightError` names each missing one and its download), and each notebook's
+``sightline: requires`` (`REQUIREMENTS`: an unmet one skips the notebook with one line why)."""
 
 from __future__ import annotations
 

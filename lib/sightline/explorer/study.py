@@ -1,10 +1,7 @@
 """One built profile, read-only: its samples, its union scores table and its map cache.
 
-Everything the explorer shows comes from here. Per-box metrics are computed on the fly
-from the cached map with the same geometry, upsampling and top-k rule as the scoring
-step (``sightline.data.box_masks``, ``sightline.metrics``), so they equal the rows of
-``tables/scores.parquet`` for the same selection, at any percentile.
-"""
+Per-box metrics are computed on the fly from the cached map through the scoring step's
+geometry, upsampling and top-k rule, so they equal the rows of ``tables/scores.parquet``."""
 
 from __future__ import annotations
 
