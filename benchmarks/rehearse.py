@@ -259,8 +259,7 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
     measured = measured.assign(family=measured["model"].map(family),
                                units=measured.get("units", np.nan))
     units = measured.dropna(subset=["units"])
-    totals: dict[str, dict] = {}
-    notes = []
+    totals, notes = None, []
     for choice in params.models:
         kind = _family(choice)
         own = measured[measured["model"] == _random_name(choice)]
@@ -276,7 +275,7 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
         depth = units[units["model"].isin(set(rows["model"]))]["units"].median()
         strategies = params.finetune.strategies.get(choice.key, ())
         trained = sum(s in strategies for s in ("lora", "full")) * SEEDS
-        work = {
+        work = pd.Series({
             "decode": TRAIN + VAL,
             "linear_probe": (TRAIN + VAL) * SEEDS * ("linear_probe" in strategies),
             "lora": (TRAIN + VAL) * EPOCHS * SEEDS * ("lora" in strategies),
@@ -284,22 +283,20 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
             "extract": ANNOTATED * (1 + trained),
             "score": ANNOTATED * (1 + trained),
             "sanity": ANNOTATED * (1 + 2 * (depth if depth == depth else 14)),
-        }
+        })
         missing = [stage for stage, images in work.items() if images and stage not in rates]
         if missing:
             notes.append(f"{choice.key}: {', '.join(missing)} not measured for a {kind}: left "
                          "out of its CPU hours")
-        for stage, images in work.items():
-            total = totals.setdefault(stage, {"stage": stage, "work (images)": 0,
-                                              "cpu hours": 0.0, "cpu hours (busy)": 0.0,
-                                              "gpu hours": 0.0})
-            total["work (images)"] += int(images)
-            if images and stage in rates:
-                total["cpu hours"] += images / rates[stage] / 3600
-                total["cpu hours (busy)"] += images / busy[stage] / 3600
-            gpu_rate = gpu_rates.get(stage, per_core.get(stage, np.nan) * host_cores)
-            total["gpu hours"] += images / gpu_rate / 3600 if images else 0
-    budget = pd.DataFrame(totals.values())
+        measured_here = (work > 0) & work.index.isin(rates.index)
+        gpu = pd.Series(gpu_rates).reindex(work.index).fillna(per_core.reindex(work.index) * host_cores)
+        hours = pd.DataFrame({  # a model's hours per stage, summed over the models
+            "work (images)": work.astype(int),
+            "cpu hours": (work / rates.reindex(work.index) / 3600).where(measured_here, 0.0),
+            "cpu hours (busy)": (work / busy.reindex(work.index) / 3600).where(measured_here, 0.0),
+            "gpu hours": (work / gpu / 3600).where(work > 0, 0.0)})
+        totals = hours if totals is None else totals + hours
+    budget = totals.rename_axis("stage").reset_index()
     budget["gpu rate (img/s, assumed)"] = budget["stage"].map(
         lambda stage: gpu_rates.get(stage, f"host: {host_cores} cores at the rate measured"))
     budget["turn down"] = budget["stage"].map(TURN_DOWN)

@@ -27,7 +27,7 @@ SHORT_ROWS = 20  # a table up to this many rows is never split across pages
 
 def format_p(p: float) -> str:
     """A p-value as printed: two significant digits, ``< 1e-4`` below 1e-4, a dash for NaN."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
+    if pd.isna(p):
         return "–"
     if p < P_BELOW:  # a no-break space: "<" never wraps away from its bound
         return f"<\u00a0{P_BELOW:.0e}".replace("e-0", "e-")
@@ -36,7 +36,7 @@ def format_p(p: float) -> str:
 
 def format_number(value: float, digits: int = 3) -> str:
     """A float rounded to ``digits`` decimals, with no ``-0.000``; a dash for NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if pd.isna(value):
         return "–"
     text = f"{value:.{digits}f}"
     return text[1:] if text.startswith("-") and not text.strip("-0.") else text
