@@ -140,23 +140,21 @@ class Study:
         """Per model: variants, their methods, each method's layers, best layer and heads."""
         out = []
         for model in self.models:
-            rows = self.kinds[self.kinds["model"] == model]
-            variants = sorted(set(rows["variant"]), key=lambda v: (v != "frozen", v))
-            entry = {"model": model, "variants": [], "default": asdict(self.default(model)),
-                     "headline": model in self.headlines}
-            for variant in variants:
-                methods = []
-                for method in self.methods(model, variant):
-                    sub = rows[(rows["variant"] == variant) & (rows["method"] == method)]
-                    heads = sub[sub["head"] >= 0].groupby("layer")["head"].max() + 1
-                    layers = sorted(int(x) for x in sub["layer"].unique())
-                    label = registry.METHODS[method].label if method in registry.METHODS else method
-                    methods.append({"method": method, "label": label, "layers": layers,
-                                    "best_layer": self.best_layer(model, variant, method),
-                                    "heads": {int(k): int(v) for k, v in heads.items()}})
-                entry["variants"].append({"variant": variant, "methods": methods})
-            out.append(entry)
+            variants = sorted({v for (m, v, _) in self._heads if m == model},
+                              key=lambda v: (v != "frozen", v))
+            out.append({"model": model,
+                        "variants": [{"variant": v, "methods": [self._method_entry(model, v, method)
+                                                                for method in self.methods(model, v)]}
+                                     for v in variants],
+                        "default": asdict(self.default(model)), "headline": model in self.headlines})
         return out
+
+    def _method_entry(self, model: str, variant: str, method: str) -> dict:
+        kind = self._heads[(model, variant, method)]  # layer -> heads (-1: the mean)
+        return {"method": method,
+                "label": registry.METHODS[method].label if method in registry.METHODS else method,
+                "layers": sorted(kind), "best_layer": self.best_layer(model, variant, method),
+                "heads": {layer: max(heads) + 1 for layer, heads in kind.items() if max(heads) >= 0}}
 
     def default(self, model: str | None = None, variant: str | None = None,
                 method: str | None = None) -> Selection:
