@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from itertools import takewhile
 
 import numpy as np
@@ -148,21 +148,13 @@ def _header(name: str) -> str:
     return html.escape(name).replace("_", "_<wbr>")
 
 
-def table(frame: pd.DataFrame | pd.Series, *, digits: int = 3,
-          digits_for: Mapping[str, int] | None = None, key: Sequence[str] | None = None,
-          caption: str | None = None) -> Table:
-    """``frame`` as the report shows it (see the module docstring). ``digits_for`` sets decimals
-    per column; ``key`` names the columns a split table repeats (default: the leading text
-    columns, up to three)."""
+def table(frame: pd.DataFrame | pd.Series, *, digits: int = 3, caption: str | None = None) -> Table:
+    """``frame`` as the report shows it (see the module docstring); a split table repeats its
+    leading text columns (up to three)."""
     flat = _flat(frame)
-    digits_for = digits_for or {}
-    text = pd.DataFrame({c: _column_text(flat[c], c, digits_for.get(c, digits))
-                         for c in flat.columns}, columns=flat.columns)
-    if key is None:
-        key = list(takewhile(lambda c: not pd.api.types.is_numeric_dtype(flat[c]), flat.columns))[:3]
-    unknown = sorted(set(key) - set(flat.columns))
-    if unknown:
-        raise KeyError(f"table key {unknown} not among the columns {list(flat.columns)}")
+    text = pd.DataFrame({c: _column_text(flat[c], c, digits) for c in flat.columns},
+                        columns=flat.columns)
+    key = list(takewhile(lambda c: not pd.api.types.is_numeric_dtype(flat[c]), flat.columns))[:3]
     return Table(text, key, caption)
 
 
