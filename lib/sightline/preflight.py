@@ -134,17 +134,16 @@ def _missing(where: str, choice: config.ModelChoice) -> str | None:
             found = _in_hub_cache(repo, (cfg.hf_hub_filename,) if cfg.hf_hub_filename
                                   else TIMM_WEIGHTS)
         else:
-            repo, host, found = cfg.url, urlparse(cfg.url).hostname, _in_torch_hub(cfg.url)
+            repo, host, found = cfg.url, urlparse(cfg.url).hostname, _hub_file(cfg.url).is_file()
     elif spec.source == "torchvision":
-        repo, host, found = hub_id, urlparse(hub_id).hostname, _in_torch_hub(hub_id)
+        repo, host, found = hub_id, urlparse(hub_id).hostname, _hub_file(hub_id).is_file()
     else:  # a factory or a preset that carries its own weights
         return None
     if found or _reachable(host):
         return None
     if repo.startswith("http"):
-        target = Path(torch.hub.get_dir()) / "checkpoints" / repo.rsplit("/", 1)[-1]
         return (f"{name}: weights {repo} are not in the torch hub cache and cannot be "
-                f"downloaded here; on a machine with network download them to {target} "
+                f"downloaded here; on a machine with network download them to {_hub_file(repo)} "
                 f"(or set TORCH_HOME), or set {where}.checkpoint to the file")
     gated = " (gated: accept its licence on huggingface.co, then `hf auth login`)" \
         if spec.gated else ""
@@ -159,8 +158,9 @@ def _in_hub_cache(repo: str, files: tuple[str, ...]) -> bool:
     return any(isinstance(huggingface_hub.try_to_load_from_cache(repo, f), str) for f in files)
 
 
-def _in_torch_hub(url: str) -> bool:
-    return (Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]).is_file()
+def _hub_file(url: str) -> Path:
+    """Where torch.hub keeps the checkpoint it downloads from ``url``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
 def _hub_host() -> str:

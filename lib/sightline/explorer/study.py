@@ -168,14 +168,12 @@ class Study:
         if variant not in variants:
             raise NotFound(f"variant '{variant}' of model '{model}' not found; have {sorted(variants)}")
         methods = self.methods(model, variant)
-        headline_variant = BASELINE if model == BASELINE else LEADERBOARD_VARIANT
-        if method is None and variant == headline_variant and model in self.headlines:
-            method = self.headlines[model][0]
-        method = method or methods[0]
+        on_board = variant == (BASELINE if model == BASELINE else LEADERBOARD_VARIANT)
+        headline = self.headlines.get(model) if on_board else None  # (method, layer)
+        method = method or (headline[0] if headline else methods[0])
         if method not in methods:
             raise NotFound(f"method '{method}' of {model} ({variant}) not found; have {methods}")
-        headline = variant == headline_variant and self.headlines.get(model, ("",))[0] == method
-        layer = self.headlines[model][1] if headline else self.best_layer(model, variant, method)
+        layer = headline[1] if headline and headline[0] == method else self.best_layer(model, variant, method)
         return Selection(model, variant, method, layer, -1, self.headline)
 
     def best_layer(self, model: str, variant: str, method: str) -> int:
