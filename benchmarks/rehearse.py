@@ -303,7 +303,7 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
     hours = ["cpu hours", "cpu hours (busy)", "gpu hours"]
     total = {"stage": "total", "work (images)": budget["work (images)"].sum(),
              **budget[hours].sum()}
-    return pd.concat([budget, pd.DataFrame([total])], ignore_index=True).fillna(""), notes
+    return pd.concat([budget, pd.DataFrame([total])], ignore_index=True).astype(object).fillna(""), notes
 
 
 def training_rates(table: pd.DataFrame) -> pd.DataFrame:
