@@ -140,18 +140,6 @@ ONE_TO_ONE = {
 }
 
 
-def _timed(run, repeat: int) -> tuple[object, float, float]:
-    """Result and median wall and CPU seconds of ``repeat`` calls after a warm-up."""
-    result = run()
-    walls, cpus = [], []
-    for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return result, float(np.median(walls)), float(np.median(cpus))
-
-
 def _stack(rows: list) -> object:
     if isinstance(rows[0], dict):
         return {name: np.stack([r[name] for r in rows]) for name in rows[0]}
@@ -169,7 +157,7 @@ def time_one_to_one(count: int, repeat: int, rng: np.random.Generator) -> None:
     corner = rng.uniform(0, 1 - size)
     masks = np.stack([rasterise(box, RESOLUTION)[0] for box in np.c_[corner, corner + size]])
     rows, flat_masks = maps.reshape(count, n), masks.reshape(count, n)
-    _, _, floor_cpu = _timed(lambda: rows.argmax(axis=1), repeat)
+    _, floor_cpu = harness.best(lambda: rows.argmax(axis=1), repeat, median=True)
     floor = count / floor_cpu
     print(f"\n1:1 functions on ({count}, {RESOLUTION}, {RESOLUTION}) maps and masks, "
           f"{len(PERCENTILES)} thresholds; each against a per-map loop of the same score, "
@@ -178,11 +166,16 @@ def time_one_to_one(count: int, repeat: int, rng: np.random.Generator) -> None:
           f"pixel on one core is faster, so 'ceiling' = that / the loop's maps per CPU "
           f"second is the most batching can gain on one core:")
     for name, (batched, per_map) in ONE_TO_ONE.items():
-        fast, wall, cpu = _timed(lambda batched=batched: batched(maps, masks), repeat)
         sorting = name in ("iou", "iou/topk loop", "shared_interest", "auc")
         loop_count = max(2, count // 4) if sorting else count
-        slow, loop_wall, loop_cpu = _timed(lambda per_map=per_map, loop_count=loop_count: _stack(
-            [per_map(rows[i], flat_masks[i]) for i in range(loop_count)]), repeat)
+
+        def loop(per_map=per_map, loop_count=loop_count):
+            return _stack([per_map(rows[i], flat_masks[i]) for i in range(loop_count)])
+
+        fast, slow = batched(maps, masks), loop()  # the warm-up runs, their results compared
+        wall, cpu = harness.best(lambda batched=batched: batched(maps, masks), repeat, warm_up=False,
+                                 median=True)
+        loop_wall, loop_cpu = harness.best(loop, repeat, warm_up=False, median=True)
         for key, values in (slow.items() if isinstance(slow, dict) else [(name, slow)]):
             got = fast[key] if isinstance(fast, dict) else fast
             np.testing.assert_allclose(got[:loop_count], values, rtol=1e-9, err_msg=key)

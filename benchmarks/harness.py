@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np
 import torch
 
 
@@ -28,9 +29,10 @@ def parse(arguments: argparse.ArgumentParser) -> argparse.Namespace:
     return args
 
 
-def best(fn: Callable[[], object], reps: int, warm_up: bool = True) -> tuple[float, float]:
+def best(fn: Callable[[], object], reps: int, warm_up: bool = True,
+         median: bool = False) -> tuple[float, float]:
     """Best (wall, CPU) seconds of ``reps`` runs (after a warm-up): the least disturbed by
-    other load on shared cores."""
+    other load on shared cores; or, with ``median``, the median of each."""
     if warm_up:
         fn()
     runs = []
@@ -38,7 +40,7 @@ def best(fn: Callable[[], object], reps: int, warm_up: bool = True) -> tuple[flo
         wall, cpu = time.perf_counter(), time.process_time()
         fn()
         runs.append((time.perf_counter() - wall, time.process_time() - cpu))
-    return min(runs)
+    return tuple(float(x) for x in np.median(runs, axis=0)) if median else min(runs)
 
 
 def header(line: str) -> None:

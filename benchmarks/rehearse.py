@@ -240,8 +240,12 @@ def train_stages(timer: Timer, args: argparse.Namespace, choice, strategies: Seq
                                           recipe.checkpoint_dir, progress=False)
 
 
-def _family(spec: models.ModelSpec) -> str:
-    return "ViT" if hasattr(spec.arch, "blocks") else "CNN"
+def _family(choice: config.ModelChoice) -> str:
+    return "ViT" if hasattr(models.spec_for(choice).arch, "blocks") else "CNN"
+
+
+def _random_name(choice: config.ModelChoice) -> str:
+    return extract.model_name(choice.model_copy(update={"weights": "random"}))
 
 
 def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, float],
@@ -251,17 +255,14 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
     model the rehearsal did not run takes the median rate of the measured models of its
     family (ViT-B or CNN); the notes say which."""
     measured = table[table["model"] != "-"]
-    family = {extract.model_name(c.model_copy(update={"weights": "random"})):
-              _family(models.spec_for(c)) for c in params.models}
+    family = {_random_name(c): _family(c) for c in params.models}
     measured = measured.assign(family=measured["model"].map(family),
                                units=measured.get("units", np.nan))
     units = measured.dropna(subset=["units"])
-    totals: dict[str, dict] = {}
-    notes = []
+    totals, notes = None, []
     for choice in params.models:
-        name = extract.model_name(choice.model_copy(update={"weights": "random"}))
-        kind = _family(models.spec_for(choice))
-        own = measured[measured["model"] == name]
+        kind = _family(choice)
+        own = measured[measured["model"] == _random_name(choice)]
         rows = own if len(own) else measured[measured["family"] == kind]
         if not len(own):
             notes.append(f"{choice.key} ({kind}) not run: projected at the median rates of "
@@ -274,7 +275,7 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
         depth = units[units["model"].isin(set(rows["model"]))]["units"].median()
         strategies = params.finetune.strategies.get(choice.key, ())
         trained = sum(s in strategies for s in ("lora", "full")) * SEEDS
-        work = {
+        work = pd.Series({
             "decode": TRAIN + VAL,
             "linear_probe": (TRAIN + VAL) * SEEDS * ("linear_probe" in strategies),
             "lora": (TRAIN + VAL) * EPOCHS * SEEDS * ("lora" in strategies),
@@ -282,29 +283,27 @@ def project(table: pd.DataFrame, params: config.Params, gpu_rates: dict[str, flo
             "extract": ANNOTATED * (1 + trained),
             "score": ANNOTATED * (1 + trained),
             "sanity": ANNOTATED * (1 + 2 * (depth if depth == depth else 14)),
-        }
+        })
         missing = [stage for stage, images in work.items() if images and stage not in rates]
         if missing:
             notes.append(f"{choice.key}: {', '.join(missing)} not measured for a {kind}: left "
                          "out of its CPU hours")
-        for stage, images in work.items():
-            total = totals.setdefault(stage, {"stage": stage, "work (images)": 0,
-                                              "cpu hours": 0.0, "cpu hours (busy)": 0.0,
-                                              "gpu hours": 0.0})
-            total["work (images)"] += int(images)
-            if images and stage in rates:
-                total["cpu hours"] += images / rates[stage] / 3600
-                total["cpu hours (busy)"] += images / busy[stage] / 3600
-            gpu_rate = gpu_rates.get(stage, per_core.get(stage, np.nan) * host_cores)
-            total["gpu hours"] += images / gpu_rate / 3600 if images else 0
-    budget = pd.DataFrame(totals.values())
+        measured_here = (work > 0) & work.index.isin(rates.index)
+        gpu = pd.Series(gpu_rates).reindex(work.index).fillna(per_core.reindex(work.index) * host_cores)
+        hours = pd.DataFrame({  # a model's hours per stage, summed over the models
+            "work (images)": work.astype(int),
+            "cpu hours": (work / rates.reindex(work.index) / 3600).where(measured_here, 0.0),
+            "cpu hours (busy)": (work / busy.reindex(work.index) / 3600).where(measured_here, 0.0),
+            "gpu hours": (work / gpu / 3600).where(work > 0, 0.0)})
+        totals = hours if totals is None else totals + hours
+    budget = totals.rename_axis("stage").reset_index()
     budget["gpu rate (img/s, assumed)"] = budget["stage"].map(
         lambda stage: gpu_rates.get(stage, f"host: {host_cores} cores at the rate measured"))
     budget["turn down"] = budget["stage"].map(TURN_DOWN)
     hours = ["cpu hours", "cpu hours (busy)", "gpu hours"]
     total = {"stage": "total", "work (images)": budget["work (images)"].sum(),
              **budget[hours].sum()}
-    return pd.concat([budget, pd.DataFrame([total])], ignore_index=True).fillna(""), notes
+    return pd.concat([budget, pd.DataFrame([total])], ignore_index=True).astype(object).fillna(""), notes
 
 
 def training_rates(table: pd.DataFrame) -> pd.DataFrame:
@@ -426,8 +425,11 @@ def main() -> None:
         args.models = args.models or "clip,resnet50_tv"
     args.models = tuple(m for m in args.models.split(",") if m)
     args.stages = tuple(args.stages.split(","))
-    gpu_rates = {**GPU_RATES, **{k: float(v) for k, v in
-                                 (kv.split("=") for kv in args.gpu_rates.split(",") if kv)}}
+    given = {k: float(v) for k, v in (kv.split("=") for kv in args.gpu_rates.split(",") if kv)}
+    if set(given) - set(TURN_DOWN):
+        parser.error(f"--gpu-rates: no stage {', '.join(sorted(set(given) - set(TURN_DOWN)))}; "
+                     f"the stages are {', '.join(TURN_DOWN)}")
+    gpu_rates = {**GPU_RATES, **given}
     torch.manual_seed(0)
     np.random.seed(0)
     out = Path(args.out)

@@ -233,6 +233,12 @@ def test_schedule_lets_running_notebooks_finish_after_a_failure_then_raises():
     assert ended == ["c"]  # b (needs a) never started
 
 
+def test_schedule_raises_on_a_cycle_of_needs():
+    todo = [(nb, {}, Path()) for nb in _graph(a=["b"], b=["a"], c=[])]
+    with pytest.raises(pipeline.BuildError, match="a, b form a cycle"):
+        list(pipeline.schedule(todo, 2, lambda nb, injected, output: 1.0))
+
+
 def test_longest_chain_starts_first_and_is_the_critical_path():
     notebooks = _graph(a=[], b=[], q1=[], q2=["q1"], q3=["q1"])
     seconds = {"a": 10.0, "b": 50.0, "q1": 30.0, "q2": 5.0, "q3": 15.0}

@@ -1,20 +1,12 @@
-"""How every notebook shows a table: one number format, and a layout that fits the page.
-
-`table` turns a DataFrame into what a notebook displays: p-values to two significant
-digits (below 1e-4 as ``< 1e-4``, never ``0.0``), other floats rounded without a signed
-zero, whole-number floats as integers, NaN as a dash; the index as ordinary columns (so no
-blank header row), unless it only numbers the rows. Tables too wide for a portrait page are
-marked for a landscape page (the report's CSS), and ones too wide even for that are split
-into parts that repeat their key columns; a short one is kept on one page. In the HTML
-report a wide table scrolls in its own box. `display_tables` shows every DataFrame so.
-"""
+"""How every notebook shows a table (`table`): one number format (p-values to two significant
+digits, never ``0.0``; NaN as a dash), and a layout that fits the report's page."""
 
 from __future__ import annotations
 
 import html
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from itertools import takewhile
 
 import numpy as np
@@ -35,7 +27,7 @@ SHORT_ROWS = 20  # a table up to this many rows is never split across pages
 
 def format_p(p: float) -> str:
     """A p-value as printed: two significant digits, ``< 1e-4`` below 1e-4, a dash for NaN."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
+    if pd.isna(p):
         return "–"
     if p < P_BELOW:  # a no-break space: "<" never wraps away from its bound
         return f"<\u00a0{P_BELOW:.0e}".replace("e-0", "e-")
@@ -44,7 +36,7 @@ def format_p(p: float) -> str:
 
 def format_number(value: float, digits: int = 3) -> str:
     """A float rounded to ``digits`` decimals, with no ``-0.000``; a dash for NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if pd.isna(value):
         return "–"
     text = f"{value:.{digits}f}"
     return text[1:] if text.startswith("-") and not text.strip("-0.") else text
@@ -156,21 +148,13 @@ def _header(name: str) -> str:
     return html.escape(name).replace("_", "_<wbr>")
 
 
-def table(frame: pd.DataFrame | pd.Series, *, digits: int = 3,
-          digits_for: Mapping[str, int] | None = None, key: Sequence[str] | None = None,
-          caption: str | None = None) -> Table:
-    """``frame`` as the report shows it (see the module docstring). ``digits_for`` sets decimals
-    per column; ``key`` names the columns a split table repeats (default: the leading text
-    columns, up to three)."""
+def table(frame: pd.DataFrame | pd.Series, *, digits: int = 3, caption: str | None = None) -> Table:
+    """``frame`` as the report shows it (see the module docstring); a split table repeats its
+    leading text columns (up to three)."""
     flat = _flat(frame)
-    digits_for = digits_for or {}
-    text = pd.DataFrame({c: _column_text(flat[c], c, digits_for.get(c, digits))
-                         for c in flat.columns}, columns=flat.columns)
-    if key is None:
-        key = list(takewhile(lambda c: not pd.api.types.is_numeric_dtype(flat[c]), flat.columns))[:3]
-    unknown = sorted(set(key) - set(flat.columns))
-    if unknown:
-        raise KeyError(f"table key {unknown} not among the columns {list(flat.columns)}")
+    text = pd.DataFrame({c: _column_text(flat[c], c, digits) for c in flat.columns},
+                        columns=flat.columns)
+    key = list(takewhile(lambda c: not pd.api.types.is_numeric_dtype(flat[c]), flat.columns))[:3]
     return Table(text, key, caption)
 
 

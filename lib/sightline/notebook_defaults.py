@@ -1,10 +1,6 @@
-"""The project's root, and the demo profile's values for a notebook run on its own.
-
-A notebook's ``parameters`` cell takes its defaults from here (``params/demo.yaml``, paths
-against the project root, never the working directory), so it runs as is in JupyterLab; a
-build injects its profile's values after them. An interactive run writes its tables to
-``report/<profile>/interactive/tables/``, never into the build's ``report/<profile>/tables/``.
-"""
+"""The demo profile's values as a notebook's ``parameters`` defaults, so a notebook runs as is in
+JupyterLab (a build injects its profile's after them); such a run writes its tables to
+``report/<profile>/interactive/tables/``, never into the build's."""
 
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import jupytext
 import nbformat
@@ -256,7 +257,7 @@ def build(params_path: Path, *, root: Path, report_root: Path | None = None,
     executed = [nb.name for nb in notebooks if nb.name in seconds]
 
     report_stamp = _digest([records[nb.name]["stamp"] for nb in notebooks if nb.name in records],
-                           Path(report.__file__).read_bytes())
+                           Path(report.__file__).read_bytes(), report.CSS)
     index = profile_dir / "index.html"
     if executed or force or not index.exists() or records.get("_report") != report_stamp:
         report.build_report(params, params_path, profile_dir, notebooks, records)
@@ -331,6 +332,8 @@ def schedule(todo: list[tuple[Notebook, dict, Path]], jobs: int,
     while waiting or running:
         blocked = {nb.name for nb, *_ in waiting} | running
         ready = [task for task in waiting if not blocked & set(task[0].needs)]
+        if not ready and not running:  # a cycle of needs: nothing could ever start
+            raise BuildError(f"the needs of {', '.join(nb.name for nb, *_ in waiting)} form a cycle")
         for task in ready[:jobs - len(running)]:
             waiting.remove(task)
             running.add(task[0].name)
@@ -452,7 +455,6 @@ def project_kernel(**env: str) -> Iterator[None]:
     """A kernelspec for this very interpreter, so notebooks run in the project environment:
     inside the block, Jupyter (papermill, JupyterLab started from it) finds the kernel
     ``python3`` here, ahead of any other; ``env`` adds variables to the kernel's environment."""
-    old = os.environ.get("JUPYTER_PATH")
     with tempfile.TemporaryDirectory(prefix="sightline-kernel-") as folder:
         spec_dir = Path(folder) / "kernels" / KERNEL_NAME
         spec_dir.mkdir(parents=True)
@@ -464,14 +466,9 @@ def project_kernel(**env: str) -> Iterator[None]:
                     "MPLBACKEND": "module://matplotlib_inline.backend_inline", **env},
         }
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
-        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (folder, old) if p)
-        try:
+        path = os.pathsep.join(p for p in (folder, os.environ.get("JUPYTER_PATH")) if p)
+        with mock.patch.dict(os.environ, JUPYTER_PATH=path):
             yield
-        finally:
-            if old is None:
-                os.environ.pop("JUPYTER_PATH", None)
-            else:
-                os.environ["JUPYTER_PATH"] = old
 
 
 def git_commit(root: Path) -> str:

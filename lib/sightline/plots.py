@@ -1,11 +1,5 @@
-"""Figures shared by several notebooks (matplotlib / seaborn), and their one colour scheme.
-
-Every figure colours by `palette` (baselines in dark muted tones, everything else in a
-colour-blind qualitative palette) and draws methods with `line_styles`; every map overlay
-has its colour scale (`map_scale`), and every figure a notebook shows carries alt text
-(`alt_text`). A figure up to `PAGE_WIDTH` inches wide prints at full size on the report's
-A4 page (titles and box labels at `TITLE_PT`); a wider one is scaled down.
-"""
+"""Figures shared by several notebooks, their one colour scheme (`palette`, `line_styles`) and
+alt text (`alt_text`); a figure up to `PAGE_WIDTH` inches prints at full size on A4."""
 
 from __future__ import annotations
 
@@ -41,6 +35,7 @@ TITLE_PT = 9  # panel titles and box labels: 8.4 pt as printed (90 dpi pixels as
 _QUALITATIVE = [sns.color_palette("colorblind", 10)[i] for i in (0, 1, 2, 4, 3, 9, 8, 6, 5)]
 _BASELINE_COLOURS = ["#262626", "#a6a6a6", "#7a4f2a", "#4a6a4a"]  # dark, muted, told apart
 _DASHES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2))]
+BOX_COLOUR = "#ffdd00"  # the chosen boxes' outlines and labels
 MAP_CMAP = "inferno"  # every map overlay's colours, and its scale's (`map_scale`)
 MAP_SCALE = "map value\n(each map: min 0, max 1)"
 
@@ -130,26 +125,25 @@ def line_styles(methods: Iterable[str]) -> dict[str, object]:
     return {m: _DASHES[i % len(_DASHES)] for i, m in enumerate(sorted({str(m) for m in methods}))}
 
 
-def integer_ticks(ax: Axes, axis: str = "x") -> None:
-    """Whole-number ticks only (layers, heads, epochs)."""
-    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+def integer_ticks(ax: Axes) -> None:
+    """Whole-number ticks only on the x axis (layers, heads, epochs)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def draw_boxes(ax: Axes, boxes_xyxy: np.ndarray, width: float, height: float,
-               labels: Sequence[str] | None = None, colour: str = "#ffdd00",
-               highlight: int | None = None) -> None:
+               labels: Sequence[str] | None = None, highlight: int | None = None) -> None:
     """Outline relative ``(x0, y0, x1, y1)`` boxes on an axis showing a ``width x height`` image,
     each label placed where it overlaps no other when the figure is drawn (`_BoxLabels`)."""
     placer = _BoxLabels()
     for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes_xyxy).reshape(-1, 4)):
         chosen = highlight is None or i == highlight
         ax.add_patch(Rectangle((x0 * width, y0 * height), (x1 - x0) * width, (y1 - y0) * height,
-                               fill=False, lw=2 if chosen else 1, ec=colour if chosen else "white",
+                               fill=False, lw=2 if chosen else 1, ec=BOX_COLOUR if chosen else "white",
                                alpha=1.0 if chosen else 0.6))
         if labels is None or not chosen:
             continue
         text = ax.text(x0 * width, y0 * height, labels[i], fontsize=TITLE_PT, color="black",
-                       bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "lw": 0}, va="bottom")
+                       bbox={"facecolor": BOX_COLOUR, "alpha": 0.8, "pad": 1, "lw": 0}, va="bottom")
         text.set_in_layout(False)  # the layout does not move for a label
         placer.labels.append((text, (x0 * width, x1 * width),
                               [(y0 * height, "bottom"), (y0 * height, "top"),

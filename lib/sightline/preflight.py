@@ -1,11 +1,6 @@
-"""What a build checks before any notebook runs: the checkpoints it loads, and each notebook's
-needs against the data and the models.
-
-A pretrained checkpoint that is neither in the local cache nor reachable stops the build
-(`PreflightError`: one line per model naming its key and what to download). A notebook whose
-``sightline: requires`` a profile cannot meet is skipped with one line saying why
-(`REQUIREMENTS`), never left to fail in a cell.
-"""
+"""What a build checks before any notebook runs: the pretrained checkpoints it loads
+(`PreflightError` names each missing one and its download), and each notebook's
+``sightline: requires`` (`REQUIREMENTS`: an unmet one skips the notebook with one line why)."""
 
 from __future__ import annotations
 
@@ -139,17 +134,16 @@ def _missing(where: str, choice: config.ModelChoice) -> str | None:
             found = _in_hub_cache(repo, (cfg.hf_hub_filename,) if cfg.hf_hub_filename
                                   else TIMM_WEIGHTS)
         else:
-            repo, host, found = cfg.url, urlparse(cfg.url).hostname, _in_torch_hub(cfg.url)
+            repo, host, found = cfg.url, urlparse(cfg.url).hostname, _hub_file(cfg.url).is_file()
     elif spec.source == "torchvision":
-        repo, host, found = hub_id, urlparse(hub_id).hostname, _in_torch_hub(hub_id)
+        repo, host, found = hub_id, urlparse(hub_id).hostname, _hub_file(hub_id).is_file()
     else:  # a factory or a preset that carries its own weights
         return None
     if found or _reachable(host):
         return None
     if repo.startswith("http"):
-        target = Path(torch.hub.get_dir()) / "checkpoints" / repo.rsplit("/", 1)[-1]
         return (f"{name}: weights {repo} are not in the torch hub cache and cannot be "
-                f"downloaded here; on a machine with network download them to {target} "
+                f"downloaded here; on a machine with network download them to {_hub_file(repo)} "
                 f"(or set TORCH_HOME), or set {where}.checkpoint to the file")
     gated = " (gated: accept its licence on huggingface.co, then `hf auth login`)" \
         if spec.gated else ""
@@ -164,8 +158,9 @@ def _in_hub_cache(repo: str, files: tuple[str, ...]) -> bool:
     return any(isinstance(huggingface_hub.try_to_load_from_cache(repo, f), str) for f in files)
 
 
-def _in_torch_hub(url: str) -> bool:
-    return (Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]).is_file()
+def _hub_file(url: str) -> Path:
+    """Where torch.hub keeps the checkpoint it downloads from ``url``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
 def _hub_host() -> str:

@@ -1,9 +1,5 @@
-"""Stitch the executed notebooks into one self-contained HTML page and a PDF.
-
-The page: a table of contents, a run summary (package versions, commit, per-notebook timing),
-each notebook as a section (code hidden behind a button; figures embedded, with alt text), and
-the parameters as an appendix. The PDF is the same page rendered by WeasyPrint, pages numbered.
-"""
+"""Stitch the executed notebooks into one self-contained HTML page (contents, run summary, a
+section per notebook with its code hidden, the parameters) and the same page as a PDF."""
 
 from __future__ import annotations
 
@@ -26,49 +22,7 @@ KEY_PACKAGES = ("torch", "torchvision", "transformers", "timm", "peft", "grad-ca
                 "nbconvert", "weasyprint")
 _HIDDEN_TAGS = {"parameters", "injected-parameters", "remove-cell"}
 
-CSS = """
-body { font-family: 'DejaVu Sans', Helvetica, Arial, sans-serif; max-width: 1100px;
-       margin: 2em auto; padding: 0 1.5em; color: #222; line-height: 1.45; }
-h1 { border-bottom: 2px solid #446; padding-bottom: .2em; }
-nav.toc { background: #f5f6fa; border: 1px solid #dde; padding: .6em 1.4em; }
-nav.toc ul { margin: .2em 0; } nav.toc li { margin: .1em 0; }
-pre.params { columns: 2; font-size: .7em; }
-table { border-collapse: collapse; font-size: 0.85em; margin: .5em 0; }
-th, td { border: 1px solid #ccd; padding: 2px 6px; text-align: right; }
-th { background: #eef; vertical-align: bottom; }
-.sightline-table, .output_subarea { max-width: 100%; overflow-x: auto; }
-.sightline-table p.caption, .sightline-table p.part { margin: .3em 0 0; font-size: .85em;
-       color: #555; }
-.sightline-banner { border: 2px solid #b36b00; background: #fff3dd; color: #4a2c00;
-       padding: .6em 1em; margin: .8em 0 1.2em; border-radius: 4px; font-weight: bold; }
-img { max-width: 100%; height: auto; }
-pre { background: #f7f7f9; padding: .5em; font-size: 0.8em; white-space: pre-wrap;
-      overflow-wrap: anywhere; }
-.input { display: none; margin: .4em 0; }
-body.show-code .input { display: block; }
-.prompt, .jp-OutputPrompt, .jp-InputPrompt { display: none; }
-section.notebook { border-top: 1px solid #bbc; margin-top: 2.5em; }
-#toggle-code { position: fixed; top: 1em; right: 1em; padding: .3em .8em; }
-.summary td, .summary th { text-align: left; }
-@page { size: A4; margin: 1.5cm;
-        @bottom-center { content: counter(page) " / " counter(pages); font-size: 8pt;
-                         color: #555; } }
-@page wide { size: A4 landscape; margin: 1.5cm; }
-@media print {
-  #toggle-code { display: none; } .input { display: none !important; }
-  body { max-width: none; margin: 0; padding: 0; }
-  table { font-size: 7pt; } th, td { padding: 1px 3px; }
-  .sightline-table, .output_subarea { overflow: visible; }
-  .landscape, .sightline-table.wide { page: wide; }
-  tr, img, .sightline-banner, .sightline-table.short table { break-inside: avoid; }
-  tbody tr:first-child:not(:last-child) { break-after: avoid; }
-  tbody tr:last-child:not(:first-child) { break-before: avoid; }
-  nav.toc a::after { content: leader('. ') target-counter(attr(href), page); }
-  thead { display: table-header-group; } p.caption, p.part { break-after: avoid; }
-  h1, h2, h3, h4 { break-after: avoid; }
-  img { max-height: 24.5cm; } .landscape img { max-height: 16.5cm; }
-  section.notebook { page-break-before: always; } }
-"""
+CSS = (Path(__file__).parent / "report.css").read_text()  # the page's and the PDF's
 
 
 def notebook_section(path: Path, anchor: str) -> tuple[str, list[tuple[int, str, str]]]:

@@ -151,9 +151,7 @@ def create_app(study: Study) -> FastAPI:
             base = study.default(model, variant)
             method = next((m for m in study.methods(base.model, base.variant)
                            if study.has_heads(base.model, base.variant, m)), base.method)
-        base = study.default(model, variant, method)
-        sel = Selection(base.model, base.variant, base.method, base.layer, -1,
-                        study.headline if percentile is None else percentile)
+        sel = study.resolve(model=model, variant=variant, method=method, percentile=percentile)
         return study.head_grid(sel, metric, image_id)
 
     @app.get("/tables")

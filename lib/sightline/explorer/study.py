@@ -1,10 +1,7 @@
 """One built profile, read-only: its samples, its union scores table and its map cache.
 
-Everything the explorer shows comes from here. Per-box metrics are computed on the fly
-from the cached map with the same geometry, upsampling and top-k rule as the scoring
-step (``sightline.data.box_masks``, ``sightline.metrics``), so they equal the rows of
-``tables/scores.parquet`` for the same selection, at any percentile.
-"""
+Per-box metrics are computed on the fly from the cached map through the scoring step's
+geometry, upsampling and top-k rule, so they equal the rows of ``tables/scores.parquet``."""
 
 from __future__ import annotations
 
@@ -143,23 +140,21 @@ class Study:
         """Per model: variants, their methods, each method's layers, best layer and heads."""
         out = []
         for model in self.models:
-            rows = self.kinds[self.kinds["model"] == model]
-            variants = sorted(set(rows["variant"]), key=lambda v: (v != "frozen", v))
-            entry = {"model": model, "variants": [], "default": asdict(self.default(model)),
-                     "headline": model in self.headlines}
-            for variant in variants:
-                methods = []
-                for method in self.methods(model, variant):
-                    sub = rows[(rows["variant"] == variant) & (rows["method"] == method)]
-                    heads = sub[sub["head"] >= 0].groupby("layer")["head"].max() + 1
-                    layers = sorted(int(x) for x in sub["layer"].unique())
-                    label = registry.METHODS[method].label if method in registry.METHODS else method
-                    methods.append({"method": method, "label": label, "layers": layers,
-                                    "best_layer": self.best_layer(model, variant, method),
-                                    "heads": {int(k): int(v) for k, v in heads.items()}})
-                entry["variants"].append({"variant": variant, "methods": methods})
-            out.append(entry)
+            variants = sorted({v for (m, v, _) in self._heads if m == model},
+                              key=lambda v: (v != "frozen", v))
+            out.append({"model": model,
+                        "variants": [{"variant": v, "methods": [self._method_entry(model, v, method)
+                                                                for method in self.methods(model, v)]}
+                                     for v in variants],
+                        "default": asdict(self.default(model)), "headline": model in self.headlines})
         return out
+
+    def _method_entry(self, model: str, variant: str, method: str) -> dict:
+        kind = self._heads[(model, variant, method)]  # layer -> heads (-1: the mean)
+        return {"method": method,
+                "label": registry.METHODS[method].label if method in registry.METHODS else method,
+                "layers": sorted(kind), "best_layer": self.best_layer(model, variant, method),
+                "heads": {layer: max(heads) + 1 for layer, heads in kind.items() if max(heads) >= 0}}
 
     def default(self, model: str | None = None, variant: str | None = None,
                 method: str | None = None) -> Selection:
@@ -173,23 +168,19 @@ class Study:
         if variant not in variants:
             raise NotFound(f"variant '{variant}' of model '{model}' not found; have {sorted(variants)}")
         methods = self.methods(model, variant)
-        headline_variant = BASELINE if model == BASELINE else LEADERBOARD_VARIANT
-        if method is None and variant == headline_variant and model in self.headlines:
-            method = self.headlines[model][0]
-        method = method or methods[0]
+        on_board = variant == (BASELINE if model == BASELINE else LEADERBOARD_VARIANT)
+        headline = self.headlines.get(model) if on_board else None  # (method, layer)
+        method = method or (headline[0] if headline else methods[0])
         if method not in methods:
             raise NotFound(f"method '{method}' of {model} ({variant}) not found; have {methods}")
-        headline = variant == headline_variant and self.headlines.get(model, ("",))[0] == method
-        layer = self.headlines[model][1] if headline else self.best_layer(model, variant, method)
+        layer = headline[1] if headline and headline[0] == method else self.best_layer(model, variant, method)
         return Selection(model, variant, method, layer, -1, self.headline)
 
     def best_layer(self, model: str, variant: str, method: str) -> int:
         """The layer with the highest mean IoU at the headline percentile (union, head mean),
         the leaderboard's in-sample rule; the last layer if the headline percentile was not scored."""
         key = (model, variant, method)
-        if key in self._best_layers:
-            return self._best_layers[key]
-        return max(self._heads[key])
+        return self._best_layers[key] if key in self._best_layers else max(self._heads[key])
 
     def resolve(self, *, model: str | None = None, variant: str | None = None,
                 method: str | None = None, layer: int | None = None, head: int | None = None,
@@ -290,7 +281,12 @@ class Study:
     def grid(self, sel: Selection, image_id: str) -> np.ndarray:
         """The selected map of an image on its grid, ``(h, w)`` float32."""
         self.sample(image_id)
-        maps = _read_image(self.store(sel.model, sel.variant), sel.method, sel.layer, image_id)
+        store = self.store(sel.model, sel.variant)
+        try:
+            maps = _read_image(store.path, sel.method, sel.layer, image_id)
+        except KeyError:
+            raise NotFound(f"no cached map {sel.method}/{sel.layer} of image '{image_id}' in "
+                           f"{store.path.name}") from None
         return maps[-1 if sel.head == -1 else sel.head]
 
     def frame(self, model: str, image_id: str) -> tuple[float, float, float, float]:
@@ -312,10 +308,8 @@ class Study:
         mask = data.union_mask(masks) if bbox_index is None else masks[bbox_index]
         up = metrics.upsample(self.grid(sel, image_id)[None], self.resolution)
         box = None if bbox_index is None else sample.boxes[bbox_index]
-        values = {}
-        for metric in map(registry.METRICS.__getitem__, self.metrics):
-            values[metric.name] = (metric(up, mask[None], [sel.percentile])[0, 0]
-                                   if metric.thresholded else metric(up, mask[None])[0])
+        values = {m.name: m(up, mask[None], [sel.percentile])[0, 0] if m.thresholded
+                  else m(up, mask[None])[0] for m in map(registry.METRICS.__getitem__, self.metrics)}
         return {
             "image_id": image_id,
             "bbox_index": bbox_index,
@@ -330,6 +324,8 @@ class Study:
 
     def _rows(self, metric: str, threshold: float | None, **where) -> pd.DataFrame:
         """Union rows of one metric (at one threshold for thresholded metrics)."""
+        if where.get("image_id") is not None:
+            self.sample(where["image_id"])
         rows = self.union[self.union["metric"] == metric]
         if registry.METRICS[metric].thresholded:
             if not any(math.isclose(threshold, t) for t in self.thresholds):
@@ -346,8 +342,6 @@ class Study:
         """Mean head-mean union score per (model, method, layer): the Q1 layer curves;
         ``correct`` ``right`` / ``wrong``: over the images each model's classifier gets right
         / wrong (a model with no classifier drops out)."""
-        if image_id is not None:
-            self.sample(image_id)
         rows = self._rows(metric, percentile, variant=variant, head=-1, image_id=image_id)
         if correct != "all":
             rows = rows[rows["correct"].eq(correct == "right").fillna(False)]
@@ -357,8 +351,6 @@ class Study:
 
     def head_grid(self, sel: Selection, metric: str, image_id: str | None = None) -> dict:
         """Mean union score per layer x head of one (model, variant, method): the Q3 heatmap."""
-        if image_id is not None:
-            self.sample(image_id)
         rows = self._rows(metric, sel.percentile, model=sel.model, variant=sel.variant,
                           method=sel.method, image_id=image_id)
         rows = rows[rows["head"] >= 0]
@@ -391,21 +383,13 @@ def _number(value) -> float | None:
 
 
 @functools.lru_cache(maxsize=512)
-def _read_image_cached(path: Path, method: str, layer: int, image_id: str) -> np.ndarray:
+def _read_image(path: Path, method: str, layer: int, image_id: str) -> np.ndarray:
+    """One image's maps; cached, as a stored map never changes (a build only adds images)."""
     store = MapStore(path)
     try:
         return store.read_image(method, layer, image_id)
     except FileNotFoundError:  # a build compacted the shards away between listing and reading
         return store.read_image(method, layer, image_id)
-
-
-def _read_image(store: MapStore, method: str, layer: int, image_id: str) -> np.ndarray:
-    """One image's maps; cached, as a stored map never changes (a build only adds images)."""
-    try:
-        return _read_image_cached(store.path, method, layer, image_id)
-    except KeyError:
-        raise NotFound(f"no cached map {method}/{layer} of image '{image_id}' in "
-                       f"{store.path.name}") from None
 
 
 @functools.lru_cache(maxsize=1024)

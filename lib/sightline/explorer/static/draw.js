@@ -1,6 +1,6 @@
 // Maps on canvases: bilinear upsampling as the scoring does it, colour maps, the top-k
 // outline, and a "stage" (image + heatmap in the model's frame + expert boxes).
-import { el } from "./util.js";
+import { el, svg } from "./util.js";
 
 const STOPS = {  // a few anchors of each colour map, interpolated linearly
   viridis: ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779",
@@ -69,43 +69,51 @@ export function normalise(values) {
   return values.map((v) => (max > min ? (v - min) / (max - min) : 0));
 }
 
-export function paintHeat(canvas, values, R, cmap) {
-  const table = lut(cmap);
-  const scaled = normalise(values);
+// An R x R canvas drawn pixel by pixel: rgba(i) is pixel i's colour (null: transparent).
+function paint(canvas, R, rgba) {
   const image = new ImageData(R, R);
-  for (let i = 0; i < values.length; i++) {
-    const j = Math.round(scaled[i] * 255);
-    image.data.set([table[j * 3], table[j * 3 + 1], table[j * 3 + 2], 255], i * 4);
+  for (let i = 0; i < R * R; i++) {
+    const colour = rgba(i);
+    if (colour) image.data.set(colour, i * 4);
   }
   canvas.width = canvas.height = R;
   canvas.getContext("2d").putImageData(image, 0, 0);
+}
+
+export function paintHeat(canvas, values, R, cmap) {
+  const table = lut(cmap);
+  const scaled = normalise(values);
+  paint(canvas, R, (i) => {
+    const j = Math.round(scaled[i] * 255) * 3;
+    return [table[j], table[j + 1], table[j + 2], 255];
+  });
 }
 
 // Signed values in [-1, 1] as blue (negative) - white - red (positive).
 export function paintDiverging(canvas, values, R) {
-  const image = new ImageData(R, R);
-  for (let i = 0; i < values.length; i++) {
+  paint(canvas, R, (i) => {
     const v = Math.max(-1, Math.min(1, values[i]));
     const fade = Math.round(255 * (1 - Math.abs(v)));
-    image.data.set(v >= 0 ? [255, fade, fade, 255] : [fade, fade, 255, 255], i * 4);
-  }
-  canvas.width = canvas.height = R;
-  canvas.getContext("2d").putImageData(image, 0, 0);
+    return v >= 0 ? [255, fade, fade, 255] : [fade, fade, 255, 255];
+  });
 }
 
-// The border pixels of a mask (in the mask, with a 4-neighbour outside it).
-export function paintOutline(canvas, mask, R, colour = [255, 255, 255]) {
-  const image = new ImageData(R, R);
+// The border pixels of a mask (in the mask, with a 4-neighbour outside it), in white.
+export function paintOutline(canvas, mask, R) {
   const inside = (x, y) => x >= 0 && y >= 0 && x < R && y < R && mask[y * R + x];
-  for (let y = 0; y < R; y++) {
-    for (let x = 0; x < R; x++) {
-      if (inside(x, y) && !(inside(x - 1, y) && inside(x + 1, y) && inside(x, y - 1) && inside(x, y + 1))) {
-        image.data.set([...colour, 255], (y * R + x) * 4);
-      }
-    }
-  }
-  canvas.width = canvas.height = R;
-  canvas.getContext("2d").putImageData(image, 0, 0);
+  paint(canvas, R, (i) => {
+    const x = i % R, y = (i - x) / R;
+    const edge = inside(x, y) && !(inside(x - 1, y) && inside(x + 1, y) && inside(x, y - 1) && inside(x, y + 1));
+    return edge ? [255, 255, 255, 255] : null;
+  });
+}
+
+// The expert boxes as SVG rectangles over a unit square stretched to the image.
+export function boxLayer(boxes) {
+  const layer = svg("svg", { viewBox: "0 0 1 1", preserveAspectRatio: "none" });
+  const rects = boxes.map((box) => svg("rect", { x: box.left, y: box.top, width: box.width, height: box.height }));
+  layer.append(...rects);
+  return { layer, rects };
 }
 
 // Image with a heatmap over the model's frame, a top-k outline and the expert boxes.
@@ -114,25 +122,16 @@ export function stage(imageUrl, boxes, { onBox } = {}) {
   const img = el("img", { src: imageUrl, alt: "image" });
   const heat = el("canvas", { class: "heat" });
   const outline = el("canvas", { class: "outline" });
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("viewBox", "0 0 1 1");
-  svg.setAttribute("preserveAspectRatio", "none");
-  const rects = boxes.map((box) => {
-    const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
-    for (const [k, v] of Object.entries({ x: box.left, y: box.top, width: box.width, height: box.height })) {
-      rect.setAttribute(k, v);
-    }
-    rect.dataset.index = box.bbox_index;
+  const { layer, rects } = boxLayer(boxes);
+  boxes.forEach((box, i) => {
+    rects[i].dataset.index = box.bbox_index;
     if (onBox) {
-      rect.classList.add("pick");
-      rect.addEventListener("click", (event) => { event.stopPropagation(); onBox(box.bbox_index); });
+      rects[i].classList.add("pick");
+      rects[i].addEventListener("click", (event) => { event.stopPropagation(); onBox(box.bbox_index); });
     }
-    rect.append(Object.assign(document.createElementNS("http://www.w3.org/2000/svg", "title"),
-                              { textContent: `box ${box.bbox_index + 1}: ${box.feature}` }));
-    svg.append(rect);
-    return rect;
+    rects[i].append(svg("title", {}, `box ${box.bbox_index + 1}: ${box.feature}`));
   });
-  const node = el("div", { class: "stage" }, img, heat, outline, svg);
+  const node = el("div", { class: "stage" }, img, heat, outline, layer);
   const place = (frame) => {
     for (const canvas of [heat, outline]) {
       Object.assign(canvas.style, { left: `${frame[0] * 100}%`, top: `${frame[1] * 100}%`,

@@ -1,5 +1,5 @@
 // The selectors of one map: model, variant, method, layer, head (or head mean), percentile.
-import { api, el } from "./util.js";
+import { api, dropdown, el } from "./util.js";
 
 export function findModel(profile, model) {
   return profile.models.find((m) => m.model === model) || profile.models[0];
@@ -72,12 +72,8 @@ export function selectors(profile, initial, onChange, prefix = "sel") {
   let sel = { ...initial };
   const node = el("div", { class: "selectors" });
 
-  const select = (field, options, value) => {
-    const input = el("select", { id: `${prefix}-${field}`, "data-field": field },
-      options.map(([v, label]) => el("option", { value: v, selected: String(v) === String(value) }, label)));
-    input.addEventListener("change", () => update(field, input.value));
-    return [el("label", { for: `${prefix}-${field}` }, field), input];
-  };
+  const select = (field, options, value) => [el("label", { for: `${prefix}-${field}` }, field),
+    dropdown(`${prefix}-${field}`, options, value, (chosen) => update(field, chosen), { "data-field": field })];
 
   function update(field, value) {
     const model = findModel(profile, field === "model" ? value : sel.model);

@@ -44,6 +44,22 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// An SVG element with attributes (and a text).
+export function svg(tag, attrs = {}, text) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// A <select> of [value, text] options with `value` selected; onChange gets the chosen value.
+export function dropdown(id, options, value, onChange, attrs = {}) {
+  const input = el("select", { id, ...attrs },
+    options.map(([v, text]) => el("option", { value: v, selected: String(v) === String(value) }, text)));
+  input.addEventListener("change", () => onChange(input.value));
+  return input;
+}
+
 export function fmt(value, digits = 4) {
   return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
 }

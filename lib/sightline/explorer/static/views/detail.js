@@ -3,7 +3,7 @@
 // union metrics already held, without a request. Arrow keys move between images.
 import { COLORMAPS, paintHeat, paintOutline, stage, topKMask, upsample } from "../draw.js";
 import { checkedSelection, selectionFrom, selectionQuery, selectors } from "../selection.js";
-import { api, el, fmt, href, imageOrder, setHash } from "../util.js";
+import { api, dropdown, el, fmt, href, imageOrder, setHash } from "../util.js";
 
 export function metricsQuery(sel) {
   return new URLSearchParams(selectionQuery(sel)).toString();
@@ -118,9 +118,8 @@ export async function detailView(main, { id, query, profile }) {
     view.heat.style.opacity = state.opacity;
     remember();
   });
-  const cmap = el("select", { id: "colormap" }, COLORMAPS.map((c) => el("option", { value: c, selected: c === state.cmap }, c)));
-  cmap.addEventListener("change", () => {
-    state.cmap = cmap.value;
+  const cmap = dropdown("colormap", COLORMAPS.map((c) => [c, c]), state.cmap, (value) => {
+    state.cmap = value;
     paintHeat(view.heat, state.up, profile.resolution, state.cmap);
     remember();
   });

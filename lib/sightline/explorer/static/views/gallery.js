@@ -1,22 +1,14 @@
 // Gallery: thumbnails with their boxes; filter by image label and feature type; sort by a score.
-import { api, el, fmt, href, setHash } from "../util.js";
+import { boxLayer } from "../draw.js";
+import { api, dropdown, el, fmt, href, setHash } from "../util.js";
 
 let images = null;  // the list does not change while the page is open
 const sides = {};  // "right|model" -> the image ids that model's prediction puts on that side
 
 function thumbnail(image) {
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("viewBox", "0 0 1 1");
-  svg.setAttribute("preserveAspectRatio", "none");
-  for (const box of image.boxes) {
-    const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
-    for (const [k, v] of Object.entries({ x: box.left, y: box.top, width: box.width, height: box.height })) {
-      rect.setAttribute(k, v);
-    }
-    svg.append(rect);
-  }
   const src = `/images/${encodeURIComponent(image.image_id)}/file?max_side=256`;
-  return el("div", { class: "stage" }, el("img", { src, alt: image.image_id, loading: "lazy" }), svg);
+  return el("div", { class: "stage" }, el("img", { src, alt: image.image_id, loading: "lazy" }),
+            boxLayer(image.boxes).layer);
 }
 
 // ✓ / ✗: the model's prediction on the image was right / wrong; nothing without a classifier
@@ -37,12 +29,8 @@ export async function galleryView(main, { query, profile }) {
   const grid = el("div", { class: "gallery", id: "gallery" });
   const count = el("span", { class: "hint" });
 
-  const choice = (name, options, label) => {
-    const input = el("select", { id: `gallery-${name}` },
-      options.map(([v, text]) => el("option", { value: v, selected: v === state[name] }, text)));
-    input.addEventListener("change", () => { state[name] = input.value; render(); });
-    return el("label", {}, label, input);
-  };
+  const choice = (name, options, label) => el("label", {}, label,
+    dropdown(`gallery-${name}`, options, state[name], (value) => { state[name] = value; render(); }));
 
   // right / wrong: the images whose prediction (by the model the gallery sorts by) the API
   // puts on that side; an error (a model with no classifier) is shown, and nothing filtered

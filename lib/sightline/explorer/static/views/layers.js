@@ -2,9 +2,8 @@
 // and one model's head x layer heatmap (click a cell to see that head's map on an image).
 import { paintHeat, paintOutline, stage, topKMask, upsample } from "../draw.js";
 import { findModel } from "../selection.js";
-import { api, el, fmt, href, setHash } from "../util.js";
+import { api, dropdown, el, fmt, href, setHash, svg } from "../util.js";
 
-const SVG = "http://www.w3.org/2000/svg";
 // Colour per model (Okabe-Ito, then Tableau's), marker and line style per method: a series
 // reads as model x method without 21 lines sharing 7 colours.
 const PALETTE = ["#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#000000",
@@ -12,13 +11,6 @@ const PALETTE = ["#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9
 const MARKERS = ["circle", "square", "triangle", "diamond", "cross", "triangle-down"];
 const DASHES = ["", "6 3", "2 2", "8 3 2 3", "1 3", "10 2"];
 const NEAR = 7;  // px (chart units): points this close to a click are all offered
-
-function svg(tag, attrs = {}, text) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function marker(shape, cx, cy, size, attrs) {
   const s = size;
@@ -116,12 +108,8 @@ export async function layersView(main, { query, profile }) {
   const headsBox = el("div", { class: "panel" });
   const variants = [...new Set(profile.models.flatMap((m) => m.variants.map((v) => v.variant)))];
 
-  const choice = (name, options) => {
-    const input = el("select", { id: `layers-${name}` },
-      options.map(([v, text]) => el("option", { value: v, selected: String(v) === String(state[name]) }, text)));
-    input.addEventListener("change", () => { state[name] = input.value; render(); });
-    return el("label", {}, name, input);
-  };
+  const choice = (name, options) => el("label", {}, name,
+    dropdown(`layers-${name}`, options, state[name], (value) => { state[name] = value; render(); }));
   const openImage = (sel) => href("image", state.image || profile.images[0], sel);
 
   async function render() {
@@ -133,10 +121,8 @@ export async function layersView(main, { query, profile }) {
       + `&correct=${state.correct}`)).filter((r) => r.model !== "baseline");
     const models = profile.models.map((m) => m.model).filter((m) => curves.some((r) => r.model === m));
     const methods = [...new Set(curves.map((r) => r.method))].sort();
-    const seriesChoice = el("select", { id: "layers-series" },
-      [["", "all methods"], ...methods.map((m) => [m, m])].map(([v, text]) =>
-        el("option", { value: v, selected: v === state.series }, text)));
-    seriesChoice.addEventListener("change", () => { state.series = seriesChoice.value; render(); });
+    const seriesChoice = dropdown("layers-series", [["", "all methods"], ...methods.map((m) => [m, m])],
+      state.series, (value) => { state.series = value; render(); });
     const shown = curves.filter((r) => !state.series || r.method === state.series);
     chartBox.replaceChildren(el("h3", {}, `${state.metric}${thresholded ? `@${state.percentile}` : ""} per layer `
       + `(union, head mean, ${state.image || "mean over all images"}`
