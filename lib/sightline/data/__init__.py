@@ -20,7 +20,6 @@ from .contract import (
     DataWarning,
     Region,
     Sample,
-    WikiChurches,
     box_masks,
     fingerprint_files,
     load_image,
@@ -40,7 +39,7 @@ from .wikichurches import dataset_fingerprint as wikichurches_fingerprint
 
 __all__ = [
     "MAIN_STYLES", "MANIFEST", "AttentionSample", "DataError", "DataWarning", "Dataset",
-    "HumanAttention", "Region", "Sample", "WikiChurches", "box_masks", "church_of",
+    "HumanAttention", "Region", "Sample", "box_masks", "church_of",
     "dataset_fingerprint", "human_attention_fingerprint", "human_mask", "load_coco", "load_dataset",
     "load_human_attention", "load_image", "load_masks", "load_wikichurches", "union_mask",
     "verify_generated",

@@ -39,8 +39,7 @@ from .contract import (
     image_size,
     read_labels,
     skipper,
-    warn,
-    warn_clamped,
+    warn_boxes,
 )
 
 
@@ -125,11 +124,8 @@ def load_coco(root: str | Path, *, annotations: str | Path = "annotations.json",
         "images_listed": len(images_by_id), "samples": len(samples),
         "regions": sum(len(s.boxes) for s in samples),
         "mask_regions": sum(r.is_mask for s in samples for r in s.boxes)})
-    warn_clamped(ann_path, [f"{c['record']} (image {c['image_id']})"
-                            for c in report["clamped_boxes"]])
-    if report["zero_area_boxes"]:
-        warn(f"{len(report['zero_area_boxes'])} boxes in {ann_path} have zero width or height "
-             "and were skipped; see report['zero_area_boxes'].")
+    warn_boxes(ann_path, report, [f"{c['record']} (image {c['image_id']})"
+                                  for c in report["clamped_boxes"]], "have zero width or height")
     return Dataset(root=root, samples=sorted(samples, key=lambda s: s.image_id),
                    features=features, report=report, kind="coco", categories=categories)
 

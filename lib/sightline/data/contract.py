@@ -158,9 +158,6 @@ class Dataset:
         return bool((self.pool["split"] == "train").any())
 
 
-WikiChurches = Dataset  # the type name the fine-tuning code has always used
-
-
 def image_size(path: Path, remedy: str = "replace the file") -> tuple[int, int]:
     """Upright ``(width, height)`` from the file header (EXIF orientation applied)."""
     try:
@@ -291,12 +288,16 @@ def close_report(report: dict, skipped_what: str, counts: dict) -> None:
         k: len(v) for k, v in report.items() if isinstance(v, list) and k != "skipped_records"}}
 
 
-def warn_clamped(path: Path, named: list[str]) -> None:
-    """One line naming the boxes (record and image) that were clamped to their image."""
+def warn_boxes(path: Path, report: dict, named: list[str], dropped: str) -> None:
+    """One line naming the boxes (record and image) clamped to their image, one counting the
+    boxes ``dropped`` says were skipped (``report['zero_area_boxes']``)."""
     if named:
         more = f" and {len(named) - 5} more" if len(named) > 5 else ""
         warn(f"{len(named)} boxes in {path} lie partly outside their image and were clamped to "
              f"it: {'; '.join(named[:5])}{more}; see report['clamped_boxes'].")
+    if report["zero_area_boxes"]:
+        warn(f"{len(report['zero_area_boxes'])} boxes in {path} {dropped} and were skipped; "
+             "see report['zero_area_boxes'].")
 
 
 def clamp_box(left: float, top: float, width: float, height: float

@@ -8,7 +8,6 @@ puts a mask into a model's input frame through the very geometry its image goes 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from PIL import Image
 from torchvision.transforms import v2 as T
 
 from ..geometry import Geometry
-from .contract import DataError, decode_upright, image_size
+from .contract import DataError, decode_upright, image_files, image_size
 
 BENCHMARK_REPO = "https://github.com/SinaMohseni/ML-Interpretability-Evaluation-Benchmark"
 # (image folder, mask folder) under Image/ImageNet/, current spelling first, then older commits'
@@ -97,11 +96,11 @@ def load_human_attention(root: str | Path, *, strict: bool = True,
         raise DataError(_benchmark_hint(root, f"no original_images/ folder under {root}"))
     image_dir, mask_dir = folders
     subjects = imagenet_subjects(subjects_csv)
-    masks = {p.stem.replace(" ", "").lower(): p for p in _files(mask_dir)}
+    masks = {p.stem.replace(" ", "").lower(): p for p in image_files(mask_dir)}
     report: dict = {"folders": [str(image_dir), str(mask_dir)], "missing_masks": [],
                     "size_mismatches": [], "unknown_subjects": [], "unreadable": []}
     samples = []
-    for path in _files(image_dir):
+    for path in image_files(image_dir):
         match = _BENCHMARK_NAME.match(path.name)
         subject = match.group(1).lower() if match else None
         if subject not in subjects:
@@ -138,13 +137,6 @@ def load_human_attention(root: str | Path, *, strict: bool = True,
     return HumanAttention(root, sorted(samples, key=_benchmark_order), subjects, report)
 
 
-def _files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(Path(e.path) for e in os.scandir(folder) if e.is_file()
-                  and e.name.lower().endswith((".jpg", ".jpeg", ".png")))
-
-
 def _benchmark_order(sample: AttentionSample) -> tuple[str, int]:
     return sample.subject, int(sample.image_id[len(sample.subject):])
 
@@ -168,7 +160,7 @@ def human_attention_fingerprint(root: str | Path) -> str:
     digest = hashlib.sha256(SUBJECTS_CSV.read_bytes())
     folders = _benchmark_folders(root) or ()
     for folder in folders:
-        for path in _files(folder):
+        for path in image_files(folder):
             stat = path.stat()
             digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()

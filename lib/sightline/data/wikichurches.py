@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .contract import DataError, Dataset, Region, Sample, clamp_box, image_size, remedy, warn, warn_clamped
+from .contract import DataError, Dataset, Region, Sample, clamp_box, image_size, remedy, warn, warn_boxes
 
 MAIN_STYLES: dict[str, str] = {
     "Q46261": "Romanesque",
@@ -102,11 +102,8 @@ def load_wikichurches(root: str | Path, *, strict: bool = True) -> Dataset:
     if unreadable:
         warn(f"dataset.strict: false: {len(unreadable)} annotated images could not be read and "
              f"were skipped (e.g. {unreadable[0]}); see report['unreadable_reasons'].")
-    warn_clamped(parts_path, [f"image {c['image_id']}, group {c['group']}"
-                              for c in report["clamped_boxes"]])
-    if report["zero_area_boxes"]:
-        warn(f"{len(report['zero_area_boxes'])} boxes in {parts_path} have no area inside their "
-             "image after clamping and were skipped; see report['zero_area_boxes'].")
+    warn_boxes(parts_path, report, [c["record"] for c in report["clamped_boxes"]],
+               "have no area inside their image after clamping")
     pool = pool[~pool["image_id"].isin(missing)]
     pool = _prevent_leakage(pool, set(annotations), report)
     report["pool_splits"] = {s: int((pool["split"] == s).sum()) for s in SPLITS}
