@@ -200,16 +200,12 @@ class PhotosSanity(Randomisation):
 
 
 class Photos(_Section):
-    """The real-photo study (notebook 01_photos): packaged photographs, our annotations, a
-    real ImageNet classifier and the same architecture with random weights.
+    """The real-photo study (notebook 01_photos): packaged photographs, our annotations, a real
+    ImageNet classifier and its random-weight twin (read with ``random_methods``).
 
-    ``random_methods``: the methods read on the random-weight twin. ``composites``: groups
-    of n x n photos (4 = 2 x 2) for the grid pointing game, each also in its cyclic
-    arrangements when ``rotate`` (every photo once in every cell); ``composite_methods``
-    are the methods read on them and on the photos' object pairs (the random twin: Grad-CAM).
-    ``fetch_darknet``: try ``apt-get download darknet`` when its photos are not on the
-    machine. ``sanity``: the randomisation test of the real weights (`PhotosSanity`; none:
-    not run).
+    ``composites``: groups of n x n photos for the grid pointing game, also in their cyclic
+    arrangements when ``rotate``, read with ``composite_methods`` (as are the object pairs).
+    ``fetch_darknet``: try ``apt-get download darknet`` when its photos are not on the machine.
     """
 
     root: Path = Path("data/photos")

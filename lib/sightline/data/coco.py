@@ -9,12 +9,10 @@ or, with a segmentation, the mask ``pycocotools`` draws at the image's size (its
 box is the mask's bounding box). Image-level labels come from ``images[].label`` or a
 ``labels`` CSV (columns ``image``, the file name, and ``label``).
 
-Checks (each a DataError naming the file and the record, or with ``strict=False`` a counted
-skip): an annotation naming an unknown image or category, a box entirely outside its
-image, a polygon with fewer than three points, an RLE whose size differs from its image,
-an image listed but missing or of another size than the file says, no usable image at
-all. A box partly outside is clamped; a box of zero width or height is dropped, with one
-warning.
+A bad record (an unknown image or category, a box wholly outside its image, a polygon of
+under three points, an RLE or an image of another size than listed, a missing image) is a
+DataError naming it, or with ``strict=False`` a counted skip; a box partly outside is
+clamped, one of zero width or height dropped, each with one warning.
 """
 
 from __future__ import annotations

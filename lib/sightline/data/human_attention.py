@@ -84,8 +84,7 @@ def _benchmark_hint(root: Path, problem: str) -> str:
             "'original images/' and 'human attention mask/' are accepted too).")
 
 
-def load_human_attention(root: str | Path, *, strict: bool = True,
-                         subjects_csv: str | Path = SUBJECTS_CSV) -> HumanAttention:
+def load_human_attention(root: str | Path, *, strict: bool = True) -> HumanAttention:
     """Pair each benchmark image with its mask. ``strict=False`` skips (and counts) images
     whose mask is missing or of another size, and files named after no known subject."""
     root = Path(root)
@@ -95,7 +94,7 @@ def load_human_attention(root: str | Path, *, strict: bool = True,
     if folders is None:
         raise DataError(_benchmark_hint(root, f"no original_images/ folder under {root}"))
     image_dir, mask_dir = folders
-    subjects = imagenet_subjects(subjects_csv)
+    subjects = imagenet_subjects()
     masks = {p.stem.replace(" ", "").lower(): p for p in image_files(mask_dir)}
     report: dict = {"folders": [str(image_dir), str(mask_dir)], "missing_masks": [],
                     "size_mismatches": [], "unknown_subjects": [], "unreadable": []}
@@ -104,7 +103,7 @@ def load_human_attention(root: str | Path, *, strict: bool = True,
         match = _BENCHMARK_NAME.match(path.name)
         subject = match.group(1).lower() if match else None
         if subject not in subjects:
-            problem = (f"{path}: not named <subject><k>.jpg with a subject of {subjects_csv} "
+            problem = (f"{path}: not named <subject><k>.jpg with a subject of {SUBJECTS_CSV} "
                        f"({', '.join(subjects)})")
             if strict:
                 raise DataError(problem + "; remove the file or pass strict=False to skip it.")
