@@ -319,19 +319,18 @@ def image_files(folder: Path) -> list[Path]:
                   if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
 
 
-def fingerprint_files(contents: Iterable[Path], listed: Iterable[Path]) -> str:
-    """A cheap hash of what a reader reads: ``contents`` by their bytes (or absent), the
-    ``listed`` files and folders (recursively) by name, size and mtime."""
+def fingerprint_files(contents: Iterable[Path], folders: Iterable[Path]) -> str:
+    """A cheap hash of what a reader reads: ``contents`` by their bytes (or absent), the files
+    in ``folders`` (recursively) by their path in the folder, size and mtime."""
     digest = hashlib.sha256()
     for path in contents:
         digest.update(path.name.encode())
         digest.update(path.read_bytes() if path.is_file() else b"<absent>")
-    for top in listed:
-        paths = sorted(top.rglob("*")) if top.is_dir() else [top]
-        for path in paths:
+    for folder in folders:
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
             if path.is_file():
                 stat = path.stat()
-                name = path.relative_to(top.parent)
+                name = path.relative_to(folder)
                 digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 

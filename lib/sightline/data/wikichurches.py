@@ -119,21 +119,11 @@ def church_of(image_id: str) -> str:
     return image_id.split("_", 1)[0]
 
 
-def dataset_fingerprint(root: str | Path) -> str:
-    """A cheap hash of what the reader reads: JSON and split bytes, image names/sizes/mtimes."""
-    root = Path(root)
-    digest = hashlib.sha256()
+def wikichurches_files(root: Path) -> tuple[list[Path], list[Path]]:
+    """What ``load_wikichurches`` reads: the JSON and split files read whole, and the images."""
     split_dir = _split_dir(root)
     split_files = [split_dir / f"wc4_{s}.txt" for s in SPLITS] if split_dir else []
-    for path in [root / "building_parts.json", root / "churches.json", *split_files]:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes() if path.is_file() else b"<absent>")
-    images = root / "images"
-    entries = sorted(os.scandir(images), key=lambda e: e.name) if images.is_dir() else []
-    for entry in entries:
-        stat = entry.stat()
-        digest.update(f"{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    return [root / "building_parts.json", root / "churches.json", *split_files], [root / "images"]
 
 
 def _download_hint(root: Path, problem: str) -> str:
