@@ -25,8 +25,7 @@ import json
 import os
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,27 +168,20 @@ def image_size(path: Path, remedy: str = "replace the file") -> tuple[int, int]:
     return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
 
 
-@contextmanager
-def _strict_decoding() -> Iterator[None]:
-    """A truncated file stays an error even if another library (WeasyPrint does, on import)
-    has set Pillow's process-wide LOAD_TRUNCATED_IMAGES."""
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        yield
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
-
-
 def decode_upright(path: Path, remedy: str = "replace the file") -> Image.Image:
-    """Decode any image file upright (EXIF orientation applied), in its own mode."""
+    """Decode any image file upright (EXIF orientation applied), in its own mode. A truncated
+    file is an error even if another library (WeasyPrint, on import) has set Pillow's
+    process-wide LOAD_TRUNCATED_IMAGES."""
+    previous, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
     try:
-        with Image.open(path) as image, _strict_decoding():
+        with Image.open(path) as image:
             image.load()
             return ImageOps.exif_transpose(image)
     except UNREADABLE as error:
         raise DataError(f"{path}: cannot decode the image ({error}); the file is corrupt or "
                         f"truncated — {remedy}.") from error
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
 def file_sha256(path: Path) -> str:
