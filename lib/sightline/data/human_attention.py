@@ -133,11 +133,8 @@ def load_human_attention(root: str | Path, *, strict: bool = True) -> HumanAtten
         raise DataError(_benchmark_hint(root, f"no image in {image_dir} has a usable mask"))
     report["counts"] = {"samples": len(samples),
                         **{k: len(v) for k, v in report.items() if k != "folders"}}
-    return HumanAttention(root, sorted(samples, key=_benchmark_order), subjects, report)
-
-
-def _benchmark_order(sample: AttentionSample) -> tuple[str, int]:
-    return sample.subject, int(sample.image_id[len(sample.subject):])
+    order = sorted(samples, key=lambda s: (s.subject, int(s.image_id[len(s.subject):])))
+    return HumanAttention(root, order, subjects, report)
 
 
 def load_attention_mask(path: Path) -> Image.Image:
