@@ -326,7 +326,7 @@ class Params(_Section):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Params:
-        """The rules between keys listed in the package docstring."""
+        """The rules between keys (the package docstring lists them)."""
         keys = [(m.key, m.weights, m.size) for m in self.models]
         if len(set(keys)) != len(keys):
             raise ValueError("models: a model is listed twice with the same weights and size")
