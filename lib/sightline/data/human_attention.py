@@ -111,22 +111,21 @@ def load_human_attention(root: str | Path, *, strict: bool = True) -> HumanAtten
             continue
         image_id = f"{subject}{int(match.group(2))}"
         mask_path = masks.get(path.stem.replace(" ", "").lower())
-        try:
+        try:  # each step names the report list its failure is counted in
+            reason = "missing_masks"
             if mask_path is None:
                 raise DataError(f"{path}: no human-attention mask {mask_dir / path.name}")
+            reason = "unreadable"
             size, mask_size = image_size(path), image_size(mask_path)
             if size != mask_size:
-                report["size_mismatches"].append(image_id)
+                reason = "size_mismatches"
                 raise DataError(f"{mask_path}: mask is {mask_size[0]}x{mask_size[1]} but its "
                                 f"image {path} is {size[0]}x{size[1]}")
         except DataError as error:
             if strict:
                 raise DataError(f"{error}; fix the file from {BENCHMARK_REPO} or pass "
                                 "strict=False to skip the image.") from None
-            if mask_path is None:
-                report["missing_masks"].append(image_id)
-            elif image_id not in report["size_mismatches"]:
-                report["unreadable"].append(image_id)
+            report[reason].append(image_id)
             continue
         samples.append(AttentionSample(image_id, subject, path, mask_path, *size))
     if not samples:
