@@ -17,6 +17,7 @@ clamped, one of zero width or height dropped, each with one warning.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import warnings
@@ -109,9 +110,7 @@ def load_coco(root: str | Path, *, annotations: str | Path = "annotations.json",
             report["images_without_boxes"].append(name)
             continue
         label = _label(record, csv_labels.get(name), ann_path, csv_path)
-        boxes = tuple(Region(r.left, r.top, r.width, r.height, label=r.label, group_label=r.label,
-                             group=g, feature=r.feature, record=r.record, mask=r.mask)
-                      for g, r in enumerate(found))
+        boxes = tuple(dataclasses.replace(r, group=g) for g, r in enumerate(found))
         samples.append(Sample(image_id=name, path=image_dir / name, boxes=boxes, width=width,
                               height=height, label=label))
     if not samples:
