@@ -38,8 +38,7 @@ class Extraction(_Section):
 
 class Metrics(_Section):
     resolution: Annotated[int, Field(ge=16, le=1024)] = 224
-    percentiles: tuple[Annotated[float, Field(ge=0, lt=100)], ...] = (50, 60, 70, 75, 80, 85,
-                                                                      90, 95)
+    percentiles: tuple[Annotated[float, Field(ge=0, lt=100)], ...] = (50, 60, 70, 75, 80, 85, 90, 95)
     headline_percentile: Annotated[float, Field(ge=0, lt=100)] = 90
     baselines: tuple[Literal[BASELINE_NAMES], ...] = BASELINE_NAMES  # type: ignore[valid-type]
     # frame of Q1's comparisons between models: each model's own (crop) frame, the common
