@@ -79,7 +79,7 @@ def test_no_annotated_image_or_church_enters_the_split(pool, split):
     bad_pool.loc[len(bad_pool)] = [wc.samples[0].image_id, data.church_of(wc.samples[0].image_id),
                                    wc.samples[0].path, "Gothic", "train"]
     with pytest.raises(data.DataError, match="annotated"):
-        finetune.make_split(data.WikiChurches(wc.root, wc.samples, wc.features, bad_pool),
+        finetune.make_split(data.Dataset(wc.root, wc.samples, wc.features, bad_pool),
                             "x", 0, 0.25)
 
 

@@ -58,6 +58,15 @@ def test_size_mismatch_names_both_files(tmp_path):
     assert found.report["counts"]["samples"] == 1
 
 
+def test_unreadable_mask_is_counted_apart_from_missing_and_mismatched(tmp_path):
+    base = _write(tmp_path)
+    (base / "human_attention_mask" / "car2.jpg").write_bytes(b"<html>not an image</html>")
+    with pytest.raises(data.DataError, match=r"car2\.jpg: cannot read the image header"):
+        data.load_human_attention(tmp_path)
+    report = data.load_human_attention(tmp_path, strict=False).report
+    assert (report["unreadable"], report["missing_masks"], report["size_mismatches"]) == (["car2"], [], [])
+
+
 def test_unknown_subject_and_missing_folder(tmp_path):
     with pytest.raises(data.DataError, match="git clone https://github.com/SinaMohseni"):
         data.load_human_attention(tmp_path / "absent")

@@ -41,14 +41,11 @@ def _peak_one(values: np.ndarray) -> np.ndarray:
     return (values / top if top > 0 else values).astype(np.float32)
 
 
-def _stream(seed: int, image_id: str) -> np.random.Generator:
-    """A random stream of its own for each (seed, image)."""
-    digest = hashlib.sha256(image_id.encode()).digest()
-    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
-
-
 def _random(image: np.ndarray, seed: int, image_id: str) -> np.ndarray:
-    return _peak_one(_stream(seed, image_id).random(image.shape[:2]))
+    """Uniform noise from a random stream of its own for each (seed, image)."""
+    digest = hashlib.sha256(image_id.encode()).digest()
+    stream = np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
+    return _peak_one(stream.random(image.shape[:2]))
 
 
 def _centre_gaussian(image: np.ndarray, seed: int, image_id: str) -> np.ndarray:

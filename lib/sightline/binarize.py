@@ -30,24 +30,14 @@ def _flat(maps: ArrayLike) -> tuple[np.ndarray, tuple[int, ...]]:
     return x.reshape(len(x), -1).astype(np.float64), x.shape
 
 
-def _top_order(x: np.ndarray) -> np.ndarray:
-    """Each row's pixels in the top-k order: descending values, equal values by ascending
-    row-major index (the IoU@p contract)."""
-    return np.argsort(-x, axis=1, kind="stable")
-
-
-def _first_k(order: np.ndarray, k: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Masks keeping the first ``k[i]`` pixels of each row's ``order``."""
-    masks = np.zeros(order.shape, bool)
-    np.put_along_axis(masks, order, np.arange(order.shape[1]) < k[:, None], axis=1)
-    return masks.reshape(shape)
-
-
 def top_k(maps: ArrayLike, percentile: float) -> np.ndarray:
-    """The percentile rule: exactly ``round(n (100 - p) / 100)`` highest pixels (IoU@p's set)."""
+    """The percentile rule: exactly ``round(n (100 - p) / 100)`` highest pixels (IoU@p's set),
+    equal values taken by ascending row-major index (the IoU@p contract)."""
     x, shape = _flat(maps)
-    k = metrics.top_k_size(x.shape[1], [percentile])
-    return _first_k(_top_order(x), np.full(len(x), k[0]), shape)
+    k = metrics.top_k_size(x.shape[1], [percentile])[0]
+    masks = np.zeros(x.shape, bool)
+    np.put_along_axis(masks, np.argsort(-x, axis=1, kind="stable"), np.arange(x.shape[1]) < k, axis=1)
+    return masks.reshape(shape)
 
 
 def mass(maps: ArrayLike, percent: float = 60.0) -> np.ndarray:

@@ -141,10 +141,8 @@ class MapStore:
 
 
 class ShardWriter:
-    """Writes one batch of maps per shard file, atomically.
-
-    Writers running at once (e.g. parallel extraction tasks) each take their own ``prefix``.
-    """
+    """Writes one batch of maps per shard file, atomically; writers running at once (parallel
+    extraction tasks) each take their own ``prefix``."""
 
     def __init__(self, shard_dir: Path, prefix: str = ""):
         self.shard_dir = shard_dir

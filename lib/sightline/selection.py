@@ -63,10 +63,8 @@ def cross_fit_arrays(values: np.ndarray, first: np.ndarray) -> tuple[np.ndarray,
     sums = np.einsum("hsu,guc->hgsc", halves, filled)
     counts = np.einsum("hsu,guc->hgsc", halves, valid.astype(np.float64))
     means = np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
-    chosen = _nan_argmax(means)  # (2, G, S)
-    # a unit of the first half is scored with the candidate chosen on the second, and back
-    held_out = np.where(first[None], _pick(values, chosen[1]), _pick(values, chosen[0]))
-    return _nanmean(held_out, axis=1), np.moveaxis(chosen, 0, -1)
+    chosen = np.moveaxis(_nan_argmax(means), 0, -1)  # (G, S, 2)
+    return read_at_choices(values, chosen, first), chosen
 
 
 def read_at_choices(values: np.ndarray, chosen: np.ndarray, first: np.ndarray) -> np.ndarray:
@@ -74,6 +72,7 @@ def read_at_choices(values: np.ndarray, chosen: np.ndarray, first: np.ndarray) -
     ``(G, S, 2)``) on the same halvings ``first``: per group and unit, the mean over splits
     of the unit's value under the candidate chosen on the other half, ``(G, U)``. E.g. the
     reference of a paired test read at the layer picked, out of fold, for the treatment."""
+    # a unit of the first half is scored with the candidate chosen on the second, and back
     held_out = np.where(first[None], _pick(values, chosen[..., 1]), _pick(values, chosen[..., 0]))
     return _nanmean(held_out, axis=1)
 

@@ -1,15 +1,12 @@
-"""The params schema: one validated YAML file per study profile.
+"""The params schema: one validated YAML file per study profile. Unknown keys and bad values
+are errors that name the file, the key and what is allowed (or the closest valid key), so a
+typo never runs a study with silent defaults.
 
-Unknown keys and bad values are errors that name the file, the key and what is allowed
-(or the closest valid key), so a typo never runs a study with silent defaults.
-
-Rules between keys, checked up front with the rest (one line naming both keys):
-
-- ``metrics.headline_percentile`` must be one of ``metrics.percentiles``.
-- a profile holds a WikiChurches study (``dataset`` with at least one of ``models``), the
-  ``shared_interest`` study and / or the ``photos`` study; ``models`` without ``dataset`` is an error.
-- every model of ``sanity.models`` is in ``models``, and a variant other than ``frozen``
-  is one of its ``finetune.strategies``.
+Rules between keys (`Params._cross_field_rules`): ``metrics.headline_percentile`` is one of
+``metrics.percentiles``; a profile holds a WikiChurches study (``dataset`` and ``models``), the
+``shared_interest`` study and / or the ``photos`` study; every model that ``sanity.models`` or
+``finetune.strategies`` names is in ``models``, and a sanity variant other than ``frozen`` is
+one of its strategies.
 """
 
 from .inputs import (

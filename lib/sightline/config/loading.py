@@ -65,7 +65,7 @@ def load_params(path: str | Path, base: str | Path | None = None) -> Params:
     try:
         params = Params.model_validate(raw)
     except ValidationError as error:
-        problems = [_explain(e, raw) for e in error.errors()]
+        problems = [_explain(e) for e in error.errors()]
         if len(problems) == 1:
             raise ParamsError(f"{path}: {problems[0]}") from None
         listed = "\n".join(f"  - {problem}" for problem in problems)
@@ -80,12 +80,12 @@ _DATASET_CLASSES = {get_args(c.model_fields["kind"].annotation)[0]: c
                     for union in (Dataset, HumanAttentionData) for c in get_args(get_args(union)[0])}
 
 
-def _explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
+def _explain(error: dict[str, Any]) -> str:
     """One readable line per pydantic error: dotted key, problem, allowed values or a close key."""
     loc = [str(part) for part in error["loc"]]
     key = ".".join(p for p in loc if p not in _DATASET_CLASSES) or "(top level)"
     if error["type"] == "extra_forbidden":
-        parent_model = _model_at(loc[:-1], raw)
+        parent_model = _model_at(loc[:-1])
         allowed = sorted(parent_model.model_fields) if parent_model else []
         close = difflib.get_close_matches(loc[-1], allowed, n=1)
         suggestion = f" Did you mean '{close[0]}'?" if close else ""
@@ -105,15 +105,10 @@ def _explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
     return f"'{key}': {error['msg']} (got {error.get('input')!r})"
 
 
-def _model_at(loc: list[str], raw: dict[str, Any]) -> type[BaseModel] | None:
-    """The schema class at a dotted location, following the raw data through unions."""
+def _model_at(loc: list[str]) -> type[BaseModel] | None:
+    """The schema class at a dotted location (a data set's kind in it names its class)."""
     model: Any = Params
-    node: Any = raw
     for part in loc:
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit():
-            node = node[int(part)]
         if part.isdigit():
             continue
         if part in _DATASET_CLASSES:
@@ -122,21 +117,19 @@ def _model_at(loc: list[str], raw: dict[str, Any]) -> type[BaseModel] | None:
         field = model.model_fields.get(part) if model else None
         if field is None:
             return None
-        model = _inner_model(field.annotation, node)
+        model = _inner_model(field.annotation)
     return model
 
 
-def _inner_model(annotation: Any, node: Any) -> type[BaseModel] | None:
-    """Unwrap tuple[...] / unions / Annotated to the BaseModel that validates ``node``."""
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    """Unwrap tuple[...] / unions / Annotated to the first BaseModel inside."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()) or getattr(annotation, "__metadata__", ()):
-        inner = _inner_model(arg, node)
+        inner = _inner_model(arg)
         if inner is not None:
-            if inner in _DATASET_CLASSES.values() and isinstance(node, dict):
-                return _DATASET_CLASSES.get(node.get("kind"), inner)
             return inner
     origin = getattr(annotation, "__origin__", None)
     if origin is not None:
-        return _inner_model(origin, node)
+        return _inner_model(origin)
     return None

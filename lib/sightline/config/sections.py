@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from sightline import registry
 
@@ -38,8 +38,7 @@ class Extraction(_Section):
 
 class Metrics(_Section):
     resolution: Annotated[int, Field(ge=16, le=1024)] = 224
-    percentiles: tuple[Annotated[float, Field(ge=0, lt=100)], ...] = (50, 60, 70, 75, 80, 85,
-                                                                      90, 95)
+    percentiles: tuple[Annotated[float, Field(ge=0, lt=100)], ...] = (50, 60, 70, 75, 80, 85, 90, 95)
     headline_percentile: Annotated[float, Field(ge=0, lt=100)] = 90
     baselines: tuple[Literal[BASELINE_NAMES], ...] = BASELINE_NAMES  # type: ignore[valid-type]
     # frame of Q1's comparisons between models: each model's own (crop) frame, the common
@@ -174,16 +173,13 @@ class Randomisation(_Section):
     """
 
     depths: Literal["all"] | tuple[Annotated[int, Field(ge=1, le=1000)], ...] = "all"
-    modes: tuple[Literal["cascade", "independent"], ...] = ("cascade", "independent")
+    modes: Annotated[tuple[Literal["cascade", "independent"], ...],
+                     AfterValidator(lambda v: _listed(v, "mode (cascade, independent)"))
+                     ] = ("cascade", "independent")
     seed: int = 0
     max_images: Annotated[int, Field(ge=2)] | None = None
     resolution: Annotated[int, Field(ge=16, le=1024)] = 64
     threshold: Annotated[float, Field(gt=-1, lt=1)] = 0.5
-
-    @field_validator("modes")
-    @classmethod
-    def _some_modes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _listed(value, "mode (cascade, independent)")
 
 
 class PhotosSanity(Randomisation):
@@ -203,16 +199,12 @@ class PhotosSanity(Randomisation):
 
 
 class Photos(_Section):
-    """The real-photo study (notebook 01_photos): packaged photographs, our annotations, a
-    real ImageNet classifier and the same architecture with random weights.
+    """The real-photo study (notebook 01_photos): packaged photographs, our annotations, a real
+    ImageNet classifier and its random-weight twin (read with ``random_methods``).
 
-    ``random_methods``: the methods read on the random-weight twin. ``composites``: groups
-    of n x n photos (4 = 2 x 2) for the grid pointing game, each also in its cyclic
-    arrangements when ``rotate`` (every photo once in every cell); ``composite_methods``
-    are the methods read on them and on the photos' object pairs (the random twin: Grad-CAM).
-    ``fetch_darknet``: try ``apt-get download darknet`` when its photos are not on the
-    machine. ``sanity``: the randomisation test of the real weights (`PhotosSanity`; none:
-    not run).
+    ``composites``: groups of n x n photos for the grid pointing game, also in their cyclic
+    arrangements when ``rotate``, read with ``composite_methods`` (as are the object pairs).
+    ``fetch_darknet``: try ``apt-get download darknet`` when its photos are not on the machine.
     """
 
     root: Path = Path("data/photos")
@@ -243,15 +235,10 @@ class Photos(_Section):
 
 
 class Execution(_Section):
-    """Where the heavy steps (map extraction, fine-tuning runs) run: see ``sightline.execution``.
-
-    ``engine: processes`` runs them in ``workers`` local processes (no Ray);
-    ``engine: ray`` with no ``address`` starts a local Ray runtime running ``workers``
-    tasks at once; ``auto`` joins the cluster started on this node with ``ray start``;
-    ``ray://HOST:PORT`` (Ray Client) or ``HOST:PORT`` (the head's GCS) joins a remote one.
-    ``cpus_per_task`` is the torch threads of one task (default: the driver's), which keeps
-    maps bit-identical between engines: float reductions depend on the thread count.
-    """
+    """Where map extraction and fine-tuning runs run (``sightline.execution``, docs/scale-out.md):
+    here, in ``workers`` local processes, or as Ray tasks (``address``: none starts a local
+    runtime). ``cpus_per_task``: torch threads per task (default: the driver's), which keeps maps
+    bit-identical between engines: float reductions depend on the thread count."""
 
     engine: Literal["local", "processes", "ray"] = "local"
     address: Annotated[str, Field(pattern=r"^(auto|(ray://)?[A-Za-z0-9._\-]+:[0-9]{1,5})$")] | None = None
@@ -265,13 +252,9 @@ STRATEGIES: tuple[str, ...] = ("linear_probe", "lora", "full")
 
 
 class Finetune(_Section):
-    """Q2: which models to fine-tune how, and the training recipe (see `sightline.finetune`).
-
-    ``strategies`` maps a model key (a preset or a spec of the ``models`` list) to its
-    strategies; every
-    (model, strategy) runs once per seed ``seed, seed + 1, ...``. LoRA rank / alpha /
-    dropout left unset take the registry's defaults for the model family.
-    """
+    """Q2: which models to fine-tune how, and the recipe (`sightline.finetune`). Every (model in
+    ``strategies``, strategy) runs once per seed ``seed, seed + 1, ...``; LoRA rank / alpha /
+    dropout left unset take the model family's defaults."""
 
     strategies: dict[str, tuple[Strategy, ...]] = {}
     seeds: Annotated[int, Field(ge=1, le=20)] = 1
@@ -340,30 +323,20 @@ class Params(_Section):
     finetune: Finetune = Finetune()
     sanity: Sanity = Sanity()
 
-    @field_validator("models")
-    @classmethod
-    def _unique_models(cls, value: tuple[ModelChoice, ...]) -> tuple[ModelChoice, ...]:
-        keys = [(m.key, m.weights, m.size) for m in value]
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> Params:
+        """The rules between keys (the package docstring lists them)."""
+        keys = [(m.key, m.weights, m.size) for m in self.models]
         if len(set(keys)) != len(keys):
-            raise ValueError("a model is listed twice with the same weights and size")
-        specs = [m.key for m in value if m.source is not None]
+            raise ValueError("models: a model is listed twice with the same weights and size")
+        specs = [m.key for m in self.models if m.source is not None]
         if len(set(specs)) != len(specs):
-            raise ValueError("two specs share a key: give each its own")
-        return value
-
-    @field_validator("finetune")
-    @classmethod
-    def _finetuned_models_listed(cls, value: Finetune, info: ValidationInfo) -> Finetune:
-        listed = {m.key for m in info.data.get("models", ())}
-        unlisted = sorted(set(value.strategies) - listed)
+            raise ValueError("models: two specs share a key: give each its own")
+        listed = {m.key for m in self.models}
+        unlisted = sorted(set(self.finetune.strategies) - listed)
         if unlisted:
             raise ValueError(f"finetune.strategies names {unlisted}, not in the models list "
                              f"({sorted(listed)}); add them to models or drop them here")
-        return value
-
-    @model_validator(mode="after")
-    def _cross_field_rules(self) -> Params:
-        """The rules between keys listed in the package docstring."""
         if self.dataset is None and self.shared_interest is None and self.photos is None:
             raise ValueError("give 'dataset' and 'models' (WikiChurches), 'shared_interest' "
                              "and / or 'photos'")
@@ -372,7 +345,6 @@ class Params(_Section):
         if self.dataset is None and self.models:
             raise ValueError("'models' is given without a WikiChurches 'dataset'")
         if self.sanity.models != "all":
-            listed = {m.key for m in self.models}
             for m in self.sanity.models:
                 if m.key not in listed:
                     raise ValueError(f"sanity.models names {m.key!r}, not in the models list "

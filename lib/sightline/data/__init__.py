@@ -20,7 +20,6 @@ from .contract import (
     DataWarning,
     Region,
     Sample,
-    WikiChurches,
     box_masks,
     fingerprint_files,
     load_image,
@@ -35,12 +34,11 @@ from .human_attention import (
     load_human_attention,
 )
 from .masks import load_masks, mask_files
-from .wikichurches import MAIN_STYLES, church_of, load_wikichurches
-from .wikichurches import dataset_fingerprint as wikichurches_fingerprint
+from .wikichurches import MAIN_STYLES, church_of, load_wikichurches, wikichurches_files
 
 __all__ = [
     "MAIN_STYLES", "MANIFEST", "AttentionSample", "DataError", "DataWarning", "Dataset",
-    "HumanAttention", "Region", "Sample", "WikiChurches", "box_masks", "church_of",
+    "HumanAttention", "Region", "Sample", "box_masks", "church_of",
     "dataset_fingerprint", "human_attention_fingerprint", "human_mask", "load_coco", "load_dataset",
     "load_human_attention", "load_image", "load_masks", "load_wikichurches", "union_mask",
     "verify_generated",
@@ -82,9 +80,7 @@ def dataset_fingerprint(dataset: Mapping[str, Any] | str | Path) -> str:
     """A cheap hash of what the reader of a ``dataset`` section reads (file bytes, image
     names / sizes / mtimes). A bare path means a WikiChurches-format folder."""
     if not isinstance(dataset, Mapping):
-        return wikichurches_fingerprint(dataset)
+        dataset = {"root": dataset}
     root, kind = Path(dataset["root"]), dataset.get("kind", "wikichurches")
-    if kind not in _FILES:
-        return wikichurches_fingerprint(root)
-    files = (coco_files if kind == "coco" else mask_files)(root, **_files(dataset, kind))
-    return fingerprint_files(*files)
+    reader_files = {"coco": coco_files, "masks": mask_files}.get(kind, wikichurches_files)
+    return fingerprint_files(*reader_files(root, **_files(dataset, kind)))

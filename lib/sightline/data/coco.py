@@ -9,16 +9,15 @@ or, with a segmentation, the mask ``pycocotools`` draws at the image's size (its
 box is the mask's bounding box). Image-level labels come from ``images[].label`` or a
 ``labels`` CSV (columns ``image``, the file name, and ``label``).
 
-Checks (each a DataError naming the file and the record, or with ``strict=False`` a counted
-skip): an annotation naming an unknown image or category, a box entirely outside its
-image, a polygon with fewer than three points, an RLE whose size differs from its image,
-an image listed but missing or of another size than the file says, no usable image at
-all. A box partly outside is clamped; a box of zero width or height is dropped, with one
-warning.
+A bad record (an unknown image or category, a box wholly outside its image, a polygon of
+under three points, an RLE or an image of another size than listed, a missing image) is a
+DataError naming it, or with ``strict=False`` a counted skip; a box partly outside is
+clamped, one of zero width or height dropped, each with one warning.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import warnings
@@ -39,8 +38,7 @@ from .contract import (
     image_size,
     read_labels,
     skipper,
-    warn,
-    warn_clamped,
+    warn_boxes,
 )
 
 
@@ -112,9 +110,7 @@ def load_coco(root: str | Path, *, annotations: str | Path = "annotations.json",
             report["images_without_boxes"].append(name)
             continue
         label = _label(record, csv_labels.get(name), ann_path, csv_path)
-        boxes = tuple(Region(r.left, r.top, r.width, r.height, label=r.label, group_label=r.label,
-                             group=g, feature=r.feature, record=r.record, mask=r.mask)
-                      for g, r in enumerate(found))
+        boxes = tuple(dataclasses.replace(r, group=g) for g, r in enumerate(found))
         samples.append(Sample(image_id=name, path=image_dir / name, boxes=boxes, width=width,
                               height=height, label=label))
     if not samples:
@@ -125,11 +121,8 @@ def load_coco(root: str | Path, *, annotations: str | Path = "annotations.json",
         "images_listed": len(images_by_id), "samples": len(samples),
         "regions": sum(len(s.boxes) for s in samples),
         "mask_regions": sum(r.is_mask for s in samples for r in s.boxes)})
-    warn_clamped(ann_path, [f"{c['record']} (image {c['image_id']})"
-                            for c in report["clamped_boxes"]])
-    if report["zero_area_boxes"]:
-        warn(f"{len(report['zero_area_boxes'])} boxes in {ann_path} have zero width or height "
-             "and were skipped; see report['zero_area_boxes'].")
+    warn_boxes(ann_path, report, [f"{c['record']} (image {c['image_id']})"
+                                  for c in report["clamped_boxes"]], "have zero width or height")
     return Dataset(root=root, samples=sorted(samples, key=lambda s: s.image_id),
                    features=features, report=report, kind="coco", categories=categories)
 

@@ -25,8 +25,7 @@ import json
 import os
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,9 +157,6 @@ class Dataset:
         return bool((self.pool["split"] == "train").any())
 
 
-WikiChurches = Dataset  # the type name the fine-tuning code has always used
-
-
 def image_size(path: Path, remedy: str = "replace the file") -> tuple[int, int]:
     """Upright ``(width, height)`` from the file header (EXIF orientation applied)."""
     try:
@@ -172,27 +168,20 @@ def image_size(path: Path, remedy: str = "replace the file") -> tuple[int, int]:
     return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
 
 
-@contextmanager
-def _strict_decoding() -> Iterator[None]:
-    """A truncated file stays an error even if another library (WeasyPrint does, on import)
-    has set Pillow's process-wide LOAD_TRUNCATED_IMAGES."""
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        yield
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
-
-
 def decode_upright(path: Path, remedy: str = "replace the file") -> Image.Image:
-    """Decode any image file upright (EXIF orientation applied), in its own mode."""
+    """Decode any image file upright (EXIF orientation applied), in its own mode. A truncated
+    file is an error even if another library (WeasyPrint, on import) has set Pillow's
+    process-wide LOAD_TRUNCATED_IMAGES."""
+    previous, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
     try:
-        with Image.open(path) as image, _strict_decoding():
+        with Image.open(path) as image:
             image.load()
             return ImageOps.exif_transpose(image)
     except UNREADABLE as error:
         raise DataError(f"{path}: cannot decode the image ({error}); the file is corrupt or "
                         f"truncated — {remedy}.") from error
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
 def file_sha256(path: Path) -> str:
@@ -291,12 +280,16 @@ def close_report(report: dict, skipped_what: str, counts: dict) -> None:
         k: len(v) for k, v in report.items() if isinstance(v, list) and k != "skipped_records"}}
 
 
-def warn_clamped(path: Path, named: list[str]) -> None:
-    """One line naming the boxes (record and image) that were clamped to their image."""
+def warn_boxes(path: Path, report: dict, named: list[str], dropped: str) -> None:
+    """One line naming the boxes (record and image) clamped to their image, one counting the
+    boxes ``dropped`` says were skipped (``report['zero_area_boxes']``)."""
     if named:
         more = f" and {len(named) - 5} more" if len(named) > 5 else ""
         warn(f"{len(named)} boxes in {path} lie partly outside their image and were clamped to "
              f"it: {'; '.join(named[:5])}{more}; see report['clamped_boxes'].")
+    if report["zero_area_boxes"]:
+        warn(f"{len(report['zero_area_boxes'])} boxes in {path} {dropped} and were skipped; "
+             "see report['zero_area_boxes'].")
 
 
 def clamp_box(left: float, top: float, width: float, height: float
@@ -318,19 +311,18 @@ def image_files(folder: Path) -> list[Path]:
                   if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
 
 
-def fingerprint_files(contents: Iterable[Path], listed: Iterable[Path]) -> str:
-    """A cheap hash of what a reader reads: ``contents`` by their bytes (or absent), the
-    ``listed`` files and folders (recursively) by name, size and mtime."""
+def fingerprint_files(contents: Iterable[Path], folders: Iterable[Path]) -> str:
+    """A cheap hash of what a reader reads: ``contents`` by their bytes (or absent), the files
+    in ``folders`` (recursively) by their path in the folder, size and mtime."""
     digest = hashlib.sha256()
     for path in contents:
         digest.update(path.name.encode())
         digest.update(path.read_bytes() if path.is_file() else b"<absent>")
-    for top in listed:
-        paths = sorted(top.rglob("*")) if top.is_dir() else [top]
-        for path in paths:
+    for folder in folders:
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
             if path.is_file():
                 stat = path.stat()
-                name = path.relative_to(top.parent)
+                name = path.relative_to(folder)
                 digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 

@@ -8,7 +8,6 @@ puts a mask into a model's input frame through the very geometry its image goes 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from PIL import Image
 from torchvision.transforms import v2 as T
 
 from ..geometry import Geometry
-from .contract import DataError, decode_upright, image_size
+from .contract import DataError, decode_upright, image_files, image_size
 
 BENCHMARK_REPO = "https://github.com/SinaMohseni/ML-Interpretability-Evaluation-Benchmark"
 # (image folder, mask folder) under Image/ImageNet/, current spelling first, then older commits'
@@ -85,8 +84,7 @@ def _benchmark_hint(root: Path, problem: str) -> str:
             "'original images/' and 'human attention mask/' are accepted too).")
 
 
-def load_human_attention(root: str | Path, *, strict: bool = True,
-                         subjects_csv: str | Path = SUBJECTS_CSV) -> HumanAttention:
+def load_human_attention(root: str | Path, *, strict: bool = True) -> HumanAttention:
     """Pair each benchmark image with its mask. ``strict=False`` skips (and counts) images
     whose mask is missing or of another size, and files named after no known subject."""
     root = Path(root)
@@ -96,16 +94,16 @@ def load_human_attention(root: str | Path, *, strict: bool = True,
     if folders is None:
         raise DataError(_benchmark_hint(root, f"no original_images/ folder under {root}"))
     image_dir, mask_dir = folders
-    subjects = imagenet_subjects(subjects_csv)
-    masks = {p.stem.replace(" ", "").lower(): p for p in _files(mask_dir)}
+    subjects = imagenet_subjects()
+    masks = {p.stem.replace(" ", "").lower(): p for p in image_files(mask_dir)}
     report: dict = {"folders": [str(image_dir), str(mask_dir)], "missing_masks": [],
                     "size_mismatches": [], "unknown_subjects": [], "unreadable": []}
     samples = []
-    for path in _files(image_dir):
+    for path in image_files(image_dir):
         match = _BENCHMARK_NAME.match(path.name)
         subject = match.group(1).lower() if match else None
         if subject not in subjects:
-            problem = (f"{path}: not named <subject><k>.jpg with a subject of {subjects_csv} "
+            problem = (f"{path}: not named <subject><k>.jpg with a subject of {SUBJECTS_CSV} "
                        f"({', '.join(subjects)})")
             if strict:
                 raise DataError(problem + "; remove the file or pass strict=False to skip it.")
@@ -113,40 +111,29 @@ def load_human_attention(root: str | Path, *, strict: bool = True,
             continue
         image_id = f"{subject}{int(match.group(2))}"
         mask_path = masks.get(path.stem.replace(" ", "").lower())
-        try:
+        try:  # each step names the report list its failure is counted in
+            reason = "missing_masks"
             if mask_path is None:
                 raise DataError(f"{path}: no human-attention mask {mask_dir / path.name}")
+            reason = "unreadable"
             size, mask_size = image_size(path), image_size(mask_path)
             if size != mask_size:
-                report["size_mismatches"].append(image_id)
+                reason = "size_mismatches"
                 raise DataError(f"{mask_path}: mask is {mask_size[0]}x{mask_size[1]} but its "
                                 f"image {path} is {size[0]}x{size[1]}")
         except DataError as error:
             if strict:
                 raise DataError(f"{error}; fix the file from {BENCHMARK_REPO} or pass "
                                 "strict=False to skip the image.") from None
-            if mask_path is None:
-                report["missing_masks"].append(image_id)
-            elif image_id not in report["size_mismatches"]:
-                report["unreadable"].append(image_id)
+            report[reason].append(image_id)
             continue
         samples.append(AttentionSample(image_id, subject, path, mask_path, *size))
     if not samples:
         raise DataError(_benchmark_hint(root, f"no image in {image_dir} has a usable mask"))
     report["counts"] = {"samples": len(samples),
                         **{k: len(v) for k, v in report.items() if k != "folders"}}
-    return HumanAttention(root, sorted(samples, key=_benchmark_order), subjects, report)
-
-
-def _files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(Path(e.path) for e in os.scandir(folder) if e.is_file()
-                  and e.name.lower().endswith((".jpg", ".jpeg", ".png")))
-
-
-def _benchmark_order(sample: AttentionSample) -> tuple[str, int]:
-    return sample.subject, int(sample.image_id[len(sample.subject):])
+    order = sorted(samples, key=lambda s: (s.subject, int(s.image_id[len(s.subject):])))
+    return HumanAttention(root, order, subjects, report)
 
 
 def load_attention_mask(path: Path) -> Image.Image:
@@ -168,7 +155,7 @@ def human_attention_fingerprint(root: str | Path) -> str:
     digest = hashlib.sha256(SUBJECTS_CSV.read_bytes())
     folders = _benchmark_folders(root) or ()
     for folder in folders:
-        for path in _files(folder):
+        for path in image_files(folder):
             stat = path.stat()
             digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()

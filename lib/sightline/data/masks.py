@@ -8,9 +8,8 @@ by the Shared Interest rules (``metrics.binarize_std`` / ``binarize_percentile``
 min-max, then keep values >= mean + ``num_std`` std, or >= the ``percentile``-th
 percentile). Image-level labels come from an optional CSV ``image,label``.
 
-Checks (a DataError naming the file, or with ``strict=False`` a counted skip): a mask whose
-size differs from its image, a mask naming no image, an unreadable file, no usable image;
-a mask with no pixel left is dropped with one warning, an image without masks is counted.
+A mask of another size than its image or naming no image, or an unreadable file, is a
+DataError naming it (``strict=False``: a counted skip); an empty mask is dropped, warned.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .contract import DataError, Dataset, Region, Sample, clamp_box, image_size, remedy, warn, warn_clamped
+from .contract import DataError, Dataset, Region, Sample, clamp_box, image_size, remedy, warn, warn_boxes
 
 MAIN_STYLES: dict[str, str] = {
     "Q46261": "Romanesque",
@@ -102,11 +102,8 @@ def load_wikichurches(root: str | Path, *, strict: bool = True) -> Dataset:
     if unreadable:
         warn(f"dataset.strict: false: {len(unreadable)} annotated images could not be read and "
              f"were skipped (e.g. {unreadable[0]}); see report['unreadable_reasons'].")
-    warn_clamped(parts_path, [f"image {c['image_id']}, group {c['group']}"
-                              for c in report["clamped_boxes"]])
-    if report["zero_area_boxes"]:
-        warn(f"{len(report['zero_area_boxes'])} boxes in {parts_path} have no area inside their "
-             "image after clamping and were skipped; see report['zero_area_boxes'].")
+    warn_boxes(parts_path, report, [c["record"] for c in report["clamped_boxes"]],
+               "have no area inside their image after clamping")
     pool = pool[~pool["image_id"].isin(missing)]
     pool = _prevent_leakage(pool, set(annotations), report)
     report["pool_splits"] = {s: int((pool["split"] == s).sum()) for s in SPLITS}
@@ -122,21 +119,11 @@ def church_of(image_id: str) -> str:
     return image_id.split("_", 1)[0]
 
 
-def dataset_fingerprint(root: str | Path) -> str:
-    """A cheap hash of what the reader reads: JSON and split bytes, image names/sizes/mtimes."""
-    root = Path(root)
-    digest = hashlib.sha256()
+def wikichurches_files(root: Path) -> tuple[list[Path], list[Path]]:
+    """What ``load_wikichurches`` reads: the JSON and split files read whole, and the images."""
     split_dir = _split_dir(root)
     split_files = [split_dir / f"wc4_{s}.txt" for s in SPLITS] if split_dir else []
-    for path in [root / "building_parts.json", root / "churches.json", *split_files]:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes() if path.is_file() else b"<absent>")
-    images = root / "images"
-    entries = sorted(os.scandir(images), key=lambda e: e.name) if images.is_dir() else []
-    for entry in entries:
-        stat = entry.stat()
-        digest.update(f"{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    return [root / "building_parts.json", root / "churches.json", *split_files], [root / "images"]
 
 
 def _download_hint(root: Path, problem: str) -> str:

@@ -56,7 +56,7 @@ def check_no_leak(image_ids: Sequence[str], annotated: Sequence[str]) -> None:
                              "evaluation set and must never be trained on. Fix the split files or the pool.")
 
 
-def make_split(wc: data.WikiChurches, dataset_id: str, seed: int, val_fraction: float) -> Split:
+def make_split(wc: data.Dataset, dataset_id: str, seed: int, val_fraction: float) -> Split:
     """Split the pool's train + val images anew: per style, its churches in a seeded order fill
     the validation set until it holds ``round(val_fraction * n_style)`` images; the rest train."""
     pool = wc.pool[wc.pool["split"].isin(["train", "val"])].sort_values("image_id")
@@ -83,14 +83,14 @@ def make_split(wc: data.WikiChurches, dataset_id: str, seed: int, val_fraction: 
     return Split(dataset_id, seed, val_fraction, tuple(items["train"]), tuple(items["val"]))
 
 
-def test_items(wc: data.WikiChurches) -> tuple[Item, ...]:
+def test_items(wc: data.Dataset) -> tuple[Item, ...]:
     """The pool's ``test`` split as ``(image_id, path, label)``: never trained on, never
     used to pick an epoch, so accuracy on it is an honest held-out number."""
     pool = wc.pool[wc.pool["split"] == "test"].sort_values("image_id")
     return tuple((r.image_id, str(r.path), STYLES.index(r.style)) for r in pool.itertuples())
 
 
-def splits_for(wc: data.WikiChurches, dataset_id: str, finetune: Finetune,
+def splits_for(wc: data.Dataset, dataset_id: str, finetune: Finetune,
                seeds: Sequence[int]) -> dict[int, Split]:
     """One split per seed (each seed's runs share it)."""
     return {s: make_split(wc, dataset_id, s, finetune.val_fraction) for s in sorted(set(seeds))}

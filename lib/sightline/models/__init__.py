@@ -1,14 +1,7 @@
-"""Models by spec: a source builds the module; what can be read off it is derived from it.
-
-A `ModelSpec` is a source (Hugging Face transformers, timm, torchvision or a Python factory),
-a name (hub id or local directory, timm / torchvision name, ``package.module:function``),
-optional local weights and optional preprocessing / Grad-CAM overrides; `spec_for(choice)`
-makes one of a params ``models:`` entry, and the presets (`REGISTRY`) are specs too, each
-also built offline at ``size="tiny"`` with random weights (tests, demo). Derived from the
-built module and its own config (`ModelSpec.describe`): the token layout (prefix tokens,
-layers, heads, patch grid), the saliency methods that apply, and the preprocessing, unless
-``input`` overrides it. Transformers load with eager attention and timm blocks with fused
-attention off, so every layer's softmax weights exist (`LoadedModel.attentions`).
+"""Models by spec: a source (transformers, timm, torchvision, a Python factory) builds the
+module; its layout, saliency methods and preprocessing are read off it and its own config
+(`ModelSpec.describe`). `spec_for` makes a spec of a params ``models:`` entry; the presets
+(`REGISTRY`) are specs too, each also built offline at ``size="tiny"`` with random weights.
 """
 
 from .choices import CHECKPOINT_HELP, SOURCES, check_choices, spec_for

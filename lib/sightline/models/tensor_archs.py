@@ -63,6 +63,11 @@ class _TensorModel:
     def set_attention(self, module: nn.Module, implementation: str) -> None:
         """Attention capture is not switched here."""
 
+    def describe(self, module: nn.Module, geometry: Geometry, key: str) -> Layout:
+        """A CNN-style layout (no heads, no prefix tokens); a ViT reads its own."""
+        layers, heads, grid = self.layout(module, geometry)
+        return Layout("cnn", layers, heads, 0, grid, applicable_methods("cnn", self.classifier))
+
 
 @dataclass(frozen=True, eq=False)  # identity-hashed, so a ModelSpec hashes
 class TimmViT(_TensorModel):
@@ -166,10 +171,6 @@ class TimmCNN(_TensorModel):
         side = geometry.size // self.stride
         return len(self.stages), 0, (side, side)
 
-    def describe(self, module: nn.Module, geometry: Geometry, key: str) -> Layout:
-        layers, heads, grid = self.layout(module, geometry)
-        return Layout("cnn", layers, heads, 0, grid, applicable_methods("cnn", True))
-
     def gradcam_layers(self, module: nn.Module, num_layers: int) -> list[tuple[int, nn.Module]]:
         return [(i, getattr(module, stage)[-1]) for i, stage in enumerate(self.stages)]
 
@@ -205,13 +206,10 @@ class TimmClassifier(_TensorModel):
             return self.build_tiny(name)
         return timm.create_model(name, pretrained=False, **self.tiny)
 
-    def target_layer(self, module: nn.Module) -> nn.Module:
-        """The Grad-CAM layer named by ``target``."""
-        return resolve_layer(module, self.target)
-
     def layout(self, module: nn.Module, geometry: Geometry) -> tuple[int, int, tuple[int, int]]:
         """One explained layer, no heads, and the target's grid from a dry forward pass."""
-        shape = _output_shapes(module, {"target": self.target_layer(module)}, geometry.size)["target"]
+        layer = resolve_layer(module, self.target)
+        shape = _output_shapes(module, {"target": layer}, geometry.size)["target"]
         if self.output == "tokens":
             prefix = getattr(module, "num_prefix_tokens", 0)
             for patches in (shape[1], shape[1] - prefix):
@@ -221,12 +219,8 @@ class TimmClassifier(_TensorModel):
             raise ModelError(f"{self.target}: {shape[1]} tokens do not form a square grid")
         return 1, 0, (shape[1:3] if self.output == "nhwc" else shape[2:4])
 
-    def describe(self, module: nn.Module, geometry: Geometry, key: str) -> Layout:
-        layers, heads, grid = self.layout(module, geometry)
-        return Layout("cnn", layers, heads, 0, grid, applicable_methods("cnn", self.classifier))
-
     def gradcam_layers(self, module: nn.Module, num_layers: int) -> list[tuple[int, nn.Module]]:
-        return [(0, self.target_layer(module))]
+        return [(0, resolve_layer(module, self.target))]
 
     def gradcam_reshape(self, grid: tuple[int, int]) -> Callable | None:
         """The target's output as ``(B, C, gh, gw)`` for pytorch-grad-cam (None: already so)."""

@@ -36,7 +36,7 @@ def trained_runs(manifests: Sequence[dict]) -> list[dict]:
     return [m for m in manifests if m["strategy"] in ("full", "lora")]
 
 
-def train_twin(study: Study, control: dict) -> tuple[data.WikiChurches, dict]:
+def train_twin(study: Study, control: dict) -> tuple[data.Dataset, dict]:
     """The parts-removed twin data set (the same images re-rendered without the diagnostic
     parts) and the ``control`` run's model and recipe trained on it, on the same split."""
     settings = study.params.dataset
@@ -232,7 +232,7 @@ class PositiveControl:
                 f"α = {self.alpha}; {n_null} null control{_s(n_null)}):\n" + "\n".join(lines)
                 + "\n\n" + overall + caveat)
 
-    def per_style(self, dataset: data.WikiChurches) -> pd.DataFrame:
+    def per_style(self, dataset: data.Dataset) -> pd.DataFrame:
         """Per style: mean and median Δ coverage of each endpoint at its chosen layer (in
         sample: a picture, not a test)."""
         label_of = pd.Series({s.image_id: s.label for s in dataset.samples})

@@ -175,7 +175,7 @@ def headline_deltas(scores: pd.DataFrame, specs: Mapping, percentile: float, *,
     return fine_tuned(headline_rows(frame, specs))
 
 
-def by_style(per_image: pd.DataFrame, dataset: data.WikiChurches,
+def by_style(per_image: pd.DataFrame, dataset: data.Dataset,
              percentile: float) -> tuple[pd.DataFrame, str]:
     """Mean ΔIoU against the union per image label (style), and its caption."""
     label_of = pd.Series({s.image_id: s.label for s in dataset.samples})
@@ -251,7 +251,7 @@ def heads_changed(scores: pd.DataFrame, percentile: float, top: int = 5) -> pd.D
 
 
 # --- accuracy against shift --------------------------------------------------------------
-def held_out_accuracy(manifests: Sequence[dict], dataset: data.WikiChurches,
+def held_out_accuracy(manifests: Sequence[dict], dataset: data.Dataset,
                   known: Mapping[str, dict] | None = None) -> pd.Series:
     """Held-out test accuracy per model and strategy (mean over seeds) of the fine-tuned runs
     (linear probes left out); ``known``: evaluations already made, by run directory."""

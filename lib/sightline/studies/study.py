@@ -52,7 +52,7 @@ class Study:
 
     # --- data ---------------------------------------------------------------------------
     @cached_property
-    def dataset(self) -> data.WikiChurches:
+    def dataset(self) -> data.Dataset:
         return data.load_dataset(self.params.dataset.model_dump(mode="json"))
 
     @property
