@@ -1,8 +1,10 @@
 """Fine-tuning: the split never leaks, the strategies touch only what they should, runs
 resume to the same weights, and the linear probe leaves every map as it was."""
 
+import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +67,20 @@ def test_split_is_stratified_church_disjoint_and_recorded(pool, split, tmp_path)
     record = json.loads(path.read_text())
     assert record["id"] == split.id and record["seed"] == 0
     assert [tuple(item) for item in record["val"]] == list(split.val)
+
+
+def test_a_copied_dataset_keeps_its_split_id(pool, split, tmp_path):
+    """The id names the images and labels, not where they lie: a project copied elsewhere (with
+    its files' mtimes, as `cp -a` / rsync keep them) reuses its runs instead of retraining."""
+    wc, _ = pool
+    moved = shutil.copytree(wc.root, tmp_path / "elsewhere")
+    copy = finetune.make_split(data.load_wikichurches(moved), data.dataset_fingerprint(moved), 0,
+                               RECIPE.val_fraction)
+    assert copy.train != split.train  # other paths
+    assert copy.id == split.id
+    relabelled = dataclasses.replace(split, val=((*split.val[0][:2], split.val[0][2] + 1),
+                                                 *split.val[1:]))
+    assert relabelled.id != split.id
 
 
 def test_no_annotated_image_or_church_enters_the_split(pool, split):

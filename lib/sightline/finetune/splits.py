@@ -33,8 +33,10 @@ class Split:
 
     @property
     def id(self) -> str:
-        """Hash of the dataset, seed and the exact (image, label) lists."""
-        payload = [self.dataset_id, self.seed, self.val_fraction, self.train, self.val]
+        """Hash of the dataset, seed and the exact (image, label) lists; not of the images'
+        paths, so a project moved or copied elsewhere (mtimes kept) keeps its runs."""
+        train, val = ([(image, label) for image, _, label in part] for part in (self.train, self.val))
+        payload = [self.dataset_id, self.seed, self.val_fraction, train, val]
         return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:12]
 
     def save(self, folder: Path) -> Path:
