@@ -275,6 +275,20 @@ def test_hf_gradcam_layer_is_the_blocks_first_layernorm():
         assert len(owners) == 1, key
 
 
+def test_a_timm_checkpoint_saved_at_its_default_size_loads_at_the_input_size(tmp_path):
+    """A ViT fine-tuned at 224 px, read at 112 px: the file's 14x14 position embeddings are
+    resampled to 7x7 as timm resamples them; every other weight is the file's."""
+    saved = timm.create_model("vit_tiny_patch16_224", pretrained=False).state_dict()
+    path = tmp_path / "vit.safetensors"
+    save_file(saved, path)
+    model = _load(key="vit", source="timm", name="vit_tiny_patch16_224", checkpoint=path,
+                  input={"size": 112})
+    loaded = model.module.state_dict()
+    expected = timm.layers.resample_abs_pos_embed(saved["pos_embed"], (7, 7), num_prefix_tokens=1)
+    assert model.grid == (7, 7) and torch.allclose(loaded["pos_embed"], expected)
+    assert all(torch.equal(loaded[k], v) for k, v in saved.items() if k != "pos_embed")
+
+
 # --- torchvision ----------------------------------------------------------------------------
 
 

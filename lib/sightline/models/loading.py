@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import nn
 from torchvision.transforms import v2 as T
 
@@ -187,6 +188,8 @@ def load_checkpoint(module: nn.Module, path: Path, key: str) -> None:
     if not path.is_file():
         raise ModelError(f"model {key!r}: checkpoint file {path} does not exist")
     state = read_state_dict(path)
+    if isinstance(module, VisionTransformer):  # timm's own filter: position embeddings resampled
+        state = checkpoint_filter_fn(state, module)  # to the grid the spec's input.size built
     own = module.state_dict()
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
               for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
