@@ -119,8 +119,7 @@ def target_deltas(scores: pd.DataFrame, *, metric: str, threshold: float | None,
 
 
 def deltas_by_correct(scores: pd.DataFrame, *, headline_percentile: float,
-                      metrics: Sequence[str] = METRICS, min_n: int = stats.MIN_SIDE
-                      ) -> pd.DataFrame:
+                      metrics: Sequence[str] = METRICS) -> pd.DataFrame:
     """The shift split by the fine-tuned head's style prediction (``q2_deltas_by_correct``):
     per model x strategy x method x layer x metric (union, head mean, the headline
     percentile), the mean Δ on the images every seed classifies right and on those every seed
@@ -147,7 +146,7 @@ def deltas_by_correct(scores: pd.DataFrame, *, headline_percentile: float,
             "model": model, "strategy": strategy, "method": method, "layer": int(layer),
             "metric": metric, "threshold": np.nan if threshold < 0 else float(threshold),
             "n_mixed": int(side.eq("mixed").sum()),
-            **stats.split_comparison(delta[side.eq(True)], delta[side.eq(False)], min_n=min_n)})
+            **stats.split_comparison(delta[side.eq(True)], delta[side.eq(False)])})
     columns = ["model", "strategy", "method", "layer", "metric", "threshold", "n_mixed",
                "n_right", "n_wrong", "mean_right", "mean_wrong", "diff", "p_mwu", "note"]
     table = pd.DataFrame(rows, columns=columns).rename(

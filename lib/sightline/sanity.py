@@ -23,7 +23,7 @@ import dataclasses
 import hashlib
 import inspect
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -411,18 +411,13 @@ def _fill(store: cache.MapStore, build: Callable[[], LoadedModel], inputs: _Inpu
         return 0
     model = build()
     with store.writer() as writer:
-        for batch in _batches(todo, batch_size):
+        for batch in extract._batches(todo, batch_size):
             pixels, classes, segments = inputs.batch(batch)
             with meter.batch(len(batch)) as on_image:
                 maps = saliency.extract(model, pixels, methods, classes=classes, xrai=xrai,
                                         segments=segments, on_image=on_image)
             writer.put([s.image_id for s in batch], maps)
     return len(todo)
-
-
-def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def _compare(original: cache.MapStore, changed: cache.MapStore, ids: Sequence[str],
