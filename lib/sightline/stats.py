@@ -143,30 +143,21 @@ def _wide(df: pd.DataFrame, value: str, group: str, subject: str) -> pd.DataFram
     repeated = df.duplicated([subject, group])
     if repeated.any():
         row = df.loc[repeated, [subject, group]].iloc[0].to_dict()
-        raise ValueError(f"each ({subject}, {group}) pair must appear once (per family) to pair the "
-                         f"groups, but {row} repeats; aggregate first or add a family column")
+        raise ValueError(f"each ({subject}, {group}) pair must appear once to pair the groups, but "
+                         f"{row} repeats; aggregate first or test one subset at a time")
     return df.pivot(index=subject, columns=group, values=value)
 
 
 def pairwise_comparisons(df: pd.DataFrame, value: str, group: str, subject: str, *,
-                         family: str | Sequence[str] | None = None, n_boot: int = 2000,
-                         seed: int = 0) -> pd.DataFrame:
+                         n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """``paired_comparison`` of every pair of groups on their shared subjects: one row per pair
-    (``a`` < ``b`` in sorted order) and family; ``p_holm`` is the Wilcoxon p Holm-adjusted over
-    the pairs of the family (rows with the same ``family`` values; None: the whole table)."""
-    families = [family] if isinstance(family, str) else list(family or [])
-    _require_columns(df, [value, group, subject, *families])
-    parts = df.groupby(families, observed=True, sort=True) if families else [((), df)]
-    rows = []
-    for key, part in parts:
-        key = key if isinstance(key, tuple) else (key,)
-        wide = _wide(part, value, group, subject)
-        found = [{**dict(zip(families, key, strict=True)), "a": a, "b": b,
-                  **paired_comparison(wide[a], wide[b], n_boot=n_boot, seed=seed)}
-                 for a, b in itertools.combinations(sorted(wide.columns), 2)]
-        p_holm = holm([row["p_wilcoxon"] for row in found])
-        rows += [{**row, "p_holm": p} for row, p in zip(found, p_holm, strict=True)]
-    return pd.DataFrame(rows)
+    (``a`` < ``b`` in sorted order); ``p_holm``: the Wilcoxon p Holm-adjusted over the pairs."""
+    _require_columns(df, [value, group, subject])
+    wide = _wide(df, value, group, subject)
+    found = [{"a": a, "b": b, **paired_comparison(wide[a], wide[b], n_boot=n_boot, seed=seed)}
+             for a, b in itertools.combinations(sorted(wide.columns), 2)]
+    p_holm = holm([row["p_wilcoxon"] for row in found])
+    return pd.DataFrame([{**row, "p_holm": p} for row, p in zip(found, p_holm, strict=True)])
 
 
 def omnibus(df: pd.DataFrame, value: str, group: str, subject: str | None = None
