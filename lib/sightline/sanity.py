@@ -239,10 +239,10 @@ def spearman(a: Any, b: Any, device: Device = "cpu") -> np.ndarray:
     return torch.where(scale > 0, rho, torch.nan).cpu().numpy()
 
 
-def ssim(a: Any, b: Any, data_range: float = 1.0, device: Device = "cpu") -> np.ndarray:
-    """Mean SSIM of each pair of ``(N, H, W)`` maps, batched on ``device``, as
-    `skimage.metrics.structural_similarity` with its defaults (7 × 7 uniform window,
-    sample covariance, reflected borders, the window's half-width cropped before the mean)."""
+def ssim(a: Any, b: Any, device: Device = "cpu") -> np.ndarray:
+    """Mean SSIM of each pair of ``(N, H, W)`` maps in [0, 1], batched on ``device``, as
+    `skimage.metrics.structural_similarity` with data range 1 and its defaults (7 × 7 uniform
+    window, sample covariance, reflected borders, the window's half-width cropped before the mean)."""
     if np.shape(a) != np.shape(b) or len(np.shape(a)) != 3 or min(np.shape(a)[1:]) < SSIM_WINDOW:
         raise ValueError(f"ssim takes two (N, H, W) batches with H, W >= {SSIM_WINDOW}, "
                          f"got {np.shape(a)} and {np.shape(b)}")
@@ -261,7 +261,7 @@ def ssim(a: Any, b: Any, data_range: float = 1.0, device: Device = "cpu") -> np.
     vx = norm * (mean(x * x) - ux * ux)
     vy = norm * (mean(y * y) - uy * uy)
     vxy = norm * (mean(x * y) - ux * uy)
-    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
     index = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
     return index[:, pad:-pad, pad:-pad].mean(dim=(1, 2)).cpu().numpy()
 
