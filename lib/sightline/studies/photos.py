@@ -1,9 +1,7 @@
 """The real-photo study (notebook 01_photos): EfficientNet-Lite0 with its ImageNet weights on
-the packaged photographs (`photo_album`): its predictions, maps of its top-1 class scored
-against the predicted object beside random weights and the centre baseline, the
-class-discriminative tests (`discriminative`) and the randomisation check of the real weights.
-Each step returns data frames; each sentence the report prints about them is generated here.
-"""
+the packaged photographs (`photo_album`): its predictions, maps of its top-1 class scored against
+the predicted object beside random weights and the centre baseline, the class-discriminative
+tests (`discriminative`) and the randomisation check of the real weights; tables and sentences."""
 
 from __future__ import annotations
 
