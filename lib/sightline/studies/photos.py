@@ -103,12 +103,11 @@ class PhotoStudy:
         """``{source: {method: (photos, R, R)}}`` of each photo's top-1 class: the real
         weights, the random twin (explaining the same class) and the centre baseline."""
         images, classes = list(self.images.values()), [int(top.loc[f, "class"]) for f in self.files]
-        R, methods = self.section.resolution, self.section.methods
-        maps = {"pretrained": dt.explain(self.model, images, classes, methods, self.xrai, R,
-                                         stage="photos pretrained"),
-                "random weights": dt.explain(self.random_model, images, classes,
-                                             self.section.random_methods, self.xrai, R,
-                                             stage="photos random weights")}
+        R = self.section.resolution
+        maps = {source: dt.explain(net, images, classes, methods, self.xrai, R, stage=f"photos {source}")
+                for source, net, methods in (("pretrained", self.model, self.section.methods),
+                                             ("random weights", self.random_model,
+                                              self.section.random_methods))}
         frames = np.stack([np.asarray(self.frame(f).resize((R, R))) for f in self.files])
         maps["centre baseline"] = {
             "-": baselines.baseline_maps("centre_gaussian", frames, self.seed, self.files)}
