@@ -23,6 +23,9 @@ COLUMNS = ["model", "strategy", "method", "layer", "metric", "threshold", "n", "
            "mean_frozen", "mean_finetuned", "delta", "ci_low", "ci_high", "p_wilcoxon", "p_ttest",
            "p_holm", "margin", "p_tost", "d_z", "verdict"]
 FROZEN = "frozen"
+SHIFT = {"n": "n", "n_seeds": "n_seeds", "mean_frozen": "mean_b", "mean_finetuned": "mean_a",
+         "delta": "mean_diff", "ci_low": "ci_low", "ci_high": "ci_high", "p_wilcoxon": "p_wilcoxon",
+         "p_ttest": "p_t", "p_tost": "p_tost", "d_z": "d_z"}  # column -> `stats.paired_shift` field
 
 
 def _paired_frames(scores: pd.DataFrame, keys: Sequence[str]
@@ -58,6 +61,12 @@ def _union(scores: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     return union.assign(threshold=union["threshold"].fillna(-1.0))
 
 
+def _key(model: str, strategy: str, method: str, layer: int, metric: str, threshold: float) -> dict:
+    """A shift row's map and metric; a threshold-free metric's -1 back to NaN."""
+    return {"model": model, "strategy": strategy, "method": method, "layer": int(layer),
+            "metric": metric, "threshold": np.nan if threshold < 0 else float(threshold)}
+
+
 def deltas(scores: pd.DataFrame, *, headline_percentile: float, sesoi: Mapping[str, float],
            alpha: float = 0.05, n_boot: int = 2000, seed: int = 0,
            metrics: Sequence[str] = METRICS) -> pd.DataFrame:
@@ -70,18 +79,12 @@ def deltas(scores: pd.DataFrame, *, headline_percentile: float, sesoi: Mapping[s
         raise KeyError(f"no smallest effect size of interest for {missing}: set them under "
                        "stats.sesoi in the params file")
     rows = []
-    for (model, strategy, method, layer, metric, threshold), (before, after) in _paired_frames(
-            _union(scores, metrics), ["method", "layer", "metric", "threshold"]).items():
+    for key, (before, after) in _paired_frames(_union(scores, metrics),
+                                               ["method", "layer", "metric", "threshold"]).items():
+        margin = sesoi[key[4]]
         result = stats.paired_shift(before.to_numpy(), after.to_numpy(), n_boot=n_boot, seed=seed,
-                                    margin=sesoi[metric], alpha=alpha)
-        rows.append({
-            "model": model, "strategy": strategy, "method": method, "layer": int(layer),
-            "metric": metric, "threshold": np.nan if threshold < 0 else float(threshold),
-            "n": result["n"], "n_seeds": result["n_seeds"], "mean_frozen": result["mean_b"],
-            "mean_finetuned": result["mean_a"], "delta": result["mean_diff"],
-            "ci_low": result["ci_low"], "ci_high": result["ci_high"],
-            "p_wilcoxon": result["p_wilcoxon"], "p_ttest": result["p_t"],
-            "margin": sesoi[metric], "p_tost": result["p_tost"], "d_z": result["d_z"]})
+                                    margin=margin, alpha=alpha)
+        rows.append({**_key(*key), "margin": margin, **{c: result[f] for c, f in SHIFT.items()}})
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("p_holm", "verdict")])
     family = table["threshold"].fillna(headline_percentile)
     table["p_holm"] = np.nan
@@ -119,8 +122,7 @@ def target_deltas(scores: pd.DataFrame, *, metric: str, threshold: float | None,
 
 
 def deltas_by_correct(scores: pd.DataFrame, *, headline_percentile: float,
-                      metrics: Sequence[str] = METRICS, min_n: int = stats.MIN_SIDE
-                      ) -> pd.DataFrame:
+                      metrics: Sequence[str] = METRICS) -> pd.DataFrame:
     """The shift split by the fine-tuned head's style prediction (``q2_deltas_by_correct``):
     per model x strategy x method x layer x metric (union, head mean, the headline
     percentile), the mean Δ on the images every seed classifies right and on those every seed
@@ -136,18 +138,14 @@ def deltas_by_correct(scores: pd.DataFrame, *, headline_percentile: float,
         lambda c: c.iloc[0] if c.nunique(dropna=False) == 1 else "mixed").astype(object)
     agreed = agreed.where(agreed.notna(), None)  # True, False, "mixed" or None
     rows = []
-    for (model, strategy, method, layer, metric, threshold), (before, after) in _paired_frames(
+    for key, (before, after) in _paired_frames(
             union, ["method", "layer", "metric", "threshold"]).items():
-        if strategy == "linear_probe":
+        if key[1] == "linear_probe":
             continue
         delta = after.mean(axis=1) - before
-        side = pd.Series(delta.index.astype(str).map(agreed.loc[(model, strategy)]),
-                         index=delta.index)
-        rows.append({
-            "model": model, "strategy": strategy, "method": method, "layer": int(layer),
-            "metric": metric, "threshold": np.nan if threshold < 0 else float(threshold),
-            "n_mixed": int(side.eq("mixed").sum()),
-            **stats.split_comparison(delta[side.eq(True)], delta[side.eq(False)], min_n=min_n)})
+        side = pd.Series(delta.index.astype(str).map(agreed.loc[key[:2]]), index=delta.index)
+        rows.append({**_key(*key), "n_mixed": int(side.eq("mixed").sum()),
+            **stats.split_comparison(delta[side.eq(True)], delta[side.eq(False)])})
     columns = ["model", "strategy", "method", "layer", "metric", "threshold", "n_mixed",
                "n_right", "n_wrong", "mean_right", "mean_wrong", "diff", "p_mwu", "note"]
     table = pd.DataFrame(rows, columns=columns).rename(

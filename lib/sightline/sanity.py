@@ -23,7 +23,7 @@ import dataclasses
 import hashlib
 import inspect
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -239,10 +239,10 @@ def spearman(a: Any, b: Any, device: Device = "cpu") -> np.ndarray:
     return torch.where(scale > 0, rho, torch.nan).cpu().numpy()
 
 
-def ssim(a: Any, b: Any, data_range: float = 1.0, device: Device = "cpu") -> np.ndarray:
-    """Mean SSIM of each pair of ``(N, H, W)`` maps, batched on ``device``, as
-    `skimage.metrics.structural_similarity` with its defaults (7 × 7 uniform window,
-    sample covariance, reflected borders, the window's half-width cropped before the mean)."""
+def ssim(a: Any, b: Any, device: Device = "cpu") -> np.ndarray:
+    """Mean SSIM of each pair of ``(N, H, W)`` maps in [0, 1], batched on ``device``, as
+    `skimage.metrics.structural_similarity` with data range 1 and its defaults (7 × 7 uniform
+    window, sample covariance, reflected borders, the window's half-width cropped before the mean)."""
     if np.shape(a) != np.shape(b) or len(np.shape(a)) != 3 or min(np.shape(a)[1:]) < SSIM_WINDOW:
         raise ValueError(f"ssim takes two (N, H, W) batches with H, W >= {SSIM_WINDOW}, "
                          f"got {np.shape(a)} and {np.shape(b)}")
@@ -261,7 +261,7 @@ def ssim(a: Any, b: Any, data_range: float = 1.0, device: Device = "cpu") -> np.
     vx = norm * (mean(x * x) - ux * ux)
     vy = norm * (mean(y * y) - uy * uy)
     vxy = norm * (mean(x * y) - ux * uy)
-    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
     index = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
     return index[:, pad:-pad, pad:-pad].mean(dim=(1, 2)).cpu().numpy()
 
@@ -411,18 +411,13 @@ def _fill(store: cache.MapStore, build: Callable[[], LoadedModel], inputs: _Inpu
         return 0
     model = build()
     with store.writer() as writer:
-        for batch in _batches(todo, batch_size):
+        for batch in extract._batches(todo, batch_size):
             pixels, classes, segments = inputs.batch(batch)
             with meter.batch(len(batch)) as on_image:
                 maps = saliency.extract(model, pixels, methods, classes=classes, xrai=xrai,
                                         segments=segments, on_image=on_image)
             writer.put([s.image_id for s in batch], maps)
     return len(todo)
-
-
-def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def _compare(original: cache.MapStore, changed: cache.MapStore, ids: Sequence[str],

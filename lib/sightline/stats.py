@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,20 +31,17 @@ def _vector(values, name: str) -> np.ndarray:
     return array
 
 
-def bootstrap_ci(values: Sequence[float] | np.ndarray, *, stat: Callable[..., np.ndarray] = np.mean,
-                 n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``stat`` (called with ``axis=1``); NaNs dropped. All
-    resamples are drawn at once: ``n_boot x n`` indices from ``default_rng(seed)``."""
+def bootstrap_ci(values: Sequence[float] | np.ndarray, *, n_boot: int = 2000,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95 % interval of the mean; NaNs dropped. All resamples are drawn at
+    once: ``n_boot x n`` indices from ``default_rng(seed)``."""
     data = _vector(values, "values")
     data = data[~np.isnan(data)]
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
     if data.size == 0:
         return (np.nan, np.nan)
     resamples = np.random.default_rng(seed).integers(0, data.size, (n_boot, data.size))
-    estimates = stat(data[resamples], axis=1)
-    tail = (1 - level) / 2
-    low, high = np.quantile(estimates, [tail, 1 - tail])
+    tail = (1 - 0.95) / 2  # as computed, not the literal 0.025: the tables keep their last digits
+    low, high = np.quantile(data[resamples].mean(axis=1), [tail, 1 - tail])
     return float(low), float(high)
 
 
@@ -146,30 +143,21 @@ def _wide(df: pd.DataFrame, value: str, group: str, subject: str) -> pd.DataFram
     repeated = df.duplicated([subject, group])
     if repeated.any():
         row = df.loc[repeated, [subject, group]].iloc[0].to_dict()
-        raise ValueError(f"each ({subject}, {group}) pair must appear once (per family) to pair the "
-                         f"groups, but {row} repeats; aggregate first or add a family column")
+        raise ValueError(f"each ({subject}, {group}) pair must appear once to pair the groups, but "
+                         f"{row} repeats; aggregate first or test one subset at a time")
     return df.pivot(index=subject, columns=group, values=value)
 
 
 def pairwise_comparisons(df: pd.DataFrame, value: str, group: str, subject: str, *,
-                         family: str | Sequence[str] | None = None, n_boot: int = 2000,
-                         seed: int = 0) -> pd.DataFrame:
+                         n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """``paired_comparison`` of every pair of groups on their shared subjects: one row per pair
-    (``a`` < ``b`` in sorted order) and family; ``p_holm`` is the Wilcoxon p Holm-adjusted over
-    the pairs of the family (rows with the same ``family`` values; None: the whole table)."""
-    families = [family] if isinstance(family, str) else list(family or [])
-    _require_columns(df, [value, group, subject, *families])
-    parts = df.groupby(families, observed=True, sort=True) if families else [((), df)]
-    rows = []
-    for key, part in parts:
-        key = key if isinstance(key, tuple) else (key,)
-        wide = _wide(part, value, group, subject)
-        found = [{**dict(zip(families, key, strict=True)), "a": a, "b": b,
-                  **paired_comparison(wide[a], wide[b], n_boot=n_boot, seed=seed)}
-                 for a, b in itertools.combinations(sorted(wide.columns), 2)]
-        p_holm = holm([row["p_wilcoxon"] for row in found])
-        rows += [{**row, "p_holm": p} for row, p in zip(found, p_holm, strict=True)]
-    return pd.DataFrame(rows)
+    (``a`` < ``b`` in sorted order); ``p_holm``: the Wilcoxon p Holm-adjusted over the pairs."""
+    _require_columns(df, [value, group, subject])
+    wide = _wide(df, value, group, subject)
+    found = [{"a": a, "b": b, **paired_comparison(wide[a], wide[b], n_boot=n_boot, seed=seed)}
+             for a, b in itertools.combinations(sorted(wide.columns), 2)]
+    p_holm = holm([row["p_wilcoxon"] for row in found])
+    return pd.DataFrame([{**row, "p_holm": p} for row, p in zip(found, p_holm, strict=True)])
 
 
 def omnibus(df: pd.DataFrame, value: str, group: str, subject: str | None = None
@@ -260,19 +248,17 @@ def paired_shift(before: Sequence[float] | np.ndarray, after: np.ndarray, *, n_b
 MIN_SIDE = 10  # images each side of a right / wrong split needs before it is tested
 
 
-def split_comparison(right: Sequence[float] | np.ndarray, wrong: Sequence[float] | np.ndarray,
-                     *, min_n: int = MIN_SIDE) -> dict:
+def split_comparison(right: Sequence[float] | np.ndarray, wrong: Sequence[float] | np.ndarray) -> dict:
     """The scores of the images a classifier got right against those it got wrong (two independent
     sets of images, ``right - wrong``): each side's n and mean, their difference and the two-sided
     Mann-Whitney U p (``scipy.stats.mannwhitneyu``). NaNs are dropped. A side with fewer than
-    ``min_n`` images is reported (its mean) but not tested: p is NaN and ``note`` says why."""
+    `MIN_SIDE` images is reported (its mean) but not tested: p is NaN and ``note`` says why."""
     a, b = (_vector(v, name) for v, name in ((right, "right"), (wrong, "wrong")))
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
     mean_a, mean_b = (float(v.mean()) if v.size else np.nan for v in (a, b))
     result = {"n_right": int(a.size), "n_wrong": int(b.size), "mean_right": mean_a,
               "mean_wrong": mean_b, "diff": mean_a - mean_b}
-    if min(a.size, b.size) < min_n:
-        return {**result, "p_mwu": np.nan,
-                "note": f"not tested: fewer than {min_n} images on a side"}
+    if min(a.size, b.size) < MIN_SIDE:
+        return {**result, "p_mwu": np.nan, "note": f"not tested: fewer than {MIN_SIDE} images on a side"}
     p = sps.mannwhitneyu(a, b, alternative="two-sided").pvalue
     return {**result, "p_mwu": float(p), "note": ""}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -108,15 +109,11 @@ def score(study: Study, correct: Mapping[tuple[str, str], Mapping[str, bool | No
     model and method), marking ``correct`` per image; with ``metrics.frame`` common or both,
     the frozen head-mean maps on the whole image too (a squashing model's rows are copied)."""
     m, samples = study.params.metrics, study.samples
-    targets: dict = {}
+    targets = cache(lambda geometry: scoring.build_targets(samples, geometry, m.resolution))
     tasks = []
-    for (name, variant), store in [*study.stores.items(), ((BASELINE, BASELINE),
-                                                           study.baseline_store)]:
+    for (name, variant), store in [*study.stores.items(), ((BASELINE, BASELINE), study.baseline_store)]:
         geometry = extract.BASELINE_GEOMETRY if name == BASELINE else study.geometries[name]
-        if geometry not in targets:
-            targets[geometry] = scoring.build_targets(samples, geometry, m.resolution)
-        tasks.append((store, targets[geometry], name, variant, m.percentiles, m.resolution,
-                      m.rules))
+        tasks.append((store, targets(geometry), name, variant, m.percentiles, m.resolution, m.rules))
     # one task per store: Ray's workers score stores side by side (scoring needs no GPU)
     parts = engine.run_tasks(_score_store, tasks, desc="scoring", unit="store",
                              execution=study.params.execution.model_copy(
@@ -132,11 +129,10 @@ def score(study: Study, correct: Mapping[tuple[str, str], Mapping[str, bool | No
         rows = scores.model
         common = [rows[(rows["head"] == -1) & rows["model"].isin(
             [n for n in [BASELINE, *frozen] if n == BASELINE or mode[n] == "squash"])]]
-        whole = scoring.build_targets(samples, scoring.COMMON_FRAME, m.resolution)
         common += [scoring.mark_correct(scoring.score_store_common(
-            store, whole, study.geometries[n], model=n, variant=VARIANT, percentiles=m.percentiles,
-            resolution=m.resolution, rules=m.rules), correct.get((n, VARIANT)))
-            for n, store in frozen.items() if mode[n] == "crop"]
+            store, targets(scoring.COMMON_FRAME), study.geometries[n], model=n, variant=VARIANT,
+            percentiles=m.percentiles, resolution=m.resolution, rules=m.rules),
+            correct.get((n, VARIANT))) for n, store in frozen.items() if mode[n] == "crop"]
         scores.by_frame["common"] = scoring.tidy(pd.concat(common, ignore_index=True))
     return scores
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -35,10 +36,11 @@ _CHUNK = 4_000_000  # array elements per batch of permutations
 _TIE = 1e-12  # null statistics this close to the observed one count as ">="
 
 
-def select(scores: pd.DataFrame, *, metric: str, threshold: float | None = None) -> pd.DataFrame:
-    """Rows of one metric; ``threshold=None`` picks threshold-free rows. An empty table (a profile
-    without per-head maps) gives no rows; a table without the metric is an error that lists what
-    it has."""
+def select(scores: pd.DataFrame, *, metric: str, threshold: float | None = None,
+           regions: Literal["union", "boxes"] | None = None, heads_only: bool = False) -> pd.DataFrame:
+    """Rows of one metric (``threshold=None``: threshold-free rows), of the union or the single
+    boxes (``regions``; None: both), without head means (``heads_only``). An empty table (a profile
+    without per-head maps) gives no rows; a table without the metric is an error listing what it has."""
     needed = [c for c in COLUMNS if c != "correct"]  # heads need no prediction
     missing = [c for c in needed if c not in scores.columns]
     if missing:
@@ -57,7 +59,9 @@ def select(scores: pd.DataFrame, *, metric: str, threshold: float | None = None)
     if duplicated.any():
         first = rows[duplicated].iloc[0].to_dict()
         raise ValueError(f"scores table has more than one row for one map and region: {first}")
-    return rows
+    if regions is not None:
+        rows = rows[(rows["target"] == "union") == (regions == "union")]
+    return rows[rows["head"] >= 0] if heads_only else rows
 
 
 def _box_counts(rows: pd.DataFrame) -> pd.Series:
@@ -90,8 +94,7 @@ def _head_stats(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def head_ranking(scores: pd.DataFrame, *, metric: str = "iou",
                  threshold: float | None = 90) -> pd.DataFrame:
     """Rank every head of each model / variant / method by its score on the union."""
-    rows = select(scores, metric=metric, threshold=threshold)
-    return _head_stats(rows[rows["target"] == "union"], GROUP)
+    return _head_stats(select(scores, metric=metric, threshold=threshold, regions="union"), GROUP)
 
 
 def concentration(ranking: pd.DataFrame) -> pd.DataFrame:
@@ -172,8 +175,7 @@ def concentration_test(scores: pd.DataFrame, *, metric: str = "iou", threshold: 
     """Is the best head better than chance? Statistic: best - median head mean; null: head
     labels shuffled independently within each image. One row per model / variant / method;
     ``p_holm`` adjusts over all of them (the smallest possible is rows / (n_permutations + 1))."""
-    rows = select(scores, metric=metric, threshold=threshold)
-    rows = rows[(rows["target"] == "union") & (rows["head"] >= 0)]
+    rows = select(scores, metric=metric, threshold=threshold, regions="union", heads_only=True)
     rng = np.random.default_rng(seed)
     out = []
     for key, group in rows.groupby(GROUP, sort=True):
@@ -219,8 +221,7 @@ def specialisation_test(scores: pd.DataFrame, *, metric: str = "iou",
     """Does one head stand out on one feature type more than on random box sets of the same
     size? Per feature: the specialist head (largest lift, see the module docstring), its lift,
     the statistic max - mean lift over heads, null mean, p-value and Holm-adjusted p-value."""
-    rows = select(scores, metric=metric, threshold=threshold)
-    rows = rows[(rows["target"] != "union") & (rows["head"] >= 0)]
+    rows = select(scores, metric=metric, threshold=threshold, regions="boxes", heads_only=True)
     rng = np.random.default_rng(seed)
     out = []
     for key, group in rows.groupby(GROUP, sort=True):
@@ -276,11 +277,6 @@ def summary(scores: pd.DataFrame) -> str:
     return f"{scores['model'].nunique()} models with per-head maps; {heads} heads."
 
 
-def _head_rows(scores: pd.DataFrame, percentile: float) -> pd.DataFrame:
-    rows = select(scores, metric="iou", threshold=percentile)
-    return rows[rows["head"] >= 0]
-
-
 def _cross_fit(rows: pd.DataFrame, by: list[str], unit: list[str], seed: int) -> pd.DataFrame:
     """`selection.cross_fit` of the best head per ``by`` group; no rows, no groups."""
     if rows.empty:
@@ -295,8 +291,8 @@ def concentration_table(scores: pd.DataFrame, ranking: pd.DataFrame, *, percenti
     tested = concentration_test(scores, metric="iou", threshold=percentile,
                                 n_permutations=n_permutations, seed=seed)
     out = concentration(ranking).merge(tested, on=GROUP, how="left", suffixes=("", "_test"))
-    rows = _head_rows(scores, percentile)
-    honest = _cross_fit(rows[rows["target"] == "union"], GROUP, ["image_id"], seed)
+    rows = select(scores, metric="iou", threshold=percentile, regions="union", heads_only=True)
+    honest = _cross_fit(rows, GROUP, ["image_id"], seed)
     honest = honest.rename(columns={"cross_fit": "best_cross_fit", "stability": "head_stability"})
     return out.merge(honest[GROUP + ["best_cross_fit", "head_stability"]], on=GROUP, how="left")
 
@@ -378,8 +374,8 @@ def feature_heads(scores: pd.DataFrame, *, percentile: float, min_boxes: int,
                                       seed=seed)
     best = best_head_per_feature(matrix).merge(specialists, on=[*GROUP, "feature"], how="left",
                                                suffixes=("", "_test"))
-    rows = _head_rows(scores, percentile)
-    boxes = rows[(rows["target"] != "union") & rows["feature"].isin(matrix["feature"].unique())]
+    boxes = select(scores, metric="iou", threshold=percentile, regions="boxes", heads_only=True)
+    boxes = boxes[boxes["feature"].isin(matrix["feature"].unique())]
     honest = _cross_fit(boxes, [*GROUP, "feature"], REGION, seed)
     best = best.merge(honest[[*GROUP, "feature", "cross_fit"]].rename(
         columns={"cross_fit": "best_cross_fit"}), on=[*GROUP, "feature"], how="left")
@@ -444,8 +440,7 @@ def feature_heatmaps(matrix: pd.DataFrame, percentile: float, most: int = 16) ->
 def gallery_picks(scores: pd.DataFrame, table: pd.DataFrame, *, percentile: float,
                   size: int) -> pd.DataFrame:
     """Per model, its best head's ``size`` best images (best first), then worst (worst first)."""
-    rows = select(scores, metric="iou", threshold=percentile)
-    rows = rows[rows["target"] == "union"]
+    rows = select(scores, metric="iou", threshold=percentile, regions="union")
     picks = []
     for best in table.dropna(subset=["best_layer"]).itertuples():
         layer, head = int(best.best_layer), int(best.best_head)

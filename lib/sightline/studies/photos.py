@@ -1,9 +1,7 @@
 """The real-photo study (notebook 01_photos): EfficientNet-Lite0 with its ImageNet weights on
-the packaged photographs (`photo_album`): its predictions, maps of its top-1 class scored
-against the predicted object beside random weights and the centre baseline, the
-class-discriminative tests (`discriminative`) and the randomisation check of the real weights.
-Each step returns data frames; each sentence the report prints about them is generated here.
-"""
+the packaged photographs (`photo_album`): its predictions, maps of its top-1 class scored against
+the predicted object beside random weights and the centre baseline, the class-discriminative
+tests (`discriminative`) and the randomisation check of the real weights; tables and sentences."""
 
 from __future__ import annotations
 
@@ -40,16 +38,6 @@ def in_top5(photo: Photo, category: str, probs: np.ndarray) -> bool:
     ``probs`` (one photo's class probabilities): the prediction is right about the box."""
     ids = next(r.imagenet for r in photo.regions if r.category == category)
     return bool(set(np.argsort(-probs)[:5].tolist()) & set(ids))
-
-
-def score(maps: np.ndarray, masks: np.ndarray, percentile: float) -> pd.DataFrame:
-    """IoU of the top (100 - p) % pixels, coverage (mass inside) and the pointing game of
-    ``(N, R, R)`` maps against their ``(N, R, R)`` masks: one row per map."""
-    return pd.DataFrame({
-        "iou": metrics.iou(maps, masks, [percentile])[:, 0],
-        "coverage": metrics.coverage(maps, masks),
-        "pointing": metrics.pointing_game(maps, masks),
-    })
 
 
 # --- the study ---------------------------------------------------------------------------
@@ -115,12 +103,11 @@ class PhotoStudy:
         """``{source: {method: (photos, R, R)}}`` of each photo's top-1 class: the real
         weights, the random twin (explaining the same class) and the centre baseline."""
         images, classes = list(self.images.values()), [int(top.loc[f, "class"]) for f in self.files]
-        R, methods = self.section.resolution, self.section.methods
-        maps = {"pretrained": dt.explain(self.model, images, classes, methods, self.xrai, R,
-                                         stage="photos pretrained"),
-                "random weights": dt.explain(self.random_model, images, classes,
-                                             self.section.random_methods, self.xrai, R,
-                                             stage="photos random weights")}
+        R = self.section.resolution
+        maps = {source: dt.explain(net, images, classes, methods, self.xrai, R, stage=f"photos {source}")
+                for source, net, methods in (("pretrained", self.model, self.section.methods),
+                                             ("random weights", self.random_model,
+                                              self.section.random_methods))}
         frames = np.stack([np.asarray(self.frame(f).resize((R, R))) for f in self.files])
         maps["centre baseline"] = {
             "-": baselines.baseline_maps("centre_gaussian", frames, self.seed, self.files)}
@@ -316,9 +303,10 @@ def predictions_sentence(predictions: pd.DataFrame) -> str:
 
 def score_table(album: Sequence[Photo], top: pd.DataFrame, maps: dict[str, dict[str, np.ndarray]],
                 probs: dict[str, np.ndarray], percentile: float, resolution: int) -> pd.DataFrame:
-    """One row per (photo whose top-1 class has a box, source, method): `score` against the
-    union of that category's annotations, its area, and (a source in ``probs``) ``correct``:
-    one of the box's ImageNet classes is among that source's top 5."""
+    """One row per (photo whose top-1 class has a box, source, method): IoU of the top (100 - p) %
+    pixels, coverage (mass inside) and the pointing game against the union of that category's
+    annotations, its area, and (a source in ``probs``) ``correct``: one of the box's ImageNet
+    classes is among that source's top 5."""
     scored = [i for i, p in enumerate(album) if pd.notna(top.loc[p.file, "box"])]
     objects = [top.loc[album[i].file, "box"] for i in scored]
     masks = np.stack([album[i].union(o, resolution) for i, o in zip(scored, objects, strict=True)])
@@ -327,11 +315,13 @@ def score_table(album: Sequence[Photo], top: pd.DataFrame, maps: dict[str, dict[
     for source, by_method in maps.items():
         correct = pd.array([in_top5(album[i], o, probs[source][i]) if source in probs else None
                             for i, o in zip(scored, objects, strict=True)], dtype="boolean")
-        rows += [pd.concat([keys.assign(source=source, method=method),
-                            score(values[scored], masks, percentile)], axis=1)
-                 .assign(object_area=masks.mean(axis=(1, 2)), correct=correct)
-                 for method, values in by_method.items()]
-    return pd.concat(rows, ignore_index=True).rename(columns={"iou": f"iou@{percentile:g}"})
+        rows += [keys.assign(source=source, method=method, **{
+            f"iou@{percentile:g}": metrics.iou(values[scored], masks, [percentile])[:, 0],
+            "coverage": metrics.coverage(values[scored], masks),
+            "pointing": metrics.pointing_game(values[scored], masks)},
+            object_area=masks.mean(axis=(1, 2)), correct=correct)
+            for method, values in by_method.items()]
+    return pd.concat(rows, ignore_index=True)
 
 
 def _iou(scores: pd.DataFrame) -> str:
@@ -364,6 +354,10 @@ def scores_sentence(summary: pd.DataFrame, scores: pd.DataFrame) -> str:
                         for (s, m), v in summary["pointing"].items()) + ".")
 
 
+VERSUS = {"n": "n", "map": "mean_a", "centre baseline": "mean_b", "delta": "mean_diff",
+          "ci_low": "ci_low", "ci_high": "ci_high", "p_wilcoxon": "p_wilcoxon"}
+
+
 def versus_centre(scores: pd.DataFrame, seed: int) -> pd.DataFrame:
     """Each map against the centre baseline on the same photos, per IoU and coverage:
     `stats.paired_comparison` (map − baseline, bootstrap CI over photos, Wilcoxon p)."""
@@ -374,10 +368,8 @@ def versus_centre(scores: pd.DataFrame, seed: int) -> pd.DataFrame:
         block = block.set_index("photo")
         for metric in (_iou(scores), "coverage"):
             r = st.paired_comparison(block[metric], centre.loc[block.index, metric], seed=seed)
-            rows.append({"source": source, "method": method, "metric": metric, "n": r["n"],
-                         "map": r["mean_a"], "centre baseline": r["mean_b"],
-                         "delta": r["mean_diff"], "ci_low": r["ci_low"],
-                         "ci_high": r["ci_high"], "p_wilcoxon": r["p_wilcoxon"]})
+            rows.append({"source": source, "method": method, "metric": metric,
+                         **{name: r[field] for name, field in VERSUS.items()}})
     return pd.DataFrame(rows)
 
 
@@ -411,22 +403,22 @@ def discriminative(grid: pd.DataFrame, contrast: pd.DataFrame) -> pd.DataFrame:
     object) and ``passed`` (cells above chance / pairs discriminative both ways)."""
     parts = []
     if len(grid):
-        parts.append(grid.assign(hit=grid["mass_in_cell"] > grid["chance"])
-                     .groupby(["source", "method"], sort=False).agg(
-            tests=("mass_in_cell", "size"), own_region_mass=("mass_in_cell", "mean"),
-            min_own_region_mass=("mass_in_cell", "min"), other_class_mass=("chance", "mean"),
-            passed=("hit", "mean")).assign(test="grid pointing game (other = chance)")
-            .reset_index())
+        parts.append(grid.assign(test="grid pointing game (other = chance)",
+                                 own=grid["mass_in_cell"], least=grid["mass_in_cell"],
+                                 other=grid["chance"],
+                                 passed=grid["mass_in_cell"] > grid["chance"]))
     if len(contrast):
-        pairs = contrast.assign(
-            own=(contrast["a_mass_in_a"] + contrast["b_mass_in_b"]) / 2,
+        parts.append(contrast.assign(
+            test="objects A vs B", own=(contrast["a_mass_in_a"] + contrast["b_mass_in_b"]) / 2,
             least=contrast[["a_mass_in_a", "b_mass_in_b"]].min(axis=1),
-            other=(contrast["b_mass_in_a"] + contrast["a_mass_in_b"]) / 2)
-        parts.append(pairs.groupby(["source", "method"], sort=False).agg(
-            tests=("own", "size"), own_region_mass=("own", "mean"),
-            min_own_region_mass=("least", "min"), other_class_mass=("other", "mean"),
-            passed=("discriminative", "mean")).assign(test="objects A vs B").reset_index())
-    return pd.concat(parts, ignore_index=True)[DISCRIMINATIVE] if parts else pd.DataFrame()
+            other=(contrast["b_mass_in_a"] + contrast["a_mass_in_b"]) / 2,
+            passed=contrast["discriminative"]))
+    if not parts:
+        return pd.DataFrame()
+    return (pd.concat(parts, ignore_index=True).groupby(["test", "source", "method"], sort=False)
+            .agg(tests=("own", "size"), own_region_mass=("own", "mean"),
+                 min_own_region_mass=("least", "min"), other_class_mass=("other", "mean"),
+                 passed=("passed", "mean")).reset_index()[DISCRIMINATIVE])
 
 
 def grid_per_photo(grid: pd.DataFrame) -> pd.DataFrame:

@@ -26,11 +26,6 @@ PRIMARY = "coverage"
 GATE_P = "p (test accuracy > chance, binomial)"
 
 
-def binomial_p(correct: int, n: int, chance: float = CHANCE) -> float:
-    """One-sided binomial p that a classifier's test accuracy exceeds ``chance``."""
-    return float(sps.binomtest(correct, n, chance, alternative="greater").pvalue)
-
-
 def trained_runs(manifests: Sequence[dict]) -> list[dict]:
     """The runs whose maps can move (LoRA and full; a linear probe leaves them as they are)."""
     return [m for m in manifests if m["strategy"] in ("full", "lora")]
@@ -74,11 +69,11 @@ def twin_scores(study: Study, control: dict, run: dict, variant: str) -> pd.Data
 
 def gate_table(runs: Sequence[tuple[str, dict, dict]], twin_variant: str,
                alpha: float) -> pd.DataFrame:
-    """Per ``(variant, manifest, held-out evaluation)``: validation and test accuracy, the
-    binomial p against chance and whether the run learned (``q2_positive_control_accuracy``)."""
+    """Per ``(variant, manifest, held-out evaluation)``: validation and test accuracy, the one-sided
+    binomial p of test accuracy above chance and whether the run learned."""
     rows = []
     for variant, run, test in runs:
-        p = binomial_p(test["correct"], test["n"])
+        p = float(sps.binomtest(test["correct"], test["n"], CHANCE, alternative="greater").pvalue)
         rows.append({"model": run["model"]["name"], "variant": variant,
                      "images": "parts removed" if variant == twin_variant else "with the parts",
                      "val accuracy (picks the epoch)": run["val_accuracy"],
@@ -95,8 +90,8 @@ def union_layers(scores: pd.DataFrame, model: str, variant: str, method: str, me
                   & (scores["head"] == -1) & (scores["metric"] == metric)]
     if threshold is not None:
         rows = rows[np.isclose(rows["threshold"], threshold)]
-    wide = rows.pivot_table(index="image_id", columns="layer", values="value", observed=True)
-    return wide.reindex(images)
+    return rows.pivot_table(index="image_id", columns="layer", values="value",
+                            observed=True).reindex(images)
 
 
 def endpoint_table(scores: pd.DataFrame, gate: pd.DataFrame, own_methods: Mapping[str, str],

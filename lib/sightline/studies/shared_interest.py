@@ -3,9 +3,8 @@
 "Shared Interest...Sometimes" (Morrison, Mehra & Perer, CVPR Workshops 2023) scores the
 maps of Swin-T, CaiT-S, ResNet-101 and EfficientNet-B6 on 100 images of the ML
 Interpretability Benchmark with the Shared Interest metrics (Boggust et al., CHI 2022):
-IoU, ground-truth coverage (GTC) and saliency coverage (SC) of binarised maps. Here: the
-study's binarisation, score rows, predictions, case taxonomy and the paper's numbers, and the
-SI notebook's analyses (`Replication`, then its tables, tests, sentences and figures).
+IoU, ground-truth coverage (GTC) and saliency coverage (SC) of binarised maps. Here: the SI
+notebook's study (`Replication`), its tables, tests, sentences and figures.
 """
 
 from __future__ import annotations
@@ -48,11 +47,6 @@ def binarize(maps: np.ndarray, rule: str, threshold: float) -> np.ndarray:
     if rule not in rules:
         raise ValueError(f"binarisation rule must be 'std' or 'percentile', got {rule!r}")
     return rules[rule](maps, threshold)
-
-
-def human_masks(samples: Sequence[data.AttentionSample], geometry, resolution: int) -> np.ndarray:
-    """Continuous masks ``(N, R, R)`` in [0, 1], each in the model's input frame."""
-    return np.stack([data.human_mask(s, geometry, resolution) for s in samples])
 
 
 def score(maps: np.ndarray, masks: np.ndarray, samples: Sequence[data.AttentionSample], *,
@@ -261,8 +255,9 @@ class Replication:
 
     @cached_property
     def masks(self) -> dict[str, np.ndarray]:
-        """Model key -> the continuous human masks in its input frame, ``(N, R, R)``."""
-        by_geometry = {g: human_masks(self.samples, g, self.section.resolution)
+        """Model key -> the continuous human masks in [0, 1] in its input frame, ``(N, R, R)``."""
+        by_geometry = {g: np.stack([data.human_mask(s, g, self.section.resolution)
+                                    for s in self.samples])
                        for g in dict.fromkeys(self.geometries.values())}
         return {key: by_geometry[geometry] for key, geometry in self.geometries.items()}
 
@@ -368,36 +363,34 @@ def _tests_on(frame: pd.DataFrame, subset: str) -> list[dict]:
         pairs = pairs[["gradcam", "xrai"]].dropna()
         if len(pairs) >= 3:
             t = st.paired_comparison(pairs["gradcam"], pairs["xrai"])
-            rows.append({"subset": subset, "test": "paired t", "term": "gradcam - xrai",
-                         "statistic": t["t"], "dof": f"{t['n'] - 1:d}", "p": t["p_t"],
-                         "effect": "cohen d_z", "effect_size": t["d_z"], "n": t["n"],
-                         "mean_a": t["mean_a"], "mean_b": t["mean_b"]})
+            rows.append({"test": "paired t", "term": "gradcam - xrai", "statistic": t["t"],
+                         "dof": f"{t['n'] - 1:d}", "p": t["p_t"], "effect": "cohen d_z",
+                         "effect_size": t["d_z"], "n": t["n"], "mean_a": t["mean_a"],
+                         "mean_b": t["mean_b"]})
             w = st.ttest_ind(frame.loc[frame["method"] == "gradcam", "iou"],
                              frame.loc[frame["method"] == "xrai", "iou"])
-            rows.append({"subset": subset, "test": "Welch t", "term": "gradcam - xrai",
-                         "statistic": w["t"], "dof": f"{w['dof']:.1f}", "p": w["p"],
-                         "effect": "cohen d (pooled sd)", "effect_size": w["cohen_d"],
-                         "n": w["n"], "mean_a": w["mean_a"], "mean_b": w["mean_b"]})
+            rows.append({"test": "Welch t", "term": "gradcam - xrai", "statistic": w["t"],
+                         "dof": f"{w['dof']:.1f}", "p": w["p"], "effect": "cohen d (pooled sd)",
+                         "effect_size": w["cohen_d"], "n": w["n"], "mean_a": w["mean_a"],
+                         "mean_b": w["mean_b"]})
     for method, group in frame.groupby("method"):
         if group["model"].nunique() < 2 or group.groupby("model")["iou"].count().min() < 2:
             continue
         anova, tukey = st.anova_tukey(group, "iou", "model")
         a = anova.iloc[0]
-        rows.append({"subset": subset, "test": "one-way ANOVA", "term": f"model | {method}",
-                     "statistic": a["F"], "dof": f"{a['ddof1']:g}, {a['ddof2']:g}",
-                     "p": a["p_unc"], "effect": "partial eta2", "effect_size": a["np2"],
-                     "n": a["n"]})
-        rows += [{"subset": subset, "test": "Tukey HSD", "term": f"{t.A} - {t.B} | {method}",
+        rows.append({"test": "one-way ANOVA", "term": f"model | {method}", "statistic": a["F"],
+                     "dof": f"{a['ddof1']:g}, {a['ddof2']:g}", "p": a["p_unc"],
+                     "effect": "partial eta2", "effect_size": a["np2"], "n": a["n"]})
+        rows += [{"test": "Tukey HSD", "term": f"{t.A} - {t.B} | {method}",
                   "statistic": t.T, "p": t.p_tukey, "effect": "hedges g", "effect_size": t.hedges,
                   "n": t.n, "mean_a": t.mean_A, "mean_b": t.mean_B}  # n: the two models' maps
                  for t in tukey.itertuples()]
     if frame["method"].nunique() == 2 and frame["model"].nunique() >= 2 and len(frame) > 8:
         two_way = st.anova_two_way(frame, "iou", ["method", "model"])
-        rows += [{"subset": subset, "test": "two-way ANOVA", "term": r.Source, "statistic": r.F,
-                  "dof": f"{r.DF:g}", "p": r.p_unc, "effect": "partial eta2",
-                  "effect_size": r.np2, "n": r.n}
+        rows += [{"test": "two-way ANOVA", "term": r.Source, "statistic": r.F, "dof": f"{r.DF:g}",
+                  "p": r.p_unc, "effect": "partial eta2", "effect_size": r.np2, "n": r.n}
                  for r in two_way[two_way["Source"] != "Residual"].itertuples()]
-    return rows
+    return [{"subset": subset, **row} for row in rows]
 
 
 def tests(wide: pd.DataFrame) -> pd.DataFrame:

@@ -24,6 +24,7 @@ VERDICT_COLOURS = {"enhanced": "#4c72b0", "degraded": "#c44e52", "equivalent": "
                    "inconclusive": "#e0c27a"}
 SHOWN = ["model", "strategy", "method", "layer", "metric", "n", "mean_frozen", "mean_finetuned",
          "delta", "ci_low", "ci_high", "p_wilcoxon", "p_holm", "p_tost", "d_z", "verdict"]
+MAP = ["model", "strategy", "method"]  # one fine-tuned map kind
 MIN_RUNS = 6  # fine-tuned runs a rank correlation of accuracy and shift needs
 CHANCE = 0.25
 
@@ -181,7 +182,7 @@ def by_style(per_image: pd.DataFrame, dataset: data.Dataset,
     label_of = pd.Series({s.image_id: s.label for s in dataset.samples})
     name = dataset.label_name
     table = per_image.assign(**{name: per_image["image_id"].map(label_of)}).pivot_table(
-        index=["model", "strategy", "method"], columns=name, values="delta", aggfunc="mean")
+        index=MAP, columns=name, values="delta", aggfunc="mean")
     counts = label_of.value_counts().sort_index()
     return table, (f"Per {name}: mean ΔIoU@{percentile:g} against the union, fine-tuned − "
                    f"frozen, headline maps; images per {name}: "
@@ -192,19 +193,17 @@ def by_feature(per_box: pd.DataFrame, percentile: float, *,
                min_boxes: int = 3) -> tuple[pd.DataFrame, str]:
     """Mean ΔIoU against each box per feature type (``q2_deltas_by_feature.csv``), with a
     Kruskal-Wallis test over the types with ``min_boxes`` boxes or more, and its caption."""
-    table = per_box.pivot_table(index=["model", "strategy", "method"], columns="feature",
-                                values="delta", aggfunc="mean")
+    table = per_box.pivot_table(index=MAP, columns="feature", values="delta", aggfunc="mean")
     tests = []
-    for (model, strategy, method), rows in per_box.groupby(["model", "strategy", "method"]):
+    for key, rows in per_box.groupby(MAP):
         counts = rows["feature"].value_counts()
         rows = rows[rows["feature"].isin(counts[counts >= min_boxes].index)]
         if rows["feature"].nunique() >= 2:
             result = st.omnibus(rows, value="delta", group="feature")
-            tests.append({"model": model, "strategy": strategy, "method": method,
-                          "Kruskal-Wallis H": result["statistic"], "p": result["p"]})
+            tests.append((*key, result["statistic"], result["p"]))
     if tests:
-        table = table.join(pd.DataFrame(tests).set_index(["model", "strategy", "method"]))
-    first = per_box.groupby(["model", "strategy", "method"]).ngroup() == 0  # boxes of one map
+        table = table.join(pd.DataFrame(tests, columns=[*MAP, "Kruskal-Wallis H", "p"]).set_index(MAP))
+    first = per_box.groupby(MAP).ngroup() == 0  # boxes of one map
     counts = per_box.loc[first, "feature"].value_counts().sort_index()
     return table, (f"Per feature type: mean ΔIoU@{percentile:g} against each box on its own, "
                    "headline maps; boxes per type: " + ", ".join(
@@ -288,18 +287,18 @@ def accuracy_figure(points: pd.DataFrame, percentile: float) -> plt.Figure:
     return fig
 
 
-def accuracy_sentence(points: pd.DataFrame, specs: Mapping, min_runs: int = MIN_RUNS) -> str:
-    """Spearman's ρ of accuracy and Δ over the runs' own map kinds, given ``min_runs`` runs;
-    else why there is none."""
+def accuracy_sentence(points: pd.DataFrame, specs: Mapping) -> str:
+    """Spearman's ρ of accuracy and Δ over the runs' own map kinds, given `MIN_RUNS` runs; else
+    why there is none."""
     own = points[points["method"] == points["model"].map(lambda m: own_method(specs[m]))]
     n_runs = own[["model", "strategy"]].drop_duplicates().shape[0]
-    if n_runs >= min_runs:
+    if n_runs >= MIN_RUNS:
         rho = sps.spearmanr(own["test_accuracy"], own["delta"])
         return (f"Spearman ρ = {rho.statistic:.2f} (p = {rho.pvalue:.2g}) over {n_runs} model × "
                 "strategy runs, each run's own map kind.")
     return (f"The plot rests on {n_runs} fine-tuned run{'s' if n_runs != 1 else ''} "
             f"({len(points)} points: {points['method'].nunique()} map kinds); too few (under "
-            f"{min_runs}) for a correlation: a picture, not a test.")
+            f"{MIN_RUNS}) for a correlation: a picture, not a test.")
 
 
 def shift_maps(study: Study, runs: Sequence[dict], examples: Sequence[str],

@@ -1,12 +1,8 @@
 """A study opened from its params: the data set, the model choices, the fine-tuning runs and
-the map stores, each computed once on first use (what six notebook preludes used to rebuild).
+the map stores, each computed once on first use.
 
     study = Study.open("params/demo.yaml")
     study.samples, study.names, study.jobs, study.tables   # what every analysis reads
-
-A build's notebook makes one from the sections papermill injected (`Study.from_sections`);
-from your own notebook or script, `Study.open` a params file. Tables are read and written
-through `read_table` / `write_table`, in one folder (`tables`).
 """
 
 from __future__ import annotations
