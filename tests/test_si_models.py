@@ -188,3 +188,28 @@ def test_method_cost_is_timed_once_and_kept_beside_the_store(tmp_path, monkeypat
     assert set(first) == {"gradcam", "xrai"} and all(v >= 0 for v in first.values())
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("timed again"))
     assert si.method_cost(choice, store, sample, ["xrai"], settings) == {"xrai": first["xrai"]}
+
+
+def test_the_benchmark_target_explains_the_subjects_class_not_the_prediction(tmp_path):
+    """``shared_interest.target: benchmark``: each image's map is of its subject's ImageNet class
+    the model scores highest, stored by the study's extraction (random weights rarely predict it)."""
+    from sightline import cache, data, synthetic
+    from sightline.config import SIModelChoice
+    from sightline.studies import shared_interest as si
+
+    synthetic.make_human_attention(tmp_path / "bench", subjects=("dog", "car"), per_subject=1)
+    samples = data.load_human_attention(tmp_path / "bench").samples
+    choice = SIModelChoice(key="resnet101", weights="random", size="tiny")
+    subjects = {"dog": (151, 152, 153), "car": (436, 511)}
+    stores = {target: cache.MapStore(tmp_path / f"{target}.h5") for target in ("benchmark", "predicted")}
+    for target, store in stores.items():
+        si.extract_study(samples, choice, store, subjects, methods=["gradcam"], target=target,
+                         xrai=FAST, batch_size=2, device="cpu", seed=0)
+    model = load_model("resnet101")
+    pixels = model.preprocess([data.load_image(s.path) for s in samples])
+    logits = model.score(pixels).detach()
+    wanted = [max(subjects[s.subject], key=lambda c: float(logits[i, c])) for i, s in enumerate(samples)]
+    expected = saliency.extract(model, pixels, ["gradcam"], classes=wanted)[("gradcam", 0)]
+    ids = [s.image_id for s in samples]
+    np.testing.assert_allclose(stores["benchmark"].read("gradcam", 0, ids)[1], expected, atol=1e-6)
+    assert not np.allclose(stores["predicted"].read("gradcam", 0, ids)[1], expected)

@@ -82,6 +82,9 @@ def _batches(items: Sequence, size: int) -> list[Sequence]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+TargetClasses = Callable[[Sequence, torch.Tensor], list[int] | None]  # (batch, pixels) -> classes
+
+
 class MapJob(NamedTuple):
     """One store to fill: the model, its store, (default: every applicable) methods, the
     fine-tuning run whose weights to read the maps from (None: the model's own) and XRAI's
@@ -146,21 +149,23 @@ def extract_models(samples: Sequence[data.Sample], jobs: Sequence[MapJob | tuple
 def extract_model(samples: Sequence[data.Sample], choice: ModelChoice, store: cache.MapStore, *,
                   batch_size: int = 16, device: str = "auto", seed: int = 0, progress: bool = True,
                   execution: Execution | None = None, methods: Sequence[str] | None = None,
-                  xrai: saliency.XraiSettings | None = None, loaded: models.LoadedModel | None = None) -> int:
-    """Store the maps of one model for the samples not yet cached; returns how many. A
-    ``loaded`` model (it does not travel) runs here."""
+                  xrai: saliency.XraiSettings | None = None, loaded: models.LoadedModel | None = None,
+                  target_classes: TargetClasses | None = None) -> int:
+    """Store the maps of one model for the samples not yet cached; returns how many.
+    ``target_classes(batch, pixels)``: the class each image is explained for (default: the
+    predicted one). A ``loaded`` model or ``target_classes`` (neither travels) runs here."""
     job = MapJob(choice, store, tuple(methods) if methods else None, None, xrai)
-    if loaded is None:
+    if loaded is None and target_classes is None:
         return extract_models(samples, [job], batch_size=batch_size, device=device, seed=seed,
                               execution=execution, progress=progress)[store.path]
     task = ShardTask(job, tuple(samples), 0, batch_size, device, seed, code_version())
-    count = extract_shard(task, progress, loaded=loaded)
+    count = extract_shard(task, progress, loaded=loaded, target_classes=target_classes)
     store.compact()
     return count
 
 
-def extract_shard(task: ShardTask, progress: bool = False, *,
-                  loaded: models.LoadedModel | None = None) -> int:
+def extract_shard(task: ShardTask, progress: bool = False, *, loaded: models.LoadedModel | None = None,
+                  target_classes: TargetClasses | None = None) -> int:
     """Store the maps (and a classifier's predicted class) of the task's images the store
     lacks, each batch an atomic shard file named after the task (a retry goes on from it)."""
     if task.probe is not None:
@@ -186,9 +191,10 @@ def extract_shard(task: ShardTask, progress: bool = False, *,
                        enabled=progress) as meter:
         for batch in _batches(todo, task.batch_size):
             pixels = loaded.preprocess([data.load_image(s.path) for s in batch]).to(device)
+            classes = target_classes(batch, pixels) if target_classes else None
             with meter.batch(len(batch)) as on_image:
-                maps, logits = saliency.extract_with_logits(loaded, pixels, job.methods, xrai=job.xrai,
-                                                            on_image=on_image)
+                maps, logits = saliency.extract_with_logits(loaded, pixels, job.methods, classes=classes,
+                                                            xrai=job.xrai, on_image=on_image)
             predicted = logits.argmax(dim=-1).tolist() if logits is not None else None
             writer.put([s.image_id for s in batch], maps, predicted)
     return len(todo)
