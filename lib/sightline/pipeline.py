@@ -113,8 +113,7 @@ def prepare_dataset(params: config.Params) -> tuple[str, preflight.Offer]:
     file stops the build here, naming it): the fingerprint of what the notebooks read, and
     what the data and the models offer them."""
     ds = params.dataset
-    study = params.shared_interest
-    fingerprints = [prepare_human_attention(study)] if study else []
+    fingerprints = [prepare_human_attention(params.shared_interest)] if params.shared_interest else []
     if params.photos is not None:
         fingerprints.append(prepare_photos(params.photos))
     if ds is None:
@@ -165,7 +164,6 @@ class BuildResult:
     profile_dir: Path
     executed: list[str]
     cached: list[str]
-    records: dict[str, dict]
 
 
 def check_models(params: config.Params) -> None:
@@ -273,7 +271,7 @@ def build(params_path: Path, *, root: Path, report_root: Path | None = None,
         print(f"[build] notebooks: {', '.join(f'{n} {seconds[n]:.0f} s' for n in executed)}; "
               f"critical path {' -> '.join(path)}: {longest:.0f} s ({jobs} at a time)", flush=True)
     print(f"[build] finished in {time.perf_counter() - started:.1f} s", flush=True)
-    return BuildResult(profile_dir, executed, cached, records)
+    return BuildResult(profile_dir, executed, cached)
 
 
 def default_jobs() -> int:

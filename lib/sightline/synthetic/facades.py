@@ -13,8 +13,7 @@ Everything else (sky, ground, wall and its outline, tower, trees, a plain door, 
 colours, brightness, aspect ratio) is drawn first, from the same distributions for every
 style, and the parts are placed around it; so the style is recoverable only from the
 parts. ``parts=False`` renders the same images with the parts left out: a classifier
-trained on those stays at chance (the positive control's twin). Each style's windows have
-their own glass tint, part of the parts like their shape.
+trained on those stays at chance (the positive control's twin).
 
 The expert boxes are exactly the drawn extents of the diagnostic parts; in "close-up" shots
 one part runs off the image edge, so its box runs past ``[0, 1]`` as a few real boxes do.
@@ -53,11 +52,8 @@ class _Facade:
 
 def render(rng: np.random.Generator, styles: list[str], size: tuple[int, int],
            closeup: bool = False, parts: bool = True) -> tuple[Image.Image, list[tuple[str, Elements]]]:
-    """One façade image and its parts as ``(group feature, [(feature, pixel box), ...])``.
-
-    ``parts=False`` draws the same image without the diagnostic parts (same random
-    stream, so everything else is pixel for pixel the same).
-    """
+    """One façade image and its parts as ``(group feature, [(feature, pixel box), ...])``;
+    ``parts=False`` leaves them undrawn (same random stream: all else pixel for pixel equal)."""
     width = int(round(size[0] * rng.uniform(0.8, 1.2)))
     height = int(round(size[1] * rng.uniform(0.8, 1.2)))
     side = int(rng.integers(2)) if closeup else None
@@ -172,10 +168,8 @@ def _trees(rng: np.random.Generator, draw: ImageDraw.ImageDraw, facade: _Facade)
 
 
 def _choose_kinds(rng: np.random.Generator, styles: list[str], closeup: bool) -> list[str]:
-    """Which diagnostic part kinds to draw: fixed-position ones first, then the wall body.
-
-    A close-up always has a window (its first body part overhangs the image edge).
-    """
+    """Which diagnostic part kinds to draw: fixed-position ones first, then the wall body
+    (a close-up always has a window: its first body part overhangs the image edge)."""
     kinds: list[str] = []
     for style in styles:
         catalogue = STYLE_PARTS[style]
@@ -188,10 +182,8 @@ def _choose_kinds(rng: np.random.Generator, styles: list[str], closeup: bool) ->
 
 def _free_spot(rng: np.random.Generator, facade: _Facade, occupied: list[PixelBox], w: float,
                aspect: float, overhang: int | None = None) -> PixelBox | None:
-    """A ``w`` x ``w * aspect`` box on the wall body overlapping nothing placed, or None.
-
-    ``overhang`` 0 / 1 puts the box across the image's left / right edge (a close-up).
-    """
+    """A ``w`` x ``w * aspect`` box on the wall body overlapping nothing placed, or None;
+    ``overhang`` 0 / 1 puts it across the image's left / right edge (a close-up)."""
     h = w * aspect
     x0, y0, x1, _ = facade.wall
     margin = 0.04 * (x1 - x0)
