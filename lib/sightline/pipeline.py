@@ -405,7 +405,6 @@ def execute(nb: Notebook, parameters: dict, output: Path, root: Path) -> float:
 _PROGRESS_BAR = re.compile(r"\|\s*\S+/\S+ \[[\d:?]+<")  # tqdm's "| 12/24 [00:01<"
 # finetune.PROGRESS_PREFIX (one line per epoch) and extract.ESTIMATE_PREFIX (a stage's cost)
 _CONSOLE_LINE = re.compile(r"^\[(train|estimate)\] ")
-_TIMING_KEYS = ("start_time", "end_time", "duration")
 
 
 def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
@@ -413,7 +412,7 @@ def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.Noteboo
     (now ``<name>-<index>``), papermill's timings, and stderr's progress bars, per-epoch
     training lines and cost estimates (the build's console shows them)."""
     for holder in (notebook, *notebook.cells):
-        for key in _TIMING_KEYS:
+        for key in ("start_time", "end_time", "duration"):
             holder.metadata.get("papermill", {}).pop(key, None)
     for index, cell in enumerate(notebook.cells):
         cell.id = f"{name}-{index}"[-64:]

@@ -27,11 +27,9 @@ TINY_VIT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_
 
 
 def _tiny_efficientnet(name: str) -> nn.Module:
-    """EfficientNet-B6's block recipe (TF 'same' padding) at width 0.25, one block per stage.
-
-    timm's model function fixes the multipliers, so the tiny variant calls the builder it
-    wraps (``_gen_efficientnet``, private in timm 1.0.31) with the same arguments.
-    """
+    """EfficientNet-B6's block recipe (TF 'same' padding) at width 0.25, one block per stage:
+    timm's model function fixes the multipliers, so this calls the builder it wraps
+    (``_gen_efficientnet``, private in timm 1.0.31) with the same arguments."""
     from timm.models.efficientnet import _gen_efficientnet
 
     return _gen_efficientnet(name, channel_multiplier=0.25, depth_multiplier=0.1, bn_eps=1e-3,

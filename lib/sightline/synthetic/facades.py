@@ -1,19 +1,11 @@
 """A synthetic church façade and the boxes of its diagnostic parts.
 
-Each image is a small church façade (sky, clouds, ground, a textured wall, maybe a
-tower, trees and a plain door) carrying the *diagnostic parts* of its style, drawn so
-that a model can tell the styles apart only by those parts:
-
-- Romanesque: round-arch windows, an arcade gallery, a round-arch portal;
-- Gothic: pointed-arch windows, a rose window, pinnacles, a pointed-arch portal;
-- Renaissance: a triangular pediment, rectangular windows between pilasters;
-- Baroque: volutes, a curved pediment, oval windows.
-
-Everything else (sky, ground, wall and its outline, tower, trees, a plain door, plaques,
-colours, brightness, aspect ratio) is drawn first, from the same distributions for every
-style, and the parts are placed around it; so the style is recoverable only from the
-parts. ``parts=False`` renders the same images with the parts left out: a classifier
-trained on those stays at chance (the positive control's twin).
+Each image is a small church façade carrying the *diagnostic parts* of its style
+(`STYLE_PARTS`). Everything else (sky, clouds, ground, wall and its outline, tower, trees, a
+plain door, plaques, colours, brightness, aspect ratio) is drawn first, from the same
+distributions for every style, and the parts are placed around it; so the style is
+recoverable only from the parts. ``parts=False`` renders the same images with the parts left
+out: a classifier trained on those stays at chance (the positive control's twin).
 
 The expert boxes are exactly the drawn extents of the diagnostic parts; in "close-up" shots
 one part runs off the image edge, so its box runs past ``[0, 1]`` as a few real boxes do.
@@ -33,10 +25,10 @@ FEATURES = ["Round Arch Window", "Arcade Gallery", "Round Arch", "Pointed Arch W
             "Volute", "Curved Pediment", "Oval Window", "Door", "Portal"]
 # Per style QID, the kinds of diagnostic part it draws; the first is always a window.
 STYLE_PARTS = {
-    "Q46261": ("Round Arch Window", "Arcade Gallery", "Round Arch Portal"),
-    "Q176483": ("Pointed Arch Window", "Rose Window", "Pinnacle", "Pointed Arch Portal"),
-    "Q236122": ("Rectangular Window", "Triangular Pediment"),
-    "Q840829": ("Oval Window", "Volute", "Curved Pediment"),
+    "Q46261": ("Round Arch Window", "Arcade Gallery", "Round Arch Portal"),  # Romanesque
+    "Q176483": ("Pointed Arch Window", "Rose Window", "Pinnacle", "Pointed Arch Portal"),  # Gothic
+    "Q236122": ("Rectangular Window", "Triangular Pediment"),  # Renaissance: windows between pilasters
+    "Q840829": ("Oval Window", "Volute", "Curved Pediment"),  # Baroque
 }
 _MAX_BOXES = 8
 _STONES = ((196, 178, 150), (172, 170, 162), (176, 112, 92), (214, 204, 184), (150, 140, 128))
