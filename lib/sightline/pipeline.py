@@ -167,9 +167,8 @@ class BuildResult:
 
 
 def check_models(params: config.Params) -> None:
-    """Check every models list against the registry before any work (preset keys of its
-    study; each spec's source names a model, and its layout reads off a random-weight
-    build): a model that cannot be used stops the build here with one line naming it."""
+    """Check every models list against the registry (`models.check_choices`) before any work:
+    a model that cannot be used stops the build here with one line naming it."""
     study = params.shared_interest
     try:
         models.check_choices(params.models, ModelChoice.STUDY, "models")

@@ -46,7 +46,6 @@ _TINY_RESNET = dict(layers=(1, 1, 1, 1), channels=(8, 16, 32, 64), stem_width=8,
 _DINOV2_GEOMETRY = Geometry(size=224, resize=256, interpolation="bicubic")
 _IMAGENET = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
-# Each preset's `study` is the study whose profiles may list it.
 REGISTRY: dict[str, ModelSpec] = {spec.key: spec for spec in [
     ModelSpec(key="dinov2", study="wikichurches", checkpoint="facebook/dinov2-base",
               arch=HFVision(hf.Dinov2Model, hf.Dinov2Config, base=_DINOV2_BASE, tiny=_DINOV2_TINY),
