@@ -108,8 +108,7 @@ class Geometry:
 
     def frame_image(self, image: Image.Image) -> Image.Image:
         """The image as the model sees it (before normalisation), for overlays."""
-        array = self.transform()(image).permute(1, 2, 0).clamp(0, 1).mul(255).byte().numpy()
-        return Image.fromarray(array)
+        return Image.fromarray(self.transform()(image).permute(1, 2, 0).clamp(0, 1).mul(255).byte().numpy())
 
 
 def _resized_size(width: int, height: int, shortest: int) -> tuple[int, int]:

@@ -199,15 +199,14 @@ def _overlaps(a: PixelBox, b: PixelBox, pad: float = 3.0) -> bool:
     return a[0] < b[2] + pad and b[0] < a[2] + pad and a[1] < b[3] + pad and b[1] < a[3] + pad
 
 
-_BODY = {  # kind -> (width as a fraction of the wall, height / width)
-    "Round Arch Window": ((0.1, 0.14), (1.8, 2.4)),
-    "Pointed Arch Window": ((0.1, 0.14), (2.1, 2.8)),
-    "Rectangular Window": ((0.16, 0.21), (1.2, 1.5)),
-    "Oval Window": ((0.12, 0.16), (1.2, 1.5)),
-    "Rose Window": ((0.2, 0.28), (1.0, 1.0)),
-    "Arcade Gallery": ((0.4, 0.75), (0.16, 0.22)),
+_BODY = {  # kind -> (width as a fraction of the wall, height / width, at most how many)
+    "Round Arch Window": ((0.1, 0.14), (1.8, 2.4), 3),
+    "Pointed Arch Window": ((0.1, 0.14), (2.1, 2.8), 3),
+    "Rectangular Window": ((0.16, 0.21), (1.2, 1.5), 3),
+    "Oval Window": ((0.12, 0.16), (1.2, 1.5), 2),
+    "Rose Window": ((0.2, 0.28), (1.0, 1.0), 1),
+    "Arcade Gallery": ((0.4, 0.75), (0.16, 0.22), 1),
 }
-_REPEATS = {"Round Arch Window": 3, "Pointed Arch Window": 3, "Rectangular Window": 3, "Oval Window": 2}
 
 
 def _place(rng: np.random.Generator, kind: str, facade: _Facade, occupied: list[PixelBox],
@@ -218,9 +217,9 @@ def _place(rng: np.random.Generator, kind: str, facade: _Facade, occupied: list[
     cx = (max(wx0, 0) + min(wx1, facade.width)) / 2
     boxes: list[PixelBox] = []
     if kind in _BODY:
-        (lo, hi), (alo, ahi) = _BODY[kind]
+        (lo, hi), (alo, ahi), repeats = _BODY[kind]
         taken = list(occupied)
-        for i in range(int(rng.integers(1, _REPEATS.get(kind, 1) + 1))):
+        for i in range(int(rng.integers(1, repeats + 1))):
             box = _free_spot(rng, facade, taken, rng.uniform(lo, hi) * ww, rng.uniform(alo, ahi),
                              overhang if i == 0 else None)
             if box is not None:
