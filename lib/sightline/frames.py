@@ -49,12 +49,9 @@ def _decode(item: tuple[int, str], transform: Callable) -> tuple[int, np.ndarray
 
 def ensure_frames(folder: str | Path, paths: Sequence[str], geometry: Geometry, *,
                   workers: int = 0, progress: bool = True) -> Path:
-    """Decode ``paths`` into their frames file unless it exists; its path.
-
-    Written to a ``.partial.npy`` first and renamed when complete, so an interrupted decode
-    leaves no file that looks finished (it starts again); under a lock, so runs training
-    side by side (``execution.engine: processes``) decode it once.
-    """
+    """Decode ``paths`` into their frames file unless it exists; its path. Written to a
+    ``.partial.npy`` renamed when complete (an interrupted decode leaves no file that looks
+    finished), under a lock (runs training side by side, ``engine: processes``, decode it once)."""
     path = frames_path(folder, paths, geometry)
     if path.is_file():
         return path

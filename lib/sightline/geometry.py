@@ -48,11 +48,8 @@ class Geometry:
         return left / new_w, top / new_h, (left + self.size) / new_w, (top + self.size) / new_h
 
     def boxes_to_frame(self, boxes_ltwh: np.ndarray, width: int, height: int) -> np.ndarray:
-        """Relative ``(left, top, width, height)`` image boxes -> ``(x0, y0, x1, y1)`` in the frame.
-
-        Coordinates are clipped to ``[0, 1]``: a centre crop drops box parts outside it,
-        and a box wholly outside the crop comes back with zero area.
-        """
+        """Relative ``(left, top, width, height)`` image boxes -> ``(x0, y0, x1, y1)`` in the frame,
+        clipped to ``[0, 1]``: a centre crop drops box parts outside it (a box wholly outside: zero area)."""
         boxes = np.asarray(boxes_ltwh, dtype=np.float64).reshape(-1, 4)
         fx0, fy0, fx1, fy1 = self.frame_in_image(width, height)
         corners = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
@@ -60,13 +57,10 @@ class Geometry:
         return np.clip((corners - origin) / extent, 0.0, 1.0)
 
     def mask_to_frame(self, mask: np.ndarray, resolution: int) -> np.ndarray:
-        """A boolean ``(H, W)`` image mask -> ``(R, R)`` boolean mask in the frame.
-
-        The box rule of ``rasterise`` for masks: a frame pixel is in when the image pixel
-        holding its centre is (nearest sampling, no blur); a mask visible in the frame but
-        too thin to hold a centre still gets the frame pixel holding its middle pixel (in
-        row-major order). A mask cropped away entirely comes back empty.
-        """
+        """A boolean ``(H, W)`` image mask -> ``(R, R)`` boolean mask in the frame, by the box rule
+        of ``rasterise``: a frame pixel is in when the image pixel holding its centre is (nearest
+        sampling, no blur); a visible mask too thin to hold a centre still gets the frame pixel
+        holding its middle pixel (row-major order); one cropped away entirely comes back empty."""
         mask = np.asarray(mask, dtype=bool)
         height, width = mask.shape
         fx0, fy0, fx1, fy1 = self.frame_in_image(width, height)
@@ -86,12 +80,9 @@ class Geometry:
 
     def to_image(self, maps: np.ndarray, width: int, height: int, resolution: int) -> np.ndarray:
         """``(..., h, w)`` maps over this frame -> ``(..., R, R)`` float32 over the whole image
-        squashed to ``R x R`` (the common frame, in which uncropped boxes are scored).
-
-        Inside the part of the image the frame shows, pixels are sampled bilinearly as
-        ``metrics.upsample`` does (``align_corners=False``, edges clamped); outside it the map
-        is 0: the model never saw those pixels (a cropped-away box part counts as missed).
-        """
+        squashed to ``R x R`` (the common frame, in which uncropped boxes are scored). Inside the
+        part the frame shows, sampled bilinearly as ``metrics.upsample`` does (``align_corners=False``,
+        edges clamped); outside it 0: the model never saw those pixels (a cropped-away box part is missed)."""
         grid = np.asarray(maps, dtype=np.float32)
         *lead, h, w = grid.shape
         fx0, fy0, fx1, fy1 = self.frame_in_image(width, height)
@@ -117,8 +108,7 @@ class Geometry:
 
     def frame_image(self, image: Image.Image) -> Image.Image:
         """The image as the model sees it (before normalisation), for overlays."""
-        array = self.transform()(image).permute(1, 2, 0).clamp(0, 1).mul(255).byte().numpy()
-        return Image.fromarray(array)
+        return Image.fromarray(self.transform()(image).permute(1, 2, 0).clamp(0, 1).mul(255).byte().numpy())
 
 
 def _resized_size(width: int, height: int, shortest: int) -> tuple[int, int]:
@@ -129,12 +119,9 @@ def _resized_size(width: int, height: int, shortest: int) -> tuple[int, int]:
 
 
 def rasterise(boxes_xyxy: np.ndarray, resolution: int) -> np.ndarray:
-    """Frame-relative boxes -> boolean masks ``(n, R, R)``.
-
-    A pixel belongs to a box when its centre lies inside ``[x0, x1) x [y0, y1)``; a box of
-    positive area too thin to contain a centre still gets the pixel holding its centre, so
-    no visible box scores as empty. Zero-area boxes (e.g. cropped away) give empty masks.
-    """
+    """Frame-relative boxes -> boolean masks ``(n, R, R)``: a pixel belongs to a box when its
+    centre lies inside ``[x0, x1) x [y0, y1)``; a box of positive area too thin to contain a centre
+    still gets the pixel holding its centre (no visible box scores as empty); zero-area: empty."""
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     centres = (np.arange(resolution) + 0.5) / resolution
     inside_x = (centres[None, :] >= boxes[:, 0:1]) & (centres[None, :] < boxes[:, 2:3])

@@ -113,8 +113,7 @@ def prepare_dataset(params: config.Params) -> tuple[str, preflight.Offer]:
     file stops the build here, naming it): the fingerprint of what the notebooks read, and
     what the data and the models offer them."""
     ds = params.dataset
-    study = params.shared_interest
-    fingerprints = [prepare_human_attention(study)] if study else []
+    fingerprints = [prepare_human_attention(params.shared_interest)] if params.shared_interest else []
     if params.photos is not None:
         fingerprints.append(prepare_photos(params.photos))
     if ds is None:
@@ -165,13 +164,11 @@ class BuildResult:
     profile_dir: Path
     executed: list[str]
     cached: list[str]
-    records: dict[str, dict]
 
 
 def check_models(params: config.Params) -> None:
-    """Check every models list against the registry before any work (preset keys of its
-    study; each spec's source names a model, and its layout reads off a random-weight
-    build): a model that cannot be used stops the build here with one line naming it."""
+    """Check every models list against the registry (`models.check_choices`) before any work:
+    a model that cannot be used stops the build here with one line naming it."""
     study = params.shared_interest
     try:
         models.check_choices(params.models, ModelChoice.STUDY, "models")
@@ -273,7 +270,7 @@ def build(params_path: Path, *, root: Path, report_root: Path | None = None,
         print(f"[build] notebooks: {', '.join(f'{n} {seconds[n]:.0f} s' for n in executed)}; "
               f"critical path {' -> '.join(path)}: {longest:.0f} s ({jobs} at a time)", flush=True)
     print(f"[build] finished in {time.perf_counter() - started:.1f} s", flush=True)
-    return BuildResult(profile_dir, executed, cached, records)
+    return BuildResult(profile_dir, executed, cached)
 
 
 def default_jobs() -> int:
@@ -407,7 +404,6 @@ def execute(nb: Notebook, parameters: dict, output: Path, root: Path) -> float:
 _PROGRESS_BAR = re.compile(r"\|\s*\S+/\S+ \[[\d:?]+<")  # tqdm's "| 12/24 [00:01<"
 # finetune.PROGRESS_PREFIX (one line per epoch) and extract.ESTIMATE_PREFIX (a stage's cost)
 _CONSOLE_LINE = re.compile(r"^\[(train|estimate)\] ")
-_TIMING_KEYS = ("start_time", "end_time", "duration")
 
 
 def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
@@ -415,7 +411,7 @@ def reproducible(notebook: nbformat.NotebookNode, name: str) -> nbformat.Noteboo
     (now ``<name>-<index>``), papermill's timings, and stderr's progress bars, per-epoch
     training lines and cost estimates (the build's console shows them)."""
     for holder in (notebook, *notebook.cells):
-        for key in _TIMING_KEYS:
+        for key in ("start_time", "end_time", "duration"):
             holder.metadata.get("papermill", {}).pop(key, None)
     for index, cell in enumerate(notebook.cells):
         cell.id = f"{name}-{index}"[-64:]

@@ -90,8 +90,9 @@ def _spec_from_choice(choice: ModelChoice) -> ModelSpec:
         vision.check_frame(probe, geometry, key)
         arch: Arch = dataclasses.replace(vision, lora=lora_defaults(probe))
     else:
-        builder: Builder = {"timm": TimmBuilder, "python": FactoryBuilder,
-                            "torchvision": lambda: TorchvisionBuilder.for_weights(choice.weights)}[source]()
+        tag = {"pretrained": "DEFAULT", "random": None}.get(choice.weights, choice.weights)
+        builder: Builder = {"timm": TimmBuilder(), "python": FactoryBuilder(),
+                            "torchvision": TorchvisionBuilder(tag)}[source]
         probe = _probe_module(builder, name, key)
         derived = _module_preprocessing(key, name, probe, builder)
         geometry, mean, std = resolve_preprocessing(key, derived, choice.input)

@@ -27,15 +27,11 @@ _PIL_RESAMPLE = {2: "bilinear", 3: "bicubic"}
 
 @dataclass(frozen=True, eq=False)  # identity-hashed, so a ModelSpec hashes
 class HFVision:
-    """A transformers vision backbone: architecture class, config, per-family quirks.
-
-    ``base`` / ``tiny`` give the config in code (presets); a spec's arch carries the
-    checkpoint's own ``pretrained_config`` instead. ``norm1`` names the LayerNorm in front
-    of each block's attention (the Grad-CAM target in the last block); None: the block's
-    first LayerNorm. ``overrides`` are config fields forced in every build, pretrained
-    included; ``call_kwargs(pixel_values, grid)`` gives extra forward arguments.
-    ``lora``: the family's LoRA defaults (None: LoRA not offered).
-    """
+    """A transformers vision backbone: architecture class, config, per-family quirks. ``base`` /
+    ``tiny``: the config in code (presets), else the checkpoint's ``pretrained_config`` (specs);
+    ``norm1``: the LayerNorm before each block's attention (Grad-CAM's target in the last block;
+    None: the block's first LayerNorm); ``overrides``: config fields forced in every build;
+    ``call_kwargs(pixel_values, grid)``: extra forward arguments; ``lora``: None if not offered."""
 
     model_cls: type[PreTrainedModel]
     config_cls: type[PretrainedConfig]
@@ -107,8 +103,7 @@ class HFVision:
         cls = any(name.rsplit(".", 1)[-1] in ("cls_token", "class_embedding")
                   for name, _ in module.named_parameters())
         prefix = int(cls) + int(getattr(module.config, "num_register_tokens", 0) or 0)
-        probe = bool(pooling_heads(module))
-        readout: Readout = "cls" if cls else ("probe" if probe else "tokens")
+        readout: Readout = "cls" if cls else "probe" if pooling_heads(module) else "tokens"
         return Layout(readout, layers, heads, prefix, grid, applicable_methods(readout, False))
 
     def forward(self, module: nn.Module, pixel_values: torch.Tensor, grid: tuple[int, int],

@@ -15,30 +15,27 @@ from .spec import ModelError, Size
 
 @dataclass(frozen=True, eq=False)
 class FactoryBuilder:
-    """A user function ``package.module:function`` that returns the module."""
+    """A user function ``package.module:function`` that returns the module (the same call for
+    random and pretrained weights: the factory decides)."""
 
     def random(self, name: str, size: Size) -> nn.Module:
-        return build_from_factory(name)
+        return self.pretrained(name, None)
 
     def pretrained(self, name: str, cache_dir: Path | None) -> nn.Module:
-        return build_from_factory(name)
+        """The module the factory returns, or a ModelError naming what is missing."""
+        module_name, _, attribute = name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise ModelError(f"factory {name!r}: cannot import {module_name!r} ({error}); is the "
+                             "package installed or on PYTHONPATH?") from error
+        factory = getattr(module, attribute, None)
+        if not callable(factory):
+            raise ModelError(f"factory {name!r}: {module_name} has no function {attribute!r}")
+        built = factory()
+        if not isinstance(built, nn.Module):
+            raise ModelError(f"factory {name!r} returned {type(built).__name__}, not an nn.Module")
+        return built
 
     def hub_id(self, name: str) -> str:
         return name
-
-
-def build_from_factory(path: str) -> nn.Module:
-    """The module ``package.module:function`` returns, or a ModelError naming what is missing."""
-    module_name, _, attribute = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ModelError(f"factory {path!r}: cannot import {module_name!r} ({error}); is the "
-                         "package installed or on PYTHONPATH?") from error
-    factory = getattr(module, attribute, None)
-    if not callable(factory):
-        raise ModelError(f"factory {path!r}: {module_name} has no function {attribute!r}")
-    built = factory()
-    if not isinstance(built, nn.Module):
-        raise ModelError(f"factory {path!r} returned {type(built).__name__}, not an nn.Module")
-    return built

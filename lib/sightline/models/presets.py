@@ -27,11 +27,9 @@ TINY_VIT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_
 
 
 def _tiny_efficientnet(name: str) -> nn.Module:
-    """EfficientNet-B6's block recipe (TF 'same' padding) at width 0.25, one block per stage.
-
-    timm's model function fixes the multipliers, so the tiny variant calls the builder it
-    wraps (``_gen_efficientnet``, private in timm 1.0.31) with the same arguments.
-    """
+    """EfficientNet-B6's block recipe (TF 'same' padding) at width 0.25, one block per stage:
+    timm's model function fixes the multipliers, so this calls the builder it wraps
+    (``_gen_efficientnet``, private in timm 1.0.31) with the same arguments."""
     from timm.models.efficientnet import _gen_efficientnet
 
     return _gen_efficientnet(name, channel_multiplier=0.25, depth_multiplier=0.1, bn_eps=1e-3,
@@ -48,7 +46,6 @@ _TINY_RESNET = dict(layers=(1, 1, 1, 1), channels=(8, 16, 32, 64), stem_width=8,
 _DINOV2_GEOMETRY = Geometry(size=224, resize=256, interpolation="bicubic")
 _IMAGENET = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
-# Each preset's `study` is the study whose profiles may list it.
 REGISTRY: dict[str, ModelSpec] = {spec.key: spec for spec in [
     ModelSpec(key="dinov2", study="wikichurches", checkpoint="facebook/dinov2-base",
               arch=HFVision(hf.Dinov2Model, hf.Dinov2Config, base=_DINOV2_BASE, tiny=_DINOV2_TINY),

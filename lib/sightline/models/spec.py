@@ -97,13 +97,11 @@ class Arch(Builder, Protocol):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model: its source and name, how it is built, and its input frame.
-
-    ``checkpoint`` is the source's name for it (hub id or local directory, timm / torchvision
-    name, factory path); ``weights_file`` a local checkpoint loaded instead of the source's
-    pretrained weights. ``only_methods`` (presets) keeps a subset of the derived methods;
-    ``study`` (presets) is the study whose profiles may list it.
-    """
+    """A model: its source and name, how it is built, and its input frame. ``checkpoint``: the
+    source's name for it (hub id or local directory, timm / torchvision name, factory path);
+    ``weights_file``: a local checkpoint loaded instead of the source's pretrained weights;
+    ``only_methods`` / ``study`` (presets): a subset of the derived methods / the study whose
+    profiles may list it."""
 
     key: str
     checkpoint: str

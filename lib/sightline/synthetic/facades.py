@@ -1,20 +1,11 @@
 """A synthetic church façade and the boxes of its diagnostic parts.
 
-Each image is a small church façade (sky, clouds, ground, a textured wall, maybe a
-tower, trees and a plain door) carrying the *diagnostic parts* of its style, drawn so
-that a model can tell the styles apart only by those parts:
-
-- Romanesque: round-arch windows, an arcade gallery, a round-arch portal;
-- Gothic: pointed-arch windows, a rose window, pinnacles, a pointed-arch portal;
-- Renaissance: a triangular pediment, rectangular windows between pilasters;
-- Baroque: volutes, a curved pediment, oval windows.
-
-Everything else (sky, ground, wall and its outline, tower, trees, a plain door, plaques,
-colours, brightness, aspect ratio) is drawn first, from the same distributions for every
-style, and the parts are placed around it; so the style is recoverable only from the
-parts. ``parts=False`` renders the same images with the parts left out: a classifier
-trained on those stays at chance (the positive control's twin). Each style's windows have
-their own glass tint, part of the parts like their shape.
+Each image is a small church façade carrying the *diagnostic parts* of its style
+(`STYLE_PARTS`). Everything else (sky, clouds, ground, wall and its outline, tower, trees, a
+plain door, plaques, colours, brightness, aspect ratio) is drawn first, from the same
+distributions for every style, and the parts are placed around it; so the style is
+recoverable only from the parts. ``parts=False`` renders the same images with the parts left
+out: a classifier trained on those stays at chance (the positive control's twin).
 
 The expert boxes are exactly the drawn extents of the diagnostic parts; in "close-up" shots
 one part runs off the image edge, so its box runs past ``[0, 1]`` as a few real boxes do.
@@ -34,10 +25,10 @@ FEATURES = ["Round Arch Window", "Arcade Gallery", "Round Arch", "Pointed Arch W
             "Volute", "Curved Pediment", "Oval Window", "Door", "Portal"]
 # Per style QID, the kinds of diagnostic part it draws; the first is always a window.
 STYLE_PARTS = {
-    "Q46261": ("Round Arch Window", "Arcade Gallery", "Round Arch Portal"),
-    "Q176483": ("Pointed Arch Window", "Rose Window", "Pinnacle", "Pointed Arch Portal"),
-    "Q236122": ("Rectangular Window", "Triangular Pediment"),
-    "Q840829": ("Oval Window", "Volute", "Curved Pediment"),
+    "Q46261": ("Round Arch Window", "Arcade Gallery", "Round Arch Portal"),  # Romanesque
+    "Q176483": ("Pointed Arch Window", "Rose Window", "Pinnacle", "Pointed Arch Portal"),  # Gothic
+    "Q236122": ("Rectangular Window", "Triangular Pediment"),  # Renaissance: windows between pilasters
+    "Q840829": ("Oval Window", "Volute", "Curved Pediment"),  # Baroque
 }
 _MAX_BOXES = 8
 _STONES = ((196, 178, 150), (172, 170, 162), (176, 112, 92), (214, 204, 184), (150, 140, 128))
@@ -53,11 +44,8 @@ class _Facade:
 
 def render(rng: np.random.Generator, styles: list[str], size: tuple[int, int],
            closeup: bool = False, parts: bool = True) -> tuple[Image.Image, list[tuple[str, Elements]]]:
-    """One façade image and its parts as ``(group feature, [(feature, pixel box), ...])``.
-
-    ``parts=False`` draws the same image without the diagnostic parts (same random
-    stream, so everything else is pixel for pixel the same).
-    """
+    """One façade image and its parts as ``(group feature, [(feature, pixel box), ...])``;
+    ``parts=False`` leaves them undrawn (same random stream: all else pixel for pixel equal)."""
     width = int(round(size[0] * rng.uniform(0.8, 1.2)))
     height = int(round(size[1] * rng.uniform(0.8, 1.2)))
     side = int(rng.integers(2)) if closeup else None
@@ -172,10 +160,8 @@ def _trees(rng: np.random.Generator, draw: ImageDraw.ImageDraw, facade: _Facade)
 
 
 def _choose_kinds(rng: np.random.Generator, styles: list[str], closeup: bool) -> list[str]:
-    """Which diagnostic part kinds to draw: fixed-position ones first, then the wall body.
-
-    A close-up always has a window (its first body part overhangs the image edge).
-    """
+    """Which diagnostic part kinds to draw: fixed-position ones first, then the wall body
+    (a close-up always has a window: its first body part overhangs the image edge)."""
     kinds: list[str] = []
     for style in styles:
         catalogue = STYLE_PARTS[style]
@@ -188,10 +174,8 @@ def _choose_kinds(rng: np.random.Generator, styles: list[str], closeup: bool) ->
 
 def _free_spot(rng: np.random.Generator, facade: _Facade, occupied: list[PixelBox], w: float,
                aspect: float, overhang: int | None = None) -> PixelBox | None:
-    """A ``w`` x ``w * aspect`` box on the wall body overlapping nothing placed, or None.
-
-    ``overhang`` 0 / 1 puts the box across the image's left / right edge (a close-up).
-    """
+    """A ``w`` x ``w * aspect`` box on the wall body overlapping nothing placed, or None;
+    ``overhang`` 0 / 1 puts it across the image's left / right edge (a close-up)."""
     h = w * aspect
     x0, y0, x1, _ = facade.wall
     margin = 0.04 * (x1 - x0)
@@ -215,15 +199,14 @@ def _overlaps(a: PixelBox, b: PixelBox, pad: float = 3.0) -> bool:
     return a[0] < b[2] + pad and b[0] < a[2] + pad and a[1] < b[3] + pad and b[1] < a[3] + pad
 
 
-_BODY = {  # kind -> (width as a fraction of the wall, height / width)
-    "Round Arch Window": ((0.1, 0.14), (1.8, 2.4)),
-    "Pointed Arch Window": ((0.1, 0.14), (2.1, 2.8)),
-    "Rectangular Window": ((0.16, 0.21), (1.2, 1.5)),
-    "Oval Window": ((0.12, 0.16), (1.2, 1.5)),
-    "Rose Window": ((0.2, 0.28), (1.0, 1.0)),
-    "Arcade Gallery": ((0.4, 0.75), (0.16, 0.22)),
+_BODY = {  # kind -> (width as a fraction of the wall, height / width, at most how many)
+    "Round Arch Window": ((0.1, 0.14), (1.8, 2.4), 3),
+    "Pointed Arch Window": ((0.1, 0.14), (2.1, 2.8), 3),
+    "Rectangular Window": ((0.16, 0.21), (1.2, 1.5), 3),
+    "Oval Window": ((0.12, 0.16), (1.2, 1.5), 2),
+    "Rose Window": ((0.2, 0.28), (1.0, 1.0), 1),
+    "Arcade Gallery": ((0.4, 0.75), (0.16, 0.22), 1),
 }
-_REPEATS = {"Round Arch Window": 3, "Pointed Arch Window": 3, "Rectangular Window": 3, "Oval Window": 2}
 
 
 def _place(rng: np.random.Generator, kind: str, facade: _Facade, occupied: list[PixelBox],
@@ -234,9 +217,9 @@ def _place(rng: np.random.Generator, kind: str, facade: _Facade, occupied: list[
     cx = (max(wx0, 0) + min(wx1, facade.width)) / 2
     boxes: list[PixelBox] = []
     if kind in _BODY:
-        (lo, hi), (alo, ahi) = _BODY[kind]
+        (lo, hi), (alo, ahi), repeats = _BODY[kind]
         taken = list(occupied)
-        for i in range(int(rng.integers(1, _REPEATS.get(kind, 1) + 1))):
+        for i in range(int(rng.integers(1, repeats + 1))):
             box = _free_spot(rng, facade, taken, rng.uniform(lo, hi) * ww, rng.uniform(alo, ahi),
                              overhang if i == 0 else None)
             if box is not None:

@@ -28,15 +28,12 @@ _FOLDERS = HUMAN_ATTENTION_FOLDERS[0]  # the spelling the benchmark ships
 def make_human_attention(root: str | Path, *, subjects: tuple[str, ...] = ("dog", "car"),
                          per_subject: int = 5, seed: int = 0,
                          image_size: tuple[int, int] = (320, 256)) -> Path:
-    """Write a deterministic stand-in of the ML Interpretability Benchmark into ``root``.
-
-    ``Image/ImageNet/original_images/<subject><k>.jpg``: a body (an ellipse, its colour by
-    subject) with its salient parts (head, wheels, ...) on a cluttered background, where
-    distractor blobs sit too. ``.../human_attention_mask/<subject><k>.jpg``: grayscale JPEG,
-    the share of ``_ANNOTATORS`` simulated annotators who marked each pixel; each marks
-    every salient part as a blurred blob with jittered centre and size, and sometimes a
-    distractor (annotator noise). Reused when already made with the same arguments.
-    """
+    """Write a deterministic stand-in of the ML Interpretability Benchmark into ``root`` (reused
+    when made with the same arguments). ``Image/ImageNet/original_images/<subject><k>.jpg``: a
+    body (an ellipse, its colour by subject) with its salient parts (head, wheels, ...) among
+    distractor blobs; ``.../human_attention_mask/<subject><k>.jpg``: grayscale, the share of
+    ``_ANNOTATORS`` simulated annotators who marked each pixel (each marks every salient part as
+    a blurred blob, jittered in centre and size, and sometimes a distractor: annotator noise)."""
     root = Path(root)
     args = {"subjects": list(subjects), "per_subject": per_subject, "seed": seed,
             "image_size": list(image_size)}

@@ -1,8 +1,5 @@
-"""Drawing the diagnostic parts of a church façade, each in its style's shape and glass tint.
-
-A part kind maps to one drawing function (`DRAW`) that renders a bbox group's elements,
-so a part's box is exactly its drawn extent.
-"""
+"""Drawing the diagnostic parts of a church façade, each in its style's shape and glass tint:
+one function per part kind (`_DRAW`) draws a bbox group, so a part's box is exactly its drawn extent."""
 
 from __future__ import annotations
 

@@ -20,11 +20,8 @@ _CHURCH_KEYS = ("id", "name", "built_year", "styles", "country", "location")
 def make_synthetic(root: str | Path, *, n_annotated: int = 24, n_pool: int = 96, seed: int = 0,
                    image_size: tuple[int, int] = (320, 256), parts: bool = True) -> Path:
     """Write a deterministic demo WikiChurches folder into ``root``, or reuse its manifest's.
-
-    ``image_size`` is the nominal ``(width, height)``; each image varies it by up to 20%.
-    ``parts=False`` writes the control twin: the same images and boxes with the
-    diagnostic parts left undrawn, so nothing in them tells the styles apart.
-    """
+    ``image_size``: the nominal ``(width, height)``, varied by up to 20% per image;
+    ``parts=False``: the control twin, the same images and boxes with the parts undrawn."""
     root = Path(root)
     args = {"n_annotated": n_annotated, "n_pool": n_pool, "seed": seed,
             "image_size": list(image_size), "parts": parts}
@@ -64,11 +61,8 @@ def make_synthetic(root: str | Path, *, n_annotated: int = 24, n_pool: int = 96,
 
 def _churches(rng: np.random.Generator, n_images: int, first_id: int, two_styles: bool
               ) -> list[dict]:
-    """Churches with 1-3 images each, styles cycling so every style appears.
-
-    With ``two_styles`` every tenth church carries a second style (3 of the 139 real
-    annotated images do); pool churches carry one, so their style label is unambiguous.
-    """
+    """Churches with 1-3 images each, styles cycling so every style appears; with
+    ``two_styles`` every tenth carries a second (3 of the 139 real annotated images do)."""
     churches: list[dict] = []
     order = [str(q) for q in rng.permutation(list(MAIN_STYLES))]
     total = 0
