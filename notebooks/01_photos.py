@@ -34,8 +34,7 @@
 # **randomisation sanity check** on the real weights: does the map change when they do?
 
 # %% tags=["parameters"]
-# Defaults: the demo profile's values (a build injects its own after this cell); run here,
-# tables go to report/demo/interactive/tables/ (set tables_dir), not to the build's.
+# The demo profile's values (a build injects its own); run here, tables go to report/demo/interactive/tables/.
 from sightline.notebook_defaults import default
 
 photos = default("photos")
