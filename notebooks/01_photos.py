@@ -123,10 +123,6 @@ plt.show()
 # %%
 grid, skipped = album.grid(top1)
 contrast = album.contrast()
-if len(grid):
-    study.write_table("photos_grid_pointing.csv", grid)
-if len(contrast):
-    study.write_table("photos_class_contrast.csv", contrast)
 discriminative = ph.discriminative(grid, contrast).round(3)
 study.write_table("photos_class_discriminative.csv", discriminative)
 display(discriminative)
@@ -135,9 +131,11 @@ if skipped:
 
 # %%
 if len(grid):
+    study.write_table("photos_grid_pointing.csv", grid)
     display(ph.grid_per_photo(grid).round(3))
     display(Markdown(ph.grid_sentence(grid, rotate=album.section.rotate)))
 if len(contrast):
+    study.write_table("photos_class_contrast.csv", contrast)
     display(ph.contrast_view(contrast).round(3))
     display(Markdown(ph.contrast_sentence(contrast)))
 
