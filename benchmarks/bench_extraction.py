@@ -55,9 +55,7 @@ def bench_model(key: str, batch: int, reps: int) -> dict[str, float | str]:
     for _ in range(reps):
         for name, fn in workloads.items():
             times[name].append(harness.best(fn, 1, warm_up=False)[0])
-    result: dict[str, float | str] = {"methods": "+".join(attention) or "-"}
-    result |= {name: batch / min(ts) for name, ts in times.items()}
-    return result
+    return {"methods": "+".join(attention) or "-"} | {name: batch / min(ts) for name, ts in times.items()}
 
 
 def main() -> None:
@@ -76,18 +74,12 @@ def main() -> None:
     start = time.perf_counter()
     for key in keys:
         row = bench_model(key, args.batch, reps)
-        eager, extracted = row.get("eager"), row.get("extract")
-        ratio = f"{row['plain'] / extracted:.2f}x" if extracted else "-"
-        print(
-            f"{key:<9} {row['methods']:<24} {row['plain']:>7.2f} "
-            f"{f'{eager:.2f}' if eager else '-':>7} {f'{extracted:.2f}' if extracted else '-':>8} "
-            f"{ratio:>6} {row['gradcam']:>8.2f}",
-            flush=True,
-        )
-    print(
-        f"ratio = extract time / plain SDPA forward time (goal <= 1.30x); "
-        f"total {time.perf_counter() - start:.0f} s"
-    )
+        eager, extracted = (f"{row[name]:.2f}" if name in row else "-" for name in ("eager", "extract"))
+        ratio = f"{row['plain'] / row['extract']:.2f}x" if "extract" in row else "-"
+        print(f"{key:<9} {row['methods']:<24} {row['plain']:>7.2f} {eager:>7} {extracted:>8} "
+              f"{ratio:>6} {row['gradcam']:>8.2f}", flush=True)
+    print(f"ratio = extract time / plain SDPA forward time (goal <= 1.30x); "
+          f"total {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

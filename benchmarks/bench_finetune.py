@@ -9,6 +9,7 @@ the loop's overhead (goal: at most 1.1x). Peak memory: resident set on CPU, allo
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import tempfile
 import time
@@ -51,14 +52,6 @@ def bare_loop(key: str, n_images: int, batch: int, device: str) -> float:
     return time.perf_counter() - start
 
 
-def ours(key: str, split: finetune.Split, batch: int, device: str, out: Path) -> float:
-    """Seconds of the training phase of one `train_run` epoch (validation excluded)."""
-    recipe = Finetune(epochs=1, batch_size=batch, device=device)
-    manifest = finetune.train_run(ModelChoice(key=key, weights="random", size="base"), "full",
-                                  0, split, recipe, out, progress=False)
-    return manifest["history"][0]["train_seconds"]
-
-
 def main() -> None:
     parser = harness.parser(__doc__, f"only {', '.join(QUICK_MODELS)}")
     parser.add_argument("--images", type=int, default=32, help="training images per epoch")
@@ -69,9 +62,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = synthetic.make_synthetic(Path(tmp) / "data", n_annotated=4,
                                         n_pool=round(args.images / 0.8 / 0.8) + 8)
-        wc = data.load_wikichurches(root)
-        split = finetune.make_split(wc, "bench", 0, 0.2)
-        split = finetune.Split(split.dataset_id, 0, 0.2, split.train[: args.images], split.val[:4])
+        split = finetune.make_split(data.load_wikichurches(root), "bench", 0, 0.2)
+        split = dataclasses.replace(split, train=split.train[: args.images], val=split.val[:4])
+        recipe = Finetune(epochs=1, batch_size=args.batch, device=device)
         n = len(split.train)
         print(f"{n} images per epoch, batch {args.batch}, {args.threads} threads, {device}, "
               f"torch {torch.__version__}; images/s (higher is better)")
@@ -81,7 +74,9 @@ def main() -> None:
             bare = bare_loop(key, n, args.batch, device)
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            trained = ours(key, split, args.batch, device, Path(tmp) / "runs")
+            manifest = finetune.train_run(ModelChoice(key=key, weights="random", size="base"), "full",
+                                          0, split, recipe, Path(tmp) / "runs", progress=False)
+            trained = manifest["history"][0]["train_seconds"]  # the training phase, validation excluded
             print(f"{key:<9} {n / bare:>7.2f} {n / trained:>7.2f} {trained / bare:>5.2f}x "
                   f"{_peak_mib(device):>9.0f}", flush=True)
     print("ratio = train_run epoch time / bare loop time on in-memory tensors (goal <= 1.10x); "

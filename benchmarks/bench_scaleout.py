@@ -30,19 +30,20 @@ ENGINES = {
 }
 
 
-def bench_engines(samples: list, choice: ModelChoice, batch: int, work: Path) -> list[dict]:
-    """Images/s of a cold extraction per engine, and byte-identity with the local maps."""
-    rows, reference = [], None
+def bench_engines(samples: list, choice: ModelChoice, batch: int, work: Path) -> None:
+    """Prints images/s of a cold extraction per engine, and byte-identity with the local maps."""
+    print(f"{'engine':28s} {'seconds':>8s} {'images/s':>9s} {'speed-up':>9s}  identical to local")
+    local = reference = None
     for label, engine in ENGINES.items():
         store = extract.store_for(work / label.replace(" ", "_"), "bench", "m", "frozen")
         started = time.perf_counter()
         extract.extract_models(samples, [(choice, store)], batch_size=batch, device="cpu",
                                execution=engine, progress=False)
         seconds = time.perf_counter() - started
-        reference = reference or store.path
-        rows.append({"engine": label, "seconds": seconds, "images/s": len(samples) / seconds,
-                     "identical": filecmp.cmp(store.path, reference, shallow=False)})
-    return rows
+        local, reference = local or seconds, reference or store.path
+        identical = filecmp.cmp(store.path, reference, shallow=False)
+        print(f"{label:28s} {seconds:8.1f} {len(samples) / seconds:9.2f} {local / seconds:8.2f}x  "
+              f"{'yes' if identical else 'no'}", flush=True)
 
 
 def ray_overhead(n_tasks: int) -> tuple[float, float]:
@@ -72,12 +73,7 @@ def main() -> None:
         samples = data.load_wikichurches(root).samples
         print(f"{args.model} ({size}, random weights), {n} images, batch {args.batch}, "
               f"{os.cpu_count()} CPU cores, driver torch threads {torch.get_num_threads()}")
-        rows = bench_engines(samples, choice, args.batch, Path(tmp))
-    local = rows[0]["seconds"]
-    print(f"{'engine':28s} {'seconds':>8s} {'images/s':>9s} {'speed-up':>9s}  identical to local")
-    for row in rows:
-        print(f"{row['engine']:28s} {row['seconds']:8.1f} {row['images/s']:9.2f} "
-              f"{local / row['seconds']:8.2f}x  {'yes' if row['identical'] else 'no'}")
+        bench_engines(samples, choice, args.batch, Path(tmp))
     start_stop, per_task = ray_overhead(n_tasks=40)
     print(f"Ray local runtime start + stop (one empty task): {start_stop:.1f} s; "
           f"overhead per task in a running runtime: {per_task * 1000:.0f} ms")

@@ -26,14 +26,13 @@ def main() -> None:
         targets = scoring.build_targets(samples, models.REGISTRY["clip"].geometry, 224)
     rng = np.random.default_rng(0)
     n = len(samples)
-    cls = {layer: rng.random((n, 13, 14, 14), dtype=np.float32) for layer in range(layers)}
-    rollout = {layer: rng.random((n, 1, 14, 14), dtype=np.float32) for layer in range(layers)}
     timings = {}
-    for name, maps in (("cls", cls), ("rollout", rollout)):
+    for name, heads in (("cls", 13), ("rollout", 1)):
+        maps = {layer: rng.random((n, heads, 14, 14), dtype=np.float32) for layer in range(layers)}
         start = time.perf_counter()
         table = scoring.score_maps(maps, targets, PERCENTILES, 224)
         timings[name] = time.perf_counter() - start
-        n_maps = n * sum(m.shape[1] for m in maps.values())
+        n_maps = n * heads * layers
         print(f"{name:8s} {n_maps:7,d} maps x {len(targets.masks)} targets: "
               f"{timings[name]:6.1f} s, {n_maps / timings[name]:7.0f} maps/s, {len(table):,} rows")
     per_model = sum(timings.values()) * 12 / layers

@@ -16,8 +16,7 @@
 # of what it clamped, skipped or left out.
 
 # %% tags=["parameters"]
-# Defaults: the demo profile's values (a build injects its own after this cell); run here,
-# tables go to report/demo/interactive/tables/ (set tables_dir), not to the build's.
+# The demo profile's values (a build injects its own); run here, tables go to report/demo/interactive/tables/.
 from sightline.notebook_defaults import default
 
 dataset = default("dataset")
@@ -62,13 +61,11 @@ if len(summary.clamped):  # each box clamped to its image; the build's console s
 
 # %%
 images = summary.images
-palette = (plots.STYLE_COLOURS if set(images[LABEL].dropna()) <= set(plots.STYLE_COLOURS)
-           else None)
-if wc.has_labels:
-    display(formatting.table(summary.per_label, digits=2))
+palette = plots.STYLE_COLOURS if set(images[LABEL].dropna()) <= set(plots.STYLE_COLOURS) else None
 fig, axes = plt.subplots(1, 1 + wc.has_labels, squeeze=False,
                          figsize=(plots.PAGE_WIDTH / (1 if wc.has_labels else 2), 3.0))
 if wc.has_labels:
+    display(formatting.table(summary.per_label, digits=2))
     sns.countplot(data=images, x=LABEL, hue=LABEL, palette=palette, ax=axes[0, 0], legend=False)
     axes[0, 0].set_title(f"annotated images per {LABEL}")
     axes[0, 0].tick_params(axis="x", labelsize=8, rotation=20)
@@ -101,9 +98,8 @@ fig.tight_layout()
 # %%
 examples = data_study.examples(images, LABEL, report["examples"])
 by_id = {s.image_id: s for s in wc.samples}
-cols = 4
-rows = int(np.ceil(len(examples) / cols))
-fig, axes = plt.subplots(rows, cols, figsize=(plots.PAGE_WIDTH, 2.0 * rows), squeeze=False,
+rows = int(np.ceil(len(examples) / 4))
+fig, axes = plt.subplots(rows, 4, figsize=(plots.PAGE_WIDTH, 2.0 * rows), squeeze=False,
                          layout="constrained")
 for ax, image_id in zip(axes.flat, examples, strict=False):
     sample = by_id[image_id]

@@ -34,8 +34,7 @@
 # **randomisation sanity check** on the real weights: does the map change when they do?
 
 # %% tags=["parameters"]
-# Defaults: the demo profile's values (a build injects its own after this cell); run here,
-# tables go to report/demo/interactive/tables/ (set tables_dir), not to the build's.
+# The demo profile's values (a build injects its own); run here, tables go to report/demo/interactive/tables/.
 from sightline.notebook_defaults import default
 
 photos = default("photos")
@@ -124,10 +123,6 @@ plt.show()
 # %%
 grid, skipped = album.grid(top1)
 contrast = album.contrast()
-if len(grid):
-    study.write_table("photos_grid_pointing.csv", grid)
-if len(contrast):
-    study.write_table("photos_class_contrast.csv", contrast)
 discriminative = ph.discriminative(grid, contrast).round(3)
 study.write_table("photos_class_discriminative.csv", discriminative)
 display(discriminative)
@@ -136,9 +131,11 @@ if skipped:
 
 # %%
 if len(grid):
+    study.write_table("photos_grid_pointing.csv", grid)
     display(ph.grid_per_photo(grid).round(3))
     display(Markdown(ph.grid_sentence(grid, rotate=album.section.rotate)))
 if len(contrast):
+    study.write_table("photos_class_contrast.csv", contrast)
     display(ph.contrast_view(contrast).round(3))
     display(Markdown(ph.contrast_sentence(contrast)))
 

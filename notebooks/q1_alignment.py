@@ -26,8 +26,7 @@
 # model and baseline faces the same masks. Each table below says which frame it uses.
 
 # %% tags=["parameters"]
-# Defaults: the demo profile's values (a build injects its own after this cell); run here,
-# tables go to report/demo/interactive/tables/ (set tables_dir), not to the build's.
+# The demo profile's values (a build injects its own); run here, tables go to report/demo/interactive/tables/.
 from sightline.notebook_defaults import default
 
 dataset = default("dataset")

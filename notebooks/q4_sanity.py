@@ -41,8 +41,7 @@
 # everywhere) has no rank correlation and is left out of that mean (`n` counts the rest).
 
 # %% tags=["parameters"]
-# Defaults: the demo profile's values (a build injects its own after this cell); run here,
-# tables go to report/demo/interactive/tables/ (set tables_dir), not to the build's.
+# The demo profile's values (a build injects its own); run here, tables go to report/demo/interactive/tables/.
 from sightline.notebook_defaults import default
 
 dataset = default("dataset")

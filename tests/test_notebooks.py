@@ -22,6 +22,7 @@ import jupytext
 import pytest
 import yaml
 from nbclient import NotebookClient
+from packaging.utils import canonicalize_name
 
 from sightline import config, data, pipeline
 from sightline import notebook_defaults as defaults
@@ -239,7 +240,7 @@ def test_lock_keeps_every_needed_package_and_drops_lab_only_extras():
     needed = cli._needed_distributions(ROOT / "requirements.txt")
     assert {"jupyterlab-pygments", "nbconvert", "ipykernel", "torch"} <= needed
     assert "jupyterlab" not in needed
-    locked = {cli._canonical(line.split("==")[0])
+    locked = {canonicalize_name(line.split("==")[0])
               for line in (ROOT / "requirements-lock.txt").read_text().split()}
     assert needed - {"pip", "setuptools", "wheel"} <= locked  # venv brings those three
 

@@ -11,6 +11,9 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from . import config, data, execution, pipeline, preflight
 
 JUPYTERLAB = "jupyterlab==4.6.6"
@@ -29,22 +32,27 @@ def _commands_help() -> str:
     return "commands (python build.py COMMAND ...):\n" + "\n".join(lines)
 
 
-def _run(argv: list[str], root: Path) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python build.py [run]", epilog=_commands_help(),
-        description="Build the report of a study profile: execute the stale notebooks with the "
-        "profile's params, then stitch report/<profile>/index.html and report.pdf.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+def _profile_parser(root: Path, prog: str, description: str, **kwargs) -> argparse.ArgumentParser:
+    """A command's parser with the options naming a profile: ``--params`` and ``--report-dir``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, **kwargs)
     parser.add_argument("--params", type=Path, default=root / "params" / "demo.yaml",
                         help="params file of the study profile (default: params/demo.yaml)")
+    parser.add_argument("--report-dir", type=Path, default=None,
+                        help="where profiles' reports go (default: report/)")
+    return parser
+
+
+def _run(argv: list[str], root: Path) -> int:
+    parser = _profile_parser(
+        root, "python build.py [run]", "Build the report of a study profile: execute the stale "
+        "notebooks with the profile's params, then stitch report/<profile>/index.html and report.pdf.",
+        epilog=_commands_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", metavar="NOTEBOOK",
                         help="run only these notebooks (names without .py)")
     parser.add_argument("--force", action="store_true", help="re-run even unchanged notebooks")
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
                         help="notebooks run at once, each with its share of the cores (default: 2 "
                         "where there are 2 cores or more, else 1)")
-    parser.add_argument("--report-dir", type=Path, default=None,
-                        help="where profiles' reports go (default: report/)")
     args = parser.parse_args(argv)
     try:
         pipeline.build(args.params, root=root, report_root=args.report_dir, only=args.only,
@@ -74,19 +82,6 @@ def _bench(argv: list[str], root: Path) -> int:
     return status
 
 
-def lab_command(argv: list[str], root: Path) -> list[str]:
-    """The ``jupyter lab`` command line: on notebooks/, bound to 127.0.0.1, project kernel."""
-    command = [
-        sys.executable, "-m", "jupyter", "lab",
-        f"--ServerApp.root_dir={root / 'notebooks'}",
-        "--ServerApp.ip=127.0.0.1",
-        f"--MappingKernelManager.default_kernel_name={pipeline.KERNEL_NAME}",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.append("--allow-root")
-    return [*command, *argv]
-
-
 def _lab(argv: list[str], root: Path) -> int:
     try:
         import jupyterlab  # noqa: F401
@@ -94,9 +89,12 @@ def _lab(argv: list[str], root: Path) -> int:
         print(f"[lab] installing {JUPYTERLAB} into this environment (first use only)", flush=True)
         subprocess.check_call([sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
                                "--quiet", JUPYTERLAB, "-c", str(root / "requirements-lock.txt")])
-    command = lab_command(argv, root)
-    if "--allow-root" in command:
+    command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root / 'notebooks'}",
+               "--ServerApp.ip=127.0.0.1",
+               f"--MappingKernelManager.default_kernel_name={pipeline.KERNEL_NAME}", *argv]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
         print("[lab] running as root: passing --allow-root to JupyterLab", flush=True)
+        command.append("--allow-root")
     print("[lab] JupyterLab on notebooks/ at 127.0.0.1 (open the URL with its token printed "
           "below); Ctrl-C stops it", flush=True)
     with pipeline.project_kernel():
@@ -111,7 +109,7 @@ def _lock(argv: list[str], root: Path) -> int:
     frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
                             capture_output=True, text=True, check=True).stdout
     lines = [line for line in frozen.splitlines()
-             if "==" in line and _canonical(line.split("==", 1)[0]) in needed]
+             if "==" in line and canonicalize_name(line.split("==", 1)[0]) in needed]
     (root / "requirements-lock.txt").write_text("\n".join(lines) + "\n")
     print(f"wrote requirements-lock.txt ({len(lines)} packages)")
     return 0
@@ -121,11 +119,7 @@ def _explore(argv: list[str], root: Path) -> int:
     """Serve the interactive explorer over a built profile's tables and map cache."""
     from . import explorer
 
-    parser = argparse.ArgumentParser(prog="python build.py explore", description=_explore.__doc__)
-    parser.add_argument("--params", type=Path, default=root / "params" / "demo.yaml",
-                        help="params file of the built profile (default: params/demo.yaml)")
-    parser.add_argument("--report-dir", type=Path, default=None,
-                        help="where profiles' reports are (default: report/)")
+    parser = _profile_parser(root, "python build.py explore", _explore.__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a web browser")
@@ -179,28 +173,16 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _canonical(name: str) -> str:
-    from packaging.utils import canonicalize_name
-
-    return canonicalize_name(name)
-
-
 def _needed_distributions(requirements: Path) -> set[str]:
-    """Canonical names of requirements.txt's packages and everything they pull in, installed here.
-
-    Extras installed on first use (JupyterLab, Ray) are not in the closure, so they stay out
-    of the lock; their own dependencies that the project needs anyway (e.g. jupyterlab_pygments,
-    via nbconvert) stay in.
-    """
-    from packaging.requirements import Requirement
-
+    """Canonical names of requirements.txt's packages and everything they pull in, installed here;
+    extras installed on first use (JupyterLab, Ray) stay out unless the project needs them anyway."""
     lines = (line.split("#", 1)[0].strip() for line in requirements.read_text().splitlines())
     todo = [Requirement(line) for line in lines if line]
     seen: set[tuple[str, frozenset[str]]] = set()
     needed: set[str] = set()
     while todo:
         requirement = todo.pop()
-        name = _canonical(requirement.name)
+        name = canonicalize_name(requirement.name)
         key = (name, frozenset(requirement.extras))
         if key in seen:
             continue
