@@ -65,7 +65,7 @@ def load_params(path: str | Path, base: str | Path | None = None) -> Params:
     try:
         params = Params.model_validate(raw)
     except ValidationError as error:
-        problems = [_explain(e) for e in error.errors()]
+        problems = [_explain(e) for e in _one_branch(error.errors())]
         if len(problems) == 1:
             raise ParamsError(f"{path}: {problems[0]}") from None
         listed = "\n".join(f"  - {problem}" for problem in problems)
@@ -80,9 +80,34 @@ _DATASET_CLASSES = {get_args(c.model_fields["kind"].annotation)[0]: c
                     for union in (Dataset, HumanAttentionData) for c in get_args(get_args(union)[0])}
 
 
+def _is_branch(part: str) -> bool:
+    """A union member's tag in a pydantic location (``literal['all']``, ``tuple[SanityModel, ...]``)."""
+    return "[" in part
+
+
+def _one_branch(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of a union key's failed members, the errors of the one the value was meant for: a
+    ``Literal`` member's for a string, the others' for a list or mapping."""
+    def literal(error: dict[str, Any]) -> bool:
+        return any(str(part).startswith("literal[") for part in error["loc"])
+
+    def key(error: dict[str, Any]) -> tuple:
+        loc = [str(part) for part in error["loc"]]
+        return tuple(loc[:next((i for i, p in enumerate(loc) if _is_branch(p)), len(loc))])
+
+    def meant(error: dict[str, Any]) -> bool:
+        siblings = [e for e in errors if key(e) == key(error)]
+        if not any(literal(e) for e in siblings) or all(literal(e) for e in siblings):
+            return True
+        given = next(e["input"] for e in siblings if literal(e))
+        return literal(error) == isinstance(given, str)
+
+    return [e for e in errors if meant(e)]
+
+
 def _explain(error: dict[str, Any]) -> str:
     """One readable line per pydantic error: dotted key, problem, allowed values or a close key."""
-    loc = [str(part) for part in error["loc"]]
+    loc = [str(part) for part in error["loc"] if not _is_branch(str(part))]
     key = ".".join(p for p in loc if p not in _DATASET_CLASSES) or "(top level)"
     if error["type"] == "extra_forbidden":
         parent_model = _model_at(loc[:-1])
