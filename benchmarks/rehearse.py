@@ -425,7 +425,10 @@ def main() -> None:
         args.models = args.models or "clip,resnet50_tv"
     args.models = tuple(m for m in args.models.split(",") if m)
     args.stages = tuple(args.stages.split(","))
-    given = {k: float(v) for k, v in (kv.split("=") for kv in args.gpu_rates.split(",") if kv)}
+    try:
+        given = {k: float(v) for k, v in (kv.split("=") for kv in args.gpu_rates.split(",") if kv)}
+    except ValueError:
+        parser.error("--gpu-rates: give stage=images/s pairs, e.g. full=739,lora=1108")
     if set(given) - set(TURN_DOWN):
         parser.error(f"--gpu-rates: no stage {', '.join(sorted(set(given) - set(TURN_DOWN)))}; "
                      f"the stages are {', '.join(TURN_DOWN)}")
